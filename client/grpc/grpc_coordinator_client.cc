@@ -1,0 +1,105 @@
+#include "client/grpc/grpc_coordinator_client.h"
+
+#include "absl/time/clock.h"
+#include "common/codec/task_codec.h"
+#include "fedsim/v1/service.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+
+namespace fedsim {
+namespace {
+
+absl::Status FromGrpc(const grpc::Status& s) {
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                      s.error_message());
+}
+
+class GrpcCoordinatorClient : public CoordinatorClient {
+ public:
+  explicit GrpcCoordinatorClient(const GrpcClientOptions& options)
+      : options_(options) {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
+    args.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
+    channel_ = grpc::CreateCustomChannel(
+        options.target, grpc::InsecureChannelCredentials(), args);
+    stub_ = v1::Coordinator::NewStub(channel_);
+  }
+
+  absl::StatusOr<JoinReply> Join(const std::string& worker_name) override {
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, options_.rpc_timeout);
+    v1::JoinRequest request;
+    request.set_worker_name(worker_name);
+    v1::JoinResponse response;
+    grpc::Status s = stub_->Join(&ctx, request, &response);
+    if (!s.ok()) return FromGrpc(s);
+    JoinReply reply;
+    reply.worker = WorkerId(static_cast<std::int64_t>(response.worker_id()));
+    reply.run_id = response.run_id();
+    reply.config = response.config();
+    return reply;
+  }
+
+  absl::StatusOr<PullResult> PullTask(WorkerId worker, absl::Duration wait,
+                                      std::int64_t dim) override {
+    grpc::ClientContext ctx;
+    // The coordinator answers within `wait`; leave room for the reply.
+    SetDeadline(ctx, wait + absl::Seconds(5));
+    v1::PullTaskRequest request;
+    request.set_worker_id(static_cast<std::uint64_t>(worker.value));
+    v1::PullTaskResponse response;
+    grpc::Status s = stub_->PullTask(&ctx, request, &response);
+    if (!s.ok()) return FromGrpc(s);
+    PullResult out;
+    out.run_finished = response.run_finished();
+    out.retry_after_ms = response.retry_after_ms();
+    if (response.has_task()) {
+      absl::StatusOr<Task> task = DecodeTask(response.task(), dim);
+      if (!task.ok()) return task.status();
+      out.task = *std::move(task);
+    }
+    return out;
+  }
+
+  absl::StatusOr<bool> PushResult(WorkerId worker,
+                                  const ClientResult& result) override {
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, options_.rpc_timeout);
+    v1::PushResultRequest request;
+    request.set_worker_id(static_cast<std::uint64_t>(worker.value));
+    EncodeResult(result, *request.mutable_result());
+    v1::PushResultResponse response;
+    grpc::Status s = stub_->PushResult(&ctx, request, &response);
+    if (!s.ok()) return FromGrpc(s);
+    return response.duplicate();
+  }
+
+  absl::Status Leave(WorkerId worker) override {
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, options_.rpc_timeout);
+    v1::LeaveRequest request;
+    request.set_worker_id(static_cast<std::uint64_t>(worker.value));
+    v1::LeaveResponse response;
+    return FromGrpc(stub_->Leave(&ctx, request, &response));
+  }
+
+ private:
+  static void SetDeadline(grpc::ClientContext& ctx, absl::Duration d) {
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + d));
+    // Wait for the coordinator to come up instead of failing at once.
+    ctx.set_wait_for_ready(true);
+  }
+
+  GrpcClientOptions options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Coordinator::Stub> stub_;
+};
+
+}  // namespace
+
+std::unique_ptr<CoordinatorClient> MakeGrpcCoordinatorClient(
+    const GrpcClientOptions& options) {
+  return std::make_unique<GrpcCoordinatorClient>(options);
+}
+
+}  // namespace fedsim

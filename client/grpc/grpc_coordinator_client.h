@@ -1,0 +1,28 @@
+// File: client/grpc/grpc_coordinator_client.h
+//
+// CoordinatorClient over gRPC: synchronous stubs on one channel, a deadline
+// on every call, message limits matching the coordinator's.
+#ifndef FEDSIM_CLIENT_GRPC_GRPC_COORDINATOR_CLIENT_H_
+#define FEDSIM_CLIENT_GRPC_GRPC_COORDINATOR_CLIENT_H_
+
+#include <memory>
+#include <string>
+
+#include "client/worker/coordinator_client.h"
+
+namespace fedsim {
+
+struct GrpcClientOptions {
+  std::string target = "127.0.0.1:50051";
+  std::int64_t max_message_bytes = 64 << 20;
+  absl::Duration rpc_timeout = absl::Seconds(30);  // all calls but PullTask
+};
+
+// Creates the client. The channel connects lazily; calls fail with
+// kUnavailable while the coordinator cannot be reached.
+std::unique_ptr<CoordinatorClient> MakeGrpcCoordinatorClient(
+    const GrpcClientOptions& options);
+
+}  // namespace fedsim
+
+#endif  // FEDSIM_CLIENT_GRPC_GRPC_COORDINATOR_CLIENT_H_

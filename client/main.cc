@@ -1,0 +1,68 @@
+// fedsim-client: a worker process hosting virtual clients.
+//
+//   fedsim-client --server HOST:PORT [--name NAME] [--data_dir DIR] [--parallel T]
+//
+// Joins the coordinator, receives the experiment config, and trains the
+// virtual clients named by the tasks it pulls until the run is over. The
+// flags can also come from the environment (FEDSIM_SERVER, FEDSIM_NAME,
+// FEDSIM_DATA_DIR). Exit codes: 0 the run finished; 1 a permanent error
+// (coordinator unreachable for too long, data missing, ...).
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "client/grpc/grpc_coordinator_client.h"
+#include "client/worker/worker.h"
+
+ABSL_FLAG(std::string, server, "", "coordinator address HOST:PORT; env FEDSIM_SERVER");
+ABSL_FLAG(std::string, name, "", "worker name for logs (default: host name); env FEDSIM_NAME");
+ABSL_FLAG(std::string, data_dir, "", "replaces data.path of the config; env FEDSIM_DATA_DIR");
+ABSL_FLAG(int, parallel, 1, "tasks trained concurrently by this process");
+ABSL_FLAG(double, max_unreachable_s, 60, "give up after the coordinator is unreachable this long");
+
+namespace {
+
+std::string FlagOrEnv(const std::string& flag, const char* env,
+                      const std::string& fallback) {
+  if (!flag.empty()) return flag;
+  const char* value = std::getenv(env);
+  return value != nullptr && *value != '\0' ? value : fallback;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("fedsim-client --server HOST:PORT [--name NAME]");
+  absl::ParseCommandLine(argc, argv);
+  fedsim::GrpcClientOptions client_options;
+  client_options.target = FlagOrEnv(absl::GetFlag(FLAGS_server), "FEDSIM_SERVER", "");
+  if (client_options.target.empty()) {
+    std::fprintf(stderr, "fedsim-client: --server is required\n");
+    return 2;
+  }
+  if (absl::GetFlag(FLAGS_parallel) < 1) {
+    std::fprintf(stderr, "fedsim-client: --parallel = %d; must be >= 1\n",
+                 absl::GetFlag(FLAGS_parallel));
+    return 2;
+  }
+  char host[256] = "worker";
+  ::gethostname(host, sizeof(host) - 1);
+  fedsim::WorkerOptions options;
+  options.name = FlagOrEnv(absl::GetFlag(FLAGS_name), "FEDSIM_NAME", host);
+  options.data_dir = FlagOrEnv(absl::GetFlag(FLAGS_data_dir), "FEDSIM_DATA_DIR", "");
+  options.parallel = absl::GetFlag(FLAGS_parallel);
+  options.max_unreachable = absl::Seconds(absl::GetFlag(FLAGS_max_unreachable_s));
+  auto client = fedsim::MakeGrpcCoordinatorClient(client_options);
+  absl::Status status = fedsim::RunWorker(options, *client);
+  if (!status.ok()) {
+    std::fprintf(stderr, "fedsim-client: %s\n", std::string(status.message()).c_str());
+    return 1;
+  }
+  std::fprintf(stderr, "fedsim-client: run finished\n");
+  return 0;
+}

@@ -1,0 +1,78 @@
+#include "client/trainer/local_trainer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/kernels/vector_ops.h"
+
+namespace fedsim {
+
+absl::StatusOr<LocalTrainingOutput> RunLocalSgd(
+    const Objective& objective, const Dataset& train,
+    std::span<const std::int64_t> rows, const FlatVector& start,
+    const LocalTrainingSpec& spec, RngStream& rng) {
+  if (rows.empty()) {
+    return absl::InvalidArgumentError("local training: the client has no rows");
+  }
+  if (spec.epochs < 1 || spec.batch_size < 0 || !(spec.lr > 0.0) ||
+      spec.max_steps < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "local training: epochs = ", spec.epochs, ", batch_size = ",
+        spec.batch_size, ", lr = ", spec.lr, ", max_steps = ", spec.max_steps,
+        "; need epochs >= 1, batch_size >= 0, lr > 0, max_steps >= 0"));
+  }
+  const auto n = static_cast<std::int64_t>(rows.size());
+  const std::int64_t b =
+      spec.batch_size == 0 ? n : std::min<std::int64_t>(spec.batch_size, n);
+
+  // E epochs of ceil(n / b) steps, or exactly max_steps steps when set
+  // (FedAU's I local iterations), reshuffling at every pass over the data.
+  const std::int64_t steps_per_pass = (n + b - 1) / b;
+  const std::int64_t total_steps =
+      spec.max_steps > 0 ? spec.max_steps : spec.epochs * steps_per_pass;
+
+  FlatVector w = start;
+  FlatVector grad(objective.NumParameters());
+  std::vector<std::int64_t> order(rows.begin(), rows.end());
+  Batch batch;
+  // Full-batch training gathers the rows once, in their given order.
+  if (spec.batch_size == 0) GatherBatch(train, order, batch);
+  double loss_sum = 0.0;
+  std::int64_t loss_count = 0;
+  std::int64_t steps = 0;
+  while (steps < total_steps) {
+    if (spec.batch_size != 0) rng.Shuffle(std::span<std::int64_t>(order));
+    for (std::int64_t begin = 0; begin < n && steps < total_steps; begin += b) {
+      const std::int64_t end = std::min(n, begin + b);
+      if (spec.batch_size != 0) {
+        GatherBatch(
+            train,
+            std::span<const std::int64_t>(order).subspan(begin, end - begin),
+            batch);
+      }
+      const double loss = objective.Evaluate(w, batch, &grad);
+      if (!std::isfinite(loss)) {
+        return absl::OutOfRangeError(absl::StrCat(
+            "local training diverged: loss = ", loss, " at step ", steps,
+            " (lower local.lr)"));
+      }
+      Axpy(-spec.lr, grad, w);
+      loss_sum += loss * static_cast<double>(end - begin);
+      loss_count += end - begin;
+      ++steps;
+    }
+  }
+  if (!AllFinite(w)) {
+    return absl::OutOfRangeError(
+        "local training diverged: non-finite parameters (lower local.lr)");
+  }
+  LocalTrainingOutput out;
+  out.update = w - start;
+  out.num_steps = steps;
+  out.mean_loss = loss_count > 0 ? loss_sum / static_cast<double>(loss_count) : 0.0;
+  return out;
+}
+
+}  // namespace fedsim

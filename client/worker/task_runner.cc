@@ -1,0 +1,104 @@
+#include "client/worker/task_runner.h"
+
+#include "absl/strings/str_cat.h"
+#include <cmath>
+
+#include "client/trainer/local_trainer.h"
+#include "client/trainer/lsa_trainer.h"
+#include "common/base/status_macros.h"
+#include "common/random/stream.h"
+
+namespace fedsim {
+
+namespace {
+
+// One agent's FedLSA / SCAFFLSA round (ALGORITHMS.md §3.2-3.3).
+ClientResult RunLsaTask(const LsaSetup& lsa, std::uint64_t seed,
+                        const Task& task, ClientState* state) {
+  const std::int64_t k = task.client.value;
+  const Eigen::VectorXd& theta_t = *task.params;
+  const Eigen::Index p = theta_t.size();
+  const Eigen::VectorXd* xi = nullptr;
+  if (lsa.control_variates) {
+    // SCAFFLSA step 3 of the previous round, now that theta_t is here:
+    // xi_c <- xi_c + (theta_t - theta_c^{t-1,H}) / (eta H).
+    Eigen::VectorXd& xi_c = state->Vector("scafflsa.xi", p);
+    if (state->Has("scafflsa.last_iterate")) {
+      UpdateControlVariate(theta_t, state->vectors.at("scafflsa.last_iterate"),
+                           lsa.cv_divisor, xi_c);
+    }
+    xi = &xi_c;
+  }
+  std::int64_t markov_state = -1;
+  if (lsa.oracle == LsaOracle::kMarkov && state != nullptr &&
+      state->Has("lsa.markov_state")) {
+    markov_state = static_cast<std::int64_t>(state->vectors.at("lsa.markov_state")[0]);
+  }
+  LsaSampler sampler(lsa.problem.agents[k], lsa.oracle,
+                     RngStream(seed, RngPurpose::kLsaOracle, k, task.round),
+                     markov_state);
+  Eigen::VectorXd theta =
+      RunLsaSteps(sampler, theta_t, task.local.lr, task.local.max_steps, xi);
+  if (lsa.control_variates) state->vectors["scafflsa.last_iterate"] = theta;
+  if (lsa.oracle == LsaOracle::kMarkov && state != nullptr) {
+    state->vectors["lsa.markov_state"] =
+        Eigen::VectorXd::Constant(1, static_cast<double>(sampler.markov_state()));
+  }
+  ClientResult r;
+  r.task = task.id;
+  r.client = task.client;
+  r.update = theta - theta_t;
+  r.num_examples = 1;  // agents have equal weight
+  r.num_steps = task.local.max_steps;
+  r.train_loss = std::nan("");  // LSA has no loss; metrics leave it empty
+  return r;
+}
+
+}  // namespace
+
+absl::StatusOr<ClientResult> RunTask(const Experiment& experiment,
+                                     std::uint64_t seed, const Task& task,
+                                     ClientState* state) {
+  const std::int64_t k = task.client.value;
+  if (k < 0 || k >= experiment.num_clients()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "task ", task.id.value, " names client ", k, "; the experiment has ",
+        experiment.num_clients(), " clients"));
+  }
+  if (task.params == nullptr ||
+      task.params->size() != experiment.num_parameters()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "task ", task.id.value, " has ",
+        task.params ? task.params->size() : 0, " parameters, expected ",
+        experiment.num_parameters()));
+  }
+  if (experiment.lsa != nullptr) {
+    if (task.local.max_steps < 1 || !(task.local.lr > 0.0)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "task ", task.id.value, ": LSA needs max_steps >= 1 and lr > 0"));
+    }
+    if ((experiment.lsa->control_variates ||
+         experiment.lsa->oracle == LsaOracle::kMarkov) && state == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "task ", task.id.value, ": this LSA algorithm keeps client state, "
+          "but none was given"));
+    }
+    return RunLsaTask(*experiment.lsa, seed, task, state);
+  }
+  RngStream rng(seed, RngPurpose::kShuffle, k, task.round);
+  FEDSIM_ASSIGN_OR_RETURN(
+      LocalTrainingOutput out,
+      RunLocalSgd(*experiment.objective, experiment.data.train,
+                  experiment.data.client_rows[k], *task.params, task.local,
+                  rng));
+  ClientResult r;
+  r.task = task.id;
+  r.client = task.client;
+  r.update = std::move(out.update);
+  r.num_examples = experiment.client_sizes[k];
+  r.num_steps = out.num_steps;
+  r.train_loss = out.mean_loss;
+  return r;
+}
+
+}  // namespace fedsim

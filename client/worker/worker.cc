@@ -1,0 +1,217 @@
+#include "client/worker/worker.h"
+
+#include <atomic>
+#include <map>
+#include <cstdio>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "client/worker/task_runner.h"
+#include "common/base/status_macros.h"
+#include "common/config/experiment.h"
+#include "common/kernels/vector_ops.h"
+
+namespace fedsim {
+namespace {
+
+bool Retryable(const absl::Status& s) {
+  return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s);
+}
+
+// Capped exponential backoff with +-20% jitter. The jitter only spreads
+// reconnects in time; it never reaches anything that affects results.
+class Backoff {
+ public:
+  explicit Backoff(const WorkerOptions& o)
+      : initial_(o.initial_backoff), max_(o.max_backoff), next_(o.initial_backoff),
+        jitter_(std::random_device{}()) {}
+  void Wait() {
+    std::uniform_real_distribution<double> u(0.8, 1.2);
+    absl::SleepFor(next_ * u(jitter_));
+    next_ = std::min(max_, next_ * 1.6);
+  }
+  void Reset() { next_ = initial_; }
+
+ private:
+  absl::Duration initial_, max_, next_;
+  std::mt19937_64 jitter_;
+};
+
+void Log(const std::string& name, const std::string& message) {
+  std::fprintf(stderr, "[%s] %s\n", name.c_str(), message.c_str());
+}
+
+class WorkerLoop {
+ public:
+  WorkerLoop(const WorkerOptions& options, CoordinatorClient& client)
+      : options_(options), client_(client) {}
+
+  absl::Status JoinWithRetry() {
+    Backoff backoff(options_);
+    const absl::Time give_up = absl::Now() + options_.max_unreachable;
+    while (true) {
+      absl::StatusOr<JoinReply> reply = client_.Join(options_.name);
+      if (reply.ok()) {
+        absl::MutexLock lock(&mu_);
+        worker_ = reply->worker;
+        if (experiment_ == nullptr) {
+          config_ = reply->config;
+          absl::StatusOr<Experiment> exp =
+              BuildExperiment(config_, options_.data_dir);
+          if (!exp.ok()) return AnnotateStatus(exp.status(), "worker setup");
+          experiment_ = std::make_unique<Experiment>(*std::move(exp));
+          dim_ = experiment_->num_parameters();
+          stateful_ = ClientsKeepState(config_);
+        }
+        Log(options_.name, absl::StrCat("joined as worker ", worker_.value));
+        return absl::OkStatus();
+      }
+      if (!Retryable(reply.status()) || absl::Now() >= give_up) {
+        return AnnotateStatus(reply.status(), "join");
+      }
+      backoff.Wait();
+    }
+  }
+
+  // Rejoins unless another loop already did (the worker id changed).
+  absl::Status Rejoin(WorkerId stale) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (worker_ != stale) return absl::OkStatus();
+    }
+    return JoinWithRetry();
+  }
+
+  WorkerId worker() {
+    absl::MutexLock lock(&mu_);
+    return worker_;
+  }
+
+  absl::Status Loop() {
+    Backoff backoff(options_);
+    absl::Time unreachable_since = absl::InfiniteFuture();
+    while (!finished_.load()) {
+      const WorkerId me = worker();
+      absl::StatusOr<PullResult> pulled = client_.PullTask(
+          me, absl::Seconds(config_.distributed().long_poll_s()), dim_);
+      if (!pulled.ok()) {
+        if (absl::IsNotFound(pulled.status())) {
+          FEDSIM_RETURN_IF_ERROR(Rejoin(me));
+          continue;
+        }
+        if (!Retryable(pulled.status())) return AnnotateStatus(pulled.status(), "pull");
+        const absl::Time now = absl::Now();
+        if (unreachable_since == absl::InfiniteFuture()) unreachable_since = now;
+        if (now - unreachable_since > options_.max_unreachable) {
+          return AnnotateStatus(pulled.status(), "coordinator unreachable");
+        }
+        backoff.Wait();
+        continue;
+      }
+      unreachable_since = absl::InfiniteFuture();
+      backoff.Reset();
+      if (pulled->run_finished) {
+        finished_.store(true);
+        break;
+      }
+      if (!pulled->task.has_value()) {
+        if (pulled->retry_after_ms > 0) {
+          absl::SleepFor(absl::Milliseconds(pulled->retry_after_ms));
+        }
+        continue;
+      }
+      const Task& task = *pulled->task;
+      absl::StatusOr<ClientResult> result =
+          RunTask(*experiment_, config_.seed(), task, StateOf(task.client));
+      if (!result.ok()) {
+        // The coordinator times the task out at the round deadline.
+        Log(options_.name, absl::StrCat("task ", task.id.value, " (client ",
+                                        task.client.value, ") failed: ",
+                                        result.status().message()));
+        continue;
+      }
+      FEDSIM_RETURN_IF_ERROR(PushWithRetry(*result));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status PushWithRetry(const ClientResult& result) {
+    Backoff backoff(options_);
+    const absl::Time give_up = absl::Now() + options_.max_unreachable;
+    while (true) {
+      const WorkerId me = worker();
+      absl::StatusOr<bool> pushed = client_.PushResult(me, result);
+      if (pushed.ok()) return absl::OkStatus();
+      if (absl::IsNotFound(pushed.status()) &&
+          absl::StrContains(pushed.status().message(), "worker")) {
+        FEDSIM_RETURN_IF_ERROR(Rejoin(me));
+        continue;
+      }
+      if (Retryable(pushed.status()) && absl::Now() < give_up) {
+        backoff.Wait();
+        continue;
+      }
+      if (Retryable(pushed.status())) {
+        return AnnotateStatus(pushed.status(), "push");
+      }
+      // Stale, rejected or foreign: the coordinator logged why; move on.
+      Log(options_.name, absl::StrCat("result of task ", result.task.value,
+                                      " not accepted: ",
+                                      pushed.status().ToString()));
+      return absl::OkStatus();
+    }
+  }
+
+  // The hosted client's state (null for stateless algorithms). The
+  // coordinator sends a client's tasks to one worker, one at a time.
+  ClientState* StateOf(ClientId client) {
+    if (!stateful_) return nullptr;
+    absl::MutexLock lock(&mu_);
+    return &states_[client.value];  // std::map: the reference stays valid
+  }
+
+  void LeaveQuietly() {
+    if (absl::Status s = client_.Leave(worker()); !s.ok() && !absl::IsNotFound(s)) {
+      Log(options_.name, absl::StrCat("leave: ", s.ToString()));
+    }
+  }
+
+ private:
+  const WorkerOptions& options_;
+  CoordinatorClient& client_;
+  absl::Mutex mu_;
+  WorkerId worker_ ABSL_GUARDED_BY(mu_);
+  // Set once by the first successful join, read-only afterwards.
+  v1::ExperimentConfig config_;
+  std::unique_ptr<Experiment> experiment_;
+  std::int64_t dim_ = 0;
+  bool stateful_ = false;
+  std::map<std::int64_t, ClientState> states_ ABSL_GUARDED_BY(mu_);
+  std::atomic<bool> finished_{false};
+};
+
+}  // namespace
+
+absl::Status RunWorker(const WorkerOptions& options, CoordinatorClient& client) {
+  UseFixedEigenBlocking();
+  WorkerLoop loop(options, client);
+  FEDSIM_RETURN_IF_ERROR(loop.JoinWithRetry());
+  const int parallel = std::max(1, options.parallel);
+  std::vector<absl::Status> statuses(parallel);
+  std::vector<std::thread> threads;
+  for (int i = 1; i < parallel; ++i) {
+    threads.emplace_back([&, i] { statuses[i] = loop.Loop(); });
+  }
+  statuses[0] = loop.Loop();
+  for (auto& t : threads) t.join();
+  loop.LeaveQuietly();
+  for (const absl::Status& s : statuses) FEDSIM_RETURN_IF_ERROR(s);
+  return absl::OkStatus();
+}
+
+}  // namespace fedsim

@@ -1,0 +1,45 @@
+// File: client/worker/worker.h
+//
+// A worker process's control loop: join, build the experiment from the
+// config the coordinator sends, then pull a task, train the virtual client
+// it names, push the result, until the coordinator says the run is over.
+// One worker hosts any number of virtual clients: a task names the client,
+// and every worker holds the whole (deterministically partitioned) data set.
+//
+// Failures: UNAVAILABLE and DEADLINE_EXCEEDED are retried with capped,
+// jittered exponential backoff (jitter changes timing only, never results);
+// NOT_FOUND for the worker id means the coordinator forgot it, so the
+// worker joins again. A push is retried with the same task id, which the
+// coordinator treats idempotently.
+//
+// Thread safety: Run() is called once; it may run `parallel` loops.
+#ifndef FEDSIM_CLIENT_WORKER_WORKER_H_
+#define FEDSIM_CLIENT_WORKER_WORKER_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "client/worker/coordinator_client.h"
+
+namespace fedsim {
+
+struct WorkerOptions {
+  std::string name = "worker";
+  // Replaces config.data.path (the worker's copy of the data).
+  std::string data_dir;
+  // Pull-train-push loops run concurrently in this process.
+  int parallel = 1;
+  // Give up when the coordinator has been unreachable this long.
+  absl::Duration max_unreachable = absl::Seconds(60);
+  absl::Duration initial_backoff = absl::Milliseconds(200);
+  absl::Duration max_backoff = absl::Seconds(5);
+};
+
+// Runs until the run finishes (OK) or a permanent error occurs.
+absl::Status RunWorker(const WorkerOptions& options, CoordinatorClient& client);
+
+}  // namespace fedsim
+
+#endif  // FEDSIM_CLIENT_WORKER_WORKER_H_

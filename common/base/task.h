@@ -1,0 +1,54 @@
+// File: common/base/task.h
+//
+// The plain C++ values that cross between the coordinator and the clients:
+// what a client is asked to do (Task) and what it returns (ClientResult).
+// Transports convert them to and from fedsim.v1 messages at the edge
+// (server/grpc, client/grpc); strategies and trainers never see protobuf.
+#ifndef FEDSIM_COMMON_BASE_TASK_H_
+#define FEDSIM_COMMON_BASE_TASK_H_
+
+#include <cstdint>
+#include <memory>
+
+#include "common/base/types.h"
+
+namespace fedsim {
+
+// Hyper-parameters of one client's local training.
+struct LocalTrainingSpec {
+  int epochs = 1;              // E
+  std::int64_t batch_size = 0; // B; 0 = the whole local data set
+  double lr = 0.01;            // local step size
+  std::int64_t max_steps = 0;  // > 0: exactly this many steps instead of E epochs
+};
+
+// What a strategy asks of one client in a round.
+struct TaskSpec {
+  ClientId client;
+  LocalTrainingSpec local;
+};
+
+// A task issued by the coordinator.
+struct Task {
+  TaskId id;
+  Round round = 0;
+  ClientId client;
+  // The global parameters the client starts from; shared, never copied per
+  // task in the embedded runtime.
+  std::shared_ptr<const FlatVector> params;
+  LocalTrainingSpec local;
+};
+
+// A client's answer to a task.
+struct ClientResult {
+  TaskId task;
+  ClientId client;
+  FlatVector update;               // local parameters minus task parameters
+  std::int64_t num_examples = 0;   // n_k
+  std::int64_t num_steps = 0;      // local steps taken
+  double train_loss = 0.0;         // mean mini-batch loss during training
+};
+
+}  // namespace fedsim
+
+#endif  // FEDSIM_COMMON_BASE_TASK_H_

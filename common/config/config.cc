@@ -1,0 +1,506 @@
+#include "common/config/config.h"
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/base/status_macros.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/reflection.h"
+#include "google/protobuf/util/json_util.h"
+#include "yaml-cpp/yaml.h"
+
+namespace fedsim {
+namespace {
+
+namespace pb = google::protobuf;
+
+std::string JoinPath(const std::string& prefix, absl::string_view key) {
+  return prefix.empty() ? std::string(key) : absl::StrCat(prefix, ".", key);
+}
+
+absl::Status Bad(const std::string& path, absl::string_view value,
+                 absl::string_view rule) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("config: ", path, " = '", value, "'; ", rule));
+}
+
+std::string KnownKeys(const pb::Descriptor* d) {
+  std::vector<std::string> names;
+  for (int i = 0; i < d->field_count(); ++i) {
+    names.push_back(d->field(i)->name());
+  }
+  return absl::StrJoin(names, ", ");
+}
+
+// Upper-snake prefix of an enum's values: "Source" -> "SOURCE_".
+std::string EnumPrefix(const pb::EnumDescriptor* e) {
+  std::string out;
+  for (char c : e->name()) {
+    if (absl::ascii_isupper(c) && !out.empty()) out.push_back('_');
+    out.push_back(absl::ascii_toupper(c));
+  }
+  return out + "_";
+}
+
+absl::StatusOr<const pb::EnumValueDescriptor*> ParseEnum(
+    const pb::EnumDescriptor* e, const std::string& text,
+    const std::string& path) {
+  const std::string upper = absl::AsciiStrToUpper(text);
+  const std::string prefix = EnumPrefix(e);
+  std::vector<std::string> choices;
+  for (int i = 0; i < e->value_count(); ++i) {
+    const pb::EnumValueDescriptor* v = e->value(i);
+    if (v->number() == 0) continue;  // *_UNSPECIFIED is never a choice
+    std::string shortname = v->name();
+    if (shortname.rfind(prefix, 0) == 0) shortname = shortname.substr(prefix.size());
+    choices.push_back(absl::AsciiStrToLower(shortname));
+    if (upper == v->name() || upper == shortname) return v;
+  }
+  return Bad(path, text, absl::StrCat("must be one of: ",
+                                      absl::StrJoin(choices, ", ")));
+}
+
+absl::Status SetScalar(pb::Message& msg, const pb::FieldDescriptor* f,
+                       const YAML::Node& node, const std::string& path) {
+  if (!node.IsScalar()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config: ", path, " must be a single value"));
+  }
+  const std::string text = node.Scalar();
+  const pb::Reflection* r = msg.GetReflection();
+  const bool repeated = f->is_repeated();
+  switch (f->cpp_type()) {
+    case pb::FieldDescriptor::CPPTYPE_INT32: {
+      int32_t v;
+      if (!absl::SimpleAtoi(text, &v)) return Bad(path, text, "must be an integer");
+      repeated ? r->AddInt32(&msg, f, v) : r->SetInt32(&msg, f, v);
+      break;
+    }
+    case pb::FieldDescriptor::CPPTYPE_INT64: {
+      int64_t v;
+      if (!absl::SimpleAtoi(text, &v)) return Bad(path, text, "must be an integer");
+      repeated ? r->AddInt64(&msg, f, v) : r->SetInt64(&msg, f, v);
+      break;
+    }
+    case pb::FieldDescriptor::CPPTYPE_UINT32: {
+      uint32_t v;
+      if (!absl::SimpleAtoi(text, &v)) {
+        return Bad(path, text, "must be a non-negative integer");
+      }
+      repeated ? r->AddUInt32(&msg, f, v) : r->SetUInt32(&msg, f, v);
+      break;
+    }
+    case pb::FieldDescriptor::CPPTYPE_UINT64: {
+      uint64_t v;
+      if (!absl::SimpleAtoi(text, &v)) {
+        return Bad(path, text, "must be a non-negative integer");
+      }
+      repeated ? r->AddUInt64(&msg, f, v) : r->SetUInt64(&msg, f, v);
+      break;
+    }
+    case pb::FieldDescriptor::CPPTYPE_DOUBLE:
+    case pb::FieldDescriptor::CPPTYPE_FLOAT: {
+      double v;
+      if (!absl::SimpleAtod(text, &v) || !std::isfinite(v)) {
+        return Bad(path, text, "must be a finite number");
+      }
+      if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_FLOAT) {
+        repeated ? r->AddFloat(&msg, f, static_cast<float>(v))
+                 : r->SetFloat(&msg, f, static_cast<float>(v));
+      } else {
+        repeated ? r->AddDouble(&msg, f, v) : r->SetDouble(&msg, f, v);
+      }
+      break;
+    }
+    case pb::FieldDescriptor::CPPTYPE_BOOL: {
+      const std::string lower = absl::AsciiStrToLower(text);
+      bool v;
+      if (lower == "true" || lower == "yes" || lower == "on") {
+        v = true;
+      } else if (lower == "false" || lower == "no" || lower == "off") {
+        v = false;
+      } else {
+        return Bad(path, text, "must be true or false");
+      }
+      repeated ? r->AddBool(&msg, f, v) : r->SetBool(&msg, f, v);
+      break;
+    }
+    case pb::FieldDescriptor::CPPTYPE_STRING:
+      repeated ? r->AddString(&msg, f, text) : r->SetString(&msg, f, text);
+      break;
+    case pb::FieldDescriptor::CPPTYPE_ENUM: {
+      FEDSIM_ASSIGN_OR_RETURN(const pb::EnumValueDescriptor* v,
+                              ParseEnum(f->enum_type(), text, path));
+      repeated ? r->AddEnum(&msg, f, v) : r->SetEnum(&msg, f, v);
+      break;
+    }
+    case pb::FieldDescriptor::CPPTYPE_MESSAGE:
+      return absl::InternalError("SetScalar called on a message field");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MapOnto(const YAML::Node& node, pb::Message& msg,
+                     const std::string& path) {
+  const pb::Descriptor* d = msg.GetDescriptor();
+  if (!node.IsMap()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config: ", path.empty() ? "the document" : path,
+        " must be a mapping of keys to values (keys: ", KnownKeys(d), ")"));
+  }
+  for (const auto& kv : node) {
+    const std::string key = kv.first.as<std::string>();
+    const std::string key_path = JoinPath(path, key);
+    const pb::FieldDescriptor* f = d->FindFieldByName(key);
+    if (f == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config: ", key_path, ": unknown key (known keys",
+                       path.empty() ? "" : absl::StrCat(" of ", path), ": ",
+                       KnownKeys(d), ")"));
+    }
+    const YAML::Node& value = kv.second;
+    if (value.IsNull()) continue;  // `key:` with nothing behind it: keep the default
+    if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE) {
+      if (f->is_repeated()) {
+        if (!value.IsSequence()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("config: ", key_path, " must be a list"));
+        }
+        for (std::size_t i = 0; i < value.size(); ++i) {
+          FEDSIM_RETURN_IF_ERROR(MapOnto(
+              value[i], *msg.GetReflection()->AddMessage(&msg, f),
+              absl::StrCat(key_path, "[", i, "]")));
+        }
+      } else {
+        FEDSIM_RETURN_IF_ERROR(MapOnto(
+            value, *msg.GetReflection()->MutableMessage(&msg, f), key_path));
+      }
+    } else if (f->is_repeated()) {
+      if (!value.IsSequence()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("config: ", key_path, " must be a list"));
+      }
+      for (std::size_t i = 0; i < value.size(); ++i) {
+        FEDSIM_RETURN_IF_ERROR(
+            SetScalar(msg, f, value[i], absl::StrCat(key_path, "[", i, "]")));
+      }
+    } else {
+      FEDSIM_RETURN_IF_ERROR(SetScalar(msg, f, value, key_path));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Range checks in the style of Ceres' OPTION_GE: the message names the key,
+// its value and the rule.
+class Checker {
+ public:
+  template <typename T>
+  Checker& Ge(absl::string_view key, T value, T bound) {
+    if (status_.ok() && !(value >= bound)) Fail(key, value, ">=", bound);
+    return *this;
+  }
+  template <typename T>
+  Checker& Gt(absl::string_view key, T value, T bound) {
+    if (status_.ok() && !(value > bound)) Fail(key, value, ">", bound);
+    return *this;
+  }
+  template <typename T>
+  Checker& Le(absl::string_view key, T value, T bound) {
+    if (status_.ok() && !(value <= bound)) Fail(key, value, "<=", bound);
+    return *this;
+  }
+  Checker& Require(bool ok, absl::string_view message) {
+    if (status_.ok() && !ok) {
+      status_ = absl::InvalidArgumentError(absl::StrCat("config: ", message));
+    }
+    return *this;
+  }
+  absl::Status status() const { return status_; }
+
+ private:
+  template <typename T>
+  void Fail(absl::string_view key, T value, absl::string_view op, T bound) {
+    status_ = absl::InvalidArgumentError(absl::StrCat(
+        "config: ", key, " = ", value, "; must be ", op, " ", bound));
+  }
+  absl::Status status_;
+};
+
+}  // namespace
+
+absl::StatusOr<v1::ExperimentConfig> ParseConfigYaml(absl::string_view yaml) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(yaml));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config: not valid YAML at line ", e.mark.line + 1, ", column ",
+        e.mark.column + 1, ": ", e.msg));
+  }
+  v1::ExperimentConfig config;
+  if (root.IsNull()) return config;
+  FEDSIM_RETURN_IF_ERROR(MapOnto(root, config, ""));
+  return config;
+}
+
+void ApplyDefaults(v1::ExperimentConfig& c) {
+  if (!c.has_seed()) c.set_seed(1);
+  if (!c.has_rounds()) c.set_rounds(100);
+
+  auto* data = c.mutable_data();
+  if (data->source() == v1::DataConfig::SOURCE_UNSPECIFIED) {
+    data->set_source(v1::DataConfig::SOURCE_FASHION_MNIST);
+  }
+  if (data->source() == v1::DataConfig::SOURCE_FASHION_MNIST &&
+      data->path().empty()) {
+    data->set_path("third_party/data/fashion-mnist");
+  }
+  if (!data->has_label_column()) data->set_label_column(-1);
+  if (!data->has_has_header()) data->set_has_header(false);
+  if (!data->has_num_features()) data->set_num_features(0);
+  if (!data->has_classification()) data->set_classification(true);
+  auto* ls = data->mutable_least_squares();
+  if (!ls->has_examples_per_client()) ls->set_examples_per_client(50);
+  if (!ls->has_dim()) ls->set_dim(5);
+  if (!ls->has_noise_std()) ls->set_noise_std(0.1);
+  if (!ls->has_heterogeneity()) ls->set_heterogeneity(0.0);
+  if (!ls->has_test_examples()) ls->set_test_examples(500);
+  auto* fp = data->mutable_fedprox_synthetic();
+  if (!fp->has_alpha()) fp->set_alpha(1.0);
+  if (!fp->has_beta()) fp->set_beta(1.0);
+  if (!fp->has_iid()) fp->set_iid(false);
+
+  auto* lsa = c.mutable_lsa();
+  if (lsa->problem() == v1::LsaConfig::PROBLEM_UNSPECIFIED) {
+    lsa->set_problem(v1::LsaConfig::PROBLEM_GARNET);
+  }
+  if (lsa->oracle() == v1::LsaConfig::ORACLE_UNSPECIFIED) {
+    lsa->set_oracle(v1::LsaConfig::ORACLE_IID);
+  }
+  if (!lsa->has_states()) lsa->set_states(30);
+  if (!lsa->has_actions()) lsa->set_actions(2);
+  if (!lsa->has_branching()) lsa->set_branching(2);
+  if (!lsa->has_features()) lsa->set_features(8);
+  if (!lsa->has_gamma()) lsa->set_gamma(0.95);
+  if (!lsa->has_kernel_heterogeneity()) lsa->set_kernel_heterogeneity(0.02);
+  if (!lsa->has_reward_heterogeneity()) lsa->set_reward_heterogeneity(0.02);
+  if (!lsa->has_environment_seed()) lsa->set_environment_seed(42);
+  if (!lsa->has_noise_std()) lsa->set_noise_std(0.1);
+  if (!lsa->has_theta0_offset()) lsa->set_theta0_offset(1.0);
+  for (auto& mdp : *lsa->mutable_mdps()) {
+    if (!mdp.has_gamma()) mdp.set_gamma(0.95);
+  }
+  const bool lsa_source = data->source() == v1::DataConfig::SOURCE_LSA;
+
+  const bool natural_source =
+      data->source() == v1::DataConfig::SOURCE_FEDPROX_SYNTHETIC || lsa_source;
+  auto* clients = c.mutable_clients();
+  if (!clients->has_count()) {
+    if (lsa_source && lsa->problem() == v1::LsaConfig::PROBLEM_TD) {
+      clients->set_count(lsa->mdps_size());
+    } else if (lsa_source && lsa->problem() == v1::LsaConfig::PROBLEM_LINEAR) {
+      clients->set_count(lsa->systems_size());
+    } else {
+      clients->set_count(lsa_source ? 10 : natural_source ? 30 : 100);
+    }
+  }
+  if (clients->partition() == v1::ClientsConfig::PARTITION_UNSPECIFIED) {
+    clients->set_partition(
+        natural_source || data->source() ==
+                              v1::DataConfig::SOURCE_SYNTHETIC_LEAST_SQUARES
+            ? v1::ClientsConfig::PARTITION_NATURAL
+            : v1::ClientsConfig::PARTITION_IID);
+  }
+  if (!clients->has_dirichlet_alpha()) clients->set_dirichlet_alpha(0.5);
+  if (!clients->has_shards_per_client()) clients->set_shards_per_client(2);
+
+  auto* model = c.mutable_model();
+  if (model->objective() == v1::ModelConfig::OBJECTIVE_UNSPECIFIED) {
+    model->set_objective(
+        data->source() == v1::DataConfig::SOURCE_SYNTHETIC_LEAST_SQUARES
+            ? v1::ModelConfig::OBJECTIVE_LEAST_SQUARES
+            : v1::ModelConfig::OBJECTIVE_SOFTMAX);
+  }
+  if (!model->has_hidden_units()) model->set_hidden_units(64);
+  if (!model->has_l2()) model->set_l2(0.0);
+
+  auto* algo = c.mutable_algorithm();
+  if (algo->name() == v1::AlgorithmConfig::NAME_UNSPECIFIED) {
+    algo->set_name(lsa_source ? v1::AlgorithmConfig::NAME_FEDLSA
+                              : v1::AlgorithmConfig::NAME_FEDAVG);
+  }
+  if (!algo->has_communication_probability()) algo->set_communication_probability(0.0);
+  if (!algo->has_server_lr()) algo->set_server_lr(1.0);
+
+  auto* part = c.mutable_participation();
+  if (part->model() == v1::ParticipationConfig::MODEL_UNSPECIFIED) {
+    part->set_model(v1::ParticipationConfig::MODEL_UNIFORM);
+  }
+  // LSA agents all take part by default (the SCAFFLSA setting).
+  if (!part->has_client_fraction()) part->set_client_fraction(lsa_source ? 1.0 : 0.1);
+
+  auto* local = c.mutable_local();
+  if (!local->has_epochs()) local->set_epochs(1);
+  if (!local->has_batch_size()) local->set_batch_size(32);
+  if (!local->has_lr()) local->set_lr(0.05);
+  if (!local->has_max_steps()) local->set_max_steps(0);
+
+  auto* eval = c.mutable_eval();
+  if (!eval->has_every()) eval->set_every(1);
+  if (!eval->has_train_loss()) eval->set_train_loss(true);
+
+  auto* runtime = c.mutable_runtime();
+  if (!runtime->has_threads()) runtime->set_threads(1);
+
+  auto* dist = c.mutable_distributed();
+  if (!dist->has_round_deadline_s()) dist->set_round_deadline_s(600.0);
+  if (!dist->has_min_workers()) dist->set_min_workers(1);
+  if (!dist->has_start_timeout_s()) dist->set_start_timeout_s(120.0);
+  if (!dist->has_long_poll_s()) dist->set_long_poll_s(10.0);
+  if (!dist->has_max_message_bytes()) dist->set_max_message_bytes(64 << 20);
+}
+
+absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
+  Checker check;
+  const auto& data = c.data();
+  const auto& clients = c.clients();
+  const bool file_source = data.source() == v1::DataConfig::SOURCE_CSV ||
+                           data.source() == v1::DataConfig::SOURCE_LIBSVM;
+  const bool idx_source = data.source() == v1::DataConfig::SOURCE_IDX ||
+                          data.source() == v1::DataConfig::SOURCE_FASHION_MNIST;
+  const bool lsa_source = data.source() == v1::DataConfig::SOURCE_LSA;
+  const bool lsa_algorithm =
+      c.algorithm().name() == v1::AlgorithmConfig::NAME_FEDLSA ||
+      c.algorithm().name() == v1::AlgorithmConfig::NAME_SCAFFLSA;
+  const auto& lsa = c.lsa();
+  const bool natural_ok =
+      data.source() == v1::DataConfig::SOURCE_FEDPROX_SYNTHETIC ||
+      data.source() == v1::DataConfig::SOURCE_SYNTHETIC_LEAST_SQUARES || lsa_source;
+  check.Require(lsa_source == lsa_algorithm,
+                lsa_source ? "data.source = lsa needs algorithm.name = fedlsa or scafflsa"
+                           : "algorithm.name = fedlsa or scafflsa needs data.source = lsa")
+      .Require(!lsa_algorithm || c.local().max_steps() >= 1 ||
+                   c.algorithm().communication_probability() > 0.0,
+               "local.max_steps = 0; FedLSA and SCAFFLSA need H = local.max_steps >= 1 "
+               "local steps (or algorithm.communication_probability > 0)")
+      .Ge("algorithm.communication_probability",
+          c.algorithm().communication_probability(), 0.0)
+      .Le("algorithm.communication_probability",
+          c.algorithm().communication_probability(), 1.0)
+      .Require(c.algorithm().name() != v1::AlgorithmConfig::NAME_SCAFFLSA ||
+                   c.participation().client_fraction() == 1.0,
+               "participation.client_fraction < 1 with algorithm.name = scafflsa; "
+               "SCAFFLSA assumes full participation (its control-variate update "
+               "needs the model that closed the agent's previous round)")
+      .Ge("lsa.states", lsa.states(), 2)
+      .Ge("lsa.actions", lsa.actions(), 2)
+      .Ge("lsa.branching", lsa.branching(), 1)
+      .Le("lsa.branching", lsa.branching(), lsa.states())
+      .Ge("lsa.features", lsa.features(), 1)
+      .Ge("lsa.gamma", lsa.gamma(), 0.0)
+      .Require(lsa.gamma() < 1.0, "lsa.gamma must be < 1")
+      .Ge("lsa.kernel_heterogeneity", lsa.kernel_heterogeneity(), 0.0)
+      .Ge("lsa.reward_heterogeneity", lsa.reward_heterogeneity(), 0.0)
+      .Ge("lsa.noise_std", lsa.noise_std(), 0.0)
+      .Require(!lsa_source || lsa.problem() != v1::LsaConfig::PROBLEM_TD ||
+                   lsa.mdps_size() == c.clients().count(),
+               absl::StrCat("clients.count = ", c.clients().count(), " but lsa.mdps lists ",
+                            lsa.mdps_size(), " MDPs; one per agent"))
+      .Require(!lsa_source || lsa.problem() != v1::LsaConfig::PROBLEM_LINEAR ||
+                   lsa.systems_size() == c.clients().count(),
+               absl::StrCat("clients.count = ", c.clients().count(),
+                            " but lsa.systems lists ", lsa.systems_size(),
+                            " systems; one per agent"));
+  check.Ge("rounds", c.rounds(), 1)
+      .Require(!idx_source || !data.path().empty(),
+               "data.path is empty; an IDX source needs the directory of its files")
+      .Require(!file_source || !data.train_file().empty(),
+               "data.train_file is empty; CSV and LIBSVM sources need it")
+      .Require(!file_source || !data.test_file().empty(),
+               "data.test_file is empty; CSV and LIBSVM sources need it")
+      .Ge("data.num_features", data.num_features(), int64_t{0})
+      .Ge("data.least_squares.examples_per_client",
+          data.least_squares().examples_per_client(), 1)
+      .Ge("data.least_squares.dim", data.least_squares().dim(), 1)
+      .Ge("data.least_squares.noise_std", data.least_squares().noise_std(), 0.0)
+      .Ge("data.least_squares.heterogeneity",
+          data.least_squares().heterogeneity(), 0.0)
+      .Ge("data.least_squares.test_examples",
+          data.least_squares().test_examples(), 1)
+      .Ge("data.fedprox_synthetic.alpha", data.fedprox_synthetic().alpha(), 0.0)
+      .Ge("data.fedprox_synthetic.beta", data.fedprox_synthetic().beta(), 0.0)
+      .Ge("clients.count", clients.count(), 1)
+      .Require(clients.partition() != v1::ClientsConfig::PARTITION_NATURAL ||
+                   natural_ok,
+               "clients.partition = natural; only synthetic sources have a "
+               "natural split (use iid, dirichlet or shards)")
+      .Require(data.source() != v1::DataConfig::SOURCE_FEDPROX_SYNTHETIC ||
+                   clients.partition() == v1::ClientsConfig::PARTITION_NATURAL,
+               "clients.partition must be natural for data.source = "
+               "fedprox_synthetic (its devices are the clients)")
+      .Gt("clients.dirichlet_alpha", clients.dirichlet_alpha(), 0.0)
+      .Ge("clients.shards_per_client", clients.shards_per_client(), 1)
+      .Ge("model.hidden_units", c.model().hidden_units(), 1)
+      .Ge("model.l2", c.model().l2(), 0.0)
+      .Gt("participation.client_fraction",
+          c.participation().client_fraction(), 0.0)
+      .Le("participation.client_fraction",
+          c.participation().client_fraction(), 1.0)
+      .Gt("algorithm.server_lr", c.algorithm().server_lr(), 0.0)
+      .Ge("local.epochs", c.local().epochs(), 1)
+      .Ge("local.batch_size", c.local().batch_size(), int64_t{0})
+      .Gt("local.lr", c.local().lr(), 0.0)
+      .Ge("local.max_steps", c.local().max_steps(), int64_t{0})
+      .Ge("eval.every", c.eval().every(), 1)
+      .Ge("runtime.threads", c.runtime().threads(), 1)
+      .Le("runtime.threads", c.runtime().threads(), 1024)
+      .Gt("distributed.round_deadline_s", c.distributed().round_deadline_s(), 0.0)
+      .Ge("distributed.min_workers", c.distributed().min_workers(), 1)
+      .Gt("distributed.start_timeout_s", c.distributed().start_timeout_s(), 0.0)
+      .Gt("distributed.long_poll_s", c.distributed().long_poll_s(), 0.0)
+      .Ge("distributed.max_message_bytes", c.distributed().max_message_bytes(),
+          int64_t{1} << 20)
+      .Le("distributed.max_message_bytes", c.distributed().max_message_bytes(),
+          int64_t{1} << 30);
+  return check.status();
+}
+
+absl::StatusOr<v1::ExperimentConfig> LoadConfigText(absl::string_view yaml) {
+  FEDSIM_ASSIGN_OR_RETURN(v1::ExperimentConfig config, ParseConfigYaml(yaml));
+  ApplyDefaults(config);
+  FEDSIM_RETURN_IF_ERROR(ValidateConfig(config));
+  return config;
+}
+
+absl::StatusOr<v1::ExperimentConfig> LoadConfigFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    return absl::NotFoundError(
+        absl::StrCat("config: cannot open '", path, "'"));
+  }
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  auto config = LoadConfigText(buffer.str());
+  if (!config.ok()) return AnnotateStatus(config.status(), path);
+  return config;
+}
+
+std::string ConfigToJson(const v1::ExperimentConfig& config) {
+  pb::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.always_print_primitive_fields = true;
+  options.preserve_proto_field_names = true;
+  std::string out;
+  // Printing a well-formed message cannot fail.
+  (void)pb::util::MessageToJsonString(config, &out, options);
+  return out;
+}
+
+}  // namespace fedsim

@@ -1,0 +1,45 @@
+// File: common/config/config.h
+//
+// Loading, defaulting and validating experiment configs.
+//
+// Users write YAML whose keys are the field names of
+// fedsim.v1.ExperimentConfig (proto/fedsim/v1/config.proto). The YAML tree is
+// mapped onto the proto through its descriptor, so every unknown key, wrong
+// type and bad value is reported with its full key path. Every error is one
+// line of the form "config: <key path> = <value>; <rule>" and has code
+// kInvalidArgument (kNotFound for a missing file).
+#ifndef FEDSIM_COMMON_CONFIG_CONFIG_H_
+#define FEDSIM_COMMON_CONFIG_CONFIG_H_
+
+#include <string>
+#include "absl/strings/string_view.h"
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "fedsim/v1/config.pb.h"
+
+namespace fedsim {
+
+// Parses YAML text onto an ExperimentConfig without defaults or validation.
+absl::StatusOr<v1::ExperimentConfig> ParseConfigYaml(absl::string_view yaml);
+
+// Fills every unset field with its documented default. Idempotent.
+void ApplyDefaults(v1::ExperimentConfig& config);
+
+// Checks the ranges and cross-field rules of a defaulted config. Returns the
+// first violation.
+absl::Status ValidateConfig(const v1::ExperimentConfig& config);
+
+// Reads `path`, parses, applies defaults and validates.
+absl::StatusOr<v1::ExperimentConfig> LoadConfigFile(const std::string& path);
+
+// Parses, applies defaults and validates YAML text.
+absl::StatusOr<v1::ExperimentConfig> LoadConfigText(absl::string_view yaml);
+
+// The config as JSON (field names as in the proto, every field printed).
+// JSON is YAML, so the output loads back with LoadConfigFile.
+std::string ConfigToJson(const v1::ExperimentConfig& config);
+
+}  // namespace fedsim
+
+#endif  // FEDSIM_COMMON_CONFIG_CONFIG_H_

@@ -1,0 +1,271 @@
+#include "common/config/experiment.h"
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/status_macros.h"
+#include "common/data/loaders.h"
+#include "common/data/partition.h"
+#include "common/data/synthetic.h"
+#include "common/random/stream.h"
+
+namespace fedsim {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Finds `name` or `name.gz` in `dir`.
+absl::StatusOr<std::string> FindIdxFile(const std::string& dir,
+                                        const std::string& name) {
+  for (const std::string& candidate : {name, name + ".gz"}) {
+    const fs::path p = fs::path(dir) / candidate;
+    if (fs::exists(p)) return p.string();
+  }
+  return absl::NotFoundError(absl::StrCat(
+      "data.path = '", dir, "': no ", name, " or ", name,
+      ".gz there (run scripts/setup.sh to fetch Fashion-MNIST)"));
+}
+
+absl::StatusOr<Dataset> LoadIdxPair(const std::string& dir,
+                                    const std::string& prefix) {
+  FEDSIM_ASSIGN_OR_RETURN(std::string images,
+                          FindIdxFile(dir, prefix + "-images-idx3-ubyte"));
+  FEDSIM_ASSIGN_OR_RETURN(std::string labels,
+                          FindIdxFile(dir, prefix + "-labels-idx1-ubyte"));
+  return LoadIdx(images, labels);
+}
+
+absl::StatusOr<FederatedData> LoadData(const v1::ExperimentConfig& config,
+                                       const std::string& data_dir) {
+  const auto& d = config.data();
+  const std::string path = data_dir.empty() ? d.path() : data_dir;
+  FederatedData out;
+  switch (d.source()) {
+    case v1::DataConfig::SOURCE_FASHION_MNIST:
+    case v1::DataConfig::SOURCE_IDX: {
+      FEDSIM_ASSIGN_OR_RETURN(out.train, LoadIdxPair(path, "train"));
+      FEDSIM_ASSIGN_OR_RETURN(out.test, LoadIdxPair(path, "t10k"));
+      break;
+    }
+    case v1::DataConfig::SOURCE_CSV: {
+      CsvOptions options;
+      options.label_column = d.label_column();
+      options.has_header = d.has_header();
+      options.classification = d.classification();
+      auto resolve = [&](const std::string& f) {
+        return data_dir.empty() ? f : (fs::path(data_dir) / fs::path(f).filename()).string();
+      };
+      FEDSIM_ASSIGN_OR_RETURN(out.train, LoadCsv(resolve(d.train_file()), options));
+      FEDSIM_ASSIGN_OR_RETURN(out.test, LoadCsv(resolve(d.test_file()), options));
+      break;
+    }
+    case v1::DataConfig::SOURCE_LIBSVM: {
+      auto resolve = [&](const std::string& f) {
+        return data_dir.empty() ? f : (fs::path(data_dir) / fs::path(f).filename()).string();
+      };
+      FEDSIM_ASSIGN_OR_RETURN(out.train,
+                              LoadLibsvm(resolve(d.train_file()), d.num_features()));
+      // The test file must have the training set's width.
+      FEDSIM_ASSIGN_OR_RETURN(out.test,
+                              LoadLibsvm(resolve(d.test_file()), out.train.dim()));
+      break;
+    }
+    case v1::DataConfig::SOURCE_SYNTHETIC_LEAST_SQUARES: {
+      LeastSquaresSpec spec;
+      spec.num_clients = config.clients().count();
+      spec.examples_per_client = d.least_squares().examples_per_client();
+      spec.dim = d.least_squares().dim();
+      spec.noise_std = d.least_squares().noise_std();
+      spec.heterogeneity = d.least_squares().heterogeneity();
+      spec.test_examples = d.least_squares().test_examples();
+      return MakeLeastSquares(spec, config.seed());
+    }
+    case v1::DataConfig::SOURCE_FEDPROX_SYNTHETIC: {
+      FedProxSyntheticSpec spec;
+      spec.alpha = d.fedprox_synthetic().alpha();
+      spec.beta = d.fedprox_synthetic().beta();
+      spec.iid = d.fedprox_synthetic().iid();
+      spec.num_devices = config.clients().count();
+      return MakeFedProxSynthetic(spec, config.seed());
+    }
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("config: data.source = ", d.source(), " is not supported"));
+  }
+  if (out.train.dim() != out.test.dim()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "data: the training set has ", out.train.dim(),
+        " features but the test set has ", out.test.dim()));
+  }
+  out.train.num_classes = std::max(out.train.num_classes, out.test.num_classes);
+  out.test.num_classes = out.train.num_classes;
+  return out;
+}
+
+Eigen::MatrixXd RowMajorMatrix(const google::protobuf::RepeatedField<double>& v,
+                               Eigen::Index rows, Eigen::Index cols) {
+  Eigen::MatrixXd m(rows, cols);
+  for (Eigen::Index i = 0; i < rows; ++i) {
+    for (Eigen::Index j = 0; j < cols; ++j) m(i, j) = v[i * cols + j];
+  }
+  return m;
+}
+
+absl::StatusOr<LsaProblem> BuildLsaProblem(const v1::ExperimentConfig& config) {
+  const auto& l = config.lsa();
+  switch (l.problem()) {
+    case v1::LsaConfig::PROBLEM_TD: {
+      std::vector<TdChain> chains;
+      for (int c = 0; c < l.mdps_size(); ++c) {
+        const auto& m = l.mdps(c);
+        const auto s = static_cast<Eigen::Index>(m.reward_size());
+        if (s == 0 || m.transition_size() != s * s || m.features_size() % s != 0 ||
+            m.features_size() == 0) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "lsa.mdps[", c, "]: reward has ", s, " entries, so transition needs ",
+              s * s, " (has ", m.transition_size(), ") and features a multiple of ",
+              s, " (has ", m.features_size(), ")"));
+        }
+        TdChain chain;
+        chain.transition = RowMajorMatrix(m.transition(), s, s);
+        chain.reward = Eigen::Map<const Eigen::VectorXd>(m.reward().data(), s);
+        chain.features = RowMajorMatrix(m.features(), s, m.features_size() / s);
+        chain.gamma = m.gamma();
+        chains.push_back(std::move(chain));
+      }
+      return MakeTdProblem(std::move(chains));
+    }
+    case v1::LsaConfig::PROBLEM_LINEAR: {
+      std::vector<Eigen::MatrixXd> as;
+      std::vector<Eigen::VectorXd> bs;
+      for (int c = 0; c < l.systems_size(); ++c) {
+        const auto& sys = l.systems(c);
+        const auto p = static_cast<Eigen::Index>(sys.b_size());
+        if (p == 0 || sys.a_size() != p * p) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "lsa.systems[", c, "]: b has ", p, " entries, so a needs ", p * p,
+              " (has ", sys.a_size(), ")"));
+        }
+        as.push_back(RowMajorMatrix(sys.a(), p, p));
+        bs.push_back(Eigen::Map<const Eigen::VectorXd>(sys.b().data(), p));
+      }
+      return MakeLinearProblem(std::move(as), std::move(bs), l.noise_std());
+    }
+    default: {
+      GarnetSpec spec;
+      spec.num_agents = config.clients().count();
+      spec.states = l.states();
+      spec.actions = l.actions();
+      spec.branching = l.branching();
+      spec.features = l.features();
+      spec.gamma = l.gamma();
+      spec.kernel_heterogeneity = l.kernel_heterogeneity();
+      spec.reward_heterogeneity = l.reward_heterogeneity();
+      return MakeGarnet(spec, l.environment_seed());
+    }
+  }
+}
+
+absl::StatusOr<Experiment> BuildLsaExperiment(const v1::ExperimentConfig& config) {
+  Experiment exp;
+  auto problem = BuildLsaProblem(config);
+  if (!problem.ok()) return AnnotateStatus(problem.status(), "lsa");
+  exp.lsa = std::make_unique<LsaSetup>();
+  exp.lsa->problem = *std::move(problem);
+  switch (config.lsa().oracle()) {
+    case v1::LsaConfig::ORACLE_MARKOV:
+      exp.lsa->oracle = LsaOracle::kMarkov;
+      break;
+    case v1::LsaConfig::ORACLE_EXPECTED:
+      exp.lsa->oracle = LsaOracle::kExpected;
+      break;
+    default:
+      exp.lsa->oracle = LsaOracle::kIid;
+  }
+  exp.lsa->control_variates =
+      config.algorithm().name() == v1::AlgorithmConfig::NAME_SCAFFLSA;
+  const double p = config.algorithm().communication_probability();
+  exp.lsa->cv_divisor = p > 0.0 ? config.local().lr() / p
+                                : config.local().lr() *
+                                      static_cast<double>(config.local().max_steps());
+  exp.client_sizes.assign(exp.lsa->problem.agents.size(), 1);
+  exp.data.optimum = exp.lsa->problem.theta_star;
+  return exp;
+}
+
+}  // namespace
+
+bool ClientsKeepState(const v1::ExperimentConfig& config) {
+  // SCAFFLSA keeps xi_c and its last iterate; a Markovian oracle keeps the
+  // chain's state between the agent's tasks.
+  const bool lsa = config.data().source() == v1::DataConfig::SOURCE_LSA;
+  return config.algorithm().name() == v1::AlgorithmConfig::NAME_SCAFFLSA ||
+         (lsa && config.lsa().oracle() == v1::LsaConfig::ORACLE_MARKOV);
+}
+
+absl::StatusOr<Experiment> BuildExperiment(const v1::ExperimentConfig& config,
+                                           const std::string& data_dir) {
+  if (config.data().source() == v1::DataConfig::SOURCE_LSA) {
+    return BuildLsaExperiment(config);
+  }
+  Experiment exp;
+  FEDSIM_ASSIGN_OR_RETURN(exp.data, LoadData(config, data_dir));
+
+  const auto& clients = config.clients();
+  if (clients.partition() != v1::ClientsConfig::PARTITION_NATURAL) {
+    PartitionSpec spec;
+    spec.num_clients = clients.count();
+    spec.dirichlet_alpha = clients.dirichlet_alpha();
+    spec.shards_per_client = clients.shards_per_client();
+    switch (clients.partition()) {
+      case v1::ClientsConfig::PARTITION_DIRICHLET:
+        spec.kind = PartitionKind::kDirichlet;
+        break;
+      case v1::ClientsConfig::PARTITION_SHARDS:
+        spec.kind = PartitionKind::kShards;
+        break;
+      default:
+        spec.kind = PartitionKind::kIid;
+    }
+    RngStream rng(config.seed(), RngPurpose::kPartition, -1, -1);
+    auto rows = PartitionRows(exp.data.train, spec, rng);
+    if (!rows.ok()) return AnnotateStatus(rows.status(), "clients");
+    exp.data.client_rows = *std::move(rows);
+  }
+  for (const auto& rows : exp.data.client_rows) {
+    exp.client_sizes.push_back(static_cast<std::int64_t>(rows.size()));
+  }
+
+  ObjectiveSpec spec;
+  spec.num_features = exp.data.train.dim();
+  spec.num_classes = exp.data.train.num_classes;
+  spec.hidden_units = config.model().hidden_units();
+  spec.l2 = config.model().l2();
+  switch (config.model().objective()) {
+    case v1::ModelConfig::OBJECTIVE_LEAST_SQUARES:
+      spec.kind = ObjectiveKind::kLeastSquares;
+      break;
+    case v1::ModelConfig::OBJECTIVE_LOGISTIC:
+      spec.kind = ObjectiveKind::kLogistic;
+      if (spec.num_classes != 2) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "model.objective = logistic needs 2 classes; the data has ",
+            spec.num_classes));
+      }
+      break;
+    case v1::ModelConfig::OBJECTIVE_MLP:
+      spec.kind = ObjectiveKind::kMlp;
+      break;
+    default:
+      spec.kind = ObjectiveKind::kSoftmax;
+  }
+  if (spec.kind != ObjectiveKind::kLeastSquares && spec.num_classes < 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model.objective is a classifier but the data has ", spec.num_classes,
+        " classes (regression data needs objective: least_squares)"));
+  }
+  FEDSIM_ASSIGN_OR_RETURN(exp.objective, MakeObjective(spec));
+  return exp;
+}
+
+}  // namespace fedsim

@@ -1,0 +1,27 @@
+#include "common/data/dataset.h"
+
+#include "common/base/check.h"
+
+namespace fedsim {
+
+void GatherBatch(const Dataset& data, std::span<const std::int64_t> rows,
+                 Batch& batch) {
+  const auto b = static_cast<Eigen::Index>(rows.size());
+  batch.x.resize(b, data.dim());
+  batch.y.resize(b);
+  for (Eigen::Index i = 0; i < b; ++i) {
+    const std::int64_t r = rows[i];
+    FEDSIM_CHECK(r >= 0 && r < data.size()) << "row " << r;
+    batch.x.row(i) = data.features.row(r).cast<double>();
+    batch.y[i] = data.labels[r];
+  }
+}
+
+void GatherRange(const Dataset& data, std::int64_t begin, std::int64_t end,
+                 Batch& batch) {
+  FEDSIM_CHECK(0 <= begin && begin <= end && end <= data.size());
+  batch.x = data.features.middleRows(begin, end - begin).cast<double>();
+  batch.y = data.labels.segment(begin, end - begin);
+}
+
+}  // namespace fedsim

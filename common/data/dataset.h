@@ -1,0 +1,65 @@
+// File: common/data/dataset.h
+//
+// In-memory data sets and the federated view of them.
+//
+// A Dataset holds n examples of d features (row-major float32, so that
+// gathering a mini-batch copies contiguous rows) and n labels (a class index
+// 0..C-1 stored as a double for classification, a real target for
+// regression). Clients never copy data: a client's local data set is a list
+// of row indices into the shared training set.
+#ifndef FEDSIM_COMMON_DATA_DATASET_H_
+#define FEDSIM_COMMON_DATA_DATASET_H_
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "Eigen/Core"
+
+namespace fedsim {
+
+using RowMajorMatrixF =
+    Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using RowMajorMatrixD =
+    Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+struct Dataset {
+  RowMajorMatrixF features;  // n x d
+  Eigen::VectorXd labels;    // n
+  // Number of classes for classification; 0 for regression targets.
+  int num_classes = 0;
+
+  std::int64_t size() const { return features.rows(); }
+  std::int64_t dim() const { return features.cols(); }
+};
+
+// A mini-batch gathered from a Dataset, in double precision.
+struct Batch {
+  RowMajorMatrixD x;  // b x d
+  Eigen::VectorXd y;  // b
+  std::int64_t size() const { return x.rows(); }
+};
+
+// Copies rows `rows` of `data` into `batch` (resized as needed).
+// REQUIRES: every index is in [0, data.size()).
+void GatherBatch(const Dataset& data, std::span<const std::int64_t> rows,
+                 Batch& batch);
+
+// Copies rows [begin, end) of `data` into `batch`.
+void GatherRange(const Dataset& data, std::int64_t begin, std::int64_t end,
+                 Batch& batch);
+
+// A data set split among clients: the training rows of client k are
+// client_rows[k]. Synthetic generators with a known minimiser of the
+// federated objective fill `optimum`.
+struct FederatedData {
+  Dataset train;
+  Dataset test;
+  std::vector<std::vector<std::int64_t>> client_rows;
+  std::optional<Eigen::VectorXd> optimum;
+};
+
+}  // namespace fedsim
+
+#endif  // FEDSIM_COMMON_DATA_DATASET_H_

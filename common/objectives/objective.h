@@ -1,0 +1,75 @@
+// File: common/objectives/objective.h
+//
+// The pure numerical interface of a model: loss, gradient and accuracy of a
+// flat parameter vector on a mini-batch (in the spirit of Ceres'
+// FirstOrderFunction). No I/O, no threads, no allocation policy beyond
+// resizing the outputs it is handed.
+//
+// Every objective is the mean of a per-example loss over the batch, plus an
+// optional L2 term (l2 / 2) * ||params||^2 that is added once per batch.
+//
+// Thread safety: Objective methods are const and may be called concurrently.
+#ifndef FEDSIM_COMMON_OBJECTIVES_OBJECTIVE_H_
+#define FEDSIM_COMMON_OBJECTIVES_OBJECTIVE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/base/types.h"
+#include "common/data/dataset.h"
+#include "common/random/stream.h"
+
+namespace fedsim {
+
+class Objective {
+ public:
+  virtual ~Objective() = default;
+
+  // Length of the flat parameter vector.
+  virtual std::int64_t NumParameters() const = 0;
+
+  // Returns the mean loss over `batch` (plus the L2 term). If `gradient` is
+  // not null, resizes it to NumParameters() and writes the gradient of that
+  // same quantity. REQUIRES: params.size() == NumParameters(), batch.size() > 0.
+  virtual double Evaluate(const FlatVector& params, const Batch& batch,
+                          FlatVector* gradient) const = 0;
+
+  // Per-example gradients of the per-example loss (without the L2 term),
+  // one row per example: gradients is resized to batch.size() x
+  // NumParameters(). Computed in matrix form, not by looping Evaluate.
+  virtual void PerExampleGradients(const FlatVector& params, const Batch& batch,
+                                   RowMajorMatrixD& gradients) const = 0;
+
+  // Number of examples of `batch` whose predicted class equals the label.
+  // Regression objectives return 0.
+  virtual std::int64_t NumCorrect(const FlatVector& params,
+                                  const Batch& batch) const = 0;
+
+  // Writes the initial parameters. Linear models start at zero; the MLP uses
+  // a scaled Gaussian (He) initialisation drawn from `rng`.
+  virtual void Initialize(FlatVector& params, RngStream& rng) const = 0;
+
+  // True for classification objectives (accuracy is meaningful).
+  virtual bool IsClassifier() const = 0;
+};
+
+enum class ObjectiveKind { kLeastSquares, kLogistic, kSoftmax, kMlp };
+
+struct ObjectiveSpec {
+  ObjectiveKind kind = ObjectiveKind::kSoftmax;
+  std::int64_t num_features = 0;  // d
+  int num_classes = 0;            // C (softmax, mlp); 2 for logistic
+  int hidden_units = 0;           // mlp only
+  double l2 = 0.0;                // coefficient of (l2 / 2) ||params||^2
+};
+
+// Builds the objective. Fails with kInvalidArgument if the spec does not fit
+// the kind (for example a softmax with fewer than 2 classes).
+absl::StatusOr<std::unique_ptr<Objective>> MakeObjective(
+    const ObjectiveSpec& spec);
+
+}  // namespace fedsim
+
+#endif  // FEDSIM_COMMON_OBJECTIVES_OBJECTIVE_H_

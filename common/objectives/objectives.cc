@@ -1,0 +1,542 @@
+// File: common/objectives/objectives.cc
+//
+// The four objectives of objective.h. Notation: B = batch size, d = number of
+// features, C = number of classes, h = hidden units, X = batch.x (B x d, row
+// major), y = batch.y.
+//
+// Parameter layouts (part of the numerical contract: checkpoints, synthetic
+// optima and every strategy index the flat vector this way):
+//
+//   kLeastSquares  [w (d)]                                         d values
+//   kLogistic      [w (d), b (1)]                                  d + 1
+//   kSoftmax       [W (d x C), b (C)]                              d*C + C
+//   kMlp           [W1 (d x h), b1 (h), W2 (h x C), b2 (C)]        d*h + h +
+//                                                                  h*C + C
+//
+// Every matrix is stored column-major: W(j, c) is at offset c * d + j of its
+// block, so column c (the weights of class c, or of hidden unit c) is
+// contiguous. The matrices are viewed in place through Eigen::Map.
+//
+// Per-example losses (the objective is their mean plus (l2 / 2) ||params||^2):
+//
+//   kLeastSquares  (1/2) (x_i . w - y_i)^2; regression, NumCorrect is 0.
+//   kLogistic      softplus(z_i) - y_i z_i, z_i = x_i . w + b, y_i in {0, 1};
+//                  predicts class 1 iff z_i > 0.
+//   kSoftmax       -log softmax(x_i W + b)[y_i]; predicts the arg max of the
+//                  logits, the lowest class index on ties.
+//   kMlp           softmax cross-entropy of the logits relu(x_i W1 + b1) W2 +
+//                  b2, with relu'(0) = 0; predicts as kSoftmax.
+//
+// A per-example gradient row follows the same layout. For a linear layer
+// with input a_i and output gradient g_i its weight block is the outer
+// product a_i g_i^T in column-major order, that is the row a_i ⊗ g_i (block
+// c holds g_ic * a_i), computed for all examples at once as
+// diag(G.col(c)) * A.
+//
+// Numerics. Softplus and log-sum-exp are evaluated in their stable forms.
+// Transcendental functions are called per element through std:: (not
+// Eigen's packet versions), so an example's loss does not depend on its
+// position in the batch or on the SIMD width. Scratch matrices are allocated
+// per call (a few B x C and B x h blocks, small next to the B x d products);
+// keeping them in the objective would break concurrent const calls.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <string>
+
+#include "Eigen/Core"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "common/base/check.h"
+#include "common/base/types.h"
+#include "common/data/dataset.h"
+#include "common/objectives/objective.h"
+#include "common/random/stream.h"
+
+namespace fedsim {
+namespace {
+
+using Eigen::Index;
+using ConstMatrixMap = Eigen::Map<const Eigen::MatrixXd>;
+using MatrixMap = Eigen::Map<Eigen::MatrixXd>;
+
+// Limit on the parameter count accepted by MakeObjective: 2^40 doubles is
+// 8 TiB, far beyond any model fedsim runs, and keeps the count products
+// clear of int64 overflow.
+constexpr double kMaxParameters = 1099511627776.0;  // 2^40
+
+// softplus(z) = log(1 + e^z) without overflow for large |z| and without
+// losing the small tail for very negative z.
+inline double Softplus(double z) {
+  return std::max(z, 0.0) + std::log1p(std::exp(-std::abs(z)));
+}
+
+// 1 / (1 + e^-z), never evaluating e^t for t > 0.
+inline double Sigmoid(double z) {
+  if (z >= 0.0) return 1.0 / (1.0 + std::exp(-z));
+  const double e = std::exp(z);
+  return e / (1.0 + e);
+}
+
+// The class index stored in a label. Loaders and generators validate labels,
+// so a bad one here is a broken invariant (and would index out of bounds).
+inline Index ClassOf(double label, int num_classes) {
+  FEDSIM_CHECK(label >= 0.0 && label < num_classes &&
+               label == std::trunc(label))
+      << "label " << label << " is not a class index in [0, " << num_classes
+      << ")";
+  return static_cast<Index>(label);
+}
+
+// The arg max of a row of logits, the lowest index on ties.
+inline Index ArgMax(const double* row, Index num_classes) {
+  Index best = 0;
+  for (Index c = 1; c < num_classes; ++c) {
+    if (row[c] > row[best]) best = c;
+  }
+  return best;
+}
+
+// Replaces each row of `logits` (B x C) by softmax(row) - onehot(y_i) and
+// returns the summed cross-entropy sum_i -log softmax(row_i)[y_i].
+double SoftmaxCrossEntropyInPlace(const Eigen::VectorXd& labels,
+                                  RowMajorMatrixD& logits) {
+  const Index num_rows = logits.rows();
+  const Index num_classes = logits.cols();
+  double total = 0.0;
+  for (Index i = 0; i < num_rows; ++i) {
+    double* row = logits.row(i).data();
+    const Index label = ClassOf(labels[i], static_cast<int>(num_classes));
+    const double max = row[ArgMax(row, num_classes)];
+    const double shifted_label_logit = row[label] - max;
+    double sum = 0.0;
+    for (Index c = 0; c < num_classes; ++c) {
+      row[c] = std::exp(row[c] - max);
+      sum += row[c];
+    }
+    // sum >= 1 (the max term is e^0), so the log is finite.
+    total += std::log(sum) - shifted_label_logit;
+    const double inv_sum = 1.0 / sum;
+    for (Index c = 0; c < num_classes; ++c) row[c] *= inv_sum;
+    row[label] -= 1.0;
+  }
+  return total;
+}
+
+// Counts rows whose arg max equals the label.
+std::int64_t CountArgMaxHits(const RowMajorMatrixD& logits,
+                             const Eigen::VectorXd& labels) {
+  std::int64_t hits = 0;
+  for (Index i = 0; i < logits.rows(); ++i) {
+    const Index label = ClassOf(labels[i], static_cast<int>(logits.cols()));
+    if (ArgMax(logits.row(i).data(), logits.cols()) == label) ++hits;
+  }
+  return hits;
+}
+
+// Writes the weight block of a linear layer's per-example gradients:
+// columns [offset, offset + a.cols() * g.cols()) of `out` receive, for each
+// output unit c, diag(g.col(c)) * a (row i: a_i scaled by g_ic).
+void WriteOuterProductRows(const RowMajorMatrixD& a, const RowMajorMatrixD& g,
+                           Index offset, RowMajorMatrixD& out) {
+  const Index width = a.cols();
+  for (Index c = 0; c < g.cols(); ++c) {
+    out.middleCols(offset + c * width, width).noalias() =
+        g.col(c).asDiagonal() * a;
+  }
+}
+
+// Base class: stores the shared hyper-parameters and the L2 term.
+class ObjectiveBase : public Objective {
+ public:
+  ObjectiveBase(std::int64_t num_features, std::int64_t num_parameters,
+                double l2)
+      : d_(num_features), num_parameters_(num_parameters), l2_(l2) {}
+
+  std::int64_t NumParameters() const final { return num_parameters_; }
+
+ protected:
+  void CheckInputs(const FlatVector& params, const Batch& batch) const {
+    FEDSIM_CHECK(params.size() == num_parameters_)
+        << "params has " << params.size() << " values, expected "
+        << num_parameters_;
+    FEDSIM_CHECK(batch.size() > 0) << "empty batch";
+    FEDSIM_CHECK(batch.x.cols() == d_)
+        << "batch has " << batch.x.cols() << " features, expected " << d_;
+    FEDSIM_CHECK(batch.y.size() == batch.size())
+        << batch.y.size() << " labels for " << batch.size() << " examples";
+  }
+
+  // Resizes the gradient; the gradient must not alias the parameters, which
+  // are still read after the gradient is first written.
+  void PrepareGradient(const FlatVector& params, FlatVector* gradient) const {
+    FEDSIM_CHECK(gradient != &params) << "gradient aliases params";
+    gradient->resize(num_parameters_);
+  }
+
+  // Adds (l2 / 2) ||params||^2 to the loss and l2 * params to the gradient.
+  double AddL2(const FlatVector& params, double loss,
+               FlatVector* gradient) const {
+    if (l2_ == 0.0) return loss;
+    if (gradient != nullptr) *gradient += l2_ * params;
+    return loss + 0.5 * l2_ * params.squaredNorm();
+  }
+
+  const Index d_;
+
+ private:
+  const std::int64_t num_parameters_;
+  const double l2_;
+};
+
+class LeastSquares final : public ObjectiveBase {
+ public:
+  LeastSquares(std::int64_t d, double l2) : ObjectiveBase(d, d, l2) {}
+
+  double Evaluate(const FlatVector& params, const Batch& batch,
+                  FlatVector* gradient) const override {
+    CheckInputs(params, batch);
+    Eigen::VectorXd r = Residuals(params, batch);
+    const double inv_b = 1.0 / static_cast<double>(batch.size());
+    const double loss = 0.5 * r.squaredNorm() * inv_b;
+    if (gradient != nullptr) {
+      PrepareGradient(params, gradient);
+      r *= inv_b;
+      gradient->noalias() = batch.x.transpose() * r;
+    }
+    return AddL2(params, loss, gradient);
+  }
+
+  void PerExampleGradients(const FlatVector& params, const Batch& batch,
+                           RowMajorMatrixD& gradients) const override {
+    CheckInputs(params, batch);
+    const Eigen::VectorXd r = Residuals(params, batch);
+    gradients.resize(batch.size(), d_);
+    gradients.noalias() = r.asDiagonal() * batch.x;
+  }
+
+  std::int64_t NumCorrect(const FlatVector&, const Batch&) const override {
+    return 0;
+  }
+
+  void Initialize(FlatVector& params, RngStream&) const override {
+    params.setZero(NumParameters());
+  }
+
+  bool IsClassifier() const override { return false; }
+
+ private:
+  // r = X w - y.
+  static Eigen::VectorXd Residuals(const FlatVector& w, const Batch& batch) {
+    Eigen::VectorXd r(batch.size());
+    r.noalias() = batch.x * w;
+    r -= batch.y;
+    return r;
+  }
+};
+
+class Logistic final : public ObjectiveBase {
+ public:
+  Logistic(std::int64_t d, double l2) : ObjectiveBase(d, d + 1, l2) {}
+
+  double Evaluate(const FlatVector& params, const Batch& batch,
+                  FlatVector* gradient) const override {
+    CheckInputs(params, batch);
+    Eigen::VectorXd z = Margins(params, batch);
+    const Index b = batch.size();
+    const double inv_b = 1.0 / static_cast<double>(b);
+    double total = 0.0;
+    for (Index i = 0; i < b; ++i) total += Softplus(z[i]) - batch.y[i] * z[i];
+    if (gradient != nullptr) {
+      PrepareGradient(params, gradient);
+      // z becomes (sigmoid(z) - y) / B, the gradient with respect to z.
+      for (Index i = 0; i < b; ++i) {
+        z[i] = (Sigmoid(z[i]) - batch.y[i]) * inv_b;
+      }
+      gradient->head(d_).noalias() = batch.x.transpose() * z;
+      (*gradient)[d_] = z.sum();
+    }
+    return AddL2(params, total * inv_b, gradient);
+  }
+
+  void PerExampleGradients(const FlatVector& params, const Batch& batch,
+                           RowMajorMatrixD& gradients) const override {
+    CheckInputs(params, batch);
+    Eigen::VectorXd s = Margins(params, batch);
+    for (Index i = 0; i < s.size(); ++i) s[i] = Sigmoid(s[i]) - batch.y[i];
+    gradients.resize(batch.size(), d_ + 1);
+    gradients.leftCols(d_).noalias() = s.asDiagonal() * batch.x;
+    gradients.col(d_) = s;
+  }
+
+  std::int64_t NumCorrect(const FlatVector& params,
+                          const Batch& batch) const override {
+    CheckInputs(params, batch);
+    const Eigen::VectorXd z = Margins(params, batch);
+    std::int64_t hits = 0;
+    for (Index i = 0; i < z.size(); ++i) {
+      const double predicted = z[i] > 0.0 ? 1.0 : 0.0;
+      if (predicted == batch.y[i]) ++hits;
+    }
+    return hits;
+  }
+
+  void Initialize(FlatVector& params, RngStream&) const override {
+    params.setZero(NumParameters());
+  }
+
+  bool IsClassifier() const override { return true; }
+
+ private:
+  // z = X w + b.
+  Eigen::VectorXd Margins(const FlatVector& params, const Batch& batch) const {
+    Eigen::VectorXd z(batch.size());
+    z.noalias() = batch.x * params.head(d_);
+    z.array() += params[d_];
+    return z;
+  }
+};
+
+class Softmax final : public ObjectiveBase {
+ public:
+  Softmax(std::int64_t d, int num_classes, double l2)
+      : ObjectiveBase(d, d * num_classes + num_classes, l2), c_(num_classes) {}
+
+  double Evaluate(const FlatVector& params, const Batch& batch,
+                  FlatVector* gradient) const override {
+    CheckInputs(params, batch);
+    RowMajorMatrixD g = Logits(params, batch);
+    const double inv_b = 1.0 / static_cast<double>(batch.size());
+    const double loss = SoftmaxCrossEntropyInPlace(batch.y, g) * inv_b;
+    if (gradient != nullptr) {
+      PrepareGradient(params, gradient);
+      g *= inv_b;  // (P - Y) / B
+      MatrixMap grad_w(gradient->data(), d_, c_);
+      grad_w.noalias() = batch.x.transpose() * g;
+      gradient->tail(c_) = g.colwise().sum().transpose();
+    }
+    return AddL2(params, loss, gradient);
+  }
+
+  void PerExampleGradients(const FlatVector& params, const Batch& batch,
+                           RowMajorMatrixD& gradients) const override {
+    CheckInputs(params, batch);
+    RowMajorMatrixD g = Logits(params, batch);
+    SoftmaxCrossEntropyInPlace(batch.y, g);  // g = P - Y
+    gradients.resize(batch.size(), NumParameters());
+    WriteOuterProductRows(batch.x, g, 0, gradients);
+    gradients.rightCols(c_) = g;
+  }
+
+  std::int64_t NumCorrect(const FlatVector& params,
+                          const Batch& batch) const override {
+    CheckInputs(params, batch);
+    return CountArgMaxHits(Logits(params, batch), batch.y);
+  }
+
+  void Initialize(FlatVector& params, RngStream&) const override {
+    params.setZero(NumParameters());
+  }
+
+  bool IsClassifier() const override { return true; }
+
+ private:
+  // X W + 1 b^T (B x C).
+  RowMajorMatrixD Logits(const FlatVector& params, const Batch& batch) const {
+    const ConstMatrixMap w(params.data(), d_, c_);
+    const ConstVectorRef bias(params.data() + d_ * c_, c_);
+    RowMajorMatrixD logits(batch.size(), c_);
+    logits.noalias() = batch.x * w;
+    logits.rowwise() += bias.transpose();
+    return logits;
+  }
+
+  const Index c_;
+};
+
+class Mlp final : public ObjectiveBase {
+ public:
+  Mlp(std::int64_t d, int hidden_units, int num_classes, double l2)
+      : ObjectiveBase(d,
+                      d * hidden_units + hidden_units +
+                          std::int64_t{hidden_units} * num_classes +
+                          num_classes,
+                      l2),
+        h_(hidden_units),
+        c_(num_classes),
+        b1_offset_(d * hidden_units),
+        w2_offset_(b1_offset_ + hidden_units),
+        b2_offset_(w2_offset_ + std::int64_t{hidden_units} * num_classes) {}
+
+  double Evaluate(const FlatVector& params, const Batch& batch,
+                  FlatVector* gradient) const override {
+    CheckInputs(params, batch);
+    RowMajorMatrixD a;
+    RowMajorMatrixD g;
+    Forward(params, batch, a, g);
+    const double inv_b = 1.0 / static_cast<double>(batch.size());
+    const double loss = SoftmaxCrossEntropyInPlace(batch.y, g) * inv_b;
+    if (gradient != nullptr) {
+      PrepareGradient(params, gradient);
+      g *= inv_b;  // (P - Y) / B
+      MatrixMap grad_w2(gradient->data() + w2_offset_, h_, c_);
+      grad_w2.noalias() = a.transpose() * g;
+      gradient->segment(b2_offset_, c_) = g.colwise().sum().transpose();
+      const RowMajorMatrixD delta = HiddenDelta(params, a, g);
+      MatrixMap grad_w1(gradient->data(), d_, h_);
+      grad_w1.noalias() = batch.x.transpose() * delta;
+      gradient->segment(b1_offset_, h_) = delta.colwise().sum().transpose();
+    }
+    return AddL2(params, loss, gradient);
+  }
+
+  void PerExampleGradients(const FlatVector& params, const Batch& batch,
+                           RowMajorMatrixD& gradients) const override {
+    CheckInputs(params, batch);
+    RowMajorMatrixD a;
+    RowMajorMatrixD g;
+    Forward(params, batch, a, g);
+    SoftmaxCrossEntropyInPlace(batch.y, g);  // g = P - Y
+    const RowMajorMatrixD delta = HiddenDelta(params, a, g);
+    gradients.resize(batch.size(), NumParameters());
+    WriteOuterProductRows(batch.x, delta, 0, gradients);
+    gradients.middleCols(b1_offset_, h_) = delta;
+    WriteOuterProductRows(a, g, w2_offset_, gradients);
+    gradients.rightCols(c_) = g;
+  }
+
+  std::int64_t NumCorrect(const FlatVector& params,
+                          const Batch& batch) const override {
+    CheckInputs(params, batch);
+    RowMajorMatrixD a;
+    RowMajorMatrixD logits;
+    Forward(params, batch, a, logits);
+    return CountArgMaxHits(logits, batch.y);
+  }
+
+  // He initialisation: W1 ~ N(0, 2/d), then W2 ~ N(0, 2/h), drawn in
+  // parameter order; biases zero.
+  void Initialize(FlatVector& params, RngStream& rng) const override {
+    params.setZero(NumParameters());
+    const double scale1 = std::sqrt(2.0 / static_cast<double>(d_));
+    for (Index k = 0; k < b1_offset_; ++k) params[k] = scale1 * rng.Gaussian();
+    const double scale2 = std::sqrt(2.0 / static_cast<double>(h_));
+    for (Index k = w2_offset_; k < b2_offset_; ++k) {
+      params[k] = scale2 * rng.Gaussian();
+    }
+  }
+
+  bool IsClassifier() const override { return true; }
+
+ private:
+  // a = relu(X W1 + 1 b1^T) (B x h), logits = a W2 + 1 b2^T (B x C).
+  void Forward(const FlatVector& params, const Batch& batch,
+               RowMajorMatrixD& a, RowMajorMatrixD& logits) const {
+    const ConstMatrixMap w1(params.data(), d_, h_);
+    const ConstVectorRef b1(params.data() + b1_offset_, h_);
+    const ConstMatrixMap w2(params.data() + w2_offset_, h_, c_);
+    const ConstVectorRef b2(params.data() + b2_offset_, c_);
+    a.resize(batch.size(), h_);
+    a.noalias() = batch.x * w1;
+    a.rowwise() += b1.transpose();
+    a = a.cwiseMax(0.0);
+    logits.resize(batch.size(), c_);
+    logits.noalias() = a * w2;
+    logits.rowwise() += b2.transpose();
+  }
+
+  // Back-propagates the logit gradient g through W2 and the ReLU:
+  // (g W2^T) ⊙ 1[a > 0]. a > 0 exactly where the pre-activation is > 0, so
+  // relu'(0) = 0.
+  RowMajorMatrixD HiddenDelta(const FlatVector& params,
+                              const RowMajorMatrixD& a,
+                              const RowMajorMatrixD& g) const {
+    const ConstMatrixMap w2(params.data() + w2_offset_, h_, c_);
+    RowMajorMatrixD delta(a.rows(), h_);
+    delta.noalias() = g * w2.transpose();
+    delta.array() = (a.array() > 0.0).select(delta.array(), 0.0);
+    return delta;
+  }
+
+  const Index h_;
+  const Index c_;
+  const Index b1_offset_;
+  const Index w2_offset_;
+  const Index b2_offset_;
+};
+
+// absl::string_view, not std::string_view: Debian's Abseil has its own
+// string_view type, which absl::StrCat requires.
+absl::Status Invalid(absl::string_view field, absl::string_view value,
+                     absl::string_view rule) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("model.", field, " = ", value, "; ", rule));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Objective>> MakeObjective(
+    const ObjectiveSpec& spec) {
+  const ObjectiveKind kind = spec.kind;
+  if (kind != ObjectiveKind::kLeastSquares &&
+      kind != ObjectiveKind::kLogistic && kind != ObjectiveKind::kSoftmax &&
+      kind != ObjectiveKind::kMlp) {
+    return Invalid("kind", absl::StrCat(static_cast<int>(kind)),
+                   "unknown objective kind");
+  }
+  if (spec.num_features < 1) {
+    return Invalid("num_features", absl::StrCat(spec.num_features),
+                   "must be >= 1");
+  }
+  if ((kind == ObjectiveKind::kSoftmax || kind == ObjectiveKind::kMlp) &&
+      spec.num_classes < 2) {
+    return Invalid("num_classes", absl::StrCat(spec.num_classes),
+                   "must be >= 2");
+  }
+  if (kind == ObjectiveKind::kLogistic && spec.num_classes != 0 &&
+      spec.num_classes != 2) {
+    return Invalid("num_classes", absl::StrCat(spec.num_classes),
+                   "must be 2 (or 0) for a logistic objective");
+  }
+  if (kind == ObjectiveKind::kMlp && spec.hidden_units < 1) {
+    return Invalid("hidden_units", absl::StrCat(spec.hidden_units),
+                   "must be >= 1");
+  }
+  if (!(spec.l2 >= 0.0) || !std::isfinite(spec.l2)) {
+    return Invalid("l2", absl::StrCat(spec.l2), "must be finite and >= 0");
+  }
+
+  // Counted in double so that sizes near int64's range cannot overflow.
+  const double d = static_cast<double>(spec.num_features);
+  const double c = spec.num_classes;
+  const double h = spec.hidden_units;
+  double count = d;
+  if (kind == ObjectiveKind::kLogistic) count = d + 1;
+  if (kind == ObjectiveKind::kSoftmax) count = d * c + c;
+  if (kind == ObjectiveKind::kMlp) count = d * h + h + h * c + c;
+  if (count > kMaxParameters) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model: ", count, " parameters (num_features = ",
+                     spec.num_features, "); must be <= 2^40"));
+  }
+
+  switch (kind) {
+    case ObjectiveKind::kLeastSquares:
+      return std::make_unique<LeastSquares>(spec.num_features, spec.l2);
+    case ObjectiveKind::kLogistic:
+      return std::make_unique<Logistic>(spec.num_features, spec.l2);
+    case ObjectiveKind::kSoftmax:
+      return std::make_unique<Softmax>(spec.num_features, spec.num_classes,
+                                       spec.l2);
+    case ObjectiveKind::kMlp:
+      return std::make_unique<Mlp>(spec.num_features, spec.hidden_units,
+                                   spec.num_classes, spec.l2);
+  }
+  return absl::InternalError("model: unreachable objective kind");
+}
+
+}  // namespace fedsim

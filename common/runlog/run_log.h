@@ -1,0 +1,81 @@
+// File: common/runlog/run_log.h
+//
+// The run directory every run writes (docs/run-directory.md):
+//   config.json    the resolved config (written by the caller)
+//   events.jsonl   one JSON object per line: run_start, round_end,
+//                  result_rejected, worker_joined, ... with their fields
+//   metrics.csv    one row per evaluated round (columns: kMetricsColumns)
+//   model.bin      the final global model (WriteModelFile's format)
+//
+// Thread safety: all methods are thread-safe (one internal mutex).
+#ifndef FEDSIM_COMMON_RUNLOG_RUN_LOG_H_
+#define FEDSIM_COMMON_RUNLOG_RUN_LOG_H_
+
+#include <cstdint>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/base/types.h"
+#include "nlohmann/json.hpp"
+
+namespace fedsim {
+
+struct MetricsRow {
+  Round round = 0;
+  double wall_time_s = 0.0;
+  double train_loss = NAN;       // global model on all training rows
+  double test_loss = NAN;        // global model on the test set
+  double test_accuracy = NAN;    // NaN for regression
+  double client_loss = NAN;      // n_k-weighted mean local training loss
+  double dist_to_opt = NAN;      // ||w - w*|| where the optimum is known
+  std::int64_t participants = 0; // results aggregated this round
+  std::int64_t bytes_up = 0;     // parameter bytes received this round
+  std::int64_t bytes_down = 0;   // parameter bytes sent this round
+  std::string model_hash;        // ModelHash of the global model after the round
+};
+
+inline constexpr const char* kMetricsColumns =
+    "round,wall_time_s,train_loss,test_loss,test_accuracy,client_loss,"
+    "dist_to_opt,participants,bytes_up,bytes_down,model_hash";
+
+class RunLog {
+ public:
+  // Creates `dir` (and parents) and opens events.jsonl and metrics.csv for
+  // writing, truncating earlier files.
+  static absl::StatusOr<std::unique_ptr<RunLog>> Create(const std::string& dir);
+
+  RunLog(const RunLog&) = delete;
+  RunLog& operator=(const RunLog&) = delete;
+
+  // Appends `event` (a JSON object; "event" names its kind) as one line and
+  // flushes, so a crash loses no written event.
+  absl::Status Event(const nlohmann::json& event);
+  // Appends one metrics row and flushes. NaN cells are written empty.
+  absl::Status Metrics(const MetricsRow& row);
+  // Writes `text` to `name` inside the run directory.
+  absl::Status WriteFile(const std::string& name, const std::string& text);
+
+  const std::string& dir() const { return dir_; }
+
+ private:
+  RunLog(std::string dir, std::ofstream events, std::ofstream metrics);
+  const std::string dir_;
+  absl::Mutex mu_;
+  std::ofstream events_ ABSL_GUARDED_BY(mu_);
+  std::ofstream metrics_ ABSL_GUARDED_BY(mu_);
+};
+
+// Writes a model file atomically (temporary file, then rename): the 8 bytes
+// "FEDSIMMD", uint32 format version 1, uint32 value type 1 (float64), uint64
+// value count d, then d little-endian float64 values.
+absl::Status WriteModelFile(const std::string& path, const FlatVector& params);
+// Reads a model file written by WriteModelFile, validating its header.
+absl::StatusOr<FlatVector> ReadModelFile(const std::string& path);
+
+}  // namespace fedsim
+
+#endif  // FEDSIM_COMMON_RUNLOG_RUN_LOG_H_

@@ -1,0 +1,47 @@
+// File: runtime/distributed.h
+//
+// The distributed runtime: a coordinator serving gRPC (ServeRun, what
+// fedsim-server runs) and the local multi-process launcher (LaunchRun, what
+// `fedsim launch` runs: a coordinator in this process plus P fedsim-client
+// processes on loopback). Both write the same run directory as the embedded
+// runtime, with bit-identical metrics and model for synchronous algorithms.
+#ifndef FEDSIM_RUNTIME_DISTRIBUTED_H_
+#define FEDSIM_RUNTIME_DISTRIBUTED_H_
+
+#include <functional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "server/coordinator/progress.h"
+#include "server/coordinator/run_setup.h"
+
+namespace fedsim {
+
+struct ServeOptions {
+  std::string listen = "0.0.0.0:50051";
+  ProgressFn progress;
+  // Called with the bound port once the server is listening.
+  std::function<absl::Status(int port)> on_listening;
+};
+
+// Serves a prepared run until it ends, then waits briefly for workers to
+// leave and stops the server.
+absl::StatusOr<RunSummary> ServeRun(CoordinatorRun& run,
+                                    const ServeOptions& options);
+
+struct LaunchOptions {
+  int workers = 2;
+  // The fedsim-client executable; empty = next to the running executable.
+  std::string client_binary;
+  ProgressFn progress;
+};
+
+// Runs a prepared run with `workers` local worker processes. Their logs go
+// to <run dir>/workers/worker-<i>.log. Fails if the run fails or a worker
+// exits with an error; workers are killed if the run fails.
+absl::StatusOr<RunSummary> LaunchRun(CoordinatorRun& run,
+                                     const LaunchOptions& options);
+
+}  // namespace fedsim
+
+#endif  // FEDSIM_RUNTIME_DISTRIBUTED_H_

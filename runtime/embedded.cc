@@ -1,0 +1,62 @@
+#include "runtime/embedded.h"
+
+#include <cmath>
+#include <map>
+#include <optional>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "client/worker/task_runner.h"
+#include "common/base/status_macros.h"
+
+namespace fedsim {
+
+absl::StatusOr<RunSummary> RunEmbedded(CoordinatorRun& run,
+                                       const ProgressFn& progress) {
+  const absl::Time start = absl::Now();
+  const v1::ExperimentConfig& config = run.config;
+  const Experiment& exp = *run.experiment;
+  RoundEngine& engine = *run.engine;
+  const int threads = config.runtime().threads();
+  // Client-side state lives here, as it would on the clients' own devices.
+  const bool stateful = ClientsKeepState(config);
+  std::map<std::int64_t, ClientState> client_states;
+  RunSummary summary;
+  summary.out_dir = run.log->dir();
+
+  while (!engine.done()) {
+    const std::vector<Task> tasks = engine.BeginRound();
+    std::vector<std::optional<absl::StatusOr<ClientResult>>> results(tasks.size());
+    // Look the states up before the parallel loop: std::map nodes are
+    // stable, and each task of a round has its own client.
+    std::vector<ClientState*> states(tasks.size(), nullptr);
+    if (stateful) {
+      for (std::size_t i = 0; i < tasks.size(); ++i) {
+        states[i] = &client_states[tasks[i].client.value];
+      }
+    }
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
+    for (std::size_t i = 0; i < tasks.size(); ++i) {
+      results[i] = RunTask(exp, config.seed(), tasks[i], states[i]);
+    }
+    // Tasks are sorted by client id; submit in that order.
+    for (std::size_t i = 0; i < tasks.size(); ++i) {
+      if (!results[i]->ok()) {
+        engine.DropTask(tasks[i].id, std::string(results[i]->status().message()));
+        continue;
+      }
+      FEDSIM_RETURN_IF_ERROR(engine.SubmitResult(*std::move(*results[i])));
+    }
+    FEDSIM_ASSIGN_OR_RETURN(
+        MetricsRow row,
+        engine.FinishRound(absl::ToDoubleSeconds(absl::Now() - start)));
+    summary.Record(row);
+    if (progress) progress(row, config.rounds());
+  }
+  summary.rounds = engine.round();
+  summary.wall_time_s = absl::ToDoubleSeconds(absl::Now() - start);
+  FEDSIM_RETURN_IF_ERROR(CompleteRun(run, summary.wall_time_s));
+  return summary;
+}
+
+}  // namespace fedsim

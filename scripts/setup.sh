@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Installs what fedsim needs on Debian 12 (as root), skipping what is present,
+# and fetches Fashion-MNIST from Debian's dataset-fashion-mnist package into
+# third_party/data/fashion-mnist, checking the SHA-256 sums of DATA.md.
+#
+#   scripts/setup.sh            packages + data
+#   scripts/setup.sh --no-data  packages only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  g++ cmake ninja-build pkg-config make
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev libeigen3-dev libyaml-cpp-dev nlohmann-json3-dev zlib1g-dev libssl-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  ca-certificates python3 gnuplot-nox iproute2 procps
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing packages and not root; run as root or install: ${missing[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" > /dev/null
+else
+  echo "setup: all packages present"
+fi
+
+[ "${1:-}" = "--no-data" ] && exit 0
+
+# Fashion-MNIST (MIT, Zalando SE) from Debian's dataset-fashion-mnist.
+data=third_party/data/fashion-mnist
+sums="b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7  train-images-idx3-ubyte.gz
+0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056  train-labels-idx1-ubyte.gz
+cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa  t10k-images-idx3-ubyte.gz
+8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05  t10k-labels-idx1-ubyte.gz"
+if [ -d "$data" ] && (cd "$data" && echo "$sums" | sha256sum --check --quiet --status); then
+  echo "setup: Fashion-MNIST present and verified in $data"
+  exit 0
+fi
+echo "setup: fetching Fashion-MNIST (Debian package dataset-fashion-mnist)"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+if ! (cd "$tmp" && apt-get download dataset-fashion-mnist > /dev/null 2>&1); then
+  [ "$(id -u)" -eq 0 ] && apt-get update -qq
+  (cd "$tmp" && apt-get download dataset-fashion-mnist > /dev/null) || {
+    echo "setup: cannot download dataset-fashion-mnist from Debian's archive" >&2
+    exit 1
+  }
+fi
+dpkg-deb --fsys-tarfile "$tmp"/dataset-fashion-mnist_*_all.deb |
+  tar -x --no-same-owner -C "$tmp" ./usr/share/datasets/fashion-mnist
+mkdir -p "$data"
+cp "$tmp"/usr/share/datasets/fashion-mnist/*.gz "$data"/
+if ! (cd "$data" && echo "$sums" | sha256sum --check --quiet); then
+  echo "setup: Fashion-MNIST checksum mismatch in $data (see DATA.md)" >&2
+  exit 1
+fi
+echo "setup: Fashion-MNIST verified in $data"

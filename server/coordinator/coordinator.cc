@@ -1,0 +1,374 @@
+#include "server/coordinator/coordinator.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/base/status_macros.h"
+
+namespace fedsim {
+
+Coordinator::Coordinator(const CoordinatorOptions& options, CoordinatorRun* run,
+                         ProgressFn progress)
+    : options_(options), run_(run), progress_(std::move(progress)) {}
+
+Coordinator::~Coordinator() {
+  Shutdown();
+}
+
+int Coordinator::num_workers() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(workers_.size());
+}
+
+void Coordinator::RunCompletions(std::vector<Completion>& completions) {
+  for (auto& [done, reply] : completions) std::move(done)(std::move(reply));
+  completions.clear();
+}
+
+absl::StatusOr<WorkerId> Coordinator::Join(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  if (finished_ || shutdown_) {
+    return absl::UnavailableError("the run has ended; not accepting workers");
+  }
+  const std::int64_t id = next_worker_id_++;
+  workers_[id] = WorkerInfo{name, absl::Now()};
+  (void)run_->log->Event({{"event", "worker_joined"},
+                          {"worker", id},
+                          {"name", name},
+                          {"workers", workers_.size()}});
+  if (options_.pin_clients && !unowned_.empty()) {
+    std::vector<std::int64_t> clients;
+    clients.swap(unowned_);
+    AssignLocked(clients);
+  }
+  cv_.SignalAll();
+  return WorkerId(id);
+}
+
+std::int64_t Coordinator::PullTask(WorkerId worker, absl::Time deadline,
+                                   PullCallback done) {
+  std::vector<Completion> completions;
+  std::int64_t pull_id = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    pull_id = next_pull_id_++;
+    auto it = workers_.find(worker.value);
+    if (it == workers_.end()) {
+      completions.emplace_back(
+          std::move(done),
+          absl::NotFoundError(absl::StrCat("worker ", worker.value,
+                                           " is not registered; join again")));
+    } else if (shutdown_) {
+      completions.emplace_back(std::move(done),
+                               absl::UnavailableError("coordinator shutting down"));
+    } else if (finished_) {
+      PullReply reply;
+      reply.run_finished = true;
+      completions.emplace_back(std::move(done), reply);
+    } else {
+      it->second.last_seen = absl::Now();
+      // Never hold a poll past the coordinator's own limit.
+      const absl::Time limit = absl::Now() + options_.long_poll;
+      parked_.push_back(
+          Parked{pull_id, worker, std::min(deadline, limit), std::move(done)});
+      DispatchLocked(completions);
+    }
+  }
+  RunCompletions(completions);
+  return pull_id;
+}
+
+void Coordinator::CancelPull(std::int64_t pull_id) {
+  std::vector<Completion> completions;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = std::find_if(parked_.begin(), parked_.end(),
+                           [&](const Parked& p) { return p.id == pull_id; });
+    if (it == parked_.end()) return;
+    completions.emplace_back(std::move(it->done),
+                             absl::CancelledError("poll cancelled"));
+    parked_.erase(it);
+  }
+  RunCompletions(completions);
+}
+
+bool Coordinator::EligibleLocked(std::int64_t worker, ClientId client) const {
+  if (!options_.pin_clients) return true;
+  auto it = owner_.find(client.value);
+  return it != owner_.end() && it->second == worker;
+}
+
+void Coordinator::AssignLocked(const std::vector<std::int64_t>& clients) {
+  if (workers_.empty()) {
+    unowned_.insert(unowned_.end(), clients.begin(), clients.end());
+    return;
+  }
+  std::vector<std::int64_t> ids;
+  for (const auto& [id, info] : workers_) ids.push_back(id);
+  for (std::size_t i = 0; i < clients.size(); ++i) {
+    owner_[clients[i]] = ids[i % ids.size()];
+  }
+}
+
+void Coordinator::DispatchLocked(std::vector<Completion>& out) {
+  // Polls in arrival order; each takes the first pending task it may run
+  // (pending tasks are in client order).
+  for (auto p = parked_.begin(); p != parked_.end() && !pending_.empty();) {
+    auto t = std::find_if(pending_.begin(), pending_.end(), [&](const Task& task) {
+      return EligibleLocked(p->worker.value, task.client);
+    });
+    if (t == pending_.end()) {
+      ++p;
+      continue;
+    }
+    Task task = std::move(*t);
+    pending_.erase(t);
+    assigned_[task.id.value] = p->worker.value;
+    PullReply reply;
+    reply.task = std::move(task);
+    out.emplace_back(std::move(p->done), std::move(reply));
+    p = parked_.erase(p);
+  }
+}
+
+void Coordinator::ExpireLocked(absl::Time now, std::vector<Completion>& out) {
+  for (auto it = parked_.begin(); it != parked_.end();) {
+    if (it->deadline <= now) {
+      PullReply reply;
+      reply.retry_after_ms = 0;  // poll again at once: the poll itself waits
+      out.emplace_back(std::move(it->done), reply);
+      it = parked_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+absl::StatusOr<bool> Coordinator::PushResult(WorkerId worker,
+                                             ClientResult result) {
+  absl::MutexLock lock(&mu_);
+  auto w = workers_.find(worker.value);
+  if (w == workers_.end()) {
+    return absl::NotFoundError(absl::StrCat(
+        "worker ", worker.value, " is not registered; join again"));
+  }
+  w->second.last_seen = absl::Now();
+  if (!accepting_) {
+    // Between rounds the round thread owns the engine; classify here.
+    const std::int64_t id = result.task.value;
+    absl::Status s =
+        (id <= 0 || id > last_issued_task_)
+            ? absl::NotFoundError(absl::StrCat("task ", id, " was never issued"))
+            : absl::FailedPreconditionError(
+                  absl::StrCat("task ", id, " belongs to a closed round (stale)"));
+    (void)run_->log->Event({{"event", "result_rejected"},
+                            {"task", id},
+                            {"client", result.client.value},
+                            {"worker", worker.value},
+                            {"code", absl::StatusCodeToString(s.code())},
+                            {"reason", std::string(s.message())}});
+    return s;
+  }
+  auto a = assigned_.find(result.task.value);
+  if (a != assigned_.end() && a->second != worker.value) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "task ", result.task.value, " was issued to worker ", a->second,
+        ", not to worker ", worker.value));
+  }
+  const std::int64_t task_id = result.task.value;
+  const std::int64_t client_id = result.client.value;
+  absl::Status s = run_->engine->SubmitResult(std::move(result));
+  if (absl::IsAlreadyExists(s)) return true;
+  if (!s.ok()) return s;
+  // Which worker delivered each update: round_end names clients only, and
+  // deployments need to see which workers (hosts) took part in a round.
+  (void)run_->log->Event({{"event", "result_accepted"},
+                          {"round", run_->engine->round()},
+                          {"task", task_id},
+                          {"client", client_id},
+                          {"worker", worker.value}});
+  cv_.SignalAll();
+  return false;
+}
+
+void Coordinator::RecordRejectedPush(WorkerId worker, std::int64_t task,
+                                     std::int64_t client,
+                                     const absl::Status& status) {
+  (void)run_->log->Event({{"event", "result_rejected"},
+                          {"task", task},
+                          {"client", client},
+                          {"worker", worker.value},
+                          {"code", absl::StatusCodeToString(status.code())},
+                          {"reason", std::string(status.message())}});
+}
+
+absl::Status Coordinator::Leave(WorkerId worker) {
+  std::vector<Completion> completions;
+  {
+    absl::MutexLock lock(&mu_);
+    if (workers_.erase(worker.value) == 0) {
+      return absl::NotFoundError(
+          absl::StrCat("worker ", worker.value, " is not registered"));
+    }
+    // Give the worker's unfinished tasks to others, in client order.
+    std::vector<Task> requeue;
+    for (auto it = assigned_.begin(); it != assigned_.end();) {
+      if (it->second == worker.value) {
+        requeue.push_back(issued_.at(it->first));
+        it = assigned_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (auto it = requeue.rbegin(); it != requeue.rend(); ++it) {
+      pending_.push_front(*it);
+    }
+    (void)run_->log->Event({{"event", "worker_left"},
+                            {"worker", worker.value},
+                            {"requeued_tasks", requeue.size()}});
+    if (options_.pin_clients) {
+      std::vector<std::int64_t> orphans;
+      for (const auto& [client, owner] : owner_) {
+        if (owner == worker.value) orphans.push_back(client);
+      }
+      if (!orphans.empty()) {
+        AssignLocked(orphans);
+        (void)run_->log->Event({{"event", "client_state_lost"},
+                                {"worker", worker.value},
+                                {"clients", orphans}});
+      }
+    }
+    DispatchLocked(completions);
+    cv_.SignalAll();
+  }
+  RunCompletions(completions);
+  return absl::OkStatus();
+}
+
+void Coordinator::Shutdown() {
+  std::vector<Completion> completions;
+  {
+    absl::MutexLock lock(&mu_);
+    shutdown_ = true;
+    for (Parked& p : parked_) {
+      completions.emplace_back(std::move(p.done),
+                               absl::UnavailableError("coordinator shutting down"));
+    }
+    parked_.clear();
+    cv_.SignalAll();
+  }
+  RunCompletions(completions);
+}
+
+int Coordinator::WaitForWorkersToLeave(absl::Duration timeout) {
+  const absl::Time until = absl::Now() + timeout;
+  std::vector<Completion> completions;
+  absl::MutexLock lock(&mu_);
+  while (!workers_.empty() && absl::Now() < until) {
+    cv_.WaitWithTimeout(&mu_, options_.tick);
+    // Tell workers that are still polling that the run is over.
+    for (Parked& p : parked_) {
+      PullReply reply;
+      reply.run_finished = true;
+      completions.emplace_back(std::move(p.done), reply);
+    }
+    parked_.clear();
+    mu_.Unlock();
+    RunCompletions(completions);
+    mu_.Lock();
+  }
+  return static_cast<int>(workers_.size());
+}
+
+absl::StatusOr<RunSummary> Coordinator::Run() {
+  const absl::Time start = absl::Now();
+  RoundEngine& engine = *run_->engine;
+  const std::int64_t total_rounds = run_->config.rounds();
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time until = start + options_.start_timeout;
+    while (static_cast<int>(workers_.size()) < options_.min_workers &&
+           !shutdown_) {
+      if (absl::Now() >= until) {
+        return absl::DeadlineExceededError(absl::StrCat(
+            "only ", workers_.size(), " of distributed.min_workers = ",
+            options_.min_workers, " workers joined within ",
+            absl::FormatDuration(options_.start_timeout)));
+      }
+      cv_.WaitWithTimeout(&mu_, options_.tick);
+    }
+    if (options_.pin_clients) {
+      std::vector<std::int64_t> clients(run_->experiment->num_clients());
+      for (std::size_t k = 0; k < clients.size(); ++k) {
+        clients[k] = static_cast<std::int64_t>(k);
+      }
+      AssignLocked(clients);
+    }
+  }
+  RunSummary summary;
+  summary.out_dir = run_->log->dir();
+  std::vector<Completion> completions;
+  while (!engine.done()) {
+    absl::Time round_deadline;
+    {
+      absl::MutexLock lock(&mu_);
+      if (shutdown_) return absl::CancelledError("coordinator shut down");
+      std::vector<Task> tasks = engine.BeginRound();
+      issued_.clear();
+      assigned_.clear();
+      for (const Task& t : tasks) {
+        issued_[t.id.value] = t;
+        last_issued_task_ = std::max(last_issued_task_, t.id.value);
+      }
+      pending_.assign(tasks.begin(), tasks.end());
+      accepting_ = true;
+      round_deadline = absl::Now() + options_.round_deadline;
+      DispatchLocked(completions);
+    }
+    RunCompletions(completions);
+    while (true) {
+      absl::MutexLock lock(&mu_);
+      if (shutdown_) return absl::CancelledError("coordinator shut down");
+      const absl::Time now = absl::Now();
+      ExpireLocked(now, completions);
+      if (engine.AllTasksResolved() || now >= round_deadline) {
+        accepting_ = false;
+        pending_.clear();
+        assigned_.clear();
+        break;
+      }
+      if (completions.empty()) cv_.WaitWithTimeout(&mu_, options_.tick);
+      if (!completions.empty()) {
+        mu_.Unlock();
+        RunCompletions(completions);
+        mu_.Lock();
+      }
+    }
+    RunCompletions(completions);
+    // No handler touches the engine while accepting_ is false.
+    FEDSIM_ASSIGN_OR_RETURN(
+        MetricsRow row,
+        engine.FinishRound(absl::ToDoubleSeconds(absl::Now() - start)));
+    summary.Record(row);
+    if (progress_) progress_(row, total_rounds);
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    finished_ = true;
+    for (Parked& p : parked_) {
+      PullReply reply;
+      reply.run_finished = true;
+      completions.emplace_back(std::move(p.done), reply);
+    }
+    parked_.clear();
+  }
+  RunCompletions(completions);
+  summary.rounds = engine.round();
+  summary.wall_time_s = absl::ToDoubleSeconds(absl::Now() - start);
+  FEDSIM_RETURN_IF_ERROR(CompleteRun(*run_, summary.wall_time_s));
+  return summary;
+}
+
+}  // namespace fedsim

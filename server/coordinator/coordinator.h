@@ -1,0 +1,168 @@
+// File: server/coordinator/coordinator.h
+//
+// The distributed coordinator: a transport-agnostic, thread-safe front of
+// the RoundEngine for worker processes. gRPC handlers (server/grpc) call
+// Join / PullTask / PushResult / Leave; none of them blocks. PullTask is a
+// long poll: if no task is pending its callback is parked and invoked later
+// from the round thread, when a task appears, when the poll's deadline
+// passes (an empty reply with a retry hint), or when the run ends.
+//
+// Stateful algorithms pin each client to one worker (Options::pin_clients).
+//
+// Run() drives the rounds on the calling thread: wait (bounded) for
+// min_workers, then for every round publish its tasks, wait until every
+// task is resolved or the round deadline passes, and finish the round. The
+// aggregation runs on that thread without the lock, so handlers stay fast.
+//
+// Thread safety: all public methods are thread-safe.
+#ifndef FEDSIM_SERVER_COORDINATOR_COORDINATOR_H_
+#define FEDSIM_SERVER_COORDINATOR_COORDINATOR_H_
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/base/task.h"
+#include "server/coordinator/progress.h"
+#include "server/coordinator/run_setup.h"
+
+namespace fedsim {
+
+struct CoordinatorOptions {
+  absl::Duration round_deadline = absl::Minutes(10);
+  int min_workers = 1;
+  absl::Duration start_timeout = absl::Minutes(2);
+  absl::Duration long_poll = absl::Seconds(10);
+  // How often the round thread wakes to expire polls and check deadlines.
+  absl::Duration tick = absl::Milliseconds(50);
+  // Clients keep state on their worker (ClientsKeepState): when the run
+  // starts, client k is pinned to the (k mod W)-th of the W joined workers
+  // (by worker id) and its tasks go only there. A worker that leaves hands
+  // its clients to the others, round robin; their state starts afresh,
+  // which is logged as client_state_lost.
+  bool pin_clients = false;
+};
+
+struct PullReply {
+  std::optional<Task> task;
+  bool run_finished = false;
+  int retry_after_ms = 0;
+};
+
+class Coordinator {
+ public:
+  using PullCallback = absl::AnyInvocable<void(absl::StatusOr<PullReply>) &&>;
+
+  // `run` must outlive the coordinator.
+  Coordinator(const CoordinatorOptions& options, CoordinatorRun* run,
+              ProgressFn progress = nullptr);
+  ~Coordinator();
+
+  Coordinator(const Coordinator&) = delete;
+  Coordinator& operator=(const Coordinator&) = delete;
+
+  // Registers a worker. Fails with kUnavailable once the run has ended.
+  absl::StatusOr<WorkerId> Join(const std::string& name);
+
+  // Long poll. `done` is called exactly once, possibly before PullTask
+  // returns, with a task, an empty reply (retry later), run_finished, or an
+  // error: kNotFound for an unknown worker, kCancelled after CancelPull,
+  // kUnavailable on shutdown. Returns an id for CancelPull.
+  std::int64_t PullTask(WorkerId worker, absl::Time deadline,
+                        PullCallback done);
+  // Finishes a parked poll with kCancelled (its caller went away). A poll
+  // that already finished is left alone.
+  void CancelPull(std::int64_t pull_id);
+
+  // Delivers a result. Returns true if it duplicates an accepted one (the
+  // push is then a no-op). Errors: kNotFound (unknown worker or task),
+  // kPermissionDenied (task issued to another worker), kFailedPrecondition
+  // (stale), kInvalidArgument (malformed update).
+  absl::StatusOr<bool> PushResult(WorkerId worker, ClientResult result);
+
+  // Records a push that the transport rejected before decoding it fully
+  // (malformed bytes, NaN/Inf), so that every rejection is in events.jsonl.
+  void RecordRejectedPush(WorkerId worker, std::int64_t task,
+                          std::int64_t client, const absl::Status& status);
+
+  // Unregisters a worker; its unfinished tasks go back to the queue.
+  absl::Status Leave(WorkerId worker);
+
+  // Drives the run to the end (see the file comment) and completes the run
+  // directory. Fails with kDeadlineExceeded if min_workers do not join in
+  // time, or with the engine's error.
+  absl::StatusOr<RunSummary> Run();
+
+  // Ends the run early: parked polls get kUnavailable, Run() returns
+  // kCancelled at the next tick.
+  void Shutdown();
+
+  // Waits until every worker has left or `timeout` passes; returns how many
+  // are still registered.
+  int WaitForWorkersToLeave(absl::Duration timeout);
+
+  int num_workers() const;
+  // Length of the model's parameter vector (what every update must have).
+  std::int64_t num_parameters() const { return run_->engine->model().size(); }
+
+ private:
+  struct Parked {
+    std::int64_t id;
+    WorkerId worker;
+    absl::Time deadline;
+    PullCallback done;
+  };
+  struct WorkerInfo {
+    std::string name;
+    absl::Time last_seen;
+  };
+  using Completion = std::pair<PullCallback, absl::StatusOr<PullReply>>;
+
+  // Hands pending tasks to parked polls; collects the callbacks to run
+  // after the lock is released.
+  void DispatchLocked(std::vector<Completion>& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ExpireLocked(absl::Time now, std::vector<Completion>& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static void RunCompletions(std::vector<Completion>& completions);
+  // May `worker` run a task for `client`?
+  bool EligibleLocked(std::int64_t worker, ClientId client) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Gives the clients in `clients` to the registered workers, round robin.
+  void AssignLocked(const std::vector<std::int64_t>& clients)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const CoordinatorOptions options_;
+  CoordinatorRun* const run_;
+  const ProgressFn progress_;
+
+  mutable absl::Mutex mu_;
+  absl::CondVar cv_;
+  std::map<std::int64_t, WorkerInfo> workers_ ABSL_GUARDED_BY(mu_);
+  std::int64_t next_worker_id_ ABSL_GUARDED_BY(mu_) = 1;
+  std::int64_t next_pull_id_ ABSL_GUARDED_BY(mu_) = 1;
+  std::deque<Parked> parked_ ABSL_GUARDED_BY(mu_);
+  std::deque<Task> pending_ ABSL_GUARDED_BY(mu_);
+  // Task id -> the worker it was handed to, for the open round.
+  std::map<std::int64_t, std::int64_t> assigned_ ABSL_GUARDED_BY(mu_);
+  std::map<std::int64_t, Task> issued_ ABSL_GUARDED_BY(mu_);
+  // Client id -> owning worker id (pin_clients only); clients without a
+  // worker wait for the next one to join.
+  std::map<std::int64_t, std::int64_t> owner_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::int64_t> unowned_ ABSL_GUARDED_BY(mu_);
+  std::int64_t last_issued_task_ ABSL_GUARDED_BY(mu_) = 0;
+  bool accepting_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace fedsim
+
+#endif  // FEDSIM_SERVER_COORDINATOR_COORDINATOR_H_

@@ -1,0 +1,40 @@
+#include "server/coordinator/evaluator.h"
+
+#include <vector>
+
+namespace fedsim {
+
+Evaluation EvaluateModel(const Objective& objective, const Dataset& data,
+                         const FlatVector& params, int num_threads) {
+  Evaluation out;
+  const std::int64_t n = data.size();
+  if (n == 0) return out;
+  const std::int64_t chunks = (n + kEvalChunk - 1) / kEvalChunk;
+  std::vector<double> loss(chunks, 0.0);
+  std::vector<std::int64_t> correct(chunks, 0);
+  // Objective::Evaluate adds (l2/2)||w||^2 to every batch's mean loss; the
+  // example-weighted mean over chunks therefore carries it exactly once.
+#pragma omp parallel for schedule(static) num_threads(num_threads) if (num_threads > 1)
+  for (std::int64_t c = 0; c < chunks; ++c) {
+    Batch batch;
+    const std::int64_t begin = c * kEvalChunk;
+    const std::int64_t end = std::min(n, begin + kEvalChunk);
+    GatherRange(data, begin, end, batch);
+    loss[c] = objective.Evaluate(params, batch, nullptr) *
+              static_cast<double>(end - begin);
+    if (objective.IsClassifier()) correct[c] = objective.NumCorrect(params, batch);
+  }
+  double loss_sum = 0.0;
+  std::int64_t correct_sum = 0;
+  for (std::int64_t c = 0; c < chunks; ++c) {
+    loss_sum += loss[c];
+    correct_sum += correct[c];
+  }
+  out.loss = loss_sum / static_cast<double>(n);
+  if (objective.IsClassifier()) {
+    out.accuracy = static_cast<double>(correct_sum) / static_cast<double>(n);
+  }
+  return out;
+}
+
+}  // namespace fedsim

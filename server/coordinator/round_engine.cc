@@ -1,0 +1,221 @@
+#include "server/coordinator/round_engine.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/check.h"
+#include "common/codec/flat_bytes.h"
+#include "common/kernels/vector_ops.h"
+#include "server/coordinator/evaluator.h"
+
+namespace fedsim {
+
+RoundEngine::RoundEngine(const RoundEngineOptions& options,
+                         RoundEngineInputs inputs,
+                         std::unique_ptr<ParticipationModel> participation,
+                         std::unique_ptr<SyncStrategy> strategy,
+                         FlatVector initial)
+    : options_(options),
+      in_(std::move(inputs)),
+      participation_(std::move(participation)),
+      strategy_(std::move(strategy)),
+      model_(std::make_shared<FlatVector>(std::move(initial))) {
+  FEDSIM_CHECK(in_.train != nullptr &&
+               in_.test != nullptr && strategy_ != nullptr &&
+               participation_ != nullptr);
+}
+
+void RoundEngine::LogEvent(nlohmann::json event) {
+  if (in_.log == nullptr) return;
+  // A lost event line is reported but does not stop the run: the metrics
+  // and the model are what the run is for.
+  if (absl::Status s = in_.log->Event(event); !s.ok()) {
+    std::fprintf(stderr, "warning: %s\n", std::string(s.message()).c_str());
+  }
+}
+
+std::vector<Task> RoundEngine::BeginRound() {
+  FEDSIM_CHECK(!done() && !round_open_);
+  const std::vector<ClientId> participants = participation_->Participants(round_);
+  std::vector<TaskSpec> specs = strategy_->Plan(round_, participants);
+  // Tasks share one immutable copy of the round's parameters.
+  auto params = std::make_shared<const FlatVector>(*model_);
+  open_.clear();
+  results_.clear();
+  first_task_of_round_ = next_task_id_;
+  std::vector<Task> tasks;
+  tasks.reserve(specs.size());
+  for (const TaskSpec& spec : specs) {
+    Task t;
+    t.id = TaskId(next_task_id_++);
+    t.round = round_;
+    t.client = spec.client;
+    t.params = params;
+    t.local = spec.local;
+    open_[t.id.value] = OpenTask{t.client};
+    tasks.push_back(std::move(t));
+  }
+  tally_.issued += static_cast<std::int64_t>(tasks.size());
+  round_open_ = true;
+  return tasks;
+}
+
+absl::Status RoundEngine::Reject(const ClientResult& r, absl::Status status) {
+  ++tally_.rejected_pushes;
+  LogEvent({{"event", "result_rejected"},
+            {"round", round_},
+            {"task", r.task.value},
+            {"client", r.client.value},
+            {"code", absl::StatusCodeToString(status.code())},
+            {"reason", std::string(status.message())}});
+  return status;
+}
+
+absl::Status RoundEngine::SubmitResult(ClientResult r) {
+  const std::int64_t id = r.task.value;
+  if (id <= 0 || id >= next_task_id_) {
+    return Reject(r, absl::NotFoundError(
+                         absl::StrCat("task ", id, " was never issued")));
+  }
+  if (!round_open_ || id < first_task_of_round_) {
+    return Reject(r, absl::FailedPreconditionError(absl::StrCat(
+                         "task ", id, " belongs to a closed round (stale)")));
+  }
+  OpenTask& task = open_.at(id);
+  if (task.state == TaskState::kDone) {
+    ++tally_.duplicate_pushes;
+    return absl::AlreadyExistsError(
+        absl::StrCat("task ", id, ": result already accepted"));
+  }
+  if (task.state == TaskState::kDropped) {
+    return Reject(r, absl::FailedPreconditionError(
+                         absl::StrCat("task ", id, " was given up on")));
+  }
+  if (r.client != task.client) {
+    return Reject(r, absl::InvalidArgumentError(absl::StrCat(
+                         "task ", id, " was issued to client ",
+                         task.client.value, ", not client ", r.client.value)));
+  }
+  if (r.update.size() != model_->size()) {
+    return Reject(r, absl::InvalidArgumentError(absl::StrCat(
+                         "round ", round_, ", client ", r.client.value,
+                         ": update has ", r.update.size(),
+                         " values, expected ", model_->size())));
+  }
+  if (!AllFinite(r.update)) {
+    return Reject(r, absl::InvalidArgumentError(absl::StrCat(
+                         "round ", round_, ", client ", r.client.value,
+                         ": update has NaN or infinite values")));
+  }
+  const std::int64_t n_k = in_.client_sizes[r.client.value];
+  if (r.num_examples != n_k) {
+    return Reject(r, absl::InvalidArgumentError(absl::StrCat(
+                         "round ", round_, ", client ", r.client.value,
+                         ": num_examples = ", r.num_examples,
+                         "; the client has ", n_k, " rows")));
+  }
+  task.state = TaskState::kDone;
+  results_[r.client.value] = std::move(r);
+  return absl::OkStatus();
+}
+
+void RoundEngine::DropTask(TaskId id, const std::string& reason) {
+  auto it = open_.find(id.value);
+  if (!round_open_ || it == open_.end() ||
+      it->second.state != TaskState::kOpen) {
+    return;
+  }
+  it->second.state = TaskState::kDropped;
+  ++tally_.dropped;
+  LogEvent({{"event", "task_dropped"},
+            {"round", round_},
+            {"task", id.value},
+            {"client", it->second.client.value},
+            {"reason", reason}});
+}
+
+bool RoundEngine::AllTasksResolved() const {
+  for (const auto& [id, task] : open_) {
+    if (task.state == TaskState::kOpen) return false;
+  }
+  return true;
+}
+
+absl::StatusOr<MetricsRow> RoundEngine::FinishRound(double wall_time_s) {
+  FEDSIM_CHECK(round_open_);
+  nlohmann::json timed_out = nlohmann::json::array();
+  for (auto& [id, task] : open_) {
+    if (task.state == TaskState::kOpen) {
+      task.state = TaskState::kDropped;
+      ++tally_.timed_out;
+      timed_out.push_back(task.client.value);
+      LogEvent({{"event", "task_timed_out"},
+                {"round", round_},
+                {"task", id},
+                {"client", task.client.value}});
+    }
+  }
+  std::vector<ClientResult> results;
+  results.reserve(results_.size());
+  double loss_weighted = 0.0, examples = 0.0;
+  for (auto& [client, r] : results_) {  // std::map: client-id order
+    loss_weighted += r.train_loss * static_cast<double>(r.num_examples);
+    examples += static_cast<double>(r.num_examples);
+    results.push_back(std::move(r));
+  }
+  // Aggregate into a fresh vector: tasks of this round may still hold the
+  // old parameters through their shared pointer.
+  auto next = std::make_shared<FlatVector>(*model_);
+  absl::StatusOr<AggregationReport> report =
+      strategy_->Aggregate(round_, results, *next);
+  if (!report.ok()) return report.status();
+  model_ = std::move(next);
+  tally_.aggregated += static_cast<std::int64_t>(results.size());
+
+  MetricsRow row;
+  row.round = round_;
+  row.wall_time_s = wall_time_s;
+  row.participants = static_cast<std::int64_t>(results.size());
+  const auto payload = static_cast<std::int64_t>(model_->size() * sizeof(double));
+  row.bytes_down = payload * static_cast<std::int64_t>(open_.size());
+  row.bytes_up = payload * row.participants;
+  if (examples > 0) row.client_loss = loss_weighted / examples;
+  const bool last = round_ + 1 >= options_.rounds;
+  // LSA experiments have no objective: their metric is dist_to_opt.
+  if (in_.objective != nullptr &&
+      (last || (round_ + 1) % options_.eval_every == 0)) {
+    const Evaluation test = EvaluateModel(*in_.objective, *in_.test, *model_,
+                                          options_.eval_threads);
+    row.test_loss = test.loss;
+    row.test_accuracy = test.accuracy;
+    if (options_.eval_train_loss) {
+      row.train_loss = EvaluateModel(*in_.objective, *in_.train, *model_,
+                                     options_.eval_threads)
+                           .loss;
+    }
+  }
+  if (in_.optimum.has_value()) {
+    row.dist_to_opt = std::sqrt(SquaredNorm(*model_ - *in_.optimum));
+  }
+  row.model_hash = ModelHash(*model_);
+
+  nlohmann::json weights = nlohmann::json::array();
+  for (const auto& [client, w] : report->weights) {
+    weights.push_back({{"client", client.value}, {"weight", w}});
+  }
+  LogEvent({{"event", "round_end"},
+            {"round", round_},
+            {"participants", weights},
+            {"timed_out", timed_out},
+            {"model_hash", row.model_hash}});
+  if (in_.log != nullptr) {
+    if (absl::Status s = in_.log->Metrics(row); !s.ok()) return s;
+  }
+  round_open_ = false;
+  open_.clear();
+  results_.clear();
+  ++round_;
+  return row;
+}
+
+}  // namespace fedsim

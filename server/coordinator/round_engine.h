@@ -1,0 +1,129 @@
+// File: server/coordinator/round_engine.h
+//
+// The synchronous round state machine shared by both runtimes. It owns the
+// global model and the strategy, issues tasks, validates and collects
+// results, aggregates them in client-id order, evaluates the model and
+// writes the run log. It knows nothing of transports, threads or clocks:
+// the embedded runtime drives it directly, the distributed coordinator
+// drives it from its round thread, and the caller passes the wall time in.
+//
+// A round: BeginRound() -> SubmitResult()* / DropTask()* -> FinishRound().
+//
+// Thread safety: not thread-safe; callers serialise all calls.
+#ifndef FEDSIM_SERVER_COORDINATOR_ROUND_ENGINE_H_
+#define FEDSIM_SERVER_COORDINATOR_ROUND_ENGINE_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/base/task.h"
+#include "common/base/types.h"
+#include "common/data/dataset.h"
+#include "common/objectives/objective.h"
+#include "common/runlog/run_log.h"
+#include "server/participation/participation.h"
+#include "server/strategy/strategy.h"
+
+namespace fedsim {
+
+struct RoundEngineOptions {
+  std::uint64_t seed = 1;
+  std::int64_t rounds = 1;
+  int eval_every = 1;          // evaluate every k rounds and after the last
+  bool eval_train_loss = true; // also evaluate on the whole training set
+  int eval_threads = 1;
+};
+
+// What the engine needs from the experiment; all pointers must outlive it.
+struct RoundEngineInputs {
+  const Objective* objective = nullptr;         // null: no loss evaluation
+  const Dataset* train = nullptr;
+  const Dataset* test = nullptr;
+  std::vector<std::int64_t> client_sizes;       // n_k
+  std::optional<FlatVector> optimum;            // for dist_to_opt
+  RunLog* log = nullptr;                        // may be null (tests)
+};
+
+class RoundEngine {
+ public:
+  RoundEngine(const RoundEngineOptions& options, RoundEngineInputs inputs,
+              std::unique_ptr<ParticipationModel> participation,
+              std::unique_ptr<SyncStrategy> strategy, FlatVector initial);
+
+  RoundEngine(const RoundEngine&) = delete;
+  RoundEngine& operator=(const RoundEngine&) = delete;
+
+  // True once `rounds` rounds have finished.
+  bool done() const { return round_ >= options_.rounds; }
+  // The current (or next) round.
+  Round round() const { return round_; }
+  bool round_open() const { return round_open_; }
+  const FlatVector& model() const { return *model_; }
+  const SyncStrategy& strategy() const { return *strategy_; }
+
+  // Plans round round() and returns its tasks, sorted by client id, with
+  // fresh task ids. REQUIRES: !done() && !round_open().
+  std::vector<Task> BeginRound();
+
+  // Accepts the result of an open task after validating it. Errors:
+  //   kNotFound           the task id was never issued
+  //   kFailedPrecondition the task belongs to a closed round (stale), or was
+  //                       dropped or timed out
+  //   kAlreadyExists      a result for this task was already accepted
+  //   kInvalidArgument    wrong client, wrong update size, NaN/Inf values,
+  //                       or num_examples different from the client's n_k
+  // Every rejection is also written to events.jsonl with its reason.
+  absl::Status SubmitResult(ClientResult result);
+
+  // Gives up on an open task (its client failed); logged with `reason`.
+  void DropTask(TaskId task, const std::string& reason);
+
+  // True when every task of the open round has a result or was dropped.
+  bool AllTasksResolved() const;
+
+  // Closes the round: unresolved tasks are marked timed out, accepted
+  // results are aggregated in client-id order, the model is evaluated (on
+  // evaluation rounds) and a metrics row and a round_end event are written.
+  absl::StatusOr<MetricsRow> FinishRound(double wall_time_s);
+
+  // Counts over the whole run, for the reconciliation check (RELIABILITY 25):
+  // issued == aggregated + rejected-at-close + timed_out + dropped.
+  struct Tally {
+    std::int64_t issued = 0, aggregated = 0, timed_out = 0, dropped = 0,
+                 rejected_pushes = 0, duplicate_pushes = 0;
+  };
+  const Tally& tally() const { return tally_; }
+
+ private:
+  enum class TaskState { kOpen, kDone, kDropped };
+  struct OpenTask {
+    ClientId client;
+    TaskState state = TaskState::kOpen;
+  };
+
+  absl::Status Reject(const ClientResult& r, absl::Status status);
+  void LogEvent(nlohmann::json event);
+
+  RoundEngineOptions options_;
+  RoundEngineInputs in_;
+  std::unique_ptr<ParticipationModel> participation_;
+  std::unique_ptr<SyncStrategy> strategy_;
+  std::shared_ptr<FlatVector> model_;
+  Round round_ = 0;
+  bool round_open_ = false;
+  std::int64_t next_task_id_ = 1;
+  std::int64_t first_task_of_round_ = 1;
+  std::map<std::int64_t, OpenTask> open_;       // this round's tasks by id
+  std::map<std::int64_t, ClientResult> results_; // accepted, keyed by client id
+  Tally tally_;
+};
+
+}  // namespace fedsim
+
+#endif  // FEDSIM_SERVER_COORDINATOR_ROUND_ENGINE_H_

@@ -1,0 +1,164 @@
+#include "server/grpc/coordinator_server.h"
+
+#include <atomic>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/codec/task_codec.h"
+#include "fedsim/v1/service.grpc.pb.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/grpcpp.h"
+
+namespace fedsim {
+namespace {
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  // absl and gRPC share the canonical code numbers.
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()),
+                      std::string(s.message()));
+}
+
+// A parked PullTask. gRPC owns it until OnDone.
+class PullReactor : public grpc::ServerUnaryReactor {
+ public:
+  explicit PullReactor(Coordinator* coordinator) : coordinator_(coordinator) {}
+  void set_pull_id(std::int64_t id) { pull_id_.store(id); }
+  void OnCancel() override {
+    const std::int64_t id = pull_id_.load();
+    if (id != 0) coordinator_->CancelPull(id);
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  Coordinator* const coordinator_;
+  std::atomic<std::int64_t> pull_id_{0};
+};
+
+}  // namespace
+
+class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
+ public:
+  Impl(const Options& options, Coordinator* coordinator,
+       const v1::ExperimentConfig& config, std::int64_t dim)
+      : options_(options), coordinator_(coordinator), config_(config), dim_(dim) {}
+
+  grpc::ServerUnaryReactor* Join(grpc::CallbackServerContext* ctx,
+                                 const v1::JoinRequest* request,
+                                 v1::JoinResponse* response) override {
+    auto* reactor = ctx->DefaultReactor();
+    absl::StatusOr<WorkerId> id = coordinator_->Join(request->worker_name());
+    if (!id.ok()) {
+      reactor->Finish(ToGrpc(id.status()));
+      return reactor;
+    }
+    response->set_worker_id(static_cast<std::uint64_t>(id->value));
+    response->set_run_id(options_.run_id);
+    *response->mutable_config() = config_;
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* PullTask(grpc::CallbackServerContext* ctx,
+                                     const v1::PullTaskRequest* request,
+                                     v1::PullTaskResponse* response) override {
+    auto* reactor = new PullReactor(coordinator_);
+    const absl::Time deadline = absl::FromChrono(ctx->deadline());
+    const std::int64_t id = coordinator_->PullTask(
+        WorkerId(static_cast<std::int64_t>(request->worker_id())), deadline,
+        [reactor, response](absl::StatusOr<PullReply> reply) {
+          if (!reply.ok()) {
+            reactor->Finish(ToGrpc(reply.status()));
+            return;
+          }
+          response->set_run_finished(reply->run_finished);
+          response->set_retry_after_ms(reply->retry_after_ms);
+          if (reply->task.has_value()) {
+            EncodeTask(*reply->task, *response->mutable_task());
+          }
+          reactor->Finish(grpc::Status::OK);
+        });
+    reactor->set_pull_id(id);
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* PushResult(grpc::CallbackServerContext* ctx,
+                                       const v1::PushResultRequest* request,
+                                       v1::PushResultResponse* response) override {
+    auto* reactor = ctx->DefaultReactor();
+    const WorkerId worker(static_cast<std::int64_t>(request->worker_id()));
+    absl::StatusOr<ClientResult> result = DecodeResult(request->result(), dim_);
+    if (!result.ok()) {
+      coordinator_->RecordRejectedPush(
+          worker, static_cast<std::int64_t>(request->result().task_id()),
+          request->result().client_id(), result.status());
+      reactor->Finish(ToGrpc(result.status()));
+      return reactor;
+    }
+    absl::StatusOr<bool> duplicate =
+        coordinator_->PushResult(worker, *std::move(result));
+    if (!duplicate.ok()) {
+      reactor->Finish(ToGrpc(duplicate.status()));
+      return reactor;
+    }
+    response->set_duplicate(*duplicate);
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* Leave(grpc::CallbackServerContext* ctx,
+                                  const v1::LeaveRequest* request,
+                                  v1::LeaveResponse* /*response*/) override {
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(ToGrpc(coordinator_->Leave(
+        WorkerId(static_cast<std::int64_t>(request->worker_id())))));
+    return reactor;
+  }
+
+  Options options_;
+  Coordinator* const coordinator_;
+  const v1::ExperimentConfig config_;
+  const std::int64_t dim_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  bool stopped_ = false;
+};
+
+CoordinatorServer::CoordinatorServer(std::unique_ptr<Impl> impl)
+    : impl_(std::move(impl)) {}
+
+CoordinatorServer::~CoordinatorServer() { Shutdown(absl::Seconds(1)); }
+
+absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
+    const Options& options, Coordinator* coordinator,
+    const v1::ExperimentConfig& config) {
+  auto impl = std::make_unique<Impl>(options, coordinator, config,
+                                     coordinator->num_parameters());
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(),
+                           &impl->port_);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
+  builder.RegisterService(impl.get());
+  impl->server_ = builder.BuildAndStart();
+  if (impl->server_ == nullptr || impl->port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on '", options.listen, "'"));
+  }
+  impl->server_->GetHealthCheckService()->SetServingStatus(true);
+  return std::unique_ptr<CoordinatorServer>(new CoordinatorServer(std::move(impl)));
+}
+
+int CoordinatorServer::port() const { return impl_->port_; }
+
+void CoordinatorServer::Shutdown(absl::Duration grace) {
+  if (impl_ == nullptr || impl_->stopped_ || impl_->server_ == nullptr) return;
+  impl_->stopped_ = true;
+  impl_->server_->GetHealthCheckService()->SetServingStatus(false);
+  // Parked polls must finish before the server can stop.
+  impl_->coordinator_->Shutdown();
+  impl_->server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  impl_->server_->Wait();
+}
+
+}  // namespace fedsim

@@ -1,0 +1,64 @@
+// File: server/grpc/coordinator_server.h
+//
+// The gRPC face of a Coordinator: the fedsim.v1.Coordinator service on the
+// callback API (handlers never block; a waiting PullTask is a parked reactor
+// that holds no thread) plus the standard grpc.health.v1 service.
+//
+// Usage:
+//   CoordinatorServer::Options options;
+//   options.listen = "0.0.0.0:50051";   // port 0 picks a free port
+//   FEDSIM_ASSIGN_OR_RETURN(auto server,
+//                           CoordinatorServer::Start(options, &coordinator));
+//   ... coordinator.Run() ...
+//   server->Shutdown(absl::Seconds(5));
+//
+// Thread safety: Start/Shutdown from one thread; gRPC owns the handler threads.
+#ifndef FEDSIM_SERVER_GRPC_COORDINATOR_SERVER_H_
+#define FEDSIM_SERVER_GRPC_COORDINATOR_SERVER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/coordinator/coordinator.h"
+
+namespace fedsim {
+
+class CoordinatorServer {
+ public:
+  struct Options {
+    std::string listen = "0.0.0.0:50051";
+    std::int64_t max_message_bytes = 64 << 20;
+    // Sent to workers with their id; changes with every coordinator start.
+    std::uint64_t run_id = 0;
+  };
+
+  // Binds and starts serving. `coordinator` must outlive the server.
+  // Fails with kUnavailable if the address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(
+      const Options& options, Coordinator* coordinator,
+      const v1::ExperimentConfig& config);
+
+  ~CoordinatorServer();
+  CoordinatorServer(const CoordinatorServer&) = delete;
+  CoordinatorServer& operator=(const CoordinatorServer&) = delete;
+
+  // The bound port (useful with port 0).
+  int port() const;
+
+  // Marks the health service NOT_SERVING, then stops, letting in-flight
+  // calls finish for at most `grace`. Idempotent.
+  void Shutdown(absl::Duration grace);
+
+  class Impl;
+
+ private:
+  explicit CoordinatorServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace fedsim
+
+#endif  // FEDSIM_SERVER_GRPC_COORDINATOR_SERVER_H_

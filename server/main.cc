@@ -1,0 +1,89 @@
+// fedsim-server: the coordinator as a standalone process.
+//
+//   fedsim-server --config CONFIG [--listen 0.0.0.0:50051] [--out DIR]
+//                 [--min_workers N]
+//
+// Serves fedsim.v1.Coordinator and grpc.health.v1.Health, waits for
+// distributed.min_workers workers, runs the experiment and exits. The flags
+// can also come from the environment (FEDSIM_CONFIG, FEDSIM_LISTEN,
+// FEDSIM_OUT, FEDSIM_MIN_WORKERS), as container deployments set them; a
+// deployment that scales its workers sets min_workers with them instead of
+// editing the config. Exit codes as `fedsim`.
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
+#include "common/config/config.h"
+#include "runtime/console.h"
+#include "runtime/distributed.h"
+
+ABSL_FLAG(std::string, config, "", "experiment config (YAML); env FEDSIM_CONFIG");
+ABSL_FLAG(std::string, listen, "", "address to serve on (default 0.0.0.0:50051); env FEDSIM_LISTEN");
+ABSL_FLAG(std::string, out, "", "run directory (default runs/server); env FEDSIM_OUT");
+ABSL_FLAG(std::string, min_workers, "",
+          "overrides distributed.min_workers (>= 1); env FEDSIM_MIN_WORKERS");
+ABSL_FLAG(bool, quiet, false, "print only the summary");
+
+namespace {
+
+std::string FlagOrEnv(const std::string& flag, const char* env,
+                      const std::string& fallback) {
+  if (!flag.empty()) return flag;
+  const char* value = std::getenv(env);
+  return value != nullptr && *value != '\0' ? value : fallback;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "fedsim-server --config CONFIG [--listen ADDR] [--out DIR] [--min_workers N]");
+  absl::ParseCommandLine(argc, argv);
+  const std::string config_path =
+      FlagOrEnv(absl::GetFlag(FLAGS_config), "FEDSIM_CONFIG", "");
+  if (config_path.empty()) {
+    std::fprintf(stderr, "fedsim-server: --config is required\n");
+    return 2;
+  }
+  auto config = fedsim::LoadConfigFile(config_path);
+  if (!config.ok()) {
+    std::fprintf(stderr, "fedsim-server: %s\n", std::string(config.status().message()).c_str());
+    return 2;
+  }
+  const std::string min_workers =
+      FlagOrEnv(absl::GetFlag(FLAGS_min_workers), "FEDSIM_MIN_WORKERS", "");
+  if (!min_workers.empty()) {
+    int n = 0;
+    if (!absl::SimpleAtoi(min_workers, &n) || n < 1) {
+      std::fprintf(stderr, "fedsim-server: --min_workers = %s; must be an integer >= 1\n",
+                   min_workers.c_str());
+      return 2;
+    }
+    config->mutable_distributed()->set_min_workers(n);
+  }
+  const std::string out = FlagOrEnv(absl::GetFlag(FLAGS_out), "FEDSIM_OUT", "runs/server");
+  auto run = fedsim::PrepareRun(*config, out, "distributed");
+  if (!run.ok()) {
+    std::fprintf(stderr, "fedsim-server: %s\n", std::string(run.status().message()).c_str());
+    return 2;
+  }
+  fedsim::ServeOptions options;
+  options.listen = FlagOrEnv(absl::GetFlag(FLAGS_listen), "FEDSIM_LISTEN", "0.0.0.0:50051");
+  options.progress = fedsim::MakeConsoleProgress(stderr, absl::GetFlag(FLAGS_quiet));
+  options.on_listening = [&](int port) {
+    std::fprintf(stderr, "fedsim-server: listening on %s (port %d), waiting for %d worker(s)\n",
+                 options.listen.c_str(), port, config->distributed().min_workers());
+    return absl::OkStatus();
+  };
+  auto summary = fedsim::ServeRun(*run, options);
+  if (!summary.ok()) {
+    std::fprintf(stderr, "fedsim-server: %s\n", std::string(summary.status().message()).c_str());
+    return 1;
+  }
+  fedsim::PrintSummary(stdout, *run, *summary);
+  return 0;
+}

@@ -1,0 +1,56 @@
+#include "server/strategy/fedavg.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/check.h"
+
+namespace fedsim {
+
+FedAvg::FedAvg(const FedAvgOptions& options,
+               std::vector<std::int64_t> client_sizes)
+    : options_(options), client_sizes_(std::move(client_sizes)) {
+  FEDSIM_CHECK(!client_sizes_.empty());
+}
+
+std::vector<TaskSpec> FedAvg::Plan(Round /*round*/,
+                                   std::span<const ClientId> participants) {
+  planned_.clear();
+  for (ClientId k : participants) planned_.push_back(TaskSpec{k, options_.local});
+  return planned_;
+}
+
+absl::StatusOr<AggregationReport> FedAvg::Aggregate(
+    Round round, std::span<const ClientResult> results, FlatVector& global) {
+  AggregationReport report;
+  if (results.empty()) return report;  // nobody returned: w unchanged
+  // m_t: the data of the clients that returned (renormalised weights).
+  double m_t = 0.0;
+  for (const ClientResult& r : results) {
+    const bool planned = std::any_of(
+        planned_.begin(), planned_.end(),
+        [&](const TaskSpec& t) { return t.client == r.client; });
+    if (!planned) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "round ", round, ": result from client ", r.client.value,
+          ", which was not selected"));
+    }
+    m_t += static_cast<double>(client_sizes_[r.client.value]);
+  }
+  std::vector<double> weights;
+  std::vector<const Eigen::VectorXd*> updates;
+  for (const ClientResult& r : results) {
+    const double w = static_cast<double>(client_sizes_[r.client.value]) / m_t;
+    weights.push_back(w);
+    updates.push_back(&r.update);
+    report.weights.emplace_back(r.client, w);
+  }
+  step_.resize(global.size());
+  // Summed in client-id order (results are sorted), element by element.
+  WeightedSum(weights, updates, step_, options_.kernel);
+  Axpy(options_.server_lr, step_, global, options_.kernel);
+  return report;
+}
+
+}  // namespace fedsim

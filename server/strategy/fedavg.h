@@ -1,0 +1,50 @@
+// File: server/strategy/fedavg.h
+//
+// FedAvg (McMahan et al., AISTATS 2017) exactly as ALGORITHMS.md §1 and
+// Decision 1: the round's participants (FedAvg's own cohort sampling is the
+// UniformCohort participation model) train locally; the clients that
+// return are aggregated with weights
+// n_k / m_t, m_t = sum of n_k over those clients, in the delta form
+//   w_{t+1} = w_t + eta_g * sum_k (n_k / m_t) * Delta_k.
+// Clients that fail or miss the deadline are dropped and the weights
+// renormalised over the rest; if nobody returns, w is unchanged.
+#ifndef FEDSIM_SERVER_STRATEGY_FEDAVG_H_
+#define FEDSIM_SERVER_STRATEGY_FEDAVG_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "common/kernels/vector_ops.h"
+#include "server/strategy/strategy.h"
+
+namespace fedsim {
+
+struct FedAvgOptions {
+  double server_lr = 1.0;         // eta_g > 0
+  LocalTrainingSpec local;        // E, B, eta handed to every client
+  KernelContext kernel;           // threads for the aggregation kernel
+};
+
+class FedAvg : public SyncStrategy {
+ public:
+  // `client_sizes[k]` is n_k, the number of training rows of client k.
+  // REQUIRES: options validated (see common/config), client_sizes non-empty.
+  FedAvg(const FedAvgOptions& options, std::vector<std::int64_t> client_sizes);
+
+  std::string_view name() const override { return "FedAvg"; }
+  std::vector<TaskSpec> Plan(Round round,
+                             std::span<const ClientId> participants) override;
+  absl::StatusOr<AggregationReport> Aggregate(
+      Round round, std::span<const ClientResult> results,
+      FlatVector& global) override;
+
+ private:
+  FedAvgOptions options_;
+  std::vector<std::int64_t> client_sizes_;
+  std::vector<TaskSpec> planned_;  // this round's plan, for checking results
+  FlatVector step_;                // scratch: the weighted mean update
+};
+
+}  // namespace fedsim
+
+#endif  // FEDSIM_SERVER_STRATEGY_FEDAVG_H_

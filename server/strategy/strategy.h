@@ -1,0 +1,55 @@
+// File: server/strategy/strategy.h
+//
+// The server side of a synchronous FL algorithm: a state machine with no I/O,
+// no threads and no clock (DESIGN principle 1). Each round the coordinator
+// asks the participation model who takes part, calls Plan() with those
+// clients and Aggregate() with the results that came back, sorted by client
+// id.
+//
+// Thread safety: not thread-safe; the coordinator serialises calls.
+#ifndef FEDSIM_SERVER_STRATEGY_STRATEGY_H_
+#define FEDSIM_SERVER_STRATEGY_STRATEGY_H_
+
+#include <span>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/base/task.h"
+#include "common/base/types.h"
+
+namespace fedsim {
+
+// What Aggregate did, for the run log.
+struct AggregationReport {
+  // The weight each aggregated client's update received, in client order.
+  std::vector<std::pair<ClientId, double>> weights;
+};
+
+class SyncStrategy {
+ public:
+  virtual ~SyncStrategy() = default;
+
+  // Display name ("FedAvg").
+  virtual std::string_view name() const = 0;
+
+  // The local work of round `round` for the participating clients
+  // `participants` (sorted by id). Returns task specs sorted by client id;
+  // usually one per participant.
+  virtual std::vector<TaskSpec> Plan(Round round,
+                                     std::span<const ClientId> participants) = 0;
+
+  // Folds `results` (sorted by client id, at most one per client, each
+  // already validated for size and finiteness) into `global`. An empty
+  // `results` leaves `global` unchanged. Fails with kInvalidArgument if a
+  // result names a client that was not planned this round.
+  virtual absl::StatusOr<AggregationReport> Aggregate(
+      Round round, std::span<const ClientResult> results,
+      FlatVector& global) = 0;
+};
+
+}  // namespace fedsim
+
+#endif  // FEDSIM_SERVER_STRATEGY_STRATEGY_H_

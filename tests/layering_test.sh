@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Fails when a pure layer (strategies, participation, trainer, kernels,
+# objectives, data, DP, RNG) includes gRPC or generated protobuf headers, or
+# a layer includes one above it. DESIGN.md: dependencies point one way.
+set -u
+root=${1:?usage: layering_test.sh SOURCE_DIR}
+cd "$root" || exit 2
+status=0
+pure_dirs="server/strategy server/participation client/trainer common/kernels common/objectives common/data common/random common/base common/dp common/lsa"
+for dir in $pure_dirs; do
+  [ -d "$dir" ] || continue
+  hits=$(grep -rnE '#include [<"](grpcpp?/|google/protobuf/|fedsim/v1/)' "$dir" --include='*.h' --include='*.cc' || true)
+  if [ -n "$hits" ]; then
+    echo "layering: $dir is a pure layer but includes gRPC or protobuf headers:"
+    echo "$hits"
+    status=1
+  fi
+done
+# common/ may not depend on server/, client/, runtime/ or tools/.
+hits=$(grep -rnE '#include "(server|client|runtime|tools)/' common --include='*.h' --include='*.cc' || true)
+if [ -n "$hits" ]; then echo "layering: common/ includes a higher layer:"; echo "$hits"; status=1; fi
+# server/ and client/ may not include each other or runtime/ or tools/.
+hits=$(grep -rnE '#include "(client|runtime|tools)/' server --include='*.h' --include='*.cc' --exclude=main.cc || true)
+if [ -n "$hits" ]; then echo "layering: server/ includes a higher or sibling layer:"; echo "$hits"; status=1; fi
+hits=$(grep -rnE '#include "(server|runtime|tools)/' client --include='*.h' --include='*.cc' --exclude=main.cc || true)
+if [ -n "$hits" ]; then echo "layering: client/ includes a higher or sibling layer:"; echo "$hits"; status=1; fi
+# Only the gRPC adapters (and binaries) may include gRPC.
+hits=$(grep -rlnE '#include [<"]grpcpp?/' common server client runtime --include='*.h' --include='*.cc' | grep -vE '^(server/grpc|client/grpc)/' || true)
+if [ -n "$hits" ]; then echo "layering: gRPC included outside server/grpc and client/grpc:"; echo "$hits"; status=1; fi
+[ $status -eq 0 ] && echo "layering: ok"
+exit $status

@@ -1,0 +1,407 @@
+// Tests of common/config: the YAML mapping (unknown keys at every level,
+// wrong types, enum spellings, nulls), the defaults, every validation rule,
+// and the JSON round trip of a resolved config.
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/config/config.h"
+#include "fedsim/v1/config.pb.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "gtest/gtest.h"
+
+namespace fedsim {
+namespace {
+
+using ::google::protobuf::util::MessageDifferencer;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+namespace pb = google::protobuf;
+
+v1::ExperimentConfig LoadOrDie(const std::string& yaml) {
+  absl::StatusOr<v1::ExperimentConfig> config = LoadConfigText(yaml);
+  EXPECT_TRUE(config.ok()) << config.status() << "\n" << yaml;
+  return config.ok() ? *std::move(config) : v1::ExperimentConfig();
+}
+
+// The error of loading `yaml`, which must fail with kInvalidArgument on one
+// line starting with "config: ".
+std::string ErrorOf(const std::string& yaml) {
+  absl::StatusOr<v1::ExperimentConfig> config = LoadConfigText(yaml);
+  EXPECT_FALSE(config.ok()) << "accepted:\n" << yaml;
+  if (config.ok()) return "";
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument) << yaml;
+  const std::string message(config.status().message());
+  EXPECT_THAT(message, StartsWith("config: ")) << yaml;
+  EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+  return message;
+}
+
+TEST(ConfigTest, EmptyDocumentGivesTheDocumentedDefaults) {
+  const v1::ExperimentConfig c = LoadOrDie("");
+  EXPECT_EQ(c.seed(), 1u);
+  EXPECT_EQ(c.rounds(), 100);
+  EXPECT_EQ(c.data().source(), v1::DataConfig::SOURCE_FASHION_MNIST);
+  EXPECT_EQ(c.data().path(), "third_party/data/fashion-mnist");
+  EXPECT_EQ(c.clients().count(), 100);
+  EXPECT_EQ(c.clients().partition(), v1::ClientsConfig::PARTITION_IID);
+  EXPECT_EQ(c.model().objective(), v1::ModelConfig::OBJECTIVE_SOFTMAX);
+  EXPECT_EQ(c.algorithm().name(), v1::AlgorithmConfig::NAME_FEDAVG);
+  EXPECT_EQ(c.algorithm().server_lr(), 1.0);
+  EXPECT_EQ(c.participation().model(), v1::ParticipationConfig::MODEL_UNIFORM);
+  EXPECT_EQ(c.participation().client_fraction(), 0.1);
+  EXPECT_EQ(c.local().epochs(), 1);
+  EXPECT_EQ(c.local().batch_size(), 32);
+  EXPECT_EQ(c.local().lr(), 0.05);
+  EXPECT_EQ(c.local().max_steps(), 0);
+  EXPECT_EQ(c.eval().every(), 1);
+  EXPECT_TRUE(c.eval().train_loss());
+  EXPECT_EQ(c.runtime().threads(), 1);
+  EXPECT_EQ(c.distributed().round_deadline_s(), 600.0);
+  EXPECT_EQ(c.distributed().min_workers(), 1);
+  EXPECT_EQ(c.distributed().long_poll_s(), 10.0);
+}
+
+TEST(ConfigTest, SourceDependentDefaults) {
+  const v1::ExperimentConfig ls =
+      LoadOrDie("data: {source: synthetic_least_squares}");
+  EXPECT_EQ(ls.model().objective(), v1::ModelConfig::OBJECTIVE_LEAST_SQUARES);
+  EXPECT_EQ(ls.clients().partition(), v1::ClientsConfig::PARTITION_NATURAL);
+  EXPECT_EQ(ls.clients().count(), 100);
+  const v1::ExperimentConfig fp = LoadOrDie("data: {source: fedprox_synthetic}");
+  EXPECT_EQ(fp.model().objective(), v1::ModelConfig::OBJECTIVE_SOFTMAX);
+  EXPECT_EQ(fp.clients().partition(), v1::ClientsConfig::PARTITION_NATURAL);
+  EXPECT_EQ(fp.clients().count(), 30);
+}
+
+TEST(ConfigTest, ExplicitValuesAreKept) {
+  const v1::ExperimentConfig c = LoadOrDie(R"(
+name: explicit
+seed: 7
+rounds: 3
+local:
+  lr: 0.5
+  epochs: 2
+  batch_size: 0
+  max_steps: 9
+eval:
+  train_loss: false
+participation:
+  client_fraction: 1
+)");
+  EXPECT_EQ(c.name(), "explicit");
+  EXPECT_EQ(c.seed(), 7u);
+  EXPECT_EQ(c.rounds(), 3);
+  EXPECT_EQ(c.local().lr(), 0.5);
+  EXPECT_EQ(c.local().epochs(), 2);
+  EXPECT_EQ(c.local().batch_size(), 0);  // set to 0 is not "unset"
+  EXPECT_EQ(c.local().max_steps(), 9);
+  EXPECT_FALSE(c.eval().train_loss());
+  EXPECT_EQ(c.participation().client_fraction(), 1.0);
+}
+
+// One YAML document per validation rule and the key its message must name.
+struct RuleCase {
+  std::string yaml;
+  std::string key;
+};
+
+TEST(ConfigTest, EveryValidationRuleRejectsAndNamesItsKey) {
+  const std::vector<RuleCase> cases = {
+      {"rounds: 0", "rounds"},
+      {"data: {source: idx, path: ''}", "data.path"},
+      {"data: {source: csv, test_file: t.csv}", "data.train_file"},
+      {"data: {source: csv, train_file: t.csv}", "data.test_file"},
+      {"data: {source: libsvm, test_file: t}", "data.train_file"},
+      {"data: {source: libsvm, train_file: t}", "data.test_file"},
+      {"data: {num_features: -1}", "data.num_features"},
+      {"data: {least_squares: {examples_per_client: 0}}",
+       "data.least_squares.examples_per_client"},
+      {"data: {least_squares: {dim: 0}}", "data.least_squares.dim"},
+      {"data: {least_squares: {noise_std: -0.1}}",
+       "data.least_squares.noise_std"},
+      {"data: {least_squares: {heterogeneity: -1}}",
+       "data.least_squares.heterogeneity"},
+      {"data: {least_squares: {test_examples: 0}}",
+       "data.least_squares.test_examples"},
+      {"data: {fedprox_synthetic: {alpha: -1}}", "data.fedprox_synthetic.alpha"},
+      {"data: {fedprox_synthetic: {beta: -0.5}}", "data.fedprox_synthetic.beta"},
+      {"clients: {count: 0}", "clients.count"},
+      {"clients: {partition: natural}", "clients.partition"},
+      {"data: {source: fedprox_synthetic}\nclients: {partition: iid}",
+       "clients.partition"},
+      {"clients: {dirichlet_alpha: 0}", "clients.dirichlet_alpha"},
+      {"clients: {shards_per_client: 0}", "clients.shards_per_client"},
+      {"model: {hidden_units: 0}", "model.hidden_units"},
+      {"model: {l2: -1e-3}", "model.l2"},
+      {"participation: {client_fraction: 0}", "participation.client_fraction"},
+      {"participation: {client_fraction: 1.5}", "participation.client_fraction"},
+      {"algorithm: {server_lr: 0}", "algorithm.server_lr"},
+      {"local: {epochs: 0}", "local.epochs"},
+      {"local: {batch_size: -1}", "local.batch_size"},
+      {"local: {lr: -0.5}", "local.lr"},
+      {"local: {lr: 0}", "local.lr"},
+      {"local: {max_steps: -2}", "local.max_steps"},
+      {"eval: {every: 0}", "eval.every"},
+      {"runtime: {threads: 0}", "runtime.threads"},
+      {"runtime: {threads: 1025}", "runtime.threads"},
+      {"distributed: {round_deadline_s: 0}", "distributed.round_deadline_s"},
+      {"distributed: {min_workers: 0}", "distributed.min_workers"},
+      {"distributed: {start_timeout_s: -1}", "distributed.start_timeout_s"},
+      {"distributed: {long_poll_s: 0}", "distributed.long_poll_s"},
+      {"distributed: {max_message_bytes: 1000}",
+       "distributed.max_message_bytes"},
+      {"distributed: {max_message_bytes: 2147483648}",
+       "distributed.max_message_bytes"},
+  };
+  for (const RuleCase& c : cases) {
+    EXPECT_THAT(ErrorOf(c.yaml), HasSubstr(c.key)) << c.yaml;
+  }
+}
+
+TEST(ConfigTest, RangeMessageNamesKeyValueAndRule) {
+  EXPECT_EQ(ErrorOf("local: {lr: -0.5}"), "config: local.lr = -0.5; must be > 0");
+  EXPECT_EQ(ErrorOf("rounds: 0"), "config: rounds = 0; must be >= 1");
+  EXPECT_EQ(ErrorOf("participation: {client_fraction: 1.5}"),
+            "config: participation.client_fraction = 1.5; must be <= 1");
+}
+
+TEST(ConfigTest, BoundaryValuesAreAccepted) {
+  LoadOrDie(R"(
+rounds: 1
+participation: {client_fraction: 1}
+local: {batch_size: 0, max_steps: 0, epochs: 1}
+runtime: {threads: 1024}
+data: {least_squares: {noise_std: 0, heterogeneity: 0}}
+model: {l2: 0}
+distributed: {max_message_bytes: 1048576, min_workers: 1}
+)");
+  LoadOrDie("distributed: {max_message_bytes: 1073741824}");
+}
+
+// Every message-typed field reachable from ExperimentConfig, as key paths.
+void MessagePaths(const pb::Descriptor* d, const std::string& prefix,
+                  std::vector<std::pair<std::string, const pb::Descriptor*>>& out) {
+  out.emplace_back(prefix, d);
+  for (int i = 0; i < d->field_count(); ++i) {
+    const pb::FieldDescriptor* f = d->field(i);
+    if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE && !f->is_repeated()) {
+      MessagePaths(f->message_type(),
+                   prefix.empty() ? f->name() : absl::StrCat(prefix, ".", f->name()),
+                   out);
+    }
+  }
+}
+
+// YAML that sets `leaf: value` at the dotted `path` (flow style).
+std::string NestedYaml(const std::string& path, const std::string& leaf,
+                       const std::string& value) {
+  std::vector<std::string> parts;
+  std::string::size_type start = 0;
+  while (!path.empty()) {
+    const auto dot = path.find('.', start);
+    parts.push_back(path.substr(start, dot - start));
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  std::string yaml = absl::StrCat(leaf, ": ", value);
+  for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
+    yaml = absl::StrCat(*it, ": {", yaml, "}");
+  }
+  return yaml;
+}
+
+TEST(ConfigTest, UnknownKeysRejectedAtEveryLevel) {
+  std::vector<std::pair<std::string, const pb::Descriptor*>> paths;
+  MessagePaths(v1::ExperimentConfig::descriptor(), "", paths);
+  ASSERT_GE(paths.size(), 12u);  // the root and its nested messages
+  for (const auto& [path, descriptor] : paths) {
+    const std::string yaml = NestedYaml(path, "bogus_key", "1");
+    const std::string key = path.empty() ? "bogus_key" : path + ".bogus_key";
+    const std::string error = ErrorOf(yaml);
+    EXPECT_THAT(error, HasSubstr(absl::StrCat("config: ", key, ": unknown key")))
+        << yaml;
+    // The message lists the keys that are allowed there.
+    EXPECT_THAT(error, HasSubstr(descriptor->field(0)->name())) << yaml;
+  }
+}
+
+TEST(ConfigTest, MisspelledKeyIsRejected) {
+  EXPECT_THAT(ErrorOf("local: {learning_rate: 0.1}"),
+              HasSubstr("local.learning_rate: unknown key"));
+  EXPECT_THAT(ErrorOf("round: 5"), HasSubstr("round: unknown key"));
+}
+
+TEST(ConfigTest, WrongTypesAreRejectedWithTheirKey) {
+  const std::vector<RuleCase> cases = {
+      {"rounds: ten", "rounds"},
+      {"rounds: 1.5", "rounds"},
+      {"rounds: 99999999999", "rounds"},  // overflows int32
+      {"seed: -1", "seed"},               // uint64
+      {"local: {lr: fast}", "local.lr"},
+      {"local: {lr: .inf}", "local.lr"},
+      {"local: {lr: .nan}", "local.lr"},
+      {"local: {batch_size: 3.5}", "local.batch_size"},
+      {"eval: {train_loss: maybe}", "eval.train_loss"},
+      {"model: {objective: cnn}", "model.objective"},
+      {"data: {source: 5}", "data.source"},
+      {"local: 5", "local"},                 // a message given a scalar
+      {"local: [1, 2]", "local"},            // a message given a list
+      {"rounds: {a: 1}", "rounds"},          // a scalar given a map
+      {"rounds: [1, 2]", "rounds"},          // a scalar given a list
+      {"[1, 2, 3]", "the document"},         // the root must be a map
+      {"just a string", "the document"},
+  };
+  for (const RuleCase& c : cases) {
+    EXPECT_THAT(ErrorOf(c.yaml), HasSubstr(c.key)) << c.yaml;
+  }
+}
+
+TEST(ConfigTest, BadEnumListsTheChoicesInLowerCase) {
+  const std::string error = ErrorOf("model: {objective: cnn}");
+  EXPECT_THAT(error, HasSubstr("least_squares"));
+  EXPECT_THAT(error, HasSubstr("softmax"));
+  EXPECT_THAT(error, HasSubstr("mlp"));
+  EXPECT_THAT(error, ::testing::Not(HasSubstr("unspecified")));
+}
+
+TEST(ConfigTest, UnspecifiedEnumValueIsNotAChoice) {
+  ErrorOf("model: {objective: unspecified}");
+  ErrorOf("model: {objective: OBJECTIVE_UNSPECIFIED}");
+}
+
+TEST(ConfigTest, InvalidYamlReportsLine) {
+  EXPECT_THAT(ErrorOf("rounds: 3\nlocal: {lr: 0.1\n"), HasSubstr("line"));
+}
+
+TEST(ConfigTest, EnumSuffixAndFullNamesBothAccepted) {
+  for (const std::string spelling :
+       {"softmax", "SOFTMAX", "Softmax", "OBJECTIVE_SOFTMAX", "objective_softmax"}) {
+    EXPECT_EQ(LoadOrDie("model: {objective: " + spelling + "}").model().objective(),
+              v1::ModelConfig::OBJECTIVE_SOFTMAX)
+        << spelling;
+  }
+  // Multi-word enum names ("Source" -> SOURCE_...).
+  EXPECT_EQ(LoadOrDie("data: {source: synthetic_least_squares}").data().source(),
+            v1::DataConfig::SOURCE_SYNTHETIC_LEAST_SQUARES);
+  EXPECT_EQ(
+      LoadOrDie("data: {source: SOURCE_SYNTHETIC_LEAST_SQUARES}").data().source(),
+      v1::DataConfig::SOURCE_SYNTHETIC_LEAST_SQUARES);
+  EXPECT_EQ(LoadOrDie("clients: {partition: dirichlet}").clients().partition(),
+            v1::ClientsConfig::PARTITION_DIRICHLET);
+  EXPECT_EQ(LoadOrDie("participation: {model: MODEL_UNIFORM}").participation().model(),
+            v1::ParticipationConfig::MODEL_UNIFORM);
+}
+
+TEST(ConfigTest, BoolSpellings) {
+  for (const std::string t : {"true", "True", "yes", "on"}) {
+    EXPECT_TRUE(LoadOrDie("eval: {train_loss: " + t + "}").eval().train_loss()) << t;
+  }
+  for (const std::string f : {"false", "FALSE", "no", "off"}) {
+    EXPECT_FALSE(LoadOrDie("eval: {train_loss: " + f + "}").eval().train_loss()) << f;
+  }
+}
+
+TEST(ConfigTest, YamlNullKeepsDefaults) {
+  const v1::ExperimentConfig c = LoadOrDie(R"(
+rounds:
+local:
+  lr:
+  epochs: 3
+eval:
+distributed: ~
+)");
+  EXPECT_EQ(c.rounds(), 100);
+  EXPECT_EQ(c.local().lr(), 0.05);
+  EXPECT_EQ(c.local().epochs(), 3);
+  EXPECT_EQ(c.eval().every(), 1);
+  EXPECT_EQ(c.distributed().round_deadline_s(), 600.0);
+  // Null is "not set" before defaults too.
+  absl::StatusOr<v1::ExperimentConfig> raw = ParseConfigYaml("local:\n  lr:\n");
+  ASSERT_TRUE(raw.ok()) << raw.status();
+  EXPECT_FALSE(raw->local().has_lr());
+}
+
+TEST(ConfigTest, ParseDoesNotApplyDefaultsOrValidate) {
+  absl::StatusOr<v1::ExperimentConfig> raw = ParseConfigYaml("local: {lr: -1}");
+  ASSERT_TRUE(raw.ok()) << raw.status();
+  EXPECT_EQ(raw->local().lr(), -1.0);
+  EXPECT_FALSE(raw->has_rounds());
+  EXPECT_FALSE(ValidateConfig(*raw).ok());
+}
+
+TEST(ConfigTest, ApplyDefaultsIsIdempotent) {
+  for (const std::string& yaml :
+       {std::string(""), std::string("data: {source: fedprox_synthetic}"),
+        std::string("data: {source: synthetic_least_squares}\nlocal: {lr: 0.3}"),
+        std::string("clients: {count: 5, partition: shards}\nrounds: 2")}) {
+    absl::StatusOr<v1::ExperimentConfig> parsed = ParseConfigYaml(yaml);
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    v1::ExperimentConfig once = *parsed;
+    ApplyDefaults(once);
+    v1::ExperimentConfig twice = once;
+    ApplyDefaults(twice);
+    EXPECT_TRUE(MessageDifferencer::Equals(once, twice)) << yaml;
+    EXPECT_TRUE(ValidateConfig(once).ok()) << yaml;
+  }
+}
+
+TEST(ConfigTest, JsonRoundTripsToAnEqualMessage) {
+  for (const std::string& yaml : {
+           std::string(""),
+           std::string(R"(
+name: "round trip: with punctuation, \"quotes\" and unicode é"
+seed: 18446744073709551615
+rounds: 7
+data:
+  source: synthetic_least_squares
+  least_squares: {examples_per_client: 12, dim: 3, noise_std: 0.30000000000000004,
+                  heterogeneity: 1e-300, test_examples: 9}
+clients: {count: 4}
+model: {l2: 0.1}
+participation: {client_fraction: 0.3333333333333333}
+algorithm: {server_lr: 0.7}
+local: {epochs: 2, batch_size: 0, lr: 0.123456789012345678, max_steps: 5}
+eval: {every: 2, train_loss: false}
+runtime: {threads: 3}
+distributed: {round_deadline_s: 1.5, min_workers: 2, start_timeout_s: 0.25,
+              long_poll_s: 0.1, max_message_bytes: 2097152}
+)"),
+           std::string("data: {source: csv, train_file: a.csv, test_file: b.csv, "
+                        "label_column: 0, has_header: true, classification: false}"),
+       }) {
+    const v1::ExperimentConfig original = LoadOrDie(yaml);
+    const std::string json = ConfigToJson(original);
+    const v1::ExperimentConfig reloaded = LoadOrDie(json);
+    std::string diff;
+    MessageDifferencer differencer;
+    differencer.ReportDifferencesToString(&diff);
+    EXPECT_TRUE(differencer.Compare(original, reloaded)) << diff << "\n" << json;
+  }
+}
+
+TEST(ConfigTest, LoadConfigFileMissingIsNotFound) {
+  absl::StatusOr<v1::ExperimentConfig> c =
+      LoadConfigFile("/nonexistent/fedsim/config.yaml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(c.status().message(), HasSubstr("/nonexistent/fedsim/config.yaml"));
+}
+
+TEST(ConfigTest, QuickstartConfigLoads) {
+  absl::StatusOr<v1::ExperimentConfig> c =
+      LoadConfigFile(FEDSIM_SOURCE_DIR "/configs/quickstart.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->clients().count(), 100);
+  EXPECT_EQ(c->clients().partition(), v1::ClientsConfig::PARTITION_DIRICHLET);
+  EXPECT_EQ(c->participation().client_fraction(), 0.1);
+  EXPECT_EQ(c->model().objective(), v1::ModelConfig::OBJECTIVE_SOFTMAX);
+}
+
+}  // namespace
+}  // namespace fedsim

@@ -1,0 +1,143 @@
+// The synchronous round engine: which results it accepts, which it rejects
+// with which status, and that every issued task is accounted for.
+#include "server/coordinator/round_engine.h"
+
+#include <memory>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/participation/participation.h"
+#include "server/strategy/fedavg.h"
+
+namespace fedsim {
+namespace {
+
+using ::testing::HasSubstr;
+
+class RoundEngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    RoundEngineOptions options;
+    options.rounds = 3;
+    RoundEngineInputs in;
+    in.client_sizes = {3, 5, 8};
+    in.train = &train_;  // no objective: nothing is evaluated
+    in.test = &test_;
+    FedAvgOptions fo;
+    engine_ = std::make_unique<RoundEngine>(
+        options, in, std::make_unique<UniformCohort>(1, 3, 1.0),
+        std::make_unique<FedAvg>(fo, in.client_sizes), FlatVector::Zero(2));
+  }
+
+  ClientResult ResultFor(const Task& t, double value = 1.0) {
+    ClientResult r;
+    r.task = t.id;
+    r.client = t.client;
+    r.update = FlatVector::Constant(2, value);
+    r.num_examples = sizes_[t.client.value];
+    return r;
+  }
+
+  const std::vector<std::int64_t> sizes_ = {3, 5, 8};
+  Dataset train_, test_;
+  std::unique_ptr<RoundEngine> engine_;
+};
+
+TEST_F(RoundEngineTest, FullRoundAggregatesWithExampleWeights) {
+  const std::vector<Task> tasks = engine_->BeginRound();
+  ASSERT_EQ(tasks.size(), 3u);
+  for (std::size_t i = 0; i < tasks.size(); ++i) {
+    EXPECT_EQ(tasks[i].client, ClientId(static_cast<std::int64_t>(i)));
+    EXPECT_EQ(tasks[i].round, 0);
+    ASSERT_TRUE(engine_->SubmitResult(ResultFor(tasks[i], i + 1.0)).ok());
+  }
+  EXPECT_TRUE(engine_->AllTasksResolved());
+  const absl::StatusOr<MetricsRow> row = engine_->FinishRound(0.5);
+  ASSERT_TRUE(row.ok()) << row.status();
+  EXPECT_EQ(row->participants, 3);
+  // (3*1 + 5*2 + 8*3) / 16
+  EXPECT_DOUBLE_EQ(engine_->model()[0], 37.0 / 16.0);
+  EXPECT_EQ(engine_->round(), 1);
+}
+
+TEST_F(RoundEngineTest, RejectionsCarryTheRightCodes) {
+  const std::vector<Task> tasks = engine_->BeginRound();
+  ClientResult unknown = ResultFor(tasks[0]);
+  unknown.task = TaskId(999);
+  EXPECT_EQ(engine_->SubmitResult(unknown).code(), absl::StatusCode::kNotFound);
+
+  ClientResult foreign = ResultFor(tasks[0]);
+  foreign.client = ClientId(1);
+  foreign.num_examples = 5;
+  const absl::Status st = engine_->SubmitResult(foreign);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(st.message(), HasSubstr("issued to client 0"));
+
+  ClientResult wrong_size = ResultFor(tasks[0]);
+  wrong_size.update = FlatVector::Zero(3);
+  EXPECT_THAT(engine_->SubmitResult(wrong_size).message(),
+              HasSubstr("update has 3 values, expected 2"));
+
+  ClientResult nan = ResultFor(tasks[0]);
+  nan.update[1] = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_THAT(engine_->SubmitResult(nan).message(), HasSubstr("NaN"));
+  ClientResult inf = ResultFor(tasks[0]);
+  inf.update[0] = std::numeric_limits<double>::infinity();
+  EXPECT_EQ(engine_->SubmitResult(inf).code(),
+            absl::StatusCode::kInvalidArgument);
+
+  ClientResult lying = ResultFor(tasks[0]);
+  lying.num_examples = 1000;
+  EXPECT_THAT(engine_->SubmitResult(lying).message(),
+              HasSubstr("num_examples = 1000"));
+
+  // None of the rejections consumed the task: the good result still lands,
+  // and a second push of it is a duplicate.
+  EXPECT_TRUE(engine_->SubmitResult(ResultFor(tasks[0])).ok());
+  EXPECT_EQ(engine_->SubmitResult(ResultFor(tasks[0])).code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(engine_->tally().rejected_pushes, 6);
+  EXPECT_EQ(engine_->tally().duplicate_pushes, 1);
+}
+
+TEST_F(RoundEngineTest, StaleAndDroppedTasksAreRefusedAndAccountedFor) {
+  const std::vector<Task> round0 = engine_->BeginRound();
+  engine_->DropTask(round0[1].id, "worker crashed");
+  EXPECT_EQ(engine_->SubmitResult(ResultFor(round0[1])).code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(engine_->SubmitResult(ResultFor(round0[0], 2.0)).ok());
+  EXPECT_FALSE(engine_->AllTasksResolved());  // task 2 still open
+  const absl::StatusOr<MetricsRow> row = engine_->FinishRound(1.0);
+  ASSERT_TRUE(row.ok());
+  EXPECT_EQ(row->participants, 1);
+  // Only client 0 returned: its update is the mean update.
+  EXPECT_DOUBLE_EQ(engine_->model()[0], 2.0);
+
+  engine_->BeginRound();
+  const absl::Status stale = engine_->SubmitResult(ResultFor(round0[2]));
+  EXPECT_EQ(stale.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(stale.message(), HasSubstr("stale"));
+
+  const RoundEngine::Tally& t = engine_->tally();
+  EXPECT_EQ(t.issued, 6);
+  EXPECT_EQ(t.dropped, 1);
+  EXPECT_EQ(t.timed_out, 1);
+  EXPECT_EQ(t.aggregated, 1);
+}
+
+TEST_F(RoundEngineTest, RunEndsAfterTheConfiguredRounds) {
+  for (int t = 0; t < 3; ++t) {
+    ASSERT_FALSE(engine_->done());
+    for (const Task& task : engine_->BeginRound()) {
+      ASSERT_TRUE(engine_->SubmitResult(ResultFor(task, 0.0)).ok());
+    }
+    ASSERT_TRUE(engine_->FinishRound(t).ok());
+  }
+  EXPECT_TRUE(engine_->done());
+  EXPECT_EQ(engine_->tally().issued, 9);
+  EXPECT_EQ(engine_->tally().aggregated, 9);
+}
+
+}  // namespace
+}  // namespace fedsim

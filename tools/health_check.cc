@@ -1,0 +1,86 @@
+// fedsim-health: a health probe for fedsim-server (and any gRPC server that
+// serves the standard grpc.health.v1.Health service).
+//
+//   fedsim-health [--addr HOST:PORT] [--service NAME] [--timeout_s S]
+//
+// Calls Health/Check once and exits 0 iff the answer is SERVING; otherwise
+// prints one line on stderr and exits 1 (NOT_SERVING, unreachable, timeout,
+// unknown service). Containers use it as their HEALTHCHECK, where Debian
+// has no grpc_health_probe.
+//
+// --addr defaults to $FEDSIM_HEALTH_ADDR, else to 127.0.0.1 on the port of
+// $FEDSIM_LISTEN (fedsim-server's listen address), else 127.0.0.1:50051, so
+// a probe inside the coordinator's container needs no arguments.
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+
+ABSL_FLAG(std::string, addr, "",
+          "server HOST:PORT (default: $FEDSIM_HEALTH_ADDR, else 127.0.0.1 on "
+          "the port of $FEDSIM_LISTEN, else 127.0.0.1:50051)");
+ABSL_FLAG(std::string, service, "", "service name to ask about ('' = the server)");
+ABSL_FLAG(double, timeout_s, 3, "give up after this many seconds");
+
+namespace {
+
+std::string Env(const char* name) {
+  const char* value = std::getenv(name);
+  return value == nullptr ? std::string() : std::string(value);
+}
+
+std::string DefaultAddress() {
+  if (std::string addr = Env("FEDSIM_HEALTH_ADDR"); !addr.empty()) return addr;
+  const std::string listen = Env("FEDSIM_LISTEN");
+  // The listen address may be 0.0.0.0:P, [::]:P or :P; the probe runs on
+  // the same host, so only the port matters.
+  const std::size_t colon = listen.rfind(':');
+  if (colon != std::string::npos && colon + 1 < listen.size()) {
+    return absl::StrCat("127.0.0.1:", listen.substr(colon + 1));
+  }
+  return "127.0.0.1:50051";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "fedsim-health [--addr HOST:PORT] [--service NAME] [--timeout_s S]");
+  absl::ParseCommandLine(argc, argv);
+  std::string addr = absl::GetFlag(FLAGS_addr);
+  if (addr.empty()) addr = DefaultAddress();
+  const double timeout_s = absl::GetFlag(FLAGS_timeout_s);
+  if (!(timeout_s > 0)) {
+    std::fprintf(stderr, "fedsim-health: --timeout_s = %g; must be > 0\n", timeout_s);
+    return 2;
+  }
+  auto channel = grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
+  auto stub = grpc::health::v1::Health::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(timeout_s)));
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(absl::GetFlag(FLAGS_service));
+  grpc::health::v1::HealthCheckResponse response;
+  const grpc::Status status = stub->Check(&ctx, request, &response);
+  if (!status.ok()) {
+    std::fprintf(stderr, "fedsim-health: %s: %s\n", addr.c_str(),
+                 status.error_message().c_str());
+    return 1;
+  }
+  if (response.status() != grpc::health::v1::HealthCheckResponse::SERVING) {
+    std::fprintf(stderr, "fedsim-health: %s: %s\n", addr.c_str(),
+                 grpc::health::v1::HealthCheckResponse::ServingStatus_Name(
+                     response.status())
+                     .c_str());
+    return 1;
+  }
+  return 0;
+}
