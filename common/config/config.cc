@@ -338,6 +338,8 @@ void ApplyDefaults(v1::ExperimentConfig& c) {
   }
   if (!algo->has_communication_probability()) algo->set_communication_probability(0.0);
   if (!algo->has_server_lr()) algo->set_server_lr(1.0);
+  if (!algo->has_fedau_cutoff()) algo->set_fedau_cutoff(0);
+  if (!algo->has_fedau_count_from_join()) algo->set_fedau_count_from_join(true);
 
   auto* part = c.mutable_participation();
   if (part->model() == v1::ParticipationConfig::MODEL_UNSPECIFIED) {
@@ -345,6 +347,14 @@ void ApplyDefaults(v1::ExperimentConfig& c) {
   }
   // LSA agents all take part by default (the SCAFFLSA setting).
   if (!part->has_client_fraction()) part->set_client_fraction(lsa_source ? 1.0 : 0.1);
+  if (part->probabilities() == v1::ParticipationConfig::PROBABILITIES_UNSPECIFIED) {
+    part->set_probabilities(v1::ParticipationConfig::PROBABILITIES_CONSTANT);
+  }
+  if (!part->has_p_mean()) part->set_p_mean(0.1);
+  if (!part->has_p_min()) part->set_p_min(0.02);
+  if (!part->has_label_alpha()) part->set_label_alpha(0.1);
+  if (!part->has_markov_a()) part->set_markov_a(0.05);
+  if (!part->has_cycle_period()) part->set_cycle_period(100);
 
   auto* local = c.mutable_local();
   if (!local->has_epochs()) local->set_epochs(1);
@@ -380,6 +390,7 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
       c.algorithm().name() == v1::AlgorithmConfig::NAME_FEDLSA ||
       c.algorithm().name() == v1::AlgorithmConfig::NAME_SCAFFLSA;
   const auto& lsa = c.lsa();
+  const auto& part = c.participation();
   const bool natural_ok =
       data.source() == v1::DataConfig::SOURCE_FEDPROX_SYNTHETIC ||
       data.source() == v1::DataConfig::SOURCE_SYNTHETIC_LEAST_SQUARES || lsa_source;
@@ -399,6 +410,10 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
                "participation.client_fraction < 1 with algorithm.name = scafflsa; "
                "SCAFFLSA assumes full participation (its control-variate update "
                "needs the model that closed the agent's previous round)")
+      .Require(c.algorithm().name() != v1::AlgorithmConfig::NAME_SCAFFLSA ||
+                   c.participation().model() == v1::ParticipationConfig::MODEL_UNIFORM,
+               "participation.model is not uniform with algorithm.name = scafflsa; "
+               "SCAFFLSA assumes full participation")
       .Ge("lsa.states", lsa.states(), 2)
       .Ge("lsa.actions", lsa.actions(), 2)
       .Ge("lsa.branching", lsa.branching(), 1)
@@ -454,6 +469,38 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
       .Le("participation.client_fraction",
           c.participation().client_fraction(), 1.0)
       .Gt("algorithm.server_lr", c.algorithm().server_lr(), 0.0)
+      .Ge("algorithm.fedau_cutoff", c.algorithm().fedau_cutoff(), int64_t{0})
+      .Gt("participation.p_mean", part.p_mean(), 0.0)
+      .Le("participation.p_mean", part.p_mean(), 1.0)
+      .Ge("participation.p_min", part.p_min(), 0.0)
+      .Le("participation.p_min", part.p_min(), 1.0)
+      .Gt("participation.label_alpha", part.label_alpha(), 0.0)
+      .Gt("participation.markov_a", part.markov_a(), 0.0)
+      .Le("participation.markov_a", part.markov_a(), 1.0)
+      .Ge("participation.cycle_period", part.cycle_period(), 1)
+      .Require(part.model() != v1::ParticipationConfig::MODEL_TRACE ||
+                   !part.trace_file().empty(),
+               "participation.trace_file is empty; participation.model = trace "
+               "needs the file listing each round's clients")
+      .Require(part.probabilities() != v1::ParticipationConfig::PROBABILITIES_LIST ||
+                   part.p_size() == clients.count(),
+               absl::StrCat("participation.p lists ", part.p_size(),
+                            " probabilities; participation.probabilities = list "
+                            "needs one per client (clients.count = ",
+                            clients.count(), ")"))
+      .Require(part.join_rounds().empty() || part.join_rounds_size() == clients.count(),
+               absl::StrCat("participation.join_rounds lists ", part.join_rounds_size(),
+                            " rounds; it needs none or one per client (clients.count = ",
+                            clients.count(), ")"));
+  for (int i = 0; i < part.p_size(); ++i) {
+    check.Gt(absl::StrCat("participation.p[", i, "]"), part.p(i), 0.0)
+        .Le(absl::StrCat("participation.p[", i, "]"), part.p(i), 1.0);
+  }
+  for (int i = 0; i < part.join_rounds_size(); ++i) {
+    check.Ge(absl::StrCat("participation.join_rounds[", i, "]"), part.join_rounds(i),
+             int64_t{0});
+  }
+  check
       .Ge("local.epochs", c.local().epochs(), 1)
       .Ge("local.batch_size", c.local().batch_size(), int64_t{0})
       .Gt("local.lr", c.local().lr(), 0.0)

@@ -1,6 +1,9 @@
 #include "server/coordinator/run_setup.h"
 
 #include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/base/status_macros.h"
@@ -8,27 +11,120 @@
 #include "common/config/config.h"
 #include "common/kernels/vector_ops.h"
 #include "common/random/stream.h"
+#include "server/participation/availability.h"
+#include "server/participation/probabilities.h"
+#include "server/strategy/fedau.h"
 #include "server/strategy/fedavg.h"
 #include "server/strategy/fedlsa.h"
 
 namespace fedsim {
 namespace {
 
-absl::StatusOr<std::unique_ptr<ParticipationModel>> MakeParticipation(
+// The participation model of the config and the true p_n of every client
+// (for the known_prob baseline and the run log).
+struct ParticipationSetup {
+  std::unique_ptr<ParticipationModel> model;
+  std::vector<double> probabilities;
+};
+
+absl::StatusOr<std::vector<double>> ClientProbabilities(
     const v1::ExperimentConfig& config, const Experiment& exp) {
   const auto& p = config.participation();
+  const auto n = static_cast<std::size_t>(exp.num_clients());
+  switch (p.probabilities()) {
+    case v1::ParticipationConfig::PROBABILITIES_LIST:
+      return std::vector<double>(p.p().begin(), p.p().end());
+    case v1::ParticipationConfig::PROBABILITIES_DATA_CORRELATED: {
+      if (exp.lsa != nullptr || exp.data.train.num_classes < 2 ||
+          exp.data.client_rows.size() != n) {
+        return absl::InvalidArgumentError(
+            "config: participation.probabilities = data_correlated; it needs a "
+            "classification data set (class labels) split among the clients");
+      }
+      absl::StatusOr<std::vector<std::vector<double>>> pi = LabelHistograms(
+          exp.data.train.labels, exp.data.train.num_classes, exp.data.client_rows);
+      if (!pi.ok()) return AnnotateStatus(pi.status(), "participation.probabilities");
+      DataCorrelatedSpec spec;
+      spec.p_mean = p.p_mean();
+      spec.p_min = p.p_min();
+      spec.label_alpha = p.label_alpha();
+      RngStream rng(config.seed(), RngPurpose::kParticipation, -1, -1);
+      return DataCorrelatedProbabilities(*pi, spec, rng);
+    }
+    default:
+      return std::vector<double>(n, p.p_mean());
+  }
+}
+
+absl::StatusOr<ParticipationSetup> MakeParticipation(
+    const v1::ExperimentConfig& config, const Experiment& exp) {
+  const auto& p = config.participation();
+  ParticipationSetup out;
+  const std::int64_t n = exp.num_clients();
   switch (p.model()) {
-    case v1::ParticipationConfig::MODEL_UNIFORM:
-      return std::make_unique<UniformCohort>(config.seed(), exp.num_clients(),
-                                             p.client_fraction());
+    case v1::ParticipationConfig::MODEL_UNIFORM: {
+      auto cohort = std::make_unique<UniformCohort>(config.seed(), n,
+                                                    p.client_fraction());
+      out.probabilities.assign(
+          n, static_cast<double>(cohort->cohort_size()) / static_cast<double>(n));
+      out.model = std::move(cohort);
+      break;
+    }
+    case v1::ParticipationConfig::MODEL_TRACE: {
+      std::ifstream in(p.trace_file());
+      if (!in) {
+        return absl::NotFoundError(absl::StrCat(
+            "config: participation.trace_file = '", p.trace_file(),
+            "'; cannot open it"));
+      }
+      std::stringstream text;
+      text << in.rdbuf();
+      absl::StatusOr<Trace> trace = ParseTrace(text.str(), n);
+      if (!trace.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "config: participation.trace_file = '", p.trace_file(), "'; ",
+            trace.status().message()));
+      }
+      out.probabilities = TraceFrequencies(*trace, n, config.rounds());
+      out.model = std::make_unique<TraceAvailability>(*std::move(trace));
+      break;
+    }
+    case v1::ParticipationConfig::MODEL_BERNOULLI:
+    case v1::ParticipationConfig::MODEL_MARKOV:
+    case v1::ParticipationConfig::MODEL_CYCLIC: {
+      FEDSIM_ASSIGN_OR_RETURN(out.probabilities, ClientProbabilities(config, exp));
+      if (static_cast<std::int64_t>(out.probabilities.size()) != n) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "config: participation.p lists ", out.probabilities.size(),
+            " probabilities for ", n, " clients"));
+      }
+      if (p.model() == v1::ParticipationConfig::MODEL_BERNOULLI) {
+        out.model = std::make_unique<BernoulliAvailability>(config.seed(),
+                                                            out.probabilities);
+      } else if (p.model() == v1::ParticipationConfig::MODEL_MARKOV) {
+        out.model = std::make_unique<MarkovAvailability>(
+            config.seed(), out.probabilities, p.markov_a());
+      } else {
+        out.model = std::make_unique<CyclicAvailability>(
+            config.seed(), out.probabilities, p.cycle_period());
+      }
+      break;
+    }
     default:
       return absl::InvalidArgumentError(absl::StrCat(
           "config: participation.model = ", p.model(), " is not implemented"));
   }
+  if (!p.join_rounds().empty()) {
+    out.model = std::make_unique<LateJoin>(
+        std::move(out.model),
+        std::vector<Round>(p.join_rounds().begin(), p.join_rounds().end()));
+  }
+  return out;
 }
 
 absl::StatusOr<std::unique_ptr<SyncStrategy>> MakeStrategy(
-    const v1::ExperimentConfig& config, const Experiment& exp) {
+    const v1::ExperimentConfig& config, const Experiment& exp,
+    const std::vector<double>& probabilities) {
   LocalTrainingSpec local;
   local.epochs = config.local().epochs();
   local.batch_size = config.local().batch_size();
@@ -52,6 +148,33 @@ absl::StatusOr<std::unique_ptr<SyncStrategy>> MakeStrategy(
           config.algorithm().communication_probability();
       options.seed = config.seed();
       return std::make_unique<FedLsa>(options);
+    }
+    case v1::AlgorithmConfig::NAME_FEDAU:
+    case v1::AlgorithmConfig::NAME_KNOWN_PROB:
+    case v1::AlgorithmConfig::NAME_AVERAGE_PARTICIPATING:
+    case v1::AlgorithmConfig::NAME_AVERAGE_ALL: {
+      FedAuOptions options;
+      switch (config.algorithm().name()) {
+        case v1::AlgorithmConfig::NAME_KNOWN_PROB:
+          options.weighting = FedAuWeighting::kKnownProbabilities;
+          break;
+        case v1::AlgorithmConfig::NAME_AVERAGE_PARTICIPATING:
+          options.weighting = FedAuWeighting::kAverageParticipating;
+          break;
+        case v1::AlgorithmConfig::NAME_AVERAGE_ALL:
+          options.weighting = FedAuWeighting::kAverageAll;
+          break;
+        default:
+          options.weighting = FedAuWeighting::kFedAu;
+      }
+      options.server_lr = config.algorithm().server_lr();
+      options.local = local;
+      options.cutoff = config.algorithm().fedau_cutoff();
+      options.probabilities = probabilities;
+      const auto& join = config.participation().join_rounds();
+      options.join_rounds.assign(join.begin(), join.end());
+      options.count_from_join = config.algorithm().fedau_count_from_join();
+      return std::make_unique<FedAu>(options, exp.num_clients());
     }
     default:
       return absl::InvalidArgumentError(absl::StrCat(
@@ -84,10 +207,10 @@ absl::StatusOr<CoordinatorRun> PrepareRun(const v1::ExperimentConfig& config,
     e.objective->Initialize(initial, init_rng);
   }
 
-  FEDSIM_ASSIGN_OR_RETURN(std::unique_ptr<SyncStrategy> strategy,
-                          MakeStrategy(config, e));
-  FEDSIM_ASSIGN_OR_RETURN(std::unique_ptr<ParticipationModel> participation,
+  FEDSIM_ASSIGN_OR_RETURN(ParticipationSetup participation,
                           MakeParticipation(config, e));
+  FEDSIM_ASSIGN_OR_RETURN(std::unique_ptr<SyncStrategy> strategy,
+                          MakeStrategy(config, e, participation.probabilities));
   nlohmann::json lsa_info;
   if (e.lsa != nullptr && config.algorithm().communication_probability() == 0.0) {
     // FedLSA's closed-form heterogeneity bias (§3.5), for reference lines.
@@ -110,7 +233,10 @@ absl::StatusOr<CoordinatorRun> PrepareRun(const v1::ExperimentConfig& config,
        {"test_rows", e.data.test.size()},
        {"rounds", config.rounds()},
        {"seed", config.seed()},
-       {"model_hash", ModelHash(initial)}}));
+       {"model_hash", ModelHash(initial)},
+       // The true p_n of every client (the participation model's; FedAU
+       // itself never sees them).
+       {"participation_probabilities", participation.probabilities}}));
 
   RoundEngineOptions options;
   options.seed = config.seed();
@@ -126,7 +252,7 @@ absl::StatusOr<CoordinatorRun> PrepareRun(const v1::ExperimentConfig& config,
   inputs.optimum = e.data.optimum;
   inputs.log = run.log.get();
   run.engine = std::make_unique<RoundEngine>(options, std::move(inputs),
-                                             std::move(participation),
+                                             std::move(participation.model),
                                              std::move(strategy),
                                              std::move(initial));
   return run;

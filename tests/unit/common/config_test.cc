@@ -55,6 +55,17 @@ TEST(ConfigTest, EmptyDocumentGivesTheDocumentedDefaults) {
   EXPECT_EQ(c.algorithm().server_lr(), 1.0);
   EXPECT_EQ(c.participation().model(), v1::ParticipationConfig::MODEL_UNIFORM);
   EXPECT_EQ(c.participation().client_fraction(), 0.1);
+  EXPECT_EQ(c.participation().probabilities(),
+            v1::ParticipationConfig::PROBABILITIES_CONSTANT);
+  EXPECT_EQ(c.participation().p_mean(), 0.1);
+  EXPECT_EQ(c.participation().p_min(), 0.02);
+  EXPECT_EQ(c.participation().label_alpha(), 0.1);
+  EXPECT_EQ(c.participation().markov_a(), 0.05);
+  EXPECT_EQ(c.participation().cycle_period(), 100);
+  EXPECT_TRUE(c.participation().trace_file().empty());
+  EXPECT_TRUE(c.participation().join_rounds().empty());
+  EXPECT_EQ(c.algorithm().fedau_cutoff(), 0);
+  EXPECT_TRUE(c.algorithm().fedau_count_from_join());
   EXPECT_EQ(c.local().epochs(), 1);
   EXPECT_EQ(c.local().batch_size(), 32);
   EXPECT_EQ(c.local().lr(), 0.05);
@@ -141,6 +152,29 @@ TEST(ConfigTest, EveryValidationRuleRejectsAndNamesItsKey) {
       {"model: {l2: -1e-3}", "model.l2"},
       {"participation: {client_fraction: 0}", "participation.client_fraction"},
       {"participation: {client_fraction: 1.5}", "participation.client_fraction"},
+      {"participation: {p_mean: 0}", "participation.p_mean"},
+      {"participation: {p_mean: 1.01}", "participation.p_mean"},
+      {"participation: {p_min: -0.1}", "participation.p_min"},
+      {"participation: {p_min: 2}", "participation.p_min"},
+      {"participation: {label_alpha: 0}", "participation.label_alpha"},
+      {"participation: {markov_a: 0}", "participation.markov_a"},
+      {"participation: {markov_a: 1.5}", "participation.markov_a"},
+      {"participation: {cycle_period: 0}", "participation.cycle_period"},
+      {"participation: {model: trace}", "participation.trace_file"},
+      {"clients: {count: 3}\nparticipation: {probabilities: list, p: [0.1, 0.2]}",
+       "participation.p"},
+      {"clients: {count: 2}\nparticipation: {probabilities: list, p: [0.1, 0]}",
+       "participation.p[1]"},
+      {"clients: {count: 2}\nparticipation: {probabilities: list, p: [1.5, 0.2]}",
+       "participation.p[0]"},
+      {"clients: {count: 3}\nparticipation: {join_rounds: [0, 1]}",
+       "participation.join_rounds"},
+      {"clients: {count: 2}\nparticipation: {join_rounds: [0, -1]}",
+       "participation.join_rounds[1]"},
+      {"algorithm: {fedau_cutoff: -1}", "algorithm.fedau_cutoff"},
+      {"data: {source: lsa}\nalgorithm: {name: scafflsa}\nlocal: {max_steps: 2}\n"
+       "participation: {model: bernoulli}",
+       "participation.model"},
       {"algorithm: {server_lr: 0}", "algorithm.server_lr"},
       {"local: {epochs: 0}", "local.epochs"},
       {"local: {batch_size: -1}", "local.batch_size"},
@@ -174,7 +208,8 @@ TEST(ConfigTest, RangeMessageNamesKeyValueAndRule) {
 TEST(ConfigTest, BoundaryValuesAreAccepted) {
   LoadOrDie(R"(
 rounds: 1
-participation: {client_fraction: 1}
+participation: {client_fraction: 1, p_mean: 1, p_min: 1, markov_a: 1, cycle_period: 1}
+algorithm: {fedau_cutoff: 0}
 local: {batch_size: 0, max_steps: 0, epochs: 1}
 runtime: {threads: 1024}
 data: {least_squares: {noise_std: 0, heterogeneity: 0}}
@@ -296,6 +331,68 @@ TEST(ConfigTest, EnumSuffixAndFullNamesBothAccepted) {
             v1::ClientsConfig::PARTITION_DIRICHLET);
   EXPECT_EQ(LoadOrDie("participation: {model: MODEL_UNIFORM}").participation().model(),
             v1::ParticipationConfig::MODEL_UNIFORM);
+}
+
+TEST(ConfigTest, FedAuAndParticipationKeysLoad) {
+  const v1::ExperimentConfig c = LoadOrDie(R"(
+clients: {count: 3}
+algorithm: {name: fedau, fedau_cutoff: 50, fedau_count_from_join: false}
+participation:
+  model: markov
+  probabilities: list
+  p: [0.5, 1, 0.02]
+  markov_a: 1
+  cycle_period: 1
+  p_mean: 1
+  p_min: 0
+  join_rounds: [0, 0, 7]
+)");
+  EXPECT_EQ(c.algorithm().name(), v1::AlgorithmConfig::NAME_FEDAU);
+  EXPECT_EQ(c.algorithm().fedau_cutoff(), 50);
+  EXPECT_FALSE(c.algorithm().fedau_count_from_join());
+  EXPECT_EQ(c.participation().model(), v1::ParticipationConfig::MODEL_MARKOV);
+  EXPECT_THAT(c.participation().p(), ::testing::ElementsAre(0.5, 1.0, 0.02));
+  EXPECT_THAT(c.participation().join_rounds(), ::testing::ElementsAre(0, 0, 7));
+  for (const std::string name :
+       {"fedau", "known_prob", "average_participating", "average_all"}) {
+    LoadOrDie("algorithm: {name: " + name + "}");
+  }
+  for (const std::string model : {"uniform", "bernoulli", "markov", "cyclic"}) {
+    LoadOrDie("participation: {model: " + model + "}");
+  }
+  EXPECT_EQ(LoadOrDie("participation: {model: trace, trace_file: t.txt}")
+                .participation()
+                .model(),
+            v1::ParticipationConfig::MODEL_TRACE);
+  EXPECT_EQ(LoadOrDie("participation: {probabilities: data_correlated}")
+                .participation()
+                .probabilities(),
+            v1::ParticipationConfig::PROBABILITIES_DATA_CORRELATED);
+}
+
+TEST(ConfigTest, FedAuConfigsLoad) {
+  for (const std::string name : {"bernoulli", "markov", "cyclic"}) {
+    absl::StatusOr<v1::ExperimentConfig> c =
+        LoadConfigFile(FEDSIM_SOURCE_DIR "/configs/fedau_" + name + ".yaml");
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ(c->clients().count(), 250) << name;
+    EXPECT_EQ(c->local().max_steps(), 5) << name;
+    EXPECT_EQ(c->local().batch_size(), 16) << name;
+    EXPECT_EQ(c->clients().dirichlet_alpha(), 0.1) << name;
+    EXPECT_EQ(c->participation().p_mean(), 0.1) << name;
+    EXPECT_EQ(c->participation().p_min(), 0.02) << name;
+    EXPECT_EQ(c->participation().probabilities(),
+              v1::ParticipationConfig::PROBABILITIES_DATA_CORRELATED);
+    EXPECT_EQ(c->algorithm().name(), v1::AlgorithmConfig::NAME_FEDAU);
+  }
+  absl::StatusOr<v1::ExperimentConfig> markov =
+      LoadConfigFile(FEDSIM_SOURCE_DIR "/configs/fedau_markov.yaml");
+  ASSERT_TRUE(markov.ok());
+  EXPECT_EQ(markov->participation().markov_a(), 0.05);
+  absl::StatusOr<v1::ExperimentConfig> cyclic =
+      LoadConfigFile(FEDSIM_SOURCE_DIR "/configs/fedau_cyclic.yaml");
+  ASSERT_TRUE(cyclic.ok());
+  EXPECT_EQ(cyclic->participation().cycle_period(), 100);
 }
 
 TEST(ConfigTest, BoolSpellings) {

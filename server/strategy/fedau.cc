@@ -1,0 +1,154 @@
+#include "server/strategy/fedau.h"
+
+#include <algorithm>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "common/base/check.h"
+
+namespace fedsim {
+
+FedAu::FedAu(const FedAuOptions& options, std::int64_t num_clients)
+    : options_(options), n_(num_clients) {
+  FEDSIM_CHECK(n_ >= 1 && options_.server_lr > 0.0 && options_.cutoff >= 0);
+  FEDSIM_CHECK(options_.weighting != FedAuWeighting::kKnownProbabilities ||
+               static_cast<std::int64_t>(options_.probabilities.size()) == n_);
+  FEDSIM_CHECK(options_.join_rounds.empty() ||
+               static_cast<std::int64_t>(options_.join_rounds.size()) == n_);
+  state_.open.assign(n_, 0);
+  state_.count.assign(n_, 0);
+  state_.sum.assign(n_, 0);
+}
+
+std::string_view FedAu::name() const {
+  switch (options_.weighting) {
+    case FedAuWeighting::kFedAu:
+      return "FedAU";
+    case FedAuWeighting::kKnownProbabilities:
+      return "KnownProb";
+    case FedAuWeighting::kAverageParticipating:
+      return "AverageParticipating";
+    case FedAuWeighting::kAverageAll:
+      return "AverageAll";
+  }
+  return "FedAU";
+}
+
+std::vector<TaskSpec> FedAu::Plan(Round /*round*/,
+                                  std::span<const ClientId> participants) {
+  planned_.clear();
+  for (ClientId k : participants) planned_.push_back(TaskSpec{k, options_.local});
+  return planned_;
+}
+
+double FedAu::EstimatedWeight(ClientId client) const {
+  const std::int64_t m = state_.count[client.value];
+  return m > 0 ? static_cast<double>(state_.sum[client.value]) /
+                     static_cast<double>(m)
+               : 1.0;
+}
+
+double FedAu::Coefficient(ClientId client, std::size_t num_results) const {
+  const auto n = static_cast<double>(n_);
+  switch (options_.weighting) {
+    case FedAuWeighting::kFedAu:
+      return EstimatedWeight(client) / n;
+    case FedAuWeighting::kKnownProbabilities:
+      return 1.0 / options_.probabilities[client.value] / n;
+    case FedAuWeighting::kAverageParticipating:
+      return 1.0 / static_cast<double>(num_results);
+    case FedAuWeighting::kAverageAll:
+      return 1.0 / n;
+  }
+  return 0.0;
+}
+
+void FedAu::RecordRound(Round round, std::span<const ClientResult> results) {
+  std::size_t next = 0;  // results are sorted by client id
+  for (std::int64_t k = 0; k < n_; ++k) {
+    const bool participated =
+        next < results.size() && results[next].client.value == k;
+    if (participated) ++next;
+    if (options_.count_from_join && !options_.join_rounds.empty() &&
+        round < options_.join_rounds[k]) {
+      continue;  // not yet in the system: the counter has not started
+    }
+    if (participated) {
+      state_.sum[k] += state_.open[k] + 1;
+      ++state_.count[k];
+      state_.open[k] = 0;
+    } else {
+      ++state_.open[k];
+      if (options_.cutoff > 0 && state_.open[k] >= options_.cutoff) {
+        state_.sum[k] += state_.open[k];
+        ++state_.count[k];
+        state_.open[k] = 0;
+      }
+    }
+  }
+}
+
+absl::StatusOr<AggregationReport> FedAu::Aggregate(
+    Round round, std::span<const ClientResult> results, FlatVector& global) {
+  if (round != state_.next_round) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        std::string(name()), ": asked to aggregate round ", round, ", expected round ",
+        state_.next_round, " (the estimator needs every round in order)"));
+  }
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    const ClientResult& r = results[i];
+    const bool planned = std::any_of(
+        planned_.begin(), planned_.end(),
+        [&](const TaskSpec& t) { return t.client == r.client; });
+    if (!planned || r.client.value < 0 || r.client.value >= n_) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "round ", round, ": result from client ", r.client.value,
+          ", which was not selected"));
+    }
+    if (i > 0 && !(results[i - 1].client < r.client)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "round ", round, ": results are not sorted by distinct client ids"));
+    }
+  }
+  AggregationReport report;
+  if (!results.empty()) {
+    // Weights from the history strictly before this round.
+    std::vector<double> weights;
+    std::vector<const Eigen::VectorXd*> updates;
+    weights.reserve(results.size());
+    updates.reserve(results.size());
+    for (const ClientResult& r : results) {
+      const double w = Coefficient(r.client, results.size());
+      weights.push_back(w);
+      updates.push_back(&r.update);
+      report.weights.emplace_back(r.client, w);
+    }
+    step_.resize(global.size());
+    WeightedSum(weights, updates, step_, options_.kernel);
+    Axpy(options_.server_lr, step_, global, options_.kernel);
+  }
+  RecordRound(round, results);
+  ++state_.next_round;
+  return report;
+}
+
+absl::Status FedAu::RestoreState(const FedAuState& state) {
+  const auto n = static_cast<std::size_t>(n_);
+  if (state.open.size() != n || state.count.size() != n ||
+      state.sum.size() != n || state.next_round < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "FedAU state: ", state.open.size(), "/", state.count.size(), "/",
+        state.sum.size(), " counters for ", n_,
+        " clients, next_round = ", state.next_round));
+  }
+  for (std::size_t k = 0; k < n; ++k) {
+    if (state.open[k] < 0 || state.count[k] < 0 || state.sum[k] < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("FedAU state: client ", k, " has a negative counter"));
+    }
+  }
+  state_ = state;
+  return absl::OkStatus();
+}
+
+}  // namespace fedsim
