@@ -98,6 +98,16 @@ absl::StatusOr<ParticipationSetup> MakeParticipation(
             "config: participation.p lists ", out.probabilities.size(),
             " probabilities for ", n, " clients"));
       }
+      if (p.model() == v1::ParticipationConfig::MODEL_MARKOV) {
+        for (std::size_t k = 0; k < out.probabilities.size(); ++k) {
+          if (!(out.probabilities[k] > 0.0)) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                "config: participation.model = markov; client ", k,
+                " has p_n = 0 (raise participation.p_min above 0), and the "
+                "Markov chain needs p_n > 0"));
+          }
+        }
+      }
       if (p.model() == v1::ParticipationConfig::MODEL_BERNOULLI) {
         out.model = std::make_unique<BernoulliAvailability>(config.seed(),
                                                             out.probabilities);

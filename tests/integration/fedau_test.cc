@@ -129,6 +129,72 @@ TEST(FedAuIntegrationTest, EmbeddedAndLaunchGiveIdenticalModelHashes) {
   fs::remove_all(launch_dir);
 }
 
+TEST(FedAuIntegrationTest, TraceModelRunsTheListedClients) {
+  const std::string dir = TempDir("trace");
+  fs::create_directories(dir);
+  const std::string trace = dir + "/trace.txt";
+  std::ofstream(trace) << "# three rounds, then wrap\n0 2 4\n\n1,3\n";
+  absl::StatusOr<v1::ExperimentConfig> config = LoadConfigText(absl::StrCat(R"(
+rounds: 5
+data: {source: synthetic_least_squares, least_squares: {examples_per_client: 10}}
+clients: {count: 5}
+participation: {model: trace, trace_file: ")", trace, R"("}
+algorithm: {name: known_prob}
+local: {max_steps: 2, batch_size: 5, lr: 0.05}
+)"));
+  ASSERT_TRUE(config.ok()) << config.status();
+  absl::StatusOr<CoordinatorRun> run = PrepareRun(*config, dir + "/run", "embedded");
+  ASSERT_TRUE(run.ok()) << run.status();
+  ASSERT_TRUE(RunEmbedded(*run).ok());
+  std::vector<int> participants;
+  std::vector<double> probabilities;
+  for (const std::string& line : Lines(dir + "/run/events.jsonl")) {
+    const nlohmann::json e = nlohmann::json::parse(line);
+    if (e["event"] == "run_start") {
+      probabilities = e["participation_probabilities"].get<std::vector<double>>();
+    }
+    if (e["event"] != "round_end") continue;
+    participants.push_back(static_cast<int>(e["participants"].size()));
+    // known_prob: weight (1 / p_n) / N with p_n the trace frequency.
+    for (const nlohmann::json& p : e["participants"]) {
+      const int k = p["client"].get<int>();
+      EXPECT_DOUBLE_EQ(p["weight"].get<double>(), 1.0 / probabilities[k] / 5.0);
+    }
+  }
+  // Rounds 0..4 use trace lines 0, 1, 2, 0, 1.
+  EXPECT_EQ(participants, (std::vector<int>{3, 0, 2, 3, 0}));
+  // Client 0 is listed in 2 of the 5 rounds, client 1 in 1.
+  ASSERT_EQ(probabilities.size(), 5u);
+  EXPECT_DOUBLE_EQ(probabilities[0], 0.4);
+  EXPECT_DOUBLE_EQ(probabilities[1], 0.2);
+
+  config->mutable_participation()->set_trace_file(dir + "/missing.txt");
+  absl::StatusOr<CoordinatorRun> missing = PrepareRun(*config, dir + "/run2", "embedded");
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  std::ofstream(trace) << "0 9\n";
+  config->mutable_participation()->set_trace_file(trace);
+  absl::StatusOr<CoordinatorRun> bad = PrepareRun(*config, dir + "/run3", "embedded");
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("line 1"), std::string::npos) << bad.status();
+  fs::remove_all(dir);
+}
+
+TEST(FedAuIntegrationTest, DataCorrelatedProbabilitiesNeedClassLabels) {
+  absl::StatusOr<v1::ExperimentConfig> config = LoadConfigText(R"(
+data: {source: synthetic_least_squares}
+clients: {count: 5}
+participation: {model: bernoulli, probabilities: data_correlated}
+algorithm: {name: fedau}
+)");
+  ASSERT_TRUE(config.ok()) << config.status();
+  const std::string dir = TempDir("no_labels");
+  absl::StatusOr<CoordinatorRun> run = PrepareRun(*config, dir, "embedded");
+  ASSERT_FALSE(run.ok());
+  EXPECT_NE(run.status().message().find("participation.probabilities"),
+            std::string::npos) << run.status();
+  fs::remove_all(dir);
+}
+
 // (1/N) sum_n F_n(x): the objective FedAU targets, every client weighted
 // equally whatever its size or participation rate.
 double ClientMeanLoss(const CoordinatorRun& run) {
