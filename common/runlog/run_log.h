@@ -14,11 +14,11 @@
 #include <cstdint>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "common/base/types.h"
 #include "nlohmann/json.hpp"
 
@@ -64,7 +64,7 @@ class RunLog {
  private:
   RunLog(std::string dir, std::ofstream events, std::ofstream metrics);
   const std::string dir_;
-  absl::Mutex mu_;
+  std::mutex mu_;  // not absl::Mutex: see docs/architecture.md (TSan)
   std::ofstream events_ ABSL_GUARDED_BY(mu_);
   std::ofstream metrics_ ABSL_GUARDED_BY(mu_);
 };
