@@ -60,7 +60,8 @@ absl::Status RunLog::Metrics(const MetricsRow& r) {
            << "," << Cell(r.test_loss) << "," << Cell(r.test_accuracy) << ","
            << Cell(r.client_loss) << "," << Cell(r.dist_to_opt) << ","
            << r.participants << "," << r.bytes_up << "," << r.bytes_down << ","
-           << r.model_hash << "\n"
+           << r.model_hash << "," << Cell(r.epsilon_max) << ","
+           << Cell(r.epsilon_mean) << "\n"
            << std::flush;
   if (!metrics_) return absl::DataLossError("metrics.csv: write failed");
   return absl::OkStatus();
