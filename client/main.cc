@@ -7,6 +7,8 @@
 // flags can also come from the environment (FEDSIM_SERVER, FEDSIM_NAME,
 // FEDSIM_DATA_DIR). Exit codes: 0 the run finished; 1 a permanent error
 // (coordinator unreachable for too long, data missing, ...).
+#include <signal.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -23,6 +25,8 @@ ABSL_FLAG(std::string, server, "", "coordinator address HOST:PORT; env FEDSIM_SE
 ABSL_FLAG(std::string, name, "", "worker name for logs (default: host name); env FEDSIM_NAME");
 ABSL_FLAG(std::string, data_dir, "", "replaces data.path of the config; env FEDSIM_DATA_DIR");
 ABSL_FLAG(int, parallel, 1, "tasks trained concurrently by this process");
+ABSL_FLAG(int, exit_with_parent, 0,
+          "PID of the launching process: exit when it dies (fedsim launch)");
 ABSL_FLAG(double, max_unreachable_s, 60, "give up after the coordinator is unreachable this long");
 
 namespace {
@@ -39,6 +43,11 @@ std::string FlagOrEnv(const std::string& flag, const char* env,
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("fedsim-client --server HOST:PORT [--name NAME]");
   absl::ParseCommandLine(argc, argv);
+  if (const int parent = absl::GetFlag(FLAGS_exit_with_parent); parent > 0) {
+    // A worker started by `fedsim launch` must not outlive its launcher.
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != parent) return 1;
+  }
   fedsim::GrpcClientOptions client_options;
   client_options.target = FlagOrEnv(absl::GetFlag(FLAGS_server), "FEDSIM_SERVER", "");
   if (client_options.target.empty()) {

@@ -2,7 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/prctl.h>
+#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -46,28 +46,23 @@ absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv,
   std::vector<char*> cargv;
   for (const std::string& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
   cargv.push_back(nullptr);
-  const int log_fd =
-      ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (log_fd < 0) {
-    return absl::InternalError(
-        absl::StrCat("cannot open ", log_path, ": ", std::strerror(errno)));
+  // posix_spawn, not fork + exec: glibc starts the child with
+  // clone(CLONE_VFORK) and runs no pthread_atfork handlers, whereas a fork of
+  // this multi-threaded process (gRPC, OpenMP) ran gRPC's fork handlers in
+  // the child, which could hang it before exec.
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log_path.c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  pid_t pid = 0;
+  const int err =
+      ::posix_spawn(&pid, cargv[0], &actions, nullptr, cargv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (err != 0) {
+    return absl::InternalError(absl::StrCat("cannot start ", argv[0], " (log ",
+                                            log_path, "): ", std::strerror(err)));
   }
-  const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
-  if (pid < 0) {
-    ::close(log_fd);
-    return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
-  }
-  if (pid == 0) {
-    // Only async-signal-safe calls between fork and exec.
-    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (::getppid() != parent) ::_exit(127);
-    ::dup2(log_fd, STDOUT_FILENO);
-    ::dup2(log_fd, STDERR_FILENO);
-    ::execv(cargv[0], cargv.data());
-    ::_exit(127);
-  }
-  ::close(log_fd);
   return pid;
 }
 
@@ -120,6 +115,9 @@ absl::StatusOr<RunSummary> LaunchRun(CoordinatorRun& run,
     children.clear();
   };
 
+  // Round 0 waits for every local worker: a worker that joined after a
+  // short run had ended would retry against a closed server until killed.
+  run.config.mutable_distributed()->set_min_workers(options.workers);
   ServeOptions serve;
   serve.listen = "127.0.0.1:0";
   serve.progress = options.progress;
@@ -127,7 +125,8 @@ absl::StatusOr<RunSummary> LaunchRun(CoordinatorRun& run,
     for (int i = 0; i < options.workers; ++i) {
       std::vector<std::string> argv = {
           client, absl::StrCat("--server=127.0.0.1:", port),
-          absl::StrCat("--name=worker-", i)};
+          absl::StrCat("--name=worker-", i),
+          absl::StrCat("--exit_with_parent=", ::getpid())};
       if (!data_dir.empty()) argv.push_back(absl::StrCat("--data_dir=", data_dir));
       absl::StatusOr<pid_t> pid =
           Spawn(argv, (log_dir / absl::StrCat("worker-", i, ".log")).string());

@@ -4,6 +4,10 @@
 //       Runs the experiment embedded (one process, no network).
 //   fedsim launch CONFIG --workers P [--out DIR] [--quiet]
 //       Runs it as a coordinator plus P local fedsim-client processes.
+//   fedsim privacy --sampling-rate Q (--noise-multiplier Z | --target-epsilon E)
+//                  --steps T [--delta D] [--json] ...
+//       The RDP accountant: epsilon, or the noise multiplier for a target
+//       (tools/privacy_cli.h; docs/dp.md).
 //
 // Exit codes: 0 success; 2 bad config or data (one line on stderr naming
 // the key, the value and the rule); 1 a run that failed after it started.
@@ -20,6 +24,7 @@
 #include "runtime/console.h"
 #include "runtime/distributed.h"
 #include "runtime/embedded.h"
+#include "tools/privacy_cli.h"
 
 ABSL_FLAG(std::string, out, "", "run directory (default runs/<config name>)");
 ABSL_FLAG(int, threads, 0, "run: override runtime.threads");
@@ -31,7 +36,10 @@ namespace {
 constexpr char kUsage[] =
     "usage:\n"
     "  fedsim run CONFIG [--out DIR] [--threads N] [--quiet]\n"
-    "  fedsim launch CONFIG --workers P [--out DIR] [--quiet]";
+    "  fedsim launch CONFIG --workers P [--out DIR] [--quiet]\n"
+    "  fedsim privacy --sampling-rate Q (--noise-multiplier Z | --target-epsilon E)\n"
+    "                 --steps T [--delta D] [--max-order N] [--fractional-orders=B]\n"
+    "                 [--orders A,B,...] [--conversion tight|classical] [--json]";
 
 int Fail(int code, const absl::Status& status) {
   std::fprintf(stderr, "fedsim: %s\n", std::string(status.message()).c_str());
@@ -83,6 +91,11 @@ int RunCommand(const std::string& command, const std::string& config_path) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // `privacy` parses its own (hyphenated) flags.
+  if (argc >= 2 && std::string(argv[1]) == "privacy") {
+    return fedsim::PrivacyCommand(std::vector<std::string>(argv + 2, argv + argc),
+                                  stdout, stderr);
+  }
   absl::SetProgramUsageMessage(kUsage);
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() < 2) {

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include <cmath>
 
+#include "client/trainer/dp_trainer.h"
 #include "client/trainer/local_trainer.h"
 #include "client/trainer/lsa_trainer.h"
 #include "common/base/status_macros.h"
@@ -85,12 +86,39 @@ absl::StatusOr<ClientResult> RunTask(const Experiment& experiment,
     }
     return RunLsaTask(*experiment.lsa, seed, task, state);
   }
-  RngStream rng(seed, RngPurpose::kShuffle, k, task.round);
-  FEDSIM_ASSIGN_OR_RETURN(
-      LocalTrainingOutput out,
-      RunLocalSgd(*experiment.objective, experiment.data.train,
-                  experiment.data.client_rows[k], *task.params, task.local,
-                  rng));
+  LocalTrainingOutput out;
+  if (experiment.dp.has_value()) {
+    // Example-level DP (§5): fresh sampling and noise streams per client and
+    // round, consumed step after step.
+    const DpSpec& dp = experiment.dp->spec;
+    RngStream sampling(seed, RngPurpose::kDpSampling, k, task.round);
+    RngStream noise(seed, RngPurpose::kDpNoise, k, task.round);
+    FlatVector error;  // DiceSGD's buffer: updated on a copy, kept on success
+    if (dp.mode == DpMode::kDiceSgd) {
+      if (state == nullptr) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "task ", task.id.value, ": DiceSGD keeps client state, but none "
+            "was given"));
+      }
+      if (state->Has(kDiceSgdErrorBuffer)) {
+        error = state->vectors.at(kDiceSgdErrorBuffer);
+      }
+    }
+    FEDSIM_ASSIGN_OR_RETURN(
+        out, RunLocalDpSgd(*experiment.objective, experiment.data.train,
+                           experiment.data.client_rows[k], *task.params,
+                           task.local, dp, sampling, noise,
+                           dp.mode == DpMode::kDiceSgd ? &error : nullptr));
+    if (dp.mode == DpMode::kDiceSgd) {
+      state->vectors[kDiceSgdErrorBuffer] = std::move(error);
+    }
+  } else {
+    RngStream rng(seed, RngPurpose::kShuffle, k, task.round);
+    FEDSIM_ASSIGN_OR_RETURN(
+        out, RunLocalSgd(*experiment.objective, experiment.data.train,
+                         experiment.data.client_rows[k], *task.params,
+                         task.local, rng));
+  }
   ClientResult r;
   r.task = task.id;
   r.client = task.client;

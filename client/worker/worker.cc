@@ -1,15 +1,15 @@
 #include "client/worker/worker.h"
 
 #include <atomic>
-#include <map>
 #include <cstdio>
+#include <map>
+#include <mutex>
 #include <random>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "client/worker/task_runner.h"
 #include "common/base/status_macros.h"
@@ -57,7 +57,7 @@ class WorkerLoop {
     while (true) {
       absl::StatusOr<JoinReply> reply = client_.Join(options_.name);
       if (reply.ok()) {
-        absl::MutexLock lock(&mu_);
+        std::lock_guard<std::mutex> lock(mu_);
         worker_ = reply->worker;
         if (experiment_ == nullptr) {
           config_ = reply->config;
@@ -81,14 +81,14 @@ class WorkerLoop {
   // Rejoins unless another loop already did (the worker id changed).
   absl::Status Rejoin(WorkerId stale) {
     {
-      absl::MutexLock lock(&mu_);
+      std::lock_guard<std::mutex> lock(mu_);
       if (worker_ != stale) return absl::OkStatus();
     }
     return JoinWithRetry();
   }
 
   WorkerId worker() {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     return worker_;
   }
 
@@ -171,7 +171,7 @@ class WorkerLoop {
   // coordinator sends a client's tasks to one worker, one at a time.
   ClientState* StateOf(ClientId client) {
     if (!stateful_) return nullptr;
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     return &states_[client.value];  // std::map: the reference stays valid
   }
 
@@ -184,7 +184,7 @@ class WorkerLoop {
  private:
   const WorkerOptions& options_;
   CoordinatorClient& client_;
-  absl::Mutex mu_;
+  std::mutex mu_;
   WorkerId worker_ ABSL_GUARDED_BY(mu_);
   // Set once by the first successful join, read-only afterwards.
   v1::ExperimentConfig config_;

@@ -361,6 +361,22 @@ void ApplyDefaults(v1::ExperimentConfig& c) {
   if (!local->has_batch_size()) local->set_batch_size(32);
   if (!local->has_lr()) local->set_lr(0.05);
   if (!local->has_max_steps()) local->set_max_steps(0);
+  auto* dp = local->mutable_dp();
+  if (dp->mode() == v1::DpConfig::MODE_UNSPECIFIED) dp->set_mode(v1::DpConfig::MODE_NONE);
+  if (!dp->has_clip()) dp->set_clip(1.0);
+  if (!dp->has_error_clip()) dp->set_error_clip(dp->clip());
+  if (!dp->has_target_epsilon()) dp->set_target_epsilon(0.0);
+  // A target epsilon calibrates z (at BuildExperiment); otherwise z = 1.
+  if (!dp->has_noise_multiplier() && !(dp->target_epsilon() > 0.0)) {
+    dp->set_noise_multiplier(1.0);
+  }
+  if (!dp->has_delta()) dp->set_delta(1e-5);
+  if (!dp->has_epsilon_budget()) dp->set_epsilon_budget(0.0);
+  if (dp->conversion() == v1::DpConfig::CONVERSION_UNSPECIFIED) {
+    dp->set_conversion(v1::DpConfig::CONVERSION_TIGHT);
+  }
+  if (!dp->has_max_order()) dp->set_max_order(256);
+  if (!dp->has_fractional_orders()) dp->set_fractional_orders(true);
 
   auto* eval = c.mutable_eval();
   if (!eval->has_every()) eval->set_every(1);
@@ -433,6 +449,35 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
                absl::StrCat("clients.count = ", c.clients().count(),
                             " but lsa.systems lists ", lsa.systems_size(),
                             " systems; one per agent"));
+  const auto& dp = c.local().dp();
+  const bool dp_on = dp.mode() != v1::DpConfig::MODE_NONE;
+  const std::string dp_mode =
+      absl::AsciiStrToLower(v1::DpConfig::Mode_Name(dp.mode()).substr(5));
+  check.Gt("local.dp.clip", dp.clip(), 0.0)
+      .Gt("local.dp.error_clip", dp.error_clip(), 0.0)
+      .Require(!dp.has_noise_multiplier() || dp.noise_multiplier() >= 0.0,
+               absl::StrCat("local.dp.noise_multiplier = ", dp.noise_multiplier(),
+                            "; must be >= 0"))
+      .Gt("local.dp.delta", dp.delta(), 0.0)
+      .Require(dp.delta() < 1.0,
+               absl::StrCat("local.dp.delta = ", dp.delta(), "; must be < 1"))
+      .Ge("local.dp.target_epsilon", dp.target_epsilon(), 0.0)
+      .Require(!(dp.target_epsilon() > 0.0 && dp.has_noise_multiplier()),
+               absl::StrCat("local.dp.target_epsilon = ", dp.target_epsilon(),
+                            " with local.dp.noise_multiplier = ",
+                            dp.noise_multiplier(),
+                            "; set one of them (a target calibrates the noise)"))
+      .Ge("local.dp.epsilon_budget", dp.epsilon_budget(), 0.0)
+      .Ge("local.dp.max_order", dp.max_order(), 2)
+      .Le("local.dp.max_order", dp.max_order(), 1024)
+      .Require(!dp_on || !lsa_source,
+               absl::StrCat("local.dp.mode = ", dp_mode,
+                            " with data.source = lsa; DP-SGD needs a model "
+                            "trained by local SGD"))
+      .Require(!dp_on || c.model().l2() == 0.0,
+               absl::StrCat("model.l2 = ", c.model().l2(), " with local.dp.mode = ",
+                            dp_mode, "; DP local training does not support the "
+                            "L2 term (set model.l2: 0)"));
   check.Ge("rounds", c.rounds(), 1)
       .Require(!idx_source || !data.path().empty(),
                "data.path is empty; an IDX source needs the directory of its files")

@@ -197,10 +197,64 @@ absl::StatusOr<Experiment> BuildLsaExperiment(const v1::ExperimentConfig& config
 
 bool ClientsKeepState(const v1::ExperimentConfig& config) {
   // SCAFFLSA keeps xi_c and its last iterate; a Markovian oracle keeps the
-  // chain's state between the agent's tasks.
+  // chain's state between the agent's tasks; DiceSGD keeps its error buffer.
   const bool lsa = config.data().source() == v1::DataConfig::SOURCE_LSA;
   return config.algorithm().name() == v1::AlgorithmConfig::NAME_SCAFFLSA ||
-         (lsa && config.lsa().oracle() == v1::LsaConfig::ORACLE_MARKOV);
+         (lsa && config.lsa().oracle() == v1::LsaConfig::ORACLE_MARKOV) ||
+         config.local().dp().mode() == v1::DpConfig::MODE_DICESGD;
+}
+
+absl::StatusOr<DpSetup> ResolveDp(const v1::ExperimentConfig& config,
+                                  const std::vector<std::int64_t>& client_sizes) {
+  const v1::DpConfig& c = config.local().dp();
+  const v1::LocalConfig& local = config.local();
+  DpSetup dp;
+  switch (c.mode()) {
+    case v1::DpConfig::MODE_CLIP:
+      dp.spec.mode = DpMode::kClip;
+      break;
+    case v1::DpConfig::MODE_DICESGD:
+      dp.spec.mode = DpMode::kDiceSgd;
+      break;
+    default:
+      dp.spec.mode = DpMode::kNone;
+  }
+  dp.spec.clip = c.clip();
+  dp.spec.error_clip = c.error_clip();
+  dp.orders = RdpOrders(c.max_order(), c.fractional_orders());
+  dp.delta = c.delta();
+  dp.conversion = c.conversion() == v1::DpConfig::CONVERSION_CLASSICAL
+                      ? RdpConversion::kClassical
+                      : RdpConversion::kTight;
+  dp.epsilon_budget = c.epsilon_budget();
+  for (const std::int64_t n : client_sizes) {
+    if (n < 1) {
+      return absl::InvalidArgumentError(
+          "config: local.dp: a client has no rows; DP-SGD needs n_k >= 1");
+    }
+    dp.sampling_rates.push_back(SamplingRate(local.batch_size(), n));
+    dp.steps_per_task.push_back(DpLocalSteps(local.epochs(), local.batch_size(),
+                                             local.max_steps(), n));
+  }
+  if (c.target_epsilon() > 0.0) {
+    std::vector<std::int64_t> total_steps;
+    for (const std::int64_t s : dp.steps_per_task) {
+      total_steps.push_back(s * config.rounds());
+    }
+    absl::StatusOr<double> z =
+        CalibrateNoiseMultiplier(dp.sampling_rates, total_steps, dp.delta,
+                                 c.target_epsilon(), dp.orders, dp.conversion);
+    if (!z.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config: local.dp.target_epsilon = ", c.target_epsilon(),
+                       "; ", z.status().message()));
+    }
+    dp.spec.noise_multiplier = *z;
+    dp.calibrated = true;
+  } else {
+    dp.spec.noise_multiplier = c.noise_multiplier();
+  }
+  return dp;
 }
 
 absl::StatusOr<Experiment> BuildExperiment(const v1::ExperimentConfig& config,
@@ -265,6 +319,9 @@ absl::StatusOr<Experiment> BuildExperiment(const v1::ExperimentConfig& config,
         " classes (regression data needs objective: least_squares)"));
   }
   FEDSIM_ASSIGN_OR_RETURN(exp.objective, MakeObjective(spec));
+  if (config.local().dp().mode() != v1::DpConfig::MODE_NONE) {
+    FEDSIM_ASSIGN_OR_RETURN(exp.dp, ResolveDp(config, exp.client_sizes));
+  }
   return exp;
 }
 

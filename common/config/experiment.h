@@ -9,11 +9,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/data/dataset.h"
+#include "common/dp/mechanisms.h"
+#include "common/dp/rdp_accountant.h"
 #include "common/lsa/lsa_problem.h"
 #include "common/objectives/objective.h"
 #include "fedsim/v1/config.pb.h"
@@ -29,6 +32,18 @@ struct LsaSetup {
   double cv_divisor = 1.0;
 };
 
+// Example-level local DP (config local.dp with mode != none), resolved.
+struct DpSetup {
+  DpSpec spec;                 // what every client runs; z resolved
+  bool calibrated = false;     // z was calibrated from target_epsilon
+  std::vector<double> orders;  // RDP order grid of the accountant
+  double delta = 1e-5;
+  RdpConversion conversion = RdpConversion::kTight;
+  double epsilon_budget = 0.0; // 0: none
+  std::vector<double> sampling_rates;        // q_k per client
+  std::vector<std::int64_t> steps_per_task;  // local steps of one task, per client
+};
+
 struct Experiment {
   FederatedData data;
   // The model's objective; null for LSA experiments, whose "model" is theta.
@@ -38,6 +53,8 @@ struct Experiment {
   std::unique_ptr<LsaSetup> lsa;
   // n_k for every client k, in client order.
   std::vector<std::int64_t> client_sizes;
+  // Set when local.dp.mode is not none.
+  std::optional<DpSetup> dp;
 
   std::int64_t num_clients() const {
     return static_cast<std::int64_t>(client_sizes.size());
@@ -56,6 +73,14 @@ struct Experiment {
 // kInvalidArgument. Every message names the config key involved.
 absl::StatusOr<Experiment> BuildExperiment(const v1::ExperimentConfig& config,
                                            const std::string& data_dir = "");
+
+// The DP settings of a validated config for clients of sizes `client_sizes`.
+// With local.dp.target_epsilon > 0 the noise multiplier is calibrated so that
+// every client stays within the target even if it takes part in all
+// config.rounds rounds. Fails with kInvalidArgument (one line naming
+// local.dp.target_epsilon) when the target cannot be met.
+absl::StatusOr<DpSetup> ResolveDp(const v1::ExperimentConfig& config,
+                                  const std::vector<std::int64_t>& client_sizes);
 
 // True when the configured algorithm keeps per-client state between rounds
 // on the client (common/base/client_state.h). The distributed coordinator

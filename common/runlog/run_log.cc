@@ -1,5 +1,6 @@
 #include "common/runlog/run_log.h"
 
+#include <mutex>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -47,19 +48,20 @@ absl::StatusOr<std::unique_ptr<RunLog>> RunLog::Create(const std::string& dir) {
 }
 
 absl::Status RunLog::Event(const nlohmann::json& event) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   events_ << event.dump() << "\n" << std::flush;
   if (!events_) return absl::DataLossError("events.jsonl: write failed");
   return absl::OkStatus();
 }
 
 absl::Status RunLog::Metrics(const MetricsRow& r) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   metrics_ << r.round << "," << Cell(r.wall_time_s) << "," << Cell(r.train_loss)
            << "," << Cell(r.test_loss) << "," << Cell(r.test_accuracy) << ","
            << Cell(r.client_loss) << "," << Cell(r.dist_to_opt) << ","
            << r.participants << "," << r.bytes_up << "," << r.bytes_down << ","
-           << r.model_hash << "\n"
+           << r.model_hash << "," << Cell(r.epsilon_max) << ","
+           << Cell(r.epsilon_mean) << "\n"
            << std::flush;
   if (!metrics_) return absl::DataLossError("metrics.csv: write failed");
   return absl::OkStatus();

@@ -14,11 +14,11 @@
 #include <cstdint>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "common/base/types.h"
 #include "nlohmann/json.hpp"
 
@@ -36,11 +36,16 @@ struct MetricsRow {
   std::int64_t bytes_up = 0;     // parameter bytes received this round
   std::int64_t bytes_down = 0;   // parameter bytes sent this round
   std::string model_hash;        // ModelHash of the global model after the round
+  // Local DP (local.dp): epsilon spent so far at the configured delta, the
+  // maximum and the mean over all clients. NaN without DP.
+  double epsilon_max = NAN;
+  double epsilon_mean = NAN;
 };
 
 inline constexpr const char* kMetricsColumns =
     "round,wall_time_s,train_loss,test_loss,test_accuracy,client_loss,"
-    "dist_to_opt,participants,bytes_up,bytes_down,model_hash";
+    "dist_to_opt,participants,bytes_up,bytes_down,model_hash,"
+    "epsilon_max,epsilon_mean";
 
 class RunLog {
  public:
@@ -64,7 +69,7 @@ class RunLog {
  private:
   RunLog(std::string dir, std::ofstream events, std::ofstream metrics);
   const std::string dir_;
-  absl::Mutex mu_;
+  std::mutex mu_;  // not absl::Mutex: see docs/architecture.md (TSan)
   std::ofstream events_ ABSL_GUARDED_BY(mu_);
   std::ofstream metrics_ ABSL_GUARDED_BY(mu_);
 };

@@ -18,7 +18,7 @@ Coordinator::~Coordinator() {
 }
 
 int Coordinator::num_workers() const {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   return static_cast<int>(workers_.size());
 }
 
@@ -28,7 +28,7 @@ void Coordinator::RunCompletions(std::vector<Completion>& completions) {
 }
 
 absl::StatusOr<WorkerId> Coordinator::Join(const std::string& name) {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   if (finished_ || shutdown_) {
     return absl::UnavailableError("the run has ended; not accepting workers");
   }
@@ -43,7 +43,7 @@ absl::StatusOr<WorkerId> Coordinator::Join(const std::string& name) {
     clients.swap(unowned_);
     AssignLocked(clients);
   }
-  cv_.SignalAll();
+  cv_.notify_all();
   return WorkerId(id);
 }
 
@@ -52,7 +52,7 @@ std::int64_t Coordinator::PullTask(WorkerId worker, absl::Time deadline,
   std::vector<Completion> completions;
   std::int64_t pull_id = 0;
   {
-    absl::MutexLock lock(&mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     pull_id = next_pull_id_++;
     auto it = workers_.find(worker.value);
     if (it == workers_.end()) {
@@ -83,7 +83,7 @@ std::int64_t Coordinator::PullTask(WorkerId worker, absl::Time deadline,
 void Coordinator::CancelPull(std::int64_t pull_id) {
   std::vector<Completion> completions;
   {
-    absl::MutexLock lock(&mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     auto it = std::find_if(parked_.begin(), parked_.end(),
                            [&](const Parked& p) { return p.id == pull_id; });
     if (it == parked_.end()) return;
@@ -148,7 +148,7 @@ void Coordinator::ExpireLocked(absl::Time now, std::vector<Completion>& out) {
 
 absl::StatusOr<bool> Coordinator::PushResult(WorkerId worker,
                                              ClientResult result) {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   auto w = workers_.find(worker.value);
   if (w == workers_.end()) {
     return absl::NotFoundError(absl::StrCat(
@@ -189,7 +189,7 @@ absl::StatusOr<bool> Coordinator::PushResult(WorkerId worker,
                           {"task", task_id},
                           {"client", client_id},
                           {"worker", worker.value}});
-  cv_.SignalAll();
+  cv_.notify_all();
   return false;
 }
 
@@ -207,7 +207,7 @@ void Coordinator::RecordRejectedPush(WorkerId worker, std::int64_t task,
 absl::Status Coordinator::Leave(WorkerId worker) {
   std::vector<Completion> completions;
   {
-    absl::MutexLock lock(&mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     if (workers_.erase(worker.value) == 0) {
       return absl::NotFoundError(
           absl::StrCat("worker ", worker.value, " is not registered"));
@@ -241,7 +241,7 @@ absl::Status Coordinator::Leave(WorkerId worker) {
       }
     }
     DispatchLocked(completions);
-    cv_.SignalAll();
+    cv_.notify_all();
   }
   RunCompletions(completions);
   return absl::OkStatus();
@@ -250,14 +250,14 @@ absl::Status Coordinator::Leave(WorkerId worker) {
 void Coordinator::Shutdown() {
   std::vector<Completion> completions;
   {
-    absl::MutexLock lock(&mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     shutdown_ = true;
     for (Parked& p : parked_) {
       completions.emplace_back(std::move(p.done),
                                absl::UnavailableError("coordinator shutting down"));
     }
     parked_.clear();
-    cv_.SignalAll();
+    cv_.notify_all();
   }
   RunCompletions(completions);
 }
@@ -265,9 +265,9 @@ void Coordinator::Shutdown() {
 int Coordinator::WaitForWorkersToLeave(absl::Duration timeout) {
   const absl::Time until = absl::Now() + timeout;
   std::vector<Completion> completions;
-  absl::MutexLock lock(&mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   while (!workers_.empty() && absl::Now() < until) {
-    cv_.WaitWithTimeout(&mu_, options_.tick);
+    cv_.wait_for(lock, absl::ToChronoMilliseconds(options_.tick));
     // Tell workers that are still polling that the run is over.
     for (Parked& p : parked_) {
       PullReply reply;
@@ -275,9 +275,9 @@ int Coordinator::WaitForWorkersToLeave(absl::Duration timeout) {
       completions.emplace_back(std::move(p.done), reply);
     }
     parked_.clear();
-    mu_.Unlock();
+    lock.unlock();
     RunCompletions(completions);
-    mu_.Lock();
+    lock.lock();
   }
   return static_cast<int>(workers_.size());
 }
@@ -287,7 +287,7 @@ absl::StatusOr<RunSummary> Coordinator::Run() {
   RoundEngine& engine = *run_->engine;
   const std::int64_t total_rounds = run_->config.rounds();
   {
-    absl::MutexLock lock(&mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     const absl::Time until = start + options_.start_timeout;
     while (static_cast<int>(workers_.size()) < options_.min_workers &&
            !shutdown_) {
@@ -297,7 +297,7 @@ absl::StatusOr<RunSummary> Coordinator::Run() {
             options_.min_workers, " workers joined within ",
             absl::FormatDuration(options_.start_timeout)));
       }
-      cv_.WaitWithTimeout(&mu_, options_.tick);
+      cv_.wait_for(lock, absl::ToChronoMilliseconds(options_.tick));
     }
     if (options_.pin_clients) {
       std::vector<std::int64_t> clients(run_->experiment->num_clients());
@@ -313,7 +313,7 @@ absl::StatusOr<RunSummary> Coordinator::Run() {
   while (!engine.done()) {
     absl::Time round_deadline;
     {
-      absl::MutexLock lock(&mu_);
+      std::unique_lock<std::mutex> lock(mu_);
       if (shutdown_) return absl::CancelledError("coordinator shut down");
       std::vector<Task> tasks = engine.BeginRound();
       issued_.clear();
@@ -329,7 +329,7 @@ absl::StatusOr<RunSummary> Coordinator::Run() {
     }
     RunCompletions(completions);
     while (true) {
-      absl::MutexLock lock(&mu_);
+      std::unique_lock<std::mutex> lock(mu_);
       if (shutdown_) return absl::CancelledError("coordinator shut down");
       const absl::Time now = absl::Now();
       ExpireLocked(now, completions);
@@ -339,11 +339,11 @@ absl::StatusOr<RunSummary> Coordinator::Run() {
         assigned_.clear();
         break;
       }
-      if (completions.empty()) cv_.WaitWithTimeout(&mu_, options_.tick);
+      if (completions.empty()) cv_.wait_for(lock, absl::ToChronoMilliseconds(options_.tick));
       if (!completions.empty()) {
-        mu_.Unlock();
+        lock.unlock();
         RunCompletions(completions);
-        mu_.Lock();
+        lock.lock();
       }
     }
     RunCompletions(completions);
@@ -355,7 +355,7 @@ absl::StatusOr<RunSummary> Coordinator::Run() {
     if (progress_) progress_(row, total_rounds);
   }
   {
-    absl::MutexLock lock(&mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     finished_ = true;
     for (Parked& p : parked_) {
       PullReply reply;

@@ -155,6 +155,19 @@ absl::StatusOr<MetricsRow> RoundEngine::FinishRound(double wall_time_s) {
                 {"client", task.client.value}});
     }
   }
+  // Privacy accounting before the results are consumed: accepted results
+  // charge the steps they report, unresolved tasks their planned steps.
+  if (in_.privacy != nullptr) {
+    for (const auto& [client, r] : results_) {
+      in_.privacy->Charge(client, r.num_steps);
+    }
+    for (const auto& [id, task] : open_) {
+      if (task.state == TaskState::kDropped) {
+        const std::int64_t k = task.client.value;
+        in_.privacy->Charge(k, in_.privacy->options().steps_per_task[k]);
+      }
+    }
+  }
   std::vector<ClientResult> results;
   results.reserve(results_.size());
   double loss_weighted = 0.0, examples = 0.0;
@@ -180,7 +193,24 @@ absl::StatusOr<MetricsRow> RoundEngine::FinishRound(double wall_time_s) {
   row.bytes_down = payload * static_cast<std::int64_t>(open_.size());
   row.bytes_up = payload * row.participants;
   if (examples > 0) row.client_loss = loss_weighted / examples;
-  const bool last = round_ + 1 >= options_.rounds;
+  nlohmann::json budget_event;
+  if (in_.privacy != nullptr) {
+    const PrivacyLedger::Summary eps = in_.privacy->Summarize();
+    row.epsilon_max = eps.max;
+    row.epsilon_mean = eps.mean;
+    if (in_.epsilon_budget > 0.0 && round_ + 1 < options_.rounds) {
+      const double worst_next = in_.privacy->MaxEpsilonAfterOneMoreTask();
+      if (worst_next > in_.epsilon_budget) {
+        budget_spent_ = true;
+        budget_event = {{"event", "privacy_budget_spent"},
+                        {"round", round_},
+                        {"epsilon_max", eps.max},
+                        {"epsilon_max_after_next_round", worst_next},
+                        {"epsilon_budget", in_.epsilon_budget}};
+      }
+    }
+  }
+  const bool last = round_ + 1 >= options_.rounds || budget_spent_;
   // LSA experiments have no objective: their metric is dist_to_opt.
   if (in_.objective != nullptr &&
       (last || (round_ + 1) % options_.eval_every == 0)) {
@@ -208,6 +238,7 @@ absl::StatusOr<MetricsRow> RoundEngine::FinishRound(double wall_time_s) {
             {"participants", weights},
             {"timed_out", timed_out},
             {"model_hash", row.model_hash}});
+  if (!budget_event.is_null()) LogEvent(budget_event);
   if (in_.log != nullptr) {
     if (absl::Status s = in_.log->Metrics(row); !s.ok()) return s;
   }

@@ -25,6 +25,7 @@
 #include "common/base/task.h"
 #include "common/base/types.h"
 #include "common/data/dataset.h"
+#include "common/dp/privacy_ledger.h"
 #include "common/objectives/objective.h"
 #include "common/runlog/run_log.h"
 #include "server/participation/participation.h"
@@ -48,6 +49,13 @@ struct RoundEngineInputs {
   std::vector<std::int64_t> client_sizes;       // n_k
   std::optional<FlatVector> optimum;            // for dist_to_opt
   RunLog* log = nullptr;                        // may be null (tests)
+  // Local DP (§5.5): per-client accounting, null without DP. Every accepted
+  // result charges its client num_steps local steps; a task that never
+  // returned charges its planned steps (the client may have run them).
+  std::shared_ptr<PrivacyLedger> privacy;
+  // > 0: the run ends cleanly before a round that could take some client
+  // past this epsilon (PrivacyLedger::MaxEpsilonAfterOneMoreTask).
+  double epsilon_budget = 0.0;
 };
 
 class RoundEngine {
@@ -59,8 +67,13 @@ class RoundEngine {
   RoundEngine(const RoundEngine&) = delete;
   RoundEngine& operator=(const RoundEngine&) = delete;
 
-  // True once `rounds` rounds have finished.
-  bool done() const { return round_ >= options_.rounds; }
+  // True once `rounds` rounds have finished, or the privacy budget stopped
+  // the run.
+  bool done() const { return round_ >= options_.rounds || budget_spent_; }
+  // True when the run stopped early because of local.dp.epsilon_budget.
+  bool budget_spent() const { return budget_spent_; }
+  // Null without DP.
+  const PrivacyLedger* privacy() const { return in_.privacy.get(); }
   // The current (or next) round.
   Round round() const { return round_; }
   bool round_open() const { return round_open_; }
@@ -119,6 +132,7 @@ class RoundEngine {
   bool round_open_ = false;
   std::int64_t next_task_id_ = 1;
   std::int64_t first_task_of_round_ = 1;
+  bool budget_spent_ = false;
   std::map<std::int64_t, OpenTask> open_;       // this round's tasks by id
   std::map<std::int64_t, ClientResult> results_; // accepted, keyed by client id
   Tally tally_;

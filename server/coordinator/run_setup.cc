@@ -1,5 +1,6 @@
 #include "server/coordinator/run_setup.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -231,9 +232,46 @@ absl::StatusOr<CoordinatorRun> PrepareRun(const v1::ExperimentConfig& config,
                                                    e.lsa->problem.theta_star.data() +
                                                        e.lsa->problem.dim())}};
   }
-  FEDSIM_RETURN_IF_ERROR(run.log->Event(
-      {{"event", "run_start"},
-       {"lsa", lsa_info},
+  std::shared_ptr<PrivacyLedger> ledger;
+  nlohmann::json dp_info;
+  if (e.dp.has_value()) {
+    const DpSetup& dp = *e.dp;
+    PrivacyLedgerOptions lo;
+    lo.orders = dp.orders;
+    lo.delta = dp.delta;
+    lo.conversion = dp.conversion;
+    lo.noise_multiplier = dp.spec.noise_multiplier;
+    lo.sampling_rates = dp.sampling_rates;
+    lo.steps_per_task = dp.steps_per_task;
+    ledger = std::make_shared<PrivacyLedger>(std::move(lo));
+    const double one_round = ledger->MaxEpsilonAfterOneMoreTask();
+    if (dp.epsilon_budget > 0.0 && one_round > dp.epsilon_budget) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config: local.dp.epsilon_budget = ", dp.epsilon_budget,
+          "; one round already spends up to epsilon = ", one_round,
+          " (raise the budget or the noise)"));
+    }
+    const auto [q_min, q_max] =
+        std::minmax_element(dp.sampling_rates.begin(), dp.sampling_rates.end());
+    dp_info = {{"mode", config.local().dp().mode() == v1::DpConfig::MODE_DICESGD
+                            ? "dicesgd"
+                            : "clip"},
+               {"noise_multiplier", dp.spec.noise_multiplier},
+               {"calibrated", dp.calibrated},
+               {"clip", dp.spec.clip},
+               {"error_clip", dp.spec.error_clip},
+               {"summed_noise_std", SummedNoiseStd(dp.spec)},
+               {"delta", dp.delta},
+               {"conversion",
+                dp.conversion == RdpConversion::kTight ? "tight" : "classical"},
+               {"orders", dp.orders.size()},
+               {"sampling_rate_min", *q_min},
+               {"sampling_rate_max", *q_max},
+               {"epsilon_one_round_max", one_round},
+               {"epsilon_budget", dp.epsilon_budget}};
+  }
+  nlohmann::json start_event = {
+       {"event", "run_start"},
        {"name", config.name()},
        {"algorithm", std::string(strategy->name())},
        {"runtime", runtime},
@@ -246,7 +284,10 @@ absl::StatusOr<CoordinatorRun> PrepareRun(const v1::ExperimentConfig& config,
        {"model_hash", ModelHash(initial)},
        // The true p_n of every client (the participation model's; FedAU
        // itself never sees them).
-       {"participation_probabilities", participation.probabilities}}));
+       {"participation_probabilities", participation.probabilities}};
+  if (!lsa_info.is_null()) start_event["lsa"] = lsa_info;
+  if (!dp_info.is_null()) start_event["dp"] = dp_info;
+  FEDSIM_RETURN_IF_ERROR(run.log->Event(start_event));
 
   RoundEngineOptions options;
   options.seed = config.seed();
@@ -261,6 +302,8 @@ absl::StatusOr<CoordinatorRun> PrepareRun(const v1::ExperimentConfig& config,
   inputs.client_sizes = e.client_sizes;
   inputs.optimum = e.data.optimum;
   inputs.log = run.log.get();
+  inputs.privacy = std::move(ledger);
+  if (e.dp.has_value()) inputs.epsilon_budget = e.dp->epsilon_budget;
   run.engine = std::make_unique<RoundEngine>(options, std::move(inputs),
                                              std::move(participation.model),
                                              std::move(strategy),
@@ -273,7 +316,21 @@ absl::Status CompleteRun(CoordinatorRun& run, double wall_time_s) {
       (std::filesystem::path(run.log->dir()) / "model.bin").string();
   FEDSIM_RETURN_IF_ERROR(WriteModelFile(model_path, run.engine->model()));
   const RoundEngine::Tally& t = run.engine->tally();
-  return run.log->Event({{"event", "run_end"},
+  nlohmann::json dp_info;
+  if (const PrivacyLedger* ledger = run.engine->privacy(); ledger != nullptr) {
+    const PrivacyLedger::Summary s = ledger->Summarize();
+    std::vector<std::int64_t> steps;
+    for (std::int64_t k = 0; k < ledger->num_clients(); ++k) {
+      steps.push_back(ledger->steps(k));
+    }
+    dp_info = {{"epsilon_max", s.max},
+               {"epsilon_mean", s.mean},
+               {"delta", ledger->options().delta},
+               {"epsilon_per_client", ledger->Epsilons()},
+               {"steps_per_client", steps},
+               {"stopped_by_budget", run.engine->budget_spent()}};
+  }
+  nlohmann::json end_event = {{"event", "run_end"},
                          {"rounds", run.engine->round()},
                          {"wall_time_s", wall_time_s},
                          {"model_hash", ModelHash(run.engine->model())},
@@ -282,7 +339,9 @@ absl::Status CompleteRun(CoordinatorRun& run, double wall_time_s) {
                          {"tasks_timed_out", t.timed_out},
                          {"tasks_dropped", t.dropped},
                          {"pushes_rejected", t.rejected_pushes},
-                         {"pushes_duplicate", t.duplicate_pushes}});
+                         {"pushes_duplicate", t.duplicate_pushes}};
+  if (!dp_info.is_null()) end_event["dp"] = dp_info;
+  return run.log->Event(end_event);
 }
 
 }  // namespace fedsim

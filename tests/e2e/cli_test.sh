@@ -48,6 +48,53 @@ expect_error missing_data_file "no train-images-idx3-ubyte" "data: {source: idx,
 expect_error too_many_clients "exceeds" "data: {source: csv, has_header: true, train_file: $src/tests/fixtures/tiny.csv, test_file: $src/tests/fixtures/tiny.csv}
 clients: {count: 1000}"
 expect_error not_yaml "not valid YAML" "rounds: [1, 2"
+expect_error dp_delta "local.dp.delta = 1; must be < 1" "$base
+local: {dp: {mode: clip, delta: 1}}"
+expect_error dp_negative_noise "local.dp.noise_multiplier = -1; must be >= 0" "$base
+local: {dp: {mode: dicesgd, noise_multiplier: -1}}"
+expect_error dp_unreachable_target "local.dp.target_epsilon = 0.001; target epsilon" "$base
+local: {dp: {mode: clip, target_epsilon: 0.001}}"
+expect_error dp_budget_too_small "local.dp.epsilon_budget = 0.01; one round already" "$base
+local: {dp: {mode: clip, noise_multiplier: 1, epsilon_budget: 0.01}}"
+
+# fedsim privacy: bad values exit 2 with one line; good ones print epsilon.
+expect_privacy_error() {
+  local name=$1 want=$2; shift 2
+  "$bin/fedsim" privacy "$@" > "$work/$name.stdout" 2> "$work/$name.stderr"
+  local code=$?
+  if [ "$code" -ne 2 ] || [ "$(wc -l < "$work/$name.stderr")" -ne 1 ] ||
+     ! grep -qF -- "$want" "$work/$name.stderr"; then
+    echo "FAIL privacy $name: exit $code"; cat "$work/$name.stderr"; fail=1
+  else
+    echo "ok   privacy $name: $(cat "$work/$name.stderr")"
+  fi
+}
+expect_privacy_error q_zero "--sampling-rate = '0'; must be in (0, 1]" \
+  --sampling-rate 0 --noise-multiplier 1 --steps 10
+expect_privacy_error q_above_one "--sampling-rate = '1.5'; must be in (0, 1]" \
+  --sampling-rate 1.5 --noise-multiplier 1 --steps 10
+expect_privacy_error negative_noise "--noise-multiplier = '-0.5'; must be >= 0" \
+  --sampling-rate 0.1 --noise-multiplier=-0.5 --steps 10
+expect_privacy_error delta_one "--delta = '1'; must be in (0, 1)" \
+  --sampling-rate 0.1 --noise-multiplier 1 --steps 10 --delta 1
+expect_privacy_error unreachable "cannot be met" \
+  --sampling-rate 0.1 --target-epsilon 0.001 --steps 10
+expect_privacy_error both "exactly one of" \
+  --sampling-rate 0.1 --target-epsilon 1 --noise-multiplier 1 --steps 10
+expect_privacy_error unknown_flag "unknown flag --sigma" \
+  --sampling-rate 0.1 --sigma 1 --steps 10
+out=$("$bin/fedsim" privacy --sampling-rate 0.04 --noise-multiplier 1.5 --steps 2250 --json)
+if [ $? -eq 0 ] && echo "$out" | grep -q '"epsilon":7.3291111'; then
+  echo "ok   privacy epsilon: $out"
+else
+  echo "FAIL privacy epsilon: $out"; fail=1
+fi
+out=$("$bin/fedsim" privacy --sampling-rate 0.04 --target-epsilon 8 --steps 2250 --json)
+if [ $? -eq 0 ] && echo "$out" | grep -q '"noise_multiplier":1.41578'; then
+  echo "ok   privacy calibration: $out"
+else
+  echo "FAIL privacy calibration: $out"; fail=1
+fi
 "$bin/fedsim" run "$work/missing_config_file.yaml" --quiet > /dev/null 2> "$work/mc.stderr"
 code=$?
 if [ "$code" -ne 2 ] || ! grep -q "cannot open" "$work/mc.stderr"; then

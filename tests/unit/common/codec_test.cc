@@ -270,6 +270,8 @@ TEST(RunLogTest, MetricsCsvParsesWithEmptyNaNCells) {
   a.bytes_up = 628000;
   a.bytes_down = 628000;
   a.model_hash = "0123456789abcdef";
+  a.epsilon_max = 2.5;
+  a.epsilon_mean = 1.0 / 3.0;
   MetricsRow b;  // defaults: every measured cell NaN
   b.round = 1;
   b.model_hash = "fedcba9876543210";
@@ -281,7 +283,7 @@ TEST(RunLogTest, MetricsCsvParsesWithEmptyNaNCells) {
   ASSERT_TRUE(std::getline(csv, line));
   EXPECT_EQ(line, kMetricsColumns);
   const std::vector<std::string> header = absl::StrSplit(line, ',');
-  ASSERT_EQ(header.size(), 11u);
+  ASSERT_EQ(header.size(), 13u);
 
   ASSERT_TRUE(std::getline(csv, line));
   std::vector<std::string> cells = absl::StrSplit(line, ',');
@@ -297,6 +299,9 @@ TEST(RunLogTest, MetricsCsvParsesWithEmptyNaNCells) {
   EXPECT_EQ(cells[8], "628000");
   EXPECT_EQ(cells[9], "628000");
   EXPECT_EQ(cells[10], "0123456789abcdef");
+  EXPECT_EQ(header[11], "epsilon_max");
+  EXPECT_EQ(std::stod(cells[11]), 2.5);
+  EXPECT_EQ(std::stod(cells[12]), 1.0 / 3.0);
 
   ASSERT_TRUE(std::getline(csv, line));
   cells = absl::StrSplit(line, ',');
@@ -304,6 +309,8 @@ TEST(RunLogTest, MetricsCsvParsesWithEmptyNaNCells) {
   EXPECT_EQ(cells[0], "1");
   for (int i = 2; i <= 6; ++i) EXPECT_EQ(cells[i], "") << header[i];
   EXPECT_EQ(cells[10], "fedcba9876543210");
+  EXPECT_EQ(cells[11], "");  // no DP
+  EXPECT_EQ(cells[12], "");
   EXPECT_FALSE(std::getline(csv, line));
 }
 

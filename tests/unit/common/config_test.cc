@@ -192,6 +192,22 @@ TEST(ConfigTest, EveryValidationRuleRejectsAndNamesItsKey) {
        "distributed.max_message_bytes"},
       {"distributed: {max_message_bytes: 2147483648}",
        "distributed.max_message_bytes"},
+      {"local: {dp: {clip: 0}}", "local.dp.clip"},
+      {"local: {dp: {error_clip: -1}}", "local.dp.error_clip"},
+      {"local: {dp: {noise_multiplier: -0.5}}", "local.dp.noise_multiplier"},
+      {"local: {dp: {delta: 0}}", "local.dp.delta"},
+      {"local: {dp: {delta: 1}}", "local.dp.delta"},
+      {"local: {dp: {delta: 1.5}}", "local.dp.delta"},
+      {"local: {dp: {target_epsilon: -1}}", "local.dp.target_epsilon"},
+      {"local: {dp: {target_epsilon: 2, noise_multiplier: 1}}",
+       "local.dp.target_epsilon"},
+      {"local: {dp: {epsilon_budget: -1}}", "local.dp.epsilon_budget"},
+      {"local: {dp: {max_order: 1}}", "local.dp.max_order"},
+      {"local: {dp: {max_order: 2000}}", "local.dp.max_order"},
+      {"local: {dp: {mode: clip}}\nmodel: {l2: 0.01}", "model.l2"},
+      {"local: {max_steps: 2, dp: {mode: dicesgd}}\ndata: {source: lsa}\n"
+       "algorithm: {name: fedlsa}",
+       "local.dp.mode"},
   };
   for (const RuleCase& c : cases) {
     EXPECT_THAT(ErrorOf(c.yaml), HasSubstr(c.key)) << c.yaml;
@@ -203,6 +219,37 @@ TEST(ConfigTest, RangeMessageNamesKeyValueAndRule) {
   EXPECT_EQ(ErrorOf("rounds: 0"), "config: rounds = 0; must be >= 1");
   EXPECT_EQ(ErrorOf("participation: {client_fraction: 1.5}"),
             "config: participation.client_fraction = 1.5; must be <= 1");
+}
+
+TEST(ConfigTest, DpDefaultsAndMessages) {
+  const v1::ExperimentConfig off = LoadOrDie("");
+  const v1::DpConfig& dp = off.local().dp();
+  EXPECT_EQ(dp.mode(), v1::DpConfig::MODE_NONE);
+  EXPECT_EQ(dp.clip(), 1.0);
+  EXPECT_EQ(dp.error_clip(), 1.0);
+  EXPECT_EQ(dp.noise_multiplier(), 1.0);
+  EXPECT_EQ(dp.delta(), 1e-5);
+  EXPECT_EQ(dp.target_epsilon(), 0.0);
+  EXPECT_EQ(dp.epsilon_budget(), 0.0);
+  EXPECT_EQ(dp.conversion(), v1::DpConfig::CONVERSION_TIGHT);
+  EXPECT_EQ(dp.max_order(), 256);
+  EXPECT_TRUE(dp.fractional_orders());
+  // error_clip follows clip; a target epsilon leaves z to calibration.
+  const v1::ExperimentConfig dice =
+      LoadOrDie("local: {dp: {mode: dicesgd, clip: 0.1, target_epsilon: 2}}");
+  EXPECT_EQ(dice.local().dp().mode(), v1::DpConfig::MODE_DICESGD);
+  EXPECT_EQ(dice.local().dp().error_clip(), 0.1);
+  EXPECT_FALSE(dice.local().dp().has_noise_multiplier());
+  EXPECT_EQ(LoadOrDie("local: {dp: {conversion: classical}}").local().dp().conversion(),
+            v1::DpConfig::CONVERSION_CLASSICAL);
+  EXPECT_EQ(ErrorOf("local: {dp: {delta: 1}}"),
+            "config: local.dp.delta = 1; must be < 1");
+  EXPECT_EQ(ErrorOf("local: {dp: {noise_multiplier: -0.5}}"),
+            "config: local.dp.noise_multiplier = -0.5; must be >= 0");
+  EXPECT_EQ(ErrorOf("local: {dp: {clip: 0}}"), "config: local.dp.clip = 0; must be > 0");
+  EXPECT_THAT(ErrorOf("local: {dp: {mode: clipping}}"), HasSubstr("none, clip, dicesgd"));
+  EXPECT_THAT(ErrorOf("local: {dp: {mode: clip}}\nmodel: {l2: 0.01}"),
+              HasSubstr("local.dp.mode = clip"));
 }
 
 TEST(ConfigTest, BoundaryValuesAreAccepted) {
@@ -435,6 +482,7 @@ TEST(ConfigTest, ParseDoesNotApplyDefaultsOrValidate) {
 TEST(ConfigTest, ApplyDefaultsIsIdempotent) {
   for (const std::string& yaml :
        {std::string(""), std::string("data: {source: fedprox_synthetic}"),
+        std::string("local: {dp: {mode: clip, target_epsilon: 2}}"),
         std::string("data: {source: synthetic_least_squares}\nlocal: {lr: 0.3}"),
         std::string("clients: {count: 5, partition: shards}\nrounds: 2")}) {
     absl::StatusOr<v1::ExperimentConfig> parsed = ParseConfigYaml(yaml);
@@ -471,6 +519,11 @@ distributed: {round_deadline_s: 1.5, min_workers: 2, start_timeout_s: 0.25,
 )"),
            std::string("data: {source: csv, train_file: a.csv, test_file: b.csv, "
                         "label_column: 0, has_header: true, classification: false}"),
+           std::string("local: {dp: {mode: dicesgd, clip: 0.5, error_clip: 2, "
+                        "target_epsilon: 3, delta: 1e-6, epsilon_budget: 4, "
+                        "conversion: classical, max_order: 64, "
+                        "fractional_orders: false}}"),
+           std::string("local: {dp: {mode: clip, noise_multiplier: 0}}"),
        }) {
     const v1::ExperimentConfig original = LoadOrDie(yaml);
     const std::string json = ConfigToJson(original);

@@ -2,6 +2,8 @@
 // with which status, and that every issued task is accounted for.
 #include "server/coordinator/round_engine.h"
 
+#include <algorithm>
+#include <cmath>
 #include <memory>
 #include <vector>
 
@@ -137,6 +139,77 @@ TEST_F(RoundEngineTest, RunEndsAfterTheConfiguredRounds) {
   EXPECT_TRUE(engine_->done());
   EXPECT_EQ(engine_->tally().issued, 9);
   EXPECT_EQ(engine_->tally().aggregated, 9);
+}
+
+}  // namespace
+}  // namespace fedsim
+
+namespace fedsim {
+namespace {
+
+// Local DP accounting in the engine: accepted results charge the steps they
+// report, tasks that never returned their planned steps; the metrics row
+// carries the ledger's max and mean.
+TEST(RoundEnginePrivacyTest, ChargesReportedAndUnreturnedSteps) {
+  Dataset train, test;
+  RoundEngineOptions options;
+  options.rounds = 2;
+  RoundEngineInputs in;
+  in.client_sizes = {3, 5, 8};
+  in.train = &train;
+  in.test = &test;
+  PrivacyLedgerOptions lo;
+  lo.orders = RdpOrders(32, false);
+  lo.noise_multiplier = 1.0;
+  lo.sampling_rates = {0.5, 0.2, 0.125};
+  lo.steps_per_task = {2, 5, 8};
+  in.privacy = std::make_shared<PrivacyLedger>(lo);
+  FedAvgOptions fo;
+  RoundEngine engine(options, in, std::make_unique<UniformCohort>(1, 3, 1.0),
+                     std::make_unique<FedAvg>(fo, in.client_sizes),
+                     FlatVector::Zero(2));
+  const std::vector<Task> tasks = engine.BeginRound();
+  ASSERT_EQ(tasks.size(), 3u);
+  for (int i : {0, 1}) {
+    ClientResult r;
+    r.task = tasks[i].id;
+    r.client = tasks[i].client;
+    r.update = FlatVector::Zero(2);
+    r.num_examples = in.client_sizes[i];
+    r.num_steps = 2 + i;  // client 0: 2 steps, client 1: 3
+    ASSERT_TRUE(engine.SubmitResult(r).ok());
+  }
+  // Client 2's task times out: it is charged its planned 8 steps.
+  absl::StatusOr<MetricsRow> row = engine.FinishRound(0.0);
+  ASSERT_TRUE(row.ok()) << row.status();
+  const PrivacyLedger& ledger = *engine.privacy();
+  EXPECT_EQ(ledger.steps(0), 2);
+  EXPECT_EQ(ledger.steps(1), 3);
+  EXPECT_EQ(ledger.steps(2), 8);
+  const double e[] = {ledger.Epsilon(0), ledger.Epsilon(1), ledger.Epsilon(2)};
+  EXPECT_GT(e[2], 0.0);
+  EXPECT_EQ(row->epsilon_max, std::max({e[0], e[1], e[2]}));
+  EXPECT_DOUBLE_EQ(row->epsilon_mean, (e[0] + e[1] + e[2]) / 3.0);
+  EXPECT_FALSE(engine.done());
+}
+
+TEST(RoundEnginePrivacyTest, NoLedgerNoEpsilon) {
+  Dataset train, test;
+  RoundEngineInputs in;
+  in.client_sizes = {3};
+  in.train = &train;
+  in.test = &test;
+  FedAvgOptions fo;
+  RoundEngine engine(RoundEngineOptions{}, in,
+                     std::make_unique<UniformCohort>(1, 1, 1.0),
+                     std::make_unique<FedAvg>(fo, in.client_sizes),
+                     FlatVector::Zero(2));
+  engine.BeginRound();
+  absl::StatusOr<MetricsRow> row = engine.FinishRound(0.0);
+  ASSERT_TRUE(row.ok());
+  EXPECT_TRUE(std::isnan(row->epsilon_max));
+  EXPECT_TRUE(std::isnan(row->epsilon_mean));
+  EXPECT_EQ(engine.privacy(), nullptr);
 }
 
 }  // namespace

@@ -1,0 +1,77 @@
+#include "common/dp/mechanisms.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "common/base/check.h"
+
+namespace fedsim {
+
+double ExpectedLotSize(std::int64_t batch_size, std::int64_t n) {
+  FEDSIM_CHECK(n >= 1 && batch_size >= 0);
+  return static_cast<double>(batch_size == 0 ? n : std::min(batch_size, n));
+}
+
+double SamplingRate(std::int64_t batch_size, std::int64_t n) {
+  return ExpectedLotSize(batch_size, n) / static_cast<double>(n);
+}
+
+std::int64_t DpLocalSteps(int epochs, std::int64_t batch_size,
+                          std::int64_t max_steps, std::int64_t n) {
+  if (max_steps > 0) return max_steps;
+  const auto lot = static_cast<std::int64_t>(ExpectedLotSize(batch_size, n));
+  return static_cast<std::int64_t>(epochs) * ((n + lot - 1) / lot);
+}
+
+double SummedNoiseStd(const DpSpec& spec) {
+  if (spec.noise_multiplier == 0.0) return 0.0;  // even with clip = +inf
+  switch (spec.mode) {
+    case DpMode::kNone:
+      return 0.0;
+    case DpMode::kClip:
+      return spec.noise_multiplier * spec.clip;
+    case DpMode::kDiceSgd:
+      return spec.noise_multiplier * spec.clip *
+             std::sqrt(1.0 + 2.0 * spec.error_clip / spec.clip);
+  }
+  return 0.0;
+}
+
+void PoissonSample(std::span<const std::int64_t> rows, double q, RngStream& rng,
+                   std::vector<std::int64_t>& out) {
+  FEDSIM_CHECK(q > 0.0);
+  out.clear();
+  if (q >= 1.0) {
+    out.assign(rows.begin(), rows.end());
+    return;
+  }
+  for (std::int64_t row : rows) {
+    if (rng.Uniform01() < q) out.push_back(row);
+  }
+}
+
+void ClipFactors(const RowMajorMatrixD& gradients, double clip,
+                 Eigen::VectorXd& factors) {
+  FEDSIM_CHECK(clip > 0.0);
+  factors.resize(gradients.rows());
+  for (Eigen::Index i = 0; i < gradients.rows(); ++i) {
+    const double norm = gradients.row(i).norm();
+    factors[i] = norm > clip ? clip / norm : 1.0;
+  }
+}
+
+void ClipRows(RowMajorMatrixD& gradients, double clip) {
+  Eigen::VectorXd factors;
+  ClipFactors(gradients, clip, factors);
+  for (Eigen::Index i = 0; i < gradients.rows(); ++i) {
+    if (factors[i] != 1.0) gradients.row(i) *= factors[i];
+  }
+}
+
+void AddGaussianNoise(double std, RngStream& rng, Eigen::Ref<Eigen::VectorXd> x) {
+  FEDSIM_CHECK(std >= 0.0);
+  if (std == 0.0) return;
+  for (Eigen::Index i = 0; i < x.size(); ++i) x[i] += std * rng.Gaussian();
+}
+
+}  // namespace fedsim

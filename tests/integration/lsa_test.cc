@@ -1,0 +1,330 @@
+// FedLSA and SCAFFLSA (ALGORITHMS.md §3, §8.1, §8.2), run through the same
+// code the runtimes use: configs are built into experiments, tasks are run
+// by RunTask with per-agent ClientState, rounds by the round engine.
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "client/worker/task_runner.h"
+#include "common/config/config.h"
+#include "common/config/experiment.h"
+#include "common/lsa/lsa_problem.h"
+#include "gtest/gtest.h"
+#include "runtime/embedded.h"
+#include "server/coordinator/run_setup.h"
+#include "server/strategy/fedlsa.h"
+
+namespace fedsim {
+namespace {
+
+// §8.1: two agents, two states, tabular features, gamma = 0.5.
+constexpr char kTwoState[] = R"(
+name: two-state
+rounds: ROUNDS
+data: {source: lsa}
+clients: {count: 2}
+algorithm: {name: ALGO}
+local: {lr: ETA, max_steps: H}
+lsa:
+  problem: td
+  oracle: expected
+  mdps:
+    - {transition: [0, 1, 1, 0], reward: [1, 0], features: [1, 0, 0, 1], gamma: 0.5}
+    - {transition: [0.5, 0.5, 0.5, 0.5], reward: [1, 0], features: [1, 0, 0, 1], gamma: 0.5}
+)";
+
+std::string TwoState(const std::string& algo, double eta, int h, int rounds) {
+  return absl::StrReplaceAll(kTwoState, {{"ROUNDS", absl::StrCat(rounds)},
+                                         {"ALGO", algo},
+                                         {"ETA", absl::StrCat(eta)},
+                                         {"H", absl::StrCat(h)}});
+}
+
+v1::ExperimentConfig Config(const std::string& yaml) {
+  absl::StatusOr<v1::ExperimentConfig> c = LoadConfigText(yaml);
+  EXPECT_TRUE(c.ok()) << c.status();
+  return *c;
+}
+
+struct RunResult {
+  Eigen::VectorXd theta;
+  Eigen::VectorXd theta_star;
+  std::vector<double> sq_error;  // ||theta_t - theta*||^2 after each round
+};
+
+// Runs `yaml` with the embedded runtime.
+RunResult RunLsa(const std::string& yaml) {
+  static int counter = 0;
+  const std::string dir =
+      absl::StrCat(::testing::TempDir(), "/lsa_run_", ++counter);
+  absl::StatusOr<CoordinatorRun> run = PrepareRun(Config(yaml), dir, "embedded");
+  EXPECT_TRUE(run.ok()) << run.status();
+  RunResult out;
+  auto progress = [&](const MetricsRow& row, std::int64_t) {
+    out.sq_error.push_back(row.dist_to_opt * row.dist_to_opt);
+  };
+  absl::StatusOr<RunSummary> summary = RunEmbedded(*run, progress);
+  EXPECT_TRUE(summary.ok()) << summary.status();
+  out.theta = run->engine->model();
+  out.theta_star = run->experiment->lsa->problem.theta_star;
+  return out;
+}
+
+double Mean(const std::vector<double>& v, std::size_t from) {
+  double s = 0.0;
+  for (std::size_t i = from; i < v.size(); ++i) s += v[i];
+  return s / static_cast<double>(v.size() - from);
+}
+
+TEST(LsaTwoStateTest, ProblemMatchesTheClosedForm) {
+  absl::StatusOr<Experiment> e = BuildExperiment(Config(TwoState("fedlsa", 0.1, 2, 1)));
+  ASSERT_TRUE(e.ok()) << e.status();
+  const LsaProblem& p = e->lsa->problem;
+  ASSERT_EQ(p.agents.size(), 2u);
+  Eigen::Matrix2d a1, a2;
+  a1 << 0.5, -0.25, -0.25, 0.5;
+  a2 << 0.375, -0.125, -0.125, 0.375;
+  EXPECT_LT((p.agents[0].a_bar - a1).norm(), 1e-15);
+  EXPECT_LT((p.agents[1].a_bar - a2).norm(), 1e-15);
+  for (const LsaAgent& a : p.agents) {
+    EXPECT_LT((a.b_bar - Eigen::Vector2d(0.5, 0.0)).norm(), 1e-15);
+  }
+  EXPECT_LT((p.agents[0].theta_star - Eigen::Vector2d(4.0 / 3, 2.0 / 3)).norm(), 1e-14);
+  EXPECT_LT((p.agents[1].theta_star - Eigen::Vector2d(1.5, 0.5)).norm(), 1e-14);
+  EXPECT_LT((p.theta_star - Eigen::Vector2d(1.4, 0.6)).norm(), 1e-14);
+
+  // §8.1's table: beta's first component; the second is its negative.
+  EXPECT_LT(FedLsaBias(p, 0.1, 1).norm(), 1e-15);
+  const Eigen::VectorXd b2 = FedLsaBias(p, 0.1, 2);
+  EXPECT_NEAR(b2[0], 5.167959e-4, 5e-11);
+  EXPECT_NEAR(b2[1], -5.167959e-4, 5e-11);
+  const Eigen::VectorXd b10 = FedLsaBias(p, 0.1, 10);
+  EXPECT_NEAR(b10[0], 4.276947e-3, 5e-10);
+  EXPECT_NEAR(b10[1], -4.276947e-3, 5e-10);
+}
+
+struct EtaH {
+  double eta;
+  int h;
+  int rounds;
+};
+
+class LsaTwoStateRunTest : public ::testing::TestWithParam<EtaH> {};
+
+TEST_P(LsaTwoStateRunTest, FedLsaConvergesToThetaStarPlusBeta) {
+  const EtaH c = GetParam();
+  const RunResult r = RunLsa(TwoState("fedlsa", c.eta, c.h, c.rounds));
+  absl::StatusOr<Experiment> e = BuildExperiment(Config(TwoState("fedlsa", c.eta, c.h, 1)));
+  ASSERT_TRUE(e.ok());
+  const Eigen::VectorXd limit =
+      r.theta_star + FedLsaBias(e->lsa->problem, c.eta, c.h);
+  EXPECT_LT((r.theta - limit).cwiseAbs().maxCoeff(), 1e-9)
+      << "theta = " << r.theta.transpose() << ", limit = " << limit.transpose();
+}
+
+TEST_P(LsaTwoStateRunTest, ScaffLsaConvergesToThetaStar) {
+  const EtaH c = GetParam();
+  const RunResult r = RunLsa(TwoState("scafflsa", c.eta, c.h, c.rounds));
+  EXPECT_LT((r.theta - Eigen::Vector2d(1.4, 0.6)).cwiseAbs().maxCoeff(), 1e-10)
+      << "theta = " << r.theta.transpose();
+}
+
+INSTANTIATE_TEST_SUITE_P(Section81, LsaTwoStateRunTest,
+                         ::testing::Values(EtaH{0.1, 1, 3000}, EtaH{0.1, 2, 2000},
+                                           EtaH{0.1, 10, 600}));
+
+// Drives SCAFFLSA round by round with RunTask and the agents' own states, to
+// look at the control variates the runtime never exposes.
+TEST(ScaffLsaTest, ControlVariatesSumToZeroEveryRoundAndReachXiStar) {
+  const v1::ExperimentConfig config = Config(TwoState("scafflsa", 0.1, 10, 1));
+  absl::StatusOr<Experiment> e = BuildExperiment(config);
+  ASSERT_TRUE(e.ok());
+  FedLsaOptions o;
+  o.control_variates = true;
+  o.eta = 0.1;
+  o.local_steps = 10;
+  FedLsa server(o);
+  std::vector<ClientState> states(2);
+  auto theta = std::make_shared<FlatVector>(Eigen::Vector2d(2.4, 1.6));
+  const std::vector<ClientId> all = {ClientId(0), ClientId(1)};
+  for (Round t = 0; t < 600; ++t) {
+    std::vector<ClientResult> results;
+    for (const TaskSpec& spec : server.Plan(t, all)) {
+      Task task;
+      task.id = TaskId(t * 2 + spec.client.value + 1);
+      task.round = t;
+      task.client = spec.client;
+      task.params = theta;
+      task.local = spec.local;
+      absl::StatusOr<ClientResult> r =
+          RunTask(*e, config.seed(), task, &states[spec.client.value]);
+      ASSERT_TRUE(r.ok()) << r.status();
+      results.push_back(*std::move(r));
+    }
+    // The tasks of round t applied step 3 of round t-1.
+    const Eigen::VectorXd sum = states[0].vectors.at("scafflsa.xi") +
+                                states[1].vectors.at("scafflsa.xi");
+    ASSERT_LT(sum.cwiseAbs().maxCoeff(), 1e-12) << "round " << t;
+    FlatVector next = *theta;
+    ASSERT_TRUE(server.Aggregate(t, results, next).ok());
+    theta = std::make_shared<FlatVector>(next);
+  }
+  EXPECT_LT((states[0].vectors.at("scafflsa.xi") - Eigen::Vector2d(0.05, -0.05))
+                .cwiseAbs().maxCoeff(), 1e-10);
+  EXPECT_LT((states[1].vectors.at("scafflsa.xi") - Eigen::Vector2d(-0.05, 0.05))
+                .cwiseAbs().maxCoeff(), 1e-10);
+}
+
+// §8.2, on a general linear problem with three heterogeneous agents.
+constexpr char kLinear[] = R"(
+rounds: ROUNDS
+data: {source: lsa}
+clients: {count: 3}
+algorithm: {name: fedlsa}
+local: {lr: 0.1, max_steps: H}
+lsa:
+  problem: linear
+  oracle: expected
+  systems:
+    - {a: [A0], b: [1, 0]}
+    - {a: [A1], b: [0, 2]}
+    - {a: [A2], b: [-1, 1]}
+)";
+
+std::string Linear(const std::string& a0, const std::string& a1,
+                   const std::string& a2, int h, int rounds) {
+  return absl::StrReplaceAll(kLinear, {{"A0", a0}, {"A1", a1}, {"A2", a2},
+                                       {"H", absl::StrCat(h)},
+                                       {"ROUNDS", absl::StrCat(rounds)}});
+}
+
+TEST(FedLsaInvariantsTest, OneLocalStepIsUnbiased) {
+  const std::string yaml = Linear("1, 0.2, 0, 0.5", "0.4, 0, 0.1, 2", "0.8, -0.3, 0.3, 1", 1, 3000);
+  absl::StatusOr<Experiment> e = BuildExperiment(Config(yaml));
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_LT(FedLsaBias(e->lsa->problem, 0.1, 1).norm(), 1e-14);
+  const RunResult r = RunLsa(yaml);
+  EXPECT_LT((r.theta - r.theta_star).norm(), 1e-10);
+}
+
+TEST(FedLsaInvariantsTest, IdenticalMatricesAreUnbiasedForEveryH) {
+  for (int h : {2, 7, 40}) {
+    const std::string yaml = Linear("1, 0.2, 0, 0.5", "1, 0.2, 0, 0.5", "1, 0.2, 0, 0.5", h, 1500);
+    absl::StatusOr<Experiment> e = BuildExperiment(Config(yaml));
+    ASSERT_TRUE(e.ok()) << e.status();
+    // The local solutions differ (the b_c do) ...
+    EXPECT_GT((e->lsa->problem.agents[0].theta_star -
+               e->lsa->problem.agents[1].theta_star).norm(), 1.0);
+    // ... yet FedLSA has no bias.
+    EXPECT_LT(FedLsaBias(e->lsa->problem, 0.1, h).norm(), 1e-13) << "H = " << h;
+    const RunResult r = RunLsa(yaml);
+    EXPECT_LT((r.theta - r.theta_star).norm(), 1e-10) << "H = " << h;
+  }
+}
+
+TEST(FedLsaInvariantsTest, ManyLocalStepsGoToTheMeanOfLocalSolutions) {
+  const std::string yaml = Linear("1, 0.2, 0, 0.5", "0.4, 0, 0.1, 2", "0.8, -0.3, 0.3, 1", 2000, 5);
+  absl::StatusOr<Experiment> e = BuildExperiment(Config(yaml));
+  ASSERT_TRUE(e.ok()) << e.status();
+  const LsaProblem& p = e->lsa->problem;
+  const Eigen::VectorXd mean =
+      (p.agents[0].theta_star + p.agents[1].theta_star + p.agents[2].theta_star) / 3;
+  EXPECT_GT((mean - p.theta_star).norm(), 0.1);  // heterogeneous indeed
+  EXPECT_LT((p.theta_star + FedLsaBias(p, 0.1, 2000) - mean).norm(), 1e-12);
+  // Each round every agent reaches its own solution; the average is the mean.
+  const RunResult r = RunLsa(yaml);
+  EXPECT_LT((r.theta - mean).norm(), 1e-10);
+}
+
+// The stochastic Garnet of the paper (N = 10, high heterogeneity, i.i.d.
+// oracle), eta = 0.1, H = 1000: FedLSA stalls at its bias, SCAFFLSA does not.
+constexpr char kGarnet[] = R"(
+seed: SEED
+rounds: ROUNDS
+data: {source: lsa}
+clients: {count: N}
+algorithm: {name: ALGO}
+local: {lr: ETA, max_steps: H}
+eval: {every: 100000}
+lsa: {problem: garnet, oracle: iid, kernel_heterogeneity: HG, theta0_offset: OFFSET}
+)";
+
+std::string Garnet(const std::string& algo, int n, double hg, double eta, int h,
+                   int rounds, int seed, double offset) {
+  return absl::StrReplaceAll(
+      kGarnet, {{"SEED", absl::StrCat(seed)}, {"ROUNDS", absl::StrCat(rounds)},
+                {"N", absl::StrCat(n)}, {"ALGO", algo}, {"ETA", absl::StrCat(eta)},
+                {"H", absl::StrCat(h)}, {"HG", absl::StrCat(hg)},
+                {"OFFSET", absl::StrCat(offset)}});
+}
+
+TEST(GarnetTest, FedLsaPlateausAtItsBiasWhileScaffLsaKeepsFalling) {
+  absl::StatusOr<Experiment> e =
+      BuildExperiment(Config(Garnet("fedlsa", 10, 10, 0.1, 1000, 1, 1, 1)));
+  ASSERT_TRUE(e.ok()) << e.status();
+  const double bias_sq = FedLsaBias(e->lsa->problem, 0.1, 1000).squaredNorm();
+  ASSERT_GT(bias_sq, 1.0);  // 1.94 for the paper's environment seed 42
+  const RunResult fedlsa = RunLsa(Garnet("fedlsa", 10, 10, 0.1, 1000, 300, 1, 1));
+  const RunResult scafflsa = RunLsa(Garnet("scafflsa", 10, 10, 0.1, 1000, 300, 1, 1));
+  const double fedlsa_tail = Mean(fedlsa.sq_error, 200);
+  const double scafflsa_tail = Mean(scafflsa.sq_error, 200);
+  EXPECT_GT(fedlsa_tail, 0.7 * bias_sq);
+  EXPECT_LT(fedlsa_tail, 1.5 * bias_sq);
+  EXPECT_LT(scafflsa_tail, 0.1 * bias_sq);
+  // Both started at ||theta_0 - theta*||^2 = 8 (offset 1 in 8 dimensions).
+  EXPECT_LT(scafflsa_tail, 1e-2 * 8);
+}
+
+// Linear speed-up: T H = 1000 local steps per agent, start at theta*, the
+// squared error averaged over the second half of the rounds and 20 seeds.
+double SpeedUpError(int n, double hg) {
+  double total = 0.0;
+  const int seeds = 20;
+  for (int s = 1; s <= seeds; ++s) {
+    const RunResult r = RunLsa(Garnet("scafflsa", n, hg, 0.1, 10, 100, s, 0));
+    total += Mean(r.sq_error, r.sq_error.size() / 2);
+  }
+  return total / seeds;
+}
+
+double LogLogSlope(const std::vector<double>& n, const std::vector<double>& err) {
+  // Least-squares slope of log(err) against log(n).
+  double mx = 0, my = 0;
+  for (std::size_t i = 0; i < n.size(); ++i) {
+    mx += std::log(n[i]);
+    my += std::log(err[i]);
+  }
+  mx /= n.size();
+  my /= n.size();
+  double sxy = 0, sxx = 0;
+  for (std::size_t i = 0; i < n.size(); ++i) {
+    sxy += (std::log(n[i]) - mx) * (std::log(err[i]) - my);
+    sxx += (std::log(n[i]) - mx) * (std::log(n[i]) - mx);
+  }
+  return sxy / sxx;
+}
+
+TEST(GarnetTest, ScaffLsaHasLinearSpeedUpLowHeterogeneity) {
+  const std::vector<double> n = {1, 10, 100};
+  std::vector<double> err;
+  for (double k : n) err.push_back(SpeedUpError(static_cast<int>(k), 0.02));
+  const double slope = LogLogSlope(n, err);
+  EXPECT_GE(slope, -1.3);
+  EXPECT_LE(slope, -0.7);
+}
+
+TEST(GarnetTest, ScaffLsaHasLinearSpeedUpHighHeterogeneity) {
+  // N = 1 is a single "even" agent, whose noise at theta* is lower than the
+  // population's, so the slope is taken over the mixed populations.
+  const std::vector<double> n = {10, 100};
+  std::vector<double> err;
+  for (double k : n) err.push_back(SpeedUpError(static_cast<int>(k), 10));
+  const double slope = LogLogSlope(n, err);
+  EXPECT_GE(slope, -1.3);
+  EXPECT_LE(slope, -0.7);
+}
+
+}  // namespace
+}  // namespace fedsim

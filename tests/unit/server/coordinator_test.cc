@@ -1,0 +1,190 @@
+// The distributed coordinator driven in-process by fake workers on threads
+// (no gRPC): task hand-out, ownership, idempotent pushes, workers leaving,
+// client pinning. Runs under TSan in the suite.
+#include "server/coordinator/coordinator.h"
+
+#include <future>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/config/config.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace fedsim {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kConfig[] = R"(
+seed: 2
+rounds: 3
+data:
+  source: synthetic_least_squares
+  least_squares: {examples_per_client: 10, dim: 3}
+clients: {count: 4, partition: natural}
+model: {objective: least_squares}
+participation: {client_fraction: 1}
+local: {epochs: 1, batch_size: 0, lr: 0.1}
+)";
+
+CoordinatorRun Prepare(const std::string& name) {
+  absl::StatusOr<v1::ExperimentConfig> config = LoadConfigText(kConfig);
+  EXPECT_TRUE(config.ok()) << config.status();
+  absl::StatusOr<CoordinatorRun> run = PrepareRun(
+      *config, ::testing::TempDir() + "/coordinator_" + name, "distributed");
+  EXPECT_TRUE(run.ok()) << run.status();
+  return *std::move(run);
+}
+
+absl::StatusOr<PullReply> Pull(Coordinator& c, WorkerId w,
+                               absl::Duration wait = absl::Seconds(5)) {
+  // std::promise, not absl::Notification: Debian's Abseil is not built with
+  // TSan, so its synchronisation is invisible to the TSan run of this test.
+  std::promise<absl::StatusOr<PullReply>> promise;
+  std::future<absl::StatusOr<PullReply>> future = promise.get_future();
+  c.PullTask(w, absl::Now() + wait, [&](absl::StatusOr<PullReply> r) {
+    promise.set_value(std::move(r));
+  });
+  return future.get();
+}
+
+ClientResult ResultFor(const CoordinatorRun& run, const Task& t) {
+  ClientResult r;
+  r.task = t.id;
+  r.client = t.client;
+  r.update = FlatVector::Constant(t.params->size(), 0.125);
+  r.num_examples = run.experiment->client_sizes[t.client.value];
+  return r;
+}
+
+CoordinatorOptions FastOptions() {
+  CoordinatorOptions o;
+  o.tick = absl::Milliseconds(5);
+  o.long_poll = absl::Seconds(1);
+  o.start_timeout = absl::Seconds(20);
+  o.round_deadline = absl::Seconds(20);
+  return o;
+}
+
+// A worker loop: pull, run (a constant update), push, until the run ends.
+// Records the clients it served.
+void Work(Coordinator& c, const CoordinatorRun& run, WorkerId w,
+          std::set<std::int64_t>* clients) {
+  for (;;) {
+    absl::StatusOr<PullReply> reply = Pull(c, w);
+    ASSERT_TRUE(reply.ok()) << reply.status();
+    if (reply->run_finished) return;
+    if (!reply->task) continue;
+    if (clients) clients->insert(reply->task->client.value);
+    absl::StatusOr<bool> dup = c.PushResult(w, ResultFor(run, *reply->task));
+    ASSERT_TRUE(dup.ok()) << dup.status();
+    EXPECT_FALSE(*dup);
+  }
+}
+
+TEST(CoordinatorTest, TwoWorkersFinishTheRun) {
+  CoordinatorRun run = Prepare("two");
+  Coordinator c(FastOptions(), &run);
+  absl::StatusOr<WorkerId> a = c.Join("a");
+  absl::StatusOr<WorkerId> b = c.Join("b");
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_NE(*a, *b);
+  std::thread ta(Work, std::ref(c), std::cref(run), *a, nullptr);
+  std::thread tb(Work, std::ref(c), std::cref(run), *b, nullptr);
+  absl::StatusOr<RunSummary> summary = c.Run();
+  ta.join();
+  tb.join();
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->rounds, 3);
+  EXPECT_EQ(summary->last.participants, 4);
+  // Every round moved every parameter by exactly the common update.
+  EXPECT_EQ(run.engine->model(), FlatVector::Constant(3, 3 * 0.125));
+  EXPECT_EQ(run.engine->tally().issued, 12);
+  EXPECT_EQ(run.engine->tally().aggregated, 12);
+  // The run is over: nobody can join any more.
+  EXPECT_EQ(c.Join("late").status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST(CoordinatorTest, PushesAreCheckedForOwnerAndIdempotent) {
+  CoordinatorRun run = Prepare("owner");
+  Coordinator c(FastOptions(), &run);
+  const WorkerId a = *c.Join("a");
+  const WorkerId b = *c.Join("b");
+  std::thread round_thread([&] { (void)c.Run(); });
+
+  absl::StatusOr<PullReply> reply = Pull(c, a);
+  ASSERT_TRUE(reply.ok() && reply->task.has_value());
+  const Task task = *reply->task;
+
+  absl::StatusOr<bool> foreign = c.PushResult(b, ResultFor(run, task));
+  EXPECT_EQ(foreign.status().code(), absl::StatusCode::kPermissionDenied);
+  absl::StatusOr<bool> stranger = c.PushResult(WorkerId(99), ResultFor(run, task));
+  EXPECT_EQ(stranger.status().code(), absl::StatusCode::kNotFound);
+  ClientResult bad = ResultFor(run, task);
+  bad.update = FlatVector::Zero(7);
+  absl::StatusOr<bool> wrong_size = c.PushResult(a, bad);
+  EXPECT_EQ(wrong_size.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(wrong_size.status().message(), HasSubstr("expected 3"));
+
+  absl::StatusOr<bool> first = c.PushResult(a, ResultFor(run, task));
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_FALSE(*first);
+  absl::StatusOr<bool> again = c.PushResult(a, ResultFor(run, task));
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(*again);  // a retried push is a no-op, not an error
+
+  c.Shutdown();
+  round_thread.join();
+  EXPECT_EQ(Pull(c, a).status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST(CoordinatorTest, TasksOfAWorkerThatLeavesGoToAnother) {
+  CoordinatorRun run = Prepare("leave");
+  Coordinator c(FastOptions(), &run);
+  const WorkerId a = *c.Join("a");
+  std::thread round_thread([&] {
+    absl::StatusOr<RunSummary> s = c.Run();
+    EXPECT_TRUE(s.ok()) << s.status();
+  });
+  // Worker a takes a task and disappears without pushing.
+  absl::StatusOr<PullReply> reply = Pull(c, a);
+  ASSERT_TRUE(reply.ok() && reply->task.has_value());
+  const std::int64_t abandoned = reply->task->client.value;
+  ASSERT_TRUE(c.Leave(a).ok());
+  EXPECT_EQ(c.PushResult(a, ResultFor(run, *reply->task)).status().code(),
+            absl::StatusCode::kNotFound);
+  // Worker b does everything, including the abandoned client's task.
+  const WorkerId b = *c.Join("b");
+  std::set<std::int64_t> served;
+  Work(c, run, b, &served);
+  round_thread.join();
+  EXPECT_TRUE(served.count(abandoned));
+  EXPECT_EQ(run.engine->tally().aggregated, 12);
+  EXPECT_EQ(run.engine->model(), FlatVector::Constant(3, 3 * 0.125));
+}
+
+TEST(CoordinatorTest, PinnedClientsAlwaysGoToTheSameWorker) {
+  CoordinatorRun run = Prepare("pinned");
+  CoordinatorOptions o = FastOptions();
+  o.pin_clients = true;
+  o.min_workers = 2;
+  Coordinator c(o, &run);
+  const WorkerId a = *c.Join("a");
+  const WorkerId b = *c.Join("b");
+  std::set<std::int64_t> served_a, served_b;
+  std::thread ta(Work, std::ref(c), std::cref(run), a, &served_a);
+  std::thread tb(Work, std::ref(c), std::cref(run), b, &served_b);
+  absl::StatusOr<RunSummary> summary = c.Run();
+  ta.join();
+  tb.join();
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  // Client k is pinned to the (k mod 2)-th worker by id.
+  EXPECT_EQ(served_a, (std::set<std::int64_t>{0, 2}));
+  EXPECT_EQ(served_b, (std::set<std::int64_t>{1, 3}));
+}
+
+}  // namespace
+}  // namespace fedsim
