@@ -70,7 +70,13 @@ absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv,
 
 absl::StatusOr<RunSummary> ServeRun(CoordinatorRun& run,
                                     const ServeOptions& options) {
-  Coordinator coordinator(OptionsFromConfig(run.config), &run, options.progress);
+  CoordinatorOptions coordinator_options = OptionsFromConfig(run.config);
+  if (run.resumed) {
+    // Worker ids of the previous incarnation must not match new ones.
+    coordinator_options.first_worker_id =
+        1 + (absl::ToUnixMillis(absl::Now()) << 12);
+  }
+  Coordinator coordinator(coordinator_options, &run, options.progress);
   CoordinatorServer::Options server_options;
   server_options.listen = options.listen;
   server_options.max_message_bytes = run.config.distributed().max_message_bytes();

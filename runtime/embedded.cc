@@ -18,11 +18,17 @@ absl::StatusOr<RunSummary> RunEmbedded(CoordinatorRun& run,
   const Experiment& exp = *run.experiment;
   RoundEngine& engine = *run.engine;
   const int threads = config.runtime().threads();
-  // Client-side state lives here, as it would on the clients' own devices.
   const bool stateful = ClientsKeepState(config);
-  std::map<std::int64_t, ClientState> client_states;
+  // Client-side state lives in the run (restored from a checkpoint when the
+  // run resumes), as it would on the clients' own devices.
+  std::map<std::int64_t, ClientState>& client_states = run.client_states;
   RunSummary summary;
   summary.out_dir = run.log->dir();
+  summary.best_accuracy = run.resumed_best_accuracy;
+  // Run time includes the time before a restart (a resumed run).
+  const auto elapsed = [&] {
+    return run.resumed_wall_time_s + absl::ToDoubleSeconds(absl::Now() - start);
+  };
 
   while (!engine.done()) {
     const std::vector<Task> tasks = engine.BeginRound();
@@ -47,14 +53,13 @@ absl::StatusOr<RunSummary> RunEmbedded(CoordinatorRun& run,
       }
       FEDSIM_RETURN_IF_ERROR(engine.SubmitResult(*std::move(*results[i])));
     }
-    FEDSIM_ASSIGN_OR_RETURN(
-        MetricsRow row,
-        engine.FinishRound(absl::ToDoubleSeconds(absl::Now() - start)));
+    FEDSIM_ASSIGN_OR_RETURN(MetricsRow row, engine.FinishRound(elapsed()));
     summary.Record(row);
+    FEDSIM_RETURN_IF_ERROR(MaybeCheckpoint(run, summary, row.wall_time_s));
     if (progress) progress(row, config.rounds());
   }
   summary.rounds = engine.round();
-  summary.wall_time_s = absl::ToDoubleSeconds(absl::Now() - start);
+  summary.wall_time_s = elapsed();
   FEDSIM_RETURN_IF_ERROR(CompleteRun(run, summary.wall_time_s));
   return summary;
 }

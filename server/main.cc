@@ -1,12 +1,12 @@
 // fedsim-server: the coordinator as a standalone process.
 //
 //   fedsim-server --config CONFIG [--listen 0.0.0.0:50051] [--out DIR]
-//                 [--min_workers N]
+//                 [--min_workers N] [--resume=true]
 //
 // Serves fedsim.v1.Coordinator and grpc.health.v1.Health, waits for
 // distributed.min_workers workers, runs the experiment and exits. The flags
 // can also come from the environment (FEDSIM_CONFIG, FEDSIM_LISTEN,
-// FEDSIM_OUT, FEDSIM_MIN_WORKERS), as container deployments set them; a
+// FEDSIM_OUT, FEDSIM_MIN_WORKERS, FEDSIM_RESUME), as container deployments set them; a
 // deployment that scales its workers sets min_workers with them instead of
 // editing the config. Exit codes as `fedsim`.
 #include <cstdio>
@@ -27,6 +27,9 @@ ABSL_FLAG(std::string, out, "", "run directory (default runs/server); env FEDSIM
 ABSL_FLAG(std::string, min_workers, "",
           "overrides distributed.min_workers (>= 1); env FEDSIM_MIN_WORKERS");
 ABSL_FLAG(bool, quiet, false, "print only the summary");
+ABSL_FLAG(std::string, resume, "",
+          "true: continue from the newest checkpoint in --out if there is one "
+          "(docs/checkpoint.md); env FEDSIM_RESUME");
 
 namespace {
 
@@ -66,10 +69,22 @@ int main(int argc, char** argv) {
     config->mutable_distributed()->set_min_workers(n);
   }
   const std::string out = FlagOrEnv(absl::GetFlag(FLAGS_out), "FEDSIM_OUT", "runs/server");
-  auto run = fedsim::PrepareRun(*config, out, "distributed");
+  const std::string resume = FlagOrEnv(absl::GetFlag(FLAGS_resume), "FEDSIM_RESUME", "false");
+  bool resuming = false;
+  if (!absl::SimpleAtob(resume, &resuming)) {
+    std::fprintf(stderr, "fedsim-server: --resume = %s; must be true or false\n",
+                 resume.c_str());
+    return 2;
+  }
+  auto run = resuming ? fedsim::PrepareOrResumeRun(*config, out, "distributed")
+                      : fedsim::PrepareRun(*config, out, "distributed");
   if (!run.ok()) {
     std::fprintf(stderr, "fedsim-server: %s\n", std::string(run.status().message()).c_str());
     return 2;
+  }
+  if (run->resumed) {
+    std::fprintf(stderr, "fedsim-server: resuming %s at round %lld\n", out.c_str(),
+                 static_cast<long long>(run->engine->round()));
   }
   fedsim::ServeOptions options;
   options.listen = FlagOrEnv(absl::GetFlag(FLAGS_listen), "FEDSIM_LISTEN", "0.0.0.0:50051");

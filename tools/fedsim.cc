@@ -1,9 +1,11 @@
 // fedsim: the command-line front end.
 //
-//   fedsim run CONFIG [--out DIR] [--threads N] [--quiet]
+//   fedsim run CONFIG [--out DIR] [--threads N] [--quiet] [--resume]
 //       Runs the experiment embedded (one process, no network).
-//   fedsim launch CONFIG --workers P [--out DIR] [--quiet]
+//   fedsim launch CONFIG --workers P [--out DIR] [--quiet] [--resume]
 //       Runs it as a coordinator plus P local fedsim-client processes.
+//   --resume continues an interrupted run from its newest checkpoint
+//   (docs/checkpoint.md); without a checkpoint it starts afresh.
 //   fedsim privacy --sampling-rate Q (--noise-multiplier Z | --target-epsilon E)
 //                  --steps T [--delta D] [--json] ...
 //       The RDP accountant: epsilon, or the noise multiplier for a target
@@ -30,13 +32,16 @@ ABSL_FLAG(std::string, out, "", "run directory (default runs/<config name>)");
 ABSL_FLAG(int, threads, 0, "run: override runtime.threads");
 ABSL_FLAG(int, workers, 2, "launch: number of worker processes");
 ABSL_FLAG(bool, quiet, false, "print only the summary");
+ABSL_FLAG(bool, resume, false,
+          "run, launch: continue from the newest checkpoint in the run "
+          "directory if there is one (docs/checkpoint.md)");
 
 namespace {
 
 constexpr char kUsage[] =
     "usage:\n"
-    "  fedsim run CONFIG [--out DIR] [--threads N] [--quiet]\n"
-    "  fedsim launch CONFIG --workers P [--out DIR] [--quiet]\n"
+    "  fedsim run CONFIG [--out DIR] [--threads N] [--quiet] [--resume]\n"
+    "  fedsim launch CONFIG --workers P [--out DIR] [--quiet] [--resume]\n"
     "  fedsim privacy --sampling-rate Q (--noise-multiplier Z | --target-epsilon E)\n"
     "                 --steps T [--delta D] [--max-order N] [--fractional-orders=B]\n"
     "                 [--orders A,B,...] [--conversion tight|classical] [--json]";
@@ -69,9 +74,15 @@ int RunCommand(const std::string& command, const std::string& config_path) {
            std::filesystem::path(config_path).stem())
               .string();
   }
+  const std::string runtime = command == "run" ? "embedded" : "distributed";
   absl::StatusOr<fedsim::CoordinatorRun> run =
-      fedsim::PrepareRun(*config, out, command == "run" ? "embedded" : "distributed");
+      absl::GetFlag(FLAGS_resume) ? fedsim::PrepareOrResumeRun(*config, out, runtime)
+                                  : fedsim::PrepareRun(*config, out, runtime);
   if (!run.ok()) return Fail(2, run.status());
+  if (run->resumed && !absl::GetFlag(FLAGS_quiet)) {
+    std::fprintf(stderr, "fedsim: resuming %s at round %lld\n", out.c_str(),
+                 static_cast<long long>(run->engine->round()));
+  }
   const fedsim::ProgressFn progress =
       fedsim::MakeConsoleProgress(stderr, absl::GetFlag(FLAGS_quiet));
   absl::StatusOr<fedsim::RunSummary> summary;

@@ -42,15 +42,16 @@ absl::StatusOr<FlatVector> DecodeFlat(absl::string_view bytes,
   return v;
 }
 
-std::string ModelHash(const FlatVector& v) {
-  const std::string bytes = EncodeFlat(v);
+std::string Sha256Digest(absl::string_view bytes) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   EVP_Digest(bytes.data(), bytes.size(), digest, &length, EVP_sha256(),
              nullptr);
-  return absl::BytesToHexString(
-             absl::string_view(reinterpret_cast<const char*>(digest), length))
-      .substr(0, 16);
+  return std::string(reinterpret_cast<const char*>(digest), length);
+}
+
+std::string ModelHash(const FlatVector& v) {
+  return absl::BytesToHexString(Sha256Digest(EncodeFlat(v))).substr(0, 16);
 }
 
 }  // namespace fedsim

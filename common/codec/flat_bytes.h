@@ -29,6 +29,9 @@ absl::StatusOr<FlatVector> DecodeFlat(absl::string_view bytes,
 // EncodeFlat(v). Equal hashes mean bit-identical parameters.
 std::string ModelHash(const FlatVector& v);
 
+// The 32-byte SHA-256 digest of `bytes`.
+std::string Sha256Digest(absl::string_view bytes);
+
 }  // namespace fedsim
 
 #endif  // FEDSIM_COMMON_CODEC_FLAT_BYTES_H_

@@ -391,6 +391,10 @@ void ApplyDefaults(v1::ExperimentConfig& c) {
   if (!dist->has_start_timeout_s()) dist->set_start_timeout_s(120.0);
   if (!dist->has_long_poll_s()) dist->set_long_poll_s(10.0);
   if (!dist->has_max_message_bytes()) dist->set_max_message_bytes(64 << 20);
+
+  auto* ckpt = c.mutable_checkpoint();
+  if (!ckpt->has_every()) ckpt->set_every(1);
+  if (!ckpt->has_keep()) ckpt->set_keep(3);
 }
 
 absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
@@ -560,7 +564,9 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
       .Ge("distributed.max_message_bytes", c.distributed().max_message_bytes(),
           int64_t{1} << 20)
       .Le("distributed.max_message_bytes", c.distributed().max_message_bytes(),
-          int64_t{1} << 30);
+          int64_t{1} << 30)
+      .Ge("checkpoint.every", c.checkpoint().every(), 0)
+      .Ge("checkpoint.keep", c.checkpoint().keep(), 1);
   return check.status();
 }
 

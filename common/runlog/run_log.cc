@@ -1,10 +1,13 @@
 #include "common/runlog/run_log.h"
 
-#include <mutex>
+#include <algorithm>
 #include <cmath>
+#include <mutex>
+#include <string_view>
 #include <cstring>
 #include <filesystem>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/base/status_macros.h"
@@ -43,6 +46,65 @@ absl::StatusOr<std::unique_ptr<RunLog>> RunLog::Create(const std::string& dir) {
         absl::StrCat("run directory '", dir, "' is not writable"));
   }
   metrics << kMetricsColumns << "\n" << std::flush;
+  return std::unique_ptr<RunLog>(
+      new RunLog(dir, std::move(events), std::move(metrics)));
+}
+
+absl::StatusOr<std::unique_ptr<RunLog>> RunLog::Reopen(const std::string& dir,
+                                                       Round next_round) {
+  const fs::path metrics_path = fs::path(dir) / "metrics.csv";
+  const fs::path events_path = fs::path(dir) / "events.jsonl";
+  std::ifstream old_metrics(metrics_path);
+  if (!old_metrics || !fs::exists(events_path)) {
+    return absl::NotFoundError(absl::StrCat(
+        "run directory '", dir, "' has no metrics.csv or events.jsonl to resume"));
+  }
+  std::string kept = std::string(kMetricsColumns) + "\n";
+  std::string line;
+  bool header = true;
+  while (std::getline(old_metrics, line)) {
+    if (header) {
+      header = false;
+      continue;
+    }
+    // A complete row has every column; a torn last line does not.
+    const auto commas = std::count(line.begin(), line.end(), ',');
+    const std::string_view columns(kMetricsColumns);
+    if (old_metrics.eof() ||
+        commas != std::count(columns.begin(), columns.end(), ',')) {
+      continue;
+    }
+    Round round = -1;
+    if (!absl::SimpleAtoi(line.substr(0, line.find(',')), &round)) continue;
+    if (round < next_round) kept += line + "\n";
+  }
+  old_metrics.close();
+  const fs::path tmp = fs::path(dir) / "metrics.csv.tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << kept << std::flush;
+    if (!out) return absl::DataLossError("metrics.csv: rewrite failed");
+  }
+  std::error_code ec;
+  fs::rename(tmp, metrics_path, ec);
+  if (ec) return absl::DataLossError(absl::StrCat("metrics.csv: ", ec.message()));
+
+  // Complete a torn last event line so the next event starts on its own.
+  bool torn = false;
+  {
+    std::ifstream in(events_path, std::ios::binary | std::ios::ate);
+    if (in && in.tellg() > 0) {
+      in.seekg(-1, std::ios::end);
+      torn = in.get() != '\n';
+    }
+  }
+  std::ofstream events(events_path, std::ios::app);
+  std::ofstream metrics(metrics_path, std::ios::app);
+  if (!events || !metrics) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("run directory '", dir, "' is not writable"));
+  }
+  if (torn) events << "\n" << std::flush;
   return std::unique_ptr<RunLog>(
       new RunLog(dir, std::move(events), std::move(metrics)));
 }

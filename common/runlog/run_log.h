@@ -52,6 +52,13 @@ class RunLog {
   // Creates `dir` (and parents) and opens events.jsonl and metrics.csv for
   // writing, truncating earlier files.
   static absl::StatusOr<std::unique_ptr<RunLog>> Create(const std::string& dir);
+  // Reopens the run directory of an interrupted run that continues from
+  // round `next_round`: metrics.csv keeps its header and the rows of rounds
+  // before `next_round` (rows of rounds that will be redone, and a torn last
+  // line, are dropped; the file is replaced atomically); events.jsonl is
+  // appended to (a torn last line is completed with a newline).
+  static absl::StatusOr<std::unique_ptr<RunLog>> Reopen(const std::string& dir,
+                                                        Round next_round);
 
   RunLog(const RunLog&) = delete;
   RunLog& operator=(const RunLog&) = delete;

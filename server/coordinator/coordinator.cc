@@ -11,7 +11,8 @@ namespace fedsim {
 
 Coordinator::Coordinator(const CoordinatorOptions& options, CoordinatorRun* run,
                          ProgressFn progress)
-    : options_(options), run_(run), progress_(std::move(progress)) {}
+    : options_(options), run_(run), progress_(std::move(progress)),
+      next_worker_id_(std::max<std::int64_t>(options.first_worker_id, 1)) {}
 
 Coordinator::~Coordinator() {
   Shutdown();
@@ -309,6 +310,11 @@ absl::StatusOr<RunSummary> Coordinator::Run() {
   }
   RunSummary summary;
   summary.out_dir = run_->log->dir();
+  summary.best_accuracy = run_->resumed_best_accuracy;
+  // Run time includes the time before a restart (a resumed run).
+  const auto elapsed = [&] {
+    return run_->resumed_wall_time_s + absl::ToDoubleSeconds(absl::Now() - start);
+  };
   std::vector<Completion> completions;
   while (!engine.done()) {
     absl::Time round_deadline;
@@ -348,10 +354,9 @@ absl::StatusOr<RunSummary> Coordinator::Run() {
     }
     RunCompletions(completions);
     // No handler touches the engine while accepting_ is false.
-    FEDSIM_ASSIGN_OR_RETURN(
-        MetricsRow row,
-        engine.FinishRound(absl::ToDoubleSeconds(absl::Now() - start)));
+    FEDSIM_ASSIGN_OR_RETURN(MetricsRow row, engine.FinishRound(elapsed()));
     summary.Record(row);
+    FEDSIM_RETURN_IF_ERROR(MaybeCheckpoint(*run_, summary, row.wall_time_s));
     if (progress_) progress_(row, total_rounds);
   }
   {
@@ -366,7 +371,7 @@ absl::StatusOr<RunSummary> Coordinator::Run() {
   }
   RunCompletions(completions);
   summary.rounds = engine.round();
-  summary.wall_time_s = absl::ToDoubleSeconds(absl::Now() - start);
+  summary.wall_time_s = elapsed();
   FEDSIM_RETURN_IF_ERROR(CompleteRun(*run_, summary.wall_time_s));
   return summary;
 }

@@ -49,6 +49,11 @@ struct CoordinatorOptions {
   // its clients to the others, round robin; their state starts afresh,
   // which is logged as client_state_lost.
   bool pin_clients = false;
+  // The id the first worker to join gets; later ones count up. A resumed
+  // coordinator starts elsewhere, so that a worker of the previous
+  // incarnation is never mistaken for a new one: it gets kNotFound and
+  // joins again.
+  std::int64_t first_worker_id = 1;
 };
 
 struct PullReply {

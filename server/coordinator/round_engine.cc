@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/base/check.h"
+#include "common/base/status_macros.h"
 #include "common/codec/flat_bytes.h"
 #include "common/kernels/vector_ops.h"
 #include "server/coordinator/evaluator.h"
@@ -247,6 +248,63 @@ absl::StatusOr<MetricsRow> RoundEngine::FinishRound(double wall_time_s) {
   results_.clear();
   ++round_;
   return row;
+}
+
+RoundEngine::Snapshot RoundEngine::TakeSnapshot() const {
+  FEDSIM_CHECK(!round_open_);
+  Snapshot s;
+  s.next_round = round_;
+  s.model = *model_;
+  s.next_task_id = next_task_id_;
+  s.tally = tally_;
+  s.budget_spent = budget_spent_;
+  s.strategy_state = strategy_->EncodeState();
+  s.participation = participation_->SaveState();
+  if (in_.privacy != nullptr) {
+    for (std::int64_t k = 0; k < in_.privacy->num_clients(); ++k) {
+      s.privacy_steps.push_back(in_.privacy->steps(k));
+    }
+  }
+  return s;
+}
+
+absl::Status RoundEngine::RestoreSnapshot(const Snapshot& s) {
+  FEDSIM_CHECK(!round_open_ && round_ == 0 && next_task_id_ == 1);
+  if (s.model.size() != model_->size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "checkpoint: model has ", s.model.size(), " parameters; the run's has ",
+        model_->size()));
+  }
+  if (s.next_round < 0 || s.next_round > options_.rounds || s.next_task_id < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "checkpoint: next_round = ", s.next_round, ", next_task_id = ",
+        s.next_task_id, "; the run has ", options_.rounds, " rounds"));
+  }
+  const std::int64_t ledger_clients =
+      in_.privacy == nullptr ? 0 : in_.privacy->num_clients();
+  if (static_cast<std::int64_t>(s.privacy_steps.size()) != ledger_clients) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "checkpoint: privacy steps for ", s.privacy_steps.size(),
+        " clients; the run's ledger has ", ledger_clients));
+  }
+  for (std::int64_t steps : s.privacy_steps) {
+    if (steps < 0) {
+      return absl::InvalidArgumentError(
+          "checkpoint: a client has a negative privacy step count");
+    }
+  }
+  FEDSIM_RETURN_IF_ERROR(strategy_->DecodeState(s.strategy_state));
+  FEDSIM_RETURN_IF_ERROR(participation_->RestoreState(s.participation));
+  for (std::size_t k = 0; k < s.privacy_steps.size(); ++k) {
+    in_.privacy->Charge(static_cast<std::int64_t>(k), s.privacy_steps[k]);
+  }
+  model_ = std::make_shared<FlatVector>(s.model);
+  round_ = s.next_round;
+  next_task_id_ = s.next_task_id;
+  first_task_of_round_ = s.next_task_id;
+  tally_ = s.tally;
+  budget_spent_ = s.budget_spent;
+  return absl::OkStatus();
 }
 
 }  // namespace fedsim

@@ -113,6 +113,30 @@ class RoundEngine {
   };
   const Tally& tally() const { return tally_; }
 
+  // Everything the engine carries from one round to the next, for a
+  // coordinator checkpoint (RELIABILITY 8): the model, the round, task ids,
+  // counts, and the state of the strategy, the participation model and the
+  // privacy ledger. Strategies, participation models and ledgers are
+  // otherwise functions of (config, seed, round): nothing else is needed to
+  // continue bit-identically.
+  struct Snapshot {
+    Round next_round = 0;
+    FlatVector model;
+    std::int64_t next_task_id = 1;
+    Tally tally;
+    bool budget_spent = false;
+    std::string strategy_state;
+    ParticipationState participation;
+    std::vector<std::int64_t> privacy_steps;  // empty without DP
+  };
+  // REQUIRES: !round_open().
+  Snapshot TakeSnapshot() const;
+  // Continues from `snapshot`, taken from an engine built from the same
+  // config. REQUIRES: a fresh engine (round() == 0, no round opened yet).
+  // Fails with kInvalidArgument, naming what does not fit, if the model
+  // size, the strategy or participation state or the ledger do not match.
+  absl::Status RestoreSnapshot(const Snapshot& snapshot);
+
  private:
   enum class TaskState { kOpen, kDone, kDropped };
   struct OpenTask {

@@ -1,17 +1,23 @@
 #include "server/coordinator/run_setup.h"
 
 #include <algorithm>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "common/base/status_macros.h"
 #include "common/codec/flat_bytes.h"
 #include "common/config/config.h"
 #include "common/kernels/vector_ops.h"
 #include "common/random/stream.h"
+#include "server/coordinator/checkpoint.h"
 #include "server/participation/availability.h"
 #include "server/participation/probabilities.h"
 #include "server/strategy/fedau.h"
@@ -194,19 +200,30 @@ absl::StatusOr<std::unique_ptr<SyncStrategy>> MakeStrategy(
   }
 }
 
-}  // namespace
-
-absl::StatusOr<CoordinatorRun> PrepareRun(const v1::ExperimentConfig& config,
-                                          const std::string& out_dir,
-                                          const std::string& runtime) {
+// Builds the run. `resume` null: a fresh run directory (config.json,
+// run_start); otherwise the directory is reopened at the checkpoint's round
+// and the engine continues from it.
+absl::StatusOr<CoordinatorRun> BuildRun(const v1::ExperimentConfig& config,
+                                        const std::string& out_dir,
+                                        const std::string& runtime,
+                                        const LoadedCheckpoint* resume) {
   UseFixedEigenBlocking();
   CoordinatorRun run;
   run.config = config;
+  run.runtime = runtime;
   FEDSIM_ASSIGN_OR_RETURN(Experiment exp, BuildExperiment(config));
   run.experiment = std::make_unique<Experiment>(std::move(exp));
   const Experiment& e = *run.experiment;
-  FEDSIM_ASSIGN_OR_RETURN(run.log, RunLog::Create(out_dir));
-  FEDSIM_RETURN_IF_ERROR(run.log->WriteFile("config.json", ConfigToJson(config)));
+  if (resume == nullptr) {
+    // A fresh run never resumes from an earlier run's checkpoints.
+    std::error_code ec;
+    std::filesystem::remove_all(CheckpointDir(out_dir), ec);
+    FEDSIM_ASSIGN_OR_RETURN(run.log, RunLog::Create(out_dir));
+    FEDSIM_RETURN_IF_ERROR(run.log->WriteFile("config.json", ConfigToJson(config)));
+  } else {
+    FEDSIM_ASSIGN_OR_RETURN(
+        run.log, RunLog::Reopen(out_dir, resume->data.engine.next_round));
+  }
 
   FlatVector initial(e.num_parameters());
   if (e.lsa != nullptr) {
@@ -287,7 +304,7 @@ absl::StatusOr<CoordinatorRun> PrepareRun(const v1::ExperimentConfig& config,
        {"participation_probabilities", participation.probabilities}};
   if (!lsa_info.is_null()) start_event["lsa"] = lsa_info;
   if (!dp_info.is_null()) start_event["dp"] = dp_info;
-  FEDSIM_RETURN_IF_ERROR(run.log->Event(start_event));
+  if (resume == nullptr) FEDSIM_RETURN_IF_ERROR(run.log->Event(start_event));
 
   RoundEngineOptions options;
   options.seed = config.seed();
@@ -308,7 +325,104 @@ absl::StatusOr<CoordinatorRun> PrepareRun(const v1::ExperimentConfig& config,
                                              std::move(participation.model),
                                              std::move(strategy),
                                              std::move(initial));
+  if (resume != nullptr) {
+    const CheckpointData& d = resume->data;
+    if (absl::Status s = run.engine->RestoreSnapshot(d.engine); !s.ok()) {
+      return AnnotateStatus(s, resume->path);
+    }
+    run.client_states = d.clients;
+    run.resumed_wall_time_s = d.wall_time_s;
+    run.resumed_best_accuracy = d.best_accuracy;
+    run.resumed = true;
+    for (const std::string& reason : resume->skipped) {
+      FEDSIM_RETURN_IF_ERROR(run.log->Event(
+          {{"event", "checkpoint_skipped"}, {"reason", reason}}));
+    }
+    FEDSIM_RETURN_IF_ERROR(run.log->Event(
+        {{"event", "run_resumed"},
+         {"runtime", runtime},
+         {"checkpoint", resume->path},
+         {"round", d.engine.next_round},
+         {"model_hash", ModelHash(d.engine.model)},
+         {"wall_time_s", d.wall_time_s}}));
+  }
   return run;
+}
+
+// Sections of the config that do not change results: a resumed run may
+// use other values (more threads, other deadlines).
+v1::ExperimentConfig ResultRelevant(v1::ExperimentConfig c) {
+  c.clear_runtime();
+  c.clear_distributed();
+  c.clear_checkpoint();
+  return c;
+}
+
+}  // namespace
+
+absl::StatusOr<CoordinatorRun> PrepareRun(const v1::ExperimentConfig& config,
+                                          const std::string& out_dir,
+                                          const std::string& runtime) {
+  return BuildRun(config, out_dir, runtime, nullptr);
+}
+
+absl::StatusOr<CoordinatorRun> PrepareOrResumeRun(
+    const v1::ExperimentConfig& config, const std::string& out_dir,
+    const std::string& runtime) {
+  absl::StatusOr<LoadedCheckpoint> loaded = LoadLatestCheckpoint(out_dir);
+  if (absl::IsNotFound(loaded.status())) {
+    return BuildRun(config, out_dir, runtime, nullptr);
+  }
+  if (!loaded.ok()) return loaded.status();
+  const v1::ExperimentConfig& saved = loaded->data.config;
+  if (!google::protobuf::util::MessageDifferencer::Equals(ResultRelevant(saved),
+                                                          ResultRelevant(config))) {
+    std::string difference;
+    google::protobuf::util::MessageDifferencer differ;
+    differ.ReportDifferencesToString(&difference);
+    (void)differ.Compare(ResultRelevant(saved), ResultRelevant(config));
+    const std::size_t eol = difference.find('\n');
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--resume: the config differs from the one checkpointed in '",
+        loaded->path, "' (", difference.substr(0, eol),
+        "); resume with the same config or use another --out directory"));
+  }
+  if (runtime == "distributed" && ClientsKeepState(config)) {
+    return absl::FailedPreconditionError(
+        "--resume: this algorithm keeps state on the clients (SCAFFLSA, a "
+        "Markov oracle or DiceSGD), which lives in the worker processes and is "
+        "not in the coordinator's checkpoint; resume it in the embedded "
+        "runtime (fedsim run) or start a new run");
+  }
+  return BuildRun(config, out_dir, runtime, &*loaded);
+}
+
+absl::Status MaybeCheckpoint(CoordinatorRun& run, const RunSummary& summary,
+                             double wall_time_s) {
+  const int every = run.config.checkpoint().every();
+  const RoundEngine& engine = *run.engine;
+  if (every <= 0 || engine.round_open()) return absl::OkStatus();
+  // Fault injection for the crash tests (docs/checkpoint.md): die by
+  // SIGKILL after round r's metrics are written and before its checkpoint.
+  if (const char* kill_after = std::getenv("FEDSIM_FAULT_KILL_AFTER_ROUND")) {
+    std::int64_t r = -1;
+    if (absl::SimpleAtoi(kill_after, &r) && engine.round() == r + 1) {
+      std::fflush(nullptr);
+      std::raise(SIGKILL);
+    }
+  }
+  if (engine.round() % every != 0 && !engine.done()) return absl::OkStatus();
+  CheckpointData data;
+  data.config = run.config;
+  data.runtime = run.runtime;
+  data.engine = engine.TakeSnapshot();
+  data.clients = run.client_states;
+  data.wall_time_s = wall_time_s;
+  data.best_accuracy = summary.best_accuracy;
+  absl::StatusOr<std::string> path =
+      WriteCheckpoint(run.log->dir(), data, run.config.checkpoint().keep());
+  if (!path.ok()) return path.status();
+  return absl::OkStatus();
 }
 
 absl::Status CompleteRun(CoordinatorRun& run, double wall_time_s) {

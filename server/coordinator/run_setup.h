@@ -7,22 +7,35 @@
 #ifndef FEDSIM_SERVER_COORDINATOR_RUN_SETUP_H_
 #define FEDSIM_SERVER_COORDINATOR_RUN_SETUP_H_
 
+#include <cmath>
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/base/client_state.h"
 #include "common/config/experiment.h"
 #include "common/runlog/run_log.h"
 #include "fedsim/v1/config.pb.h"
+#include "server/coordinator/progress.h"
 #include "server/coordinator/round_engine.h"
 
 namespace fedsim {
 
 struct CoordinatorRun {
   v1::ExperimentConfig config;
+  std::string runtime;  // "embedded" or "distributed"
   std::unique_ptr<Experiment> experiment;
   std::unique_ptr<RunLog> log;
   std::unique_ptr<RoundEngine> engine;
+  // The clients' own state in the embedded runtime (SCAFFLSA, DiceSGD, a
+  // Markov oracle): owned here so that checkpoints can save it.
+  std::map<std::int64_t, ClientState> client_states;
+  // Set when the run continues from a checkpoint.
+  bool resumed = false;
+  double resumed_wall_time_s = 0.0;    // run time before the restart
+  double resumed_best_accuracy = NAN;
 };
 
 // Builds the experiment for a validated `config` and prepares `out_dir`
@@ -31,6 +44,24 @@ struct CoordinatorRun {
 absl::StatusOr<CoordinatorRun> PrepareRun(const v1::ExperimentConfig& config,
                                           const std::string& out_dir,
                                           const std::string& runtime);
+
+// Like PrepareRun, but if `out_dir` holds a checkpoint the run continues
+// from the newest readable one (`--resume`): metrics.csv loses the rows of
+// rounds that will be redone, events.jsonl gets a run_resumed record, and
+// the engine (and the embedded clients' state) is restored. The config
+// must equal the checkpointed one except for the runtime, distributed and
+// checkpoint sections (kFailedPrecondition otherwise, naming the first
+// difference). A distributed run whose clients keep state cannot resume
+// (that state lives in the workers).
+absl::StatusOr<CoordinatorRun> PrepareOrResumeRun(
+    const v1::ExperimentConfig& config, const std::string& out_dir,
+    const std::string& runtime);
+
+// Called after every finished round: writes a checkpoint when one is due
+// (checkpoint.every; always after the last round). `wall_time_s` is the run
+// time so far, including time before a restart.
+absl::Status MaybeCheckpoint(CoordinatorRun& run, const RunSummary& summary,
+                             double wall_time_s);
 
 // Writes model.bin and the run_end event (with the task reconciliation).
 absl::Status CompleteRun(CoordinatorRun& run, double wall_time_s);

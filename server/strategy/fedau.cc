@@ -4,6 +4,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/byte_io.h"
 #include "common/base/check.h"
 
 namespace fedsim {
@@ -149,6 +150,29 @@ absl::Status FedAu::RestoreState(const FedAuState& state) {
   }
   state_ = state;
   return absl::OkStatus();
+}
+
+std::string FedAu::EncodeState() const {
+  ByteWriter w;
+  w.I64(state_.next_round);
+  w.I64s(state_.open);
+  w.I64s(state_.count);
+  w.I64s(state_.sum);
+  return w.bytes();
+}
+
+absl::Status FedAu::DecodeState(std::string_view bytes) {
+  ByteReader r(bytes);
+  FedAuState state;
+  state.next_round = r.I64();
+  state.open = r.I64s();
+  state.count = r.I64s();
+  state.sum = r.I64s();
+  if (!r.done()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "checkpoint: FedAU state of ", bytes.size(), " bytes is malformed"));
+  }
+  return RestoreState(state);
 }
 
 }  // namespace fedsim

@@ -96,6 +96,9 @@ class FedAu : public SyncStrategy {
   // have one entry per client or hold negative values.
   absl::Status RestoreState(const FedAuState& state);
 
+  std::string EncodeState() const override;
+  absl::Status DecodeState(std::string_view bytes) override;
+
  private:
   double Coefficient(ClientId client, std::size_t num_results) const;
   void RecordRound(Round round, std::span<const ClientResult> results);

@@ -11,6 +11,7 @@
 #define FEDSIM_SERVER_STRATEGY_STRATEGY_H_
 
 #include <span>
+#include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -48,6 +49,21 @@ class SyncStrategy {
   virtual absl::StatusOr<AggregationReport> Aggregate(
       Round round, std::span<const ClientResult> results,
       FlatVector& global) = 0;
+
+  // The state the strategy carries from one round to the next, encoded for
+  // a coordinator checkpoint (RELIABILITY 8). Stateless strategies (the
+  // default) return no bytes. Called between rounds only.
+  virtual std::string EncodeState() const { return {}; }
+  // Replaces the state with bytes from EncodeState() of a strategy built
+  // from the same config. Fails with kInvalidArgument, changing nothing, if
+  // the bytes do not fit.
+  virtual absl::Status DecodeState(std::string_view bytes) {
+    if (!bytes.empty()) {
+      return absl::InvalidArgumentError(
+          "checkpoint: strategy state given to a stateless strategy");
+    }
+    return absl::OkStatus();
+  }
 };
 
 }  // namespace fedsim

@@ -57,8 +57,11 @@ struct RunResult {
 // Runs `yaml` with the embedded runtime.
 RunResult RunLsa(const std::string& yaml) {
   static int counter = 0;
-  const std::string dir =
-      absl::StrCat(::testing::TempDir(), "/lsa_run_", ++counter);
+  // ctest runs tests in parallel processes: name directories by test.
+  const std::string dir = absl::StrCat(
+      ::testing::TempDir(), "/lsa_",
+      ::testing::UnitTest::GetInstance()->current_test_info()->name(), "_",
+      ++counter);
   absl::StatusOr<CoordinatorRun> run = PrepareRun(Config(yaml), dir, "embedded");
   EXPECT_TRUE(run.ok()) << run.status();
   RunResult out;

@@ -1,0 +1,298 @@
+// Checkpoints and resume (RELIABILITY 8-9): a run resumed from the
+// checkpoint of any round ends bit-identical to the uninterrupted run, for
+// algorithms with server state (FedAU, Markov participation), client state
+// (SCAFFLSA with a Markov oracle, DiceSGD) and a privacy ledger. Real
+// SIGKILLs of `fedsim run` and `fedsim-server` are in
+// tests/e2e/resume_test.sh.
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/config/config.h"
+#include "gtest/gtest.h"
+#include "runtime/embedded.h"
+#include "server/coordinator/checkpoint.h"
+#include "server/coordinator/run_setup.h"
+
+namespace fedsim {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  EXPECT_TRUE(in.good()) << path;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A column of metrics.csv, found by its header.
+std::vector<std::string> Column(const std::string& dir, const std::string& name) {
+  std::vector<std::string> out;
+  const std::string csv = ReadFile(dir + "/metrics.csv");
+  std::vector<std::string> lines = absl::StrSplit(csv, '\n', absl::SkipEmpty());
+  if (lines.empty()) return out;
+  const std::vector<std::string> header = absl::StrSplit(lines[0], ',');
+  const auto col = std::find(header.begin(), header.end(), name);
+  EXPECT_NE(col, header.end()) << name;
+  if (col == header.end()) return out;
+  const std::size_t index = static_cast<std::size_t>(col - header.begin());
+  for (std::size_t i = 1; i < lines.size(); ++i) {
+    const std::vector<std::string> cols = absl::StrSplit(lines[i], ',');
+    out.push_back(cols.size() > index ? cols[index] : "<missing>");
+  }
+  return out;
+}
+
+v1::ExperimentConfig Config(const std::string& yaml) {
+  absl::StatusOr<v1::ExperimentConfig> config = LoadConfigText(yaml);
+  EXPECT_TRUE(config.ok()) << config.status();
+  return config.ok() ? *config : v1::ExperimentConfig();
+}
+
+std::string Dir(const std::string& name) {
+  const std::string dir = ::testing::TempDir() + "/ckpt_" + name;
+  fs::remove_all(dir);
+  return dir;
+}
+
+void RunFresh(const v1::ExperimentConfig& config, const std::string& dir) {
+  absl::StatusOr<CoordinatorRun> run = PrepareRun(config, dir, "embedded");
+  ASSERT_TRUE(run.ok()) << run.status();
+  absl::StatusOr<RunSummary> summary = RunEmbedded(*run);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+}
+
+// Resumes `dir` with `config`; returns false (with a failure) on error.
+void Resume(const v1::ExperimentConfig& config, const std::string& dir,
+            std::int64_t expected_round) {
+  absl::StatusOr<CoordinatorRun> run = PrepareOrResumeRun(config, dir, "embedded");
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_TRUE(run->resumed);
+  EXPECT_EQ(run->engine->round(), expected_round);
+  absl::StatusOr<RunSummary> summary = RunEmbedded(*run);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+}
+
+// Checkpoint files of a run directory, by next round.
+std::vector<std::pair<std::int64_t, std::string>> Checkpoints(const std::string& dir) {
+  std::vector<std::pair<std::int64_t, std::string>> out;
+  for (const auto& e : fs::directory_iterator(CheckpointDir(dir))) {
+    const std::string name = e.path().filename().string();
+    out.emplace_back(std::stoll(name.substr(6, 8)), e.path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Simulates a crash after round `crash_after`'s metrics row was written
+// but before its checkpoint: the run directory of the finished reference
+// run, with the checkpoints of later rounds removed.
+std::string CrashedCopy(const std::string& reference, std::int64_t crash_after,
+                        const std::string& name) {
+  const std::string dir = Dir(name);
+  fs::copy(reference, dir, fs::copy_options::recursive);
+  fs::remove(fs::path(dir) / "model.bin");
+  for (const auto& [round, path] : Checkpoints(dir)) {
+    if (round > crash_after) {
+      fs::remove(fs::path(CheckpointDir(dir)) / fs::path(path).filename());
+    }
+  }
+  return dir;
+}
+
+void ExpectResumedEqualsReference(const std::string& yaml, const std::string& name,
+                                  const std::vector<std::int64_t>& crash_rounds) {
+  const v1::ExperimentConfig config =
+      Config(absl::StrCat(yaml, "checkpoint: {every: 1, keep: 1000}\n"));
+  const std::string reference = Dir(name + "_ref");
+  RunFresh(config, reference);
+  const std::vector<std::string> hashes = Column(reference, "model_hash");
+  ASSERT_EQ(static_cast<std::int64_t>(hashes.size()), config.rounds());
+  ASSERT_NE(hashes.front(), hashes.back());
+  for (std::int64_t crash : crash_rounds) {
+    SCOPED_TRACE(absl::StrCat(name, ": crash after round ", crash));
+    const std::string dir =
+        CrashedCopy(reference, crash, absl::StrCat(name, "_", crash));
+    // The crash lost round `crash`'s checkpoint: resume redoes that round.
+    Resume(config, dir, crash);
+    EXPECT_EQ(Column(dir, "model_hash"), hashes);
+    EXPECT_EQ(Column(dir, "epsilon_max"), Column(reference, "epsilon_max"));
+    EXPECT_EQ(Column(dir, "test_loss"), Column(reference, "test_loss"));
+    EXPECT_EQ(ReadFile(dir + "/model.bin"), ReadFile(reference + "/model.bin"));
+    const std::string events = ReadFile(dir + "/events.jsonl");
+    EXPECT_NE(events.find("\"event\":\"run_resumed\""), std::string::npos);
+  }
+}
+
+// FedAU's estimator, Markov participation and the privacy ledger carry
+// state across rounds on the server.
+constexpr char kFedAu[] = R"(
+seed: 5
+rounds: 8
+data: {source: synthetic_least_squares, least_squares: {examples_per_client: 20, dim: 4, heterogeneity: 1}}
+clients: {count: 10}
+model: {objective: least_squares}
+algorithm: {name: fedau}
+participation: {model: markov, probabilities: list, p: [0.2, 0.3, 0.5, 0.7, 0.9, 0.2, 0.3, 0.5, 0.7, 0.9], markov_a: 0.3}
+local: {epochs: 1, batch_size: 5, lr: 0.05, dp: {mode: clip, clip: 1, noise_multiplier: 1.1}}
+)";
+
+TEST(CheckpointTest, FedAuMarkovDpResumesBitIdentically) {
+  ExpectResumedEqualsReference(kFedAu, "fedau", {1, 4, 7});
+}
+
+// SCAFFLSA's control variates and the Markov oracle's chain state live on
+// the clients; the embedded runtime checkpoints them.
+constexpr char kScaffLsa[] = R"(
+seed: 3
+rounds: 10
+data: {source: lsa}
+clients: {count: 5}
+algorithm: {name: scafflsa}
+local: {lr: 0.1, max_steps: 5}
+lsa: {problem: garnet, oracle: markov, kernel_heterogeneity: 10}
+)";
+
+TEST(CheckpointTest, ScaffLsaClientStateResumesBitIdentically) {
+  ExpectResumedEqualsReference(kScaffLsa, "scafflsa", {2, 6});
+}
+
+// DiceSGD's error buffers live on the clients.
+constexpr char kDice[] = R"(
+seed: 11
+rounds: 6
+data: {source: synthetic_least_squares, least_squares: {examples_per_client: 16, dim: 3}}
+clients: {count: 6}
+model: {objective: least_squares}
+participation: {client_fraction: 0.5}
+local: {epochs: 1, batch_size: 4, lr: 0.1, dp: {mode: dicesgd, clip: 0.1, noise_multiplier: 0.5}}
+)";
+
+TEST(CheckpointTest, DiceSgdErrorBufferResumesBitIdentically) {
+  ExpectResumedEqualsReference(kDice, "dice", {3});
+}
+
+TEST(CheckpointTest, KeepsTheFirstAndTheNewest) {
+  const v1::ExperimentConfig config =
+      Config(absl::StrCat(kDice, "checkpoint: {every: 2, keep: 2}\n"));
+  const std::string dir = Dir("keep");
+  RunFresh(config, dir);
+  std::vector<std::int64_t> rounds;
+  for (const auto& [round, path] : Checkpoints(dir)) rounds.push_back(round);
+  // Written after rounds 2, 4, 6 (next round 2, 4, 6); the first stays.
+  EXPECT_EQ(rounds, (std::vector<std::int64_t>{2, 4, 6}));
+  v1::ExperimentConfig every3 =
+      Config(absl::StrCat(kDice, "checkpoint: {every: 3, keep: 1}\n"));
+  every3.set_rounds(7);
+  const std::string dir3 = Dir("keep3");
+  RunFresh(every3, dir3);
+  rounds.clear();
+  for (const auto& [round, path] : Checkpoints(dir3)) rounds.push_back(round);
+  // After rounds 3 and 6, and after the last: first (3) and newest (7).
+  EXPECT_EQ(rounds, (std::vector<std::int64_t>{3, 7}));
+}
+
+TEST(CheckpointTest, OffWritesNone) {
+  const std::string dir = Dir("off");
+  RunFresh(Config(absl::StrCat(kDice, "checkpoint: {every: 0}\n")), dir);
+  EXPECT_FALSE(fs::exists(CheckpointDir(dir)));
+}
+
+TEST(CheckpointTest, CorruptedNewestFallsBackToTheOneBefore) {
+  const v1::ExperimentConfig config =
+      Config(absl::StrCat(kFedAu, "checkpoint: {every: 1, keep: 1000}\n"));
+  const std::string reference = Dir("corrupt_ref");
+  RunFresh(config, reference);
+  const std::string dir = CrashedCopy(reference, 5, "corrupt");
+  // Flip one byte in the middle of the newest checkpoint (next round 5).
+  const auto files = Checkpoints(dir);
+  ASSERT_EQ(files.back().first, 5);
+  {
+    std::fstream f(files.back().second, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(0, std::ios::end);
+    const std::streamoff size = f.tellg();
+    f.seekg(size / 2);
+    char c;
+    f.read(&c, 1);
+    f.seekp(size / 2);
+    c = static_cast<char>(c ^ 0x5a);
+    f.write(&c, 1);
+  }
+  absl::StatusOr<CheckpointData> bad = ReadCheckpoint(files.back().second);
+  EXPECT_FALSE(bad.ok());
+  Resume(config, dir, 4);
+  EXPECT_EQ(Column(dir, "model_hash"), Column(reference, "model_hash"));
+  EXPECT_EQ(ReadFile(dir + "/model.bin"), ReadFile(reference + "/model.bin"));
+  EXPECT_NE(ReadFile(dir + "/events.jsonl").find("\"event\":\"checkpoint_skipped\""),
+            std::string::npos);
+}
+
+TEST(CheckpointTest, ResumeRefusesAnotherConfigButTakesOtherThreads) {
+  const v1::ExperimentConfig config =
+      Config(absl::StrCat(kFedAu, "checkpoint: {every: 1, keep: 1000}\n"));
+  const std::string reference = Dir("mismatch_ref");
+  RunFresh(config, reference);
+  const std::string dir = CrashedCopy(reference, 3, "mismatch");
+  v1::ExperimentConfig other = config;
+  other.mutable_local()->set_lr(0.06);
+  absl::StatusOr<CoordinatorRun> run = PrepareOrResumeRun(other, dir, "embedded");
+  ASSERT_FALSE(run.ok());
+  EXPECT_EQ(run.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(run.status().message().find("lr"), std::string::npos) << run.status();
+  // Threads, deadlines and checkpoint settings do not change results.
+  v1::ExperimentConfig threads = config;
+  threads.mutable_runtime()->set_threads(2);
+  threads.mutable_checkpoint()->set_keep(7);
+  Resume(threads, dir, 3);
+  EXPECT_EQ(Column(dir, "model_hash"), Column(reference, "model_hash"));
+}
+
+TEST(CheckpointTest, DistributedResumeOfClientStateIsRefused) {
+  const v1::ExperimentConfig config = Config(kScaffLsa);
+  const std::string reference = Dir("dist_ref");
+  RunFresh(config, reference);
+  absl::StatusOr<CoordinatorRun> run =
+      PrepareOrResumeRun(config, reference, "distributed");
+  ASSERT_FALSE(run.ok());
+  EXPECT_NE(run.status().message().find("keeps state on the clients"),
+            std::string::npos)
+      << run.status();
+}
+
+TEST(CheckpointTest, ResumeWithoutCheckpointStartsAfresh) {
+  const v1::ExperimentConfig config = Config(kDice);
+  const std::string dir = Dir("fresh");
+  absl::StatusOr<CoordinatorRun> run = PrepareOrResumeRun(config, dir, "embedded");
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_FALSE(run->resumed);
+  EXPECT_EQ(run->engine->round(), 0);
+}
+
+TEST(CheckpointTest, ReopenDropsRedoneRowsAndATornLine) {
+  const std::string dir = Dir("reopen");
+  RunFresh(Config(kDice), dir);
+  {
+    std::ofstream metrics(dir + "/metrics.csv", std::ios::app);
+    metrics << "6,1.5,0.1";  // a torn row of a round that never finished
+    std::ofstream events(dir + "/events.jsonl", std::ios::app);
+    events << "{\"event\":\"round_e";
+  }
+  absl::StatusOr<std::unique_ptr<RunLog>> log = RunLog::Reopen(dir, 4);
+  ASSERT_TRUE(log.ok()) << log.status();
+  ASSERT_TRUE((*log)->Event({{"event", "probe"}}).ok());
+  const std::vector<std::string> rounds = Column(dir, "round");
+  EXPECT_EQ(rounds, (std::vector<std::string>{"0", "1", "2", "3"}));
+  const std::string events = ReadFile(dir + "/events.jsonl");
+  EXPECT_NE(events.find("{\"event\":\"round_e\n{\"event\":\"probe\"}\n"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace fedsim
