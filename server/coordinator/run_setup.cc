@@ -207,6 +207,9 @@ absl::StatusOr<CoordinatorRun> PrepareRun(const v1::ExperimentConfig& config,
   const Experiment& e = *run.experiment;
   FEDSIM_ASSIGN_OR_RETURN(run.log, RunLog::Create(out_dir));
   FEDSIM_RETURN_IF_ERROR(run.log->WriteFile("config.json", ConfigToJson(config)));
+  if (config.logging().tensorboard()) {
+    FEDSIM_RETURN_IF_ERROR(run.log->EnableTensorBoard());
+  }
 
   FlatVector initial(e.num_parameters());
   if (e.lsa != nullptr) {
