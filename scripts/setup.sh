@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what fedsim needs on Debian 12 (as root), skipping what is present,
-# and fetches Fashion-MNIST from Debian's dataset-fashion-mnist package into
+# puts TensorBoard (PyPI) into .venv/ for the test that reads fedsim's event
+# files back (optional: skipped when PyPI cannot be reached), and fetches Fashion-MNIST from Debian's dataset-fashion-mnist package into
 # third_party/data/fashion-mnist, checking the SHA-256 sums of DATA.md.
 #
 #   scripts/setup.sh            packages + data
@@ -14,6 +15,7 @@ packages=(
   libabsl-dev libeigen3-dev libyaml-cpp-dev nlohmann-json3-dev zlib1g-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   ca-certificates python3 gnuplot-nox iproute2 procps
+  python3-matplotlib python3-venv
 )
 
 missing=()
@@ -33,6 +35,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" > /dev/null
 else
   echo "setup: all packages present"
+fi
+
+# TensorBoard's reader for tests/report/tensorboard_test.py: a venv that
+# also sees Debian's packages. Optional: without it that test is skipped.
+if [ ! -x .venv/bin/python3 ] || ! .venv/bin/python3 -c 'import tensorboard' 2>/dev/null; then
+  echo "setup: installing tensorboard (PyPI) into .venv/"
+  if ! { /usr/bin/python3 -m venv --system-site-packages .venv &&
+         timeout 600 .venv/bin/pip install --quiet --disable-pip-version-check tensorboard; } > /dev/null 2>&1; then
+    echo "setup: could not install tensorboard into .venv/ (no PyPI?); its test will be skipped" >&2
+  fi
+else
+  echo "setup: tensorboard present in .venv/"
 fi
 
 [ "${1:-}" = "--no-data" ] && exit 0

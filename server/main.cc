@@ -88,7 +88,9 @@ int main(int argc, char** argv) {
   }
   fedsim::ServeOptions options;
   options.listen = FlagOrEnv(absl::GetFlag(FLAGS_listen), "FEDSIM_LISTEN", "0.0.0.0:50051");
-  options.progress = fedsim::MakeConsoleProgress(stderr, absl::GetFlag(FLAGS_quiet));
+  options.progress = fedsim::MakeConsoleProgress(
+      stderr, absl::GetFlag(FLAGS_quiet) ? fedsim::ProgressMode::kQuiet
+                                         : fedsim::ProgressMode::kHuman);
   options.on_listening = [&](int port) {
     std::fprintf(stderr, "fedsim-server: listening on %s (port %d), waiting for %d worker(s)\n",
                  options.listen.c_str(), port, config->distributed().min_workers());

@@ -1,11 +1,14 @@
 // fedsim: the command-line front end.
 //
-//   fedsim run CONFIG [--out DIR] [--threads N] [--quiet] [--resume]
+//   fedsim run CONFIG [--out DIR] [--threads N] [--quiet | --json] [--tensorboard] [--resume]
 //       Runs the experiment embedded (one process, no network).
-//   fedsim launch CONFIG --workers P [--out DIR] [--quiet] [--resume]
+//   fedsim launch CONFIG --workers P [--out DIR] [--quiet | --json] [--tensorboard] [--resume]
 //       Runs it as a coordinator plus P local fedsim-client processes.
-//   --resume continues an interrupted run from its newest checkpoint
-//   (docs/checkpoint.md); without a checkpoint it starts afresh.
+//       --resume continues an interrupted run from its newest checkpoint
+//       (docs/checkpoint.md); without a checkpoint it starts afresh.
+//   fedsim report RUN_DIR... [--out DIR] [options]
+//       Summary table, plots and an HTML page of finished or running runs:
+//       runs tools/report/fedsim_report.py with Python (docs/report.md).
 //   fedsim privacy --sampling-rate Q (--noise-multiplier Z | --target-epsilon E)
 //                  --steps T [--delta D] [--json] ...
 //       The RDP accountant: epsilon, or the noise multiplier for a target
@@ -13,7 +16,12 @@
 //
 // Exit codes: 0 success; 2 bad config or data (one line on stderr naming
 // the key, the value and the rule); 1 a run that failed after it started.
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -35,13 +43,19 @@ ABSL_FLAG(bool, quiet, false, "print only the summary");
 ABSL_FLAG(bool, resume, false,
           "run, launch: continue from the newest checkpoint in the run "
           "directory if there is one (docs/checkpoint.md)");
+ABSL_FLAG(bool, json, false,
+          "progress and summary as JSON lines on stdout (docs/report.md)");
+ABSL_FLAG(bool, tensorboard, false,
+          "also write TensorBoard scalars (sets logging.tensorboard)");
 
 namespace {
 
 constexpr char kUsage[] =
     "usage:\n"
-    "  fedsim run CONFIG [--out DIR] [--threads N] [--quiet] [--resume]\n"
-    "  fedsim launch CONFIG --workers P [--out DIR] [--quiet] [--resume]\n"
+    "  fedsim run CONFIG [--out DIR] [--threads N] [--quiet | --json] [--tensorboard] [--resume]\n"
+    "  fedsim launch CONFIG --workers P [--out DIR] [--quiet | --json] [--tensorboard] [--resume]\n"
+    "  fedsim report RUN_DIR... [--out DIR] [--metrics M,...] [--x round,wall,virtual]\n"
+    "                [--logy] [--logx] [--smooth K] [--size WxH]  (fedsim report --help)\n"
     "  fedsim privacy --sampling-rate Q (--noise-multiplier Z | --target-epsilon E)\n"
     "                 --steps T [--delta D] [--max-order N] [--fractional-orders=B]\n"
     "                 [--orders A,B,...] [--conversion tight|classical] [--json]";
@@ -49,6 +63,48 @@ constexpr char kUsage[] =
 int Fail(int code, const absl::Status& status) {
   std::fprintf(stderr, "fedsim: %s\n", std::string(status.message()).c_str());
   return code;
+}
+
+// `fedsim report`: replaces this process by Python running the report tool,
+// passing the arguments through. The script is looked for next to the binary
+// (<bin>/../share/fedsim/, where the build and `cmake --install` put it),
+// then in the source tree; FEDSIM_PYTHON overrides the interpreter found at
+// configure time (one that imports matplotlib).
+int ReportCommand(int argc, char** argv) {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> candidates;
+  std::error_code ec;
+  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    candidates.push_back(self.parent_path().parent_path() / "share" / "fedsim" /
+                         "fedsim_report.py");
+  }
+  candidates.push_back(FEDSIM_REPORT_SOURCE);
+  std::string script;
+  for (const fs::path& c : candidates) {
+    if (fs::is_regular_file(c, ec)) {
+      script = c.string();
+      break;
+    }
+  }
+  if (script.empty()) {
+    std::fprintf(stderr, "fedsim report: fedsim_report.py not found (looked in %s and %s)\n",
+                 candidates.front().c_str(), FEDSIM_REPORT_SOURCE);
+    return 2;
+  }
+  const char* env_python = std::getenv("FEDSIM_PYTHON");
+  const std::string python =
+      env_python != nullptr && env_python[0] != '\0' ? env_python : FEDSIM_REPORT_PYTHON;
+  std::vector<std::string> args = {python, script};
+  for (int i = 2; i < argc; ++i) args.emplace_back(argv[i]);
+  std::vector<char*> c_args;
+  for (std::string& a : args) c_args.push_back(a.data());
+  c_args.push_back(nullptr);
+  std::fflush(nullptr);
+  ::execvp(python.c_str(), c_args.data());
+  std::fprintf(stderr, "fedsim report: cannot run %s: %s (set FEDSIM_PYTHON)\n",
+               python.c_str(), std::strerror(errno));
+  return 2;
 }
 
 int RunCommand(const std::string& command, const std::string& config_path) {
@@ -62,6 +118,12 @@ int RunCommand(const std::string& command, const std::string& config_path) {
                          "; must be >= 1")));
     }
     config->mutable_runtime()->set_threads(absl::GetFlag(FLAGS_threads));
+  }
+  if (absl::GetFlag(FLAGS_tensorboard)) config->mutable_logging()->set_tensorboard(true);
+  const bool json = absl::GetFlag(FLAGS_json);
+  if (json && absl::GetFlag(FLAGS_quiet)) {
+    return Fail(2, absl::InvalidArgumentError(
+                       "--quiet and --json both given; choose one"));
   }
   const int workers = absl::GetFlag(FLAGS_workers);
   if (command == "launch" && (workers < 1 || workers > 256)) {
@@ -79,12 +141,15 @@ int RunCommand(const std::string& command, const std::string& config_path) {
       absl::GetFlag(FLAGS_resume) ? fedsim::PrepareOrResumeRun(*config, out, runtime)
                                   : fedsim::PrepareRun(*config, out, runtime);
   if (!run.ok()) return Fail(2, run.status());
-  if (run->resumed && !absl::GetFlag(FLAGS_quiet)) {
+  if (run->resumed && !absl::GetFlag(FLAGS_quiet) && !json) {
     std::fprintf(stderr, "fedsim: resuming %s at round %lld\n", out.c_str(),
                  static_cast<long long>(run->engine->round()));
   }
   const fedsim::ProgressFn progress =
-      fedsim::MakeConsoleProgress(stderr, absl::GetFlag(FLAGS_quiet));
+      json ? fedsim::MakeConsoleProgress(stdout, fedsim::ProgressMode::kJson)
+           : fedsim::MakeConsoleProgress(stderr, absl::GetFlag(FLAGS_quiet)
+                                                     ? fedsim::ProgressMode::kQuiet
+                                                     : fedsim::ProgressMode::kHuman);
   absl::StatusOr<fedsim::RunSummary> summary;
   if (command == "run") {
     summary = fedsim::RunEmbedded(*run, progress);
@@ -95,7 +160,11 @@ int RunCommand(const std::string& command, const std::string& config_path) {
     summary = fedsim::LaunchRun(*run, options);
   }
   if (!summary.ok()) return Fail(1, summary.status());
-  fedsim::PrintSummary(stdout, *run, *summary);
+  if (json) {
+    fedsim::PrintSummaryJson(stdout, *run, *summary);
+  } else {
+    fedsim::PrintSummary(stdout, *run, *summary);
+  }
   return 0;
 }
 
@@ -107,6 +176,8 @@ int main(int argc, char** argv) {
     return fedsim::PrivacyCommand(std::vector<std::string>(argv + 2, argv + argc),
                                   stdout, stderr);
   }
+  // `report` passes its (Python argparse) options through untouched.
+  if (argc >= 2 && std::string(argv[1]) == "report") return ReportCommand(argc, argv);
   absl::SetProgramUsageMessage(kUsage);
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() < 2) {

@@ -385,6 +385,9 @@ void ApplyDefaults(v1::ExperimentConfig& c) {
   auto* runtime = c.mutable_runtime();
   if (!runtime->has_threads()) runtime->set_threads(1);
 
+  auto* logging = c.mutable_logging();
+  if (!logging->has_tensorboard()) logging->set_tensorboard(false);
+
   auto* dist = c.mutable_distributed();
   if (!dist->has_round_deadline_s()) dist->set_round_deadline_s(600.0);
   if (!dist->has_min_workers()) dist->set_min_workers(1);

@@ -1,11 +1,12 @@
 #include "common/runlog/run_log.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
-#include <mutex>
-#include <string_view>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
+#include <string_view>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -23,6 +24,32 @@ constexpr char kModelMagic[8] = {'F', 'E', 'D', 'S', 'I', 'M', 'M', 'D'};
 // %.17g round-trips a double exactly; NaN (not measured) stays empty.
 std::string Cell(double v) {
   return std::isnan(v) ? std::string() : absl::StrFormat("%.17g", v);
+}
+
+double UnixSeconds() {
+  return std::chrono::duration<double>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The measured numeric columns of a row, named as in metrics.csv.
+std::vector<std::pair<std::string, double>> MetricScalars(const MetricsRow& r) {
+  std::vector<std::pair<std::string, double>> out;
+  const auto add = [&out](const char* tag, double v) {
+    if (!std::isnan(v)) out.emplace_back(tag, v);
+  };
+  add("wall_time_s", r.wall_time_s);
+  add("train_loss", r.train_loss);
+  add("test_loss", r.test_loss);
+  add("test_accuracy", r.test_accuracy);
+  add("client_loss", r.client_loss);
+  add("dist_to_opt", r.dist_to_opt);
+  add("participants", static_cast<double>(r.participants));
+  add("bytes_up", static_cast<double>(r.bytes_up));
+  add("bytes_down", static_cast<double>(r.bytes_down));
+  add("epsilon_max", r.epsilon_max);
+  add("epsilon_mean", r.epsilon_mean);
+  return out;
 }
 
 }  // namespace
@@ -126,6 +153,19 @@ absl::Status RunLog::Metrics(const MetricsRow& r) {
            << Cell(r.epsilon_mean) << "\n"
            << std::flush;
   if (!metrics_) return absl::DataLossError("metrics.csv: write failed");
+  if (tensorboard_ != nullptr) {
+    return tensorboard_->Scalars(r.round, UnixSeconds(), MetricScalars(r));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunLog::EnableTensorBoard(const std::string& suffix) {
+  std::lock_guard<std::mutex> lock(mu_);
+  FEDSIM_ASSIGN_OR_RETURN(
+      tensorboard_,
+      TensorBoardWriter::Create(
+          (fs::path(dir_) / ("events.out.tfevents.fedsim" + suffix)).string(),
+          UnixSeconds()));
   return absl::OkStatus();
 }
 

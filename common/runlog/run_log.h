@@ -6,6 +6,8 @@
 //                  result_rejected, worker_joined, ... with their fields
 //   metrics.csv    one row per evaluated round (columns: kMetricsColumns)
 //   model.bin      the final global model (WriteModelFile's format)
+//   events.out.tfevents.fedsim  with EnableTensorBoard: the metrics rows as
+//                  TensorBoard scalars (common/runlog/tensorboard.h)
 //
 // Thread safety: all methods are thread-safe (one internal mutex).
 #ifndef FEDSIM_COMMON_RUNLOG_RUN_LOG_H_
@@ -20,6 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/base/types.h"
+#include "common/runlog/tensorboard.h"
 #include "nlohmann/json.hpp"
 
 namespace fedsim {
@@ -68,6 +71,11 @@ class RunLog {
   absl::Status Event(const nlohmann::json& event);
   // Appends one metrics row and flushes. NaN cells are written empty.
   absl::Status Metrics(const MetricsRow& row);
+  // Also writes every later metrics row as TensorBoard scalars (one tag per
+  // measured column, step = round) to events.out.tfevents.fedsim in the run
+  // directory (plus `suffix`: a resumed run writes a file of its own),
+  // truncating an earlier file of that name.
+  absl::Status EnableTensorBoard(const std::string& suffix = "");
   // Writes `text` to `name` inside the run directory.
   absl::Status WriteFile(const std::string& name, const std::string& text);
 
@@ -79,6 +87,7 @@ class RunLog {
   std::mutex mu_;  // not absl::Mutex: see docs/architecture.md (TSan)
   std::ofstream events_ ABSL_GUARDED_BY(mu_);
   std::ofstream metrics_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<TensorBoardWriter> tensorboard_ ABSL_GUARDED_BY(mu_);
 };
 
 // Writes a model file atomically (temporary file, then rename): the 8 bytes

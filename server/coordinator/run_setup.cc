@@ -224,6 +224,13 @@ absl::StatusOr<CoordinatorRun> BuildRun(const v1::ExperimentConfig& config,
     FEDSIM_ASSIGN_OR_RETURN(
         run.log, RunLog::Reopen(out_dir, resume->data.engine.next_round));
   }
+  if (config.logging().tensorboard()) {
+    // A resumed run writes its own event file; TensorBoard reads them all.
+    FEDSIM_RETURN_IF_ERROR(run.log->EnableTensorBoard(
+        resume == nullptr
+            ? std::string()
+            : absl::StrCat(".resumed-", resume->data.engine.next_round)));
+  }
 
   FlatVector initial(e.num_parameters());
   if (e.lsa != nullptr) {
@@ -355,6 +362,7 @@ v1::ExperimentConfig ResultRelevant(v1::ExperimentConfig c) {
   c.clear_runtime();
   c.clear_distributed();
   c.clear_checkpoint();
+  c.clear_logging();
   return c;
 }
 

@@ -120,4 +120,35 @@ if "$bin/fedsim" run "$work/good/config.json" --out "$work/again" --quiet > /dev
 else
   echo "FAIL resolved config.json does not reproduce the run"; fail=1
 fi
+
+# Progress when stderr is not a terminal: plain lines, no escape codes; the
+# good config has 2 rounds, both printed.
+"$bin/fedsim" run "$work/good.yaml" --out "$work/plain" > /dev/null 2> "$work/plain.stderr"
+if [ "$(grep -c '^round [12]/2  .* eta ' "$work/plain.stderr")" -eq 2 ] &&
+   ! grep -q $'\r\|\033' "$work/plain.stderr"; then
+  echo "ok   plain progress lines"
+else
+  echo "FAIL plain progress:"; cat -A "$work/plain.stderr"; fail=1
+fi
+# --json: one progress object per round, then the summary, on stdout only;
+# its model_hash is metrics.csv's last one.
+"$bin/fedsim" run "$work/good.yaml" --out "$work/json" --json > "$work/json.stdout" 2> "$work/json.stderr"
+code=$?
+last_hash=$(tail -1 "$work/json/metrics.csv" | cut -d, -f11)
+if [ "$code" -eq 0 ] && [ ! -s "$work/json.stderr" ] &&
+   [ "$(wc -l < "$work/json.stdout")" -eq 3 ] &&
+   [ "$(grep -c '^{"bytes_down":.*"event":"progress"' "$work/json.stdout")" -eq 2 ] &&
+   tail -1 "$work/json.stdout" | grep -q "\"event\":\"summary\".*\"model_hash\":\"$last_hash\""; then
+  echo "ok   --json progress and summary"
+else
+  echo "FAIL --json (exit $code):"; cat "$work/json.stdout" "$work/json.stderr"; fail=1
+fi
+"$bin/fedsim" run "$work/good.yaml" --out "$work/both" --json --quiet > /dev/null 2> "$work/both.stderr"
+code=$?
+if [ "$code" -eq 2 ] && [ "$(wc -l < "$work/both.stderr")" -eq 1 ] &&
+   grep -q -- "--quiet and --json" "$work/both.stderr"; then
+  echo "ok   --quiet with --json refused"
+else
+  echo "FAIL --quiet --json: exit $code"; cat "$work/both.stderr"; fail=1
+fi
 exit $fail

@@ -1,0 +1,272 @@
+"""Tests of `fedsim report` (tools/report/fedsim_report.py) on the hand-made
+run directories in tests/fixtures/runs/ (values chosen so that every table
+cell is known):
+
+  fedavg_lr0.05   FedAvg, local.lr 0.05, 4 rounds, finished (run_end at 2.25 s)
+  fedavg_lr0.1    FedAvg, local.lr 0.1, local DP (clip), eval.every 2,
+                  4 rounds, finished (run_end at 4.5 s), epsilon 1..4
+  fedau_running   FedAU, 10 rounds planned, 3 complete rows and a 4th line
+                  half written (no newline), no run_end: still going
+
+Environment: FEDSIM_SOURCE_DIR (the repository), FEDSIM_BIN_DIR (build/bin,
+optional: the `fedsim report` pass-through test needs it).
+Run: python3 -m unittest discover -s tests/report -p 'report_test.py'
+"""
+import base64
+import csv
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE = os.environ.get("FEDSIM_SOURCE_DIR", os.path.dirname(os.path.dirname(HERE)))
+SCRIPT = os.path.join(SOURCE, "tools", "report", "fedsim_report.py")
+FIXTURES = os.path.join(SOURCE, "tests", "fixtures", "runs")
+A = os.path.join(FIXTURES, "fedavg_lr0.05")
+B = os.path.join(FIXTURES, "fedavg_lr0.1")
+C = os.path.join(FIXTURES, "fedau_running")
+
+spec = importlib.util.spec_from_file_location("fedsim_report", SCRIPT)
+report = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(report)
+
+
+def run_report(*args):
+    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+def read_summary(out):
+    with open(os.path.join(out, "summary.csv"), newline="") as f:
+        return {row["run"]: row for row in csv.DictReader(f)}
+
+
+class ReportTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="fedsim_report_test_")
+        cls.out = os.path.join(cls.tmp, "all")
+        cls.size = (640, 360)
+        cls.result = run_report(A, B, C, "--out", cls.out, "--size", "640x360")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp)
+
+    def pngs(self):
+        return sorted(f for f in os.listdir(self.out) if f.endswith(".png"))
+
+    def test_exit_code_and_warning_for_the_running_run(self):
+        self.assertEqual(self.result.returncode, 0, self.result.stderr)
+        lines = self.result.stderr.splitlines()
+        self.assertEqual(len(lines), 1, self.result.stderr)
+        self.assertIn("fedau_running", lines[0])
+        self.assertIn("incomplete line", lines[0])
+
+    def test_table_values_are_what_the_fixtures_imply(self):
+        rows = read_summary(self.out)
+        self.assertEqual(list(rows), ["fedavg_lr0.05", "fedavg_lr0.1", "fedau_running"])
+        a, b, c = rows["fedavg_lr0.05"], rows["fedavg_lr0.1"], rows["fedau_running"]
+        # A: accuracies 0.5, 0.7, 0.8, 0.75; test losses 2.1, 1.6, 1.4, 1.5;
+        # 1000 bytes each way per round; run_end's wall time wins over the
+        # last row's 2 s.
+        self.assertEqual((a["status"], a["algorithm"], a["rounds"], a["rounds_planned"]),
+                         ("finished", "FedAvg", "4", "4"))
+        self.assertEqual(float(a["final_test_accuracy"]), 0.75)
+        self.assertEqual(float(a["best_test_accuracy"]), 0.8)
+        self.assertEqual(float(a["final_test_loss"]), 1.5)
+        self.assertEqual(float(a["best_test_loss"]), 1.4)
+        self.assertEqual(float(a["final_train_loss"]), 1.1)
+        self.assertEqual(float(a["wall_time_s"]), 2.25)
+        self.assertEqual(int(a["bytes_up"]), 4000)
+        self.assertEqual(int(a["bytes_down"]), 4000)
+        self.assertEqual(a["epsilon_max"], "")  # no DP
+        # B: evaluated on rounds 1 and 3 only (0.6, 0.9); epsilon ends at 4.
+        self.assertEqual(float(b["final_test_accuracy"]), 0.9)
+        self.assertEqual(float(b["best_test_accuracy"]), 0.9)
+        self.assertEqual(float(b["final_test_loss"]), 1.2)
+        self.assertEqual(float(b["final_client_loss"]), 1.4)
+        self.assertEqual(float(b["best_client_loss"]), 1.4)
+        self.assertEqual(float(b["epsilon_max"]), 4.0)
+        self.assertEqual(float(b["wall_time_s"]), 4.5)
+        self.assertEqual(int(b["bytes_up"]), 8000)
+        # C: 3 complete rounds of 10; the half-written 4th row is left out;
+        # no run_end, so the wall time is the last complete row's.
+        self.assertEqual((c["status"], c["algorithm"], c["rounds"], c["rounds_planned"]),
+                         ("unfinished", "FedAU", "3", "10"))
+        self.assertEqual(float(c["final_test_accuracy"]), 0.65)
+        self.assertEqual(float(c["final_test_loss"]), 1.8)
+        self.assertEqual(float(c["wall_time_s"]), 0.75)
+        self.assertEqual(int(c["bytes_up"]), 1500)
+
+    def test_csv_values_round_trip_exactly(self):
+        rows = read_summary(self.out)
+        # 0.7 as written by %.17g in metrics.csv is the double 0.7.
+        self.assertEqual(rows["fedavg_lr0.05"]["best_test_accuracy"], "0.8")
+
+    def test_markdown_and_terminal_tables_name_every_run(self):
+        with open(os.path.join(self.out, "summary.md")) as f:
+            md = f.read().splitlines()
+        self.assertTrue(md[0].startswith("| run | status | algorithm | settings | rounds"))
+        self.assertEqual(len(md), 2 + 3)
+        for name in ("fedavg_lr0.05", "fedavg_lr0.1", "fedau_running"):
+            self.assertIn(name, self.result.stdout)
+            self.assertTrue(any(line.startswith(f"| {name} |") for line in md))
+
+    def test_legend_is_built_from_the_settings_that_differ(self):
+        rows = read_summary(self.out)
+        # algorithm.name, eval.every, local.dp.mode, local.lr and rounds differ.
+        self.assertEqual(rows["fedavg_lr0.05"]["settings"],
+                         "algorithm.name=fedavg, eval.every=1, dp.mode=none, lr=0.05, rounds=4")
+        self.assertEqual(rows["fedavg_lr0.1"]["settings"],
+                         "algorithm.name=fedavg, eval.every=2, dp.mode=clip, lr=0.1, rounds=4")
+        self.assertEqual(rows["fedau_running"]["settings"],
+                         "algorithm.name=fedau, eval.every=1, dp.mode=none, lr=0.05, rounds=10")
+        # Only two runs: only what differs between those two.
+        runs = [report.load_run(A), report.load_run(B)]
+        keys = report.assign_labels(runs)
+        self.assertEqual(keys, ["eval.every", "local.dp.mode", "local.lr"])
+        self.assertEqual([r.label for r in runs],
+                         ["eval.every=1, dp.mode=none, lr=0.05",
+                          "eval.every=2, dp.mode=clip, lr=0.1"])
+
+    def test_identical_settings_fall_back_to_directory_names(self):
+        copy = os.path.join(self.tmp, "repeat")
+        shutil.copytree(A, copy)
+        runs = [report.load_run(A), report.load_run(copy)]
+        self.assertEqual(report.assign_labels(runs), [])
+        self.assertEqual([r.label for r in runs], ["fedavg_lr0.05", "repeat"])
+
+    def test_every_metric_is_plotted_against_round_and_time(self):
+        metrics = ["train_loss", "test_loss", "test_accuracy", "client_loss",
+                   "participants", "bytes_up", "bytes_down", "epsilon_max", "epsilon_mean"]
+        expected = sorted(f"{m}_vs_{x}.png" for m in metrics for x in ("round", "wall"))
+        self.assertEqual(self.pngs(), expected)  # no virtual time in the fixtures
+
+    def test_pngs_decode_have_the_requested_size_and_are_not_blank(self):
+        import matplotlib.image
+        for name in self.pngs():
+            pixels = matplotlib.image.imread(os.path.join(self.out, name))
+            self.assertEqual(pixels.shape[:2], (self.size[1], self.size[0]), name)
+            # A blank canvas has zero variance; axes, text and curves do not.
+            self.assertGreater(float(pixels[..., :3].var()), 1e-3, name)
+
+    def test_html_names_every_run_and_embeds_every_plot(self):
+        with open(os.path.join(self.out, "report.html")) as f:
+            page = f.read()
+        for path, name in ((A, "fedavg_lr0.05"), (B, "fedavg_lr0.1"), (C, "fedau_running")):
+            self.assertIn(f"<b>{name}</b>", page)
+            self.assertIn(path, page)
+        self.assertIn("algorithm.name=fedau, eval.every=1, dp.mode=none, lr=0.05, rounds=10", page)
+        embedded = page.split("data:image/png;base64,")[1:]
+        self.assertEqual(len(embedded), len(self.pngs()))
+        images = {base64.b64decode(chunk.split("'", 1)[0]) for chunk in embedded}
+        for name in self.pngs():
+            with open(os.path.join(self.out, name), "rb") as f:
+                self.assertIn(f.read(), images, name)
+        self.assertNotIn("src='", page.replace("src='data:", ""))  # nothing external
+
+    def test_truncated_last_line_of_a_finished_run_is_an_error(self):
+        broken = os.path.join(self.tmp, "broken")
+        shutil.copytree(A, broken)
+        with open(os.path.join(broken, "metrics.csv"), "rb+") as f:
+            f.truncate(os.path.getsize(os.path.join(broken, "metrics.csv")) - 10)
+        out = os.path.join(self.tmp, "broken_out")
+        result = run_report(broken, B, "--out", out, "--no-plots")
+        self.assertEqual(result.returncode, 1)
+        lines = result.stderr.splitlines()
+        self.assertEqual(len(lines), 1, result.stderr)
+        self.assertIn("broken/metrics.csv: last line is truncated", lines[0])
+        self.assertEqual(list(read_summary(out)), ["fedavg_lr0.1"])  # B still reported
+
+    def test_malformed_row_and_empty_file_are_errors(self):
+        bad = os.path.join(self.tmp, "bad_row")
+        shutil.copytree(A, bad)
+        with open(os.path.join(bad, "metrics.csv"), "a") as f:
+            f.write("4,2.5,x\n")
+        with self.assertRaisesRegex(report.RunError, r"line 6: 3 cells, the header has 13"):
+            report.load_run(bad)
+        empty = os.path.join(self.tmp, "empty")
+        shutil.copytree(A, empty)
+        open(os.path.join(empty, "metrics.csv"), "w").close()
+        with self.assertRaisesRegex(report.RunError, "no header line"):
+            report.load_run(empty)
+
+    def test_missing_directory_gives_one_line_and_the_others_are_reported(self):
+        out = os.path.join(self.tmp, "missing_out")
+        missing = os.path.join(self.tmp, "no_such_run")
+        result = run_report(missing, A, "--out", out, "--no-plots")
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(result.stderr.splitlines(),
+                         [f"fedsim report: {missing}: no such run directory"])
+        self.assertEqual(list(read_summary(out)), ["fedavg_lr0.05"])
+
+    def test_metric_a_run_lacks_gives_one_line_and_the_others_are_plotted(self):
+        out = os.path.join(self.tmp, "eps_out")
+        result = run_report(A, B, "--out", out, "--metrics", "epsilon_max", "--x", "round")
+        self.assertEqual(result.returncode, 1)
+        lines = result.stderr.splitlines()
+        self.assertEqual(len(lines), 1, result.stderr)
+        self.assertIn(f"{A}: no values of metric 'epsilon_max' (it has: ", lines[0])
+        self.assertEqual(sorted(f for f in os.listdir(out) if f.endswith(".png")),
+                         ["epsilon_max_vs_round.png"])
+        self.assertEqual(float(read_summary(out)["fedavg_lr0.1"]["epsilon_max"]), 4.0)
+
+    def test_chosen_metrics_axes_and_options(self):
+        out = os.path.join(self.tmp, "chosen")
+        result = run_report(A, B, "--out", out, "--metrics", "test_loss,test_accuracy",
+                            "--x", "wall", "--logy", "test_loss", "--logx",
+                            "--smooth", "2", "--size", "300x200", "--dpi", "50")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(sorted(f for f in os.listdir(out) if f.endswith(".png")),
+                         ["test_accuracy_vs_wall.png", "test_loss_vs_wall.png"])
+        import matplotlib.image
+        pixels = matplotlib.image.imread(os.path.join(out, "test_loss_vs_wall.png"))
+        self.assertEqual(pixels.shape[:2], (200, 300))
+        # The table has final/best columns for the chosen metrics only.
+        with open(os.path.join(out, "summary.csv")) as f:
+            header = f.readline().strip().split(",")
+        self.assertIn("final_test_loss", header)
+        self.assertNotIn("final_train_loss", header)
+
+    def test_virtual_time_axis_when_the_column_exists(self):
+        run = os.path.join(self.tmp, "virtual")
+        os.makedirs(run)
+        with open(os.path.join(run, "metrics.csv"), "w") as f:
+            f.write("round,wall_time_s,virtual_time_s,test_loss,model_hash\n"
+                    "0,0.1,10,3,h0\n1,0.2,25,2,h1\n2,0.3,45,1.5,h2\n")
+        out = os.path.join(self.tmp, "virtual_out")
+        result = run_report(run, "--out", out)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("test_loss_vs_virtual.png", os.listdir(out))
+        self.assertEqual(float(read_summary(out)["virtual"]["virtual_time_s"]), 45.0)
+        self.assertEqual(float(read_summary(out)["virtual"]["best_test_loss"]), 1.5)
+
+    def test_smoothing_is_a_trailing_moving_average(self):
+        self.assertEqual(report.smooth([1.0, 2.0, 3.0, 4.0], 2), [1.0, 1.5, 2.5, 3.5])
+        self.assertEqual(report.smooth([3.0, 6.0, 9.0], 3), [3.0, 4.5, 6.0])
+        self.assertEqual(report.smooth([1.0, 5.0], 1), [1.0, 5.0])
+
+    def test_usage_errors_exit_2(self):
+        for args in (["--size", "10x10", A], ["--x", "epoch", A], ["--smooth", "0", A], []):
+            result = run_report(*args, "--out", os.path.join(self.tmp, "usage"))
+            self.assertEqual(result.returncode, 2, args)
+
+    @unittest.skipUnless(os.environ.get("FEDSIM_BIN_DIR"), "FEDSIM_BIN_DIR not set")
+    def test_fedsim_report_runs_the_tool(self):
+        out = os.path.join(self.tmp, "cli")
+        env = dict(os.environ, FEDSIM_PYTHON=sys.executable)
+        result = subprocess.run(
+            [os.path.join(os.environ["FEDSIM_BIN_DIR"], "fedsim"), "report", A, B,
+             "--out", out, "--no-plots"], capture_output=True, text=True, env=env,
+            timeout=300)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(list(read_summary(out)), ["fedavg_lr0.05", "fedavg_lr0.1"])
+
+
+if __name__ == "__main__":
+    unittest.main()

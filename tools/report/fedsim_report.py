@@ -1,0 +1,682 @@
+#!/usr/bin/env python3
+"""fedsim report: a summary table, plots and one HTML page of fedsim runs.
+
+  fedsim report RUN_DIR... [--out DIR] [--metrics M,...] [--x round,wall,virtual]
+                [--logy M,...|all] [--logx] [--smooth K] [--size WxH] [--dpi N]
+                [--no-plots]
+
+Reads each run directory (docs/run-directory.md): metrics.csv, events.jsonl
+and config.json. Runs that are still going are read safely: an incomplete
+last line (no newline yet) is left out. Writes, in --out (default ./report):
+
+  summary.csv, summary.md   one row per run: algorithm, the settings that
+                            differ between runs, rounds, final and best
+                            metrics, wall (and virtual) time, bytes, epsilon
+  <metric>_vs_<x>.png       every metric against round and time, all runs
+                            overlaid, the legend built from differing settings
+  report.html               the tables and every plot, images embedded
+
+The table is also printed on stdout. A broken run (missing directory,
+damaged metrics.csv, a metric asked for that it lacks) gives one line on
+stderr and exit code 1; the other runs are still reported. Usage errors exit
+2. Plotting uses matplotlib (Debian's python3-matplotlib; docs/report.md).
+"""
+import argparse
+import base64
+import csv
+import html
+import io
+import json
+import math
+import os
+import re
+import sys
+
+PROG = "fedsim report"
+
+# x axes: option name -> metrics.csv column.
+X_AXES = {"round": "round", "wall": "wall_time_s", "virtual": "virtual_time_s"}
+X_LABELS = {"round": "round", "wall": "wall-clock time (s)",
+            "virtual": "virtual time (s)"}
+# Columns that are not metrics.
+NON_METRICS = {"round", "wall_time_s", "virtual_time_s", "model_hash"}
+# Metrics summed over rounds in the table (traffic), and those whose final
+# value is the whole story (privacy spent so far, cohort size).
+TOTALS = ("bytes_up", "bytes_down")
+NO_BEST = {"bytes_up", "bytes_down", "participants", "epsilon_max",
+           "epsilon_mean"}
+TEXT_COLUMNS = {"model_hash"}
+
+
+class RunError(Exception):
+    """A run that cannot be read: its one-line message."""
+
+
+def warn(message):
+    print(f"{PROG}: {message}", file=sys.stderr)
+
+
+def higher_is_better(metric):
+    return "accuracy" in metric
+
+
+# ---------------------------------------------------------------------------
+# Reading a run directory
+# ---------------------------------------------------------------------------
+
+def read_complete_lines(path):
+    """The complete lines of a file being appended to, and the incomplete
+    last line (text after the last newline) or None."""
+    with open(path, "rb") as f:
+        data = f.read()
+    text = data.decode("utf-8", errors="replace")
+    parts = text.split("\n")
+    tail = parts.pop()  # "" when the file ends with a newline
+    lines = [p[:-1] if p.endswith("\r") else p for p in parts]
+    return lines, (tail if tail != "" else None)
+
+
+def parse_cell(text):
+    if text == "":
+        return None
+    return float(text)  # accepts inf and nan as written by %.17g
+
+
+def flatten(value, prefix=""):
+    """Dotted keys of a config.json: {"local": {"lr": 0.1}} -> {"local.lr": 0.1};
+    lists become their JSON text."""
+    if isinstance(value, dict):
+        out = {}
+        for key, child in value.items():
+            out.update(flatten(child, f"{prefix}.{key}" if prefix else key))
+        return out
+    return {prefix: json.dumps(value) if isinstance(value, list) else value}
+
+
+class Run:
+    def __init__(self, path):
+        self.path = path
+        self.name = os.path.basename(os.path.normpath(path)) or path
+        self.columns = []
+        self.rows = []          # dicts column -> float or None (model_hash: str)
+        self.events = []
+        self.config = None      # flattened config.json, or None
+        self.run_start = None
+        self.run_end = None
+        self.budget_spent = False
+        self.incomplete_line = False
+        self.label = self.name
+
+    # Values of one column: (x, y) pairs where both are present and finite.
+    def series(self, x_column, metric):
+        xs, ys = [], []
+        for row in self.rows:
+            x, y = row.get(x_column), row.get(metric)
+            if x is None or y is None or not math.isfinite(x) or not math.isfinite(y):
+                continue
+            xs.append(x)
+            ys.append(y)
+        return xs, ys
+
+    def values(self, metric):
+        return [r[metric] for r in self.rows if r.get(metric) is not None]
+
+    def has_metric(self, metric):
+        return any(r.get(metric) is not None for r in self.rows)
+
+    @property
+    def finished(self):
+        return self.run_end is not None
+
+    @property
+    def rounds_done(self):
+        return len(self.rows)
+
+    @property
+    def rounds_planned(self):
+        if self.run_start and "rounds" in self.run_start:
+            return self.run_start["rounds"]
+        if self.config and "rounds" in self.config:
+            return self.config["rounds"]
+        return None
+
+    @property
+    def status(self):
+        if not self.finished:
+            return "unfinished"
+        if self.budget_spent:
+            return "stopped: privacy budget"
+        return "finished"
+
+    @property
+    def algorithm(self):
+        if self.run_start and self.run_start.get("algorithm"):
+            return str(self.run_start["algorithm"])
+        if self.config and "algorithm.name" in self.config:
+            return display_value(self.config["algorithm.name"])
+        return ""
+
+
+def load_run(path):
+    if not os.path.isdir(path):
+        raise RunError(f"{path}: no such run directory")
+    run = Run(path)
+    metrics_path = os.path.join(path, "metrics.csv")
+    if not os.path.isfile(metrics_path):
+        raise RunError(f"{path}: no metrics.csv (not a fedsim run directory)")
+
+    events_path = os.path.join(path, "events.jsonl")
+    if os.path.isfile(events_path):
+        lines, _ = read_complete_lines(events_path)
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise RunError(f"{events_path} line {number}: not JSON ({e.msg})")
+            run.events.append(event)
+            kind = event.get("event")
+            if kind == "run_start":
+                run.run_start = event
+            elif kind == "run_end":
+                run.run_end = event
+            elif kind == "privacy_budget_spent":
+                run.budget_spent = True
+
+    config_path = os.path.join(path, "config.json")
+    if os.path.isfile(config_path):
+        try:
+            with open(config_path, encoding="utf-8") as f:
+                run.config = flatten(json.load(f))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise RunError(f"{config_path}: not valid JSON ({e})")
+
+    lines, tail = read_complete_lines(metrics_path)
+    if not lines:
+        raise RunError(f"{metrics_path}: no header line (empty or truncated file)")
+    header = next(csv.reader([lines[0]]))
+    if not header or header[0] != "round":
+        raise RunError(f"{metrics_path}: header must start with 'round', found {lines[0][:40]!r}")
+    if tail is not None:
+        if run.finished:
+            raise RunError(
+                f"{metrics_path}: last line is truncated ({tail[:30]!r}) although "
+                "events.jsonl has run_end; the file is damaged")
+        # A running run: the writer has not finished this line yet.
+        run.incomplete_line = True
+    run.columns = header
+    for number, cells in enumerate(csv.reader(lines[1:]), 2):
+        if not cells:
+            continue
+        if len(cells) != len(header):
+            raise RunError(f"{metrics_path} line {number}: {len(cells)} cells, "
+                           f"the header has {len(header)}")
+        row = {}
+        for column, cell in zip(header, cells):
+            if column in TEXT_COLUMNS:
+                row[column] = cell
+                continue
+            try:
+                row[column] = parse_cell(cell)
+            except ValueError:
+                raise RunError(f"{metrics_path} line {number}: {column} = {cell!r} "
+                               "is not a number")
+        run.rows.append(row)
+    return run
+
+
+# ---------------------------------------------------------------------------
+# Legend: the settings that differ between runs
+# ---------------------------------------------------------------------------
+
+ENUM_RE = re.compile(r"^[A-Z][A-Z0-9]*_[A-Z0-9_]+$")
+
+
+def display_value(value):
+    """Config values as the YAML loader takes them: enum names by their
+    lower-case suffix (NAME_FEDAVG -> fedavg), numbers as Python prints them."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and ENUM_RE.match(value):
+        return value.split("_", 1)[1].lower()
+    if isinstance(value, float):
+        return f"{value:g}" if abs(value) >= 1e-4 or value == 0 else repr(value)
+    return str(value)
+
+
+# Last components too generic to stand alone in a legend.
+GENERIC = {"name", "mode", "model", "p", "source", "path", "every", "count"}
+
+
+def short_names(keys):
+    """The shortest dotted suffix of each key that no other key ends with
+    (at least two components when the last one is generic: algorithm.name)."""
+    names = {}
+    for key in keys:
+        parts = key.split(".")
+        first = 2 if parts[-1] in GENERIC and len(parts) >= 2 else 1
+        for n in range(first, len(parts) + 1):
+            suffix = ".".join(parts[-n:])
+            clash = any(other != key and (other == suffix or other.endswith("." + suffix))
+                        for other in keys)
+            if not clash:
+                names[key] = suffix
+                break
+        else:
+            names[key] = key
+    return names
+
+
+def differing_settings(runs):
+    """Sorted config keys whose values are not the same in every run that has
+    a config.json ('name' left out: it names, it does not set)."""
+    configs = [r.config for r in runs if r.config is not None]
+    if len(configs) < 2:
+        return []
+    keys = set()
+    for c in configs:
+        keys.update(c.keys())
+    keys.discard("name")
+    return sorted(k for k in keys
+                  if len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1)
+
+
+def assign_labels(runs):
+    """Legend labels "key=value, ..." from the differing settings; the run
+    directory's name when nothing differs (or without config.json)."""
+    keys = differing_settings(runs)
+    names = short_names(keys)
+    for run in runs:
+        if run.config is None or not keys:
+            run.label = run.name
+            continue
+        parts = [f"{names[k]}={display_value(run.config.get(k, '-'))}" for k in keys]
+        run.label = ", ".join(parts)
+    # Identical settings (repeats): tell them apart by directory.
+    seen = {}
+    for run in runs:
+        seen.setdefault(run.label, []).append(run)
+    for label, same in seen.items():
+        if len(same) > 1 and label not in (r.name for r in same):
+            for run in same:
+                run.label = f"{label} ({run.name})"
+    # Unique display names for duplicate directory basenames.
+    by_name = {}
+    for run in runs:
+        by_name.setdefault(run.name, []).append(run)
+    for name, same in by_name.items():
+        if len(same) > 1:
+            for run in same:
+                run.name = os.path.normpath(run.path)
+    return keys
+
+
+# ---------------------------------------------------------------------------
+# Summary table
+# ---------------------------------------------------------------------------
+
+def quality_metrics(runs, chosen):
+    """Metrics that get final and best columns: the chosen ones, or every
+    measured metric except traffic, cohort size and privacy."""
+    present = []
+    for run in runs:
+        for column in run.columns:
+            if column in NON_METRICS or column in present:
+                continue
+            if run.has_metric(column):
+                present.append(column)
+    pool = chosen if chosen else present
+    return [m for m in pool if m in present and m not in NO_BEST]
+
+
+def summarize(runs, metrics):
+    """Rows of the summary table: list of (column, value) pairs per run;
+    values are numbers, strings or None."""
+    has_virtual = any(r.has_metric("virtual_time_s") for r in runs)
+    has_bytes = any(r.has_metric("bytes_up") or r.has_metric("bytes_down") for r in runs)
+    has_eps = any(r.has_metric("epsilon_max") for r in runs)
+    table = []
+    for run in runs:
+        row = [("run", run.name), ("status", run.status),
+               ("algorithm", run.algorithm), ("settings", run.label if run.label != run.name else ""),
+               ("rounds", run.rounds_done), ("rounds_planned", run.rounds_planned)]
+        for m in metrics:
+            values = run.values(m)
+            final = values[-1] if values else None
+            finite = [v for v in values if math.isfinite(v)]
+            best = None
+            if finite:
+                best = max(finite) if higher_is_better(m) else min(finite)
+            row += [(f"final_{m}", final), (f"best_{m}", best)]
+        wall = None
+        if run.run_end is not None and run.run_end.get("wall_time_s") is not None:
+            wall = float(run.run_end["wall_time_s"])
+        elif run.values("wall_time_s"):
+            wall = run.values("wall_time_s")[-1]
+        row.append(("wall_time_s", wall))
+        if has_virtual:
+            v = run.values("virtual_time_s")
+            row.append(("virtual_time_s", v[-1] if v else None))
+        if has_bytes:
+            for column in TOTALS:
+                v = run.values(column)
+                row.append((column, int(sum(v)) if v else None))
+        if has_eps:
+            v = run.values("epsilon_max")
+            row.append(("epsilon_max", v[-1] if v else None))
+        table.append(row)
+    return table
+
+
+def fmt(value, exact=False):
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        if exact:
+            return repr(value)
+        if value == int(value) and abs(value) < 1e15:
+            return str(int(value))
+        return f"{value:.4g}"
+    return str(value)
+
+
+def text_table(table):
+    header = [c for c, _ in table[0]]
+    cells = [[fmt(v) for _, v in row] for row in table]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    for r in cells:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return "\n".join(lines)
+
+
+def markdown_table(table):
+    header = [c for c, _ in table[0]]
+    def esc(s):
+        return s.replace("|", "\\|")
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join(" --- " for _ in header) + "|"]
+    for row in table:
+        lines.append("| " + " | ".join(esc(fmt(v)) for _, v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(table, path):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow([c for c, _ in table[0]])
+        for row in table:
+            writer.writerow([fmt(v, exact=True) for _, v in row])
+
+
+def html_table(table):
+    header = [c for c, _ in table[0]]
+    out = ["<table>", "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
+    for row in table:
+        out.append("<tr>" + "".join(f"<td>{html.escape(fmt(v))}</td>" for _, v in row) + "</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------
+# Plots
+# ---------------------------------------------------------------------------
+
+def smooth(values, window):
+    """Trailing moving average over the last `window` values."""
+    if window <= 1:
+        return list(values)
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def import_pyplot():
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(f"{PROG}: matplotlib is not installed for {sys.executable}; run "
+              "scripts/setup.sh (Debian package python3-matplotlib) or set "
+              "FEDSIM_PYTHON to a python3 that has it", file=sys.stderr)
+        sys.exit(2)
+    return plt
+
+
+def plot(plt, runs, metric, axis, args, path):
+    """One PNG of `metric` against `axis` with every run that has both;
+    returns the number of curves drawn."""
+    width, height = args.size
+    fig, ax = plt.subplots(figsize=(width / args.dpi, height / args.dpi), dpi=args.dpi)
+    curves = 0
+    for run in runs:
+        xs, ys = run.series(X_AXES[axis], metric)
+        if not xs:
+            continue
+        if args.smooth > 1:
+            line, = ax.plot(xs, ys, alpha=0.25, linewidth=1)
+            ax.plot(xs, smooth(ys, args.smooth), color=line.get_color(),
+                    label=run.label, linewidth=1.6)
+        else:
+            ax.plot(xs, ys, label=run.label, linewidth=1.6,
+                    marker="o" if len(xs) <= 20 else None, markersize=3)
+        curves += 1
+    if curves:
+        ax.set_xlabel(X_LABELS[axis])
+        if axis == "round":
+            from matplotlib.ticker import MaxNLocator
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(metric)
+        title = f"{metric} vs {X_LABELS[axis].split(' (')[0]}"
+        if args.smooth > 1:
+            title += f" (moving average of {args.smooth})"
+        ax.set_title(title)
+        if "all" in args.logy or metric in args.logy:
+            ax.set_yscale("log")
+        if args.logx:
+            ax.set_xscale("symlog" if axis == "round" else "log")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small", loc="best")
+        fig.tight_layout()
+        fig.savefig(path, dpi=args.dpi)
+    plt.close(fig)
+    return curves
+
+
+# ---------------------------------------------------------------------------
+# HTML
+# ---------------------------------------------------------------------------
+
+CSS = """body{font-family:sans-serif;margin:2em;max-width:1400px}
+table{border-collapse:collapse;font-size:0.9em;margin-bottom:1em}
+th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}
+th{background:#f3f3f3}figure{display:inline-block;margin:0.5em}
+figcaption{font-size:0.85em;color:#555}code{background:#f6f6f6}"""
+
+
+def write_html(path, runs, table, keys, shared, plots, problems):
+    parts = ["<!DOCTYPE html>", "<html><head><meta charset='utf-8'>",
+             "<title>fedsim report</title>", f"<style>{CSS}</style></head><body>",
+             "<h1>fedsim report</h1>", "<h2>Runs</h2>", "<ul>"]
+    for run in runs:
+        planned = run.rounds_planned
+        parts.append(
+            f"<li><b>{html.escape(run.name)}</b> ({html.escape(run.label)}): "
+            f"<code>{html.escape(run.path)}</code>, {html.escape(run.status)}, "
+            f"{run.rounds_done}{'/' + str(planned) if planned is not None else ''} rounds</li>")
+    parts.append("</ul>")
+    if problems:
+        parts.append("<h2>Problems</h2><ul>")
+        parts += [f"<li>{html.escape(p)}</li>" for p in problems]
+        parts.append("</ul>")
+    parts += ["<h2>Summary</h2>", html_table(table)]
+    if keys:
+        parts.append("<p>Settings that differ between runs: "
+                     + ", ".join(f"<code>{html.escape(k)}</code>" for k in keys) + "</p>")
+    if shared:
+        parts.append("<details><summary>Settings shared by all runs</summary><table>")
+        parts += [f"<tr><td><code>{html.escape(k)}</code></td><td>{html.escape(display_value(v))}</td></tr>"
+                  for k, v in sorted(shared.items())]
+        parts.append("</table></details>")
+    if plots:
+        parts.append("<h2>Plots</h2>")
+    for file_name, caption in plots:
+        with open(os.path.join(os.path.dirname(path), file_name), "rb") as f:
+            data = base64.b64encode(f.read()).decode("ascii")
+        parts.append(f"<figure><img src='data:image/png;base64,{data}' "
+                     f"alt='{html.escape(caption)}' title='{html.escape(file_name)}'>"
+                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    parts.append("</body></html>")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(parts) + "\n")
+
+
+def shared_settings(runs):
+    configs = [r.config for r in runs if r.config is not None]
+    if not configs:
+        return {}
+    first = configs[0]
+    return {k: v for k, v in first.items()
+            if k != "name" and all(k in c and c[k] == v for c in configs[1:])}
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+def parse_size(text):
+    m = re.fullmatch(r"(\d+)x(\d+)", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"--size = {text!r}; must be WIDTHxHEIGHT in pixels, e.g. 800x500")
+    w, h = int(m.group(1)), int(m.group(2))
+    if not (100 <= w <= 10000 and 100 <= h <= 10000):
+        raise argparse.ArgumentTypeError(f"--size = {text!r}; width and height must be in [100, 10000]")
+    return w, h
+
+
+def parse_list(text):
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}; must be an integer >= 1")
+    return value
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog=PROG, description="Summary table, plots and an HTML page of fedsim runs "
+        "(finished or still running). docs/report.md")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories")
+    p.add_argument("--out", default="report", help="output directory (default: ./report)")
+    p.add_argument("--metrics", type=parse_list, default=[],
+                   help="comma-separated metrics.csv columns to tabulate and plot "
+                        "(default: every measured one)")
+    p.add_argument("--x", type=parse_list, default=["round", "time"],
+                   help="x axes: round, wall, virtual, time (= wall and virtual); "
+                        "default round,time")
+    p.add_argument("--logy", type=parse_list, default=[],
+                   help="metrics drawn on a log y axis, comma-separated, or 'all'")
+    p.add_argument("--logx", action="store_true", help="log x axis")
+    p.add_argument("--smooth", type=positive_int, default=1,
+                   help="trailing moving average over K points (default 1: none)")
+    p.add_argument("--size", type=parse_size, default=(800, 500),
+                   help="plot size in pixels, WxH (default 800x500)")
+    p.add_argument("--dpi", type=positive_int, default=100, help="dots per inch (default 100)")
+    p.add_argument("--no-plots", action="store_true", help="only the tables")
+    args = p.parse_args(argv)
+    axes = []
+    for a in args.x:
+        for name in (["wall", "virtual"] if a == "time" else [a]):
+            if name not in X_AXES:
+                p.error(f"--x = {a!r}; must be among round, wall, virtual, time")
+            if name not in axes:
+                axes.append(name)
+    args.x = axes
+    return args
+
+
+def main(argv):
+    args = parse_args(argv)
+    problems = []
+
+    def problem(message):
+        problems.append(message)
+        warn(message)
+
+    runs = []
+    for path in args.runs:
+        try:
+            run = load_run(path)
+        except (RunError, OSError) as e:
+            problem(str(e))
+            continue
+        if run.incomplete_line:
+            warn(f"{path}: metrics.csv ends in an incomplete line (run still going?); "
+                 f"reporting its {run.rounds_done} complete rounds")
+        runs.append(run)
+    if not runs:
+        warn("no run could be read")
+        return 1
+
+    keys = assign_labels(runs)
+    measured = []
+    for run in runs:
+        for column in run.columns:
+            if column not in NON_METRICS and column not in measured and run.has_metric(column):
+                measured.append(column)
+    if args.metrics:
+        for m in args.metrics:
+            for run in runs:
+                if not run.has_metric(m):
+                    have = [c for c in run.columns if c not in NON_METRICS and run.has_metric(c)]
+                    problem(f"{run.path}: no values of metric '{m}' "
+                            f"(it has: {', '.join(have) or 'none'})")
+        plot_metrics = [m for m in args.metrics if m in measured]
+    else:
+        plot_metrics = measured
+
+    table = summarize(runs, quality_metrics(runs, args.metrics))
+    os.makedirs(args.out, exist_ok=True)
+    write_csv(table, os.path.join(args.out, "summary.csv"))
+    with open(os.path.join(args.out, "summary.md"), "w", encoding="utf-8") as f:
+        f.write(markdown_table(table))
+    print(text_table(table))
+
+    plots = []
+    if not args.no_plots and plot_metrics:
+        plt = import_pyplot()
+        for metric in plot_metrics:
+            for axis in args.x:
+                if not any(run.series(X_AXES[axis], metric)[0] for run in runs):
+                    continue
+                file_name = f"{metric}_vs_{axis}.png"
+                if plot(plt, runs, metric, axis, args, os.path.join(args.out, file_name)):
+                    plots.append((file_name, f"{metric} vs {X_LABELS[axis]}"))
+    html_path = os.path.join(args.out, "report.html")
+    write_html(html_path, runs, table, keys, shared_settings(runs), plots, problems)
+    print(f"{PROG}: {len(runs)} run(s), {len(plots)} plot(s), tables and "
+          f"{html_path} in {args.out}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
