@@ -100,7 +100,7 @@ def main():
                     dat.append("\n".join(f"{r} {v}" for r, v in zip(c[0], c[col])))
                 plots = ", ".join(f"'-' with lines title '{a}'" for a in curves)
                 tag = "acc" if col == 1 else "loss"
-                gnuplot(f"""set terminal pngcairo size 640,420
+                gnuplot(f"""set terminal pngcairo size 640,420 noenhanced
 set output '{stem}_{tag}.png'
 set title 'synthetic({alpha},{beta}){" IID" if iid == "true" else ""}, {int(s * 100)}% stragglers (seed {args.seeds[0]})'
 set xlabel 'round'
