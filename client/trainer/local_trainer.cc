@@ -12,16 +12,25 @@ namespace fedsim {
 absl::StatusOr<LocalTrainingOutput> RunLocalSgd(
     const Objective& objective, const Dataset& train,
     std::span<const std::int64_t> rows, const FlatVector& start,
-    const LocalTrainingSpec& spec, RngStream& rng) {
+    const LocalTrainingSpec& spec, RngStream& rng,
+    const FlatVector* gradient_offset) {
   if (rows.empty()) {
     return absl::InvalidArgumentError("local training: the client has no rows");
   }
   if (spec.epochs < 1 || spec.batch_size < 0 || !(spec.lr > 0.0) ||
-      spec.max_steps < 0) {
+      spec.max_steps < 0 || !(spec.prox_mu >= 0.0)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "local training: epochs = ", spec.epochs, ", batch_size = ",
         spec.batch_size, ", lr = ", spec.lr, ", max_steps = ", spec.max_steps,
-        "; need epochs >= 1, batch_size >= 0, lr > 0, max_steps >= 0"));
+        ", prox_mu = ", spec.prox_mu,
+        "; need epochs >= 1, batch_size >= 0, lr > 0, max_steps >= 0, "
+        "prox_mu >= 0"));
+  }
+  if (gradient_offset != nullptr &&
+      gradient_offset->size() != objective.NumParameters()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "local training: gradient offset has ", gradient_offset->size(),
+        " values, expected ", objective.NumParameters()));
   }
   const auto n = static_cast<std::int64_t>(rows.size());
   const std::int64_t b =
@@ -58,6 +67,8 @@ absl::StatusOr<LocalTrainingOutput> RunLocalSgd(
             "local training diverged: loss = ", loss, " at step ", steps,
             " (lower local.lr)"));
       }
+      if (spec.prox_mu > 0.0) grad += spec.prox_mu * (w - start);
+      if (gradient_offset != nullptr) grad += *gradient_offset;
       Axpy(-spec.lr, grad, w);
       loss_sum += loss * static_cast<double>(end - begin);
       loss_count += end - begin;

@@ -11,6 +11,13 @@
 // shuffling (so a full-batch step is the same in every run and process).
 // With spec.max_steps > 0 the client takes exactly that many steps instead
 // of E epochs, passing over its data as often as needed.
+//
+// FedProx (spec.prox_mu = mu > 0): every step follows the gradient of the
+// batch loss plus mu (w - start), the proximal term's gradient, as the
+// FedProx code's PerturbedGradientDescent: w <- w - lr (g + mu (w - start)).
+// SCAFFOLD: `gradient_offset` (c - c_i), when given, is added to every
+// step's gradient. With mu = 0 and no offset the steps are bit for bit
+// those of plain local SGD.
 #ifndef FEDSIM_CLIENT_TRAINER_LOCAL_TRAINER_H_
 #define FEDSIM_CLIENT_TRAINER_LOCAL_TRAINER_H_
 
@@ -33,12 +40,14 @@ struct LocalTrainingOutput {
 };
 
 // Runs local SGD from `start` on rows `rows` of `train`. Fails with
-// kInvalidArgument if the client has no rows or the spec is out of range,
+// kInvalidArgument if the client has no rows, the spec is out of range
+// (including prox_mu < 0) or the offset has the wrong size,
 // and with kOutOfRange if training diverges (a non-finite loss or parameter).
 absl::StatusOr<LocalTrainingOutput> RunLocalSgd(
     const Objective& objective, const Dataset& train,
     std::span<const std::int64_t> rows, const FlatVector& start,
-    const LocalTrainingSpec& spec, RngStream& rng);
+    const LocalTrainingSpec& spec, RngStream& rng,
+    const FlatVector* gradient_offset = nullptr);
 
 }  // namespace fedsim
 

@@ -6,6 +6,7 @@
 #include "client/trainer/dp_trainer.h"
 #include "client/trainer/local_trainer.h"
 #include "client/trainer/lsa_trainer.h"
+#include "client/trainer/scaffold_trainer.h"
 #include "common/base/status_macros.h"
 #include "common/random/stream.h"
 
@@ -87,7 +88,37 @@ absl::StatusOr<ClientResult> RunTask(const Experiment& experiment,
     return RunLsaTask(*experiment.lsa, seed, task, state);
   }
   LocalTrainingOutput out;
-  if (experiment.dp.has_value()) {
+  FlatVector control_delta;
+  if (task.server_control != nullptr) {
+    // SCAFFOLD (§6.1): c_i lives in the client's state; it is updated on a
+    // copy and kept only if the round's local work succeeded.
+    if (state == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "task ", task.id.value, ": SCAFFOLD keeps client state, but none "
+          "was given"));
+    }
+    if (experiment.dp.has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "task ", task.id.value, ": SCAFFOLD with local DP is not supported"));
+    }
+    FlatVector c_i;
+    if (state->Has(kScaffoldControl)) c_i = state->vectors.at(kScaffoldControl);
+    RngStream rng(seed, RngPurpose::kShuffle, k, task.round);
+    FEDSIM_ASSIGN_OR_RETURN(
+        ScaffoldClientOutput sc,
+        RunScaffoldClient(*experiment.objective, experiment.data.train,
+                          experiment.data.client_rows[k], *task.params,
+                          *task.server_control, c_i, task.local,
+                          task.scaffold_option, rng));
+    state->vectors[kScaffoldControl] = std::move(c_i);
+    out = std::move(sc.local);
+    control_delta = std::move(sc.control_delta);
+  } else if (experiment.dp.has_value()) {
+    if (task.local.prox_mu != 0.0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "task ", task.id.value, ": FedProx's proximal term with local DP is "
+          "not supported"));
+    }
     // Example-level DP (§5): fresh sampling and noise streams per client and
     // round, consumed step after step.
     const DpSpec& dp = experiment.dp->spec;
@@ -126,6 +157,7 @@ absl::StatusOr<ClientResult> RunTask(const Experiment& experiment,
   r.num_examples = experiment.client_sizes[k];
   r.num_steps = out.num_steps;
   r.train_loss = out.mean_loss;
+  r.control_delta = std::move(control_delta);
   return r;
 }
 

@@ -20,12 +20,26 @@ struct LocalTrainingSpec {
   std::int64_t batch_size = 0; // B; 0 = the whole local data set
   double lr = 0.01;            // local step size
   std::int64_t max_steps = 0;  // > 0: exactly this many steps instead of E epochs
+  // FedProx's mu: every local step adds mu (w - start) to the gradient, i.e.
+  // minimises F_k(w) + (mu/2) ||w - start||^2. 0 = plain local SGD.
+  double prox_mu = 0.0;
+};
+
+// SCAFFOLD's client control-variate update (ALGORITHMS.md §6.1).
+enum class ScaffoldOption : int {
+  kNone = 0,   // not a SCAFFOLD task
+  kOptionI = 1,   // c_i+ = gradient of the client's objective at x
+  kOptionII = 2,  // c_i+ = c_i - c + (x - y_i) / (K eta_l)
 };
 
 // What a strategy asks of one client in a round.
 struct TaskSpec {
   ClientId client;
   LocalTrainingSpec local;
+  // SCAFFOLD: the server control variate c sent down with the model, shared
+  // by the round's tasks; null for other algorithms.
+  std::shared_ptr<const FlatVector> server_control;
+  ScaffoldOption scaffold_option = ScaffoldOption::kNone;
 };
 
 // A task issued by the coordinator.
@@ -37,6 +51,9 @@ struct Task {
   // task in the embedded runtime.
   std::shared_ptr<const FlatVector> params;
   LocalTrainingSpec local;
+  // SCAFFOLD (see TaskSpec); null otherwise.
+  std::shared_ptr<const FlatVector> server_control;
+  ScaffoldOption scaffold_option = ScaffoldOption::kNone;
 };
 
 // A client's answer to a task.
@@ -47,6 +64,8 @@ struct ClientResult {
   std::int64_t num_examples = 0;   // n_k
   std::int64_t num_steps = 0;      // local steps taken
   double train_loss = 0.0;         // mean mini-batch loss during training
+  // SCAFFOLD: Delta c_i = c_i+ - c_i (d values); empty for other algorithms.
+  FlatVector control_delta;
 };
 
 }  // namespace fedsim

@@ -18,6 +18,11 @@ void EncodeTask(const Task& task, v1::Task& out) {
   local->set_batch_size(task.local.batch_size);
   local->set_lr(task.local.lr);
   local->set_max_steps(task.local.max_steps);
+  out.set_prox_mu(task.local.prox_mu);
+  if (task.server_control != nullptr) {
+    out.set_server_control(EncodeFlat(*task.server_control));
+  }
+  out.set_scaffold_option(static_cast<std::int32_t>(task.scaffold_option));
 }
 
 absl::StatusOr<Task> DecodeTask(const v1::Task& msg, std::int64_t dim) {
@@ -34,6 +39,34 @@ absl::StatusOr<Task> DecodeTask(const v1::Task& msg, std::int64_t dim) {
   t.local.batch_size = msg.local().batch_size();
   t.local.lr = msg.local().lr();
   t.local.max_steps = msg.local().max_steps();
+  t.local.prox_mu = msg.prox_mu();
+  if (!msg.server_control().empty()) {
+    FEDSIM_ASSIGN_OR_RETURN(
+        FlatVector control,
+        DecodeFlat(msg.server_control(), dim,
+                   absl::StrCat("task ", msg.task_id(), " server_control")));
+    t.server_control = std::make_shared<const FlatVector>(std::move(control));
+  }
+  switch (msg.scaffold_option()) {
+    case 0:
+      t.scaffold_option = ScaffoldOption::kNone;
+      break;
+    case 1:
+      t.scaffold_option = ScaffoldOption::kOptionI;
+      break;
+    case 2:
+      t.scaffold_option = ScaffoldOption::kOptionII;
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("task ", msg.task_id(), ": scaffold_option = ",
+                       msg.scaffold_option(), "; must be 0, 1 or 2"));
+  }
+  if ((t.server_control != nullptr) != (t.scaffold_option != ScaffoldOption::kNone)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "task ", msg.task_id(), ": server_control and scaffold_option must be "
+        "set together (SCAFFOLD) or not at all"));
+  }
   return t;
 }
 
@@ -44,6 +77,7 @@ void EncodeResult(const ClientResult& r, v1::Result& out) {
   out.set_num_examples(r.num_examples);
   out.set_num_steps(r.num_steps);
   out.set_train_loss(r.train_loss);
+  if (r.control_delta.size() > 0) out.set_control_delta(EncodeFlat(r.control_delta));
 }
 
 absl::StatusOr<ClientResult> DecodeResult(const v1::Result& msg,
@@ -58,6 +92,13 @@ absl::StatusOr<ClientResult> DecodeResult(const v1::Result& msg,
   r.num_examples = msg.num_examples();
   r.num_steps = msg.num_steps();
   r.train_loss = msg.train_loss();
+  if (!msg.control_delta().empty()) {
+    FEDSIM_ASSIGN_OR_RETURN(
+        r.control_delta,
+        DecodeFlat(msg.control_delta(), dim,
+                   absl::StrCat("result of task ", msg.task_id(), ", client ",
+                                msg.client_id(), ": control_delta")));
+  }
   return r;
 }
 

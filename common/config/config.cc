@@ -320,6 +320,7 @@ void ApplyDefaults(v1::ExperimentConfig& c) {
   }
   if (!clients->has_dirichlet_alpha()) clients->set_dirichlet_alpha(0.5);
   if (!clients->has_shards_per_client()) clients->set_shards_per_client(2);
+  if (!clients->has_straggler_fraction()) clients->set_straggler_fraction(0.0);
 
   auto* model = c.mutable_model();
   if (model->objective() == v1::ModelConfig::OBJECTIVE_UNSPECIFIED) {
@@ -340,6 +341,21 @@ void ApplyDefaults(v1::ExperimentConfig& c) {
   if (!algo->has_server_lr()) algo->set_server_lr(1.0);
   if (!algo->has_fedau_cutoff()) algo->set_fedau_cutoff(0);
   if (!algo->has_fedau_count_from_join()) algo->set_fedau_count_from_join(true);
+  auto* opt = algo->mutable_server_optimizer();
+  if (opt->kind() == v1::ServerOptimizerConfig::KIND_UNSPECIFIED) {
+    opt->set_kind(v1::ServerOptimizerConfig::KIND_SGD);
+  }
+  if (!opt->has_momentum()) opt->set_momentum(0.9);
+  if (!opt->has_beta1()) opt->set_beta1(0.9);
+  if (!opt->has_beta2()) opt->set_beta2(0.99);
+  if (!opt->has_tau()) opt->set_tau(1e-3);
+  if (!algo->has_prox_mu()) algo->set_prox_mu(0.0);
+  if (algo->scaffold_option() == v1::AlgorithmConfig::SCAFFOLD_OPTION_UNSPECIFIED) {
+    algo->set_scaffold_option(v1::AlgorithmConfig::SCAFFOLD_OPTION_II);
+  }
+  if (!algo->has_keep_stragglers()) {
+    algo->set_keep_stragglers(algo->name() == v1::AlgorithmConfig::NAME_FEDPROX);
+  }
 
   auto* part = c.mutable_participation();
   if (part->model() == v1::ParticipationConfig::MODEL_UNSPECIFIED) {
@@ -485,6 +501,68 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
                absl::StrCat("model.l2 = ", c.model().l2(), " with local.dp.mode = ",
                             dp_mode, "; DP local training does not support the "
                             "L2 term (set model.l2: 0)"));
+  // Baselines (docs/baselines.md): FedProx, SCAFFOLD, server optimisers,
+  // stragglers.
+  const auto& algo = c.algorithm();
+  const auto& opt = algo.server_optimizer();
+  const std::string algo_name = absl::AsciiStrToLower(
+      v1::AlgorithmConfig::Name_Name(algo.name()).substr(5));
+  const bool fedavg_family =
+      algo.name() == v1::AlgorithmConfig::NAME_FEDAVG ||
+      algo.name() == v1::AlgorithmConfig::NAME_FEDPROX ||
+      algo.name() == v1::AlgorithmConfig::NAME_FEDAU ||
+      algo.name() == v1::AlgorithmConfig::NAME_KNOWN_PROB ||
+      algo.name() == v1::AlgorithmConfig::NAME_AVERAGE_PARTICIPATING ||
+      algo.name() == v1::AlgorithmConfig::NAME_AVERAGE_ALL;
+  const bool scaffold = algo.name() == v1::AlgorithmConfig::NAME_SCAFFOLD;
+  const double stragglers = clients.straggler_fraction();
+  const bool keeps_partial_work = algo.keep_stragglers() && stragglers > 0.0;
+  check.Require(opt.kind() == v1::ServerOptimizerConfig::KIND_SGD || fedavg_family,
+                absl::StrCat("algorithm.server_optimizer.kind = ",
+                             absl::AsciiStrToLower(
+                                 v1::ServerOptimizerConfig::Kind_Name(opt.kind()).substr(5)),
+                             " with algorithm.name = ", algo_name,
+                             "; server optimisers compose with fedavg, fedprox, "
+                             "fedau, known_prob, average_participating and average_all"))
+      .Ge("algorithm.server_optimizer.momentum", opt.momentum(), 0.0)
+      .Require(opt.momentum() < 1.0,
+               absl::StrCat("algorithm.server_optimizer.momentum = ", opt.momentum(),
+                            "; must be < 1"))
+      .Ge("algorithm.server_optimizer.beta1", opt.beta1(), 0.0)
+      .Require(opt.beta1() < 1.0,
+               absl::StrCat("algorithm.server_optimizer.beta1 = ", opt.beta1(),
+                            "; must be < 1"))
+      .Ge("algorithm.server_optimizer.beta2", opt.beta2(), 0.0)
+      .Require(opt.beta2() < 1.0,
+               absl::StrCat("algorithm.server_optimizer.beta2 = ", opt.beta2(),
+                            "; must be < 1"))
+      .Gt("algorithm.server_optimizer.tau", opt.tau(), 0.0)
+      .Ge("algorithm.prox_mu", algo.prox_mu(), 0.0)
+      .Require(algo.prox_mu() == 0.0 || algo.name() == v1::AlgorithmConfig::NAME_FEDPROX,
+               absl::StrCat("algorithm.prox_mu = ", algo.prox_mu(),
+                            " with algorithm.name = ", algo_name,
+                            "; the proximal term belongs to fedprox"))
+      .Require(!(algo.name() == v1::AlgorithmConfig::NAME_FEDPROX || scaffold) ||
+                   c.local().dp().mode() == v1::DpConfig::MODE_NONE,
+               absl::StrCat("local.dp.mode is not none with algorithm.name = ",
+                            algo_name, "; DP local training supports neither "
+                            "FedProx's proximal term nor SCAFFOLD's correction"))
+      .Ge("clients.straggler_fraction", stragglers, 0.0)
+      .Le("clients.straggler_fraction", stragglers, 1.0)
+      .Require(stragglers == 0.0 || !lsa_source,
+               absl::StrCat("clients.straggler_fraction = ", stragglers,
+                            " with data.source = lsa; stragglers are for "
+                            "local SGD algorithms"))
+      .Require(!keeps_partial_work ||
+                   (c.local().max_steps() > 0 ? c.local().max_steps() >= 2
+                                              : c.local().epochs() >= 2),
+               absl::StrCat("clients.straggler_fraction = ", stragglers,
+                            " with algorithm.keep_stragglers = true and ",
+                            c.local().max_steps() > 0
+                                ? absl::StrCat("local.max_steps = ", c.local().max_steps())
+                                : absl::StrCat("local.epochs = ", c.local().epochs()),
+                            "; a kept straggler does 1 to E - 1 epochs (1 to "
+                            "I - 1 steps), so E (or I) must be >= 2"));
   check.Ge("rounds", c.rounds(), 1)
       .Require(!idx_source || !data.path().empty(),
                "data.path is empty; an IDX source needs the directory of its files")

@@ -199,7 +199,9 @@ bool ClientsKeepState(const v1::ExperimentConfig& config) {
   // SCAFFLSA keeps xi_c and its last iterate; a Markovian oracle keeps the
   // chain's state between the agent's tasks; DiceSGD keeps its error buffer.
   const bool lsa = config.data().source() == v1::DataConfig::SOURCE_LSA;
+  // SCAFFOLD keeps its control variate c_i.
   return config.algorithm().name() == v1::AlgorithmConfig::NAME_SCAFFLSA ||
+         config.algorithm().name() == v1::AlgorithmConfig::NAME_SCAFFOLD ||
          (lsa && config.lsa().oracle() == v1::LsaConfig::ORACLE_MARKOV) ||
          config.local().dp().mode() == v1::DpConfig::MODE_DICESGD;
 }

@@ -33,6 +33,7 @@ enum class RngPurpose : std::uint32_t {
   kDpSampling = 8,      // Poisson sampling of DP-SGD
   kLsaOracle = 9,       // samples Z of an LSA / TD(0) oracle
   kCommunication = 10,  // Scaffnew-style random communication rounds
+  kStragglers = 30,     // which participants straggle, and how much work they do
   kTest = 100,          // tests only
 };
 

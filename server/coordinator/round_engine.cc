@@ -53,7 +53,10 @@ std::vector<Task> RoundEngine::BeginRound() {
     t.client = spec.client;
     t.params = params;
     t.local = spec.local;
-    open_[t.id.value] = OpenTask{t.client};
+    t.server_control = spec.server_control;
+    t.scaffold_option = spec.scaffold_option;
+    open_[t.id.value] =
+        OpenTask{t.client, TaskState::kOpen, t.server_control != nullptr};
     tasks.push_back(std::move(t));
   }
   tally_.issued += static_cast<std::int64_t>(tasks.size());
@@ -107,6 +110,24 @@ absl::Status RoundEngine::SubmitResult(ClientResult r) {
     return Reject(r, absl::InvalidArgumentError(absl::StrCat(
                          "round ", round_, ", client ", r.client.value,
                          ": update has NaN or infinite values")));
+  }
+  if (task.expects_control != (r.control_delta.size() > 0)) {
+    return Reject(r, absl::InvalidArgumentError(absl::StrCat(
+                         "round ", round_, ", client ", r.client.value,
+                         task.expects_control
+                             ? ": the result has no control_delta (SCAFFOLD needs one)"
+                             : ": the result has a control_delta the task did not ask for")));
+  }
+  if (task.expects_control && r.control_delta.size() != model_->size()) {
+    return Reject(r, absl::InvalidArgumentError(absl::StrCat(
+                         "round ", round_, ", client ", r.client.value,
+                         ": control_delta has ", r.control_delta.size(),
+                         " values, expected ", model_->size())));
+  }
+  if (task.expects_control && !AllFinite(r.control_delta)) {
+    return Reject(r, absl::InvalidArgumentError(absl::StrCat(
+                         "round ", round_, ", client ", r.client.value,
+                         ": control_delta has NaN or infinite values")));
   }
   const std::int64_t n_k = in_.client_sizes[r.client.value];
   if (r.num_examples != n_k) {
@@ -191,8 +212,12 @@ absl::StatusOr<MetricsRow> RoundEngine::FinishRound(double wall_time_s) {
   row.wall_time_s = wall_time_s;
   row.participants = static_cast<std::int64_t>(results.size());
   const auto payload = static_cast<std::int64_t>(model_->size() * sizeof(double));
-  row.bytes_down = payload * static_cast<std::int64_t>(open_.size());
-  row.bytes_up = payload * row.participants;
+  // SCAFFOLD sends c down and Delta c_i up with the model: twice the payload.
+  std::int64_t vectors_down = 0, vectors_up = 0;
+  for (const auto& [id, task] : open_) vectors_down += task.expects_control ? 2 : 1;
+  for (const ClientResult& r : results) vectors_up += r.control_delta.size() > 0 ? 2 : 1;
+  row.bytes_down = payload * vectors_down;
+  row.bytes_up = payload * vectors_up;
   if (examples > 0) row.client_loss = loss_weighted / examples;
   nlohmann::json budget_event;
   if (in_.privacy != nullptr) {

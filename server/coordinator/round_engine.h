@@ -90,7 +90,10 @@ class RoundEngine {
   //                       dropped or timed out
   //   kAlreadyExists      a result for this task was already accepted
   //   kInvalidArgument    wrong client, wrong update size, NaN/Inf values,
-  //                       or num_examples different from the client's n_k
+  //                       num_examples different from the client's n_k, or
+  //                       a control_delta (SCAFFOLD) missing where the task
+  //                       sent a server control variate, present where it
+  //                       did not, of the wrong size or not finite
   // Every rejection is also written to events.jsonl with its reason.
   absl::Status SubmitResult(ClientResult result);
 
@@ -142,6 +145,7 @@ class RoundEngine {
   struct OpenTask {
     ClientId client;
     TaskState state = TaskState::kOpen;
+    bool expects_control = false;  // SCAFFOLD: a control_delta must come back
   };
 
   absl::Status Reject(const ClientResult& r, absl::Status status);

@@ -23,6 +23,7 @@
 #include "server/strategy/fedau.h"
 #include "server/strategy/fedavg.h"
 #include "server/strategy/fedlsa.h"
+#include "server/strategy/scaffold.h"
 
 namespace fedsim {
 namespace {
@@ -147,12 +148,57 @@ absl::StatusOr<std::unique_ptr<SyncStrategy>> MakeStrategy(
   local.batch_size = config.local().batch_size();
   local.lr = config.local().lr();
   local.max_steps = config.local().max_steps();
+  local.prox_mu = config.algorithm().prox_mu();
+  StragglerOptions stragglers;
+  stragglers.fraction = config.clients().straggler_fraction();
+  stragglers.keep = config.algorithm().keep_stragglers();
+  stragglers.seed = config.seed();
+  const v1::ServerOptimizerConfig& opt = config.algorithm().server_optimizer();
+  ServerOptimizerOptions server_optimizer;
+  switch (opt.kind()) {
+    case v1::ServerOptimizerConfig::KIND_MOMENTUM:
+      server_optimizer.kind = ServerOptimizerKind::kMomentum;
+      break;
+    case v1::ServerOptimizerConfig::KIND_ADAM:
+      server_optimizer.kind = ServerOptimizerKind::kAdam;
+      break;
+    case v1::ServerOptimizerConfig::KIND_YOGI:
+      server_optimizer.kind = ServerOptimizerKind::kYogi;
+      break;
+    case v1::ServerOptimizerConfig::KIND_ADAGRAD:
+      server_optimizer.kind = ServerOptimizerKind::kAdagrad;
+      break;
+    default:
+      server_optimizer.kind = ServerOptimizerKind::kSgd;
+  }
+  server_optimizer.lr = config.algorithm().server_lr();
+  server_optimizer.momentum = opt.momentum();
+  server_optimizer.beta1 = opt.beta1();
+  server_optimizer.beta2 = opt.beta2();
+  server_optimizer.tau = opt.tau();
   switch (config.algorithm().name()) {
-    case v1::AlgorithmConfig::NAME_FEDAVG: {
+    case v1::AlgorithmConfig::NAME_FEDAVG:
+    case v1::AlgorithmConfig::NAME_FEDPROX: {
       FedAvgOptions options;
       options.server_lr = config.algorithm().server_lr();
       options.local = local;
+      options.fedprox =
+          config.algorithm().name() == v1::AlgorithmConfig::NAME_FEDPROX;
+      options.stragglers = stragglers;
+      options.server_optimizer = server_optimizer;
       return std::make_unique<FedAvg>(options, exp.client_sizes);
+    }
+    case v1::AlgorithmConfig::NAME_SCAFFOLD: {
+      ScaffoldOptions options;
+      options.server_lr = config.algorithm().server_lr();
+      options.local = local;
+      options.option =
+          config.algorithm().scaffold_option() == v1::AlgorithmConfig::SCAFFOLD_OPTION_I
+              ? ScaffoldOption::kOptionI
+              : ScaffoldOption::kOptionII;
+      options.stragglers = stragglers;
+      return std::make_unique<Scaffold>(options, exp.num_clients(),
+                                        exp.num_parameters());
     }
     case v1::AlgorithmConfig::NAME_FEDLSA:
     case v1::AlgorithmConfig::NAME_SCAFFLSA: {
@@ -191,6 +237,8 @@ absl::StatusOr<std::unique_ptr<SyncStrategy>> MakeStrategy(
       const auto& join = config.participation().join_rounds();
       options.join_rounds.assign(join.begin(), join.end());
       options.count_from_join = config.algorithm().fedau_count_from_join();
+      options.stragglers = stragglers;
+      options.server_optimizer = server_optimizer;
       return std::make_unique<FedAu>(options, exp.num_clients());
     }
     default:

@@ -9,20 +9,13 @@
 
 namespace fedsim {
 
-FedAu::FedAu(const FedAuOptions& options, std::int64_t num_clients)
-    : options_(options), n_(num_clients) {
-  FEDSIM_CHECK(n_ >= 1 && options_.server_lr > 0.0 && options_.cutoff >= 0);
-  FEDSIM_CHECK(options_.weighting != FedAuWeighting::kKnownProbabilities ||
-               static_cast<std::int64_t>(options_.probabilities.size()) == n_);
-  FEDSIM_CHECK(options_.join_rounds.empty() ||
-               static_cast<std::int64_t>(options_.join_rounds.size()) == n_);
-  state_.open.assign(n_, 0);
-  state_.count.assign(n_, 0);
-  state_.sum.assign(n_, 0);
+namespace {
+ServerOptimizerOptions WithLr(ServerOptimizerOptions o, double lr) {
+  o.lr = lr;
+  return o;
 }
-
-std::string_view FedAu::name() const {
-  switch (options_.weighting) {
+std::string_view BaseName(FedAuWeighting w) {
+  switch (w) {
     case FedAuWeighting::kFedAu:
       return "FedAU";
     case FedAuWeighting::kKnownProbabilities:
@@ -34,11 +27,29 @@ std::string_view FedAu::name() const {
   }
   return "FedAU";
 }
+}  // namespace
 
-std::vector<TaskSpec> FedAu::Plan(Round /*round*/,
+FedAu::FedAu(const FedAuOptions& options, std::int64_t num_clients)
+    : options_(options),
+      optimizer_(WithLr(options.server_optimizer, options.server_lr)),
+      name_(optimizer_.DisplayName(BaseName(options.weighting))),
+      n_(num_clients) {
+  FEDSIM_CHECK(n_ >= 1 && options_.server_lr > 0.0 && options_.cutoff >= 0);
+  FEDSIM_CHECK(options_.weighting != FedAuWeighting::kKnownProbabilities ||
+               static_cast<std::int64_t>(options_.probabilities.size()) == n_);
+  FEDSIM_CHECK(options_.join_rounds.empty() ||
+               static_cast<std::int64_t>(options_.join_rounds.size()) == n_);
+  state_.open.assign(n_, 0);
+  state_.count.assign(n_, 0);
+  state_.sum.assign(n_, 0);
+}
+
+std::string_view FedAu::name() const { return name_; }
+
+std::vector<TaskSpec> FedAu::Plan(Round round,
                                   std::span<const ClientId> participants) {
-  planned_.clear();
-  for (ClientId k : participants) planned_.push_back(TaskSpec{k, options_.local});
+  planned_ = PlanWithStragglers(options_.stragglers, round, participants,
+                                options_.local);
   return planned_;
 }
 
@@ -126,7 +137,7 @@ absl::StatusOr<AggregationReport> FedAu::Aggregate(
     }
     step_.resize(global.size());
     WeightedSum(weights, updates, step_, options_.kernel);
-    Axpy(options_.server_lr, step_, global, options_.kernel);
+    optimizer_.Step(step_, global, options_.kernel);
   }
   RecordRound(round, results);
   ++state_.next_round;

@@ -33,9 +33,12 @@
 #define FEDSIM_SERVER_STRATEGY_FEDAU_H_
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "common/kernels/vector_ops.h"
+#include "server/strategy/server_optimizer.h"
+#include "server/strategy/stragglers.h"
 #include "server/strategy/strategy.h"
 
 namespace fedsim {
@@ -59,6 +62,11 @@ struct FedAuOptions {
   // Empty: every client exists from round 0. Else one join round per client.
   std::vector<Round> join_rounds;
   bool count_from_join = true;
+  // Stragglers (stragglers.h); a dropped straggler counts as absent.
+  StragglerOptions stragglers;
+  // The server step (server_optimizer.h) applied to
+  // (1/D) sum omega_n Delta_n; its lr is server_lr (the field here is ignored).
+  ServerOptimizerOptions server_optimizer;
 };
 
 // FedAU's estimator state, the part of a coordinator checkpoint that
@@ -104,6 +112,8 @@ class FedAu : public SyncStrategy {
   void RecordRound(Round round, std::span<const ClientResult> results);
 
   FedAuOptions options_;
+  ServerOptimizer optimizer_;
+  std::string name_;
   std::int64_t n_;
   FedAuState state_;
   std::vector<TaskSpec> planned_;  // this round's plan, for checking results

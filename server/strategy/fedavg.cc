@@ -8,16 +8,26 @@
 
 namespace fedsim {
 
+namespace {
+ServerOptimizerOptions WithLr(ServerOptimizerOptions o, double lr) {
+  o.lr = lr;
+  return o;
+}
+}  // namespace
+
 FedAvg::FedAvg(const FedAvgOptions& options,
                std::vector<std::int64_t> client_sizes)
-    : options_(options), client_sizes_(std::move(client_sizes)) {
+    : options_(options),
+      optimizer_(WithLr(options.server_optimizer, options.server_lr)),
+      name_(optimizer_.DisplayName(options.fedprox ? "FedProx" : "FedAvg")),
+      client_sizes_(std::move(client_sizes)) {
   FEDSIM_CHECK(!client_sizes_.empty());
 }
 
-std::vector<TaskSpec> FedAvg::Plan(Round /*round*/,
+std::vector<TaskSpec> FedAvg::Plan(Round round,
                                    std::span<const ClientId> participants) {
-  planned_.clear();
-  for (ClientId k : participants) planned_.push_back(TaskSpec{k, options_.local});
+  planned_ = PlanWithStragglers(options_.stragglers, round, participants,
+                                options_.local);
   return planned_;
 }
 
@@ -49,7 +59,7 @@ absl::StatusOr<AggregationReport> FedAvg::Aggregate(
   step_.resize(global.size());
   // Summed in client-id order (results are sorted), element by element.
   WeightedSum(weights, updates, step_, options_.kernel);
-  Axpy(options_.server_lr, step_, global, options_.kernel);
+  optimizer_.Step(step_, global, options_.kernel);
   return report;
 }
 

@@ -8,21 +8,34 @@
 //   w_{t+1} = w_t + eta_g * sum_k (n_k / m_t) * Delta_k.
 // Clients that fail or miss the deadline are dropped and the weights
 // renormalised over the rest; if nobody returns, w is unchanged.
+//
+// The same class runs FedProx (Li et al., MLSys 2020): local.prox_mu > 0
+// adds the proximal term to local SGD (client/trainer/local_trainer.h) and
+// stragglers are kept with partial work (stragglers.h); the aggregation is
+// FedAvg's. A server optimiser (server_optimizer.h) may replace the final
+// step x += eta_g * mean update (FedAvgM, FedAdam, FedYogi, FedAdagrad).
 #ifndef FEDSIM_SERVER_STRATEGY_FEDAVG_H_
 #define FEDSIM_SERVER_STRATEGY_FEDAVG_H_
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "common/kernels/vector_ops.h"
+#include "server/strategy/server_optimizer.h"
+#include "server/strategy/stragglers.h"
 #include "server/strategy/strategy.h"
 
 namespace fedsim {
 
 struct FedAvgOptions {
   double server_lr = 1.0;         // eta_g > 0
-  LocalTrainingSpec local;        // E, B, eta handed to every client
+  LocalTrainingSpec local;        // E, B, eta (and FedProx's mu) for every client
   KernelContext kernel;           // threads for the aggregation kernel
+  bool fedprox = false;           // display "FedProx" instead of "FedAvg"
+  StragglerOptions stragglers;    // none by default
+  // The server step; its lr is server_lr (the field here is ignored).
+  ServerOptimizerOptions server_optimizer;
 };
 
 class FedAvg : public SyncStrategy {
@@ -31,7 +44,7 @@ class FedAvg : public SyncStrategy {
   // REQUIRES: options validated (see common/config), client_sizes non-empty.
   FedAvg(const FedAvgOptions& options, std::vector<std::int64_t> client_sizes);
 
-  std::string_view name() const override { return "FedAvg"; }
+  std::string_view name() const override { return name_; }
   std::vector<TaskSpec> Plan(Round round,
                              std::span<const ClientId> participants) override;
   absl::StatusOr<AggregationReport> Aggregate(
@@ -40,6 +53,8 @@ class FedAvg : public SyncStrategy {
 
  private:
   FedAvgOptions options_;
+  ServerOptimizer optimizer_;
+  std::string name_;
   std::vector<std::int64_t> client_sizes_;
   std::vector<TaskSpec> planned_;  // this round's plan, for checking results
   FlatVector step_;                // scratch: the weighted mean update

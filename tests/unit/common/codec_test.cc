@@ -250,6 +250,85 @@ TEST(TaskCodecTest, ResultWithWrongSizeOrNaNRejectedNamingTaskAndClient) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// FedProx's mu and SCAFFOLD's c (down) and Delta c_i (up) travel exactly.
+TEST(TaskCodecTest, BaselineFieldsRoundTrip) {
+  Task t;
+  t.id = TaskId(31);
+  t.client = ClientId(2);
+  t.params = std::make_shared<const FlatVector>(Awkward());
+  t.local.prox_mu = 0.1 + 0.2;
+  t.server_control = std::make_shared<const FlatVector>(Awkward().reverse());
+  t.scaffold_option = ScaffoldOption::kOptionI;
+  v1::Task msg;
+  EncodeTask(t, msg);
+  v1::Task reparsed;
+  ASSERT_TRUE(reparsed.ParseFromString(msg.SerializeAsString()));
+  absl::StatusOr<Task> back = DecodeTask(reparsed, t.params->size());
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->local.prox_mu, 0.1 + 0.2);
+  ASSERT_NE(back->server_control, nullptr);
+  EXPECT_TRUE(SameBits(*back->server_control, *t.server_control));
+  EXPECT_EQ(back->scaffold_option, ScaffoldOption::kOptionI);
+
+  ClientResult r;
+  r.task = TaskId(31);
+  r.client = ClientId(2);
+  r.update = Awkward();
+  r.control_delta = Awkward() * 0.5;
+  v1::Result rmsg;
+  EncodeResult(r, rmsg);
+  absl::StatusOr<ClientResult> rback = DecodeResult(rmsg, r.update.size());
+  ASSERT_TRUE(rback.ok()) << rback.status();
+  EXPECT_TRUE(SameBits(rback->control_delta, r.control_delta));
+
+  // Without SCAFFOLD nothing extra is sent or decoded.
+  Task plain;
+  plain.id = TaskId(32);
+  plain.params = t.params;
+  v1::Task pmsg;
+  EncodeTask(plain, pmsg);
+  EXPECT_TRUE(pmsg.server_control().empty());
+  absl::StatusOr<Task> pback = DecodeTask(pmsg, t.params->size());
+  ASSERT_TRUE(pback.ok());
+  EXPECT_EQ(pback->server_control, nullptr);
+  EXPECT_EQ(pback->scaffold_option, ScaffoldOption::kNone);
+  EXPECT_EQ(pback->local.prox_mu, 0.0);
+  ClientResult pr;
+  pr.update = Awkward();
+  v1::Result prmsg;
+  EncodeResult(pr, prmsg);
+  EXPECT_TRUE(prmsg.control_delta().empty());
+}
+
+TEST(TaskCodecTest, BadBaselineFieldsRejected) {
+  Task t;
+  t.id = TaskId(40);
+  t.client = ClientId(1);
+  t.params = std::make_shared<const FlatVector>(Vec({1.0, 2.0}));
+  t.server_control = std::make_shared<const FlatVector>(Vec({1.0, 2.0, 3.0}));
+  t.scaffold_option = ScaffoldOption::kOptionII;
+  v1::Task msg;
+  EncodeTask(t, msg);
+  EXPECT_THAT(DecodeTask(msg, 2).status().message(),
+              HasSubstr("task 40 server_control"));
+  msg.clear_server_control();
+  EXPECT_THAT(DecodeTask(msg, 2).status().message(),
+              HasSubstr("set together"));
+  msg.set_scaffold_option(7);
+  EXPECT_THAT(DecodeTask(msg, 2).status().message(),
+              HasSubstr("scaffold_option = 7"));
+  ClientResult r;
+  r.task = TaskId(40);
+  r.client = ClientId(1);
+  r.update = Vec({1.0, 2.0});
+  r.control_delta = Vec({1.0, std::numeric_limits<double>::quiet_NaN()});
+  v1::Result rmsg;
+  EncodeResult(r, rmsg);
+  absl::StatusOr<ClientResult> bad = DecodeResult(rmsg, 2);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(), HasSubstr("control_delta"));
+}
+
 // ---------------------------------------------------------------------------
 // run_log
 

@@ -208,10 +208,63 @@ TEST(ConfigTest, EveryValidationRuleRejectsAndNamesItsKey) {
       {"local: {max_steps: 2, dp: {mode: dicesgd}}\ndata: {source: lsa}\n"
        "algorithm: {name: fedlsa}",
        "local.dp.mode"},
+      {"algorithm: {name: scaffold, server_optimizer: {kind: adam}}",
+       "algorithm.server_optimizer.kind"},
+      {"algorithm: {server_optimizer: {momentum: 1}}",
+       "algorithm.server_optimizer.momentum"},
+      {"algorithm: {server_optimizer: {momentum: -0.1}}",
+       "algorithm.server_optimizer.momentum"},
+      {"algorithm: {server_optimizer: {beta1: 1}}", "algorithm.server_optimizer.beta1"},
+      {"algorithm: {server_optimizer: {beta2: -1}}", "algorithm.server_optimizer.beta2"},
+      {"algorithm: {server_optimizer: {tau: 0}}", "algorithm.server_optimizer.tau"},
+      {"algorithm: {name: fedprox, prox_mu: -1}", "algorithm.prox_mu"},
+      {"algorithm: {name: fedavg, prox_mu: 0.1}", "algorithm.prox_mu"},
+      {"algorithm: {name: fedprox}\nlocal: {dp: {mode: clip}}", "local.dp.mode"},
+      {"algorithm: {name: scaffold}\nlocal: {dp: {mode: clip}}", "local.dp.mode"},
+      {"clients: {straggler_fraction: -0.1}", "clients.straggler_fraction"},
+      {"clients: {straggler_fraction: 1.5}", "clients.straggler_fraction"},
+      {"clients: {straggler_fraction: 0.5}\nalgorithm: {name: fedprox}",
+       "clients.straggler_fraction"},  // E = 1: no partial work possible
+      {"clients: {straggler_fraction: 0.5}\nalgorithm: {keep_stragglers: true}\n"
+       "local: {epochs: 5, max_steps: 1}",
+       "local.max_steps"},
+      {"data: {source: lsa}\nclients: {straggler_fraction: 0.5}\n"
+       "algorithm: {name: fedlsa}\nlocal: {max_steps: 2}",
+       "clients.straggler_fraction"},
   };
   for (const RuleCase& c : cases) {
     EXPECT_THAT(ErrorOf(c.yaml), HasSubstr(c.key)) << c.yaml;
   }
+}
+
+TEST(ConfigTest, BaselineDefaultsAndKeys) {
+  const v1::ExperimentConfig d = LoadOrDie("");
+  const auto& opt = d.algorithm().server_optimizer();
+  EXPECT_EQ(opt.kind(), v1::ServerOptimizerConfig::KIND_SGD);
+  EXPECT_EQ(opt.momentum(), 0.9);
+  EXPECT_EQ(opt.beta1(), 0.9);
+  EXPECT_EQ(opt.beta2(), 0.99);
+  EXPECT_EQ(opt.tau(), 1e-3);
+  EXPECT_EQ(d.algorithm().prox_mu(), 0.0);
+  EXPECT_EQ(d.algorithm().scaffold_option(), v1::AlgorithmConfig::SCAFFOLD_OPTION_II);
+  EXPECT_FALSE(d.algorithm().keep_stragglers());
+  EXPECT_EQ(d.clients().straggler_fraction(), 0.0);
+  // FedProx keeps stragglers by default, as in the FedProx code.
+  const v1::ExperimentConfig p = LoadOrDie(
+      "algorithm: {name: fedprox, prox_mu: 1}\nclients: {straggler_fraction: 0.9}\n"
+      "local: {epochs: 20}");
+  EXPECT_EQ(p.algorithm().name(), v1::AlgorithmConfig::NAME_FEDPROX);
+  EXPECT_TRUE(p.algorithm().keep_stragglers());
+  EXPECT_EQ(p.algorithm().prox_mu(), 1.0);
+  EXPECT_EQ(p.clients().straggler_fraction(), 0.9);
+  const v1::ExperimentConfig s = LoadOrDie(
+      "algorithm: {name: scaffold, scaffold_option: i}\n"
+      "participation: {client_fraction: 0.2}");
+  EXPECT_EQ(s.algorithm().scaffold_option(), v1::AlgorithmConfig::SCAFFOLD_OPTION_I);
+  const v1::ExperimentConfig a = LoadOrDie(
+      "algorithm: {name: fedau, server_optimizer: {kind: yogi, tau: 0.01}}");
+  EXPECT_EQ(a.algorithm().server_optimizer().kind(), v1::ServerOptimizerConfig::KIND_YOGI);
+  EXPECT_EQ(a.algorithm().server_optimizer().tau(), 0.01);
 }
 
 TEST(ConfigTest, RangeMessageNamesKeyValueAndRule) {
@@ -415,6 +468,24 @@ participation:
                 .participation()
                 .probabilities(),
             v1::ParticipationConfig::PROBABILITIES_DATA_CORRELATED);
+}
+
+// FedProx's synthetic setup (DATA.md): 30 devices, 10 a round, E = 20,
+// B = 10, lr 0.01, 200 rounds, 90% stragglers.
+TEST(ConfigTest, BaselineConfigsLoad) {
+  for (const std::string name : {"fedprox", "fedavg", "scaffold", "fedadam"}) {
+    absl::StatusOr<v1::ExperimentConfig> c =
+        LoadConfigFile(FEDSIM_SOURCE_DIR "/configs/" + name + "_synthetic.yaml");
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ(c->data().source(), v1::DataConfig::SOURCE_FEDPROX_SYNTHETIC) << name;
+    EXPECT_EQ(c->clients().count(), 30) << name;
+    EXPECT_EQ(c->clients().straggler_fraction(), 0.9) << name;
+    EXPECT_EQ(c->local().epochs(), 20) << name;
+    EXPECT_EQ(c->local().batch_size(), 10) << name;
+    EXPECT_EQ(c->local().lr(), 0.01) << name;
+    EXPECT_EQ(c->rounds(), 200) << name;
+    EXPECT_EQ(c->algorithm().keep_stragglers(), name == "fedprox") << name;
+  }
 }
 
 TEST(ConfigTest, FedAuConfigsLoad) {
