@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/byte_io.h"
 #include "common/base/check.h"
+#include "common/base/status_macros.h"
 
 namespace fedsim {
 
@@ -169,6 +170,7 @@ std::string FedAu::EncodeState() const {
   w.I64s(state_.open);
   w.I64s(state_.count);
   w.I64s(state_.sum);
+  optimizer_.Encode(w);
   return w.bytes();
 }
 
@@ -179,11 +181,14 @@ absl::Status FedAu::DecodeState(std::string_view bytes) {
   state.open = r.I64s();
   state.count = r.I64s();
   state.sum = r.I64s();
-  if (!r.done()) {
+  ServerOptimizer optimizer = optimizer_;
+  if (!optimizer.Decode(r) || !r.done()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "checkpoint: FedAU state of ", bytes.size(), " bytes is malformed"));
   }
-  return RestoreState(state);
+  FEDSIM_RETURN_IF_ERROR(RestoreState(state));
+  optimizer_ = std::move(optimizer);
+  return absl::OkStatus();
 }
 
 }  // namespace fedsim

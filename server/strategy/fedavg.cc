@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/byte_io.h"
 #include "common/base/check.h"
 
 namespace fedsim {
@@ -61,6 +62,23 @@ absl::StatusOr<AggregationReport> FedAvg::Aggregate(
   WeightedSum(weights, updates, step_, options_.kernel);
   optimizer_.Step(step_, global, options_.kernel);
   return report;
+}
+
+std::string FedAvg::EncodeState() const {
+  ByteWriter w;
+  optimizer_.Encode(w);
+  return w.bytes();
+}
+
+absl::Status FedAvg::DecodeState(std::string_view bytes) {
+  ByteReader r(bytes);
+  ServerOptimizer optimizer = optimizer_;
+  if (!optimizer.Decode(r) || !r.done()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "checkpoint: ", name_, " state of ", bytes.size(), " bytes is malformed"));
+  }
+  optimizer_ = std::move(optimizer);
+  return absl::OkStatus();
 }
 
 }  // namespace fedsim

@@ -44,6 +44,9 @@ class FedAvg : public SyncStrategy {
   // REQUIRES: options validated (see common/config), client_sizes non-empty.
   FedAvg(const FedAvgOptions& options, std::vector<std::int64_t> client_sizes);
 
+  // The server optimiser's moments (FedAvgM, FedAdam, ...).
+  std::string EncodeState() const override;
+  absl::Status DecodeState(std::string_view bytes) override;
   std::string_view name() const override { return name_; }
   std::vector<TaskSpec> Plan(Round round,
                              std::span<const ClientId> participants) override;
@@ -53,7 +56,7 @@ class FedAvg : public SyncStrategy {
 
  private:
   FedAvgOptions options_;
-  ServerOptimizer optimizer_;
+  ServerOptimizer optimizer_;  // its m and v are FedAvg's only state
   std::string name_;
   std::vector<std::int64_t> client_sizes_;
   std::vector<TaskSpec> planned_;  // this round's plan, for checking results

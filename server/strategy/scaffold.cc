@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/byte_io.h"
 #include "common/base/check.h"
 
 namespace fedsim {
@@ -70,6 +71,26 @@ absl::StatusOr<AggregationReport> Scaffold::Aggregate(
   *next += step_;
   control_ = std::move(next);
   return report;
+}
+
+std::string Scaffold::EncodeState() const {
+  ByteWriter w;
+  w.F64s(std::vector<double>(control_->data(), control_->data() + control_->size()));
+  return w.bytes();
+}
+
+absl::Status Scaffold::DecodeState(std::string_view bytes) {
+  ByteReader r(bytes);
+  const std::vector<double> c = r.F64s();
+  if (!r.done() || static_cast<Eigen::Index>(c.size()) != control_->size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "checkpoint: SCAFFOLD state of ", bytes.size(), " bytes does not hold c of ",
+        control_->size(), " values"));
+  }
+  FlatVector next(control_->size());
+  for (Eigen::Index i = 0; i < next.size(); ++i) next[i] = c[static_cast<std::size_t>(i)];
+  control_ = std::make_shared<const FlatVector>(std::move(next));
+  return absl::OkStatus();
 }
 
 }  // namespace fedsim

@@ -56,6 +56,10 @@ class Scaffold : public SyncStrategy {
   // The server control variate c.
   const FlatVector& control() const { return *control_; }
 
+  // c, for a checkpoint (the clients' c_i are saved with the clients).
+  std::string EncodeState() const override;
+  absl::Status DecodeState(std::string_view bytes) override;
+
  private:
   ScaffoldOptions options_;
   std::int64_t n_;

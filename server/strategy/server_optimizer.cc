@@ -80,4 +80,32 @@ void ServerOptimizer::Step(const FlatVector& delta, FlatVector& global,
   global.array() += eta * m_.array() / (v_.array().sqrt() + tau);
 }
 
+namespace {
+
+std::vector<double> ToVector(const FlatVector& v) {
+  return std::vector<double>(v.data(), v.data() + v.size());
+}
+
+FlatVector FromVector(const std::vector<double>& v) {
+  FlatVector out(static_cast<Eigen::Index>(v.size()));
+  for (std::size_t i = 0; i < v.size(); ++i) out[static_cast<Eigen::Index>(i)] = v[i];
+  return out;
+}
+
+}  // namespace
+
+void ServerOptimizer::Encode(ByteWriter& out) const {
+  out.F64s(ToVector(m_));
+  out.F64s(ToVector(v_));
+}
+
+bool ServerOptimizer::Decode(ByteReader& in) {
+  const std::vector<double> m = in.F64s();
+  const std::vector<double> v = in.F64s();
+  if (!in.ok() || (!v.empty() && v.size() != m.size())) return false;
+  m_ = FromVector(m);
+  v_ = FromVector(v);
+  return true;
+}
+
 }  // namespace fedsim

@@ -29,6 +29,7 @@
 #include <string_view>
 
 #include "common/base/types.h"
+#include "common/base/byte_io.h"
 #include "common/kernels/vector_ops.h"
 
 namespace fedsim {
@@ -64,6 +65,11 @@ class ServerOptimizer {
   // m and v (empty before the first step; v unused by kSgd and kMomentum).
   const FlatVector& first_moment() const { return m_; }
   const FlatVector& second_moment() const { return v_; }
+
+  // m and v for a checkpoint, and back. Decode fails (returns false,
+  // changing nothing) on a malformed buffer or vectors of unequal size.
+  void Encode(ByteWriter& out) const;
+  bool Decode(ByteReader& in);
 
  private:
   ServerOptimizerOptions options_;

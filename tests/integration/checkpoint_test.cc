@@ -179,6 +179,38 @@ TEST(CheckpointTest, DiceSgdErrorBufferResumesBitIdentically) {
   ExpectResumedEqualsReference(kDice, "dice", {3});
 }
 
+// SCAFFOLD: the server's c in the strategy state, every c_i with its
+// client; FedAdam: the server optimiser's moments.
+constexpr char kScaffold[] = R"(
+seed: 2
+rounds: 8
+data: {source: synthetic_least_squares, least_squares: {examples_per_client: 12, dim: 3, heterogeneity: 1}}
+clients: {count: 8}
+model: {objective: least_squares}
+participation: {client_fraction: 0.5}
+algorithm: {name: scaffold, scaffold_option: ii}
+local: {epochs: 2, batch_size: 4, lr: 0.05}
+)";
+
+TEST(CheckpointTest, ScaffoldResumesBitIdentically) {
+  ExpectResumedEqualsReference(kScaffold, "scaffold", {3, 6});
+}
+
+constexpr char kFedAdam[] = R"(
+seed: 4
+rounds: 8
+data: {source: synthetic_least_squares, least_squares: {examples_per_client: 12, dim: 3, heterogeneity: 1}}
+clients: {count: 8}
+model: {objective: least_squares}
+participation: {client_fraction: 0.5}
+algorithm: {name: fedavg, server_lr: 0.1, server_optimizer: {kind: adam}}
+local: {epochs: 1, batch_size: 4, lr: 0.05}
+)";
+
+TEST(CheckpointTest, FedAdamMomentsResumeBitIdentically) {
+  ExpectResumedEqualsReference(kFedAdam, "fedadam", {2, 5});
+}
+
 TEST(CheckpointTest, KeepsTheFirstAndTheNewest) {
   const v1::ExperimentConfig config =
       Config(absl::StrCat(kDice, "checkpoint: {every: 2, keep: 2}\n"));
