@@ -49,9 +49,17 @@ build_images() {
     for b in fedsim fedsim-server fedsim-client fedsim-health; do
       strip -o "$work/context/prebuilt/$b" "$bin/$b" || return 1
     done
+    local old
+    old=$(docker image inspect -f '{{.Id}}' "$FEDSIM_IMAGE" 2> /dev/null || true)
     docker build -q -f "$src/docker/Dockerfile" --build-arg FEDSIM_PREBUILT=prebuilt \
-      -t "$FEDSIM_IMAGE" "$work/context" > "$work/build.log" 2>&1 ||
-      { tail -40 "$work/build.log"; return 1; }
+      --build-arg FEDSIM_STAGE_LABEL=fedsim-test -t "$FEDSIM_IMAGE" "$work/context" \
+      > "$work/build.log" 2>&1 || { tail -40 "$work/build.log"; return 1; }
+    # Only what this test made: the image it replaced, and its untagged
+    # build-stage images. The runtime layers stay cached for the next run.
+    if [ -n "$old" ] && [ "$old" != "$(docker image inspect -f '{{.Id}}' "$FEDSIM_IMAGE")" ]; then
+      docker rmi "$old" > /dev/null 2>&1 || true
+    fi
+    docker image prune -f --filter label=fedsim.build-stage=fedsim-test > /dev/null || true
     echo "fedsim image (binaries of $bin): $(( $(date +%s) - t0 )) s"
   fi
 }
