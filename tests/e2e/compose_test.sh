@@ -14,7 +14,8 @@
 #      it joins again; one worker container is `docker kill`ed and stays
 #      down; one is cut off the network and reconnected, and delivers
 #      results again. The run completes with the workers left.
-# Skips (exit 0, "SKIP: ...") only when there is no usable Docker engine.
+# Skips (exit 0, "SKIP: ...") only when docker is not installed; an
+# installed docker whose engine does not answer fails.
 # usage: compose_test.sh BIN_DIR SOURCE_DIR
 set -euo pipefail
 bin=$1

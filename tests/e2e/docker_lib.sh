@@ -1,7 +1,8 @@
 # Shared by the Docker end-to-end tests (compose_test.sh, swarm_test.sh);
 # sourced, not run. Defines:
 #   skip MESSAGE             prints "SKIP: MESSAGE" and exits 0
-#   require_docker           skips unless the engine and a compose tool work;
+#   require_docker           skips if docker is not installed; fails if the
+#                            engine or a compose tool does not work;
 #                            sets COMPOSE (array): docker compose | docker-compose
 #   build_images SRC BIN     base images (scripts/docker_base_images.sh) and
 #                            $FEDSIM_IMAGE, timed
@@ -16,13 +17,20 @@ skip() {
 
 require_docker() {
   command -v docker > /dev/null || skip "docker is not installed"
-  docker info > /dev/null 2>&1 || skip "the Docker engine is not reachable (docker info)"
+  # Installed but not usable is a failure, not a skip: CI has an engine.
+  if ! docker info > /dev/null 2> /tmp/fedsim-docker-info.$$; then
+    echo "FAIL: docker is installed but the engine is not reachable: $(grep -v '^$' /tmp/fedsim-docker-info.$$ | tail -1)"
+    rm -f /tmp/fedsim-docker-info.$$
+    exit 1
+  fi
+  rm -f /tmp/fedsim-docker-info.$$
   if docker compose version > /dev/null 2>&1; then
     COMPOSE=(docker compose)
   elif command -v docker-compose > /dev/null && docker-compose version > /dev/null 2>&1; then
     COMPOSE=(docker-compose)
   else
-    skip "neither 'docker compose' nor 'docker-compose' works"
+    echo "FAIL: docker is installed but neither 'docker compose' nor 'docker-compose' works"
+    exit 1
   fi
 }
 

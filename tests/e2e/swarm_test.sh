@@ -5,7 +5,7 @@
 # embedded run's. The swarm is made for the test (docker swarm init) and
 # left afterwards; an engine that is already part of a swarm is used as it
 # is and left in it.
-# Skips (exit 0, "SKIP: ...") only without a Docker engine, or when the
+# Skips (exit 0, "SKIP: ...") only when docker is not installed, or when the
 # engine refuses `docker swarm init`.
 # usage: swarm_test.sh BIN_DIR SOURCE_DIR
 set -euo pipefail
