@@ -13,6 +13,7 @@
 // a probe inside the coordinator's container needs no arguments.
 #include <cstdio>
 #include <cstdlib>
+#include <iterator>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -49,6 +50,18 @@ std::string DefaultAddress() {
   return "127.0.0.1:50051";
 }
 
+// The canonical name of a gRPC status code (NOT_FOUND, UNAVAILABLE, ...).
+std::string CodeName(grpc::StatusCode code) {
+  static constexpr const char* kNames[] = {
+      "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
+      "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
+      "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
+      "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+  const int i = static_cast<int>(code);
+  return i >= 0 && i < static_cast<int>(std::size(kNames)) ? kNames[i]
+                                                            : absl::StrCat("code ", i);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -71,8 +84,8 @@ int main(int argc, char** argv) {
   grpc::health::v1::HealthCheckResponse response;
   const grpc::Status status = stub->Check(&ctx, request, &response);
   if (!status.ok()) {
-    std::fprintf(stderr, "fedsim-health: %s: %s\n", addr.c_str(),
-                 status.error_message().c_str());
+    std::fprintf(stderr, "fedsim-health: %s: %s: %s\n", addr.c_str(),
+                 CodeName(status.error_code()).c_str(), status.error_message().c_str());
     return 1;
   }
   if (response.status() != grpc::health::v1::HealthCheckResponse::SERVING) {

@@ -20,6 +20,16 @@ class GrpcCoordinatorClient : public CoordinatorClient {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
     args.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
+    // Keepalive pings, also during a long poll and between calls: a
+    // connection that died silently (the worker's network cut and
+    // restored, its address changed, a NAT dropped it) fails within
+    // ~10 s and the channel reconnects, instead of every later call timing
+    // out on the dead TCP connection until the kernel gives up (~15 min).
+    // The coordinator's server permits pings this often.
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 5000);
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+    args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
     channel_ = grpc::CreateCustomChannel(
         options.target, grpc::InsecureChannelCredentials(), args);
     stub_ = v1::Coordinator::NewStub(channel_);

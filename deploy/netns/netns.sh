@@ -153,6 +153,7 @@ case $cmd in
       ip netns del "$ns"
     done
     rm -rf "$state"
+    rmdir /run/fedsim-netns 2> /dev/null || true
     ;;
   *)
     sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' >&2

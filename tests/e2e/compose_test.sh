@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# deploy/docker-compose.yml end to end, on the local Docker engine:
+#   1. base images made offline (scripts/docker_base_images.sh) and the
+#      fedsim image built by compose from docker/Dockerfile;
+#   2. the coordinator alone answers the gRPC health service (SERVING for
+#      the server, NOT_FOUND for an unknown service) and compose marks it
+#      healthy;
+#   3. `up --scale client=3` runs configs/compose_quickstart.yaml to the end:
+#      every container exits 0, the run directory is on the host and owned
+#      by the user the containers ran as, and metrics.csv (every model_hash,
+#      the final accuracy) and model.bin equal the embedded run's;
+#   4. faults in a longer run: one worker crashes (its process is killed
+#      from the host) and the restart policy brings the container back, and
+#      it joins again; one worker container is `docker kill`ed and stays
+#      down; one is cut off the network and reconnected, and delivers
+#      results again. The run completes with the workers left.
+# Skips (exit 0, "SKIP: ...") only when docker is not installed; an
+# installed docker whose engine does not answer fails.
+# usage: compose_test.sh BIN_DIR SOURCE_DIR
+set -euo pipefail
+bin=$1
+src=$(cd "$2" && pwd)
+# shellcheck source=tests/e2e/docker_lib.sh
+. "$src/tests/e2e/docker_lib.sh"
+require_docker
+
+work=$(mktemp -d /tmp/fedsim-compose.XXXXXX)
+project=fedsimtest$$
+compose_file=$src/deploy/docker-compose.yml
+dc() { "${COMPOSE[@]}" -p "$project" -f "$compose_file" "$@"; }
+cleanup() {
+  local rc=$?
+  if [ "$rc" -ne 0 ] && [ -n "$(dc ps -q 2> /dev/null)" ]; then
+    echo "--- container logs"
+    dc logs --no-color --tail 30 2>&1 || true
+  fi
+  dc down --volumes --remove-orphans --timeout 5 > /dev/null 2>&1 || true
+  rm -rf "$work"
+  exit "$rc"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+
+# The containers run as a non-root user; as the host user where that is not
+# root, else as 1000 (the image's user).
+uid=$(id -u)
+gid=$(id -g)
+if [ "$uid" -eq 0 ]; then uid=1000; gid=1000; fi
+export FEDSIM_IMAGE=fedsim-test:latest FEDSIM_UID=$uid FEDSIM_GID=$gid
+export FEDSIM_DATA=$src/third_party/data FEDSIM_RUNS=$work/runs
+export FEDSIM_CONFIGS=$work/configs
+mkdir -p "$work/runs" "$work/configs"
+cp "$src/configs/compose_quickstart.yaml" "$work/configs/"
+chown "$uid:$gid" "$work/runs"
+chmod 755 "$work"
+
+build_images "$src" "$bin" || fail "image build"
+
+# The reference: the same config, embedded.
+(cd "$src" && "$bin/fedsim" run configs/compose_quickstart.yaml --out "$work/embedded" --quiet > /dev/null)
+
+state() { docker inspect -f "$1" "$2"; }
+# --- 2. the coordinator alone: health.
+export FEDSIM_RUN_NAME=compose FEDSIM_WORKERS=3
+dc up -d --no-build coordinator > "$work/up.log" 2>&1 || { cat "$work/up.log"; fail "compose up coordinator"; }
+coord=$(dc ps -q coordinator)
+[ "$(state '{{.Config.User}}' "$coord")" = "$uid:$gid" ] || fail "coordinator user $(state '{{.Config.User}}' "$coord")"
+wait_for 60 docker exec "$coord" fedsim-health || fail "fedsim-health never reported SERVING"
+if docker exec "$coord" fedsim-health --service no.such.Service 2> "$work/health.err"; then
+  fail "fedsim-health accepted an unknown service"
+fi
+grep -q "NOT_FOUND" "$work/health.err" || fail "unknown service: $(cat "$work/health.err")"
+healthy() { [ "$(state '{{.State.Health.Status}}' "$coord")" = healthy ]; }
+wait_for 60 healthy || fail "compose health status $(state '{{.State.Health.Status}}' "$coord")"
+echo "coordinator healthy (grpc.health.v1)"
+
+# --- 3. three workers, the run to its end.
+dc up -d --no-build --scale client=3 client > "$work/up.log" 2>&1 || { cat "$work/up.log"; fail "compose up client"; }
+code=$(timeout 600 docker wait "$coord") || fail "the coordinator did not exit within 600 s"
+[ "$code" = 0 ] || fail "coordinator exit code $code"
+for c in $(dc ps -q client); do
+  code=$(timeout 120 docker wait "$c") || fail "worker $c did not exit"
+  [ "$code" = 0 ] || fail "worker $c exit code $code"
+done
+run=$work/runs/compose
+[ "$(stat -c %u "$run/metrics.csv")" = "$uid" ] || fail "metrics.csv owner $(stat -c %u "$run/metrics.csv") != $uid"
+rows=$(csv_rows "$run/metrics.csv")
+[ "$rows" = 20 ] || fail "$rows metrics rows, expected 20"
+joined=$(grep -c '"event":"worker_joined"' "$run/events.jsonl" || true)
+[ "$joined" = 3 ] || fail "$joined workers joined, expected 3"
+if ! diff <(column "$run/metrics.csv" model_hash) <(column "$work/embedded/metrics.csv" model_hash) > /dev/null; then
+  fail "model_hash columns differ from the embedded run"
+fi
+acc=$(column "$run/metrics.csv" test_accuracy | tail -1)
+[ "$acc" = "$(column "$work/embedded/metrics.csv" test_accuracy | tail -1)" ] || fail "final accuracy $acc differs"
+cmp -s "$run/model.bin" "$work/embedded/model.bin" || fail "model.bin differs from the embedded run"
+echo "compose run: 20 rows, final accuracy $acc, model_hash $(column "$run/metrics.csv" model_hash | tail -1) = embedded"
+dc down --timeout 5 > /dev/null 2>&1
+
+# --- 4. faults, in a longer run with a short round deadline.
+sed -e 's/^rounds: .*/rounds: 60/' -e 's/round_deadline_s: .*/round_deadline_s: 4/' \
+  "$src/configs/compose_quickstart.yaml" > "$work/configs/faults.yaml"
+export FEDSIM_CONFIG_FILE=faults.yaml FEDSIM_RUN_NAME=faults
+dc up -d --no-build --scale client=3 > "$work/up.log" 2>&1 || { cat "$work/up.log"; fail "compose up (faults)"; }
+coord=$(dc ps -q coordinator)
+mapfile -t clients < <(dc ps -q client)
+[ "${#clients[@]}" = 3 ] || fail "${#clients[@]} worker containers"
+run=$work/runs/faults
+running() { [ "$(state '{{.State.Running}}' "$coord")" = true ]; }
+rows_at_least() { [ "$(csv_rows "$run/metrics.csv")" -ge "$1" ]; }
+wait_for 120 rows_at_least 2 || fail "the run made no progress"
+
+# a) A crash: the worker process dies (as if OOM-killed); on-failure
+#    restarts the container and the worker joins anew.
+victim=${clients[0]}
+pid=$(pgrep -P "$(state '{{.State.Pid}}' "$victim")" fedsim-client) || fail "no fedsim-client in $victim"
+kill -9 "$pid"
+restarted() { [ "$(state '{{.RestartCount}}' "$victim")" -ge 1 ] && [ "$(state '{{.State.Running}}' "$victim")" = true ]; }
+wait_for 60 restarted || fail "the crashed worker was not restarted"
+rejoined() { [ "$(grep -c '"event":"worker_joined"' "$run/events.jsonl")" -ge 4 ]; }
+wait_for 60 rejoined || fail "the restarted worker did not join again"
+running || fail "the run ended before the faults were done (raise rounds)"
+echo "crashed worker restarted by compose (restarts: $(state '{{.RestartCount}}' "$victim")) and joined again"
+
+# b) `docker kill`: a container stopped by hand stays down.
+killed=${clients[1]}
+docker kill "$killed" > /dev/null
+
+# c) A worker cut off the network, then reconnected.
+cut=${clients[2]}
+net=$(state '{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}' "$cut")
+name=$(state '{{.Config.Hostname}}' "$cut")
+docker network disconnect "$net" "$cut"
+now=$(csv_rows "$run/metrics.csv")
+# The others go on without it (a round waits at most round_deadline_s).
+wait_for 120 rows_at_least $((now + 2)) || fail "no progress while a worker was cut off"
+mark=$(wc -l < "$run/events.jsonl")
+docker network connect "$net" "$cut"
+worker_id=$(grep '"event":"worker_joined"' "$run/events.jsonl" | grep "\"name\":\"$name\"" |
+  tail -1 | sed 's/.*"worker":\([0-9]*\).*/\1/')
+delivered() { tail -n +"$((mark + 1))" "$run/events.jsonl" | grep '"event":"result_accepted"' |
+  grep -q "\"worker\":$worker_id[,}]"; }
+wait_for 120 delivered || fail "the reconnected worker $worker_id delivered nothing"
+running || fail "the run ended before the faults were done (raise rounds)"
+echo "reconnected worker $worker_id delivers results again"
+
+code=$(timeout 600 docker wait "$coord") || fail "the coordinator did not exit within 600 s"
+[ "$code" = 0 ] || fail "coordinator exit code $code after the faults"
+rows=$(csv_rows "$run/metrics.csv")
+[ "$rows" = 60 ] || fail "$rows metrics rows after the faults, expected 60"
+[ "$(state '{{.State.Running}}' "$killed")" = false ] || fail "the killed worker is running"
+[ "$(state '{{.RestartCount}}' "$killed")" = 0 ] || fail "the killed worker was restarted"
+last=$(column "$run/metrics.csv" participants | tail -1)
+[ "$last" = 10 ] || fail "the last round aggregated $last results, expected 10 from the workers left"
+for c in "$victim" "$cut"; do
+  code=$(timeout 120 docker wait "$c") || fail "worker $c did not exit"
+  [ "$code" = 0 ] || fail "worker $c exit code $code"
+done
+echo "faults: run completed, 60 rows, last round $last participants"
+echo "PASS"
