@@ -20,6 +20,9 @@ struct LocalTrainingSpec {
   std::int64_t batch_size = 0; // B; 0 = the whole local data set
   double lr = 0.01;            // local step size
   std::int64_t max_steps = 0;  // > 0: exactly this many steps instead of E epochs
+  double momentum = 0.0;       // heavy-ball momentum (PyTorch SGD), reset per task
+  bool fresh_batches = false;  // each step: a fresh random batch (needs max_steps)
+  double grad_clip_norm = 0.0; // > 0: clip every batch gradient to this norm
 };
 
 // What a strategy asks of one client in a round.

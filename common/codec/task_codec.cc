@@ -18,6 +18,9 @@ void EncodeTask(const Task& task, v1::Task& out) {
   local->set_batch_size(task.local.batch_size);
   local->set_lr(task.local.lr);
   local->set_max_steps(task.local.max_steps);
+  local->set_momentum(task.local.momentum);
+  local->set_fresh_batches(task.local.fresh_batches);
+  local->set_grad_clip_norm(task.local.grad_clip_norm);
 }
 
 absl::StatusOr<Task> DecodeTask(const v1::Task& msg, std::int64_t dim) {
@@ -34,6 +37,9 @@ absl::StatusOr<Task> DecodeTask(const v1::Task& msg, std::int64_t dim) {
   t.local.batch_size = msg.local().batch_size();
   t.local.lr = msg.local().lr();
   t.local.max_steps = msg.local().max_steps();
+  t.local.momentum = msg.local().momentum();
+  t.local.fresh_batches = msg.local().fresh_batches();
+  t.local.grad_clip_norm = msg.local().grad_clip_norm();
   return t;
 }
 
