@@ -14,6 +14,7 @@
 #include "common/config/experiment.h"
 #include "common/runlog/run_log.h"
 #include "fedsim/v1/config.pb.h"
+#include "server/coordinator/async_engine.h"
 #include "server/coordinator/round_engine.h"
 
 namespace fedsim {
@@ -22,8 +23,14 @@ struct CoordinatorRun {
   v1::ExperimentConfig config;
   std::unique_ptr<Experiment> experiment;
   std::unique_ptr<RunLog> log;
+  // Exactly one of the two engines: synchronous rounds, or asynchronous
+  // steps on the virtual clock (IsAsyncAlgorithm; embedded runtime only).
   std::unique_ptr<RoundEngine> engine;
+  std::unique_ptr<AsyncEngine> async_engine;
 };
+
+// The display name of the run's algorithm ("FedAvg", "FedFix", ...).
+std::string AlgorithmName(const CoordinatorRun& run);
 
 // Builds the experiment for a validated `config` and prepares `out_dir`
 // (config.json, events.jsonl with run_start, metrics.csv with its header).
