@@ -1,5 +1,7 @@
 #include "server/clock/schedule.h"
 
+#include <limits>
+
 #include "common/base/check.h"
 
 namespace fedsim {
@@ -22,8 +24,11 @@ void ScheduleRunner::Start(std::int64_t client, std::int64_t version,
   t.start = now;
   t.arrival = -1;
   ++tasks_started_;
-  clock_.Schedule(ClockEvent{now + model_->TaskTicks(client, index),
-                             ClockEventKind::kArrival, client});
+  const Tick duration = model_->TaskTicks(client, index);
+  // A result that would arrive after the end of representable time never
+  // arrives.
+  if (duration > std::numeric_limits<Tick>::max() - now) return;
+  clock_.Schedule(ClockEvent{now + duration, ClockEventKind::kArrival, client});
 }
 
 ScheduledStep ScheduleRunner::MakeStep(Tick now,

@@ -1,5 +1,6 @@
 #include "server/clock/time_model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -23,7 +24,11 @@ std::vector<double> FxTimes(std::int64_t n, double x_percent) {
 }
 
 Tick ToTicks(double units, std::int64_t ticks_per_unit) {
-  const Tick t = std::llround(units * static_cast<double>(ticks_per_unit));
+  const double ticks = units * static_cast<double>(ticks_per_unit);
+  // Heavy tails (a log-normal with a large sigma) are capped, so that the
+  // conversion and the clock's sums stay defined.
+  if (!(ticks < static_cast<double>(kMaxTaskTicks))) return kMaxTaskTicks;
+  const Tick t = std::llround(ticks);
   return t < 1 ? 1 : t;
 }
 
@@ -109,9 +114,9 @@ Tick TimeModel::TaskTicks(std::int64_t client, std::int64_t task_index) const {
     RngStream rng(spec_.seed, RngPurpose::kNetworkDelay, client, task_index);
     const double delay =
         Draw(spec_.network, spec_.network_mean, spec_.network_sigma, rng);
-    ticks += std::llround(delay * static_cast<double>(spec_.ticks_per_unit));
+    if (delay > 0.0) ticks += ToTicks(delay, spec_.ticks_per_unit);
   }
-  return ticks;
+  return std::min(ticks, kMaxTaskTicks);
 }
 
 double TimeModel::MeanTicks(std::int64_t client) const {

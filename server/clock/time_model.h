@@ -47,7 +47,11 @@ struct TimeModelSpec {
 // i = 0..n-1 (tau = 1 for n = 1).
 std::vector<double> FxTimes(std::int64_t n, double x_percent);
 
-// Time units to ticks, rounded to nearest, at least 1.
+// The longest task: 2^50 ticks (10^9 time units at the default 10^6 ticks
+// per unit); longer draws (heavy log-normal tails) are capped.
+inline constexpr Tick kMaxTaskTicks = Tick{1} << 50;
+
+// Time units to ticks, rounded to nearest, in [1, kMaxTaskTicks].
 Tick ToTicks(double units, std::int64_t ticks_per_unit);
 
 // Parses a trace: one line per client (n lines, '#' comment lines and blank
@@ -64,7 +68,7 @@ class TimeModel {
   std::int64_t num_clients() const;
   std::int64_t ticks_per_unit() const { return spec_.ticks_per_unit; }
 
-  // The duration in ticks (>= 1) of task `task_index` (0, 1, ...) of
+  // The duration in ticks (in [1, kMaxTaskTicks]) of task `task_index` (0, 1, ...) of
   // `client`: compute plus network.
   Tick TaskTicks(std::int64_t client, std::int64_t task_index) const;
 

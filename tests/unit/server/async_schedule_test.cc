@@ -6,6 +6,7 @@
 // (weight -> the p-weighted optimum, identical -> the speed-biased
 // surrogate optimum).
 #include <cmath>
+#include <limits>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -445,6 +446,38 @@ TEST(AsyncConvergenceTest, WeightConvergesToTheTrueOptimumIdenticalToTheSurrogat
       // The surrogate optimum is far from the true one: the bias is real.
       EXPECT_GT(std::abs(target - p_optimum), 0.3);
     }
+  }
+}
+
+}  // namespace
+}  // namespace fedsim
+
+namespace fedsim {
+namespace {
+
+TEST(TimeModelTest, HeavyTailsAreCappedAndNeverOverflowTheClock) {
+  EXPECT_EQ(ToTicks(1e300, 1000000), kMaxTaskTicks);
+  EXPECT_EQ(ToTicks(std::numeric_limits<double>::infinity(), 1), kMaxTaskTicks);
+  EXPECT_EQ(ToTicks(1e-9, 1000000), 1);
+  TimeModelSpec spec;
+  spec.ticks_per_unit = 1000000;
+  spec.compute = TimeKind::kLogNormal;
+  spec.mean = {1.0};
+  spec.sigma = 40.0;  // exp(40 Z): overflows double for some draws
+  const TimeModel model(spec);
+  for (int j = 0; j < 200; ++j) {
+    const Tick t = model.TaskTicks(0, j);
+    EXPECT_GE(t, 1);
+    EXPECT_LE(t, kMaxTaskTicks);
+  }
+  AsyncSchedulerOptions o;
+  o.scheme = AsyncScheme::kAsyncFedAvg;
+  o.num_clients = 1;
+  ScheduleRunner runner(MakeAsyncScheduler(o), std::make_shared<const TimeModel>(spec), -1);
+  for (int n = 0; n < 200; ++n) {
+    std::optional<ScheduledStep> step = runner.Next();
+    if (!step.has_value()) break;  // ran out of representable time
+    EXPECT_GE(step->time, 0);
   }
 }
 
