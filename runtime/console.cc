@@ -150,7 +150,7 @@ void PrintSummary(std::FILE* out, const CoordinatorRun& run,
   const Experiment& e = *run.experiment;
   std::fprintf(out, "fedsim: %s  %s, %lld clients, %lld parameters, %lld rounds in %.2f s\n",
                c.name().empty() ? "(unnamed)" : c.name().c_str(),
-               std::string(run.engine->strategy().name()).c_str(),
+               AlgorithmName(run).c_str(),
                static_cast<long long>(e.num_clients()),
                static_cast<long long>(e.num_parameters()),
                static_cast<long long>(s.rounds), s.wall_time_s);

@@ -32,6 +32,15 @@ absl::StatusOr<LocalTrainingOutput> RunLocalSgd(
         "local training: gradient offset has ", gradient_offset->size(),
         " values, expected ", objective.NumParameters()));
   }
+  if (!(spec.momentum >= 0.0 && spec.momentum < 1.0) ||
+      !(spec.grad_clip_norm >= 0.0) ||
+      (spec.fresh_batches && (spec.max_steps < 1 || spec.batch_size < 1))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "local training: momentum = ", spec.momentum, ", grad_clip_norm = ",
+        spec.grad_clip_norm, ", fresh_batches = ", spec.fresh_batches,
+        "; need momentum in [0, 1), grad_clip_norm >= 0, and fresh_batches "
+        "only with max_steps >= 1 and batch_size >= 1"));
+  }
   const auto n = static_cast<std::int64_t>(rows.size());
   const std::int64_t b =
       spec.batch_size == 0 ? n : std::min<std::int64_t>(spec.batch_size, n);
@@ -44,6 +53,29 @@ absl::StatusOr<LocalTrainingOutput> RunLocalSgd(
 
   FlatVector w = start;
   FlatVector grad(objective.NumParameters());
+  // Heavy-ball velocity (PyTorch's SGD: v <- mu v + g, w <- w - lr v, v = g
+  // at the first step); zero at the start of every task.
+  FlatVector velocity;
+  if (spec.momentum > 0.0) velocity = FlatVector::Zero(w.size());
+  // One SGD step from the gradient in `grad`.
+  auto step = [&](std::int64_t index) {
+    // FedProx's proximal term and SCAFFOLD's correction c - c_i belong to
+    // the step's gradient, before clipping and momentum.
+    if (spec.prox_mu > 0.0) grad += spec.prox_mu * (w - start);
+    if (gradient_offset != nullptr) grad += *gradient_offset;
+    if (spec.grad_clip_norm > 0.0) ClipToNorm(grad, spec.grad_clip_norm);
+    if (spec.momentum > 0.0) {
+      if (index == 0) {
+        velocity = grad;
+      } else {
+        velocity *= spec.momentum;
+        velocity += grad;
+      }
+      Axpy(-spec.lr, velocity, w);
+    } else {
+      Axpy(-spec.lr, grad, w);
+    }
+  };
   std::vector<std::int64_t> order(rows.begin(), rows.end());
   Batch batch;
   // Full-batch training gathers the rows once, in their given order.
@@ -51,6 +83,25 @@ absl::StatusOr<LocalTrainingOutput> RunLocalSgd(
   double loss_sum = 0.0;
   std::int64_t loss_count = 0;
   std::int64_t steps = 0;
+  if (spec.fresh_batches) {
+    // The FedFix code's next(iter(DataLoader)): every step reshuffles the
+    // rows and takes the first b of them, i.e. b rows drawn uniformly
+    // without replacement, independently at every step.
+    for (; steps < total_steps; ++steps) {
+      rng.Shuffle(std::span<std::int64_t>(order));
+      GatherBatch(train, std::span<const std::int64_t>(order).subspan(0, b),
+                  batch);
+      const double loss = objective.Evaluate(w, batch, &grad);
+      if (!std::isfinite(loss)) {
+        return absl::OutOfRangeError(absl::StrCat(
+            "local training diverged: loss = ", loss, " at step ", steps,
+            " (lower local.lr)"));
+      }
+      step(steps);
+      loss_sum += loss * static_cast<double>(b);
+      loss_count += b;
+    }
+  }
   while (steps < total_steps) {
     if (spec.batch_size != 0) rng.Shuffle(std::span<std::int64_t>(order));
     for (std::int64_t begin = 0; begin < n && steps < total_steps; begin += b) {
@@ -67,9 +118,7 @@ absl::StatusOr<LocalTrainingOutput> RunLocalSgd(
             "local training diverged: loss = ", loss, " at step ", steps,
             " (lower local.lr)"));
       }
-      if (spec.prox_mu > 0.0) grad += spec.prox_mu * (w - start);
-      if (gradient_offset != nullptr) grad += *gradient_offset;
-      Axpy(-spec.lr, grad, w);
+      step(steps);
       loss_sum += loss * static_cast<double>(end - begin);
       loss_count += end - begin;
       ++steps;

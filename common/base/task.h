@@ -23,6 +23,9 @@ struct LocalTrainingSpec {
   // FedProx's mu: every local step adds mu (w - start) to the gradient, i.e.
   // minimises F_k(w) + (mu/2) ||w - start||^2. 0 = plain local SGD.
   double prox_mu = 0.0;
+  double momentum = 0.0;       // heavy-ball momentum (PyTorch SGD), reset per task
+  bool fresh_batches = false;  // each step: a fresh random batch (needs max_steps)
+  double grad_clip_norm = 0.0; // > 0: clip every batch gradient to this norm
 };
 
 // SCAFFOLD's client control-variate update (ALGORITHMS.md §6.1).

@@ -23,6 +23,9 @@ void EncodeTask(const Task& task, v1::Task& out) {
     out.set_server_control(EncodeFlat(*task.server_control));
   }
   out.set_scaffold_option(static_cast<std::int32_t>(task.scaffold_option));
+  local->set_momentum(task.local.momentum);
+  local->set_fresh_batches(task.local.fresh_batches);
+  local->set_grad_clip_norm(task.local.grad_clip_norm);
 }
 
 absl::StatusOr<Task> DecodeTask(const v1::Task& msg, std::int64_t dim) {
@@ -67,6 +70,9 @@ absl::StatusOr<Task> DecodeTask(const v1::Task& msg, std::int64_t dim) {
         "task ", msg.task_id(), ": server_control and scaffold_option must be "
         "set together (SCAFFOLD) or not at all"));
   }
+  t.local.momentum = msg.local().momentum();
+  t.local.fresh_batches = msg.local().fresh_batches();
+  t.local.grad_clip_norm = msg.local().grad_clip_norm();
   return t;
 }
 

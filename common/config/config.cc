@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <vector>
 
@@ -235,6 +236,13 @@ class Checker {
 
 }  // namespace
 
+bool IsAsyncAlgorithm(v1::AlgorithmConfig::Name name) {
+  return name == v1::AlgorithmConfig::NAME_CLOCK_FEDAVG ||
+         name == v1::AlgorithmConfig::NAME_ASYNC_FEDAVG ||
+         name == v1::AlgorithmConfig::NAME_FEDFIX ||
+         name == v1::AlgorithmConfig::NAME_FEDBUFF;
+}
+
 absl::StatusOr<v1::ExperimentConfig> ParseConfigYaml(absl::string_view yaml) {
   YAML::Node root;
   try {
@@ -252,6 +260,7 @@ absl::StatusOr<v1::ExperimentConfig> ParseConfigYaml(absl::string_view yaml) {
 
 void ApplyDefaults(v1::ExperimentConfig& c) {
   if (!c.has_seed()) c.set_seed(1);
+  const bool rounds_given = c.has_rounds();
   if (!c.has_rounds()) c.set_rounds(100);
 
   auto* data = c.mutable_data();
@@ -356,6 +365,35 @@ void ApplyDefaults(v1::ExperimentConfig& c) {
   if (!algo->has_keep_stragglers()) {
     algo->set_keep_stragglers(algo->name() == v1::AlgorithmConfig::NAME_FEDPROX);
   }
+  if (algo->async_weights() == v1::AlgorithmConfig::ASYNC_WEIGHTS_UNSPECIFIED) {
+    algo->set_async_weights(v1::AlgorithmConfig::ASYNC_WEIGHTS_WEIGHT);
+  }
+  if (algo->importance() == v1::AlgorithmConfig::IMPORTANCE_UNSPECIFIED) {
+    algo->set_importance(v1::AlgorithmConfig::IMPORTANCE_UNIFORM);
+  }
+  if (!algo->has_window()) algo->set_window(0.5);
+  if (!algo->has_buffer_size()) algo->set_buffer_size(5);
+  if (!algo->has_staleness_scaling()) algo->set_staleness_scaling(false);
+
+  auto* async = c.mutable_async();
+  if (!async->has_ticks_per_unit()) async->set_ticks_per_unit(1000000);
+  if (!async->has_horizon()) async->set_horizon(0.0);
+  if (async->compute_time() == v1::AsyncConfig::COMPUTE_TIME_UNSPECIFIED) {
+    async->set_compute_time(v1::AsyncConfig::COMPUTE_TIME_FX);
+  }
+  if (!async->has_fx_percent()) async->set_fx_percent(0.0);
+  if (!async->has_log_normal_sigma()) async->set_log_normal_sigma(0.5);
+  auto* net = async->mutable_network_delay();
+  if (net->kind() == v1::TimeDistribution::KIND_UNSPECIFIED) {
+    net->set_kind(v1::TimeDistribution::KIND_NONE);
+  }
+  if (!net->has_mean()) net->set_mean(0.1);
+  if (!net->has_sigma()) net->set_sigma(0.5);
+  if (!async->has_eval_interval()) async->set_eval_interval(0.0);
+  // With a time horizon, the horizon ends an asynchronous run.
+  if (IsAsyncAlgorithm(algo->name()) && async->horizon() > 0.0 && !rounds_given) {
+    c.set_rounds(std::numeric_limits<std::int32_t>::max());
+  }
 
   auto* part = c.mutable_participation();
   if (part->model() == v1::ParticipationConfig::MODEL_UNSPECIFIED) {
@@ -377,6 +415,9 @@ void ApplyDefaults(v1::ExperimentConfig& c) {
   if (!local->has_batch_size()) local->set_batch_size(32);
   if (!local->has_lr()) local->set_lr(0.05);
   if (!local->has_max_steps()) local->set_max_steps(0);
+  if (!local->has_momentum()) local->set_momentum(0.0);
+  if (!local->has_fresh_batches()) local->set_fresh_batches(false);
+  if (!local->has_grad_clip_norm()) local->set_grad_clip_norm(0.0);
   auto* dp = local->mutable_dp();
   if (dp->mode() == v1::DpConfig::MODE_UNSPECIFIED) dp->set_mode(v1::DpConfig::MODE_NONE);
   if (!dp->has_clip()) dp->set_clip(1.0);
@@ -630,6 +671,69 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
     check.Ge(absl::StrCat("participation.join_rounds[", i, "]"), part.join_rounds(i),
              int64_t{0});
   }
+  const bool async_algorithm = IsAsyncAlgorithm(c.algorithm().name());
+  const std::string algo_name = absl::AsciiStrToLower(
+      v1::AlgorithmConfig::Name_Name(c.algorithm().name()).substr(5));
+  const auto& async = c.async();
+  const auto& net = async.network_delay();
+  check.Ge("local.momentum", c.local().momentum(), 0.0)
+      .Require(c.local().momentum() < 1.0,
+               absl::StrCat("local.momentum = ", c.local().momentum(),
+                            "; must be < 1"))
+      .Ge("local.grad_clip_norm", c.local().grad_clip_norm(), 0.0)
+      .Require(!c.local().fresh_batches() ||
+                   (c.local().max_steps() >= 1 && c.local().batch_size() >= 1),
+               absl::StrCat("local.fresh_batches = true with local.max_steps = ",
+                            c.local().max_steps(), " and local.batch_size = ",
+                            c.local().batch_size(),
+                            "; fresh batches need max_steps >= 1 and batch_size >= 1"))
+      .Require(!dp_on || (c.local().momentum() == 0.0 && !c.local().fresh_batches() &&
+                          c.local().grad_clip_norm() == 0.0),
+               absl::StrCat("local.dp.mode = ", dp_mode, " with local.momentum, "
+                            "local.fresh_batches or local.grad_clip_norm set; DP "
+                            "local training supports none of them"))
+      .Require(!async_algorithm || !dp_on,
+               absl::StrCat("local.dp.mode = ", dp_mode, " with algorithm.name = ",
+                            algo_name, "; asynchronous algorithms do not support DP"))
+      .Require(!async_algorithm ||
+                   part.model() == v1::ParticipationConfig::MODEL_UNIFORM,
+               absl::StrCat("participation.model is not uniform with algorithm.name = ",
+                            algo_name, "; asynchronous algorithms keep every client "
+                            "working (their speeds are set in the async section)"))
+      .Gt("algorithm.window", c.algorithm().window(), 0.0)
+      .Ge("algorithm.buffer_size", c.algorithm().buffer_size(), 1)
+      .Require(c.algorithm().name() != v1::AlgorithmConfig::NAME_FEDBUFF ||
+                   c.algorithm().buffer_size() <= clients.count(),
+               absl::StrCat("algorithm.buffer_size = ", c.algorithm().buffer_size(),
+                            "; must be <= clients.count = ", clients.count()))
+      .Require(!c.algorithm().staleness_scaling() ||
+                   c.algorithm().name() == v1::AlgorithmConfig::NAME_FEDBUFF,
+               absl::StrCat("algorithm.staleness_scaling = true with algorithm.name = ",
+                            algo_name, "; it is a FedBuff option"))
+      .Ge("async.ticks_per_unit", async.ticks_per_unit(), int64_t{1})
+      .Le("async.ticks_per_unit", async.ticks_per_unit(), int64_t{1000000000})
+      .Ge("async.horizon", async.horizon(), 0.0)
+      .Le("async.horizon", async.horizon(), 1e9)
+      .Ge("async.fx_percent", async.fx_percent(), 0.0)
+      .Require(async.fx_percent() < 100.0,
+               absl::StrCat("async.fx_percent = ", async.fx_percent(),
+                            "; must be < 100 (the fastest client needs 1 - X/100 > 0)"))
+      .Gt("async.log_normal_sigma", async.log_normal_sigma(), 0.0)
+      .Require(async.compute_time() != v1::AsyncConfig::COMPUTE_TIME_TRACE ||
+                   !async.trace_file().empty(),
+               "async.trace_file is empty; async.compute_time = trace needs the "
+               "file of per-task times")
+      .Require(net.kind() == v1::TimeDistribution::KIND_NONE || net.mean() > 0.0,
+               absl::StrCat("async.network_delay.mean = ", net.mean(),
+                            "; must be > 0"))
+      .Gt("async.network_delay.sigma", net.sigma(), 0.0)
+      .Ge("async.eval_interval", async.eval_interval(), 0.0);
+  // Window, horizon and eval interval must be whole ticks >= 1.
+  const double tpu = static_cast<double>(async.ticks_per_unit());
+  check.Require(!async_algorithm ||
+                    c.algorithm().window() * tpu >= 1.0,
+                absl::StrCat("algorithm.window = ", c.algorithm().window(),
+                             "; must be at least one tick (1 / async.ticks_per_unit)"));
   check
       .Ge("local.epochs", c.local().epochs(), 1)
       .Ge("local.batch_size", c.local().batch_size(), int64_t{0})

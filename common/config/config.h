@@ -20,6 +20,10 @@
 
 namespace fedsim {
 
+// True for the algorithms that run on the virtual clock (clock_fedavg,
+// async_fedavg, fedfix, fedbuff; docs/async.md).
+bool IsAsyncAlgorithm(v1::AlgorithmConfig::Name name);
+
 // Parses YAML text onto an ExperimentConfig without defaults or validation.
 absl::StatusOr<v1::ExperimentConfig> ParseConfigYaml(absl::string_view yaml);
 

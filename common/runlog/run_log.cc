@@ -150,7 +150,7 @@ absl::Status RunLog::Metrics(const MetricsRow& r) {
            << Cell(r.client_loss) << "," << Cell(r.dist_to_opt) << ","
            << r.participants << "," << r.bytes_up << "," << r.bytes_down << ","
            << r.model_hash << "," << Cell(r.epsilon_max) << ","
-           << Cell(r.epsilon_mean) << "\n"
+           << Cell(r.epsilon_mean) << "," << Cell(r.virtual_time) << "\n"
            << std::flush;
   if (!metrics_) return absl::DataLossError("metrics.csv: write failed");
   if (tensorboard_ != nullptr) {

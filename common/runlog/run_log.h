@@ -43,12 +43,15 @@ struct MetricsRow {
   // maximum and the mean over all clients. NaN without DP.
   double epsilon_max = NAN;
   double epsilon_mean = NAN;
+  // Asynchronous algorithms: the virtual time of the aggregation step in
+  // time units (docs/async.md). NaN for synchronous runs.
+  double virtual_time = NAN;
 };
 
 inline constexpr const char* kMetricsColumns =
     "round,wall_time_s,train_loss,test_loss,test_accuracy,client_loss,"
     "dist_to_opt,participants,bytes_up,bytes_down,model_hash,"
-    "epsilon_max,epsilon_mean";
+    "epsilon_max,epsilon_mean,virtual_time";
 
 class RunLog {
  public:

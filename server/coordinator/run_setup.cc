@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "common/base/status_macros.h"
@@ -18,8 +19,11 @@
 #include "common/kernels/vector_ops.h"
 #include "common/random/stream.h"
 #include "server/coordinator/checkpoint.h"
+#include "server/clock/schedule.h"
+#include "server/clock/time_model.h"
 #include "server/participation/availability.h"
 #include "server/participation/probabilities.h"
+#include "server/strategy/async_fl.h"
 #include "server/strategy/fedau.h"
 #include "server/strategy/fedavg.h"
 #include "server/strategy/fedlsa.h"
@@ -140,15 +144,23 @@ absl::StatusOr<ParticipationSetup> MakeParticipation(
   return out;
 }
 
-absl::StatusOr<std::unique_ptr<SyncStrategy>> MakeStrategy(
-    const v1::ExperimentConfig& config, const Experiment& exp,
-    const std::vector<double>& probabilities) {
+LocalTrainingSpec LocalSpec(const v1::ExperimentConfig& config) {
   LocalTrainingSpec local;
   local.epochs = config.local().epochs();
   local.batch_size = config.local().batch_size();
   local.lr = config.local().lr();
   local.max_steps = config.local().max_steps();
   local.prox_mu = config.algorithm().prox_mu();
+  local.momentum = config.local().momentum();
+  local.fresh_batches = config.local().fresh_batches();
+  local.grad_clip_norm = config.local().grad_clip_norm();
+  return local;
+}
+
+absl::StatusOr<std::unique_ptr<SyncStrategy>> MakeStrategy(
+    const v1::ExperimentConfig& config, const Experiment& exp,
+    const std::vector<double>& probabilities) {
+  const LocalTrainingSpec local = LocalSpec(config);
   StragglerOptions stragglers;
   stragglers.fraction = config.clients().straggler_fraction();
   stragglers.keep = config.algorithm().keep_stragglers();
@@ -248,6 +260,160 @@ absl::StatusOr<std::unique_ptr<SyncStrategy>> MakeStrategy(
   }
 }
 
+absl::StatusOr<TimeModelSpec> MakeTimeModelSpec(const v1::ExperimentConfig& config,
+                                                std::int64_t n) {
+  const v1::AsyncConfig& a = config.async();
+  TimeModelSpec spec;
+  spec.seed = config.seed();
+  spec.ticks_per_unit = a.ticks_per_unit();
+  spec.mean = FxTimes(n, a.fx_percent());
+  spec.sigma = a.log_normal_sigma();
+  switch (a.compute_time()) {
+    case v1::AsyncConfig::COMPUTE_TIME_EXPONENTIAL:
+      spec.compute = TimeKind::kExponential;
+      break;
+    case v1::AsyncConfig::COMPUTE_TIME_LOG_NORMAL:
+      spec.compute = TimeKind::kLogNormal;
+      break;
+    case v1::AsyncConfig::COMPUTE_TIME_TRACE: {
+      spec.compute = TimeKind::kTrace;
+      std::ifstream in(a.trace_file());
+      if (!in) {
+        return absl::NotFoundError(absl::StrCat(
+            "config: async.trace_file = '", a.trace_file(), "'; cannot open it"));
+      }
+      std::stringstream text;
+      text << in.rdbuf();
+      absl::StatusOr<std::vector<std::vector<double>>> trace =
+          ParseTimeTrace(text.str(), n);
+      if (!trace.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "config: async.trace_file = '", a.trace_file(), "'; ",
+            trace.status().message()));
+      }
+      spec.trace = *std::move(trace);
+      break;
+    }
+    default:
+      spec.compute = TimeKind::kConstant;
+  }
+  const v1::TimeDistribution& net = a.network_delay();
+  switch (net.kind()) {
+    case v1::TimeDistribution::KIND_CONSTANT:
+      spec.network = TimeKind::kConstant;
+      break;
+    case v1::TimeDistribution::KIND_EXPONENTIAL:
+      spec.network = TimeKind::kExponential;
+      break;
+    case v1::TimeDistribution::KIND_LOG_NORMAL:
+      spec.network = TimeKind::kLogNormal;
+      break;
+    default:
+      spec.network = TimeKind::kNone;
+  }
+  spec.network_mean = net.mean();
+  spec.network_sigma = net.sigma();
+  return spec;
+}
+
+AsyncScheme SchemeOf(v1::AlgorithmConfig::Name name) {
+  switch (name) {
+    case v1::AlgorithmConfig::NAME_CLOCK_FEDAVG:
+      return AsyncScheme::kSyncFedAvg;
+    case v1::AlgorithmConfig::NAME_FEDFIX:
+      return AsyncScheme::kFedFix;
+    case v1::AlgorithmConfig::NAME_FEDBUFF:
+      return AsyncScheme::kFedBuff;
+    default:
+      return AsyncScheme::kAsyncFedAvg;
+  }
+}
+
+// The asynchronous part of PrepareRun: time model, schedule, weights,
+// engine; adds the `async` block to run_start.
+absl::Status PrepareAsync(const v1::ExperimentConfig& config, CoordinatorRun& run,
+                          RoundEngineInputs inputs, FlatVector initial,
+                          nlohmann::json& start_event) {
+  const Experiment& e = *run.experiment;
+  const std::int64_t n = e.num_clients();
+  const v1::AsyncConfig& a = config.async();
+  const std::int64_t tpu = a.ticks_per_unit();
+  FEDSIM_ASSIGN_OR_RETURN(TimeModelSpec spec, MakeTimeModelSpec(config, n));
+  std::shared_ptr<const TimeModel> model =
+      std::make_shared<const TimeModel>(std::move(spec));
+  AsyncSchedulerOptions so;
+  so.scheme = SchemeOf(config.algorithm().name());
+  so.num_clients = n;
+  so.window_ticks = ToTicks(config.algorithm().window(), tpu);
+  so.buffer_size = so.scheme == AsyncScheme::kFedBuff ? config.algorithm().buffer_size() : 1;
+  if (so.buffer_size > n) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config: algorithm.buffer_size = ", so.buffer_size,
+        "; must be <= the number of clients (", n, ")"));
+  }
+  const Tick horizon = a.horizon() > 0.0 ? std::llround(a.horizon() * static_cast<double>(tpu)) : -1;
+
+  AsyncWeightOptions wo;
+  wo.scheme = so.scheme;
+  wo.weight_variant =
+      config.algorithm().async_weights() == v1::AlgorithmConfig::ASYNC_WEIGHTS_WEIGHT;
+  for (std::int64_t k = 0; k < n; ++k) {
+    wo.importance_mass.push_back(
+        config.algorithm().importance() == v1::AlgorithmConfig::IMPORTANCE_RATIO
+            ? static_cast<double>(e.client_sizes[k])
+            : 1.0);
+    wo.mean_ticks.push_back(model->MeanTicks(k));
+  }
+  wo.window_ticks = so.window_ticks;
+  wo.buffer_size = so.buffer_size;
+  if (so.scheme == AsyncScheme::kFedBuff && wo.weight_variant) {
+    // f_i from the schedule itself, as the official code computes it.
+    wo.step_fraction = StepFractions(MakeAsyncScheduler(so), model, horizon,
+                                     config.rounds());
+  }
+  AsyncAggregatorOptions ao;
+  ao.scheme = so.scheme;
+  ao.weights = AsyncWeights(wo);
+  ao.importance_mass = wo.importance_mass;
+  ao.staleness_scaling = config.algorithm().staleness_scaling();
+  ao.server_lr = config.algorithm().server_lr();
+
+  std::vector<double> tau_units;
+  for (double t : wo.mean_ticks) tau_units.push_back(t / static_cast<double>(tpu));
+  nlohmann::json info = {
+      {"scheme", std::string(AsyncSchemeName(so.scheme))},
+      {"weights", wo.weight_variant ? "weight" : "identical"},
+      {"importance", config.algorithm().importance() == v1::AlgorithmConfig::IMPORTANCE_RATIO
+                         ? "ratio" : "uniform"},
+      {"ticks_per_unit", tpu},
+      {"horizon", a.horizon()},
+      {"mean_task_time", tau_units},
+      {"aggregation_weights", ao.weights}};
+  if (so.scheme == AsyncScheme::kFedFix) info["window"] = config.algorithm().window();
+  if (so.scheme == AsyncScheme::kFedBuff) {
+    info["buffer_size"] = so.buffer_size;
+    info["staleness_scaling"] = ao.staleness_scaling;
+    if (!wo.step_fraction.empty()) info["step_fraction"] = wo.step_fraction;
+  }
+  start_event["async"] = info;
+
+  AsyncEngineOptions eo;
+  eo.max_steps = config.rounds();
+  eo.eval_every = config.eval().every();
+  eo.eval_interval = a.eval_interval() > 0.0 ? ToTicks(a.eval_interval(), tpu) : 0;
+  eo.eval_train_loss = config.eval().train_loss();
+  eo.eval_threads = config.runtime().threads();
+  eo.ticks_per_unit = tpu;
+  eo.local = LocalSpec(config);
+  eo.name = std::string(AsyncSchemeName(so.scheme));
+  auto runner = std::make_unique<ScheduleRunner>(MakeAsyncScheduler(so),
+                                                 std::move(model), horizon);
+  run.async_engine = std::make_unique<AsyncEngine>(
+      eo, std::move(inputs), std::move(runner),
+      std::make_unique<AsyncAggregator>(std::move(ao)), std::move(initial));
+  return absl::OkStatus();
+}
+
 // Builds the run. `resume` null: a fresh run directory (config.json,
 // run_start); otherwise the directory is reopened at the checkpoint's round
 // and the engine continues from it.
@@ -256,6 +422,15 @@ absl::StatusOr<CoordinatorRun> BuildRun(const v1::ExperimentConfig& config,
                                         const std::string& runtime,
                                         const LoadedCheckpoint* resume) {
   UseFixedEigenBlocking();
+  const bool async = IsAsyncAlgorithm(config.algorithm().name());
+  if (async && runtime != "embedded") {
+    return absl::UnimplementedError(absl::StrCat(
+        "config: algorithm.name = ",
+        absl::AsciiStrToLower(
+            v1::AlgorithmConfig::Name_Name(config.algorithm().name()).substr(5)),
+        "; asynchronous algorithms run on the virtual clock of the embedded "
+        "runtime only (fedsim run), not in the distributed runtime"));
+  }
   CoordinatorRun run;
   run.config = config;
   run.runtime = runtime;
@@ -288,6 +463,35 @@ absl::StatusOr<CoordinatorRun> BuildRun(const v1::ExperimentConfig& config,
   } else {
     RngStream init_rng(config.seed(), RngPurpose::kModelInit, -1, -1);
     e.objective->Initialize(initial, init_rng);
+  }
+  if (async) {
+    if (resume != nullptr) {
+      return absl::UnimplementedError(
+          "--resume: asynchronous runs write no checkpoints yet "
+          "(docs/checkpoint.md); start the run again");
+    }
+    nlohmann::json start_event = {{"event", "run_start"},
+                                  {"name", config.name()},
+                                  {"runtime", runtime},
+                                  {"clients", e.num_clients()},
+                                  {"parameters", e.num_parameters()},
+                                  {"train_rows", e.data.train.size()},
+                                  {"test_rows", e.data.test.size()},
+                                  {"rounds", config.rounds()},
+                                  {"seed", config.seed()},
+                                  {"model_hash", ModelHash(initial)}};
+    RoundEngineInputs inputs;
+    inputs.objective = e.objective.get();
+    inputs.train = &e.data.train;
+    inputs.test = &e.data.test;
+    inputs.client_sizes = e.client_sizes;
+    inputs.optimum = e.data.optimum;
+    inputs.log = run.log.get();
+    FEDSIM_RETURN_IF_ERROR(
+        PrepareAsync(config, run, std::move(inputs), std::move(initial), start_event));
+    start_event["algorithm"] = run.async_engine->name();
+    FEDSIM_RETURN_IF_ERROR(run.log->Event(start_event));
+    return run;
   }
 
   FEDSIM_ASSIGN_OR_RETURN(ParticipationSetup participation,
@@ -416,6 +620,11 @@ v1::ExperimentConfig ResultRelevant(v1::ExperimentConfig c) {
 
 }  // namespace
 
+std::string AlgorithmName(const CoordinatorRun& run) {
+  if (run.async_engine != nullptr) return run.async_engine->name();
+  return std::string(run.engine->strategy().name());
+}
+
 absl::StatusOr<CoordinatorRun> PrepareRun(const v1::ExperimentConfig& config,
                                           const std::string& out_dir,
                                           const std::string& runtime) {
@@ -456,6 +665,8 @@ absl::StatusOr<CoordinatorRun> PrepareOrResumeRun(
 absl::Status MaybeCheckpoint(CoordinatorRun& run, const RunSummary& summary,
                              double wall_time_s) {
   const int every = run.config.checkpoint().every();
+  // Asynchronous runs (AsyncEngine) are not checkpointed yet.
+  if (run.engine == nullptr) return absl::OkStatus();
   const RoundEngine& engine = *run.engine;
   if (every <= 0 || engine.round_open()) return absl::OkStatus();
   // Fault injection for the crash tests (docs/checkpoint.md): die by
@@ -484,6 +695,22 @@ absl::Status MaybeCheckpoint(CoordinatorRun& run, const RunSummary& summary,
 absl::Status CompleteRun(CoordinatorRun& run, double wall_time_s) {
   const std::string model_path =
       (std::filesystem::path(run.log->dir()) / "model.bin").string();
+  if (run.async_engine != nullptr) {
+    const AsyncEngine& engine = *run.async_engine;
+    FEDSIM_RETURN_IF_ERROR(WriteModelFile(model_path, engine.model()));
+    const AsyncEngine::Tally t = engine.tally();
+    return run.log->Event({{"event", "run_end"},
+                           {"rounds", engine.version()},
+                           {"wall_time_s", wall_time_s},
+                           {"model_hash", ModelHash(engine.model())},
+                           {"tasks_issued", t.issued},
+                           {"tasks_aggregated", t.aggregated},
+                           {"tasks_timed_out", 0},
+                           {"tasks_dropped", t.dropped},
+                           {"tasks_in_flight", t.in_flight},
+                           {"pushes_rejected", t.rejected_pushes},
+                           {"pushes_duplicate", t.duplicate_pushes}});
+  }
   FEDSIM_RETURN_IF_ERROR(WriteModelFile(model_path, run.engine->model()));
   const RoundEngine::Tally& t = run.engine->tally();
   nlohmann::json dp_info;

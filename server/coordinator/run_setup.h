@@ -19,6 +19,7 @@
 #include "common/runlog/run_log.h"
 #include "fedsim/v1/config.pb.h"
 #include "server/coordinator/progress.h"
+#include "server/coordinator/async_engine.h"
 #include "server/coordinator/round_engine.h"
 
 namespace fedsim {
@@ -28,6 +29,8 @@ struct CoordinatorRun {
   std::string runtime;  // "embedded" or "distributed"
   std::unique_ptr<Experiment> experiment;
   std::unique_ptr<RunLog> log;
+  // Exactly one of the two engines: synchronous rounds, or asynchronous
+  // steps on the virtual clock (IsAsyncAlgorithm; embedded runtime only).
   std::unique_ptr<RoundEngine> engine;
   // The clients' own state in the embedded runtime (SCAFFLSA, DiceSGD, a
   // Markov oracle): owned here so that checkpoints can save it.
@@ -36,7 +39,11 @@ struct CoordinatorRun {
   bool resumed = false;
   double resumed_wall_time_s = 0.0;    // run time before the restart
   double resumed_best_accuracy = NAN;
+  std::unique_ptr<AsyncEngine> async_engine;
 };
+
+// The display name of the run's algorithm ("FedAvg", "FedFix", ...).
+std::string AlgorithmName(const CoordinatorRun& run);
 
 // Builds the experiment for a validated `config` and prepares `out_dir`
 // (config.json, events.jsonl with run_start, metrics.csv with its header).

@@ -56,6 +56,22 @@ expect_error dp_unreachable_target "local.dp.target_epsilon = 0.001; target epsi
 local: {dp: {mode: clip, target_epsilon: 0.001}}"
 expect_error dp_budget_too_small "local.dp.epsilon_budget = 0.01; one round already" "$base
 local: {dp: {mode: clip, noise_multiplier: 1, epsilon_budget: 0.01}}"
+expect_error fedbuff_buffer "algorithm.buffer_size = 5; must be <= clients.count = 4" "$base
+algorithm: {name: fedbuff}"
+expect_error async_trace_missing "async.trace_file = '$work/none.txt'; cannot open it" "$base
+algorithm: {name: fedfix}
+async: {compute_time: trace, trace_file: $work/none.txt}"
+# Asynchronous algorithms run embedded only: launch refuses them in one line.
+printf '%s\nalgorithm: {name: fedfix}\n' "$base" > "$work/async_launch.yaml"
+"$bin/fedsim" launch "$work/async_launch.yaml" --workers 1 --out "$work/out-async-launch" \
+    > /dev/null 2> "$work/async_launch.stderr"
+code=$?
+if [ "$code" -ne 2 ] || [ "$(wc -l < "$work/async_launch.stderr")" -ne 1 ] ||
+   ! grep -qF "embedded runtime only" "$work/async_launch.stderr"; then
+  echo "FAIL async launch: exit $code"; cat "$work/async_launch.stderr"; fail=1
+else
+  echo "ok   async launch: $(cat "$work/async_launch.stderr")"
+fi
 
 # fedsim privacy: bad values exit 2 with one line; good ones print epsilon.
 expect_privacy_error() {

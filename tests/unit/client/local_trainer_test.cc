@@ -305,3 +305,72 @@ TEST(LocalTrainerTest, BadInputsAreInvalidArgument) {
 
 }  // namespace
 }  // namespace fedsim
+
+namespace fedsim {
+namespace {
+
+// Heavy-ball momentum as PyTorch's SGD (v_0 = g_0, v_t = mu v_{t-1} + g_t,
+// w -= lr v_t), gradient clipping, and the FedFix code's fresh batches
+// (every step: reshuffle, take the first B rows), against a step-by-step
+// re-implementation with the same stream.
+TEST(LocalTrainerAsyncOptionsTest, MomentumClippingAndFreshBatchesStepByStep) {
+  const Dataset data = MakeData(20);
+  const std::vector<std::int64_t> rows = Rows(0, 20);
+  const auto objective = LeastSquares();
+  LocalTrainingSpec spec;
+  spec.batch_size = 6;
+  spec.lr = 0.1;
+  spec.max_steps = 5;
+  spec.momentum = 0.9;
+  spec.fresh_batches = true;
+  spec.grad_clip_norm = 0.5;
+  RngStream rng(3, RngPurpose::kShuffle, 2, 7);
+  absl::StatusOr<LocalTrainingOutput> out =
+      RunLocalSgd(*objective, data, rows, Start(), spec, rng);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(out->num_steps, 5);
+
+  RngStream ref_rng(3, RngPurpose::kShuffle, 2, 7);
+  std::vector<std::int64_t> order = rows;
+  FlatVector w = Start(), v = FlatVector::Zero(kDim), g(kDim);
+  Batch batch;
+  for (int t = 0; t < 5; ++t) {
+    ref_rng.Shuffle(std::span<std::int64_t>(order));
+    GatherBatch(data, std::span<const std::int64_t>(order).subspan(0, 6), batch);
+    objective->Evaluate(w, batch, &g);
+    const double norm = std::sqrt(g.squaredNorm());
+    if (norm > 0.5) g *= 0.5 / norm;
+    v = t == 0 ? g : FlatVector(0.9 * v + g);
+    w -= 0.1 * v;
+  }
+  EXPECT_LT((out->update - (w - Start())).cwiseAbs().maxCoeff(), 1e-14);
+
+  // Momentum 0 and no clipping: plain SGD on the same fresh batches.
+  spec.momentum = 0.0;
+  spec.grad_clip_norm = 0.0;
+  RngStream rng2(3, RngPurpose::kShuffle, 2, 7);
+  RngStream ref2(3, RngPurpose::kShuffle, 2, 7);
+  out = RunLocalSgd(*objective, data, rows, Start(), spec, rng2);
+  ASSERT_TRUE(out.ok());
+  order = rows;
+  w = Start();
+  for (int t = 0; t < 5; ++t) {
+    ref2.Shuffle(std::span<std::int64_t>(order));
+    GatherBatch(data, std::span<const std::int64_t>(order).subspan(0, 6), batch);
+    objective->Evaluate(w, batch, &g);
+    w -= 0.1 * g;
+  }
+  EXPECT_LT((out->update - (w - Start())).cwiseAbs().maxCoeff(), 1e-14);
+
+  // Fresh batches need max_steps and a batch size; momentum must be < 1.
+  spec.max_steps = 0;
+  EXPECT_EQ(RunLocalSgd(*objective, data, rows, Start(), spec, rng2).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  spec.max_steps = 5;
+  spec.momentum = 1.0;
+  EXPECT_EQ(RunLocalSgd(*objective, data, rows, Start(), spec, rng2).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace fedsim

@@ -175,6 +175,9 @@ TEST(TaskCodecTest, TaskRoundTrip) {
   t.local.batch_size = 0;
   t.local.lr = 0.1 + 0.2;
   t.local.max_steps = 11;
+  t.local.momentum = 0.9;
+  t.local.fresh_batches = true;
+  t.local.grad_clip_norm = 1e4;
   v1::Task msg;
   EncodeTask(t, msg);
   absl::StatusOr<Task> back = DecodeTask(msg, t.params->size());
@@ -187,6 +190,9 @@ TEST(TaskCodecTest, TaskRoundTrip) {
   EXPECT_EQ(back->local.batch_size, 0);
   EXPECT_EQ(back->local.lr, 0.1 + 0.2);
   EXPECT_EQ(back->local.max_steps, 11);
+  EXPECT_EQ(back->local.momentum, 0.9);
+  EXPECT_TRUE(back->local.fresh_batches);
+  EXPECT_EQ(back->local.grad_clip_norm, 1e4);
   // Through the wire bytes too.
   v1::Task reparsed;
   ASSERT_TRUE(reparsed.ParseFromString(msg.SerializeAsString()));
@@ -351,6 +357,7 @@ TEST(RunLogTest, MetricsCsvParsesWithEmptyNaNCells) {
   a.model_hash = "0123456789abcdef";
   a.epsilon_max = 2.5;
   a.epsilon_mean = 1.0 / 3.0;
+  a.virtual_time = 2.75;
   MetricsRow b;  // defaults: every measured cell NaN
   b.round = 1;
   b.model_hash = "fedcba9876543210";
@@ -362,7 +369,7 @@ TEST(RunLogTest, MetricsCsvParsesWithEmptyNaNCells) {
   ASSERT_TRUE(std::getline(csv, line));
   EXPECT_EQ(line, kMetricsColumns);
   const std::vector<std::string> header = absl::StrSplit(line, ',');
-  ASSERT_EQ(header.size(), 13u);
+  ASSERT_EQ(header.size(), 14u);
 
   ASSERT_TRUE(std::getline(csv, line));
   std::vector<std::string> cells = absl::StrSplit(line, ',');
@@ -381,6 +388,8 @@ TEST(RunLogTest, MetricsCsvParsesWithEmptyNaNCells) {
   EXPECT_EQ(header[11], "epsilon_max");
   EXPECT_EQ(std::stod(cells[11]), 2.5);
   EXPECT_EQ(std::stod(cells[12]), 1.0 / 3.0);
+  EXPECT_EQ(header[13], "virtual_time");
+  EXPECT_EQ(std::stod(cells[13]), 2.75);
 
   ASSERT_TRUE(std::getline(csv, line));
   cells = absl::StrSplit(line, ',');
@@ -390,6 +399,7 @@ TEST(RunLogTest, MetricsCsvParsesWithEmptyNaNCells) {
   EXPECT_EQ(cells[10], "fedcba9876543210");
   EXPECT_EQ(cells[11], "");  // no DP
   EXPECT_EQ(cells[12], "");
+  EXPECT_EQ(cells[13], "");  // synchronous run
   EXPECT_FALSE(std::getline(csv, line));
 }
 

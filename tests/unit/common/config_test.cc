@@ -626,3 +626,65 @@ TEST(ConfigTest, QuickstartConfigLoads) {
 
 }  // namespace
 }  // namespace fedsim
+
+namespace fedsim {
+namespace {
+
+TEST(ConfigTest, AsyncDefaultsAndRules) {
+  const v1::ExperimentConfig d = LoadOrDie("algorithm: {name: fedfix}");
+  EXPECT_EQ(d.algorithm().async_weights(), v1::AlgorithmConfig::ASYNC_WEIGHTS_WEIGHT);
+  EXPECT_EQ(d.algorithm().importance(), v1::AlgorithmConfig::IMPORTANCE_UNIFORM);
+  EXPECT_EQ(d.algorithm().window(), 0.5);
+  EXPECT_EQ(d.algorithm().buffer_size(), 5);
+  EXPECT_EQ(d.async().ticks_per_unit(), 1000000);
+  EXPECT_EQ(d.async().compute_time(), v1::AsyncConfig::COMPUTE_TIME_FX);
+  EXPECT_EQ(d.async().network_delay().kind(), v1::TimeDistribution::KIND_NONE);
+  EXPECT_EQ(d.local().momentum(), 0.0);
+  EXPECT_EQ(d.rounds(), 100);  // no horizon: `rounds` steps
+  // With a horizon the horizon ends the run, unless rounds is given.
+  EXPECT_EQ(LoadOrDie("algorithm: {name: fedbuff}\nasync: {horizon: 50}").rounds(),
+            2147483647);
+  EXPECT_EQ(LoadOrDie("rounds: 7\nalgorithm: {name: fedbuff}\nasync: {horizon: 50}")
+                .rounds(),
+            7);
+  EXPECT_EQ(LoadOrDie("async: {horizon: 50}").rounds(), 100);  // fedavg
+
+  EXPECT_EQ(ErrorOf("algorithm: {name: fedbuff, buffer_size: 101}"),
+            "config: algorithm.buffer_size = 101; must be <= clients.count = 100");
+  EXPECT_EQ(ErrorOf("algorithm: {name: fedfix, window: 0}"),
+            "config: algorithm.window = 0; must be > 0");
+  EXPECT_THAT(ErrorOf("algorithm: {name: fedfix, window: 0.0000001}"),
+              HasSubstr("algorithm.window = 1e-07; must be at least one tick"));
+  EXPECT_THAT(ErrorOf("async: {fx_percent: 100}"),
+              HasSubstr("async.fx_percent = 100; must be < 100"));
+  EXPECT_THAT(ErrorOf("algorithm: {name: fedfix, staleness_scaling: true}"),
+              HasSubstr("algorithm.staleness_scaling = true with algorithm.name = "
+                        "fedfix; it is a FedBuff option"));
+  EXPECT_THAT(ErrorOf("algorithm: {name: async_fedavg}\nlocal: {dp: {mode: clip}}"),
+              HasSubstr("asynchronous algorithms do not support DP"));
+  EXPECT_THAT(ErrorOf("algorithm: {name: fedfix}\nparticipation: {model: bernoulli}"),
+              HasSubstr("participation.model is not uniform with algorithm.name = fedfix"));
+  EXPECT_THAT(ErrorOf("async: {compute_time: trace}"), HasSubstr("async.trace_file is empty"));
+  EXPECT_THAT(ErrorOf("async: {compute_time: gamma}"),
+              HasSubstr("fx, exponential, log_normal, trace"));
+  EXPECT_THAT(ErrorOf("async: {network_delay: {kind: constant, mean: 0}}"),
+              HasSubstr("async.network_delay.mean = 0; must be > 0"));
+  EXPECT_THAT(ErrorOf("local: {momentum: 1}"), HasSubstr("local.momentum = 1; must be < 1"));
+  EXPECT_THAT(ErrorOf("local: {fresh_batches: true}"),
+              HasSubstr("fresh batches need max_steps >= 1"));
+  EXPECT_THAT(ErrorOf("algorithm: {async_weights: heavy}"),
+              HasSubstr("identical, weight"));
+}
+
+TEST(ConfigTest, AsyncExampleConfigsLoad) {
+  for (const std::string name : {"fedfix_fx", "fedbuff_lognormal", "async_fedavg_fx"}) {
+    absl::StatusOr<v1::ExperimentConfig> c =
+        LoadConfigFile(FEDSIM_SOURCE_DIR "/configs/" + name + ".yaml");
+    ASSERT_TRUE(c.ok()) << name << ": " << c.status();
+    EXPECT_TRUE(IsAsyncAlgorithm(c->algorithm().name())) << name;
+    EXPECT_GT(c->async().horizon(), 0.0) << name;
+  }
+}
+
+}  // namespace
+}  // namespace fedsim
