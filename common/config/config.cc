@@ -672,8 +672,6 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
              int64_t{0});
   }
   const bool async_algorithm = IsAsyncAlgorithm(c.algorithm().name());
-  const std::string algo_name = absl::AsciiStrToLower(
-      v1::AlgorithmConfig::Name_Name(c.algorithm().name()).substr(5));
   const auto& async = c.async();
   const auto& net = async.network_delay();
   check.Ge("local.momentum", c.local().momentum(), 0.0)
