@@ -70,6 +70,10 @@ std::int64_t Coordinator::PullTask(WorkerId worker, absl::Time deadline,
       completions.emplace_back(std::move(done), reply);
     } else {
       it->second.last_seen = absl::Now();
+      if (!it->second.polled) {
+        it->second.polled = true;
+        cv_.notify_all();
+      }
       // Never hold a poll past the coordinator's own limit.
       const absl::Time limit = absl::Now() + options_.long_poll;
       parked_.push_back(
@@ -290,13 +294,19 @@ absl::StatusOr<RunSummary> Coordinator::Run() {
   {
     std::unique_lock<std::mutex> lock(mu_);
     const absl::Time until = start + options_.start_timeout;
-    while (static_cast<int>(workers_.size()) < options_.min_workers &&
-           !shutdown_) {
+    // Round 0 starts once min_workers have joined *and* asked for work, so
+    // that a slow worker's first poll is not beaten by the whole round.
+    const auto ready = [&] {
+      int n = 0;
+      for (const auto& [id, w] : workers_) n += w.polled ? 1 : 0;
+      return n;
+    };
+    while (ready() < options_.min_workers && !shutdown_) {
       if (absl::Now() >= until) {
         return absl::DeadlineExceededError(absl::StrCat(
             "only ", workers_.size(), " of distributed.min_workers = ",
-            options_.min_workers, " workers joined within ",
-            absl::FormatDuration(options_.start_timeout)));
+            options_.min_workers, " workers joined (", ready(),
+            " polling) within ", absl::FormatDuration(options_.start_timeout)));
       }
       cv_.wait_for(lock, absl::ToChronoMilliseconds(options_.tick));
     }

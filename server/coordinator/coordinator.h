@@ -128,6 +128,7 @@ class Coordinator {
   struct WorkerInfo {
     std::string name;
     absl::Time last_seen;
+    bool polled = false;  // has asked for a task at least once
   };
   using Completion = std::pair<PullCallback, absl::StatusOr<PullReply>>;
 
