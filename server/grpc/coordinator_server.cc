@@ -6,6 +6,7 @@
 #include "absl/time/clock.h"
 #include "common/codec/task_codec.h"
 #include "fedsim/v1/service.grpc.pb.h"
+#include "server/grpc/auth.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/grpcpp.h"
 
@@ -40,17 +41,26 @@ class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
  public:
   Impl(const Options& options, Coordinator* coordinator,
        const v1::ExperimentConfig& config, std::int64_t dim)
-      : options_(options), coordinator_(coordinator), config_(config), dim_(dim) {}
+      : options_(options), coordinator_(coordinator), config_(config), dim_(dim),
+        auth_(options.auth, options.log) {}
 
   grpc::ServerUnaryReactor* Join(grpc::CallbackServerContext* ctx,
                                  const v1::JoinRequest* request,
                                  v1::JoinResponse* response) override {
     auto* reactor = ctx->DefaultReactor();
-    absl::StatusOr<WorkerId> id = coordinator_->Join(request->worker_name());
+    absl::StatusOr<std::string> name = auth_.enabled()
+        ? auth_.AuthenticateJoin(*ctx, *request, absl::Now())
+        : absl::StatusOr<std::string>(request->worker_name());
+    if (!name.ok()) {
+      reactor->Finish(ToGrpc(name.status()));
+      return reactor;
+    }
+    absl::StatusOr<WorkerId> id = coordinator_->Join(*name);
     if (!id.ok()) {
       reactor->Finish(ToGrpc(id.status()));
       return reactor;
     }
+    if (auth_.enabled()) response->set_session(auth_.OpenSession(id->value, *name));
     response->set_worker_id(static_cast<std::uint64_t>(id->value));
     response->set_run_id(options_.run_id);
     *response->mutable_config() = config_;
@@ -61,6 +71,13 @@ class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
   grpc::ServerUnaryReactor* PullTask(grpc::CallbackServerContext* ctx,
                                      const v1::PullTaskRequest* request,
                                      v1::PullTaskResponse* response) override {
+    if (absl::Status s = auth_.CheckCall(
+            *ctx, "PullTask", static_cast<std::int64_t>(request->worker_id()));
+        !s.ok()) {
+      auto* reactor = ctx->DefaultReactor();
+      reactor->Finish(ToGrpc(s));
+      return reactor;
+    }
     auto* reactor = new PullReactor(coordinator_);
     const absl::Time deadline = absl::FromChrono(ctx->deadline());
     const std::int64_t id = coordinator_->PullTask(
@@ -86,6 +103,10 @@ class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
                                        v1::PushResultResponse* response) override {
     auto* reactor = ctx->DefaultReactor();
     const WorkerId worker(static_cast<std::int64_t>(request->worker_id()));
+    if (absl::Status s = auth_.CheckCall(*ctx, "PushResult", worker.value); !s.ok()) {
+      reactor->Finish(ToGrpc(s));
+      return reactor;
+    }
     absl::StatusOr<ClientResult> result = DecodeResult(request->result(), dim_);
     if (!result.ok()) {
       coordinator_->RecordRejectedPush(
@@ -109,8 +130,13 @@ class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
                                   const v1::LeaveRequest* request,
                                   v1::LeaveResponse* /*response*/) override {
     auto* reactor = ctx->DefaultReactor();
-    reactor->Finish(ToGrpc(coordinator_->Leave(
-        WorkerId(static_cast<std::int64_t>(request->worker_id())))));
+    const std::int64_t worker = static_cast<std::int64_t>(request->worker_id());
+    absl::Status s = auth_.CheckCall(*ctx, "Leave", worker);
+    if (s.ok()) {
+      s = coordinator_->Leave(WorkerId(worker));
+      if (s.ok()) auth_.CloseSession(worker);
+    }
+    reactor->Finish(ToGrpc(s));
     return reactor;
   }
 
@@ -118,6 +144,7 @@ class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
   Coordinator* const coordinator_;
   const v1::ExperimentConfig config_;
   const std::int64_t dim_;
+  ServerAuth auth_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   bool stopped_ = false;
@@ -135,8 +162,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
                                      coordinator->num_parameters());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(),
-                           &impl->port_);
+  builder.AddListeningPort(options.listen, impl->auth_.Credentials(), &impl->port_);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
   // Workers send keepalive pings every 5 s, with or without a call in

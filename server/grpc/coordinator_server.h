@@ -22,6 +22,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/auth/auth.h"
+#include "common/runlog/run_log.h"
 #include "server/coordinator/coordinator.h"
 
 namespace fedsim {
@@ -33,6 +35,9 @@ class CoordinatorServer {
     std::int64_t max_message_bytes = 64 << 20;
     // Sent to workers with their id; changes with every coordinator start.
     std::uint64_t run_id = 0;
+    // Authentication (docs/security.md); rejections go to `log` if set.
+    ServerAuthConfig auth;
+    RunLog* log = nullptr;
   };
 
   // Binds and starts serving. `coordinator` must outlive the server.
