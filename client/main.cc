@@ -5,8 +5,12 @@
 // Joins the coordinator, receives the experiment config, and trains the
 // virtual clients named by the tasks it pulls until the run is over. The
 // flags can also come from the environment (FEDSIM_SERVER, FEDSIM_NAME,
-// FEDSIM_DATA_DIR). Exit codes: 0 the run finished; 1 a permanent error
-// (coordinator unreachable for too long, data missing, ...).
+// FEDSIM_DATA_DIR; the authentication flags of docs/security.md from
+// FEDSIM_AUTH, FEDSIM_AUTH_TOKEN_FILE, FEDSIM_TLS_CA, FEDSIM_TLS_CERT,
+// FEDSIM_TLS_KEY, FEDSIM_TLS_SERVER_NAME). Exit codes: 0 the run finished;
+// 1 a permanent error (coordinator unreachable for too long, credentials
+// refused or TLS handshake failed, data missing, ...); 2 bad flags or an
+// unreadable secret/certificate file.
 #include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -27,6 +31,17 @@ ABSL_FLAG(std::string, data_dir, "", "replaces data.path of the config; env FEDS
 ABSL_FLAG(int, parallel, 1, "tasks trained concurrently by this process");
 ABSL_FLAG(int, exit_with_parent, 0,
           "PID of the launching process: exit when it dies (fedsim launch)");
+ABSL_FLAG(std::string, auth, "",
+          "none (default), token, tls or mtls (docs/security.md); env FEDSIM_AUTH");
+ABSL_FLAG(std::string, token_file, "",
+          "file holding this worker's secret (token; optional with tls/mtls); "
+          "env FEDSIM_AUTH_TOKEN_FILE");
+ABSL_FLAG(std::string, tls_ca, "", "CA certificate (PEM) that signed the coordinator's; env FEDSIM_TLS_CA");
+ABSL_FLAG(std::string, tls_cert, "", "mtls: this worker's certificate (PEM); env FEDSIM_TLS_CERT");
+ABSL_FLAG(std::string, tls_key, "", "mtls: this worker's private key (PEM); env FEDSIM_TLS_KEY");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "name to check the coordinator's certificate against (default: the "
+          "host of --server); env FEDSIM_TLS_SERVER_NAME");
 ABSL_FLAG(double, max_unreachable_s, 60, "give up after the coordinator is unreachable this long");
 
 namespace {
@@ -59,6 +74,21 @@ int main(int argc, char** argv) {
                  absl::GetFlag(FLAGS_parallel));
     return 2;
   }
+  fedsim::AuthFiles auth_files;
+  auth_files.mode = FlagOrEnv(absl::GetFlag(FLAGS_auth), "FEDSIM_AUTH", "none");
+  auth_files.token_file =
+      FlagOrEnv(absl::GetFlag(FLAGS_token_file), "FEDSIM_AUTH_TOKEN_FILE", "");
+  auth_files.tls_ca = FlagOrEnv(absl::GetFlag(FLAGS_tls_ca), "FEDSIM_TLS_CA", "");
+  auth_files.tls_cert = FlagOrEnv(absl::GetFlag(FLAGS_tls_cert), "FEDSIM_TLS_CERT", "");
+  auth_files.tls_key = FlagOrEnv(absl::GetFlag(FLAGS_tls_key), "FEDSIM_TLS_KEY", "");
+  auto auth = fedsim::LoadClientAuth(auth_files);
+  if (!auth.ok()) {
+    std::fprintf(stderr, "fedsim-client: %s\n", std::string(auth.status().message()).c_str());
+    return 2;
+  }
+  client_options.auth = *std::move(auth);
+  client_options.auth.server_name =
+      FlagOrEnv(absl::GetFlag(FLAGS_tls_server_name), "FEDSIM_TLS_SERVER_NAME", "");
   char host[256] = "worker";
   ::gethostname(host, sizeof(host) - 1);
   fedsim::WorkerOptions options;

@@ -1,6 +1,10 @@
 #include "client/grpc/grpc_coordinator_client.h"
 
+#include <mutex>
+
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "client/grpc/credentials.h"
 #include "common/codec/task_codec.h"
 #include "fedsim/v1/service.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
@@ -30,19 +34,38 @@ class GrpcCoordinatorClient : public CoordinatorClient {
     args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
     args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
     args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+    ApplyChannelAuthArgs(options.auth, args);
     channel_ = grpc::CreateCustomChannel(
-        options.target, grpc::InsecureChannelCredentials(), args);
+        options.target, MakeChannelCredentials(options.auth), args);
     stub_ = v1::Coordinator::NewStub(channel_);
   }
 
   absl::StatusOr<JoinReply> Join(const std::string& worker_name) override {
     grpc::ClientContext ctx;
     SetDeadline(ctx, options_.rpc_timeout);
+    const bool tls = options_.auth.mode == AuthMode::kTls ||
+                     options_.auth.mode == AuthMode::kMtls;
+    // Over TLS, fail fast instead of waiting for a channel whose handshake
+    // fails: the worker retries UNAVAILABLE itself, and a handshake failure
+    // must be seen (and not retried).
+    if (tls) ctx.set_wait_for_ready(false);
     v1::JoinRequest request;
     request.set_worker_name(worker_name);
+    SignJoinRequest(options_.auth, absl::Now(), request);
     v1::JoinResponse response;
     grpc::Status s = stub_->Join(&ctx, request, &response);
-    if (!s.ok()) return FromGrpc(s);
+    if (!s.ok()) {
+      absl::Status status = FromGrpc(s);
+      if (IsTlsHandshakeFailure(options_.auth, status)) {
+        return absl::UnauthenticatedError(absl::StrCat(
+            "TLS handshake with ", options_.target, " failed: ", status.message()));
+      }
+      return status;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      session_ = response.session();
+    }
     JoinReply reply;
     reply.worker = WorkerId(static_cast<std::int64_t>(response.worker_id()));
     reply.run_id = response.run_id();
@@ -94,11 +117,16 @@ class GrpcCoordinatorClient : public CoordinatorClient {
   }
 
  private:
-  static void SetDeadline(grpc::ClientContext& ctx, absl::Duration d) {
+  void SetDeadline(grpc::ClientContext& ctx, absl::Duration d) {
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + d));
     // Wait for the coordinator to come up instead of failing at once.
     ctx.set_wait_for_ready(true);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!session_.empty()) ctx.AddMetadata("fedsim-session", session_);
   }
+
+  std::mutex mu_;
+  std::string session_;  // from the last join; empty without authentication
 
   GrpcClientOptions options_;
   std::shared_ptr<grpc::Channel> channel_;

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "client/worker/coordinator_client.h"
+#include "common/auth/auth.h"
 
 namespace fedsim {
 
@@ -16,6 +17,9 @@ struct GrpcClientOptions {
   std::string target = "127.0.0.1:50051";
   std::int64_t max_message_bytes = 64 << 20;
   absl::Duration rpc_timeout = absl::Seconds(30);  // all calls but PullTask
+  // Authentication (docs/security.md). A refused token or certificate, and a
+  // failed TLS handshake, come back as kUnauthenticated/kPermissionDenied.
+  ClientAuthConfig auth;
 };
 
 // Creates the client. The channel connects lazily; calls fail with

@@ -23,6 +23,14 @@ bool Retryable(const absl::Status& s) {
   return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s);
 }
 
+// Refused credentials (docs/security.md): retrying cannot help. A
+// PERMISSION_DENIED without the "auth:" prefix is the coordinator's own
+// refusal of one result (a task reassigned elsewhere) and is not fatal.
+bool IsAuthFailure(const absl::Status& s) {
+  return absl::IsUnauthenticated(s) ||
+         (absl::IsPermissionDenied(s) && absl::StartsWith(s.message(), "auth:"));
+}
+
 // Capped exponential backoff with +-20% jitter. The jitter only spreads
 // reconnects in time; it never reaches anything that affects results.
 class Backoff {
@@ -156,7 +164,7 @@ class WorkerLoop {
         backoff.Wait();
         continue;
       }
-      if (Retryable(pushed.status())) {
+      if (Retryable(pushed.status()) || IsAuthFailure(pushed.status())) {
         return AnnotateStatus(pushed.status(), "push");
       }
       // Stale, rejected or foreign: the coordinator logged why; move on.
