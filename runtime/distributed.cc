@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/base/status_macros.h"
+#include "runtime/launch_auth.h"
 #include "server/coordinator/coordinator.h"
 #include "server/grpc/coordinator_server.h"
 
@@ -81,6 +82,8 @@ absl::StatusOr<RunSummary> ServeRun(CoordinatorRun& run,
   server_options.listen = options.listen;
   server_options.max_message_bytes = run.config.distributed().max_message_bytes();
   server_options.run_id = static_cast<std::uint64_t>(absl::ToUnixNanos(absl::Now()));
+  server_options.auth = options.auth;
+  server_options.log = &*run.log;
   FEDSIM_ASSIGN_OR_RETURN(
       std::unique_ptr<CoordinatorServer> server,
       CoordinatorServer::Start(server_options, &coordinator, run.config));
@@ -121,12 +124,16 @@ absl::StatusOr<RunSummary> LaunchRun(CoordinatorRun& run,
     children.clear();
   };
 
+  FEDSIM_ASSIGN_OR_RETURN(LaunchSecrets secrets,
+                          MakeLaunchSecrets(options.auth, options.workers));
+
   // Round 0 waits for every local worker: a worker that joined after a
   // short run had ended would retry against a closed server until killed.
   run.config.mutable_distributed()->set_min_workers(options.workers);
   ServeOptions serve;
   serve.listen = "127.0.0.1:0";
   serve.progress = options.progress;
+  serve.auth = secrets.server;
   serve.on_listening = [&](int port) -> absl::Status {
     for (int i = 0; i < options.workers; ++i) {
       std::vector<std::string> argv = {
@@ -134,6 +141,7 @@ absl::StatusOr<RunSummary> LaunchRun(CoordinatorRun& run,
           absl::StrCat("--name=worker-", i),
           absl::StrCat("--exit_with_parent=", ::getpid())};
       if (!data_dir.empty()) argv.push_back(absl::StrCat("--data_dir=", data_dir));
+      for (std::string& flag : secrets.WorkerFlags(i)) argv.push_back(std::move(flag));
       absl::StatusOr<pid_t> pid =
           Spawn(argv, (log_dir / absl::StrCat("worker-", i, ".log")).string());
       if (!pid.ok()) {

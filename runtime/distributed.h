@@ -12,6 +12,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/auth/auth.h"
 #include "server/coordinator/progress.h"
 #include "server/coordinator/run_setup.h"
 
@@ -22,6 +23,8 @@ struct ServeOptions {
   ProgressFn progress;
   // Called with the bound port once the server is listening.
   std::function<absl::Status(int port)> on_listening;
+  // Authentication (docs/security.md): secrets from flags, never the config.
+  ServerAuthConfig auth;
 };
 
 // Serves a prepared run until it ends, then waits briefly for workers to
@@ -34,6 +37,11 @@ struct LaunchOptions {
   // The fedsim-client executable; empty = next to the running executable.
   std::string client_binary;
   ProgressFn progress;
+  // Authentication between the coordinator and its local workers. launch
+  // makes the secrets itself: a random token, or a throw-away CA with a
+  // certificate for 127.0.0.1 and one per worker (CN worker-<i>), kept in a
+  // private temporary directory removed at the end.
+  AuthMode auth = AuthMode::kNone;
 };
 
 // Runs a prepared run with `workers` local worker processes. Their logs go

@@ -6,7 +6,9 @@
 // Serves fedsim.v1.Coordinator and grpc.health.v1.Health, waits for
 // distributed.min_workers workers, runs the experiment and exits. The flags
 // can also come from the environment (FEDSIM_CONFIG, FEDSIM_LISTEN,
-// FEDSIM_OUT, FEDSIM_MIN_WORKERS, FEDSIM_RESUME), as container deployments set them; a
+// FEDSIM_OUT, FEDSIM_MIN_WORKERS, FEDSIM_RESUME, and the authentication
+// flags of docs/security.md: FEDSIM_AUTH, FEDSIM_AUTH_TOKEN_FILE,
+// FEDSIM_TLS_CERT, FEDSIM_TLS_KEY, FEDSIM_TLS_CA), as container deployments set them; a
 // deployment that scales its workers sets min_workers with them instead of
 // editing the config. Exit codes as `fedsim`.
 #include <cstdio>
@@ -26,6 +28,16 @@ ABSL_FLAG(std::string, listen, "", "address to serve on (default 0.0.0.0:50051);
 ABSL_FLAG(std::string, out, "", "run directory (default runs/server); env FEDSIM_OUT");
 ABSL_FLAG(std::string, min_workers, "",
           "overrides distributed.min_workers (>= 1); env FEDSIM_MIN_WORKERS");
+ABSL_FLAG(std::string, auth, "",
+          "none (default), token, tls or mtls (docs/security.md); env FEDSIM_AUTH");
+ABSL_FLAG(std::string, token_file, "",
+          "worker secrets: one line SECRET (shared) and/or lines NAME SECRET; "
+          "env FEDSIM_AUTH_TOKEN_FILE");
+ABSL_FLAG(std::string, tls_cert, "", "tls/mtls: server certificate (PEM); env FEDSIM_TLS_CERT");
+ABSL_FLAG(std::string, tls_key, "", "tls/mtls: server private key (PEM); env FEDSIM_TLS_KEY");
+ABSL_FLAG(std::string, tls_ca, "",
+          "mtls: CA certificate (PEM) that client certificates must chain to; "
+          "env FEDSIM_TLS_CA");
 ABSL_FLAG(bool, quiet, false, "print only the summary");
 ABSL_FLAG(std::string, resume, "",
           "true: continue from the newest checkpoint in --out if there is one "
@@ -86,7 +98,20 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "fedsim-server: resuming %s at round %lld\n", out.c_str(),
                  static_cast<long long>(run->engine->round()));
   }
+  fedsim::AuthFiles auth_files;
+  auth_files.mode = FlagOrEnv(absl::GetFlag(FLAGS_auth), "FEDSIM_AUTH", "none");
+  auth_files.token_file =
+      FlagOrEnv(absl::GetFlag(FLAGS_token_file), "FEDSIM_AUTH_TOKEN_FILE", "");
+  auth_files.tls_cert = FlagOrEnv(absl::GetFlag(FLAGS_tls_cert), "FEDSIM_TLS_CERT", "");
+  auth_files.tls_key = FlagOrEnv(absl::GetFlag(FLAGS_tls_key), "FEDSIM_TLS_KEY", "");
+  auth_files.tls_ca = FlagOrEnv(absl::GetFlag(FLAGS_tls_ca), "FEDSIM_TLS_CA", "");
+  auto auth = fedsim::LoadServerAuth(auth_files);
+  if (!auth.ok()) {
+    std::fprintf(stderr, "fedsim-server: %s\n", std::string(auth.status().message()).c_str());
+    return 2;
+  }
   fedsim::ServeOptions options;
+  options.auth = *std::move(auth);
   options.listen = FlagOrEnv(absl::GetFlag(FLAGS_listen), "FEDSIM_LISTEN", "0.0.0.0:50051");
   options.progress = fedsim::MakeConsoleProgress(
       stderr, absl::GetFlag(FLAGS_quiet) ? fedsim::ProgressMode::kQuiet

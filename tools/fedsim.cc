@@ -39,6 +39,9 @@
 ABSL_FLAG(std::string, out, "", "run directory (default runs/<config name>)");
 ABSL_FLAG(int, threads, 0, "run: override runtime.threads");
 ABSL_FLAG(int, workers, 2, "launch: number of worker processes");
+ABSL_FLAG(std::string, auth, "none",
+          "launch: none, token, tls or mtls between the coordinator and its "
+          "workers; launch makes the token or certificates itself (docs/security.md)");
 ABSL_FLAG(bool, quiet, false, "print only the summary");
 ABSL_FLAG(bool, resume, false,
           "run, launch: continue from the newest checkpoint in the run "
@@ -54,6 +57,7 @@ constexpr char kUsage[] =
     "usage:\n"
     "  fedsim run CONFIG [--out DIR] [--threads N] [--quiet | --json] [--tensorboard] [--resume]\n"
     "  fedsim launch CONFIG --workers P [--out DIR] [--quiet | --json] [--tensorboard] [--resume]\n"
+    "                [--auth none|token|tls|mtls]\n"
     "  fedsim report RUN_DIR... [--out DIR] [--metrics M,...] [--x round,wall,virtual]\n"
     "                [--logy] [--logx] [--smooth K] [--size WxH]  (fedsim report --help)\n"
     "  fedsim privacy --sampling-rate Q (--noise-multiplier Z | --target-epsilon E)\n"
@@ -130,6 +134,13 @@ int RunCommand(const std::string& command, const std::string& config_path) {
     return Fail(2, absl::InvalidArgumentError(absl::StrCat(
                        "--workers = ", workers, "; must be in [1, 256]")));
   }
+  absl::StatusOr<fedsim::AuthMode> auth = fedsim::ParseAuthMode(absl::GetFlag(FLAGS_auth));
+  if (!auth.ok()) return Fail(2, auth.status());
+  if (command == "run" && *auth != fedsim::AuthMode::kNone) {
+    return Fail(2, absl::InvalidArgumentError(absl::StrCat(
+                       "--auth = ", absl::GetFlag(FLAGS_auth),
+                       " is for fedsim launch; fedsim run has no network")));
+  }
   std::string out = absl::GetFlag(FLAGS_out);
   if (out.empty()) {
     out = (std::filesystem::path("runs") /
@@ -157,6 +168,7 @@ int RunCommand(const std::string& command, const std::string& config_path) {
     fedsim::LaunchOptions options;
     options.workers = workers;
     options.progress = progress;
+    options.auth = *auth;
     summary = fedsim::LaunchRun(*run, options);
   }
   if (!summary.ok()) return Fail(1, summary.status());

@@ -11,9 +11,19 @@
 // --addr defaults to $FEDSIM_HEALTH_ADDR, else to 127.0.0.1 on the port of
 // $FEDSIM_LISTEN (fedsim-server's listen address), else 127.0.0.1:50051, so
 // a probe inside the coordinator's container needs no arguments.
+//
+// Authentication (docs/security.md): --auth (env FEDSIM_AUTH) tls or mtls
+// connects over TLS, checking the server against --tls_ca (FEDSIM_TLS_CA,
+// under the name --tls_server_name / FEDSIM_TLS_SERVER_NAME if set); mtls
+// also presents --tls_cert/--tls_key (FEDSIM_TLS_CERT/KEY; inside the
+// coordinator's container these are the server's own, which then must
+// allow client authentication). The health service needs no token, so
+// token mode probes in plaintext. An unreadable file exits 2.
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <iterator>
+#include <sstream>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -30,6 +40,12 @@ ABSL_FLAG(std::string, addr, "",
           "the port of $FEDSIM_LISTEN, else 127.0.0.1:50051)");
 ABSL_FLAG(std::string, service, "", "service name to ask about ('' = the server)");
 ABSL_FLAG(double, timeout_s, 3, "give up after this many seconds");
+ABSL_FLAG(std::string, auth, "", "none, token, tls or mtls (default $FEDSIM_AUTH, else none)");
+ABSL_FLAG(std::string, tls_ca, "", "tls/mtls: CA certificate (PEM); default $FEDSIM_TLS_CA");
+ABSL_FLAG(std::string, tls_cert, "", "mtls: client certificate (PEM); default $FEDSIM_TLS_CERT");
+ABSL_FLAG(std::string, tls_key, "", "mtls: client key (PEM); default $FEDSIM_TLS_KEY");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "name to check the server certificate against; default $FEDSIM_TLS_SERVER_NAME");
 
 namespace {
 
@@ -48,6 +64,23 @@ std::string DefaultAddress() {
     return absl::StrCat("127.0.0.1:", listen.substr(colon + 1));
   }
   return "127.0.0.1:50051";
+}
+
+std::string FlagOrEnv(const std::string& flag, const char* env) {
+  return flag.empty() ? Env(env) : flag;
+}
+
+// Reads a PEM file named by `flag`; exits 2 with one line if it cannot.
+std::string ReadPem(const char* flag, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  if (in.good()) ss << in.rdbuf();
+  if (path.empty() || !in.good() || ss.str().empty()) {
+    std::fprintf(stderr, "fedsim-health: %s = %s: cannot read the file (missing, "
+                 "unreadable or empty)\n", flag, path.c_str());
+    std::exit(2);
+  }
+  return ss.str();
 }
 
 // The canonical name of a gRPC status code (NOT_FOUND, UNAVAILABLE, ...).
@@ -75,7 +108,32 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "fedsim-health: --timeout_s = %g; must be > 0\n", timeout_s);
     return 2;
   }
-  auto channel = grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
+  const std::string auth = FlagOrEnv(absl::GetFlag(FLAGS_auth), "FEDSIM_AUTH");
+  if (!auth.empty() && auth != "none" && auth != "token" && auth != "tls" &&
+      auth != "mtls") {
+    std::fprintf(stderr, "fedsim-health: --auth = %s; must be one of none, token, tls, mtls\n",
+                 auth.c_str());
+    return 2;
+  }
+  std::shared_ptr<grpc::ChannelCredentials> credentials =
+      grpc::InsecureChannelCredentials();
+  grpc::ChannelArguments args;
+  if (auth == "tls" || auth == "mtls") {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs =
+        ReadPem("--tls_ca", FlagOrEnv(absl::GetFlag(FLAGS_tls_ca), "FEDSIM_TLS_CA"));
+    if (auth == "mtls") {
+      ssl.pem_cert_chain =
+          ReadPem("--tls_cert", FlagOrEnv(absl::GetFlag(FLAGS_tls_cert), "FEDSIM_TLS_CERT"));
+      ssl.pem_private_key =
+          ReadPem("--tls_key", FlagOrEnv(absl::GetFlag(FLAGS_tls_key), "FEDSIM_TLS_KEY"));
+    }
+    credentials = grpc::SslCredentials(ssl);
+    const std::string name =
+        FlagOrEnv(absl::GetFlag(FLAGS_tls_server_name), "FEDSIM_TLS_SERVER_NAME");
+    if (!name.empty()) args.SetSslTargetNameOverride(name);
+  }
+  auto channel = grpc::CreateCustomChannel(addr, credentials, args);
   auto stub = grpc::health::v1::Health::NewStub(channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(timeout_s)));
