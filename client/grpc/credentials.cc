@@ -2,6 +2,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 
 namespace fedsim {
 
@@ -41,6 +42,25 @@ bool IsTlsHandshakeFailure(const ClientAuthConfig& auth, const absl::Status& sta
     if (absl::StrContains(m, needle)) return true;
   }
   return false;
+}
+
+absl::Status ExplainJoinFailure(const ClientAuthConfig& auth, const std::string& target,
+                                const absl::Status& status) {
+  if (IsTlsHandshakeFailure(auth, status)) {
+    return absl::UnauthenticatedError(absl::StrCat(
+        "TLS handshake with ", target, " failed: ", status.message()));
+  }
+  if (absl::IsUnavailable(status) &&
+      (absl::StrContains(status.message(), "Socket closed") ||
+       absl::StrContains(status.message(), "Connection reset"))) {
+    const bool tls = auth.mode == AuthMode::kTls || auth.mode == AuthMode::kMtls;
+    return absl::UnavailableError(absl::StrCat(
+        status.message(), " (the coordinator closed the connection; ",
+        tls ? "does it require a client certificate this worker lacks (--auth=mtls)?"
+            : "does it run with TLS (then --auth=tls or mtls)?",
+        " docs/security.md)"));
+  }
+  return status;
 }
 
 }  // namespace fedsim

@@ -34,6 +34,15 @@ void SignJoinRequest(const ClientAuthConfig& auth, absl::Time now,
 // client certificate, or a plaintext peer.
 bool IsTlsHandshakeFailure(const ClientAuthConfig& auth, const absl::Status& status);
 
+// What a failed Join tells the worker: a TLS handshake failure becomes
+// kUnauthenticated ("TLS handshake with TARGET failed: ..."), which the
+// worker does not retry; a connection the coordinator closed stays
+// kUnavailable (it may be restarting) with a hint at the likely auth
+// mismatch (a plaintext worker at a TLS port, or no accepted client
+// certificate); anything else is returned as it is.
+absl::Status ExplainJoinFailure(const ClientAuthConfig& auth, const std::string& target,
+                                const absl::Status& status);
+
 }  // namespace fedsim
 
 #endif  // FEDSIM_CLIENT_GRPC_CREDENTIALS_H_

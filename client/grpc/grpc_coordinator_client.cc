@@ -43,25 +43,19 @@ class GrpcCoordinatorClient : public CoordinatorClient {
   absl::StatusOr<JoinReply> Join(const std::string& worker_name) override {
     grpc::ClientContext ctx;
     SetDeadline(ctx, options_.rpc_timeout);
-    const bool tls = options_.auth.mode == AuthMode::kTls ||
-                     options_.auth.mode == AuthMode::kMtls;
-    // Over TLS, fail fast instead of waiting for a channel whose handshake
-    // fails: the worker retries UNAVAILABLE itself, and a handshake failure
-    // must be seen (and not retried).
-    if (tls) ctx.set_wait_for_ready(false);
+    // Over TLS, fail fast instead of waiting for a channel that cannot
+    // connect: the worker retries UNAVAILABLE itself (with backoff, up to
+    // --max_unreachable_s), and a failed handshake must be seen (and not
+    // retried) rather than waited out. Plaintext keeps waiting for ready.
+    if (options_.auth.mode == AuthMode::kTls || options_.auth.mode == AuthMode::kMtls) {
+      ctx.set_wait_for_ready(false);
+    }
     v1::JoinRequest request;
     request.set_worker_name(worker_name);
     SignJoinRequest(options_.auth, absl::Now(), request);
     v1::JoinResponse response;
     grpc::Status s = stub_->Join(&ctx, request, &response);
-    if (!s.ok()) {
-      absl::Status status = FromGrpc(s);
-      if (IsTlsHandshakeFailure(options_.auth, status)) {
-        return absl::UnauthenticatedError(absl::StrCat(
-            "TLS handshake with ", options_.target, " failed: ", status.message()));
-      }
-      return status;
-    }
+    if (!s.ok()) return ExplainJoinFailure(options_.auth, options_.target, FromGrpc(s));
     {
       std::lock_guard<std::mutex> lock(mu_);
       session_ = response.session();
