@@ -189,7 +189,8 @@ TEST(ScaffLsaTest, ControlVariatesSumToZeroEveryRoundAndReachXiStar) {
 std::string TwoStateN(const std::string& algo, int n, const std::string& participation,
                       double eta, int h, int rounds) {
   std::string yaml = absl::StrCat(
-      "name: two-state-partial\nrounds: ", rounds, "\ndata: {source: lsa}\n",
+      "name: two-state-partial\nrounds: ", rounds,
+      "\ncheckpoint: {every: 0}\ndata: {source: lsa}\n",
       "clients: {count: ", n, "}\nparticipation: ", participation,
       "\nalgorithm: {name: ", algo, "}\nlocal: {lr: ", eta, ", max_steps: ", h,
       "}\nlsa:\n  problem: td\n  oracle: expected\n  mdps:\n");
@@ -297,7 +298,9 @@ TEST(ScaffLsaPartialTest, ControlVariatesSumToZeroEveryRoundUnderSampling) {
       const auto k = static_cast<std::size_t>(spec.client.value);
       // The server sends the anchor of the agent's last aggregated round.
       ASSERT_EQ(spec.server_control == nullptr, anchors[k] == nullptr) << "round " << t;
-      if (anchors[k] != nullptr) ASSERT_EQ(*spec.server_control, *anchors[k]);
+      if (anchors[k] != nullptr) {
+        ASSERT_EQ(*spec.server_control, *anchors[k]);
+      }
       anchors[k] = nullptr;
       Task task;
       task.id = TaskId(next_id++);
