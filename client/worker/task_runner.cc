@@ -22,10 +22,22 @@ ClientResult RunLsaTask(const LsaSetup& lsa, std::uint64_t seed,
   const Eigen::Index p = theta_t.size();
   const Eigen::VectorXd* xi = nullptr;
   if (lsa.control_variates) {
-    // SCAFFLSA step 3 of the previous round, now that theta_t is here:
-    // xi_c <- xi_c + (theta_t - theta_c^{t-1,H}) / (eta H).
     Eigen::VectorXd& xi_c = state->Vector("scafflsa.xi", p);
-    if (state->Has("scafflsa.last_iterate")) {
+    if (lsa.anchored) {
+      // EXTENSION, partial participation: step 3 of the agent's last round
+      // t_c, with the anchor theta_{t_c+1} the server sent. No anchor: that
+      // round was not aggregated, and its iterate is dropped.
+      auto last = state->vectors.find("scafflsa.last_iterate");
+      if (last != state->vectors.end()) {
+        if (task.server_control != nullptr) {
+          UpdateControlVariate(*task.server_control, last->second,
+                               lsa.cv_divisor, xi_c);
+        }
+        state->vectors.erase(last);
+      }
+    } else if (state->Has("scafflsa.last_iterate")) {
+      // SCAFFLSA step 3 of the previous round, now that theta_t is here:
+      // xi_c <- xi_c + (theta_t - theta_c^{t-1,H}) / (eta H).
       UpdateControlVariate(theta_t, state->vectors.at("scafflsa.last_iterate"),
                            lsa.cv_divisor, xi_c);
     }
@@ -84,6 +96,14 @@ absl::StatusOr<ClientResult> RunTask(const Experiment& experiment,
       return absl::FailedPreconditionError(absl::StrCat(
           "task ", task.id.value, ": this LSA algorithm keeps client state, "
           "but none was given"));
+    }
+    if (task.server_control != nullptr &&
+        (!experiment.lsa->anchored ||
+         task.server_control->size() != experiment.num_parameters())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "task ", task.id.value, ": server_control of ",
+          task.server_control->size(), " values; only SCAFFLSA with partial "
+          "participation takes one, of ", experiment.num_parameters(), " values"));
     }
     return RunLsaTask(*experiment.lsa, seed, task, state);
   }

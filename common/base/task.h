@@ -40,7 +40,9 @@ struct TaskSpec {
   ClientId client;
   LocalTrainingSpec local;
   // SCAFFOLD: the server control variate c sent down with the model, shared
-  // by the round's tasks; null for other algorithms.
+  // by the round's tasks. SCAFFLSA with partial participation (extension,
+  // docs/lsa.md): the agent's anchor theta_{t_c+1}, the model that closed
+  // the last round it was aggregated in (null: none). Null otherwise.
   std::shared_ptr<const FlatVector> server_control;
   ScaffoldOption scaffold_option = ScaffoldOption::kNone;
 };
@@ -54,7 +56,7 @@ struct Task {
   // task in the embedded runtime.
   std::shared_ptr<const FlatVector> params;
   LocalTrainingSpec local;
-  // SCAFFOLD (see TaskSpec); null otherwise.
+  // SCAFFOLD's c or SCAFFLSA's anchor (see TaskSpec); null otherwise.
   std::shared_ptr<const FlatVector> server_control;
   ScaffoldOption scaffold_option = ScaffoldOption::kNone;
 };

@@ -65,10 +65,12 @@ absl::StatusOr<Task> DecodeTask(const v1::Task& msg, std::int64_t dim) {
           absl::StrCat("task ", msg.task_id(), ": scaffold_option = ",
                        msg.scaffold_option(), "; must be 0, 1 or 2"));
   }
-  if ((t.server_control != nullptr) != (t.scaffold_option != ScaffoldOption::kNone)) {
+  // SCAFFOLD sends c with every task; SCAFFLSA's partial-participation
+  // extension sends an anchor (server_control without scaffold_option).
+  if (t.scaffold_option != ScaffoldOption::kNone && t.server_control == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "task ", msg.task_id(), ": server_control and scaffold_option must be "
-        "set together (SCAFFOLD) or not at all"));
+        "task ", msg.task_id(), ": scaffold_option = ", msg.scaffold_option(),
+        " without server_control; SCAFFOLD sends c with every task"));
   }
   t.local.momentum = msg.local().momentum();
   t.local.fresh_batches = msg.local().fresh_batches();

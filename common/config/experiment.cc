@@ -184,6 +184,7 @@ absl::StatusOr<Experiment> BuildLsaExperiment(const v1::ExperimentConfig& config
   }
   exp.lsa->control_variates =
       config.algorithm().name() == v1::AlgorithmConfig::NAME_SCAFFLSA;
+  exp.lsa->anchored = ScaffLsaPartialParticipation(config);
   const double p = config.algorithm().communication_probability();
   exp.lsa->cv_divisor = p > 0.0 ? config.local().lr() / p
                                 : config.local().lr() *
@@ -204,6 +205,12 @@ bool ClientsKeepState(const v1::ExperimentConfig& config) {
          config.algorithm().name() == v1::AlgorithmConfig::NAME_SCAFFOLD ||
          (lsa && config.lsa().oracle() == v1::LsaConfig::ORACLE_MARKOV) ||
          config.local().dp().mode() == v1::DpConfig::MODE_DICESGD;
+}
+
+bool ScaffLsaPartialParticipation(const v1::ExperimentConfig& config) {
+  return config.algorithm().name() == v1::AlgorithmConfig::NAME_SCAFFLSA &&
+         (config.participation().model() != v1::ParticipationConfig::MODEL_UNIFORM ||
+          config.participation().client_fraction() < 1.0);
 }
 
 absl::StatusOr<DpSetup> ResolveDp(const v1::ExperimentConfig& config,

@@ -30,6 +30,10 @@ struct LsaSetup {
   bool control_variates = false;  // SCAFFLSA
   // SCAFFLSA's control-variate divisor: eta H, or eta / p (Scaffnew-style).
   double cv_divisor = 1.0;
+  // SCAFFLSA with partial participation (EXTENSION, docs/lsa.md): the agent
+  // updates xi_c with the anchor its task carries (server_control), not with
+  // the task's parameters. See ScaffLsaPartialParticipation.
+  bool anchored = false;
 };
 
 // Example-level local DP (config local.dp with mode != none), resolved.
@@ -86,6 +90,13 @@ absl::StatusOr<DpSetup> ResolveDp(const v1::ExperimentConfig& config,
 // on the client (common/base/client_state.h). The distributed coordinator
 // then pins every client to one worker process.
 bool ClientsKeepState(const v1::ExperimentConfig& config);
+
+// True for SCAFFLSA with partial participation (participation.model other
+// than uniform, or client_fraction < 1): fedsim's EXTENSION, where the
+// server sends each agent the model that closed its last aggregated round
+// (docs/lsa.md, "Extension: partial participation"). Full participation
+// keeps the paper's algorithm and its lazy update.
+bool ScaffLsaPartialParticipation(const v1::ExperimentConfig& config);
 
 }  // namespace fedsim
 

@@ -56,7 +56,9 @@ std::vector<Task> RoundEngine::BeginRound() {
     t.server_control = spec.server_control;
     t.scaffold_option = spec.scaffold_option;
     open_[t.id.value] =
-        OpenTask{t.client, TaskState::kOpen, t.server_control != nullptr};
+        OpenTask{t.client, TaskState::kOpen,
+                 t.scaffold_option != ScaffoldOption::kNone,
+                 t.server_control != nullptr};
     tasks.push_back(std::move(t));
   }
   tally_.issued += static_cast<std::int64_t>(tasks.size());
@@ -212,9 +214,10 @@ absl::StatusOr<MetricsRow> RoundEngine::FinishRound(double wall_time_s) {
   row.wall_time_s = wall_time_s;
   row.participants = static_cast<std::int64_t>(results.size());
   const auto payload = static_cast<std::int64_t>(model_->size() * sizeof(double));
-  // SCAFFOLD sends c down and Delta c_i up with the model: twice the payload.
+  // SCAFFOLD sends c down and Delta c_i up with the model: twice the
+  // payload; SCAFFLSA's partial-participation extension sends an anchor down.
   std::int64_t vectors_down = 0, vectors_up = 0;
-  for (const auto& [id, task] : open_) vectors_down += task.expects_control ? 2 : 1;
+  for (const auto& [id, task] : open_) vectors_down += task.sends_control ? 2 : 1;
   for (const ClientResult& r : results) vectors_up += r.control_delta.size() > 0 ? 2 : 1;
   row.bytes_down = payload * vectors_down;
   row.bytes_up = payload * vectors_up;

@@ -146,6 +146,7 @@ class RoundEngine {
     ClientId client;
     TaskState state = TaskState::kOpen;
     bool expects_control = false;  // SCAFFOLD: a control_delta must come back
+    bool sends_control = false;    // server_control went down with the task
   };
 
   absl::Status Reject(const ClientResult& r, absl::Status status);

@@ -164,6 +164,23 @@ TEST(CheckpointTest, ScaffLsaClientStateResumesBitIdentically) {
   ExpectResumedEqualsReference(kScaffLsa, "scafflsa", {2, 6});
 }
 
+// EXTENSION: SCAFFLSA with partial participation; the server's anchors are
+// strategy state, xi_c and the pending iterates client state.
+constexpr char kScaffLsaPartial[] = R"(
+seed: 3
+rounds: 10
+data: {source: lsa}
+clients: {count: 5}
+participation: {client_fraction: 0.4}
+algorithm: {name: scafflsa}
+local: {lr: 0.1, max_steps: 5}
+lsa: {problem: garnet, oracle: iid, kernel_heterogeneity: 10}
+)";
+
+TEST(CheckpointTest, ScaffLsaPartialParticipationResumesBitIdentically) {
+  ExpectResumedEqualsReference(kScaffLsaPartial, "scafflsa_pp", {2, 6});
+}
+
 // DiceSGD's error buffers live on the clients.
 constexpr char kDice[] = R"(
 seed: 11

@@ -1,7 +1,9 @@
 // FedLSA and SCAFFLSA (ALGORITHMS.md §3, §8.1, §8.2), run through the same
 // code the runtimes use: configs are built into experiments, tasks are run
 // by RunTask with per-agent ClientState, rounds by the round engine.
+#include <algorithm>
 #include <cmath>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -178,6 +180,178 @@ TEST(ScaffLsaTest, ControlVariatesSumToZeroEveryRoundAndReachXiStar) {
                 .cwiseAbs().maxCoeff(), 1e-10);
   EXPECT_LT((states[1].vectors.at("scafflsa.xi") - Eigen::Vector2d(-0.05, 0.05))
                 .cwiseAbs().maxCoeff(), 1e-10);
+}
+
+// EXTENSION (not in the paper; docs/lsa.md "Extension: partial
+// participation"): the two-state problem of §8.1 with N agents, even agents
+// on P1 and odd agents on P2 (so theta* = (1.4, 0.6) and xi*_c are those of
+// §8.1), and a participation model.
+std::string TwoStateN(const std::string& algo, int n, const std::string& participation,
+                      double eta, int h, int rounds) {
+  std::string yaml = absl::StrCat(
+      "name: two-state-partial\nrounds: ", rounds,
+      "\ncheckpoint: {every: 0}\ndata: {source: lsa}\n",
+      "clients: {count: ", n, "}\nparticipation: ", participation,
+      "\nalgorithm: {name: ", algo, "}\nlocal: {lr: ", eta, ", max_steps: ", h,
+      "}\nlsa:\n  problem: td\n  oracle: expected\n  mdps:\n");
+  for (int c = 0; c < n; ++c) {
+    absl::StrAppend(&yaml, c % 2 == 0 ? "    - {transition: [0, 1, 1, 0], "
+                                       : "    - {transition: [0.5, 0.5, 0.5, 0.5], ",
+                    "reward: [1, 0], features: [1, 0, 0, 1], gamma: 0.5}\n");
+  }
+  return yaml;
+}
+
+struct Partial {
+  int n;
+  std::string participation;
+  double eta;
+  int h;
+  int rounds;
+};
+
+class ScaffLsaPartialTest : public ::testing::TestWithParam<Partial> {};
+
+// Noise-free: SCAFFLSA with sampled agents reaches theta* to 1e-12 (the
+// mean path is exact up to rounding), FedLSA with the same participation
+// keeps moving around theta* (mean squared error over the last 200 rounds
+// above 1e-5; about 2e-4 to 2e-3 here).
+TEST_P(ScaffLsaPartialTest, ScaffLsaReachesThetaStarFedLsaDoesNot) {
+  const Partial c = GetParam();
+  const RunResult scafflsa =
+      RunLsa(TwoStateN("scafflsa", c.n, c.participation, c.eta, c.h, c.rounds));
+  EXPECT_LT((scafflsa.theta - Eigen::Vector2d(1.4, 0.6)).cwiseAbs().maxCoeff(), 1e-12)
+      << "theta = " << scafflsa.theta.transpose();
+  EXPECT_LT(Mean(scafflsa.sq_error, scafflsa.sq_error.size() - 200), 1e-24);
+  const RunResult fedlsa =
+      RunLsa(TwoStateN("fedlsa", c.n, c.participation, c.eta, c.h, c.rounds));
+  EXPECT_GT(Mean(fedlsa.sq_error, fedlsa.sq_error.size() - 200), 1e-5);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Extension, ScaffLsaPartialTest,
+    ::testing::Values(Partial{4, "{client_fraction: 0.5}", 0.1, 10, 600},
+                      Partial{4, "{client_fraction: 0.5}", 0.1, 2, 1500},
+                      Partial{10, "{client_fraction: 0.3}", 0.1, 10, 600},
+                      Partial{10, "{client_fraction: 0.3}", 0.1, 2, 1500},
+                      Partial{10, "{model: bernoulli, p_mean: 0.3}", 0.1, 10, 600}));
+
+// With every agent in every round the extension is the paper's algorithm:
+// Bernoulli participation with p = 1 (anchors from the server) gives the
+// same iterates, bit for bit, as full participation (the lazy update).
+TEST(ScaffLsaPartialTest, FullParticipationThroughAnchorsIsThePaperBitForBit) {
+  const std::string both = TwoStateN("scafflsa", 4, "{model: bernoulli, p_mean: 1}", 0.1, 10, 50);
+  const std::string paper = TwoStateN("scafflsa", 4, "{client_fraction: 1}", 0.1, 10, 50);
+  ASSERT_TRUE(ScaffLsaPartialParticipation(Config(both)));
+  ASSERT_FALSE(ScaffLsaPartialParticipation(Config(paper)));
+  const RunResult a = RunLsa(both);
+  const RunResult b = RunLsa(paper);
+  ASSERT_EQ(a.sq_error.size(), 50u);
+  EXPECT_EQ(a.sq_error, b.sq_error);
+  EXPECT_EQ(a.theta, b.theta);
+  EXPECT_GT(a.sq_error.front(), 0.1);  // it did start away from theta*
+}
+
+// Drives the extension round by round: 3 of 10 agents a round (a fixed
+// pseudo-random draw), and every seventh round the last sampled agent's
+// result is lost (the agent ran, the server did not aggregate it). The
+// invariant: sum_c xi_c = 0 every round, counting for each agent the update
+// it will apply with its anchor, xi_c + (theta_{t_c+1} - theta_c^{t_c,H}) /
+// (eta H). Agents left out keep xi_c.
+TEST(ScaffLsaPartialTest, ControlVariatesSumToZeroEveryRoundUnderSampling) {
+  const int n = 10;
+  const double eta = 0.1;
+  const int h = 10;
+  const v1::ExperimentConfig config =
+      Config(TwoStateN("scafflsa", n, "{client_fraction: 0.3}", eta, h, 1));
+  absl::StatusOr<Experiment> e = BuildExperiment(config);
+  ASSERT_TRUE(e.ok()) << e.status();
+  ASSERT_TRUE(e->lsa->anchored);
+  FedLsaOptions o;
+  o.control_variates = true;
+  o.eta = eta;
+  o.local_steps = h;
+  o.anchors = true;
+  o.num_clients = n;
+  FedLsa server(o);
+  std::vector<ClientState> states(n);
+  std::vector<std::shared_ptr<const FlatVector>> anchors(n);  // the test's own books
+  auto theta = std::make_shared<FlatVector>(Eigen::Vector2d(2.4, 1.6));
+  std::uint64_t lcg = 12345;
+  std::int64_t next_id = 1;
+  int lost = 0;
+  for (Round t = 0; t < 800; ++t) {
+    std::vector<ClientId> who;
+    while (who.size() < 3) {
+      lcg = lcg * 6364136223846793005ULL + 1442695040888963407ULL;
+      const ClientId c(static_cast<std::int64_t>((lcg >> 33) % n));
+      if (std::find(who.begin(), who.end(), c) == who.end()) who.push_back(c);
+    }
+    std::sort(who.begin(), who.end());
+    std::vector<FlatVector> xi_before(n);
+    for (int c = 0; c < n; ++c) {
+      xi_before[c] = states[c].Has("scafflsa.xi") ? states[c].vectors.at("scafflsa.xi")
+                                                   : FlatVector::Zero(2);
+    }
+    std::vector<ClientResult> results;
+    for (const TaskSpec& spec : server.Plan(t, who)) {
+      const auto k = static_cast<std::size_t>(spec.client.value);
+      // The server sends the anchor of the agent's last aggregated round.
+      ASSERT_EQ(spec.server_control == nullptr, anchors[k] == nullptr) << "round " << t;
+      if (anchors[k] != nullptr) {
+        ASSERT_EQ(*spec.server_control, *anchors[k]);
+      }
+      anchors[k] = nullptr;
+      Task task;
+      task.id = TaskId(next_id++);
+      task.round = t;
+      task.client = spec.client;
+      task.params = theta;
+      task.local = spec.local;
+      task.server_control = spec.server_control;
+      absl::StatusOr<ClientResult> r = RunTask(*e, config.seed(), task, &states[k]);
+      ASSERT_TRUE(r.ok()) << r.status();
+      results.push_back(*std::move(r));
+    }
+    if (t % 7 == 6) {
+      results.pop_back();
+      ++lost;
+    }
+    // Agents not sampled kept xi_c bit for bit.
+    for (int c = 0; c < n; ++c) {
+      if (std::find(who.begin(), who.end(), ClientId(c)) != who.end()) continue;
+      const FlatVector now = states[c].Has("scafflsa.xi")
+                                 ? states[c].vectors.at("scafflsa.xi")
+                                 : FlatVector::Zero(2);
+      ASSERT_EQ(now, xi_before[c]) << "round " << t << ", agent " << c;
+    }
+    FlatVector next = *theta;
+    ASSERT_TRUE(server.Aggregate(t, results, next).ok());
+    theta = std::make_shared<FlatVector>(next);
+    for (const ClientResult& r : results) {
+      anchors[static_cast<std::size_t>(r.client.value)] = theta;
+    }
+    Eigen::Vector2d sum = Eigen::Vector2d::Zero();
+    for (int c = 0; c < n; ++c) {
+      if (states[c].Has("scafflsa.xi")) sum += states[c].vectors.at("scafflsa.xi");
+      if (anchors[c] != nullptr) {
+        sum += (*anchors[c] - states[c].vectors.at("scafflsa.last_iterate")) / (eta * h);
+      }
+    }
+    ASSERT_LT(sum.cwiseAbs().maxCoeff(), 1e-12) << "round " << t;
+  }
+  EXPECT_GT(lost, 100);
+  EXPECT_LT((*theta - Eigen::Vector2d(1.4, 0.6)).cwiseAbs().maxCoeff(), 1e-12);
+  // Every agent's xi_c, with its pending update, is xi*_c of §8.1.
+  for (int c = 0; c < n; ++c) {
+    Eigen::Vector2d xi = states[c].vectors.at("scafflsa.xi");
+    if (anchors[c] != nullptr) {
+      xi += (*anchors[c] - states[c].vectors.at("scafflsa.last_iterate")) / (eta * h);
+    }
+    const Eigen::Vector2d star =
+        c % 2 == 0 ? Eigen::Vector2d(0.05, -0.05) : Eigen::Vector2d(-0.05, 0.05);
+    EXPECT_LT((xi - star).cwiseAbs().maxCoeff(), 1e-10) << "agent " << c;
+  }
 }
 
 // §8.2, on a general linear problem with three heterogeneous agents.

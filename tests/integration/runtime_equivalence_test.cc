@@ -26,14 +26,14 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-// The model_hash column of metrics.csv, found by its header.
-std::vector<std::string> Hashes(const std::string& dir) {
+// A column of metrics.csv, found by its header.
+std::vector<std::string> Column(const std::string& dir, const std::string& name) {
   std::vector<std::string> out;
   const std::string csv = ReadFile(dir + "/metrics.csv");
   std::vector<std::string> lines = absl::StrSplit(csv, '\n', absl::SkipEmpty());
   if (lines.empty()) return out;
   const std::vector<std::string> header = absl::StrSplit(lines[0], ',');
-  const auto col = std::find(header.begin(), header.end(), "model_hash");
+  const auto col = std::find(header.begin(), header.end(), name);
   EXPECT_NE(col, header.end()) << dir;
   if (col == header.end()) return out;
   const std::size_t index = static_cast<std::size_t>(col - header.begin());
@@ -43,6 +43,10 @@ std::vector<std::string> Hashes(const std::string& dir) {
     if (cols.size() > index) out.push_back(cols[index]);
   }
   return out;
+}
+
+std::vector<std::string> Hashes(const std::string& dir) {
+  return Column(dir, "model_hash");
 }
 
 enum class Mode { kEmbedded, kLaunch };
@@ -114,6 +118,28 @@ TEST(RuntimeEquivalenceTest, ScaffLsaWithClientStateIsBitIdentical) {
   const std::string embedded = RunIt(kScaffLsa, Mode::kEmbedded, "scafflsa_e");
   const std::string dist = RunIt(kScaffLsa, Mode::kLaunch, "scafflsa_d");
   ExpectIdentical(embedded, dist);
+}
+
+// EXTENSION: SCAFFLSA with partial participation. The anchors travel down
+// with the tasks (server_control); xi_c stays on the workers.
+constexpr char kScaffLsaPartial[] = R"(
+seed: 4
+rounds: 20
+data: {source: lsa}
+clients: {count: 7}
+participation: {client_fraction: 0.5}
+algorithm: {name: scafflsa}
+local: {lr: 0.1, max_steps: 10}
+lsa: {problem: garnet, oracle: markov, kernel_heterogeneity: 10}
+)";
+
+TEST(RuntimeEquivalenceTest, ScaffLsaPartialParticipationIsBitIdentical) {
+  const std::string embedded = RunIt(kScaffLsaPartial, Mode::kEmbedded, "scafflsa_pp_e");
+  const std::string dist = RunIt(kScaffLsaPartial, Mode::kLaunch, "scafflsa_pp_d");
+  ExpectIdentical(embedded, dist);
+  // m = round(0.5 * 7) = 4 of 7 agents took part in every round.
+  EXPECT_EQ(Column(dist, "participants"),
+            std::vector<std::string>(20, "4"));
 }
 
 // FedProx with its proximal term, kept stragglers (their epochs drawn from

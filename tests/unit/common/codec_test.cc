@@ -306,6 +306,23 @@ TEST(TaskCodecTest, BaselineFieldsRoundTrip) {
   EXPECT_TRUE(prmsg.control_delta().empty());
 }
 
+// SCAFFLSA's partial-participation extension sends an anchor in
+// server_control without a SCAFFOLD option.
+TEST(TaskCodecTest, AnchorWithoutScaffoldOptionRoundTrips) {
+  Task t;
+  t.id = TaskId(41);
+  t.client = ClientId(2);
+  t.params = std::make_shared<const FlatVector>(Vec({1.0, 2.0}));
+  t.server_control = std::make_shared<const FlatVector>(Vec({0.1, -0.2}));
+  v1::Task msg;
+  EncodeTask(t, msg);
+  absl::StatusOr<Task> back = DecodeTask(msg, 2);
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_NE(back->server_control, nullptr);
+  EXPECT_EQ(*back->server_control, *t.server_control);
+  EXPECT_EQ(back->scaffold_option, ScaffoldOption::kNone);
+}
+
 TEST(TaskCodecTest, BadBaselineFieldsRejected) {
   Task t;
   t.id = TaskId(40);
@@ -319,7 +336,7 @@ TEST(TaskCodecTest, BadBaselineFieldsRejected) {
               HasSubstr("task 40 server_control"));
   msg.clear_server_control();
   EXPECT_THAT(DecodeTask(msg, 2).status().message(),
-              HasSubstr("set together"));
+              HasSubstr("scaffold_option = 2 without server_control"));
   msg.set_scaffold_option(7);
   EXPECT_THAT(DecodeTask(msg, 2).status().message(),
               HasSubstr("scaffold_option = 7"));

@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/config/config.h"
+#include "common/config/experiment.h"
 #include "fedsim/v1/config.pb.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/descriptor.h"
@@ -172,9 +173,6 @@ TEST(ConfigTest, EveryValidationRuleRejectsAndNamesItsKey) {
       {"clients: {count: 2}\nparticipation: {join_rounds: [0, -1]}",
        "participation.join_rounds[1]"},
       {"algorithm: {fedau_cutoff: -1}", "algorithm.fedau_cutoff"},
-      {"data: {source: lsa}\nalgorithm: {name: scafflsa}\nlocal: {max_steps: 2}\n"
-       "participation: {model: bernoulli}",
-       "participation.model"},
       {"algorithm: {server_lr: 0}", "algorithm.server_lr"},
       {"local: {epochs: 0}", "local.epochs"},
       {"local: {batch_size: -1}", "local.batch_size"},
@@ -486,6 +484,37 @@ TEST(ConfigTest, BaselineConfigsLoad) {
     EXPECT_EQ(c->rounds(), 200) << name;
     EXPECT_EQ(c->algorithm().keep_stragglers(), name == "fedprox") << name;
   }
+}
+
+// SCAFFLSA with partial participation is an extension (docs/lsa.md): it
+// loads, and only then does the agent use the server's anchors.
+TEST(ConfigTest, ScaffLsaPartialParticipationIsAcceptedAsTheExtension) {
+  const std::string lsa = "data: {source: lsa}\nlocal: {max_steps: 2}\n";
+  struct Case {
+    std::string yaml;
+    bool partial;
+  };
+  const std::vector<Case> cases = {
+      {"algorithm: {name: scafflsa}", false},
+      {"algorithm: {name: scafflsa}\nparticipation: {client_fraction: 0.5}", true},
+      {"algorithm: {name: scafflsa}\nparticipation: {model: bernoulli, p_mean: 0.3}",
+       true},
+      {"algorithm: {name: scafflsa, communication_probability: 0.2}\n"
+       "participation: {client_fraction: 0.3}",
+       true},
+      {"algorithm: {name: fedlsa}\nparticipation: {client_fraction: 0.5}", false},
+  };
+  for (const Case& c : cases) {
+    absl::StatusOr<v1::ExperimentConfig> config = LoadConfigText(lsa + c.yaml);
+    ASSERT_TRUE(config.ok()) << c.yaml << ": " << config.status();
+    EXPECT_EQ(ScaffLsaPartialParticipation(*config), c.partial) << c.yaml;
+  }
+  absl::StatusOr<v1::ExperimentConfig> example =
+      LoadConfigFile(FEDSIM_SOURCE_DIR "/configs/scafflsa_partial.yaml");
+  ASSERT_TRUE(example.ok()) << example.status();
+  EXPECT_TRUE(ScaffLsaPartialParticipation(*example));
+  EXPECT_EQ(example->participation().client_fraction(), 0.3);
+  EXPECT_EQ(example->clients().count(), 10);
 }
 
 TEST(ConfigTest, FedAuConfigsLoad) {

@@ -4,6 +4,7 @@
 #include "server/strategy/fedlsa.h"
 
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -83,6 +84,50 @@ TEST(FedLsaTest, CommunicationProbabilityOneMeansOneStep) {
   o.communication_probability = 1.0;
   o.local_steps = 50;
   EXPECT_EQ(FedLsa(o).LocalSteps(3), 1);
+}
+
+TEST(FedLsaTest, WithoutAnchorsTheServerIsStatelessAndSendsNoVector) {
+  FedLsaOptions o;
+  o.control_variates = true;
+  FedLsa server(o);
+  const std::vector<ClientId> who = {ClientId(0), ClientId(1)};
+  for (const TaskSpec& t : server.Plan(0, who)) EXPECT_EQ(t.server_control, nullptr);
+  EXPECT_TRUE(server.EncodeState().empty());
+  EXPECT_FALSE(server.DecodeState("x").ok());
+}
+
+// EXTENSION, SCAFFLSA with partial participation: an agent's anchor is the
+// model that closed the last round it was aggregated in; planning it again
+// consumes the anchor. The anchors are the strategy's checkpointed state.
+TEST(FedLsaTest, AnchorsFollowAggregatedRoundsAndRoundTripThroughState) {
+  FedLsaOptions o;
+  o.control_variates = true;
+  o.eta = 0.1;
+  o.local_steps = 2;
+  o.anchors = true;
+  o.num_clients = 3;
+  FedLsa server(o);
+  server.Plan(0, std::vector<ClientId>{ClientId(0), ClientId(2)});
+  ClientResult r;
+  r.client = ClientId(2);
+  r.update = Eigen::Vector2d(1.0, -2.0);
+  FlatVector global = Eigen::Vector2d(0.5, 0.25);
+  ASSERT_TRUE(server.Aggregate(0, std::vector<ClientResult>{r}, global).ok());
+  FedLsa restored(o);
+  ASSERT_TRUE(restored.DecodeState(server.EncodeState()).ok());
+  EXPECT_EQ(restored.EncodeState(), server.EncodeState());
+  const std::vector<ClientId> all = {ClientId(0), ClientId(1), ClientId(2)};
+  const std::vector<TaskSpec> plan = restored.Plan(1, all);
+  ASSERT_EQ(plan.size(), 3u);
+  EXPECT_EQ(plan[0].server_control, nullptr);  // planned, not aggregated
+  EXPECT_EQ(plan[1].server_control, nullptr);  // never planned
+  ASSERT_NE(plan[2].server_control, nullptr);
+  EXPECT_EQ(*plan[2].server_control, Eigen::Vector2d(1.5, -1.75));
+  // Consumed: without an aggregation in between, nobody has an anchor.
+  for (const TaskSpec& t : restored.Plan(2, all)) EXPECT_EQ(t.server_control, nullptr);
+  const absl::Status bad = FedLsa(o).DecodeState("garbage");
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.message().find("anchors of 3 agents"), std::string::npos) << bad;
 }
 
 }  // namespace
