@@ -541,15 +541,22 @@ absl::Status ValidateRobust(const v1::ExperimentConfig& c) {
   // round; other models may select up to N.
   const bool uniform =
       c.participation().model() == v1::ParticipationConfig::MODEL_UNIFORM;
-  const std::int64_t cohort =
+  std::int64_t cohort =
       uniform ? std::max<std::int64_t>(
                     1, static_cast<std::int64_t>(std::floor(
                            c.participation().client_fraction() *
                                static_cast<double>(n_clients) + 0.5)))
               : n_clients;
-  const std::string cohort_text =
+  std::string cohort_text =
       uniform ? absl::StrCat("the cohort round(participation.client_fraction N) = ", cohort)
               : absl::StrCat("clients.count = ", cohort);
+  // Dropped stragglers (keep_stragglers: false) never return a result.
+  const double s = c.clients().straggler_fraction();
+  if (s > 0.0 && !algo.keep_stragglers()) {
+    cohort = static_cast<std::int64_t>(
+        std::floor(static_cast<double>(cohort) * (1.0 - s) + 0.5));
+    absl::StrAppend(&cohort_text, " less its dropped stragglers = ", cohort);
+  }
   const auto need = [&](std::int64_t k) {
     return absl::StrCat("aggregation.rule = ", rule, " with aggregation.byzantine = ", f,
                         " needs at least ", k, " results a round, more than ",

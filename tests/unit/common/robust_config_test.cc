@@ -74,6 +74,13 @@ TEST(RobustConfigTest, PreconditionsAgainstTheCohortAreConfigErrors) {
               HasSubstr("f is a parameter of krum, multi_krum and bulyan"));
   EXPECT_THAT(RobustErrorOf("aggregation: {max_update_norm: -1}"),
               HasSubstr("aggregation.max_update_norm = -1; must be >= 0"));
+  // Dropped stragglers count against the cohort: 10 - round(10 * 0.5) = 5.
+  EXPECT_THAT(RobustErrorOf("clients: {count: 10, straggler_fraction: 0.5}\n"
+                            "participation: {client_fraction: 1}\n"
+                            "aggregation: {rule: krum, byzantine: 2}"),
+              HasSubstr("needs at least 7 results a round, more than the cohort "
+                        "round(participation.client_fraction N) = 10 less its dropped "
+                        "stragglers = 5 (n >= 2f + 3)"));
   // Other participation models: the bound is clients.count.
   EXPECT_THAT(RobustErrorOf("clients: {count: 4}\nparticipation: {model: bernoulli}\n"
                             "aggregation: {rule: krum, byzantine: 1}"),
