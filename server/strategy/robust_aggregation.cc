@@ -81,7 +81,7 @@ absl::Status CheckRobustPreconditions(const RobustOptions& o, std::int64_t n) {
       rule = "n >= 1";
   }
   return absl::FailedPreconditionError(
-      absl::StrCat(RobustRuleName(o.rule), " needs ", rule, " updates; n = ", n));
+      absl::StrCat(std::string(RobustRuleName(o.rule)), " needs ", rule, " updates; n = ", n));
 }
 
 std::vector<double> KrumScores(Updates updates, std::int64_t f) {
