@@ -38,7 +38,14 @@ absl::StatusOr<RunSummary> RunEmbeddedAsync(CoordinatorRun& run,
         engine.DropTask(tasks[i].id, std::string(results[i]->status().message()));
         continue;
       }
-      FEDSIM_RETURN_IF_ERROR(engine.SubmitResult(*std::move(*results[i])));
+      // A rejected update (INVALID_ARGUMENT: NaN, norm bound, ...) is
+      // logged and counted by the engine; the round goes on without it.
+      if (absl::Status s = engine.SubmitResult(*std::move(*results[i]));
+          absl::IsInvalidArgument(s)) {
+        engine.DropTask(tasks[i].id, std::string(s.message()));
+      } else {
+        FEDSIM_RETURN_IF_ERROR(s);
+      }
     }
     FEDSIM_ASSIGN_OR_RETURN(
         MetricsRow row,
@@ -108,7 +115,14 @@ absl::StatusOr<RunSummary> RunEmbedded(CoordinatorRun& run,
         engine.DropTask(tasks[i].id, std::string(results[i]->status().message()));
         continue;
       }
-      FEDSIM_RETURN_IF_ERROR(engine.SubmitResult(*std::move(*results[i])));
+      // A rejected update (INVALID_ARGUMENT: NaN, norm bound, ...) is
+      // logged and counted by the engine; the round goes on without it.
+      if (absl::Status s = engine.SubmitResult(*std::move(*results[i]));
+          absl::IsInvalidArgument(s)) {
+        engine.DropTask(tasks[i].id, std::string(s.message()));
+      } else {
+        FEDSIM_RETURN_IF_ERROR(s);
+      }
     }
     FEDSIM_ASSIGN_OR_RETURN(MetricsRow row, engine.FinishRound(elapsed()));
     summary.Record(row);

@@ -1,5 +1,6 @@
 #include "common/config/config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <limits>
@@ -455,7 +456,150 @@ void ApplyDefaults(v1::ExperimentConfig& c) {
   auto* ckpt = c.mutable_checkpoint();
   if (!ckpt->has_every()) ckpt->set_every(1);
   if (!ckpt->has_keep()) ckpt->set_keep(3);
+
+  auto* agg = c.mutable_aggregation();
+  if (agg->rule() == v1::AggregationConfig::RULE_UNSPECIFIED) {
+    agg->set_rule(v1::AggregationConfig::RULE_MEAN);
+  }
+  if (!agg->has_trim_fraction()) agg->set_trim_fraction(0.1);
+  if (!agg->has_byzantine()) agg->set_byzantine(0);
+  if (!agg->has_multi_krum_m()) agg->set_multi_krum_m(0);
+  if (!agg->has_max_update_norm()) agg->set_max_update_norm(0.0);
+  if (agg->norm_bound_action() == v1::AggregationConfig::NORM_BOUND_ACTION_UNSPECIFIED) {
+    agg->set_norm_bound_action(v1::AggregationConfig::NORM_BOUND_ACTION_REJECT);
+  }
+  auto* adv = c.mutable_adversary();
+  if (!adv->has_fraction()) adv->set_fraction(0.0);
+  if (adv->attack() == v1::AdversaryConfig::ATTACK_UNSPECIFIED) {
+    adv->set_attack(v1::AdversaryConfig::ATTACK_SIGN_FLIP);
+  }
+  if (!adv->has_scale()) adv->set_scale(100.0);
 }
+
+namespace {
+
+// Robust aggregation and adversary (docs/robust.md).
+absl::Status ValidateRobust(const v1::ExperimentConfig& c) {
+  Checker check;
+  const auto& agg = c.aggregation();
+  const auto& adv = c.adversary();
+  const auto& algo = c.algorithm();
+  const std::string algo_name =
+      absl::AsciiStrToLower(v1::AlgorithmConfig::Name_Name(algo.name()).substr(5));
+  const std::string rule =
+      absl::AsciiStrToLower(v1::AggregationConfig::Rule_Name(agg.rule()).substr(5));
+  const std::string action = absl::AsciiStrToLower(
+      v1::AggregationConfig::NormBoundAction_Name(agg.norm_bound_action()).substr(18));
+  const bool robust = agg.rule() != v1::AggregationConfig::RULE_MEAN;
+  const bool async = IsAsyncAlgorithm(algo.name());
+  const std::int64_t n_clients = c.clients().count();
+  const auto f = static_cast<std::int64_t>(agg.byzantine());
+  check.Ge("aggregation.trim_fraction", agg.trim_fraction(), 0.0)
+      .Require(agg.trim_fraction() < 0.5,
+               absl::StrCat("aggregation.trim_fraction = ", agg.trim_fraction(),
+                            "; must be < 0.5 (trimmed_mean keeps the middle "
+                            "1 - 2 beta of the values)"))
+      .Ge("aggregation.byzantine", agg.byzantine(), 0)
+      .Ge("aggregation.multi_krum_m", agg.multi_krum_m(), 0)
+      .Ge("aggregation.max_update_norm", agg.max_update_norm(), 0.0)
+      .Require(std::isfinite(agg.max_update_norm()),
+               absl::StrCat("aggregation.max_update_norm = ", agg.max_update_norm(),
+                            "; must be finite"))
+      .Require(!robust || algo.name() == v1::AlgorithmConfig::NAME_FEDAVG ||
+                   algo.name() == v1::AlgorithmConfig::NAME_FEDPROX,
+               absl::StrCat(
+                   "aggregation.rule = ", rule, " with algorithm.name = ", algo_name,
+                   "; robust rules replace the mean of fedavg and fedprox only (",
+                   algo.name() == v1::AlgorithmConfig::NAME_SCAFFOLD
+                       ? "SCAFFOLD's control variates need the plain mean"
+                   : async ? "asynchronous steps aggregate one or a few stale updates"
+                   : (algo.name() == v1::AlgorithmConfig::NAME_FEDLSA ||
+                      algo.name() == v1::AlgorithmConfig::NAME_SCAFFLSA)
+                       ? "LSA's analysis needs the plain mean"
+                       : "FedAU's weights would be ignored",
+                   ")"))
+      .Require(agg.byzantine() == 0 || agg.rule() == v1::AggregationConfig::RULE_KRUM ||
+                   agg.rule() == v1::AggregationConfig::RULE_MULTI_KRUM ||
+                   agg.rule() == v1::AggregationConfig::RULE_BULYAN,
+               absl::StrCat("aggregation.byzantine = ", agg.byzantine(),
+                            " with aggregation.rule = ", rule,
+                            "; f is a parameter of krum, multi_krum and bulyan"))
+      .Require(agg.multi_krum_m() == 0 ||
+                   agg.rule() == v1::AggregationConfig::RULE_MULTI_KRUM,
+               absl::StrCat("aggregation.multi_krum_m = ", agg.multi_krum_m(),
+                            " with aggregation.rule = ", rule,
+                            "; m is a parameter of multi_krum"))
+      .Require(agg.max_update_norm() == 0.0 ||
+                   agg.norm_bound_action() == v1::AggregationConfig::NORM_BOUND_ACTION_REJECT ||
+                   !(algo.name() == v1::AlgorithmConfig::NAME_SCAFFOLD ||
+                     algo.name() == v1::AlgorithmConfig::NAME_SCAFFLSA),
+               absl::StrCat("aggregation.norm_bound_action = ", action,
+                            " with algorithm.name = ", algo_name,
+                            "; changing an update would leave its control-variate "
+                            "delta inconsistent (use reject)"));
+  // The cohort: uniform participation selects max(round(C N), 1) clients a
+  // round; other models may select up to N.
+  const bool uniform =
+      c.participation().model() == v1::ParticipationConfig::MODEL_UNIFORM;
+  std::int64_t cohort =
+      uniform ? std::max<std::int64_t>(
+                    1, static_cast<std::int64_t>(std::floor(
+                           c.participation().client_fraction() *
+                               static_cast<double>(n_clients) + 0.5)))
+              : n_clients;
+  std::string cohort_text =
+      uniform ? absl::StrCat("the cohort round(participation.client_fraction N) = ", cohort)
+              : absl::StrCat("clients.count = ", cohort);
+  // Dropped stragglers (keep_stragglers: false) never return a result.
+  const double s = c.clients().straggler_fraction();
+  if (s > 0.0 && !algo.keep_stragglers()) {
+    cohort = static_cast<std::int64_t>(
+        std::floor(static_cast<double>(cohort) * (1.0 - s) + 0.5));
+    absl::StrAppend(&cohort_text, " less its dropped stragglers = ", cohort);
+  }
+  const auto need = [&](std::int64_t k) {
+    return absl::StrCat("aggregation.rule = ", rule, " with aggregation.byzantine = ", f,
+                        " needs at least ", k, " results a round, more than ",
+                        cohort_text);
+  };
+  switch (agg.rule()) {
+    case v1::AggregationConfig::RULE_KRUM:
+      check.Require(cohort >= 2 * f + 3, need(2 * f + 3) + " (n >= 2f + 3)");
+      break;
+    case v1::AggregationConfig::RULE_MULTI_KRUM:
+      check.Require(cohort >= 2 * f + 3, need(2 * f + 3) + " (n >= 2f + 3)")
+          .Require(agg.multi_krum_m() <= cohort - f,
+                   absl::StrCat("aggregation.multi_krum_m = ", agg.multi_krum_m(),
+                                "; must be <= n - f = ", cohort - f, " for ",
+                                cohort_text, " and aggregation.byzantine = ", f));
+      break;
+    case v1::AggregationConfig::RULE_BULYAN:
+      check.Require(cohort >= 4 * f + 3, need(4 * f + 3) + " (n >= 4f + 3)");
+      break;
+    default:
+      break;
+  }
+  const bool adversary = adv.fraction() > 0.0 || adv.clients_size() > 0;
+  check.Ge("adversary.fraction", adv.fraction(), 0.0)
+      .Le("adversary.fraction", adv.fraction(), 1.0)
+      .Require(adv.fraction() == 0.0 || adv.clients_size() == 0,
+               absl::StrCat("adversary.fraction = ", adv.fraction(),
+                            " and adversary.clients both set; give one of them"))
+      .Require(std::isfinite(adv.scale()),
+               absl::StrCat("adversary.scale = ", adv.scale(), "; must be finite"))
+      .Require(!adversary || !async,
+               absl::StrCat("adversary with algorithm.name = ", algo_name,
+                            "; Byzantine clients are simulated in synchronous rounds only"));
+  for (int i = 0; i < adv.clients_size(); ++i) {
+    check.Ge(absl::StrCat("adversary.clients[", i, "]"), adv.clients(i), int64_t{0})
+        .Require(adv.clients(i) < n_clients,
+                 absl::StrCat("adversary.clients[", i, "] = ", adv.clients(i),
+                              "; must be < clients.count = ", n_clients));
+  }
+  return check.status();
+}
+
+}  // namespace
 
 absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
   Checker check;
@@ -745,7 +889,8 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
           int64_t{1} << 30)
       .Ge("checkpoint.every", c.checkpoint().every(), 0)
       .Ge("checkpoint.keep", c.checkpoint().keep(), 1);
-  return check.status();
+  FEDSIM_RETURN_IF_ERROR(check.status());
+  return ValidateRobust(c);
 }
 
 absl::StatusOr<v1::ExperimentConfig> LoadConfigText(absl::string_view yaml) {

@@ -36,6 +36,8 @@ enum class RngPurpose : std::uint32_t {
   kComputeTime = 20,    // a client's compute time per task (virtual clock)
   kNetworkDelay = 21,   // a task's network delay (virtual clock)
   kStragglers = 30,     // which participants straggle, and how much work they do
+  kByzantineClients = 40,  // which clients are Byzantine (adversary.fraction)
+  kByzantineAttack = 41,   // a Byzantine client's random (gaussian) update
   kTest = 100,          // tests only
 };
 

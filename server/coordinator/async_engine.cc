@@ -8,6 +8,7 @@
 #include "common/codec/flat_bytes.h"
 #include "common/kernels/vector_ops.h"
 #include "server/coordinator/evaluator.h"
+#include "server/coordinator/validate_update.h"
 
 namespace fedsim {
 
@@ -117,17 +118,27 @@ absl::Status AsyncEngine::SubmitResult(ClientResult r) {
     return Reject(r, absl::FailedPreconditionError(
                          absl::StrCat("task ", id, " was given up on")));
   }
-  if (r.update.size() != model_->size() || !AllFinite(r.update)) {
-    return Reject(r, absl::InvalidArgumentError(absl::StrCat(
-                         "step ", version_, ", client ", k, ": update has ",
-                         r.update.size(), " values (expected ", model_->size(),
-                         ") or NaN/infinite values")));
+  const std::string where = absl::StrCat("step ", version_);
+  if (absl::Status s = CheckUpdate(where, r, static_cast<std::int64_t>(model_->size()),
+                                   in_.client_sizes[k]);
+      !s.ok()) {
+    return Reject(r, std::move(s));
   }
-  if (r.num_examples != in_.client_sizes[k]) {
-    return Reject(r, absl::InvalidArgumentError(absl::StrCat(
-                         "step ", version_, ", client ", k, ": num_examples = ",
-                         r.num_examples, "; the client has ",
-                         in_.client_sizes[k], " rows")));
+  if (absl::Status s = CheckNormBound(in_.validation, where, r); !s.ok()) {
+    const TaskId task_id = r.task;
+    absl::Status rejected = Reject(r, std::move(s));
+    DropTask(task_id, std::string(rejected.message()));
+    return rejected;
+  }
+  if (const NormBoundOutcome nb = ApplyNormBound(in_.validation, r.update); nb.changed) {
+    LogEvent({{"event", in_.validation.action == NormBoundAction::kZero
+                            ? "update_zeroed"
+                            : "update_clipped"},
+              {"step", version_},
+              {"task", r.task.value},
+              {"client", k},
+              {"norm", nb.norm},
+              {"max_update_norm", in_.validation.max_update_norm}});
   }
   it->second = State::kDone;
   results_[k] = std::move(r);

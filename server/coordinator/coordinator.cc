@@ -186,7 +186,12 @@ absl::StatusOr<bool> Coordinator::PushResult(WorkerId worker,
   const std::int64_t client_id = result.client.value;
   absl::Status s = run_->engine->SubmitResult(std::move(result));
   if (absl::IsAlreadyExists(s)) return true;
-  if (!s.ok()) return s;
+  if (!s.ok()) {
+    // A norm-bound rejection closes its task (round_engine.h): wake the
+    // round thread, which may now have every task resolved.
+    cv_.notify_all();
+    return s;
+  }
   // Which worker delivered each update: round_end names clients only, and
   // deployments need to see which workers (hosts) took part in a round.
   (void)run_->log->Event({{"event", "result_accepted"},

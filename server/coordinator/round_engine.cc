@@ -1,6 +1,7 @@
 #include "server/coordinator/round_engine.h"
 
 #include <cmath>
+#include <cstdio>
 
 #include "absl/strings/str_cat.h"
 #include "common/base/check.h"
@@ -102,16 +103,14 @@ absl::Status RoundEngine::SubmitResult(ClientResult r) {
                          "task ", id, " was issued to client ",
                          task.client.value, ", not client ", r.client.value)));
   }
-  if (r.update.size() != model_->size()) {
-    return Reject(r, absl::InvalidArgumentError(absl::StrCat(
-                         "round ", round_, ", client ", r.client.value,
-                         ": update has ", r.update.size(),
-                         " values, expected ", model_->size())));
+  if (in_.adversary != nullptr) {
+    in_.adversary->Apply(r.client.value, round_, r.update);
   }
-  if (!AllFinite(r.update)) {
-    return Reject(r, absl::InvalidArgumentError(absl::StrCat(
-                         "round ", round_, ", client ", r.client.value,
-                         ": update has NaN or infinite values")));
+  const std::int64_t n_k = in_.client_sizes[r.client.value];
+  const std::string where = absl::StrCat("round ", round_);
+  if (absl::Status s = CheckUpdate(where, r, static_cast<std::int64_t>(model_->size()), n_k);
+      !s.ok()) {
+    return Reject(r, std::move(s));
   }
   if (task.expects_control != (r.control_delta.size() > 0)) {
     return Reject(r, absl::InvalidArgumentError(absl::StrCat(
@@ -131,12 +130,23 @@ absl::Status RoundEngine::SubmitResult(ClientResult r) {
                          "round ", round_, ", client ", r.client.value,
                          ": control_delta has NaN or infinite values")));
   }
-  const std::int64_t n_k = in_.client_sizes[r.client.value];
-  if (r.num_examples != n_k) {
-    return Reject(r, absl::InvalidArgumentError(absl::StrCat(
-                         "round ", round_, ", client ", r.client.value,
-                         ": num_examples = ", r.num_examples,
-                         "; the client has ", n_k, " rows")));
+  if (absl::Status s = CheckNormBound(in_.validation, where, r); !s.ok()) {
+    // Final (the same push would fail again): the task closes now, so the
+    // round does not wait for its deadline.
+    const TaskId task_id = r.task;
+    absl::Status rejected = Reject(r, std::move(s));
+    DropTask(task_id, std::string(rejected.message()));
+    return rejected;
+  }
+  if (const NormBoundOutcome nb = ApplyNormBound(in_.validation, r.update); nb.changed) {
+    LogEvent({{"event", in_.validation.action == NormBoundAction::kZero
+                            ? "update_zeroed"
+                            : "update_clipped"},
+              {"round", round_},
+              {"task", r.task.value},
+              {"client", r.client.value},
+              {"norm", nb.norm},
+              {"max_update_norm", in_.validation.max_update_norm}});
   }
   task.state = TaskState::kDone;
   results_[r.client.value] = std::move(r);
@@ -206,6 +216,15 @@ absl::StatusOr<MetricsRow> RoundEngine::FinishRound(double wall_time_s) {
   absl::StatusOr<AggregationReport> report =
       strategy_->Aggregate(round_, results, *next);
   if (!report.ok()) return report.status();
+  if (!report->failure.empty()) {
+    // A robust rule had too few results: the model stays (next is a copy).
+    std::fprintf(stderr, "warning: %s; the model is unchanged\n",
+                 report->failure.c_str());
+    LogEvent({{"event", "aggregation_failed"},
+              {"round", round_},
+              {"results", results.size()},
+              {"reason", report->failure}});
+  }
   model_ = std::move(next);
   tally_.aggregated += static_cast<std::int64_t>(results.size());
 

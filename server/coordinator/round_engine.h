@@ -28,7 +28,9 @@
 #include "common/dp/privacy_ledger.h"
 #include "common/objectives/objective.h"
 #include "common/runlog/run_log.h"
+#include "server/coordinator/validate_update.h"
 #include "server/participation/participation.h"
+#include "server/strategy/byzantine.h"
 #include "server/strategy/strategy.h"
 
 namespace fedsim {
@@ -56,6 +58,11 @@ struct RoundEngineInputs {
   // > 0: the run ends cleanly before a round that could take some client
   // past this epsilon (PrivacyLedger::MaxEpsilonAfterOneMoreTask).
   double epsilon_budget = 0.0;
+  // aggregation.max_update_norm / norm_bound_action (validate_update.h).
+  UpdateValidation validation;
+  // Simulated Byzantine clients (config `adversary`); null: none. Applied
+  // to a result as it arrives, before validation.
+  std::shared_ptr<const Adversary> adversary;
 };
 
 class RoundEngine {
@@ -90,11 +97,16 @@ class RoundEngine {
   //                       dropped or timed out
   //   kAlreadyExists      a result for this task was already accepted
   //   kInvalidArgument    wrong client, wrong update size, NaN/Inf values,
-  //                       num_examples different from the client's n_k, or
+  //                       num_examples different from the client's n_k, an
+  //                       update norm above aggregation.max_update_norm
+  //                       (norm_bound_action = reject), or
   //                       a control_delta (SCAFFOLD) missing where the task
   //                       sent a server control variate, present where it
   //                       did not, of the wrong size or not finite
-  // Every rejection is also written to events.jsonl with its reason.
+  // Every rejection is also written to events.jsonl with its reason. A
+  // Byzantine client's update (inputs.adversary) is attacked first; an
+  // accepted update over the norm bound is clipped or zeroed (logged as
+  // update_clipped / update_zeroed).
   absl::Status SubmitResult(ClientResult result);
 
   // Gives up on an open task (its client failed); logged with `reason`.

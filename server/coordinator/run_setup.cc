@@ -25,7 +25,9 @@
 #include "server/participation/probabilities.h"
 #include "server/strategy/async_fl.h"
 #include "server/strategy/fedau.h"
+#include "server/strategy/byzantine.h"
 #include "server/strategy/fedavg.h"
+#include "server/strategy/robust_aggregation.h"
 #include "server/strategy/fedlsa.h"
 #include "server/strategy/scaffold.h"
 
@@ -157,6 +159,109 @@ LocalTrainingSpec LocalSpec(const v1::ExperimentConfig& config) {
   return local;
 }
 
+RobustOptions RobustOf(const v1::ExperimentConfig& config) {
+  const v1::AggregationConfig& a = config.aggregation();
+  RobustOptions o;
+  switch (a.rule()) {
+    case v1::AggregationConfig::RULE_COORDINATE_MEDIAN:
+      o.rule = RobustRule::kCoordinateMedian;
+      break;
+    case v1::AggregationConfig::RULE_TRIMMED_MEAN:
+      o.rule = RobustRule::kTrimmedMean;
+      break;
+    case v1::AggregationConfig::RULE_KRUM:
+      o.rule = RobustRule::kKrum;
+      break;
+    case v1::AggregationConfig::RULE_MULTI_KRUM:
+      o.rule = RobustRule::kMultiKrum;
+      break;
+    case v1::AggregationConfig::RULE_BULYAN:
+      o.rule = RobustRule::kBulyan;
+      break;
+    default:
+      o.rule = RobustRule::kMean;
+  }
+  o.trim_fraction = a.trim_fraction();
+  o.byzantine = a.byzantine();
+  o.multi_krum_m = a.multi_krum_m();
+  return o;
+}
+
+UpdateValidation ValidationOf(const v1::ExperimentConfig& config) {
+  const v1::AggregationConfig& a = config.aggregation();
+  UpdateValidation v;
+  v.max_update_norm = a.max_update_norm();
+  switch (a.norm_bound_action()) {
+    case v1::AggregationConfig::NORM_BOUND_ACTION_CLIP:
+      v.action = NormBoundAction::kClip;
+      break;
+    case v1::AggregationConfig::NORM_BOUND_ACTION_ZERO:
+      v.action = NormBoundAction::kZero;
+      break;
+    default:
+      v.action = NormBoundAction::kReject;
+  }
+  return v;
+}
+
+// Null without an adversary section.
+std::shared_ptr<const Adversary> AdversaryOf(const v1::ExperimentConfig& config,
+                                             std::int64_t num_clients) {
+  const v1::AdversaryConfig& a = config.adversary();
+  if (!(a.fraction() > 0.0) && a.clients_size() == 0) return nullptr;
+  AdversaryOptions o;
+  o.seed = config.seed();
+  switch (a.attack()) {
+    case v1::AdversaryConfig::ATTACK_GAUSSIAN:
+      o.attack = ByzantineAttack::kGaussian;
+      break;
+    case v1::AdversaryConfig::ATTACK_SCALED:
+      o.attack = ByzantineAttack::kScaled;
+      break;
+    case v1::AdversaryConfig::ATTACK_CONSTANT:
+      o.attack = ByzantineAttack::kConstant;
+      break;
+    default:
+      o.attack = ByzantineAttack::kSignFlip;
+  }
+  o.scale = a.scale();
+  if (a.clients_size() > 0) {
+    o.clients.assign(a.clients().begin(), a.clients().end());
+  } else {
+    o.clients = DrawByzantineClients(config.seed(), num_clients, a.fraction());
+  }
+  return std::make_shared<const Adversary>(std::move(o));
+}
+
+// The run_start block of a non-default aggregation or adversary; null for
+// the defaults (default runs log exactly what they logged before).
+nlohmann::json RobustInfo(const v1::ExperimentConfig& config,
+                          const UpdateValidation& validation,
+                          const Adversary* adversary) {
+  const RobustOptions r = RobustOf(config);
+  nlohmann::json info;
+  if (r.rule != RobustRule::kMean) {
+    info["rule"] = std::string(RobustRuleName(r.rule));
+    if (r.rule == RobustRule::kTrimmedMean) info["trim_fraction"] = r.trim_fraction;
+    if (r.rule == RobustRule::kKrum || r.rule == RobustRule::kMultiKrum ||
+        r.rule == RobustRule::kBulyan) {
+      info["byzantine"] = r.byzantine;
+    }
+    if (r.rule == RobustRule::kMultiKrum) info["multi_krum_m"] = r.multi_krum_m;
+  }
+  if (validation.max_update_norm > 0.0) {
+    info["max_update_norm"] = validation.max_update_norm;
+    info["norm_bound_action"] = std::string(NormBoundActionName(validation.action));
+  }
+  if (adversary != nullptr) {
+    info["byzantine_clients"] = adversary->clients();
+    info["attack"] = absl::AsciiStrToLower(
+        v1::AdversaryConfig::Attack_Name(config.adversary().attack()).substr(7));
+    info["attack_scale"] = config.adversary().scale();
+  }
+  return info;
+}
+
 absl::StatusOr<std::unique_ptr<SyncStrategy>> MakeStrategy(
     const v1::ExperimentConfig& config, const Experiment& exp,
     const std::vector<double>& probabilities) {
@@ -198,6 +303,7 @@ absl::StatusOr<std::unique_ptr<SyncStrategy>> MakeStrategy(
           config.algorithm().name() == v1::AlgorithmConfig::NAME_FEDPROX;
       options.stragglers = stragglers;
       options.server_optimizer = server_optimizer;
+      options.robust = RobustOf(config);
       return std::make_unique<FedAvg>(options, exp.client_sizes);
     }
     case v1::AlgorithmConfig::NAME_SCAFFOLD: {
@@ -490,6 +596,11 @@ absl::StatusOr<CoordinatorRun> BuildRun(const v1::ExperimentConfig& config,
     inputs.client_sizes = e.client_sizes;
     inputs.optimum = e.data.optimum;
     inputs.log = run.log.get();
+    inputs.validation = ValidationOf(config);
+    if (nlohmann::json robust = RobustInfo(config, inputs.validation, nullptr);
+        !robust.is_null()) {
+      start_event["aggregation"] = robust;
+    }
     FEDSIM_RETURN_IF_ERROR(
         PrepareAsync(config, run, std::move(inputs), std::move(initial), start_event));
     start_event["algorithm"] = run.async_engine->name();
@@ -566,6 +677,12 @@ absl::StatusOr<CoordinatorRun> BuildRun(const v1::ExperimentConfig& config,
        {"participation_probabilities", participation.probabilities}};
   if (!lsa_info.is_null()) start_event["lsa"] = lsa_info;
   if (!dp_info.is_null()) start_event["dp"] = dp_info;
+  const UpdateValidation validation = ValidationOf(config);
+  std::shared_ptr<const Adversary> adversary = AdversaryOf(config, e.num_clients());
+  if (nlohmann::json robust = RobustInfo(config, validation, adversary.get());
+      !robust.is_null()) {
+    start_event["aggregation"] = robust;
+  }
   if (resume == nullptr) FEDSIM_RETURN_IF_ERROR(run.log->Event(start_event));
 
   RoundEngineOptions options;
@@ -583,6 +700,8 @@ absl::StatusOr<CoordinatorRun> BuildRun(const v1::ExperimentConfig& config,
   inputs.log = run.log.get();
   inputs.privacy = std::move(ledger);
   if (e.dp.has_value()) inputs.epsilon_budget = e.dp->epsilon_budget;
+  inputs.validation = validation;
+  inputs.adversary = std::move(adversary);
   run.engine = std::make_unique<RoundEngine>(options, std::move(inputs),
                                              std::move(participation.model),
                                              std::move(strategy),

@@ -35,7 +35,9 @@ std::vector<TaskSpec> FedAvg::Plan(Round round,
 absl::StatusOr<AggregationReport> FedAvg::Aggregate(
     Round round, std::span<const ClientResult> results, FlatVector& global) {
   AggregationReport report;
-  if (results.empty()) return report;  // nobody returned: w unchanged
+  if (results.empty() && options_.robust.rule == RobustRule::kMean) {
+    return report;  // nobody returned: w unchanged
+  }
   // m_t: the data of the clients that returned (renormalised weights).
   double m_t = 0.0;
   for (const ClientResult& r : results) {
@@ -48,6 +50,24 @@ absl::StatusOr<AggregationReport> FedAvg::Aggregate(
           ", which was not selected"));
     }
     m_t += static_cast<double>(client_sizes_[r.client.value]);
+  }
+  if (options_.robust.rule != RobustRule::kMean) {
+    std::vector<const FlatVector*> updates;
+    for (const ClientResult& r : results) updates.push_back(&r.update);
+    absl::StatusOr<RobustAggregate> robust =
+        AggregateRobust(options_.robust, updates);
+    if (!robust.ok()) {
+      // Too few results for the rule: the round leaves x (and the server
+      // optimiser's state) unchanged, and says so (no silent fallback).
+      report.failure = absl::StrCat("round ", round, ": ", robust.status().message());
+      return report;
+    }
+    for (std::size_t i = 0; i < results.size(); ++i) {
+      report.weights.emplace_back(results[i].client, robust->weights[i]);
+    }
+    step_ = std::move(robust->value);
+    optimizer_.Step(step_, global, options_.kernel);
+    return report;
   }
   std::vector<double> weights;
   std::vector<const Eigen::VectorXd*> updates;

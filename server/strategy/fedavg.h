@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "common/kernels/vector_ops.h"
+#include "server/strategy/robust_aggregation.h"
 #include "server/strategy/server_optimizer.h"
 #include "server/strategy/stragglers.h"
 #include "server/strategy/strategy.h"
@@ -36,6 +37,10 @@ struct FedAvgOptions {
   StragglerOptions stragglers;    // none by default
   // The server step; its lr is server_lr (the field here is ignored).
   ServerOptimizerOptions server_optimizer;
+  // aggregation.rule (docs/robust.md): kMean is the weighted mean above;
+  // any other rule replaces it by an unweighted robust aggregate of the
+  // updates, which the server optimiser then applies as Delta_t.
+  RobustOptions robust;
 };
 
 class FedAvg : public SyncStrategy {

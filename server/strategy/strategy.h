@@ -27,6 +27,11 @@ namespace fedsim {
 struct AggregationReport {
   // The weight each aggregated client's update received, in client order.
   std::vector<std::pair<ClientId, double>> weights;
+  // Non-empty when the round's results could not be aggregated (a robust
+  // rule got fewer results than it needs, docs/robust.md): the model is
+  // unchanged and the engine logs an `aggregation_failed` event with this
+  // one-line reason.
+  std::string failure;
 };
 
 class SyncStrategy {
