@@ -22,10 +22,20 @@ struct ServeOptions {
   ProgressFn progress;
   // Called with the bound port once the server is listening.
   std::function<absl::Status(int port)> on_listening;
+  // Called (from the signal thread) when a graceful stop begins.
+  std::function<void()> on_stop;
 };
 
 // Serves a prepared run until it ends, then waits briefly for workers to
 // leave and stops the server.
+//
+// If StopSignal::Install() was called, the first SIGTERM/SIGINT stops the
+// run gracefully (RELIABILITY 12): health NOT_SERVING, no more joins or
+// tasks, the open round abandoned, calls in flight drained for up to 5 s,
+// a checkpoint of the last completed round written (unless the newest one
+// is that round), a `shutdown` event; then ServeRun returns kCancelled
+// naming the checkpoint, and the caller exits 0. `--resume` continues it
+// bit-identically.
 absl::StatusOr<RunSummary> ServeRun(CoordinatorRun& run,
                                     const ServeOptions& options);
 

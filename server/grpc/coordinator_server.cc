@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/base/keepalive.h"
 #include "common/codec/task_codec.h"
 #include "fedsim/v1/service.grpc.pb.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -114,6 +115,15 @@ class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
     return reactor;
   }
 
+  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* ctx,
+                                      const v1::HeartbeatRequest* request,
+                                      v1::HeartbeatResponse* /*response*/) override {
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(ToGrpc(coordinator_->Heartbeat(
+        WorkerId(static_cast<std::int64_t>(request->worker_id())))));
+    return reactor;
+  }
+
   Options options_;
   Coordinator* const coordinator_;
   const v1::ExperimentConfig config_;
@@ -139,11 +149,13 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
                            &impl->port_);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
-  // Workers send keepalive pings every 5 s, with or without a call in
-  // flight (client/grpc): accept them rather than answer GOAWAY
-  // "too_many_pings" (gRPC's default minimum interval is 5 minutes).
+  // Workers send keepalive pings every kClientKeepaliveTimeMs, with or
+  // without a call in flight (client/grpc): accept them rather than answer
+  // GOAWAY "too_many_pings" (gRPC's default minimum interval is 5 minutes).
+  // common/base/keepalive.h asserts that the client pings no more often.
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 1000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             kServerMinPingIntervalMs);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
   builder.RegisterService(impl.get());
   impl->server_ = builder.BuildAndStart();
@@ -156,6 +168,11 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
 }
 
 int CoordinatorServer::port() const { return impl_->port_; }
+
+void CoordinatorServer::SetNotServing() {
+  if (impl_ == nullptr || impl_->server_ == nullptr) return;
+  impl_->server_->GetHealthCheckService()->SetServingStatus(false);
+}
 
 void CoordinatorServer::Shutdown(absl::Duration grace) {
   if (impl_ == nullptr || impl_->stopped_ || impl_->server_ == nullptr) return;
