@@ -279,7 +279,10 @@ std::pair<std::size_t, std::size_t> Coordinator::ReleaseTasksLocked(
   std::vector<Task> requeue;
   for (auto it = assigned_.begin(); it != assigned_.end();) {
     if (it->second == worker) {
-      requeue.push_back(issued_.at(it->first));
+      // Tasks whose result already arrived stay done.
+      if (accepting_ && run_->engine->TaskOpen(TaskId(it->first))) {
+        requeue.push_back(issued_.at(it->first));
+      }
       it = assigned_.erase(it);
     } else {
       ++it;
@@ -318,6 +321,9 @@ void Coordinator::DetectDeadWorkersLocked(absl::Time now,
       options_.heartbeat_interval * options_.heartbeat_patience;
   std::vector<std::int64_t> holders;
   for (const auto& [task, worker] : assigned_) {
+    // A worker that delivered its results holds nothing: its silence (a
+    // long poll waiting for the next round) is not death.
+    if (!accepting_ || !run_->engine->TaskOpen(TaskId(task))) continue;
     if (std::find(holders.begin(), holders.end(), worker) == holders.end()) {
       holders.push_back(worker);
     }

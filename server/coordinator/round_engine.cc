@@ -164,6 +164,11 @@ bool RoundEngine::AllTasksResolved() const {
   return true;
 }
 
+bool RoundEngine::TaskOpen(TaskId id) const {
+  auto it = open_.find(id.value);
+  return round_open_ && it != open_.end() && it->second.state == TaskState::kOpen;
+}
+
 std::int64_t RoundEngine::RoundQuorum() const {
   if (options_.min_quorum <= 0) return 0;
   return std::min<std::int64_t>(options_.min_quorum,

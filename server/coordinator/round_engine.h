@@ -107,6 +107,9 @@ class RoundEngine {
 
   // True when every task of the open round has a result or was dropped.
   bool AllTasksResolved() const;
+  // True while task `id` of the open round has neither a result nor was
+  // dropped.
+  bool TaskOpen(TaskId id) const;
 
   // False once so many tasks of the open round were dropped (rejected
   // results, dead workers with no one to re-issue to) that even if every
