@@ -46,13 +46,25 @@ done
 
 # Samples: ROUND COORDINATOR_RSS_KB WORKER_RSS_KB (sum over workers), while
 # the server runs; the round is the number of metrics rows so far.
-rss() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+# Shell builtins only: sampling must not load the 2 cores it measures.
+rss() {  # VmRSS of PID $1 in KiB, 0 once it has exited
+  local k v rest
+  { while read -r k v rest; do
+      [ "$k" = VmRSS: ] && { echo "$v"; return; }
+    done < "/proc/$1/status"; } 2>/dev/null
+  echo 0
+}
+rows_so_far() {
+  local n=0 line
+  { while read -r line; do n=$((n + 1)); done < "$work/run/metrics.csv"; } 2>/dev/null
+  echo $((n > 0 ? n - 1 : -1))
+}
 while kill -0 $server 2>/dev/null; do
-  rows=$(($(wc -l < "$work/run/metrics.csv" 2>/dev/null || echo 1) - 1))
+  rows=$(rows_so_far)
   c=$(rss $server)
   w=0; for p in "${wpids[@]}"; do w=$((w + $(rss $p))); done
-  [ "$rows" -ge 0 ] && [ "${c:-0}" -gt 0 ] && echo "$rows $c $w" >> "$work/rss"
-  sleep 0.2
+  [ "$rows" -ge 0 ] && [ "$c" -gt 0 ] && echo "$rows $c $w" >> "$work/rss"
+  sleep 0.05
 done
 wait $server; code=$?
 fail=0
