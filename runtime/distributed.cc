@@ -62,9 +62,16 @@ absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv,
   posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log_path.c_str(),
                                    O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  // Own process group: a terminal's Ctrl-C reaches only the launcher, which
+  // forwards it once (a worker takes a second signal as "exit now").
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+  posix_spawnattr_setpgroup(&attr, 0);
   pid_t pid = 0;
   const int err =
-      ::posix_spawn(&pid, cargv[0], &actions, nullptr, cargv.data(), environ);
+      ::posix_spawn(&pid, cargv[0], &actions, &attr, cargv.data(), environ);
+  posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&actions);
   if (err != 0) {
     return absl::InternalError(absl::StrCat("cannot start ", argv[0], " (log ",
@@ -121,6 +128,9 @@ absl::StatusOr<RunSummary> ServeRun(CoordinatorRun& run,
     return summary;
   }
   // Stopped: drain the calls in flight, then save the last completed round.
+  if (options.stop_wait_for_workers > absl::ZeroDuration()) {
+    coordinator.WaitForWorkersToLeave(options.stop_wait_for_workers);
+  }
   const absl::Time drain_start = absl::Now();
   server->Shutdown(kStopDrainGrace);
   const double drain_s = absl::ToDoubleSeconds(absl::Now() - drain_start);
@@ -174,6 +184,7 @@ absl::StatusOr<RunSummary> LaunchRun(CoordinatorRun& run,
   serve.progress = options.progress;
   // A graceful stop of `fedsim launch` stops its workers the same way:
   // they leave and exit 0.
+  serve.stop_wait_for_workers = absl::Seconds(5);
   serve.on_stop = [&] {
     std::lock_guard<std::mutex> lock(children_mu);
     for (pid_t pid : children) ::kill(pid, SIGTERM);

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "server/coordinator/progress.h"
 #include "server/coordinator/run_setup.h"
 
@@ -24,6 +25,9 @@ struct ServeOptions {
   std::function<absl::Status(int port)> on_listening;
   // Called (from the signal thread) when a graceful stop begins.
   std::function<void()> on_stop;
+  // On a graceful stop, wait this long for workers to leave before the
+  // drain (`fedsim launch`, whose workers are stopped too).
+  absl::Duration stop_wait_for_workers = absl::ZeroDuration();
 };
 
 // Serves a prepared run until it ends, then waits briefly for workers to

@@ -107,7 +107,9 @@ class GrpcCoordinatorClient : public CoordinatorClient {
 
   absl::Status Heartbeat(WorkerId worker) override {
     grpc::ClientContext ctx;
-    SetDeadline(ctx, options_.rpc_timeout);
+    // Short and without wait-for-ready: a heartbeat that cannot go now is
+    // useless later, and the worker must not wait on it when it exits.
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
     Tracked tracked(this, &ctx);
     if (tracked.cancelled()) return absl::CancelledError("worker stopping");
     v1::HeartbeatRequest request;

@@ -11,6 +11,8 @@
 #              events.jsonl reason;
 #   sigterm    SIGTERM of fedsim-server mid-run: exit 0, a checkpoint of the
 #              last completed round, --resume ends bit-identical;
+#   launch     SIGTERM of `fedsim launch`: forwarded to the workers (they
+#              leave, exit 0), exit 0, --resume ends bit-identical;
 #   duplicate  every push sent twice and delayed (reordered): identical model,
 #              duplicates dropped = duplicates that reached an open round.
 # Prints the measured numbers (docs/reliability.md, "Faults").
@@ -175,6 +177,28 @@ if same_as_ref sigterm "$work/term"; then
   grep -q "resuming .* at round $next" "$work/term-server2.log" ||
     say_fail "sigterm: did not resume at round $next"
   echo "ok   sigterm: exit 0, checkpoint $(basename "$ckpt") (written at stop: $(json_field "$work/term/events.jsonl" shutdown checkpoint_written)), drained in $(json_field "$work/term/events.jsonl" shutdown drain_s) s, resumed at round $next, model_hash identical ($((SECONDS - start)) s)"
+fi
+
+# --- SIGTERM of `fedsim launch`: forwarded to its workers, which leave and
+# exit 0; the coordinator stops gracefully; --resume ends identical.
+start=$SECONDS
+FEDSIM_FAULT_DELAY_PUSH_MS=50 "$bin/fedsim" launch "$work/exp.yaml" --workers 3 \
+  --out "$work/launch" --quiet > "$work/launch.log" 2>&1 &
+launcher=$!; pids+=($launcher)
+wait_for 30 round_done "$work/launch" 3 || say_fail "launch: round 3 never ended"
+kill -TERM $launcher
+wait $launcher; code=$?
+[ $code -eq 0 ] || { say_fail "launch: exited $code after SIGTERM"; tail -5 "$work/launch.log"; }
+stopped=$(cat "$work/launch/workers/"*.log | grep -c "fedsim-client: stopped by signal")
+left=$(event_count "$work/launch" worker_left)
+[ "$stopped" = 3 ] || say_fail "launch: $stopped of 3 workers stopped by the forwarded signal"
+[ "$left" -ge 1 ] || say_fail "launch: no worker_left event"
+next=$(json_field "$work/launch/events.jsonl" shutdown next_round)
+FEDSIM_FAULT_DELAY_PUSH_MS=50 "$bin/fedsim" launch "$work/exp.yaml" --workers 3 \
+  --out "$work/launch" --resume --quiet > "$work/launch2.log" 2>&1 ||
+  { say_fail "launch: --resume exited $?"; tail -5 "$work/launch2.log"; }
+if same_as_ref launch "$work/launch"; then
+  echo "ok   launch: SIGTERM forwarded, $stopped workers left and exited 0 ($left worker_left events), stopped before round $next, --resume identical ($((SECONDS - start)) s)"
 fi
 
 # --- duplicate + delayed (reordered) pushes.
