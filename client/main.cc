@@ -7,14 +7,17 @@
 // flags can also come from the environment (FEDSIM_SERVER, FEDSIM_NAME,
 // FEDSIM_DATA_DIR; the authentication flags of docs/security.md from
 // FEDSIM_AUTH, FEDSIM_AUTH_TOKEN_FILE, FEDSIM_TLS_CA, FEDSIM_TLS_CERT,
-// FEDSIM_TLS_KEY, FEDSIM_TLS_SERVER_NAME). Exit codes: 0 the run finished;
-// 1 a permanent error (coordinator unreachable for too long, credentials
-// refused or TLS handshake failed, data missing, ...); 2 bad flags or an
-// unreadable secret/certificate file.
+// FEDSIM_TLS_KEY, FEDSIM_TLS_SERVER_NAME). Exit codes: 0 the run finished,
+// or SIGTERM/SIGINT stopped the worker (it leaves the coordinator, which
+// re-issues its task); 1 a permanent error (coordinator unreachable for too
+// long, credentials refused or TLS handshake failed, data missing, ...); 2
+// bad flags or an unreadable secret/certificate file. A second signal exits
+// at once (128 + signal).
 #include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -24,6 +27,7 @@
 #include "absl/flags/usage.h"
 #include "client/grpc/grpc_coordinator_client.h"
 #include "client/worker/worker.h"
+#include "common/base/stop_signal.h"
 
 ABSL_FLAG(std::string, server, "", "coordinator address HOST:PORT; env FEDSIM_SERVER");
 ABSL_FLAG(std::string, name, "", "worker name for logs (default: host name); env FEDSIM_NAME");
@@ -58,6 +62,8 @@ std::string FlagOrEnv(const std::string& flag, const char* env,
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("fedsim-client --server HOST:PORT [--name NAME]");
   absl::ParseCommandLine(argc, argv);
+  // Before any thread starts: they all inherit the blocked signals.
+  fedsim::StopSignal& stop_signal = fedsim::StopSignal::Install();
   if (const int parent = absl::GetFlag(FLAGS_exit_with_parent); parent > 0) {
     // A worker started by `fedsim launch` must not outlive its launcher.
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -97,7 +103,19 @@ int main(int argc, char** argv) {
   options.parallel = absl::GetFlag(FLAGS_parallel);
   options.max_unreachable = absl::Seconds(absl::GetFlag(FLAGS_max_unreachable_s));
   auto client = fedsim::MakeGrpcCoordinatorClient(client_options);
+  std::atomic<bool> stop{false};
+  options.stop = &stop;
+  const int stop_id = stop_signal.Add([&] {
+    std::fprintf(stderr, "fedsim-client: stop signal, leaving\n");
+    stop.store(true);
+    client->CancelCalls();
+  });
   absl::Status status = fedsim::RunWorker(options, *client);
+  stop_signal.Remove(stop_id);
+  if (stop.load()) {
+    std::fprintf(stderr, "fedsim-client: stopped by signal\n");
+    return 0;
+  }
   if (!status.ok()) {
     std::fprintf(stderr, "fedsim-client: %s\n", std::string(status.message()).c_str());
     return 1;

@@ -9,12 +9,14 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/base/status_macros.h"
 #include "runtime/launch_auth.h"
+#include "common/base/stop_signal.h"
 #include "server/coordinator/coordinator.h"
 #include "server/grpc/coordinator_server.h"
 
@@ -22,6 +24,9 @@ namespace fedsim {
 namespace {
 
 namespace fs = std::filesystem;
+
+// How long a graceful stop lets calls in flight finish.
+constexpr absl::Duration kStopDrainGrace = absl::Seconds(5);
 
 CoordinatorOptions OptionsFromConfig(const v1::ExperimentConfig& config) {
   const auto& d = config.distributed();
@@ -31,6 +36,8 @@ CoordinatorOptions OptionsFromConfig(const v1::ExperimentConfig& config) {
   o.start_timeout = absl::Seconds(d.start_timeout_s());
   o.long_poll = absl::Seconds(d.long_poll_s());
   o.pin_clients = ClientsKeepState(config);
+  o.heartbeat_interval = absl::Seconds(d.heartbeat_interval_s());
+  o.heartbeat_patience = d.heartbeat_patience();
   return o;
 }
 
@@ -56,9 +63,16 @@ absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv,
   posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log_path.c_str(),
                                    O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  // Own process group: a terminal's Ctrl-C reaches only the launcher, which
+  // forwards it once (a worker takes a second signal as "exit now").
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+  posix_spawnattr_setpgroup(&attr, 0);
   pid_t pid = 0;
   const int err =
-      ::posix_spawn(&pid, cargv[0], &actions, nullptr, cargv.data(), environ);
+      ::posix_spawn(&pid, cargv[0], &actions, &attr, cargv.data(), environ);
+  posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&actions);
   if (err != 0) {
     return absl::InternalError(absl::StrCat("cannot start ", argv[0], " (log ",
@@ -95,14 +109,53 @@ absl::StatusOr<RunSummary> ServeRun(CoordinatorRun& run,
       return s;
     }
   }
+  // Graceful stop (RELIABILITY 12): the first SIGTERM/SIGINT marks the
+  // health service NOT_SERVING and stops the coordinator taking joins and
+  // handing out tasks; Run() returns at its next tick.
+  StopSignal* const stop = StopSignal::Get();
+  const int stop_id =
+      stop == nullptr ? 0 : stop->Add([&server, &coordinator, &options] {
+        server->SetNotServing();
+        coordinator.RequestStop();
+        if (options.on_stop) options.on_stop();
+      });
   absl::StatusOr<RunSummary> summary = coordinator.Run();
+  if (stop != nullptr) stop->Remove(stop_id);
   if (summary.ok()) {
     // Workers learn that the run is over from their next poll.
     coordinator.WaitForWorkersToLeave(
         absl::Seconds(run.config.distributed().long_poll_s() + 5));
   }
-  server->Shutdown(absl::Seconds(2));
-  return summary;
+  if (summary.ok() || !coordinator.stop_requested()) {
+    server->Shutdown(absl::Seconds(2));
+    return summary;
+  }
+  // Stopped: drain the calls in flight, then save the last completed round.
+  if (options.stop_wait_for_workers > absl::ZeroDuration()) {
+    coordinator.WaitForWorkersToLeave(options.stop_wait_for_workers);
+  }
+  const absl::Time drain_start = absl::Now();
+  server->Shutdown(kStopDrainGrace);
+  const double drain_s = absl::ToDoubleSeconds(absl::Now() - drain_start);
+  absl::StatusOr<std::string> checkpoint = coordinator.CheckpointLastCompletedRound();
+  if (!checkpoint.ok()) return checkpoint.status();
+  std::string newest = *checkpoint;
+  if (newest.empty()) {
+    if (absl::StatusOr<LoadedCheckpoint> latest = LoadLatestCheckpoint(run.log->dir());
+        latest.ok()) {
+      newest = latest->path;
+    }
+  }
+  FEDSIM_RETURN_IF_ERROR(run.log->Event(
+      {{"event", "shutdown"},
+       {"reason", std::string(summary.status().message())},
+       {"next_round", run.engine->round()},
+       {"drain_s", drain_s},
+       {"checkpoint", newest},
+       {"checkpoint_written", !checkpoint->empty()}}));
+  return absl::CancelledError(absl::StrCat(
+      std::string(summary.status().message()), "; resume from ",
+      newest.empty() ? std::string("(no checkpoint)") : newest));
 }
 
 absl::StatusOr<RunSummary> LaunchRun(CoordinatorRun& run,
@@ -118,7 +171,9 @@ absl::StatusOr<RunSummary> LaunchRun(CoordinatorRun& run,
   fs::create_directories(log_dir);
   const std::string data_dir = run.config.data().path();
   std::vector<pid_t> children;
+  std::mutex children_mu;  // the stop callback runs on another thread
   auto kill_children = [&] {
+    std::lock_guard<std::mutex> lock(children_mu);
     for (pid_t pid : children) ::kill(pid, SIGKILL);
     for (pid_t pid : children) ::waitpid(pid, nullptr, 0);
     children.clear();
@@ -134,6 +189,13 @@ absl::StatusOr<RunSummary> LaunchRun(CoordinatorRun& run,
   serve.listen = "127.0.0.1:0";
   serve.progress = options.progress;
   serve.auth = secrets.server;
+  // A graceful stop of `fedsim launch` stops its workers the same way:
+  // they leave and exit 0.
+  serve.stop_wait_for_workers = absl::Seconds(5);
+  serve.on_stop = [&] {
+    std::lock_guard<std::mutex> lock(children_mu);
+    for (pid_t pid : children) ::kill(pid, SIGTERM);
+  };
   serve.on_listening = [&](int port) -> absl::Status {
     for (int i = 0; i < options.workers; ++i) {
       std::vector<std::string> argv = {
@@ -148,12 +210,14 @@ absl::StatusOr<RunSummary> LaunchRun(CoordinatorRun& run,
         kill_children();
         return pid.status();
       }
+      std::lock_guard<std::mutex> lock(children_mu);
       children.push_back(*pid);
     }
     return absl::OkStatus();
   };
   absl::StatusOr<RunSummary> summary = ServeRun(run, serve);
-  if (!summary.ok()) {
+  const bool stopped = StopSignal::Get() != nullptr && StopSignal::Get()->signal() != 0;
+  if (!summary.ok() && !stopped) {
     kill_children();
     return summary;
   }
@@ -177,6 +241,7 @@ absl::StatusOr<RunSummary> LaunchRun(CoordinatorRun& run,
     }
   }
   children.clear();
+  if (!summary.ok()) return summary;  // stopped by a signal
   if (!failures.empty()) {
     return absl::InternalError(absl::StrCat(
         "the run completed, but ", failures.front(), " (see ", log_dir.string(),

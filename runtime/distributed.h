@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/auth/auth.h"
+#include "absl/time/time.h"
 #include "server/coordinator/progress.h"
 #include "server/coordinator/run_setup.h"
 
@@ -25,10 +26,23 @@ struct ServeOptions {
   std::function<absl::Status(int port)> on_listening;
   // Authentication (docs/security.md): secrets from flags, never the config.
   ServerAuthConfig auth;
+  // Called (from the signal thread) when a graceful stop begins.
+  std::function<void()> on_stop;
+  // On a graceful stop, wait this long for workers to leave before the
+  // drain (`fedsim launch`, whose workers are stopped too).
+  absl::Duration stop_wait_for_workers = absl::ZeroDuration();
 };
 
 // Serves a prepared run until it ends, then waits briefly for workers to
 // leave and stops the server.
+//
+// If StopSignal::Install() was called, the first SIGTERM/SIGINT stops the
+// run gracefully (RELIABILITY 12): health NOT_SERVING, no more joins or
+// tasks, the open round abandoned, calls in flight drained for up to 5 s,
+// a checkpoint of the last completed round written (unless the newest one
+// is that round), a `shutdown` event; then ServeRun returns kCancelled
+// naming the checkpoint, and the caller exits 0. `--resume` continues it
+// bit-identically.
 absl::StatusOr<RunSummary> ServeRun(CoordinatorRun& run,
                                     const ServeOptions& options);
 

@@ -11,6 +11,11 @@
 // FEDSIM_TLS_CERT, FEDSIM_TLS_KEY, FEDSIM_TLS_CA), as container deployments set them; a
 // deployment that scales its workers sets min_workers with them instead of
 // editing the config. Exit codes as `fedsim`.
+//
+// SIGTERM/SIGINT stop the run gracefully (docs/reliability.md, "Faults"):
+// health NOT_SERVING, no new joins or tasks, calls in flight drained, a
+// checkpoint of the last completed round, logs closed, exit 0; --resume
+// continues it. A second signal exits at once (128 + signal).
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -19,6 +24,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
+#include "common/base/stop_signal.h"
 #include "common/config/config.h"
 #include "runtime/console.h"
 #include "runtime/distributed.h"
@@ -58,6 +64,8 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "fedsim-server --config CONFIG [--listen ADDR] [--out DIR] [--min_workers N]");
   absl::ParseCommandLine(argc, argv);
+  // Before any thread starts: they all inherit the blocked signals.
+  fedsim::StopSignal& stop_signal = fedsim::StopSignal::Install();
   const std::string config_path =
       FlagOrEnv(absl::GetFlag(FLAGS_config), "FEDSIM_CONFIG", "");
   if (config_path.empty()) {
@@ -122,6 +130,11 @@ int main(int argc, char** argv) {
     return absl::OkStatus();
   };
   auto summary = fedsim::ServeRun(*run, options);
+  if (!summary.ok() && absl::IsCancelled(summary.status()) && stop_signal.signal() != 0) {
+    std::fprintf(stderr, "fedsim-server: %s\n", std::string(summary.status().message()).c_str());
+    run->log.reset();  // closes events.jsonl and metrics.csv
+    return 0;
+  }
   if (!summary.ok()) {
     std::fprintf(stderr, "fedsim-server: %s\n", std::string(summary.status().message()).c_str());
     return 1;

@@ -32,6 +32,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/config/config.h"
 #include "runtime/console.h"
+#include "common/base/stop_signal.h"
 #include "runtime/distributed.h"
 #include "runtime/embedded.h"
 #include "tools/privacy_cli.h"
@@ -171,6 +172,12 @@ int RunCommand(const std::string& command, const std::string& config_path) {
     options.auth = *auth;
     summary = fedsim::LaunchRun(*run, options);
   }
+  if (!summary.ok() && command == "launch" && absl::IsCancelled(summary.status()) &&
+      fedsim::StopSignal::Get() != nullptr && fedsim::StopSignal::Get()->signal() != 0) {
+    // Stopped by SIGTERM/SIGINT, forwarded to the workers; --resume continues.
+    std::fprintf(stderr, "fedsim: %s\n", std::string(summary.status().message()).c_str());
+    return 0;
+  }
   if (!summary.ok()) return Fail(1, summary.status());
   if (json) {
     fedsim::PrintSummaryJson(stdout, *run, *summary);
@@ -203,6 +210,9 @@ int main(int argc, char** argv) {
                    command.c_str(), kUsage);
       return 2;
     }
+    // `launch` stops gracefully on SIGTERM/SIGINT and forwards them to its
+    // workers; installed before any thread starts.
+    if (command == "launch") fedsim::StopSignal::Install();
     return RunCommand(command, args[2]);
   }
   std::fprintf(stderr, "fedsim: unknown command '%s'\n%s\n", command.c_str(), kUsage);

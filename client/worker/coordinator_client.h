@@ -43,6 +43,12 @@ class CoordinatorClient {
   virtual absl::StatusOr<bool> PushResult(WorkerId worker,
                                           const ClientResult& result) = 0;
   virtual absl::Status Leave(WorkerId worker) = 0;
+  // A sign of life while a task trains (kNotFound: the coordinator
+  // declared this worker dead). Transports without it do nothing.
+  virtual absl::Status Heartbeat(WorkerId /*worker*/) { return absl::OkStatus(); }
+  // Cancels the calls in flight and fails later ones but Leave with
+  // kCancelled (a graceful stop).
+  virtual void CancelCalls() {}
 };
 
 }  // namespace fedsim

@@ -1,7 +1,9 @@
 #include "client/worker/worker.h"
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <random>
@@ -18,6 +20,11 @@
 
 namespace fedsim {
 namespace {
+
+int EnvInt(const char* name) {
+  const char* v = std::getenv(name);
+  return v == nullptr ? 0 : std::atoi(v);
+}
 
 bool Retryable(const absl::Status& s) {
   return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s);
@@ -100,13 +107,38 @@ class WorkerLoop {
     return worker_;
   }
 
+  bool Stopping() const {
+    return options_.stop != nullptr && options_.stop->load();
+  }
+
+  // Sends a Heartbeat every distributed.heartbeat_interval_s until
+  // StopHeartbeats(). Errors are ignored: the loops see them on their next
+  // call (kNotFound there makes them join again).
+  void HeartbeatLoop() {
+    const absl::Duration interval =
+        absl::Seconds(config_.distributed().heartbeat_interval_s());
+    std::unique_lock<std::mutex> lock(hb_mu_);
+    while (!hb_cv_.wait_for(lock, absl::ToChronoMilliseconds(interval),
+                            [&] { return hb_stop_; })) {
+      lock.unlock();
+      (void)client_.Heartbeat(worker());
+      lock.lock();
+    }
+  }
+  void StopHeartbeats() {
+    std::lock_guard<std::mutex> lock(hb_mu_);
+    hb_stop_ = true;
+    hb_cv_.notify_all();
+  }
+
   absl::Status Loop() {
     Backoff backoff(options_);
     absl::Time unreachable_since = absl::InfiniteFuture();
-    while (!finished_.load()) {
+    while (!finished_.load() && !Stopping()) {
       const WorkerId me = worker();
       absl::StatusOr<PullResult> pulled = client_.PullTask(
           me, absl::Seconds(config_.distributed().long_poll_s()), dim_);
+      if (Stopping()) break;
       if (!pulled.ok()) {
         if (absl::IsNotFound(pulled.status())) {
           FEDSIM_RETURN_IF_ERROR(Rejoin(me));
@@ -143,6 +175,7 @@ class WorkerLoop {
                                         result.status().message()));
         continue;
       }
+      if (Stopping()) break;  // the coordinator re-issues it after Leave
       FEDSIM_RETURN_IF_ERROR(PushWithRetry(*result));
     }
     return absl::OkStatus();
@@ -151,10 +184,21 @@ class WorkerLoop {
   absl::Status PushWithRetry(const ClientResult& result) {
     Backoff backoff(options_);
     const absl::Time give_up = absl::Now() + options_.max_unreachable;
+    if (const int delay_ms = EnvInt("FEDSIM_FAULT_DELAY_PUSH_MS"); delay_ms > 0) {
+      absl::SleepFor(absl::Milliseconds(delay_ms * (1 + result.task.value % 3)));
+    }
     while (true) {
       const WorkerId me = worker();
       absl::StatusOr<bool> pushed = client_.PushResult(me, result);
+      if (pushed.ok() && EnvInt("FEDSIM_FAULT_DUPLICATE_PUSH") == 1) {
+        absl::StatusOr<bool> again = client_.PushResult(me, result);
+        Log(options_.name,
+            absl::StrCat("fault: duplicate push sent for task ", result.task.value,
+                         ": ", again.ok() ? (*again ? "duplicate" : "accepted")
+                                          : again.status().ToString()));
+      }
       if (pushed.ok()) return absl::OkStatus();
+      if (Stopping()) return absl::OkStatus();
       if (absl::IsNotFound(pushed.status()) &&
           absl::StrContains(pushed.status().message(), "worker")) {
         FEDSIM_RETURN_IF_ERROR(Rejoin(me));
@@ -201,6 +245,9 @@ class WorkerLoop {
   bool stateful_ = false;
   std::map<std::int64_t, ClientState> states_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> finished_{false};
+  std::mutex hb_mu_;
+  std::condition_variable hb_cv_;
+  bool hb_stop_ = false;
 };
 
 }  // namespace
@@ -209,6 +256,7 @@ absl::Status RunWorker(const WorkerOptions& options, CoordinatorClient& client) 
   UseFixedEigenBlocking();
   WorkerLoop loop(options, client);
   FEDSIM_RETURN_IF_ERROR(loop.JoinWithRetry());
+  std::thread heartbeats([&] { loop.HeartbeatLoop(); });
   const int parallel = std::max(1, options.parallel);
   std::vector<absl::Status> statuses(parallel);
   std::vector<std::thread> threads;
@@ -217,6 +265,8 @@ absl::Status RunWorker(const WorkerOptions& options, CoordinatorClient& client) 
   }
   statuses[0] = loop.Loop();
   for (auto& t : threads) t.join();
+  loop.StopHeartbeats();
+  heartbeats.join();
   loop.LeaveQuietly();
   for (const absl::Status& s : statuses) FEDSIM_RETURN_IF_ERROR(s);
   return absl::OkStatus();

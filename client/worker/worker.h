@@ -10,12 +10,20 @@
 // jittered exponential backoff (jitter changes timing only, never results);
 // NOT_FOUND for the worker id means the coordinator forgot it, so the
 // worker joins again. A push is retried with the same task id, which the
-// coordinator treats idempotently.
+// coordinator treats idempotently. While the worker runs, a background
+// thread sends a Heartbeat every distributed.heartbeat_interval_s, so that a
+// long task does not make the coordinator declare it dead (RELIABILITY 3).
+//
+// Fault injection for the fault tests (docs/reliability.md, "Faults"):
+// FEDSIM_FAULT_DUPLICATE_PUSH=1 pushes every result twice (the second is
+// logged as "fault: duplicate push sent"); FEDSIM_FAULT_DELAY_PUSH_MS=N
+// delays each push by N x (1 + task id mod 3) ms, which also reorders them.
 //
 // Thread safety: Run() is called once; it may run `parallel` loops.
 #ifndef FEDSIM_CLIENT_WORKER_WORKER_H_
 #define FEDSIM_CLIENT_WORKER_WORKER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 
@@ -35,6 +43,10 @@ struct WorkerOptions {
   absl::Duration max_unreachable = absl::Seconds(60);
   absl::Duration initial_backoff = absl::Milliseconds(200);
   absl::Duration max_backoff = absl::Seconds(5);
+  // Set (by a SIGTERM handler) to stop: the loops end after their current
+  // task without pushing it, and the worker leaves, so the coordinator
+  // re-issues the task. Null: never.
+  const std::atomic<bool>* stop = nullptr;
 };
 
 // Runs until the run finishes (OK) or a permanent error occurs.

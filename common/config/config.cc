@@ -452,6 +452,9 @@ void ApplyDefaults(v1::ExperimentConfig& c) {
   if (!dist->has_start_timeout_s()) dist->set_start_timeout_s(120.0);
   if (!dist->has_long_poll_s()) dist->set_long_poll_s(10.0);
   if (!dist->has_max_message_bytes()) dist->set_max_message_bytes(64 << 20);
+  if (!dist->has_min_quorum()) dist->set_min_quorum(1);
+  if (!dist->has_heartbeat_interval_s()) dist->set_heartbeat_interval_s(30.0);
+  if (!dist->has_heartbeat_patience()) dist->set_heartbeat_patience(2);
 
   auto* ckpt = c.mutable_checkpoint();
   if (!ckpt->has_every()) ckpt->set_every(1);
@@ -887,6 +890,9 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
           int64_t{1} << 20)
       .Le("distributed.max_message_bytes", c.distributed().max_message_bytes(),
           int64_t{1} << 30)
+      .Ge("distributed.min_quorum", c.distributed().min_quorum(), 1)
+      .Gt("distributed.heartbeat_interval_s", c.distributed().heartbeat_interval_s(), 0.0)
+      .Ge("distributed.heartbeat_patience", c.distributed().heartbeat_patience(), 1)
       .Ge("checkpoint.every", c.checkpoint().every(), 0)
       .Ge("checkpoint.keep", c.checkpoint().keep(), 1);
   FEDSIM_RETURN_IF_ERROR(check.status());

@@ -8,6 +8,14 @@
 #include "common/base/status_macros.h"
 
 namespace fedsim {
+namespace {
+
+absl::Status StoppedError(std::int64_t round) {
+  return absl::CancelledError(absl::StrCat(
+      "stopped by request before round ", round, " completed"));
+}
+
+}  // namespace
 
 Coordinator::Coordinator(const CoordinatorOptions& options, CoordinatorRun* run,
                          ProgressFn progress)
@@ -32,6 +40,9 @@ absl::StatusOr<WorkerId> Coordinator::Join(const std::string& name) {
   std::unique_lock<std::mutex> lock(mu_);
   if (finished_ || shutdown_) {
     return absl::UnavailableError("the run has ended; not accepting workers");
+  }
+  if (stop_requested_) {
+    return absl::UnavailableError("coordinator shutting down; not accepting workers");
   }
   const std::int64_t id = next_worker_id_++;
   workers_[id] = WorkerInfo{name, absl::Now()};
@@ -61,7 +72,7 @@ std::int64_t Coordinator::PullTask(WorkerId worker, absl::Time deadline,
           std::move(done),
           absl::NotFoundError(absl::StrCat("worker ", worker.value,
                                            " is not registered; join again")));
-    } else if (shutdown_) {
+    } else if (shutdown_ || stop_requested_) {
       completions.emplace_back(std::move(done),
                                absl::UnavailableError("coordinator shutting down"));
     } else if (finished_) {
@@ -131,6 +142,11 @@ void Coordinator::DispatchLocked(std::vector<Completion>& out) {
     Task task = std::move(*t);
     pending_.erase(t);
     assigned_[task.id.value] = p->worker.value;
+    // The worker's silence is measured from the hand-out, not from when
+    // its poll started waiting.
+    if (auto w = workers_.find(p->worker.value); w != workers_.end()) {
+      w->second.last_seen = absl::Now();
+    }
     PullReply reply;
     reply.task = std::move(task);
     out.emplace_back(std::move(p->done), std::move(reply));
@@ -156,10 +172,16 @@ absl::StatusOr<bool> Coordinator::PushResult(WorkerId worker,
   std::unique_lock<std::mutex> lock(mu_);
   auto w = workers_.find(worker.value);
   if (w == workers_.end()) {
-    return absl::NotFoundError(absl::StrCat(
+    absl::Status s = absl::NotFoundError(absl::StrCat(
         "worker ", worker.value, " is not registered; join again"));
+    LogRejectedLocked(worker.value, result.task.value, result.client.value, s);
+    return s;
   }
   w->second.last_seen = absl::Now();
+  if (stop_requested_) {
+    // Not stale: a resumed coordinator issues the task again.
+    return absl::UnavailableError("coordinator shutting down");
+  }
   if (!accepting_) {
     // Between rounds the round thread owns the engine; classify here.
     const std::int64_t id = result.task.value;
@@ -178,20 +200,25 @@ absl::StatusOr<bool> Coordinator::PushResult(WorkerId worker,
   }
   auto a = assigned_.find(result.task.value);
   if (a != assigned_.end() && a->second != worker.value) {
-    return absl::PermissionDeniedError(absl::StrCat(
+    absl::Status s = absl::PermissionDeniedError(absl::StrCat(
         "task ", result.task.value, " was issued to worker ", a->second,
         ", not to worker ", worker.value));
+    LogRejectedLocked(worker.value, result.task.value, result.client.value, s);
+    return s;
   }
   const std::int64_t task_id = result.task.value;
   const std::int64_t client_id = result.client.value;
   absl::Status s = run_->engine->SubmitResult(std::move(result));
-  if (absl::IsAlreadyExists(s)) return true;
-  if (!s.ok()) {
-    // A norm-bound rejection closes its task (round_engine.h): wake the
-    // round thread, which may now have every task resolved.
-    cv_.notify_all();
-    return s;
+  if (absl::IsAlreadyExists(s)) {
+    (void)run_->log->Event({{"event", "duplicate_dropped"},
+                            {"round", run_->engine->round()},
+                            {"task", task_id},
+                            {"client", client_id},
+                            {"worker", worker.value}});
+    return true;
   }
+  if (absl::IsInvalidArgument(s)) FailRejectedTaskLocked(worker.value, task_id, s);
+  if (!s.ok()) return s;
   // Which worker delivered each update: round_end names clients only, and
   // deployments need to see which workers (hosts) took part in a round.
   (void)run_->log->Event({{"event", "result_accepted"},
@@ -206,12 +233,163 @@ absl::StatusOr<bool> Coordinator::PushResult(WorkerId worker,
 void Coordinator::RecordRejectedPush(WorkerId worker, std::int64_t task,
                                      std::int64_t client,
                                      const absl::Status& status) {
+  std::unique_lock<std::mutex> lock(mu_);
+  LogRejectedLocked(worker.value, task, client, status);
+  if (workers_.count(worker.value) > 0) {
+    FailRejectedTaskLocked(worker.value, task, status);
+  }
+}
+
+void Coordinator::LogRejectedLocked(std::int64_t worker, std::int64_t task,
+                                    std::int64_t client,
+                                    const absl::Status& status) {
   (void)run_->log->Event({{"event", "result_rejected"},
                           {"task", task},
                           {"client", client},
-                          {"worker", worker.value},
+                          {"worker", worker},
                           {"code", absl::StatusCodeToString(status.code())},
                           {"reason", std::string(status.message())}});
+}
+
+void Coordinator::FailRejectedTaskLocked(std::int64_t worker, std::int64_t task,
+                                         const absl::Status& status) {
+  if (!accepting_) return;
+  auto a = assigned_.find(task);
+  if (a == assigned_.end() || a->second != worker) return;
+  run_->engine->DropTask(TaskId(task),
+                         absl::StrCat("result rejected (",
+                                      absl::StatusCodeToString(status.code()),
+                                      "): ", std::string(status.message())));
+  cv_.notify_all();  // the quorum may have become unreachable
+}
+
+absl::Status Coordinator::Heartbeat(WorkerId worker) {
+  std::unique_lock<std::mutex> lock(mu_);
+  auto w = workers_.find(worker.value);
+  if (w == workers_.end()) {
+    return absl::NotFoundError(absl::StrCat(
+        "worker ", worker.value, " is not registered; join again"));
+  }
+  w->second.last_seen = absl::Now();
+  return absl::OkStatus();
+}
+
+std::pair<std::size_t, std::size_t> Coordinator::ReleaseTasksLocked(
+    std::int64_t worker, bool drop_if_alone, const std::string& reason) {
+  std::vector<Task> requeue;
+  for (auto it = assigned_.begin(); it != assigned_.end();) {
+    if (it->second == worker) {
+      // Tasks whose result already arrived stay done.
+      if (accepting_ && run_->engine->TaskOpen(TaskId(it->first))) {
+        requeue.push_back(issued_.at(it->first));
+      }
+      it = assigned_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (options_.pin_clients) {
+    std::vector<std::int64_t> orphans;
+    for (const auto& [client, owner] : owner_) {
+      if (owner == worker) orphans.push_back(client);
+    }
+    if (!orphans.empty()) {
+      AssignLocked(orphans);
+      (void)run_->log->Event({{"event", "client_state_lost"},
+                              {"worker", worker},
+                              {"clients", orphans}});
+    }
+  }
+  if (drop_if_alone && workers_.empty()) {
+    // No one to re-issue to: the tasks fail now (the quorum check may end
+    // the round at once) rather than at the round deadline.
+    if (accepting_) {
+      for (const Task& t : requeue) run_->engine->DropTask(t.id, reason);
+    }
+    return {0, requeue.size()};
+  }
+  // Same tasks, same content: the results stay bit-identical.
+  for (auto it = requeue.rbegin(); it != requeue.rend(); ++it) {
+    pending_.push_front(*it);
+  }
+  return {requeue.size(), 0};
+}
+
+void Coordinator::DetectDeadWorkersLocked(absl::Time now,
+                                          std::vector<Completion>& out) {
+  const absl::Duration patience =
+      options_.heartbeat_interval * options_.heartbeat_patience;
+  std::vector<std::int64_t> holders;
+  for (const auto& [task, worker] : assigned_) {
+    // A worker that delivered its results holds nothing: its silence (a
+    // long poll waiting for the next round) is not death.
+    if (!accepting_ || !run_->engine->TaskOpen(TaskId(task))) continue;
+    if (std::find(holders.begin(), holders.end(), worker) == holders.end()) {
+      holders.push_back(worker);
+    }
+  }
+  for (std::int64_t id : holders) {
+    auto w = workers_.find(id);
+    if (w == workers_.end() || now - w->second.last_seen <= patience) continue;
+    const double silent_s = absl::ToDoubleSeconds(now - w->second.last_seen);
+    workers_.erase(w);
+    for (auto p = parked_.begin(); p != parked_.end();) {
+      if (p->worker.value == id) {
+        out.emplace_back(std::move(p->done),
+                         absl::NotFoundError(absl::StrCat(
+                             "worker ", id, " was declared dead; join again")));
+        p = parked_.erase(p);
+      } else {
+        ++p;
+      }
+    }
+    const auto [requeued, dropped] = ReleaseTasksLocked(
+        id, /*drop_if_alone=*/true,
+        absl::StrCat("worker ", id, " dead; no live worker to re-issue to"));
+    (void)run_->log->Event(
+        {{"event", "worker_dead"},
+         {"worker", id},
+         {"round", run_->engine->round()},
+         {"silent_s", silent_s},
+         // Detection latency: how long past the last sign of life.
+         {"detection_latency_s", silent_s},
+         {"patience_s", absl::ToDoubleSeconds(patience)},
+         {"requeued_tasks", requeued},
+         {"dropped_tasks", dropped},
+         {"workers", workers_.size()}});
+  }
+  if (!holders.empty()) DispatchLocked(out);
+}
+
+void Coordinator::RequestStop() {
+  std::vector<Completion> completions;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (stop_requested_) return;
+    stop_requested_ = true;
+    for (Parked& p : parked_) {
+      completions.emplace_back(std::move(p.done),
+                               absl::UnavailableError("coordinator shutting down"));
+    }
+    parked_.clear();
+    (void)run_->log->Event({{"event", "stop_requested"}});
+    cv_.notify_all();
+  }
+  RunCompletions(completions);
+}
+
+bool Coordinator::stop_requested() const {
+  std::unique_lock<std::mutex> lock(mu_);
+  return stop_requested_;
+}
+
+absl::StatusOr<std::string> Coordinator::CheckpointLastCompletedRound() {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (unsaved_ == nullptr) return std::string();
+  absl::StatusOr<std::string> path = WriteCheckpoint(
+      run_->log->dir(), *unsaved_, run_->config.checkpoint().keep());
+  if (path.ok()) unsaved_.reset();
+  return path;
 }
 
 absl::Status Coordinator::Leave(WorkerId worker) {
@@ -222,34 +400,13 @@ absl::Status Coordinator::Leave(WorkerId worker) {
       return absl::NotFoundError(
           absl::StrCat("worker ", worker.value, " is not registered"));
     }
-    // Give the worker's unfinished tasks to others, in client order.
-    std::vector<Task> requeue;
-    for (auto it = assigned_.begin(); it != assigned_.end();) {
-      if (it->second == worker.value) {
-        requeue.push_back(issued_.at(it->first));
-        it = assigned_.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    for (auto it = requeue.rbegin(); it != requeue.rend(); ++it) {
-      pending_.push_front(*it);
-    }
+    // Give the worker's unfinished tasks to others, in client order; they
+    // wait for the next worker if none is left.
+    const std::size_t requeued =
+        ReleaseTasksLocked(worker.value, /*drop_if_alone=*/false, "").first;
     (void)run_->log->Event({{"event", "worker_left"},
                             {"worker", worker.value},
-                            {"requeued_tasks", requeue.size()}});
-    if (options_.pin_clients) {
-      std::vector<std::int64_t> orphans;
-      for (const auto& [client, owner] : owner_) {
-        if (owner == worker.value) orphans.push_back(client);
-      }
-      if (!orphans.empty()) {
-        AssignLocked(orphans);
-        (void)run_->log->Event({{"event", "client_state_lost"},
-                                {"worker", worker.value},
-                                {"clients", orphans}});
-      }
-    }
+                            {"requeued_tasks", requeued}});
     DispatchLocked(completions);
     cv_.notify_all();
   }
@@ -306,7 +463,7 @@ absl::StatusOr<RunSummary> Coordinator::Run() {
       for (const auto& [id, w] : workers_) n += w.polled ? 1 : 0;
       return n;
     };
-    while (ready() < options_.min_workers && !shutdown_) {
+    while (ready() < options_.min_workers && !shutdown_ && !stop_requested_) {
       if (absl::Now() >= until) {
         return absl::DeadlineExceededError(absl::StrCat(
             "only ", workers_.size(), " of distributed.min_workers = ",
@@ -336,6 +493,7 @@ absl::StatusOr<RunSummary> Coordinator::Run() {
     {
       std::unique_lock<std::mutex> lock(mu_);
       if (shutdown_) return absl::CancelledError("coordinator shut down");
+      if (stop_requested_) return StoppedError(engine.round());
       std::vector<Task> tasks = engine.BeginRound();
       issued_.clear();
       assigned_.clear();
@@ -352,9 +510,23 @@ absl::StatusOr<RunSummary> Coordinator::Run() {
     while (true) {
       std::unique_lock<std::mutex> lock(mu_);
       if (shutdown_) return absl::CancelledError("coordinator shut down");
+      if (stop_requested_) {
+        // The open round is abandoned: the last completed one is what a
+        // checkpoint holds, and a resumed run redoes this one.
+        accepting_ = false;
+        pending_.clear();
+        assigned_.clear();
+        lock.unlock();
+        RunCompletions(completions);
+        return StoppedError(engine.round());
+      }
       const absl::Time now = absl::Now();
       ExpireLocked(now, completions);
-      if (engine.AllTasksResolved() || now >= round_deadline) {
+      DetectDeadWorkersLocked(now, completions);
+      // Fail fast (RELIABILITY 1): a quorum that can no longer be reached
+      // ends the round now, not at the deadline.
+      if (engine.AllTasksResolved() || !engine.QuorumReachable() ||
+          now >= round_deadline) {
         accepting_ = false;
         pending_.clear();
         assigned_.clear();
@@ -371,7 +543,18 @@ absl::StatusOr<RunSummary> Coordinator::Run() {
     // No handler touches the engine while accepting_ is false.
     FEDSIM_ASSIGN_OR_RETURN(MetricsRow row, engine.FinishRound(elapsed()));
     summary.Record(row);
+    const bool due = CheckpointDue(*run_);
     FEDSIM_RETURN_IF_ERROR(MaybeCheckpoint(*run_, summary, row.wall_time_s));
+    {
+      // What a graceful stop saves if no checkpoint holds this round.
+      std::unique_lock<std::mutex> lock(mu_);
+      if (due) {
+        unsaved_.reset();
+      } else {
+        unsaved_ = std::make_unique<CheckpointData>(
+            MakeCheckpointData(*run_, summary, row.wall_time_s));
+      }
+    }
     if (progress_) progress_(row, total_rounds);
   }
   {

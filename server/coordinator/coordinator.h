@@ -22,6 +22,7 @@
 #include <deque>
 #include <condition_variable>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -31,6 +32,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/base/task.h"
+#include "server/coordinator/checkpoint.h"
 #include "server/coordinator/progress.h"
 #include "server/coordinator/run_setup.h"
 
@@ -54,6 +56,13 @@ struct CoordinatorOptions {
   // incarnation is never mistaken for a new one: it gets kNotFound and
   // joins again.
   std::int64_t first_worker_id = 1;
+  // Dead-worker detection (RELIABILITY 3): a worker that holds a task and
+  // neither polls, pushes nor sends a Heartbeat for heartbeat_patience x
+  // heartbeat_interval is declared dead (worker_dead): it is unregistered
+  // (its next call gets kNotFound and it joins again) and its tasks are
+  // re-issued unchanged to the live workers, or dropped if none is left.
+  absl::Duration heartbeat_interval = absl::Seconds(30);
+  int heartbeat_patience = 2;
 };
 
 struct PullReply {
@@ -101,6 +110,20 @@ class Coordinator {
   // Unregisters a worker; its unfinished tasks go back to the queue.
   absl::Status Leave(WorkerId worker);
 
+  // A sign of life from a worker training a long task. kNotFound for an
+  // unknown (or declared dead) worker: it joins again.
+  absl::Status Heartbeat(WorkerId worker);
+
+  // Graceful stop (SIGTERM): refuses new joins and tasks, answers parked
+  // polls with kUnavailable and makes Run() return kCancelled at its next
+  // tick, abandoning the open round (a resumed run redoes it).
+  void RequestStop();
+  // After a stop: writes a checkpoint of the last completed round unless
+  // the newest one on disk already is that round. Returns the path ("" if
+  // nothing was written because it was already there).
+  absl::StatusOr<std::string> CheckpointLastCompletedRound();
+  bool stop_requested() const;
+
   // Drives the run to the end (see the file comment) and completes the run
   // directory. Fails with kDeadlineExceeded if min_workers do not join in
   // time, or with the engine's error.
@@ -145,6 +168,25 @@ class Coordinator {
   // Gives the clients in `clients` to the registered workers, round robin.
   void AssignLocked(const std::vector<std::int64_t>& clients)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Takes back the tasks handed to `worker` (which is no longer
+  // registered): re-queued in client order, or, with `drop_if_alone` and no
+  // worker left, dropped with `reason`. Returns how many were re-queued and
+  // dropped; pinned clients move to other workers.
+  std::pair<std::size_t, std::size_t> ReleaseTasksLocked(
+      std::int64_t worker, bool drop_if_alone, const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Declares silent task holders dead (see CoordinatorOptions).
+  void DetectDeadWorkersLocked(absl::Time now, std::vector<Completion>& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A result the engine or the transport rejected ends its task (counted as
+  // dropped, with the reason), so that a round whose quorum can no longer
+  // be reached ends at once. Only for the worker the task was issued to.
+  void FailRejectedTaskLocked(std::int64_t worker, std::int64_t task,
+                              const absl::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void LogRejectedLocked(std::int64_t worker, std::int64_t task,
+                         std::int64_t client, const absl::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const CoordinatorOptions options_;
   CoordinatorRun* const run_;
@@ -170,6 +212,10 @@ class Coordinator {
   bool accepting_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_requested_ ABSL_GUARDED_BY(mu_) = false;
+  // The state after the last completed round when its checkpoint was not
+  // written (checkpoint.every > 1 or 0), for CheckpointLastCompletedRound.
+  std::unique_ptr<CheckpointData> unsaved_;
 };
 
 }  // namespace fedsim

@@ -1,5 +1,6 @@
 #include "server/coordinator/round_engine.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -175,6 +176,25 @@ bool RoundEngine::AllTasksResolved() const {
   return true;
 }
 
+bool RoundEngine::TaskOpen(TaskId id) const {
+  auto it = open_.find(id.value);
+  return round_open_ && it != open_.end() && it->second.state == TaskState::kOpen;
+}
+
+std::int64_t RoundEngine::RoundQuorum() const {
+  if (options_.min_quorum <= 0) return 0;
+  return std::min<std::int64_t>(options_.min_quorum,
+                                static_cast<std::int64_t>(open_.size()));
+}
+
+bool RoundEngine::QuorumReachable() const {
+  std::int64_t possible = 0;
+  for (const auto& [id, task] : open_) {
+    if (task.state != TaskState::kDropped) ++possible;
+  }
+  return possible >= RoundQuorum();
+}
+
 absl::StatusOr<MetricsRow> RoundEngine::FinishRound(double wall_time_s) {
   FEDSIM_CHECK(round_open_);
   nlohmann::json timed_out = nlohmann::json::array();
@@ -202,6 +222,37 @@ absl::StatusOr<MetricsRow> RoundEngine::FinishRound(double wall_time_s) {
       }
     }
   }
+  // Quorum (RELIABILITY 1): too few valid results fail the round. The
+  // accepted results are cancelled, not aggregated; the model and the
+  // strategy state stay as they were, and the next round is a new one.
+  const std::int64_t quorum = RoundQuorum();
+  bool failed = false;
+  if (static_cast<std::int64_t>(results_.size()) < quorum) {
+    failed = true;
+    std::int64_t cancelled = 0;
+    for (auto& [id, task] : open_) {
+      if (task.state != TaskState::kDone) continue;
+      task.state = TaskState::kDropped;
+      ++tally_.dropped;
+      ++cancelled;
+      LogEvent({{"event", "task_dropped"},
+                {"round", round_},
+                {"task", id},
+                {"client", task.client.value},
+                {"reason", "round_failed: quorum not reached"}});
+    }
+    LogEvent({{"event", "round_failed"},
+              {"round", round_},
+              {"reason", absl::StrCat(results_.size(), " valid result(s) of ",
+                                      open_.size(), " task(s); distributed.min_quorum = ",
+                                      options_.min_quorum, " needs ", quorum)},
+              {"valid_results", results_.size()},
+              {"tasks", open_.size()},
+              {"quorum", quorum},
+              {"results_cancelled", cancelled},
+              {"policy", "move_on"}});
+    results_.clear();
+  }
   std::vector<ClientResult> results;
   results.reserve(results_.size());
   double loss_weighted = 0.0, examples = 0.0;
@@ -212,20 +263,25 @@ absl::StatusOr<MetricsRow> RoundEngine::FinishRound(double wall_time_s) {
   }
   // Aggregate into a fresh vector: tasks of this round may still hold the
   // old parameters through their shared pointer.
-  auto next = std::make_shared<FlatVector>(*model_);
-  absl::StatusOr<AggregationReport> report =
-      strategy_->Aggregate(round_, results, *next);
-  if (!report.ok()) return report.status();
-  if (!report->failure.empty()) {
-    // A robust rule had too few results: the model stays (next is a copy).
-    std::fprintf(stderr, "warning: %s; the model is unchanged\n",
-                 report->failure.c_str());
-    LogEvent({{"event", "aggregation_failed"},
-              {"round", round_},
-              {"results", results.size()},
-              {"reason", report->failure}});
+  AggregationReport report_storage;
+  if (!failed) {
+    auto next = std::make_shared<FlatVector>(*model_);
+    absl::StatusOr<AggregationReport> aggregated =
+        strategy_->Aggregate(round_, results, *next);
+    if (!aggregated.ok()) return aggregated.status();
+    report_storage = *std::move(aggregated);
+    if (!report_storage.failure.empty()) {
+      // A robust rule had too few results: the model stays (next is a copy).
+      std::fprintf(stderr, "warning: %s; the model is unchanged\n",
+                   report_storage.failure.c_str());
+      LogEvent({{"event", "aggregation_failed"},
+                {"round", round_},
+                {"results", results.size()},
+                {"reason", report_storage.failure}});
+    }
+    model_ = std::move(next);
   }
-  model_ = std::move(next);
+  const AggregationReport* report = &report_storage;
   tally_.aggregated += static_cast<std::int64_t>(results.size());
 
   MetricsRow row;
@@ -286,6 +342,7 @@ absl::StatusOr<MetricsRow> RoundEngine::FinishRound(double wall_time_s) {
             {"participants", weights},
             {"timed_out", timed_out},
             {"model_hash", row.model_hash}});
+
   if (!budget_event.is_null()) LogEvent(budget_event);
   if (in_.log != nullptr) {
     if (absl::Status s = in_.log->Metrics(row); !s.ok()) return s;

@@ -41,6 +41,11 @@ struct RoundEngineOptions {
   int eval_every = 1;          // evaluate every k rounds and after the last
   bool eval_train_loss = true; // also evaluate on the whole training set
   int eval_threads = 1;
+  // Fewer valid results than min(min_quorum, tasks issued) fail the round:
+  // round_failed, the model and the strategy state are left unchanged, the
+  // accepted results are cancelled (dropped), and the run moves on to the
+  // next round. 0 disables the check (the embedded runtime).
+  int min_quorum = 0;
 };
 
 // What the engine needs from the experiment; all pointers must outlive it.
@@ -114,6 +119,18 @@ class RoundEngine {
 
   // True when every task of the open round has a result or was dropped.
   bool AllTasksResolved() const;
+  // True while task `id` of the open round has neither a result nor was
+  // dropped.
+  bool TaskOpen(TaskId id) const;
+
+  // False once so many tasks of the open round were dropped (rejected
+  // results, dead workers with no one to re-issue to) that even if every
+  // open task returned, the round could not reach its quorum: the caller
+  // should finish the round at once instead of waiting for the deadline.
+  bool QuorumReachable() const;
+  // The quorum of the open round: min(min_quorum, tasks issued); 0 when
+  // the check is disabled.
+  std::int64_t RoundQuorum() const;
 
   // Closes the round: unresolved tasks are marked timed out, accepted
   // results are aggregated in client-id order, the model is evaluated (on

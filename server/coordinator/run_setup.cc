@@ -691,6 +691,8 @@ absl::StatusOr<CoordinatorRun> BuildRun(const v1::ExperimentConfig& config,
   options.eval_every = config.eval().every();
   options.eval_train_loss = config.eval().train_loss();
   options.eval_threads = config.runtime().threads();
+  // Quorum applies to worker processes only: embedded tasks cannot be lost.
+  if (runtime == "distributed") options.min_quorum = config.distributed().min_quorum();
   RoundEngineInputs inputs;
   inputs.objective = e.objective.get();
   inputs.train = &e.data.train;
@@ -800,18 +802,30 @@ absl::Status MaybeCheckpoint(CoordinatorRun& run, const RunSummary& summary,
       std::raise(SIGKILL);
     }
   }
-  if (engine.round() % every != 0 && !engine.done()) return absl::OkStatus();
+  if (!CheckpointDue(run)) return absl::OkStatus();
+  absl::StatusOr<std::string> path =
+      WriteCheckpoint(run.log->dir(), MakeCheckpointData(run, summary, wall_time_s),
+                      run.config.checkpoint().keep());
+  if (!path.ok()) return path.status();
+  return absl::OkStatus();
+}
+
+bool CheckpointDue(const CoordinatorRun& run) {
+  const int every = run.config.checkpoint().every();
+  if (run.engine == nullptr || every <= 0 || run.engine->round_open()) return false;
+  return run.engine->round() % every == 0 || run.engine->done();
+}
+
+CheckpointData MakeCheckpointData(const CoordinatorRun& run,
+                                  const RunSummary& summary, double wall_time_s) {
   CheckpointData data;
   data.config = run.config;
   data.runtime = run.runtime;
-  data.engine = engine.TakeSnapshot();
+  data.engine = run.engine->TakeSnapshot();
   data.clients = run.client_states;
   data.wall_time_s = wall_time_s;
   data.best_accuracy = summary.best_accuracy;
-  absl::StatusOr<std::string> path =
-      WriteCheckpoint(run.log->dir(), data, run.config.checkpoint().keep());
-  if (!path.ok()) return path.status();
-  return absl::OkStatus();
+  return data;
 }
 
 absl::Status CompleteRun(CoordinatorRun& run, double wall_time_s) {
@@ -858,7 +872,12 @@ absl::Status CompleteRun(CoordinatorRun& run, double wall_time_s) {
                          {"tasks_timed_out", t.timed_out},
                          {"tasks_dropped", t.dropped},
                          {"pushes_rejected", t.rejected_pushes},
-                         {"pushes_duplicate", t.duplicate_pushes}};
+                         {"pushes_duplicate", t.duplicate_pushes},
+                         // RELIABILITY 25: every issued task ended exactly
+                         // once (aggregated, timed out, or dropped: result
+                         // rejected, worker dead, round failed, cancelled).
+                         {"tasks_unreconciled",
+                          t.issued - t.aggregated - t.timed_out - t.dropped}};
   if (!dp_info.is_null()) end_event["dp"] = dp_info;
   return run.log->Event(end_event);
 }

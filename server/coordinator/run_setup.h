@@ -20,6 +20,7 @@
 #include "fedsim/v1/config.pb.h"
 #include "server/coordinator/progress.h"
 #include "server/coordinator/async_engine.h"
+#include "server/coordinator/checkpoint.h"
 #include "server/coordinator/round_engine.h"
 
 namespace fedsim {
@@ -69,6 +70,14 @@ absl::StatusOr<CoordinatorRun> PrepareOrResumeRun(
 // time so far, including time before a restart.
 absl::Status MaybeCheckpoint(CoordinatorRun& run, const RunSummary& summary,
                              double wall_time_s);
+
+// Whether MaybeCheckpoint writes a checkpoint after the round just finished.
+bool CheckpointDue(const CoordinatorRun& run);
+
+// The run's checkpoint as it stands. REQUIRES: a synchronous run, no round
+// open.
+CheckpointData MakeCheckpointData(const CoordinatorRun& run,
+                                  const RunSummary& summary, double wall_time_s);
 
 // Writes model.bin and the run_end event (with the task reconciliation).
 absl::Status CompleteRun(CoordinatorRun& run, double wall_time_s);

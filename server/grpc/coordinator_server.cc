@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/base/keepalive.h"
 #include "common/codec/task_codec.h"
 #include "fedsim/v1/service.grpc.pb.h"
 #include "server/grpc/auth.h"
@@ -140,6 +141,17 @@ class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
     return reactor;
   }
 
+  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* ctx,
+                                      const v1::HeartbeatRequest* request,
+                                      v1::HeartbeatResponse* /*response*/) override {
+    auto* reactor = ctx->DefaultReactor();
+    const std::int64_t worker = static_cast<std::int64_t>(request->worker_id());
+    absl::Status s = auth_.CheckCall(*ctx, "Heartbeat", worker);
+    if (s.ok()) s = coordinator_->Heartbeat(WorkerId(worker));
+    reactor->Finish(ToGrpc(s));
+    return reactor;
+  }
+
   Options options_;
   Coordinator* const coordinator_;
   const v1::ExperimentConfig config_;
@@ -165,11 +177,13 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   builder.AddListeningPort(options.listen, impl->auth_.Credentials(), &impl->port_);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
-  // Workers send keepalive pings every 5 s, with or without a call in
-  // flight (client/grpc): accept them rather than answer GOAWAY
-  // "too_many_pings" (gRPC's default minimum interval is 5 minutes).
+  // Workers send keepalive pings every kClientKeepaliveTimeMs, with or
+  // without a call in flight (client/grpc): accept them rather than answer
+  // GOAWAY "too_many_pings" (gRPC's default minimum interval is 5 minutes).
+  // common/base/keepalive.h asserts that the client pings no more often.
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 1000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             kServerMinPingIntervalMs);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
   builder.RegisterService(impl.get());
   impl->server_ = builder.BuildAndStart();
@@ -182,6 +196,11 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
 }
 
 int CoordinatorServer::port() const { return impl_->port_; }
+
+void CoordinatorServer::SetNotServing() {
+  if (impl_ == nullptr || impl_->server_ == nullptr) return;
+  impl_->server_->GetHealthCheckService()->SetServingStatus(false);
+}
 
 void CoordinatorServer::Shutdown(absl::Duration grace) {
   if (impl_ == nullptr || impl_->stopped_ || impl_->server_ == nullptr) return;

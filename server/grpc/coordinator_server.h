@@ -53,6 +53,9 @@ class CoordinatorServer {
   // The bound port (useful with port 0).
   int port() const;
 
+  // Marks the health service NOT_SERVING (a graceful stop begins).
+  void SetNotServing();
+
   // Marks the health service NOT_SERVING, then stops, letting in-flight
   // calls finish for at most `grace`. Idempotent.
   void Shutdown(absl::Duration grace);

@@ -77,6 +77,9 @@ TEST(ConfigTest, EmptyDocumentGivesTheDocumentedDefaults) {
   EXPECT_EQ(c.distributed().round_deadline_s(), 600.0);
   EXPECT_EQ(c.distributed().min_workers(), 1);
   EXPECT_EQ(c.distributed().long_poll_s(), 10.0);
+  EXPECT_EQ(c.distributed().min_quorum(), 1);
+  EXPECT_EQ(c.distributed().heartbeat_interval_s(), 30.0);
+  EXPECT_EQ(c.distributed().heartbeat_patience(), 2);
 }
 
 TEST(ConfigTest, SourceDependentDefaults) {
@@ -186,6 +189,9 @@ TEST(ConfigTest, EveryValidationRuleRejectsAndNamesItsKey) {
       {"distributed: {min_workers: 0}", "distributed.min_workers"},
       {"distributed: {start_timeout_s: -1}", "distributed.start_timeout_s"},
       {"distributed: {long_poll_s: 0}", "distributed.long_poll_s"},
+      {"distributed: {min_quorum: 0}", "distributed.min_quorum"},
+      {"distributed: {heartbeat_interval_s: 0}", "distributed.heartbeat_interval_s"},
+      {"distributed: {heartbeat_patience: 0}", "distributed.heartbeat_patience"},
       {"distributed: {max_message_bytes: 1000}",
        "distributed.max_message_bytes"},
       {"distributed: {max_message_bytes: 2147483648}",

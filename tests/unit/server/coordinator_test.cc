@@ -129,10 +129,18 @@ TEST(CoordinatorTest, PushesAreCheckedForOwnerAndIdempotent) {
   EXPECT_EQ(wrong_size.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(wrong_size.status().message(), HasSubstr("expected 3"));
 
-  absl::StatusOr<bool> first = c.PushResult(a, ResultFor(run, task));
+  // A rejected result ends its task (RELIABILITY 25: rejected, with a
+  // reason), so a later push for it is refused.
+  EXPECT_EQ(c.PushResult(a, ResultFor(run, task)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  absl::StatusOr<PullReply> next = Pull(c, a);
+  ASSERT_TRUE(next.ok() && next->task.has_value());
+  const Task other = *next->task;
+  absl::StatusOr<bool> first = c.PushResult(a, ResultFor(run, other));
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_FALSE(*first);
-  absl::StatusOr<bool> again = c.PushResult(a, ResultFor(run, task));
+  absl::StatusOr<bool> again = c.PushResult(a, ResultFor(run, other));
   ASSERT_TRUE(again.ok());
   EXPECT_TRUE(*again);  // a retried push is a no-op, not an error
 

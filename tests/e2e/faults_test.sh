@@ -1,0 +1,223 @@
+#!/usr/bin/env bash
+# Faults on real processes (RELIABILITY 1, 3, 5, 10, 12; §7 "Faults
+# survived"), fast timings (heartbeat 0.2 s x 2). Each case asserts the
+# outcome against an uninterrupted embedded run of the same config (which
+# the distributed runtime reproduces bit for bit):
+#   sigkill    SIGKILL of 1 of 3 workers mid-run: worker_dead, its task
+#              re-issued, final model_hash identical, nothing lost;
+#   sigstop    SIGSTOP of a worker: declared dead within patience x interval
+#              + slack, task re-issued, run completes identical; after
+#              SIGCONT its stale push is rejected with a status and an
+#              events.jsonl reason;
+#   sigterm    SIGTERM of fedsim-server mid-run: exit 0, a checkpoint of the
+#              last completed round, --resume ends bit-identical;
+#   launch     SIGTERM of `fedsim launch`: forwarded to the workers (they
+#              leave, exit 0), exit 0, --resume ends bit-identical;
+#   duplicate  every push sent twice and delayed (reordered): identical model,
+#              duplicates dropped = duplicates that reached an open round.
+# Prints the measured numbers (docs/reliability.md, "Faults").
+set -u
+bin=${1:?usage: faults_test.sh BIN_DIR SOURCE_DIR}
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+fail=0
+say_fail() { echo "FAIL $*"; fail=1; }
+
+cat > "$work/exp.yaml" <<'YAML'
+name: faults-e2e
+seed: 11
+rounds: 10
+data: {source: synthetic_least_squares, least_squares: {examples_per_client: 40, dim: 10, heterogeneity: 1}}
+clients: {count: 9}
+model: {objective: least_squares}
+algorithm: {name: fedavg}
+participation: {client_fraction: 1}
+local: {epochs: 2, batch_size: 10, lr: 0.05}
+distributed: {min_workers: 3, round_deadline_s: 30, long_poll_s: 1, heartbeat_interval_s: 0.2, heartbeat_patience: 2}
+YAML
+sed 's/^distributed: {/checkpoint: {every: 4}\ndistributed: {/' "$work/exp.yaml" > "$work/exp-ckpt.yaml"
+
+column() {
+  awk -F, -v name="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == name) c = i; next }
+                        { print $c }' "$1/metrics.csv"
+}
+event_count() { grep -c "\"event\":\"$2\"" "$1/events.jsonl"; }
+json_field() {  # json_field FILE EVENT FIELD: FIELD of the last EVENT line
+  python3 -c 'import json,sys
+v=None
+for l in open(sys.argv[1]):
+    e=json.loads(l)
+    if e.get("event")==sys.argv[2]: v=e.get(sys.argv[3])
+print(v)' "$@"
+}
+wait_for() {  # wait_for SECONDS COMMAND...: polls until COMMAND succeeds
+  local until=$((SECONDS + $1)); shift
+  while ! "$@" 2>/dev/null; do
+    [ $SECONDS -ge $until ] && return 1
+    sleep 0.05
+  done
+}
+same_as_ref() {  # same_as_ref LABEL DIR
+  if ! diff <(column "$work/ref" model_hash) <(column "$2" model_hash) > "$work/diff"; then
+    say_fail "$1: model_hash differs from the uninterrupted run:"; head "$work/diff"; return 1
+  fi
+  cmp -s "$work/ref/model.bin" "$2/model.bin" || { say_fail "$1: model.bin differs"; return 1; }
+  local unrec
+  unrec=$(json_field "$2/events.jsonl" run_end tasks_unreconciled)
+  [ "$unrec" = 0 ] || { say_fail "$1: tasks_unreconciled = $unrec"; return 1; }
+  return 0
+}
+
+"$bin/fedsim" run "$work/exp.yaml" --out "$work/ref" --quiet > /dev/null || {
+  echo "FAIL reference run"; exit 1; }
+ref_hash=$(column "$work/ref" model_hash | tail -1)
+
+# start_run NAME CONFIG [ENV...]: fedsim-server and 3 workers on a free port.
+start_run() {
+  local name=$1 config=$2; shift 2
+  port=$((20000 + RANDOM % 20000))
+  "$bin/fedsim-server" --config "$config" --out "$work/$name" \
+    --listen "127.0.0.1:$port" --quiet > "$work/$name-server.log" 2>&1 &
+  server=$!; pids+=($server)
+  for i in 1 2 3; do
+    env "$@" "$bin/fedsim-client" --server "127.0.0.1:$port" --name "w$i" \
+      --max_unreachable_s 30 > "$work/$name-w$i.log" 2>&1 &
+    worker[$i]=$!; pids+=($!)
+  done
+}
+finish_run() {  # finish_run NAME: the server and the workers exit 0
+  local name=$1 code
+  wait $server; code=$?
+  [ $code -eq 0 ] || { say_fail "$name: server exited $code"; tail -5 "$work/$name-server.log"; }
+  for i in 1 2 3; do
+    [ -z "${worker[$i]}" ] && continue
+    wait "${worker[$i]}"; code=$?
+    [ $code -eq 0 ] || { say_fail "$name: worker $i exited $code"; tail -3 "$work/$name-w$i.log"; }
+  done
+}
+round_done() {  # round_done DIR R: round R's round_end is in events.jsonl
+  python3 -c 'import json,sys
+sys.exit(0 if any(e.get("event")=="round_end" and e.get("round")==int(sys.argv[2])
+                  for e in map(json.loads, open(sys.argv[1]))) else 1)' "$1/events.jsonl" "$2"
+}
+
+patience=0.4   # heartbeat_patience x heartbeat_interval_s
+slack=0.25     # one tick (50 ms) plus scheduling on a busy machine
+
+# --- sigkill: kill -9 worker 1 while it trains (pushes are delayed).
+start=$SECONDS
+start_run kill "$work/exp.yaml" FEDSIM_FAULT_DELAY_PUSH_MS=100
+wait_for 30 round_done "$work/kill" 2 || say_fail "sigkill: round 2 never ended"
+# Round 3 has begun: the worker now holds a task for 100-300 ms (the
+# delayed push) and is between tasks only for an RPC's few milliseconds.
+sleep 0.15
+kill -9 "${worker[1]}"; wait "${worker[1]}" 2>/dev/null; worker[1]=""
+finish_run kill
+if same_as_ref sigkill "$work/kill"; then
+  lat=$(json_field "$work/kill/events.jsonl" worker_dead detection_latency_s)
+  requeued=$(json_field "$work/kill/events.jsonl" worker_dead requeued_tasks)
+  if [ "$lat" = None ]; then
+    say_fail "sigkill: no worker_dead event"
+  elif ! python3 -c "import sys; sys.exit(0 if $lat <= $patience + $slack else 1)"; then
+    say_fail "sigkill: detection latency $lat s > $patience + $slack"
+  else
+    echo "ok   sigkill: 1 of 3 workers killed, detection latency ${lat} s, re-issued $requeued task(s), $(column "$work/kill" round | wc -l) rounds, model_hash $ref_hash identical ($((SECONDS - start)) s)"
+  fi
+fi
+
+# --- sigstop: stall worker 2 until it is declared dead, then resume it.
+start=$SECONDS
+start_run stop "$work/exp.yaml" FEDSIM_FAULT_DELAY_PUSH_MS=100
+wait_for 30 round_done "$work/stop" 1 || say_fail "sigstop: round 1 never ended"
+kill -STOP "${worker[2]}"
+wait_for 20 grep -q '"event":"worker_dead"' "$work/stop/events.jsonl" ||
+  say_fail "sigstop: the stalled worker was never declared dead"
+dead=$(json_field "$work/stop/events.jsonl" worker_dead worker)
+kill -CONT "${worker[2]}"
+finish_run stop
+if same_as_ref sigstop "$work/stop"; then
+  lat=$(json_field "$work/stop/events.jsonl" worker_dead detection_latency_s)
+  requeued=$(json_field "$work/stop/events.jsonl" worker_dead requeued_tasks)
+  stale=$(python3 -c 'import json,sys
+n=[e for e in map(json.loads, open(sys.argv[1])) if e.get("event")=="result_rejected" and e.get("worker")==int(sys.argv[2])]
+print(",".join(e["code"] for e in n))' "$work/stop/events.jsonl" "$dead")
+  if ! python3 -c "import sys; sys.exit(0 if $lat <= $patience + $slack else 1)"; then
+    say_fail "sigstop: detection latency $lat s > $patience + $slack"
+  elif [ "$requeued" -lt 1 ]; then
+    say_fail "sigstop: nothing re-issued"
+  elif [ -z "$stale" ]; then
+    say_fail "sigstop: the stale push of worker $dead was not rejected in events.jsonl"
+  elif ! grep -q "joined as worker" "$work/stop-w2.log" || [ "$(grep -c 'joined as worker' "$work/stop-w2.log")" -lt 2 ]; then
+    say_fail "sigstop: the resumed worker did not join again"
+  else
+    echo "ok   sigstop: detection latency ${lat} s (<= $patience + $slack), re-issued $requeued task(s), stale push rejected ($stale), model_hash identical ($((SECONDS - start)) s)"
+  fi
+fi
+
+# --- sigterm: graceful stop of fedsim-server mid-run, then --resume.
+start=$SECONDS
+start_run term "$work/exp-ckpt.yaml" FEDSIM_FAULT_DELAY_PUSH_MS=50
+wait_for 30 round_done "$work/term" 4 || say_fail "sigterm: round 4 never ended"
+kill -TERM $server
+wait $server; code=$?
+[ $code -eq 0 ] || { say_fail "sigterm: server exited $code after SIGTERM"; tail -5 "$work/term-server.log"; }
+ckpt=$(json_field "$work/term/events.jsonl" shutdown checkpoint)
+next=$(json_field "$work/term/events.jsonl" shutdown next_round)
+[ -f "$ckpt" ] || say_fail "sigterm: no checkpoint ($ckpt)"
+"$bin/fedsim-server" --config "$work/exp-ckpt.yaml" --out "$work/term" \
+  --listen "127.0.0.1:$port" --resume=true --quiet > "$work/term-server2.log" 2>&1 &
+server=$!; pids+=($server)
+finish_run term
+if same_as_ref sigterm "$work/term"; then
+  grep -q "resuming .* at round $next" "$work/term-server2.log" ||
+    say_fail "sigterm: did not resume at round $next"
+  echo "ok   sigterm: exit 0, checkpoint $(basename "$ckpt") (written at stop: $(json_field "$work/term/events.jsonl" shutdown checkpoint_written)), drained in $(json_field "$work/term/events.jsonl" shutdown drain_s) s, resumed at round $next, model_hash identical ($((SECONDS - start)) s)"
+fi
+
+# --- SIGTERM of `fedsim launch`: forwarded to its workers, which leave and
+# exit 0; the coordinator stops gracefully; --resume ends identical.
+start=$SECONDS
+FEDSIM_FAULT_DELAY_PUSH_MS=50 "$bin/fedsim" launch "$work/exp.yaml" --workers 3 \
+  --out "$work/launch" --quiet > "$work/launch.log" 2>&1 &
+launcher=$!; pids+=($launcher)
+wait_for 30 round_done "$work/launch" 3 || say_fail "launch: round 3 never ended"
+kill -TERM $launcher
+wait $launcher; code=$?
+[ $code -eq 0 ] || { say_fail "launch: exited $code after SIGTERM"; tail -5 "$work/launch.log"; }
+stopped=$(cat "$work/launch/workers/"*.log | grep -c "fedsim-client: stopped by signal")
+left=$(event_count "$work/launch" worker_left)
+[ "$stopped" = 3 ] || say_fail "launch: $stopped of 3 workers stopped by the forwarded signal"
+[ "$left" -ge 1 ] || say_fail "launch: no worker_left event"
+next=$(json_field "$work/launch/events.jsonl" shutdown next_round)
+FEDSIM_FAULT_DELAY_PUSH_MS=50 "$bin/fedsim" launch "$work/exp.yaml" --workers 3 \
+  --out "$work/launch" --resume --quiet > "$work/launch2.log" 2>&1 ||
+  { say_fail "launch: --resume exited $?"; tail -5 "$work/launch2.log"; }
+if same_as_ref launch "$work/launch"; then
+  echo "ok   launch: SIGTERM forwarded, $stopped workers left and exited 0 ($left worker_left events), stopped before round $next, --resume identical ($((SECONDS - start)) s)"
+fi
+
+# --- duplicate + delayed (reordered) pushes.
+start=$SECONDS
+start_run dup "$work/exp.yaml" FEDSIM_FAULT_DUPLICATE_PUSH=1 FEDSIM_FAULT_DELAY_PUSH_MS=20
+finish_run dup
+if same_as_ref duplicate "$work/dup"; then
+  sent=$(cat "$work/dup"-w*.log | grep -c "fault: duplicate push sent")
+  answered_dup=$(cat "$work/dup"-w*.log | grep -c "fault: duplicate push sent.*: duplicate$")
+  dropped=$(event_count "$work/dup" duplicate_dropped)
+  counted=$(json_field "$work/dup/events.jsonl" run_end pushes_duplicate)
+  stale=$((sent - answered_dup))
+  if [ "$sent" -lt 90 ]; then
+    say_fail "duplicate: only $sent duplicates sent, expected one per task (90)"
+  elif [ "$answered_dup" != "$dropped" ] || [ "$dropped" != "$counted" ]; then
+    say_fail "duplicate: $answered_dup answered as duplicates, $dropped duplicate_dropped events, run_end counts $counted"
+  else
+    echo "ok   duplicate: $sent duplicates sent, $dropped dropped as duplicates + $stale refused as stale (round already closed), model_hash identical ($((SECONDS - start)) s)"
+  fi
+fi
+
+exit $fail
