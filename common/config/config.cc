@@ -1,5 +1,6 @@
 #include "common/config/config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <limits>
@@ -451,6 +452,17 @@ void ApplyDefaults(v1::ExperimentConfig& c) {
   if (!dist->has_start_timeout_s()) dist->set_start_timeout_s(120.0);
   if (!dist->has_long_poll_s()) dist->set_long_poll_s(10.0);
   if (!dist->has_max_message_bytes()) dist->set_max_message_bytes(64 << 20);
+  if (!dist->has_chunk_bytes()) dist->set_chunk_bytes(1 << 20);
+  if (!dist->has_max_workers()) dist->set_max_workers(1000);
+  if (!dist->has_max_inflight_per_worker()) dist->set_max_inflight_per_worker(16);
+  if (!dist->has_max_upload_buffer_bytes()) {
+    dist->set_max_upload_buffer_bytes(int64_t{1} << 30);
+  }
+  if (!dist->has_max_concurrent_streams()) dist->set_max_concurrent_streams(100);
+  if (!dist->has_resource_quota_bytes()) {
+    dist->set_resource_quota_bytes(
+        std::max<int64_t>(int64_t{2} << 30, 2 * dist->max_message_bytes()));
+  }
 
   auto* ckpt = c.mutable_checkpoint();
   if (!ckpt->has_every()) ckpt->set_every(1);
@@ -748,6 +760,19 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
           int64_t{1} << 20)
       .Le("distributed.max_message_bytes", c.distributed().max_message_bytes(),
           int64_t{1} << 30)
+      .Ge("distributed.chunk_bytes", c.distributed().chunk_bytes(), int64_t{1024})
+      .Le("distributed.chunk_bytes", c.distributed().chunk_bytes(),
+          c.distributed().max_message_bytes() / 2)
+      .Ge("distributed.max_workers", c.distributed().max_workers(), 1)
+      .Ge("distributed.max_inflight_per_worker",
+          c.distributed().max_inflight_per_worker(), 1)
+      .Ge("distributed.max_upload_buffer_bytes",
+          c.distributed().max_upload_buffer_bytes(),
+          c.distributed().max_message_bytes())
+      .Ge("distributed.max_concurrent_streams",
+          c.distributed().max_concurrent_streams(), 1)
+      .Ge("distributed.resource_quota_bytes", c.distributed().resource_quota_bytes(),
+          2 * c.distributed().max_message_bytes())
       .Ge("checkpoint.every", c.checkpoint().every(), 0)
       .Ge("checkpoint.keep", c.checkpoint().keep(), 1);
   return check.status();
