@@ -30,6 +30,7 @@ CoordinatorOptions OptionsFromConfig(const v1::ExperimentConfig& config) {
   o.start_timeout = absl::Seconds(d.start_timeout_s());
   o.long_poll = absl::Seconds(d.long_poll_s());
   o.pin_clients = ClientsKeepState(config);
+  o.max_workers = d.max_workers();
   return o;
 }
 

@@ -54,6 +54,9 @@ struct CoordinatorOptions {
   // incarnation is never mistaken for a new one: it gets kNotFound and
   // joins again.
   std::int64_t first_worker_id = 1;
+  // Most workers registered at once (distributed.max_workers); a Join past
+  // it fails with kResourceExhausted.
+  int max_workers = 1000;
 };
 
 struct PullReply {
@@ -98,6 +101,15 @@ class Coordinator {
   void RecordRejectedPush(WorkerId worker, std::int64_t task,
                           std::int64_t client, const absl::Status& status);
 
+  // The task `task` if it was handed to `worker` in the open round (the
+  // transport serves its large fields in chunks). Errors: kNotFound (unknown
+  // worker or task), kPermissionDenied (handed to another worker),
+  // kFailedPrecondition (not handed out, or its round is closed).
+  absl::StatusOr<Task> IssuedTask(WorkerId worker, std::int64_t task) const;
+  // Records a chunk the transport rejected (FetchChunk / UploadChunk) in
+  // events.jsonl as chunk_rejected.
+  void RecordChunkRejected(WorkerId worker, std::int64_t task,
+                           const std::string& rpc, const absl::Status& status);
   // Unregisters a worker; its unfinished tasks go back to the queue.
   absl::Status Leave(WorkerId worker);
 

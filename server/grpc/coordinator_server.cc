@@ -6,6 +6,8 @@
 #include "absl/time/clock.h"
 #include "common/codec/task_codec.h"
 #include "fedsim/v1/service.grpc.pb.h"
+#include "grpcpp/resource_quota.h"
+#include "server/grpc/chunk_store.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/grpcpp.h"
 
@@ -40,7 +42,37 @@ class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
  public:
   Impl(const Options& options, Coordinator* coordinator,
        const v1::ExperimentConfig& config, std::int64_t dim)
-      : options_(options), coordinator_(coordinator), config_(config), dim_(dim) {}
+      : options_(options), coordinator_(coordinator), config_(config), dim_(dim),
+        chunks_(ChunkLimits(config), coordinator, dim) {}
+
+  static ChunkStore::Limits ChunkLimits(const v1::ExperimentConfig& config) {
+    ChunkStore::Limits limits;
+    const auto& d = config.distributed();
+    if (d.has_chunk_bytes()) limits.chunk_bytes = d.chunk_bytes();
+    if (d.has_max_inflight_per_worker()) {
+      limits.max_inflight_per_worker = d.max_inflight_per_worker();
+    }
+    if (d.has_max_upload_buffer_bytes()) {
+      limits.max_buffer_bytes = d.max_upload_buffer_bytes();
+    }
+    return limits;
+  }
+
+  // Counts a call of `worker` in flight while it lives (per-worker cap).
+  class CallGuard {
+   public:
+    CallGuard(ChunkStore* chunks, WorkerId worker, const char* rpc)
+        : chunks_(chunks), worker_(worker), status_(chunks->AcquireCall(worker, rpc)) {}
+    ~CallGuard() {
+      if (status_.ok()) chunks_->ReleaseCall(worker_);
+    }
+    const absl::Status& status() const { return status_; }
+
+   private:
+    ChunkStore* const chunks_;
+    const WorkerId worker_;
+    const absl::Status status_;
+  };
 
   grpc::ServerUnaryReactor* Join(grpc::CallbackServerContext* ctx,
                                  const v1::JoinRequest* request,
@@ -65,7 +97,7 @@ class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
     const absl::Time deadline = absl::FromChrono(ctx->deadline());
     const std::int64_t id = coordinator_->PullTask(
         WorkerId(static_cast<std::int64_t>(request->worker_id())), deadline,
-        [reactor, response](absl::StatusOr<PullReply> reply) {
+        [this, reactor, response](absl::StatusOr<PullReply> reply) {
           if (!reply.ok()) {
             reactor->Finish(ToGrpc(reply.status()));
             return;
@@ -74,6 +106,7 @@ class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
           response->set_retry_after_ms(reply->retry_after_ms);
           if (reply->task.has_value()) {
             EncodeTask(*reply->task, *response->mutable_task());
+            chunks_.OffloadTask(*response->mutable_task());
           }
           reactor->Finish(grpc::Status::OK);
         });
@@ -86,7 +119,22 @@ class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
                                        v1::PushResultResponse* response) override {
     auto* reactor = ctx->DefaultReactor();
     const WorkerId worker(static_cast<std::int64_t>(request->worker_id()));
-    absl::StatusOr<ClientResult> result = DecodeResult(request->result(), dim_);
+    CallGuard guard(&chunks_, worker, "PushResult");
+    if (!guard.status().ok()) {
+      reactor->Finish(ToGrpc(guard.status()));
+      return reactor;
+    }
+    // Large fields were uploaded in chunks: assemble and check them first.
+    const v1::Result* message = &request->result();
+    v1::Result resolved;
+    absl::Status assembled;
+    if (message->has_update_ref() || message->has_control_delta_ref()) {
+      resolved = *message;
+      assembled = chunks_.ResolveResult(worker, resolved);
+      message = &resolved;
+    }
+    absl::StatusOr<ClientResult> result =
+        assembled.ok() ? DecodeResult(*message, dim_) : assembled;
     if (!result.ok()) {
       coordinator_->RecordRejectedPush(
           worker, static_cast<std::int64_t>(request->result().task_id()),
@@ -109,8 +157,40 @@ class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
                                   const v1::LeaveRequest* request,
                                   v1::LeaveResponse* /*response*/) override {
     auto* reactor = ctx->DefaultReactor();
-    reactor->Finish(ToGrpc(coordinator_->Leave(
-        WorkerId(static_cast<std::int64_t>(request->worker_id())))));
+    const WorkerId worker(static_cast<std::int64_t>(request->worker_id()));
+    absl::Status status = coordinator_->Leave(worker);
+    if (status.ok()) chunks_.DropWorker(worker);
+    reactor->Finish(ToGrpc(status));
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* FetchChunk(grpc::CallbackServerContext* ctx,
+                                       const v1::FetchChunkRequest* request,
+                                       v1::FetchChunkResponse* response) override {
+    auto* reactor = ctx->DefaultReactor();
+    absl::Status status = chunks_.Fetch(*request, response);
+    if (absl::IsInvalidArgument(status)) {
+      coordinator_->RecordChunkRejected(
+          WorkerId(static_cast<std::int64_t>(request->worker_id())),
+          static_cast<std::int64_t>(request->task_id()), "FetchChunk", status);
+    }
+    reactor->Finish(ToGrpc(status));
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* UploadChunk(grpc::CallbackServerContext* ctx,
+                                        const v1::UploadChunkRequest* request,
+                                        v1::UploadChunkResponse* response) override {
+    auto* reactor = ctx->DefaultReactor();
+    const WorkerId worker(static_cast<std::int64_t>(request->worker_id()));
+    CallGuard guard(&chunks_, worker, "UploadChunk");
+    absl::Status status =
+        guard.status().ok() ? chunks_.Upload(*request, response) : guard.status();
+    if (absl::IsInvalidArgument(status) || absl::IsResourceExhausted(status)) {
+      coordinator_->RecordChunkRejected(
+          worker, static_cast<std::int64_t>(request->task_id()), "UploadChunk", status);
+    }
+    reactor->Finish(ToGrpc(status));
     return reactor;
   }
 
@@ -118,6 +198,7 @@ class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
   Coordinator* const coordinator_;
   const v1::ExperimentConfig config_;
   const std::int64_t dim_;
+  ChunkStore chunks_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   bool stopped_ = false;
@@ -135,10 +216,26 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
                                      coordinator->num_parameters());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(),
-                           &impl->port_);
+  // An empty address serves only InProcessChannel() (tests, fuzzers).
+  if (!options.listen.empty()) {
+    builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(),
+                             &impl->port_);
+  }
+  // The same limits as the workers' (client/grpc): a larger message fails
+  // with RESOURCE_EXHAUSTED naming its size and the limit.
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
+  // Caps (docs/reliability.md, "Messages, chunks and caps").
+  const auto& dist = config.distributed();
+  if (dist.has_max_concurrent_streams()) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                               dist.max_concurrent_streams());
+  }
+  if (dist.has_resource_quota_bytes()) {
+    grpc::ResourceQuota quota("fedsim-coordinator");
+    quota.Resize(static_cast<std::size_t>(dist.resource_quota_bytes()));
+    builder.SetResourceQuota(quota);
+  }
   // Workers send keepalive pings every 5 s, with or without a call in
   // flight (client/grpc): accept them rather than answer GOAWAY
   // "too_many_pings" (gRPC's default minimum interval is 5 minutes).
@@ -147,7 +244,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
   builder.RegisterService(impl.get());
   impl->server_ = builder.BuildAndStart();
-  if (impl->server_ == nullptr || impl->port_ == 0) {
+  if (impl->server_ == nullptr || (!options.listen.empty() && impl->port_ == 0)) {
     return absl::UnavailableError(
         absl::StrCat("cannot listen on '", options.listen, "'"));
   }
@@ -156,6 +253,14 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
 }
 
 int CoordinatorServer::port() const { return impl_->port_; }
+
+std::shared_ptr<grpc::Channel> CoordinatorServer::InProcessChannel(
+    std::int64_t max_message_bytes) const {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(static_cast<int>(max_message_bytes));
+  args.SetMaxSendMessageSize(static_cast<int>(max_message_bytes));
+  return impl_->server_->InProcessChannel(args);
+}
 
 void CoordinatorServer::Shutdown(absl::Duration grace) {
   if (impl_ == nullptr || impl_->stopped_ || impl_->server_ == nullptr) return;

@@ -24,11 +24,16 @@
 #include "absl/time/time.h"
 #include "server/coordinator/coordinator.h"
 
+namespace grpc {
+class Channel;
+}  // namespace grpc
+
 namespace fedsim {
 
 class CoordinatorServer {
  public:
   struct Options {
+    // Empty: no listening port, only InProcessChannel() (tests, fuzzers).
     std::string listen = "0.0.0.0:50051";
     std::int64_t max_message_bytes = 64 << 20;
     // Sent to workers with their id; changes with every coordinator start.
@@ -47,6 +52,11 @@ class CoordinatorServer {
 
   // The bound port (useful with port 0).
   int port() const;
+
+  // A channel to this server inside the process, no network; its message
+  // limits are `max_message_bytes` both ways.
+  std::shared_ptr<grpc::Channel> InProcessChannel(
+      std::int64_t max_message_bytes) const;
 
   // Marks the health service NOT_SERVING, then stops, letting in-flight
   // calls finish for at most `grace`. Idempotent.
