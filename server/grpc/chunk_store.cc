@@ -1,5 +1,6 @@
 #include "server/grpc/chunk_store.h"
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -21,9 +22,10 @@ const char* FieldName(int field) {
   }
 }
 
-void Offload(std::string* bytes, v1::ChunkRef* ref, std::int64_t version) {
+void Offload(std::string* bytes, v1::ChunkRef* ref, std::int64_t version,
+             std::string digest) {
   ref->set_size(static_cast<std::int64_t>(bytes->size()));
-  ref->set_sha256(Sha256Digest(*bytes));
+  ref->set_sha256(std::move(digest));
   ref->set_model_version(version);
   bytes->clear();
   bytes->shrink_to_fit();
@@ -35,15 +37,32 @@ ChunkStore::ChunkStore(const Limits& limits, Coordinator* coordinator,
                        std::int64_t dim)
     : limits_(limits), coordinator_(coordinator), dim_(dim) {}
 
-void ChunkStore::OffloadTask(v1::Task& task) const {
+void ChunkStore::OffloadTask(const Task& task, v1::Task& msg) {
   const auto chunk = static_cast<std::size_t>(limits_.chunk_bytes);
-  if (task.parameters().size() > chunk) {
-    Offload(task.mutable_parameters(), task.mutable_parameters_ref(), task.round());
+  if (msg.parameters().size() > chunk) {
+    Offload(msg.mutable_parameters(), msg.mutable_parameters_ref(), msg.round(),
+            DigestOf(task.params, msg.parameters()));
   }
-  if (task.server_control().size() > chunk) {
-    Offload(task.mutable_server_control(), task.mutable_server_control_ref(),
-            task.round());
+  if (msg.server_control().size() > chunk) {
+    Offload(msg.mutable_server_control(), msg.mutable_server_control_ref(),
+            msg.round(), DigestOf(task.server_control, msg.server_control()));
   }
+}
+
+std::string ChunkStore::DigestOf(const std::shared_ptr<const FlatVector>& v,
+                                 const std::string& encoded) {
+  std::unique_lock<std::mutex> lock(digest_mu_);
+  for (const auto& [weak, digest] : digests_) {
+    // A live weak_ptr to the same vector: the vector is immutable (const).
+    if (!weak.expired() && weak.lock() == v) return digest;
+  }
+  std::string digest = Sha256Digest(encoded);
+  digests_.erase(std::remove_if(digests_.begin(), digests_.end(),
+                                [](const auto& e) { return e.first.expired(); }),
+                 digests_.end());
+  if (digests_.size() >= 8) digests_.erase(digests_.begin());
+  digests_.emplace_back(v, digest);
+  return digest;
 }
 
 absl::Status ChunkStore::Fetch(const v1::FetchChunkRequest& request,

@@ -23,9 +23,12 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "fedsim/v1/service.pb.h"
@@ -44,8 +47,10 @@ class ChunkStore {
   // `coordinator` must outlive the store; `dim` is the model dimension.
   ChunkStore(const Limits& limits, Coordinator* coordinator, std::int64_t dim);
 
-  // Moves task fields larger than chunk_bytes out of `task` into ChunkRefs.
-  void OffloadTask(v1::Task& task) const;
+  // Moves fields of `msg` (the encoding of `task`) larger than chunk_bytes
+  // into ChunkRefs. The SHA-256 of a vector shared by many tasks (a round's
+  // global model) is computed once.
+  void OffloadTask(const Task& task, v1::Task& msg);
 
   absl::Status Fetch(const v1::FetchChunkRequest& request,
                      v1::FetchChunkResponse* response) const;
@@ -75,6 +80,9 @@ class ChunkStore {
 
   // Frees partial uploads whose task is no longer open for their worker.
   void SweepLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // SHA-256 of the encoding of `v`, cached for the last few vectors.
+  std::string DigestOf(const std::shared_ptr<const FlatVector>& v,
+                       const std::string& encoded);
   void EraseLocked(std::map<Key, Partial>::iterator it)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -86,6 +94,9 @@ class ChunkStore {
   std::map<std::int64_t, int> uploads_per_worker_ ABSL_GUARDED_BY(mu_);
   std::map<std::int64_t, int> calls_ ABSL_GUARDED_BY(mu_);
   std::int64_t held_ ABSL_GUARDED_BY(mu_) = 0;
+  std::mutex digest_mu_;
+  std::vector<std::pair<std::weak_ptr<const FlatVector>, std::string>> digests_
+      ABSL_GUARDED_BY(digest_mu_);
 };
 
 }  // namespace fedsim

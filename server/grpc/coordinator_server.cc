@@ -106,7 +106,7 @@ class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
           response->set_retry_after_ms(reply->retry_after_ms);
           if (reply->task.has_value()) {
             EncodeTask(*reply->task, *response->mutable_task());
-            chunks_.OffloadTask(*response->mutable_task());
+            chunks_.OffloadTask(*reply->task, *response->mutable_task());
           }
           reactor->Finish(grpc::Status::OK);
         });
