@@ -452,7 +452,11 @@ void ApplyDefaults(v1::ExperimentConfig& c) {
   if (!dist->has_start_timeout_s()) dist->set_start_timeout_s(120.0);
   if (!dist->has_long_poll_s()) dist->set_long_poll_s(10.0);
   if (!dist->has_max_message_bytes()) dist->set_max_message_bytes(64 << 20);
-  if (!dist->has_chunk_bytes()) dist->set_chunk_bytes(1 << 20);
+  // 1 MiB, or half the message limit if that is smaller (a chunk and its
+  // request header must fit in one message).
+  if (!dist->has_chunk_bytes()) {
+    dist->set_chunk_bytes(std::min<int64_t>(1 << 20, dist->max_message_bytes() / 2));
+  }
   if (!dist->has_max_workers()) dist->set_max_workers(1000);
   if (!dist->has_max_inflight_per_worker()) dist->set_max_inflight_per_worker(16);
   if (!dist->has_max_upload_buffer_bytes()) {

@@ -100,6 +100,11 @@ TEST(ChunksTest, DistributedLimitDefaultsAndRules) {
     EXPECT_TRUE(absl::StrContains(r.status().message(), b.key)) << r.status();
     EXPECT_FALSE(absl::StrContains(r.status().message(), "\n"));
   }
+  // With the 1 MiB minimum message the default chunk is half of it.
+  absl::StatusOr<v1::ExperimentConfig> small =
+      LoadConfigText("distributed: {max_message_bytes: 1048576}");
+  ASSERT_TRUE(small.ok()) << small.status();
+  EXPECT_EQ(small->distributed().chunk_bytes(), 524288);
   // 4096-byte chunks with the 1 MiB minimum message are valid.
   EXPECT_TRUE(
       LoadConfigText("distributed: {max_message_bytes: 1048576, chunk_bytes: 4096}").ok());
