@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <ostream>
 #include <sstream>
 #include <string>
 
@@ -12,6 +13,10 @@
 #include "tests/fuzz/fuzz_targets.h"
 
 namespace fedsim::fuzz {
+
+// Test names and logs show the target's name, not its bytes.
+void PrintTo(const NamedTarget& target, std::ostream* os) { *os << target.name; }
+
 namespace {
 
 namespace fs = std::filesystem;
