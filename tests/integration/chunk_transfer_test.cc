@@ -16,6 +16,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "common/codec/flat_bytes.h"
 #include "common/config/config.h"
 #include "fedsim/v1/service.grpc.pb.h"
@@ -59,10 +60,19 @@ v1::ExperimentConfig Config(const std::string& extra) {
   return *config;
 }
 
-TEST(ChunkTransferTest, MlpAboveChunkBytesIsBitIdenticalOverGrpc) {
+// Runs kMlp with `algorithm` embedded and with 2 worker processes; expects
+// bit-identical models and no rejection.
+void ExpectChunkedRunIdentical(const std::string& algorithm, const std::string& name) {
   const std::string dist_yaml = "distributed: {chunk_bytes: 4096}\n";
-  const std::string embedded_dir = ::testing::TempDir() + "/chunk_embedded";
-  const std::string dist_dir = ::testing::TempDir() + "/chunk_dist";
+  auto Config = [&](const std::string& extra) {
+    absl::StatusOr<v1::ExperimentConfig> config = LoadConfigText(absl::StrReplaceAll(
+        absl::StrCat(kMlp, extra),
+        {{"algorithm: {name: fedavg, server_lr: 1}", algorithm}}));
+    EXPECT_TRUE(config.ok()) << config.status();
+    return *config;
+  };
+  const std::string embedded_dir = ::testing::TempDir() + "/chunk_embedded_" + name;
+  const std::string dist_dir = ::testing::TempDir() + "/chunk_dist_" + name;
   {
     absl::StatusOr<CoordinatorRun> run =
         PrepareRun(Config(dist_yaml), embedded_dir, "embedded");
@@ -91,6 +101,16 @@ TEST(ChunkTransferTest, MlpAboveChunkBytesIsBitIdenticalOverGrpc) {
   EXPECT_FALSE(absl::StrContains(events, "chunk_rejected"));
   EXPECT_FALSE(absl::StrContains(events, "result_rejected"));
   EXPECT_TRUE(absl::StrContains(events, "result_accepted"));
+}
+
+TEST(ChunkTransferTest, MlpAboveChunkBytesIsBitIdenticalOverGrpc) {
+  ExpectChunkedRunIdentical("algorithm: {name: fedavg, server_lr: 1}", "fedavg");
+}
+
+// SCAFFOLD: the server control variate goes down and every control delta
+// comes up in chunks too.
+TEST(ChunkTransferTest, ScaffoldMlpAboveChunkBytesIsBitIdenticalOverGrpc) {
+  ExpectChunkedRunIdentical("algorithm: {name: scaffold, server_lr: 1}", "scaffold");
 }
 
 // A coordinator for the MLP run served in-process, with one fake worker
