@@ -325,7 +325,11 @@ TEST_F(ChunkRpcTest, PushResultChecksTheAssembledUpdate) {
   // rejects this made-up update for its example count, not for its bytes.
   UploadAll(bytes);
   s = Push(result);
-  EXPECT_FALSE(absl::StrContains(s.error_message(), "_ref")) << s.error_message();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(absl::StrContains(
+      s.error_message(),
+      absl::StrCat("round 0, client ", task_.client_id(), ": num_examples = 1; the client has")))
+      << s.error_message();
   EXPECT_TRUE(absl::StrContains(Events(), "\"event\":\"result_rejected\""));
 }
 
