@@ -110,5 +110,19 @@ TEST(ChunksTest, DistributedLimitDefaultsAndRules) {
       LoadConfigText("distributed: {max_message_bytes: 1048576, chunk_bytes: 4096}").ok());
 }
 
+// Found by fuzz_Config: a list used as a key crashed the loader (an
+// uncaught yaml-cpp exception); it is a one-line config error now.
+TEST(ChunksTest, ConfigWithAListAsKeyIsAOneLineError) {
+  absl::StatusOr<v1::ExperimentConfig> c =
+      LoadConfigText("local: {lr: 1.1, [0.5, 0.5], gamma: 0.5}\n");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StartsWith(c.status().message(),
+                               "config: local has a key that is a list or mapping; "
+                               "keys are names (keys: "))
+      << c.status();
+  EXPECT_FALSE(absl::StrContains(c.status().message(), "\n"));
+}
+
 }  // namespace
 }  // namespace fedsim
