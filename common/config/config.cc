@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -258,7 +259,7 @@ absl::StatusOr<v1::ExperimentConfig> ParseConfigYaml(absl::string_view yaml) {
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(
         "config: not valid YAML at line ", e.mark.line + 1, ", column ",
-        e.mark.column + 1, ": ", e.msg));
+        e.mark.column + 1, ": ", absl::CHexEscape(e.msg)));
   }
   v1::ExperimentConfig config;
   if (root.IsNull()) return config;
@@ -269,7 +270,7 @@ absl::StatusOr<v1::ExperimentConfig> ParseConfigYaml(absl::string_view yaml) {
     // (found by fuzzing, docs/reliability.md), never a crash.
     return absl::InvalidArgumentError(absl::StrCat(
         "config: cannot read the value at line ", e.mark.line + 1, ", column ",
-        e.mark.column + 1, ": ", e.msg));
+        e.mark.column + 1, ": ", absl::CHexEscape(e.msg)));
   }
   return config;
 }

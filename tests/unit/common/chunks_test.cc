@@ -124,5 +124,16 @@ TEST(ChunksTest, ConfigWithAListAsKeyIsAOneLineError) {
   EXPECT_FALSE(absl::StrContains(c.status().message(), "\n"));
 }
 
+// Also found by fuzz_Config: yaml-cpp's message quotes the offending byte,
+// which could be a line break; it is escaped now.
+TEST(ChunksTest, YamlErrorWithALineBreakStaysOneLine) {
+  const std::string yaml("{{Z{  : :\n\t-\x0f\0\n", 15);
+  absl::StatusOr<v1::ExperimentConfig> c = LoadConfigText(yaml);
+  ASSERT_FALSE(c.ok());
+  EXPECT_TRUE(absl::StartsWith(c.status().message(), "config: not valid YAML at line "))
+      << c.status();
+  EXPECT_FALSE(absl::StrContains(c.status().message(), "\n"));
+}
+
 }  // namespace
 }  // namespace fedsim
