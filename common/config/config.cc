@@ -264,7 +264,20 @@ absl::StatusOr<v1::ExperimentConfig> ParseConfigYaml(absl::string_view yaml) {
   v1::ExperimentConfig config;
   if (root.IsNull()) return config;
   try {
-    FEDSIM_RETURN_IF_ERROR(MapOnto(root, config, ""));
+    if (absl::Status s = MapOnto(root, config, ""); !s.ok()) {
+      // Keys and values from the file are quoted in the message: keep it one
+      // line whatever bytes they hold (found by fuzz_Config).
+      std::string line;
+      for (const char ch : s.message()) {
+        const auto u = static_cast<unsigned char>(ch);
+        if (u < 0x20 || u == 0x7f) {
+          line += absl::StrCat("\\x", absl::Hex(u, absl::kZeroPad2));
+        } else {
+          line += ch;
+        }
+      }
+      return absl::Status(s.code(), line);
+    }
   } catch (const YAML::Exception& e) {
     // A conversion the checks above missed: still a one-line config error
     // (found by fuzzing, docs/reliability.md), never a crash.

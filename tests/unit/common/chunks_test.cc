@@ -135,5 +135,13 @@ TEST(ChunksTest, YamlErrorWithALineBreakStaysOneLine) {
   EXPECT_FALSE(absl::StrContains(c.status().message(), "\n"));
 }
 
+// And: an unknown key holding a line break is quoted escaped.
+TEST(ChunksTest, UnknownKeyWithALineBreakStaysOneLine) {
+  absl::StatusOr<v1::ExperimentConfig> c = LoadConfigText("local: {\"grad_clip\\nx\": 1}\n");
+  ASSERT_FALSE(c.ok());
+  EXPECT_TRUE(absl::StartsWith(c.status().message(), "config: local.grad_clip\\x0ax: unknown key"))
+      << c.status();
+}
+
 }  // namespace
 }  // namespace fedsim
