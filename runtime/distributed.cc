@@ -38,6 +38,7 @@ CoordinatorOptions OptionsFromConfig(const v1::ExperimentConfig& config) {
   o.pin_clients = ClientsKeepState(config);
   o.heartbeat_interval = absl::Seconds(d.heartbeat_interval_s());
   o.heartbeat_patience = d.heartbeat_patience();
+  o.max_workers = d.max_workers();
   return o;
 }
 

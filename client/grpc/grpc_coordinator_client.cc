@@ -8,8 +8,11 @@
 #include "absl/time/clock.h"
 #include "client/grpc/credentials.h"
 #include "common/base/keepalive.h"
+#include "common/codec/chunks.h"
+#include "common/codec/flat_bytes.h"
 #include "common/codec/task_codec.h"
 #include "fedsim/v1/service.grpc.pb.h"
+#include "common/base/status_macros.h"
 #include "grpcpp/grpcpp.h"
 
 namespace fedsim {
@@ -24,9 +27,15 @@ class GrpcCoordinatorClient : public CoordinatorClient {
  public:
   explicit GrpcCoordinatorClient(const GrpcClientOptions& options)
       : options_(options) {
+    Connect(options.max_message_bytes);
+  }
+
+  // (Re)creates the channel with `max_message_bytes` as the send and
+  // receive limit, the same as the coordinator's.
+  void Connect(std::int64_t max_message_bytes) {
     grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
-    args.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
+    args.SetMaxReceiveMessageSize(static_cast<int>(max_message_bytes));
+    args.SetMaxSendMessageSize(static_cast<int>(max_message_bytes));
     // Keepalive pings, also during a long poll and between calls: a
     // connection that died silently (the worker's network cut and
     // restored, its address changed, a NAT dropped it) fails within
@@ -37,10 +46,23 @@ class GrpcCoordinatorClient : public CoordinatorClient {
     args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
     args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
     args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
-    ApplyChannelAuthArgs(options.auth, args);
-    channel_ = grpc::CreateCustomChannel(
-        options.target, MakeChannelCredentials(options.auth), args);
-    stub_ = v1::Coordinator::NewStub(channel_);
+    ApplyChannelAuthArgs(options_.auth, args);
+    auto channel = grpc::CreateCustomChannel(
+        options_.target, MakeChannelCredentials(options_.auth), args);
+    std::shared_ptr<v1::Coordinator::Stub> stub = v1::Coordinator::NewStub(channel);
+    std::unique_lock<std::mutex> lock(mu_);
+    channel_ = std::move(channel);
+    stub_ = std::move(stub);
+    max_message_bytes_ = max_message_bytes;
+  }
+
+  std::shared_ptr<v1::Coordinator::Stub> stub() const {
+    std::unique_lock<std::mutex> lock(mu_);
+    return stub_;
+  }
+  std::int64_t chunk_bytes() const {
+    std::unique_lock<std::mutex> lock(mu_);
+    return chunk_bytes_;
   }
 
   absl::StatusOr<JoinReply> Join(const std::string& worker_name) override {
@@ -59,11 +81,22 @@ class GrpcCoordinatorClient : public CoordinatorClient {
     request.set_worker_name(worker_name);
     SignJoinRequest(options_.auth, absl::Now(), request);
     v1::JoinResponse response;
-    grpc::Status s = stub_->Join(&ctx, request, &response);
+    grpc::Status s = stub()->Join(&ctx, request, &response);
     if (!s.ok()) return ExplainJoinFailure(options_.auth, options_.target, FromGrpc(s));
     {
       std::lock_guard<std::mutex> lock(mu_);
       session_ = response.session();
+    }
+    grpc::Status s = stub()->Join(&ctx, request, &response);
+    if (!s.ok()) return FromGrpc(s);
+    // Adopt the run's limits: the coordinator uses the same.
+    const auto& dist = response.config().distributed();
+    if (dist.chunk_bytes() > 0) {
+      std::unique_lock<std::mutex> lock(mu_);
+      chunk_bytes_ = dist.chunk_bytes();
+    }
+    if (dist.max_message_bytes() > 0 && dist.max_message_bytes() != max_message_bytes()) {
+      Connect(dist.max_message_bytes());
     }
     JoinReply reply;
     reply.worker = WorkerId(static_cast<std::int64_t>(response.worker_id()));
@@ -82,13 +115,29 @@ class GrpcCoordinatorClient : public CoordinatorClient {
     v1::PullTaskRequest request;
     request.set_worker_id(static_cast<std::uint64_t>(worker.value));
     v1::PullTaskResponse response;
-    grpc::Status s = stub_->PullTask(&ctx, request, &response);
+    grpc::Status s = stub()->PullTask(&ctx, request, &response);
     if (!s.ok()) return FromGrpc(s);
     PullResult out;
     out.run_finished = response.run_finished();
     out.retry_after_ms = response.retry_after_ms();
     if (response.has_task()) {
-      absl::StatusOr<Task> task = DecodeTask(response.task(), dim);
+      v1::Task* msg = response.mutable_task();
+      absl::Status fetched = absl::OkStatus();
+      if (msg->has_parameters_ref()) {
+        fetched = Fetch(worker, *msg, v1::CHUNK_FIELD_PARAMETERS, msg->parameters_ref(),
+                        dim, msg->mutable_parameters());
+      }
+      if (fetched.ok() && msg->has_server_control_ref()) {
+        fetched = Fetch(worker, *msg, v1::CHUNK_FIELD_SERVER_CONTROL,
+                        msg->server_control_ref(), dim, msg->mutable_server_control());
+      }
+      if (absl::IsFailedPrecondition(fetched) || absl::IsPermissionDenied(fetched)) {
+        // The task closed (round deadline) or moved while it was fetched:
+        // there is nothing to do; poll again.
+        return out;
+      }
+      if (!fetched.ok()) return fetched;
+      absl::StatusOr<Task> task = DecodeTask(*msg, dim);
       if (!task.ok()) return task.status();
       out.task = *std::move(task);
     }
@@ -103,9 +152,21 @@ class GrpcCoordinatorClient : public CoordinatorClient {
     if (tracked.cancelled()) return absl::CancelledError("worker stopping");
     v1::PushResultRequest request;
     request.set_worker_id(static_cast<std::uint64_t>(worker.value));
-    EncodeResult(result, *request.mutable_result());
+    v1::Result* msg = request.mutable_result();
+    EncodeResult(result, *msg);
+    const auto chunk = static_cast<std::size_t>(chunk_bytes());
+    if (msg->update().size() > chunk) {
+      FEDSIM_RETURN_IF_ERROR(Upload(worker, msg->task_id(), v1::CHUNK_FIELD_UPDATE,
+                                    msg->mutable_update(), msg->mutable_update_ref()));
+    }
+    if (msg->control_delta().size() > chunk) {
+      FEDSIM_RETURN_IF_ERROR(Upload(worker, msg->task_id(), v1::CHUNK_FIELD_CONTROL_DELTA,
+                                    msg->mutable_control_delta(),
+                                    msg->mutable_control_delta_ref()));
+    }
+    FEDSIM_RETURN_IF_ERROR(CheckSize("PushResult", request));
     v1::PushResultResponse response;
-    grpc::Status s = stub_->PushResult(&ctx, request, &response);
+    grpc::Status s = stub()->PushResult(&ctx, request, &response);
     if (!s.ok()) return FromGrpc(s);
     return response.duplicate();
   }
@@ -117,7 +178,7 @@ class GrpcCoordinatorClient : public CoordinatorClient {
     v1::LeaveRequest request;
     request.set_worker_id(static_cast<std::uint64_t>(worker.value));
     v1::LeaveResponse response;
-    return FromGrpc(stub_->Leave(&ctx, request, &response));
+    return FromGrpc(stub()->Leave(&ctx, request, &response));
   }
 
   absl::Status Heartbeat(WorkerId worker) override {
@@ -134,7 +195,7 @@ class GrpcCoordinatorClient : public CoordinatorClient {
     v1::HeartbeatRequest request;
     request.set_worker_id(static_cast<std::uint64_t>(worker.value));
     v1::HeartbeatResponse response;
-    return FromGrpc(stub_->Heartbeat(&ctx, request, &response));
+    return FromGrpc(stub()->Heartbeat(&ctx, request, &response));
   }
 
   void CancelCalls() override {
@@ -144,6 +205,90 @@ class GrpcCoordinatorClient : public CoordinatorClient {
   }
 
  private:
+  std::int64_t max_message_bytes() const {
+    std::unique_lock<std::mutex> lock(mu_);
+    return max_message_bytes_;
+  }
+
+  // A message over the limit would fail in gRPC; say so before sending.
+  absl::Status CheckSize(const char* rpc, const google::protobuf::Message& m) const {
+    const auto size = static_cast<std::int64_t>(m.ByteSizeLong());
+    if (size > max_message_bytes()) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          rpc, " message is ", size, " bytes; over distributed.max_message_bytes = ",
+          max_message_bytes()));
+    }
+    return absl::OkStatus();
+  }
+
+  // Fetches a task field described by `ref` chunk by chunk, checking every
+  // chunk (offset, length, checksum) and then the whole (size, SHA-256).
+  absl::Status Fetch(WorkerId worker, const v1::Task& task, v1::ChunkField field,
+                     const v1::ChunkRef& ref, std::int64_t dim, std::string* out) {
+    const std::int64_t expected = dim * static_cast<std::int64_t>(sizeof(double));
+    if (ref.size() != expected) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "task ", task.task_id(), " ChunkRef.size = ", ref.size(),
+          "; must be 8 * d = ", expected));
+    }
+    const std::int64_t chunk = chunk_bytes();
+    std::string bytes;
+    bytes.reserve(static_cast<std::size_t>(expected));
+    for (std::int64_t offset = 0; offset < expected; offset += chunk) {
+      grpc::ClientContext ctx;
+      SetDeadline(ctx, options_.rpc_timeout);
+      v1::FetchChunkRequest request;
+      request.set_worker_id(static_cast<std::uint64_t>(worker.value));
+      request.set_task_id(task.task_id());
+      request.set_field(field);
+      request.set_offset(offset);
+      request.set_length(ChunkLength(expected, chunk, offset));
+      v1::FetchChunkResponse response;
+      grpc::Status s = stub()->FetchChunk(&ctx, request, &response);
+      if (!s.ok()) return FromGrpc(s);
+      if (response.offset() != offset) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "FetchChunkResponse.offset = ", response.offset(), "; must be ", offset,
+            " (the offset asked for)"));
+      }
+      FEDSIM_RETURN_IF_ERROR(CheckChunk("FetchChunkResponse", expected, chunk, offset,
+                                        response.data(), response.sha256()));
+      bytes.append(response.data());
+    }
+    FEDSIM_RETURN_IF_ERROR(CheckAssembled(
+        absl::StrCat("task ", task.task_id(), " ChunkRef"), bytes, ref.size(),
+        ref.sha256()));
+    *out = std::move(bytes);
+    return absl::OkStatus();
+  }
+
+  // Uploads `*bytes` in chunks, then replaces it by a ChunkRef in `ref`.
+  absl::Status Upload(WorkerId worker, std::uint64_t task, v1::ChunkField field,
+                      std::string* bytes, v1::ChunkRef* ref) {
+    const auto total = static_cast<std::int64_t>(bytes->size());
+    const std::int64_t chunk = chunk_bytes();
+    for (std::int64_t offset = 0; offset < total; offset += chunk) {
+      grpc::ClientContext ctx;
+      SetDeadline(ctx, options_.rpc_timeout);
+      v1::UploadChunkRequest request;
+      request.set_worker_id(static_cast<std::uint64_t>(worker.value));
+      request.set_task_id(task);
+      request.set_field(field);
+      request.set_total_size(total);
+      request.set_offset(offset);
+      request.set_data(bytes->substr(static_cast<std::size_t>(offset),
+                                     static_cast<std::size_t>(ChunkLength(total, chunk, offset))));
+      request.set_sha256(Sha256Digest(request.data()));
+      v1::UploadChunkResponse response;
+      grpc::Status s = stub()->UploadChunk(&ctx, request, &response);
+      if (!s.ok()) return FromGrpc(s);
+    }
+    ref->set_size(total);
+    ref->set_sha256(Sha256Digest(*bytes));
+    bytes->clear();
+    return absl::OkStatus();
+  }
+
   void SetDeadline(grpc::ClientContext& ctx, absl::Duration d) {
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + d));
     // Wait for the coordinator to come up instead of failing at once.
@@ -152,8 +297,6 @@ class GrpcCoordinatorClient : public CoordinatorClient {
     if (!session_.empty()) ctx.AddMetadata("fedsim-session", session_);
   }
 
-  std::mutex mu_;
-  std::string session_;  // from the last join; empty without authentication
 
   // Registers a call for CancelCalls while it is in flight.
   class Tracked {
@@ -179,8 +322,13 @@ class GrpcCoordinatorClient : public CoordinatorClient {
   std::set<grpc::ClientContext*> calls_;
   bool cancelled_ = false;
   GrpcClientOptions options_;
+  mutable std::mutex mu_;
+  std::string session_;  // from the last join; empty without authentication
   std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::Coordinator::Stub> stub_;
+  std::shared_ptr<v1::Coordinator::Stub> stub_;
+  std::int64_t max_message_bytes_ = 0;
+  // distributed.chunk_bytes of the run, learnt at Join.
+  std::int64_t chunk_bytes_ = std::int64_t{1} << 20;
 };
 
 }  // namespace

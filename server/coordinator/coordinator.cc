@@ -44,6 +44,11 @@ absl::StatusOr<WorkerId> Coordinator::Join(const std::string& name) {
   if (stop_requested_) {
     return absl::UnavailableError("coordinator shutting down; not accepting workers");
   }
+  if (static_cast<std::int64_t>(workers_.size()) >= options_.max_workers) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "Join: ", workers_.size(), " workers are registered; distributed.max_workers = ",
+        options_.max_workers));
+  }
   const std::int64_t id = next_worker_id_++;
   workers_[id] = WorkerInfo{name, absl::Now()};
   (void)run_->log->Event({{"event", "worker_joined"},
@@ -390,6 +395,40 @@ absl::StatusOr<std::string> Coordinator::CheckpointLastCompletedRound() {
       run_->log->dir(), *unsaved_, run_->config.checkpoint().keep());
   if (path.ok()) unsaved_.reset();
   return path;
+}
+
+void Coordinator::RecordChunkRejected(WorkerId worker, std::int64_t task,
+                                      const std::string& rpc,
+                                      const absl::Status& status) {
+  (void)run_->log->Event({{"event", "chunk_rejected"},
+                          {"rpc", rpc},
+                          {"task", task},
+                          {"worker", worker.value},
+                          {"code", absl::StatusCodeToString(status.code())},
+                          {"reason", std::string(status.message())}});
+}
+
+absl::StatusOr<Task> Coordinator::IssuedTask(WorkerId worker,
+                                             std::int64_t task) const {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (workers_.count(worker.value) == 0) {
+    return absl::NotFoundError(absl::StrCat(
+        "worker ", worker.value, " is not registered; join again"));
+  }
+  auto a = assigned_.find(task);
+  if (a == assigned_.end()) {
+    if (task <= 0 || task > last_issued_task_) {
+      return absl::NotFoundError(absl::StrCat("task ", task, " was never issued"));
+    }
+    return absl::FailedPreconditionError(absl::StrCat(
+        "task ", task, " is not open (its round is closed or it was not handed out)"));
+  }
+  if (a->second != worker.value) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "task ", task, " was issued to worker ", a->second, ", not to worker ",
+        worker.value));
+  }
+  return issued_.at(task);
 }
 
 absl::Status Coordinator::Leave(WorkerId worker) {

@@ -63,6 +63,9 @@ struct CoordinatorOptions {
   // re-issued unchanged to the live workers, or dropped if none is left.
   absl::Duration heartbeat_interval = absl::Seconds(30);
   int heartbeat_patience = 2;
+  // Most workers registered at once (distributed.max_workers); a Join past
+  // it fails with kResourceExhausted.
+  int max_workers = 1000;
 };
 
 struct PullReply {
@@ -107,6 +110,15 @@ class Coordinator {
   void RecordRejectedPush(WorkerId worker, std::int64_t task,
                           std::int64_t client, const absl::Status& status);
 
+  // The task `task` if it was handed to `worker` in the open round (the
+  // transport serves its large fields in chunks). Errors: kNotFound (unknown
+  // worker or task), kPermissionDenied (handed to another worker),
+  // kFailedPrecondition (not handed out, or its round is closed).
+  absl::StatusOr<Task> IssuedTask(WorkerId worker, std::int64_t task) const;
+  // Records a chunk the transport rejected (FetchChunk / UploadChunk) in
+  // events.jsonl as chunk_rejected.
+  void RecordChunkRejected(WorkerId worker, std::int64_t task,
+                           const std::string& rpc, const absl::Status& status);
   // Unregisters a worker; its unfinished tasks go back to the queue.
   absl::Status Leave(WorkerId worker);
 

@@ -8,6 +8,8 @@
 #include "common/codec/task_codec.h"
 #include "fedsim/v1/service.grpc.pb.h"
 #include "server/grpc/auth.h"
+#include "grpcpp/resource_quota.h"
+#include "server/grpc/chunk_store.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/grpcpp.h"
 
@@ -43,7 +45,37 @@ class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
   Impl(const Options& options, Coordinator* coordinator,
        const v1::ExperimentConfig& config, std::int64_t dim)
       : options_(options), coordinator_(coordinator), config_(config), dim_(dim),
-        auth_(options.auth, options.log) {}
+        auth_(options.auth, options.log),
+        chunks_(ChunkLimits(config), coordinator, dim) {}
+
+  static ChunkStore::Limits ChunkLimits(const v1::ExperimentConfig& config) {
+    ChunkStore::Limits limits;
+    const auto& d = config.distributed();
+    if (d.has_chunk_bytes()) limits.chunk_bytes = d.chunk_bytes();
+    if (d.has_max_inflight_per_worker()) {
+      limits.max_inflight_per_worker = d.max_inflight_per_worker();
+    }
+    if (d.has_max_upload_buffer_bytes()) {
+      limits.max_buffer_bytes = d.max_upload_buffer_bytes();
+    }
+    return limits;
+  }
+
+  // Counts a call of `worker` in flight while it lives (per-worker cap).
+  class CallGuard {
+   public:
+    CallGuard(ChunkStore* chunks, WorkerId worker, const char* rpc)
+        : chunks_(chunks), worker_(worker), status_(chunks->AcquireCall(worker, rpc)) {}
+    ~CallGuard() {
+      if (status_.ok()) chunks_->ReleaseCall(worker_);
+    }
+    const absl::Status& status() const { return status_; }
+
+   private:
+    ChunkStore* const chunks_;
+    const WorkerId worker_;
+    const absl::Status status_;
+  };
 
   grpc::ServerUnaryReactor* Join(grpc::CallbackServerContext* ctx,
                                  const v1::JoinRequest* request,
@@ -83,7 +115,7 @@ class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
     const absl::Time deadline = absl::FromChrono(ctx->deadline());
     const std::int64_t id = coordinator_->PullTask(
         WorkerId(static_cast<std::int64_t>(request->worker_id())), deadline,
-        [reactor, response](absl::StatusOr<PullReply> reply) {
+        [this, reactor, response](absl::StatusOr<PullReply> reply) {
           if (!reply.ok()) {
             reactor->Finish(ToGrpc(reply.status()));
             return;
@@ -92,6 +124,7 @@ class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
           response->set_retry_after_ms(reply->retry_after_ms);
           if (reply->task.has_value()) {
             EncodeTask(*reply->task, *response->mutable_task());
+            chunks_.OffloadTask(*reply->task, *response->mutable_task());
           }
           reactor->Finish(grpc::Status::OK);
         });
@@ -108,7 +141,22 @@ class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
       reactor->Finish(ToGrpc(s));
       return reactor;
     }
-    absl::StatusOr<ClientResult> result = DecodeResult(request->result(), dim_);
+    CallGuard guard(&chunks_, worker, "PushResult");
+    if (!guard.status().ok()) {
+      reactor->Finish(ToGrpc(guard.status()));
+      return reactor;
+    }
+    // Large fields were uploaded in chunks: assemble and check them first.
+    const v1::Result* message = &request->result();
+    v1::Result resolved;
+    absl::Status assembled;
+    if (message->has_update_ref() || message->has_control_delta_ref()) {
+      resolved = *message;
+      assembled = chunks_.ResolveResult(worker, resolved);
+      message = &resolved;
+    }
+    absl::StatusOr<ClientResult> result =
+        assembled.ok() ? DecodeResult(*message, dim_) : assembled;
     if (!result.ok()) {
       coordinator_->RecordRejectedPush(
           worker, static_cast<std::int64_t>(request->result().task_id()),
@@ -135,7 +183,10 @@ class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
     absl::Status s = auth_.CheckCall(*ctx, "Leave", worker);
     if (s.ok()) {
       s = coordinator_->Leave(WorkerId(worker));
-      if (s.ok()) auth_.CloseSession(worker);
+      if (s.ok()) {
+        auth_.CloseSession(worker);
+        chunks_.DropWorker(WorkerId(worker));
+      }
     }
     reactor->Finish(ToGrpc(s));
     return reactor;
@@ -152,11 +203,48 @@ class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
     return reactor;
   }
 
+  grpc::ServerUnaryReactor* FetchChunk(grpc::CallbackServerContext* ctx,
+                                       const v1::FetchChunkRequest* request,
+                                       v1::FetchChunkResponse* response) override {
+    auto* reactor = ctx->DefaultReactor();
+    absl::Status status = auth_.CheckCall(
+        *ctx, "FetchChunk", static_cast<std::int64_t>(request->worker_id()));
+    if (status.ok()) status = chunks_.Fetch(*request, response);
+    if (absl::IsInvalidArgument(status)) {
+      coordinator_->RecordChunkRejected(
+          WorkerId(static_cast<std::int64_t>(request->worker_id())),
+          static_cast<std::int64_t>(request->task_id()), "FetchChunk", status);
+    }
+    reactor->Finish(ToGrpc(status));
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* UploadChunk(grpc::CallbackServerContext* ctx,
+                                        const v1::UploadChunkRequest* request,
+                                        v1::UploadChunkResponse* response) override {
+    auto* reactor = ctx->DefaultReactor();
+    const WorkerId worker(static_cast<std::int64_t>(request->worker_id()));
+    absl::Status status = auth_.CheckCall(*ctx, "UploadChunk", worker.value);
+    if (!status.ok()) {
+      reactor->Finish(ToGrpc(status));
+      return reactor;
+    }
+    CallGuard guard(&chunks_, worker, "UploadChunk");
+    status = guard.status().ok() ? chunks_.Upload(*request, response) : guard.status();
+    if (absl::IsInvalidArgument(status) || absl::IsResourceExhausted(status)) {
+      coordinator_->RecordChunkRejected(
+          worker, static_cast<std::int64_t>(request->task_id()), "UploadChunk", status);
+    }
+    reactor->Finish(ToGrpc(status));
+    return reactor;
+  }
+
   Options options_;
   Coordinator* const coordinator_;
   const v1::ExperimentConfig config_;
   const std::int64_t dim_;
   ServerAuth auth_;
+  ChunkStore chunks_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   bool stopped_ = false;
@@ -174,9 +262,25 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
                                      coordinator->num_parameters());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, impl->auth_.Credentials(), &impl->port_);
+  // An empty address serves only InProcessChannel() (tests, fuzzers).
+  if (!options.listen.empty()) {
+    builder.AddListeningPort(options.listen, impl->auth_.Credentials(), &impl->port_);
+  }
+  // The same limits as the workers' (client/grpc): a larger message fails
+  // with RESOURCE_EXHAUSTED naming its size and the limit.
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
+  // Caps (docs/reliability.md, "Messages, chunks and caps").
+  const auto& dist = config.distributed();
+  if (dist.has_max_concurrent_streams()) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                               dist.max_concurrent_streams());
+  }
+  if (dist.has_resource_quota_bytes()) {
+    grpc::ResourceQuota quota("fedsim-coordinator");
+    quota.Resize(static_cast<std::size_t>(dist.resource_quota_bytes()));
+    builder.SetResourceQuota(quota);
+  }
   // Workers send keepalive pings every kClientKeepaliveTimeMs, with or
   // without a call in flight (client/grpc): accept them rather than answer
   // GOAWAY "too_many_pings" (gRPC's default minimum interval is 5 minutes).
@@ -187,7 +291,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
   builder.RegisterService(impl.get());
   impl->server_ = builder.BuildAndStart();
-  if (impl->server_ == nullptr || impl->port_ == 0) {
+  if (impl->server_ == nullptr || (!options.listen.empty() && impl->port_ == 0)) {
     return absl::UnavailableError(
         absl::StrCat("cannot listen on '", options.listen, "'"));
   }
@@ -200,6 +304,14 @@ int CoordinatorServer::port() const { return impl_->port_; }
 void CoordinatorServer::SetNotServing() {
   if (impl_ == nullptr || impl_->server_ == nullptr) return;
   impl_->server_->GetHealthCheckService()->SetServingStatus(false);
+}
+
+std::shared_ptr<grpc::Channel> CoordinatorServer::InProcessChannel(
+    std::int64_t max_message_bytes) const {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(static_cast<int>(max_message_bytes));
+  args.SetMaxSendMessageSize(static_cast<int>(max_message_bytes));
+  return impl_->server_->InProcessChannel(args);
 }
 
 void CoordinatorServer::Shutdown(absl::Duration grace) {

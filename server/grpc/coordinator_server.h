@@ -26,11 +26,16 @@
 #include "common/runlog/run_log.h"
 #include "server/coordinator/coordinator.h"
 
+namespace grpc {
+class Channel;
+}  // namespace grpc
+
 namespace fedsim {
 
 class CoordinatorServer {
  public:
   struct Options {
+    // Empty: no listening port, only InProcessChannel() (tests, fuzzers).
     std::string listen = "0.0.0.0:50051";
     std::int64_t max_message_bytes = 64 << 20;
     // Sent to workers with their id; changes with every coordinator start.
@@ -55,6 +60,10 @@ class CoordinatorServer {
 
   // Marks the health service NOT_SERVING (a graceful stop begins).
   void SetNotServing();
+  // A channel to this server inside the process, no network; its message
+  // limits are `max_message_bytes` both ways.
+  std::shared_ptr<grpc::Channel> InProcessChannel(
+      std::int64_t max_message_bytes) const;
 
   // Marks the health service NOT_SERVING, then stops, letting in-flight
   // calls finish for at most `grace`. Idempotent.
