@@ -141,12 +141,18 @@ std::int64_t CountArgMaxHits(const RowMajorMatrixD& logits,
 // Writes the weight block of a linear layer's per-example gradients:
 // columns [offset, offset + a.cols() * g.cols()) of `out` receive, for each
 // output unit c, diag(g.col(c)) * a (row i: a_i scaled by g_ic).
+// Written row by row, each block a contiguous scaled copy of a_i (the
+// column-block form diag(G.col(c)) * A computed the same products, one
+// strided coefficient at a time, several times slower).
 void WriteOuterProductRows(const RowMajorMatrixD& a, const RowMajorMatrixD& g,
                            Index offset, RowMajorMatrixD& out) {
   const Index width = a.cols();
-  for (Index c = 0; c < g.cols(); ++c) {
-    out.middleCols(offset + c * width, width).noalias() =
-        g.col(c).asDiagonal() * a;
+  for (Index i = 0; i < a.rows(); ++i) {
+    double* row = out.row(i).data() + offset;
+    for (Index c = 0; c < g.cols(); ++c) {
+      Eigen::Map<Eigen::RowVectorXd>(row + c * width, width) =
+          g(i, c) * a.row(i);
+    }
   }
 }
 
@@ -212,9 +218,14 @@ class LeastSquares final : public ObjectiveBase {
   }
 
   void PerExampleGradients(const FlatVector& params, const Batch& batch,
-                           RowMajorMatrixD& gradients) const override {
+                           RowMajorMatrixD& gradients,
+                           double* loss) const override {
     CheckInputs(params, batch);
     const Eigen::VectorXd r = Residuals(params, batch);
+    if (loss != nullptr) {
+      const double inv_b = 1.0 / static_cast<double>(batch.size());
+      *loss = AddL2(params, 0.5 * r.squaredNorm() * inv_b, nullptr);
+    }
     gradients.resize(batch.size(), d_);
     gradients.noalias() = r.asDiagonal() * batch.x;
   }
@@ -264,9 +275,18 @@ class Logistic final : public ObjectiveBase {
   }
 
   void PerExampleGradients(const FlatVector& params, const Batch& batch,
-                           RowMajorMatrixD& gradients) const override {
+                           RowMajorMatrixD& gradients,
+                           double* loss) const override {
     CheckInputs(params, batch);
     Eigen::VectorXd s = Margins(params, batch);
+    if (loss != nullptr) {
+      const double inv_b = 1.0 / static_cast<double>(batch.size());
+      double total = 0.0;
+      for (Index i = 0; i < s.size(); ++i) {
+        total += Softplus(s[i]) - batch.y[i] * s[i];
+      }
+      *loss = AddL2(params, total * inv_b, nullptr);
+    }
     for (Index i = 0; i < s.size(); ++i) s[i] = Sigmoid(s[i]) - batch.y[i];
     gradients.resize(batch.size(), d_ + 1);
     gradients.leftCols(d_).noalias() = s.asDiagonal() * batch.x;
@@ -323,10 +343,15 @@ class Softmax final : public ObjectiveBase {
   }
 
   void PerExampleGradients(const FlatVector& params, const Batch& batch,
-                           RowMajorMatrixD& gradients) const override {
+                           RowMajorMatrixD& gradients,
+                           double* loss) const override {
     CheckInputs(params, batch);
     RowMajorMatrixD g = Logits(params, batch);
-    SoftmaxCrossEntropyInPlace(batch.y, g);  // g = P - Y
+    const double total = SoftmaxCrossEntropyInPlace(batch.y, g);  // g = P - Y
+    if (loss != nullptr) {
+      *loss = AddL2(params, total * (1.0 / static_cast<double>(batch.size())),
+                    nullptr);
+    }
     gradients.resize(batch.size(), NumParameters());
     WriteOuterProductRows(batch.x, g, 0, gradients);
     gradients.rightCols(c_) = g;
@@ -395,12 +420,17 @@ class Mlp final : public ObjectiveBase {
   }
 
   void PerExampleGradients(const FlatVector& params, const Batch& batch,
-                           RowMajorMatrixD& gradients) const override {
+                           RowMajorMatrixD& gradients,
+                           double* loss) const override {
     CheckInputs(params, batch);
     RowMajorMatrixD a;
     RowMajorMatrixD g;
     Forward(params, batch, a, g);
-    SoftmaxCrossEntropyInPlace(batch.y, g);  // g = P - Y
+    const double total = SoftmaxCrossEntropyInPlace(batch.y, g);  // g = P - Y
+    if (loss != nullptr) {
+      *loss = AddL2(params, total * (1.0 / static_cast<double>(batch.size())),
+                    nullptr);
+    }
     const RowMajorMatrixD delta = HiddenDelta(params, a, g);
     gradients.resize(batch.size(), NumParameters());
     WriteOuterProductRows(batch.x, delta, 0, gradients);
