@@ -11,7 +11,10 @@ add overhead). float64 by default, like fedsim; --dtype float32 for
 PyTorch's usual precision.
 
 Prints one JSON object per line: {"name": "torch_sgd/B", "dtype": ...,
-"samples_per_s": best of --repeats epochs after one warm-up epoch}.
+"samples_per_s": best of --repeats epochs after one warm-up epoch}. Time is
+the process's CPU time, as Google Benchmark's items_per_second for
+bench_training: on a shared, busy machine it leaves out the time the
+process waits for a core.
 
   bench/.venv/bin/python3 bench/torch_sgd.py [--batch 10 32 128] [--rows 6000]
       [--repeats 3] [--dtype float64] [--data third_party/data/fashion-mnist]
@@ -90,9 +93,9 @@ def main():
         epoch()  # warm-up
         best = float("inf")
         for _ in range(args.repeats):
-            start = time.perf_counter()
+            start = time.process_time()
             epoch()
-            best = min(best, time.perf_counter() - start)
+            best = min(best, time.process_time() - start)
         print(json.dumps({"name": "torch_sgd/%d" % batch, "dtype": args.dtype,
                           "torch": torch.__version__, "rows": n,
                           "samples_per_s": n / best}), flush=True)
