@@ -90,8 +90,8 @@ absl::StatusOr<LocalTrainingOutput> RunLocalDpSgd(
         loss = objective.Evaluate(w, batch, &grad);
         v = grad * (static_cast<double>(b) / lot);
       } else {
-        // The loss comes from the per-example pass's own forward pass.
-        objective.PerExampleGradients(w, batch, per_example, &loss);
+        loss = objective.Evaluate(w, batch, nullptr);
+        objective.PerExampleGradients(w, batch, per_example);
         ClipFactors(per_example, dp.clip, factors);
         v.noalias() = per_example.transpose() * factors;  // sum_i f_i g_i
         v /= lot;

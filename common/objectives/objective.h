@@ -39,12 +39,8 @@ class Objective {
   // Per-example gradients of the per-example loss (without the L2 term),
   // one row per example: gradients is resized to batch.size() x
   // NumParameters(). Computed in matrix form, not by looping Evaluate.
-  // If `loss` is not null it receives, from the same forward pass, exactly
-  // (bit for bit) what Evaluate(params, batch, nullptr) returns: the mean
-  // loss plus the L2 term. DP-SGD then needs one forward pass, not two.
   virtual void PerExampleGradients(const FlatVector& params, const Batch& batch,
-                                   RowMajorMatrixD& gradients,
-                                   double* loss = nullptr) const = 0;
+                                   RowMajorMatrixD& gradients) const = 0;
 
   // Number of examples of `batch` whose predicted class equals the label.
   // Regression objectives return 0.

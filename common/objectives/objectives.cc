@@ -141,9 +141,10 @@ std::int64_t CountArgMaxHits(const RowMajorMatrixD& logits,
 // Writes the weight block of a linear layer's per-example gradients:
 // columns [offset, offset + a.cols() * g.cols()) of `out` receive, for each
 // output unit c, diag(g.col(c)) * a (row i: a_i scaled by g_ic).
-// Written row by row, each block a contiguous scaled copy of a_i (the
-// column-block form diag(G.col(c)) * A computed the same products, one
-// strided coefficient at a time, several times slower).
+// Written row by row, each block a contiguous scaled copy of a_i: the same
+// products as the column-block form diag(G.col(c)) * A, which Eigen
+// evaluated one strided coefficient at a time (several times slower; the
+// largest cost of a DP-SGD step, docs/performance.md).
 void WriteOuterProductRows(const RowMajorMatrixD& a, const RowMajorMatrixD& g,
                            Index offset, RowMajorMatrixD& out) {
   const Index width = a.cols();
@@ -218,14 +219,9 @@ class LeastSquares final : public ObjectiveBase {
   }
 
   void PerExampleGradients(const FlatVector& params, const Batch& batch,
-                           RowMajorMatrixD& gradients,
-                           double* loss) const override {
+                           RowMajorMatrixD& gradients) const override {
     CheckInputs(params, batch);
     const Eigen::VectorXd r = Residuals(params, batch);
-    if (loss != nullptr) {
-      const double inv_b = 1.0 / static_cast<double>(batch.size());
-      *loss = AddL2(params, 0.5 * r.squaredNorm() * inv_b, nullptr);
-    }
     gradients.resize(batch.size(), d_);
     gradients.noalias() = r.asDiagonal() * batch.x;
   }
@@ -275,18 +271,9 @@ class Logistic final : public ObjectiveBase {
   }
 
   void PerExampleGradients(const FlatVector& params, const Batch& batch,
-                           RowMajorMatrixD& gradients,
-                           double* loss) const override {
+                           RowMajorMatrixD& gradients) const override {
     CheckInputs(params, batch);
     Eigen::VectorXd s = Margins(params, batch);
-    if (loss != nullptr) {
-      const double inv_b = 1.0 / static_cast<double>(batch.size());
-      double total = 0.0;
-      for (Index i = 0; i < s.size(); ++i) {
-        total += Softplus(s[i]) - batch.y[i] * s[i];
-      }
-      *loss = AddL2(params, total * inv_b, nullptr);
-    }
     for (Index i = 0; i < s.size(); ++i) s[i] = Sigmoid(s[i]) - batch.y[i];
     gradients.resize(batch.size(), d_ + 1);
     gradients.leftCols(d_).noalias() = s.asDiagonal() * batch.x;
@@ -343,15 +330,10 @@ class Softmax final : public ObjectiveBase {
   }
 
   void PerExampleGradients(const FlatVector& params, const Batch& batch,
-                           RowMajorMatrixD& gradients,
-                           double* loss) const override {
+                           RowMajorMatrixD& gradients) const override {
     CheckInputs(params, batch);
     RowMajorMatrixD g = Logits(params, batch);
-    const double total = SoftmaxCrossEntropyInPlace(batch.y, g);  // g = P - Y
-    if (loss != nullptr) {
-      *loss = AddL2(params, total * (1.0 / static_cast<double>(batch.size())),
-                    nullptr);
-    }
+    SoftmaxCrossEntropyInPlace(batch.y, g);  // g = P - Y
     gradients.resize(batch.size(), NumParameters());
     WriteOuterProductRows(batch.x, g, 0, gradients);
     gradients.rightCols(c_) = g;
@@ -420,17 +402,12 @@ class Mlp final : public ObjectiveBase {
   }
 
   void PerExampleGradients(const FlatVector& params, const Batch& batch,
-                           RowMajorMatrixD& gradients,
-                           double* loss) const override {
+                           RowMajorMatrixD& gradients) const override {
     CheckInputs(params, batch);
     RowMajorMatrixD a;
     RowMajorMatrixD g;
     Forward(params, batch, a, g);
-    const double total = SoftmaxCrossEntropyInPlace(batch.y, g);  // g = P - Y
-    if (loss != nullptr) {
-      *loss = AddL2(params, total * (1.0 / static_cast<double>(batch.size())),
-                    nullptr);
-    }
+    SoftmaxCrossEntropyInPlace(batch.y, g);  // g = P - Y
     const RowMajorMatrixD delta = HiddenDelta(params, a, g);
     gradients.resize(batch.size(), NumParameters());
     WriteOuterProductRows(batch.x, delta, 0, gradients);

@@ -203,28 +203,6 @@ TEST_P(ObjectiveCaseTest, PerExampleRowsAverageToBatchGradient) {
   }
 }
 
-// DP-SGD takes the step's loss from the per-example pass: it must be
-// exactly Evaluate's, L2 term included.
-TEST_P(ObjectiveCaseTest, PerExampleLossIsEvaluateLossBitForBit) {
-  const ObjectiveSpec& spec = GetParam().spec;
-  for (const double l2 : {0.0, 0.25}) {
-    ObjectiveSpec s = spec;
-    s.l2 = l2;
-    const auto objective = MakeOrDie(s);
-    ASSERT_NE(objective, nullptr);
-    RngStream rng(29, RngPurpose::kTest, -1, 0);
-    const Batch batch = RandomBatch(s, 7, rng);
-    const FlatVector params =
-        RandomParams(objective->NumParameters(), GetParam().param_scale, rng);
-    RowMajorMatrixD rows, rows_without_loss;
-    double loss = -1.0;
-    objective->PerExampleGradients(params, batch, rows, &loss);
-    EXPECT_EQ(loss, objective->Evaluate(params, batch, nullptr)) << "l2 " << l2;
-    objective->PerExampleGradients(params, batch, rows_without_loss);
-    EXPECT_EQ(rows, rows_without_loss);
-  }
-}
-
 TEST_P(ObjectiveCaseTest, L2TermIsAddedOnce) {
   const ObjectiveSpec& spec = GetParam().spec;
   ObjectiveSpec unregularised_spec = spec;
