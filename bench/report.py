@@ -189,22 +189,28 @@ def table(results):
 
     # 5. Scale.
     scale = load_jsonl(os.path.join(results, "scale.jsonl"))
-    if len(scale) >= 2:
-        lo, hi = scale[0], scale[-1]
+    for ckpt, label in ((1, "checkpoint every round (default)"),
+                        (0, "checkpoints off")):
+        runs = [s for s in scale if s.get("checkpoint_every", 1) == ckpt]
+        if len(runs) < 2:
+            continue
+        lo, hi = runs[0], runs[-1]
         r = hi["per_round_s"] / lo["per_round_s"]
-        t.add("5 FedAU scale, N=%d vs N=%d" % (hi["clients"], lo["clients"]),
+        t.add("5 FedAU scale, N=%d vs N=%d, %s" % (hi["clients"], lo["clients"], label),
               "ms/round", fmt(hi["per_round_s"] * 1e3), fmt(lo["per_round_s"] * 1e3),
               fmt(r) + "x time", "<= 1.2x", verdict(r <= 1.2))
-        per_client = (hi["max_rss_kb"] - lo["max_rss_kb"]) * 1024.0 / (
-            hi["clients"] - lo["clients"])
-        t.add("5 FedAU scale, memory", "bytes/client (RSS slope)",
-              fmt(per_client), "data rows %s" % fmt(hi["data_bytes_per_client"]),
-              "", "(report)", "")
-        for s in scale:
-            t.notes.append(
-                "scale N=%d: %.3g ms/round over %d rounds, max RSS %.1f MiB%s"
-                % (s["clients"], s["per_round_s"] * 1e3, s["rounds"],
-                   s["max_rss_kb"] / 1024.0, s.get("note", "")))
+        if ckpt == 0:
+            per_client = (hi["max_rss_kb"] - lo["max_rss_kb"]) * 1024.0 / (
+                hi["clients"] - lo["clients"])
+            t.add("5 FedAU scale, memory", "bytes/client (RSS slope)",
+                  fmt(per_client), "data rows %s" % fmt(hi["data_bytes_per_client"]),
+                  "", "(report)", "")
+    for s in scale:
+        t.notes.append(
+            "scale N=%d, checkpoint.every %d: %.3g ms/round over %d rounds, "
+            "peak RSS %.1f MiB" % (s["clients"], s.get("checkpoint_every", 1),
+                                   s["per_round_s"] * 1e3, s["rounds"],
+                                   s["max_rss_kb"] / 1024.0))
 
     # 6. Wire.
     wire = load_json(os.path.join(results, "wire.json"))

@@ -177,17 +177,20 @@ EOF
 fi
 
 if want scale; then
-  rows_per_client=20 dim=20 srounds=200
+  rows_per_client=20 dim=20 srounds=100
   sizes="1000 10000 100000"
   [ $smoke = 1 ] && sizes="100 1000" srounds=5
   : > "$out/scale.jsonl"
   for n in $sizes; do
-    say "5 scale: FedAU, logistic regression, N = $n clients, cohort 100, $srounds rounds"
     data=$out/scale_data_$n
     python3 bench/scale_data.py "$data" $((n * rows_per_client)) $dim
     frac=$(python3 -c "print(100 / $n)")
-    scfg=$out/scale_$n.yaml
-    cat > "$scfg" <<EOF
+    # Twice: as configured by default (a checkpoint after every round,
+    # fsynced) and with checkpoints off (the round's computation alone).
+    for ckpt in 1 0; do
+      say "5 scale: FedAU, logistic regression, N = $n clients, cohort 100, $srounds rounds, checkpoint.every $ckpt"
+      scfg=$out/scale_${n}_ckpt$ckpt.yaml
+      cat > "$scfg" <<EOF
 name: bench_scale_$n
 seed: 1
 rounds: $srounds
@@ -199,20 +202,24 @@ algorithm: {name: fedau, server_lr: 1.0}
 local: {max_steps: 5, batch_size: 16, lr: 0.05}
 eval: {every: $srounds, train_loss: false}
 runtime: {threads: 2}
+checkpoint: {every: $ckpt}
 EOF
-    /usr/bin/time -f "%M" -o "$out/scale_$n.rss" \
-      "$bin/fedsim" run "$scfg" --out "$out/scale_run_$n" --quiet > /dev/null
-    m=$(metrics "$out/scale_run_$n")
-    rm -rf "$data"
-    python3 -c "
+      run=$out/scale_run_${n}_ckpt$ckpt
+      /usr/bin/time -f "%M" -o "$run.rss" "$bin/fedsim" run "$scfg" --out "$run" --quiet > /dev/null
+      python3 -c "
 import json, sys
-m = json.loads(sys.argv[1])
-rss = int(open(sys.argv[2]).read().split()[-1])
+sys.path.insert(0, 'bench')
+import report
+m = report.run_metrics(sys.argv[1])
+rss = int(open(sys.argv[1] + '.rss').read().split()[-1])
 # float32 features, float64 label, int64 row index
 data = $rows_per_client * ($dim * 4 + 8 + 8)
-print(json.dumps({'clients': $n, 'rounds': m['rounds'], 'per_round_s': m['per_round_s'],
-                  'max_rss_kb': rss, 'data_bytes_per_client': data}))
-" "$m" "$out/scale_$n.rss" >> "$out/scale.jsonl"
+print(json.dumps({'clients': $n, 'checkpoint_every': $ckpt, 'rounds': m['rounds'],
+                  'per_round_s': m['per_round_s'], 'max_rss_kb': rss,
+                  'data_bytes_per_client': data}))
+" "$run" >> "$out/scale.jsonl"
+    done
+    rm -rf "$data"
   done
 fi
 
