@@ -90,10 +90,16 @@ def main():
             model.bias.zero_()
         return model
 
-    # ClientApp: loads the training set once per process (a Ray actor).
-    cache = {}
-
+    # ClientApp: loads the training set once per process (a Ray actor). The
+    # ClientApp is unpickled afresh for every message, so the cache hangs on
+    # an importable module, which the actor keeps; a closure's dict would be
+    # a new, empty one every time (and every client would reload the data).
     def client_data(k):
+        import builtins
+        cache = getattr(builtins, "_fedsim_bench_cache", None)
+        if cache is None:
+            cache = {}
+            builtins._fedsim_bench_cache = cache
         if "x" not in cache:
             x, y = load_idx(os.path.join(data_dir, "train-images-idx3-ubyte.gz"),
                             os.path.join(data_dir, "train-labels-idx1-ubyte.gz"),
