@@ -180,8 +180,10 @@ def table(results):
               fmt(r) + "x faster", ">= 100x", verdict(r >= 100))
         if "train_s_per_round" in flw:
             t.notes.append(
-                "Flower, %d rounds: %.3g s/round, of which %.3g s in the "
-                "clients' training and %.3g s in the central evaluation"
+                "Flower, %d rounds: %.3g s/round; the ClientApps' training "
+                "took %.3g s per round summed over the round's clients (the "
+                "first round includes each Ray actor's data loading), the "
+                "central evaluation %.3g s per round"
                 % (flw["rounds"], flw["per_round_s"], flw["train_s_per_round"],
                    flw["eval_s_per_round"]))
     if e2e.get("flower_skipped"):
