@@ -141,12 +141,19 @@ std::int64_t CountArgMaxHits(const RowMajorMatrixD& logits,
 // Writes the weight block of a linear layer's per-example gradients:
 // columns [offset, offset + a.cols() * g.cols()) of `out` receive, for each
 // output unit c, diag(g.col(c)) * a (row i: a_i scaled by g_ic).
+// Written row by row, each block a contiguous scaled copy of a_i: the same
+// products as the column-block form diag(G.col(c)) * A, which Eigen
+// evaluated one strided coefficient at a time (several times slower; the
+// largest cost of a DP-SGD step, docs/performance.md).
 void WriteOuterProductRows(const RowMajorMatrixD& a, const RowMajorMatrixD& g,
                            Index offset, RowMajorMatrixD& out) {
   const Index width = a.cols();
-  for (Index c = 0; c < g.cols(); ++c) {
-    out.middleCols(offset + c * width, width).noalias() =
-        g.col(c).asDiagonal() * a;
+  for (Index i = 0; i < a.rows(); ++i) {
+    double* row = out.row(i).data() + offset;
+    for (Index c = 0; c < g.cols(); ++c) {
+      Eigen::Map<Eigen::RowVectorXd>(row + c * width, width) =
+          g(i, c) * a.row(i);
+    }
   }
 }
 

@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# The whole benchmark suite (docs/performance.md): runs every benchmark and
+# its baselines, then prints the table of ratios (also written to
+# RESULTS/table.md, next to the raw results).
+#
+#   BUILD_BENCHMARKS=ON scripts/build.sh   # once: fedsim and bench/ binaries
+#   bench/setup.sh                         # once, optional: PyTorch, Flower
+#   bench/run.sh [--build-dir build] [--out DIR] [--only LIST] [--smoke]
+#
+# LIST is a comma-separated subset of aggregation,training,e2e,scale,wire
+# (default: all). Results go to bench/results/<UTC time>/ unless --out.
+# --smoke: tiny sizes and few rounds, every binary and script once except
+# the Flower baseline (the ctest test bench_smoke); its numbers mean nothing.
+# Baselines that are not installed are skipped with a line saying why.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+build=build
+out=""
+only="aggregation,training,e2e,scale,wire"
+smoke=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --build-dir) build=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    --only) only=$2; shift 2 ;;
+    --smoke) smoke=1; shift ;;
+    *) echo "bench/run.sh: unknown argument '$1' (see the header of bench/run.sh)" >&2; exit 2 ;;
+  esac
+done
+bin=$build/bin
+for b in bench_aggregation bench_training bench_export_partition fedsim fedsim-client; do
+  if [ ! -x "$bin/$b" ]; then
+    echo "bench/run.sh: $bin/$b is missing; build with BUILD_BENCHMARKS=ON scripts/build.sh (or pass --build-dir)" >&2
+    exit 1
+  fi
+done
+if [ -z "$out" ]; then
+  if [ $smoke = 1 ]; then out=$(mktemp -d /tmp/fedsim-bench-smoke.XXXXXX); else out=bench/results/$(date -u +%Y%m%dT%H%M%SZ); fi
+fi
+mkdir -p "$out"
+[ $smoke = 1 ] && touch "$out/SMOKE"
+py=bench/.venv/bin/python3
+want() { [[ ",$only," == *",$1,"* ]]; }
+say() { echo "bench: $*" >&2; }
+metrics() { python3 bench/report.py metrics "$1"; }
+has_py_module() { [ -x "$py" ] && "$py" -c "import $1" > /dev/null 2>&1; }
+
+{
+  echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
+  echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+} > "$out/machine.txt"
+
+if [ $smoke = 1 ]; then
+  gb=(--smoke --benchmark_min_time=0.001 --benchmark_repetitions=1)
+else
+  # Repetitions randomly interleaved: a burst of load from elsewhere hits
+  # fedsim and its baseline alike; the table takes the best repetition.
+  gb=(--benchmark_min_time=0.3 --benchmark_repetitions=3
+      --benchmark_enable_random_interleaving=true)
+fi
+
+if want aggregation; then
+  say "1 aggregation (K = 100 updates of d = 10^6, STREAM copy and triad)"
+  "$bin/bench_aggregation" "${gb[@]}" --benchmark_out="$out/aggregation.json" \
+    --benchmark_out_format=json > "$out/aggregation.txt"
+fi
+
+if want training; then
+  say "2, 3 local SGD, Eigen floor, DP-SGD (Fashion-MNIST, softmax)"
+  "$bin/bench_training" "${gb[@]}" --benchmark_out="$out/training.json" \
+    --benchmark_out_format=json > "$out/training.txt"
+  if has_py_module torch; then
+    say "2 PyTorch baseline"
+    targs=(--repeats 3)
+    [ $smoke = 1 ] && targs=(--repeats 1 --rows 200 --test-set --batch 10)
+    for dtype in float64 float32; do
+      "$py" bench/torch_sgd.py "${targs[@]}" --dtype $dtype >> "$out/torch.jsonl"
+    done
+  else
+    echo "skipped: bench/.venv has no torch (run bench/setup.sh; it needs PyPI)" > "$out/torch.skipped"
+    say "2 PyTorch baseline $(cat "$out/torch.skipped")"
+  fi
+fi
+
+# A quickstart config with fewer rounds (configs/quickstart.yaml otherwise).
+quickstart_config() {  # ROUNDS FILE
+  sed -e "s/^rounds: .*/rounds: $1/" -e "s/^name: .*/name: bench_quickstart/" \
+    configs/quickstart.yaml > "$2"
+}
+
+# Network namespaces give the wire benchmark a loopback of its own.
+netns=""
+if want wire && [ "$(id -u)" = 0 ] && command -v ip > /dev/null; then
+  ns=fedsim-bench-$$
+  if ip netns add "$ns" 2> /dev/null; then
+    netns=$ns
+    trap 'ip netns del "$netns" 2> /dev/null || true' EXIT
+    ip netns exec "$netns" ip link set lo up
+  fi
+fi
+lo_tx() { ip netns exec "$netns" cat /sys/class/net/lo/statistics/tx_bytes; }
+in_ns() { if [ -n "$netns" ]; then ip netns exec "$netns" "$@"; else "$@"; fi; }
+
+if want e2e || want wire; then
+  rounds=30 workers=8 flower_rounds=5
+  [ $smoke = 1 ] && rounds=3 workers=2 flower_rounds=2
+  cfg=$out/quickstart_$rounds.yaml
+  quickstart_config $rounds "$cfg"
+fi
+
+if want e2e; then
+  say "4 quickstart, $rounds rounds: embedded, then launch --workers $workers"
+  "$bin/fedsim" run "$cfg" --out "$out/e2e_embedded" --quiet > /dev/null
+  emb=$(metrics "$out/e2e_embedded")
+  [ -n "$netns" ] && tx0=$(lo_tx)
+  in_ns "$bin/fedsim" launch "$cfg" --workers $workers --out "$out/e2e_launch" --quiet > /dev/null
+  [ -n "$netns" ] && tx1=$(lo_tx)
+  lau=$(metrics "$out/e2e_launch")
+  flw=null
+  flower_skipped=null
+  if [ $smoke = 1 ]; then
+    flower_skipped='"skipped in --smoke runs (starting Ray alone takes most of a minute)"'
+  elif has_py_module flwr && has_py_module torch; then
+    say "4 Flower simulation, $flower_rounds rounds (same split, model, hyper-parameters)"
+    fcfg=$out/quickstart_$flower_rounds.yaml
+    quickstart_config $flower_rounds "$fcfg"
+    "$bin/bench_export_partition" "$fcfg" "$out/partition.txt"
+    if "$py" bench/flower_quickstart.py --partition "$out/partition.txt" \
+         --rounds $flower_rounds --out "$out/flower.json" \
+         > "$out/flower.log" 2>&1; then
+      flw=$(cat "$out/flower.json")
+    else
+      flower_skipped="\"failed: see $out/flower.log\""
+      say "4 Flower failed: $(tail -1 "$out/flower.log")"
+    fi
+  else
+    flower_skipped='"skipped: bench/.venv has no flwr or torch (run bench/setup.sh; it needs PyPI)"'
+    say "4 Flower $flower_skipped"
+  fi
+  echo "{\"workers\": $workers, \"embedded\": $emb, \"launch\": $lau, \"flower\": $flw, \"flower_skipped\": $flower_skipped}" > "$out/e2e.json"
+fi
+
+if want wire; then
+  if [ -z "$netns" ]; then
+    echo '{"skipped": "needs root and network namespaces (ip netns) for a loopback of its own"}' > "$out/wire.json"
+    say "6 wire skipped: needs root and ip netns"
+  else
+    say "6 wire: bytes on a loopback of its own"
+    if ! want e2e; then
+      tx0=$(lo_tx)
+      in_ns "$bin/fedsim" launch "$cfg" --workers $workers --out "$out/e2e_launch" --quiet > /dev/null
+      tx1=$(lo_tx)
+    fi
+    short=$(( rounds / 3 )); [ $short -lt 1 ] && short=1
+    scfg=$out/quickstart_$short.yaml
+    quickstart_config $short "$scfg"
+    tx2=$(lo_tx)
+    in_ns "$bin/fedsim" launch "$scfg" --workers $workers --out "$out/wire_short" --quiet > /dev/null
+    tx3=$(lo_tx)
+    python3 - "$out" $rounds $short $((tx1 - tx0)) $((tx3 - tx2)) <<'EOF' > "$out/wire.json"
+import json, sys
+sys.path.insert(0, "bench")
+import report
+out, rl, rs, bl, bs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+long_m = report.run_metrics(out + "/e2e_launch")
+short_m = report.run_metrics(out + "/wire_short")
+per_round = (bl - bs) / (rl - rs) if rl > rs else bl / rl
+payload = (long_m["payload_bytes"] - short_m["payload_bytes"]) / (rl - rs) if rl > rs else long_m["payload_bytes_per_round"]
+print(json.dumps({"rounds_long": rl, "rounds_short": rs, "bytes_long": bl, "bytes_short": bs,
+                  "per_round_bytes": per_round, "payload_per_round": payload,
+                  "total_ratio": bl / long_m["payload_bytes"]}))
+EOF
+  fi
+fi
+
+if want scale; then
+  rows_per_client=20 dim=20 srounds=100
+  sizes="1000 10000 100000"
+  [ $smoke = 1 ] && sizes="100 1000" srounds=5
+  : > "$out/scale.jsonl"
+  for n in $sizes; do
+    data=$out/scale_data_$n
+    python3 bench/scale_data.py "$data" $((n * rows_per_client)) $dim
+    frac=$(python3 -c "print(100 / $n)")
+    # Twice: as configured by default (a checkpoint after every round,
+    # fsynced) and with checkpoints off (the round's computation alone).
+    for ckpt in 1 0; do
+      say "5 scale: FedAU, logistic regression, N = $n clients, cohort 100, $srounds rounds, checkpoint.every $ckpt"
+      scfg=$out/scale_${n}_ckpt$ckpt.yaml
+      cat > "$scfg" <<EOF
+name: bench_scale_$n
+seed: 1
+rounds: $srounds
+data: {source: idx, path: $data}
+clients: {count: $n, partition: iid}
+model: {objective: logistic}
+participation: {model: uniform, client_fraction: $frac}
+algorithm: {name: fedau, server_lr: 1.0}
+local: {max_steps: 5, batch_size: 16, lr: 0.05}
+eval: {every: $srounds, train_loss: false}
+runtime: {threads: 2}
+checkpoint: {every: $ckpt}
+EOF
+      run=$out/scale_run_${n}_ckpt$ckpt
+      /usr/bin/time -f "%M" -o "$run.rss" "$bin/fedsim" run "$scfg" --out "$run" --quiet > /dev/null
+      python3 -c "
+import json, sys
+sys.path.insert(0, 'bench')
+import report
+m = report.run_metrics(sys.argv[1])
+rss = int(open(sys.argv[1] + '.rss').read().split()[-1])
+# float32 features, float64 label, int64 row index
+data = $rows_per_client * ($dim * 4 + 8 + 8)
+print(json.dumps({'clients': $n, 'checkpoint_every': $ckpt, 'rounds': m['rounds'],
+                  'per_round_s': m['per_round_s'], 'max_rss_kb': rss,
+                  'data_bytes_per_client': data}))
+" "$run" >> "$out/scale.jsonl"
+    done
+    rm -rf "$data"
+  done
+fi
+
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/machine.txt"
+echo
+cat "$out/machine.txt"
+echo "results: $out"
+echo
+python3 bench/report.py table "$out"
+[ $smoke = 1 ] && rm -rf "$out"
+exit 0

@@ -1,0 +1,208 @@
+// File: bench/training_bench.cc
+//
+// Benchmarks 2 and 3 (docs/performance.md): one client's local training,
+// softmax regression on Fashion-MNIST (d = 784, C = 10, 7850 parameters),
+// one epoch over n = 6000 rows (--smoke: 200 rows of the test set), on one
+// thread. Every iteration starts from zero parameters.
+//
+//   local_sgd/B    fedsim's RunLocalSgd (client/trainer/local_trainer.h):
+//                  shuffle, gather, Objective::Evaluate, step
+//   eigen_floor/B  the same epoch as a minimal hand-written Eigen loop:
+//                  shuffle, gather (float32 rows to float64), logits,
+//                  softmax cross-entropy, W -= lr X^T G, b -= lr sum G
+//   dp_sgd/B       fedsim's RunLocalDpSgd (client/trainer/dp_trainer.h),
+//                  DP-SGD with per-example clipping: Poisson lots of
+//                  expected size B, per-example gradients, clipping, noise
+//                  (C = 1, z = 1); the same number of steps, ceil(n / B)
+//
+// Throughput is reported as items_per_second = examples per second
+// (expected examples for dp_sgd).
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "bench/bench_main.h"
+#include "client/trainer/dp_trainer.h"
+#include "client/trainer/local_trainer.h"
+#include "common/data/dataset.h"
+#include "common/data/loaders.h"
+#include "common/objectives/objective.h"
+#include "common/random/stream.h"
+
+namespace fedsim::bench {
+namespace {
+
+constexpr double kLr = 0.05;
+
+struct Setup {
+  Dataset train;
+  std::unique_ptr<Objective> objective;
+  std::vector<std::int64_t> rows;
+  std::string error;
+};
+
+// Fashion-MNIST from $FEDSIM_FASHION_MNIST, else the source tree's
+// third_party/data/fashion-mnist (scripts/setup.sh fetches it).
+const Setup& GetSetup() {
+  static const Setup* setup = [] {
+    auto* s = new Setup;
+    const char* env = std::getenv("FEDSIM_FASHION_MNIST");
+    const std::string dir =
+        env != nullptr ? env
+                       : std::string(FEDSIM_SOURCE_DIR) +
+                             "/third_party/data/fashion-mnist";
+    const std::string prefix = Smoke() ? "/t10k" : "/train";
+    auto data = LoadIdx(dir + prefix + "-images-idx3-ubyte.gz",
+                        dir + prefix + "-labels-idx1-ubyte.gz");
+    if (!data.ok()) {
+      s->error = std::string(data.status().message());
+      return s;
+    }
+    s->train = *std::move(data);
+    ObjectiveSpec spec;
+    spec.kind = ObjectiveKind::kSoftmax;
+    spec.num_features = s->train.dim();
+    spec.num_classes = s->train.num_classes;
+    s->objective = *MakeObjective(spec);
+    const std::int64_t n = Smoke() ? 200 : 6000;
+    s->rows.resize(static_cast<std::size_t>(n));
+    std::iota(s->rows.begin(), s->rows.end(), 0);
+    return s;
+  }();
+  return *setup;
+}
+
+std::int64_t NumRows() {
+  return static_cast<std::int64_t>(GetSetup().rows.size());
+}
+
+LocalTrainingSpec Spec(std::int64_t batch) {
+  LocalTrainingSpec spec;
+  spec.epochs = 1;
+  spec.batch_size = batch;
+  spec.lr = kLr;
+  return spec;
+}
+
+void LocalSgd(benchmark::State& state) {
+  const Setup& s = GetSetup();
+  if (!s.error.empty()) return state.SkipWithError(s.error.c_str());
+  const LocalTrainingSpec spec = Spec(state.range(0));
+  const FlatVector start = FlatVector::Zero(s.objective->NumParameters());
+  Round round = 0;
+  for (auto _ : state) {
+    RngStream rng(1, RngPurpose::kShuffle, 0, round++);
+    auto out = RunLocalSgd(*s.objective, s.train, s.rows, start, spec, rng);
+    if (!out.ok()) {
+      return state.SkipWithError(std::string(out.status().message()).c_str());
+    }
+    benchmark::DoNotOptimize(out->update.data());
+  }
+  state.SetItemsProcessed(state.iterations() * NumRows());
+}
+
+// The floor: what a person would write by hand for one epoch of mini-batch
+// SGD on softmax regression with Eigen, in the same precision (float64
+// arithmetic on float32-stored rows) and the same batch order rule.
+void EigenFloor(benchmark::State& state) {
+  const Setup& s = GetSetup();
+  if (!s.error.empty()) return state.SkipWithError(s.error.c_str());
+  const std::int64_t batch = state.range(0);
+  const Dataset& data = s.train;
+  const Eigen::Index d = data.dim();
+  const Eigen::Index c = data.num_classes;
+  const std::int64_t n = NumRows();
+  Eigen::MatrixXd w(d, c);
+  Eigen::VectorXd b(c);
+  RowMajorMatrixD x(batch, d);
+  RowMajorMatrixD g(batch, c);
+  std::vector<std::int64_t> order(s.rows);
+  Round round = 0;
+  double loss_sum = 0.0;
+  for (auto _ : state) {
+    w.setZero();
+    b.setZero();
+    RngStream rng(1, RngPurpose::kShuffle, 0, round++);
+    rng.Shuffle(std::span<std::int64_t>(order));
+    for (std::int64_t begin = 0; begin < n; begin += batch) {
+      const Eigen::Index m = std::min(batch, n - begin);
+      if (m != x.rows()) {
+        x.resize(m, d);
+        g.resize(m, c);
+      }
+      for (Eigen::Index i = 0; i < m; ++i) {
+        x.row(i) = data.features.row(order[begin + i]).cast<double>();
+      }
+      g.noalias() = x * w;
+      g.rowwise() += b.transpose();
+      for (Eigen::Index i = 0; i < m; ++i) {
+        const auto label = static_cast<Eigen::Index>(data.labels[order[begin + i]]);
+        double* row = g.row(i).data();
+        const double max = *std::max_element(row, row + c);
+        const double shifted_label_logit = row[label] - max;
+        double sum = 0.0;
+        for (Eigen::Index k = 0; k < c; ++k) {
+          row[k] = std::exp(row[k] - max);
+          sum += row[k];
+        }
+        loss_sum += std::log(sum) - shifted_label_logit;
+        for (Eigen::Index k = 0; k < c; ++k) row[k] /= sum;
+        row[label] -= 1.0;
+      }
+      g *= 1.0 / static_cast<double>(m);
+      w.noalias() -= kLr * (x.transpose() * g);
+      b -= kLr * g.colwise().sum().transpose();
+      if (m != batch) {
+        x.resize(batch, d);
+        g.resize(batch, c);
+      }
+    }
+    benchmark::DoNotOptimize(w.data());
+  }
+  benchmark::DoNotOptimize(loss_sum);
+  state.SetItemsProcessed(state.iterations() * n);
+}
+
+void DpSgd(benchmark::State& state) {
+  const Setup& s = GetSetup();
+  if (!s.error.empty()) return state.SkipWithError(s.error.c_str());
+  const LocalTrainingSpec spec = Spec(state.range(0));
+  DpSpec dp;
+  dp.mode = DpMode::kClip;
+  dp.clip = 1.0;
+  dp.noise_multiplier = 1.0;
+  const FlatVector start = FlatVector::Zero(s.objective->NumParameters());
+  Round round = 0;
+  for (auto _ : state) {
+    RngStream sampling(1, RngPurpose::kDpSampling, 0, round);
+    RngStream noise(1, RngPurpose::kDpNoise, 0, round++);
+    auto out = RunLocalDpSgd(*s.objective, s.train, s.rows, start, spec, dp,
+                             sampling, noise, nullptr);
+    if (!out.ok()) {
+      return state.SkipWithError(std::string(out.status().message()).c_str());
+    }
+    benchmark::DoNotOptimize(out->update.data());
+  }
+  state.SetItemsProcessed(state.iterations() * NumRows());
+}
+
+}  // namespace
+
+void RegisterBenchmarks() {
+  GetSetup();  // loads the data before any timing
+  for (auto* b : {benchmark::RegisterBenchmark("local_sgd", LocalSgd),
+                  benchmark::RegisterBenchmark("eigen_floor", EigenFloor),
+                  benchmark::RegisterBenchmark("dp_sgd", DpSgd)}) {
+    b->ArgName("batch")->Arg(10)->Arg(32)->Arg(128)->Unit(
+        benchmark::kMillisecond);
+  }
+}
+
+}  // namespace fedsim::bench
+
+FEDSIM_BENCH_MAIN()
