@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (after scripts/setup.sh):
-#   1. release build (build/) and every ctest test: unit, integration
-#      (embedded vs gRPC with real worker processes), e2e (CLI, compose,
-#      network namespaces);
+#   1. release build (build/, with bench/) and every ctest test: unit,
+#      integration (embedded vs gRPC with real worker processes), e2e (CLI,
+#      faults on real processes, load, auth, compose, network namespaces)
+#      and a tiny run of every benchmark (bench_smoke);
 #   2. AddressSanitizer + UndefinedBehaviorSanitizer build (build-asan/),
 #      compiled while the release tests of step 1 run, and the unit and
 #      integration tests under it;
@@ -18,7 +19,7 @@ step() { echo; echo "=== $* ($(( $(date +%s) - start )) s)"; }
 # sanitizer builds keep line tables, see CMakeLists.txt).
 export DEBUG_INFO=OFF
 step "release build"
-scripts/build.sh
+BUILD_BENCHMARKS=ON scripts/build.sh
 
 if [ "${FEDSIM_SKIP_SANITIZERS:-0}" = 1 ]; then
   step "tests (release)"

@@ -87,8 +87,6 @@ class GrpcCoordinatorClient : public CoordinatorClient {
       std::lock_guard<std::mutex> lock(mu_);
       session_ = response.session();
     }
-    grpc::Status s = stub()->Join(&ctx, request, &response);
-    if (!s.ok()) return FromGrpc(s);
     // Adopt the run's limits: the coordinator uses the same.
     const auto& dist = response.config().distributed();
     if (dist.chunk_bytes() > 0) {

@@ -155,8 +155,17 @@ class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
       assembled = chunks_.ResolveResult(worker, resolved);
       message = &resolved;
     }
-    absl::StatusOr<ClientResult> result =
-        assembled.ok() ? DecodeResult(*message, dim_) : assembled;
+    if (!assembled.ok()) {
+      // A missing, incomplete or corrupt upload is a transport fault, not a
+      // bad result: the task stays open and the worker may upload it again
+      // (malformed results end their task, below).
+      coordinator_->RecordChunkRejected(
+          worker, static_cast<std::int64_t>(request->result().task_id()), "PushResult",
+          assembled);
+      reactor->Finish(ToGrpc(assembled));
+      return reactor;
+    }
+    absl::StatusOr<ClientResult> result = DecodeResult(*message, dim_);
     if (!result.ok()) {
       coordinator_->RecordRejectedPush(
           worker, static_cast<std::int64_t>(request->result().task_id()),

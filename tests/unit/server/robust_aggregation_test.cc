@@ -333,6 +333,8 @@ TEST_P(BadUpdateTest, OneBadClientLeavesTheHonestOnlyAggregate) {
     case 2: bad.update[0] = -std::numeric_limits<double>::infinity(); break;
     case 3: bad.update = FlatVector::Ones(3); break;
     case 4: bad.update = FlatVector::Constant(2, 1e30); break;
+    case 5: bad.num_examples = 0; break;   // zero weight
+    case 6: bad.num_examples = -4; break;  // negative weight
   }
   EXPECT_EQ(engine.SubmitResult(bad).code(), absl::StatusCode::kInvalidArgument);
   ASSERT_TRUE(engine.FinishRound(0.0).ok());
@@ -346,7 +348,8 @@ TEST_P(BadUpdateTest, OneBadClientLeavesTheHonestOnlyAggregate) {
   EXPECT_EQ(engine.tally().dropped, GetParam() == 4 ? 1 : 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(NanInfSizeNorm, BadUpdateTest, ::testing::Values(0, 1, 2, 3, 4));
+INSTANTIATE_TEST_SUITE_P(NanInfSizeNormWeight, BadUpdateTest,
+                         ::testing::Values(0, 1, 2, 3, 4, 5, 6));
 
 TEST(NormBoundEngineTest, ZeroCountsTheClientAndClipScales) {
   for (NormBoundAction action : {NormBoundAction::kZero, NormBoundAction::kClip}) {
