@@ -85,7 +85,9 @@ start_run() {
     --listen "127.0.0.1:$port" --quiet > "$work/$name-server.log" 2>&1 &
   server=$!; pids+=($server)
   for i in 1 2 3; do
-    env "$@" "$bin/fedsim-client" --server "127.0.0.1:$port" --name "w$i" \
+    # slow_env (optional): extra environment for worker $slow_worker only.
+    env "$@" ${slow_env:+$( [ "$i" = "${slow_worker:-}" ] && echo "$slow_env")} \
+      "$bin/fedsim-client" --server "127.0.0.1:$port" --name "w$i" \
       --max_unreachable_s 30 > "$work/$name-w$i.log" 2>&1 &
     worker[$i]=$!; pids+=($!)
   done
@@ -109,13 +111,14 @@ sys.exit(0 if any(e.get("event")=="round_end" and e.get("round")==int(sys.argv[2
 patience=0.4   # heartbeat_patience x heartbeat_interval_s
 slack=0.25     # one tick (50 ms) plus scheduling on a busy machine
 
-# --- sigkill: kill -9 worker 1 while it trains (pushes are delayed).
+# --- sigkill: kill -9 worker 1 while it holds a task. Its pushes are
+# delayed 1.5 s (the others' 100 ms), so it is the last to finish a round
+# and polls its next task at once: from just after a round's end it holds
+# a task for at least 1.5 s, whatever the load on the machine.
 start=$SECONDS
-start_run kill "$work/exp.yaml" FEDSIM_FAULT_DELAY_PUSH_MS=100
+slow_worker=1 slow_env=FEDSIM_FAULT_DELAY_PUSH_MS=1500 start_run kill "$work/exp.yaml" FEDSIM_FAULT_DELAY_PUSH_MS=100
 wait_for 30 round_done "$work/kill" 2 || say_fail "sigkill: round 2 never ended"
-# Round 3 has begun: the worker now holds a task for 100-300 ms (the
-# delayed push) and is between tasks only for an RPC's few milliseconds.
-sleep 0.15
+sleep 0.5
 kill -9 "${worker[1]}"; wait "${worker[1]}" 2>/dev/null; worker[1]=""
 finish_run kill
 if same_as_ref sigkill "$work/kill"; then
@@ -132,8 +135,11 @@ fi
 
 # --- sigstop: stall worker 2 until it is declared dead, then resume it.
 start=$SECONDS
-start_run stop "$work/exp.yaml" FEDSIM_FAULT_DELAY_PUSH_MS=100
+# Worker 2 holds each task for at least 1.5 s (as worker 1 above), so it
+# is stopped while it holds one.
+slow_worker=2 slow_env=FEDSIM_FAULT_DELAY_PUSH_MS=1500 start_run stop "$work/exp.yaml" FEDSIM_FAULT_DELAY_PUSH_MS=100
 wait_for 30 round_done "$work/stop" 1 || say_fail "sigstop: round 1 never ended"
+sleep 0.5
 kill -STOP "${worker[2]}"
 wait_for 20 grep -q '"event":"worker_dead"' "$work/stop/events.jsonl" ||
   say_fail "sigstop: the stalled worker was never declared dead"
