@@ -486,7 +486,10 @@ std::vector<std::string> Hashes(const std::string& dir) {
 }
 
 std::string RunTiny(const std::string& name, std::optional<AuthMode> launch) {
-  absl::StatusOr<v1::ExperimentConfig> config = LoadConfigText(kConfig);
+  // 610 parameters (4880 bytes) in 1024-byte chunks: the chunk RPCs
+  // (FetchChunk, UploadChunk) must pass authentication too.
+  absl::StatusOr<v1::ExperimentConfig> config =
+      LoadConfigText(absl::StrCat(kConfig, "distributed: {chunk_bytes: 1024}\n"));
   EXPECT_TRUE(config.ok()) << config.status();
   const std::string dir = ::testing::TempDir() + "/auth_run_" + name;
   absl::StatusOr<CoordinatorRun> run =
