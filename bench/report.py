@@ -138,6 +138,7 @@ def table(results):
         ours = best(tr.get("local_sgd/batch:%d" % batch, []), "items_per_second")
         floor = best(tr.get("eigen_floor/batch:%d" % batch, []), "items_per_second")
         dp = best(tr.get("dp_sgd/batch:%d" % batch, []), "items_per_second")
+        ghost = best(tr.get("dp_sgd_ghost/batch:%d" % batch, []), "items_per_second")
         if ours is not None and floor is not None:
             r = floor / ours  # time ratio = inverse throughput ratio
             t.add("2 local SGD vs Eigen floor, B=%d" % batch, "samples/s",
@@ -155,6 +156,11 @@ def table(results):
             r = ours / dp
             t.add("3 DP-SGD step vs non-private, B=%d" % batch, "samples/s",
                   fmt(dp), fmt(ours), fmt(r) + "x time", "<= 2x",
+                  verdict(r <= 2.0))
+        if ours is not None and ghost is not None:
+            r = ours / ghost
+            t.add("3 DP-SGD step, ghost clipping, vs non-private, B=%d" % batch,
+                  "samples/s", fmt(ghost), fmt(ours), fmt(r) + "x time", "<= 2x",
                   verdict(r <= 2.0))
     if tr and not torch:
         skipped = os.path.join(results, "torch.skipped")

@@ -14,6 +14,9 @@
 //                  DP-SGD with per-example clipping: Poisson lots of
 //                  expected size B, per-example gradients, clipping, noise
 //                  (C = 1, z = 1); the same number of steps, ceil(n / B)
+//   dp_sgd_ghost/B the same with local.dp.ghost_clipping: norms and the
+//                  clipped sum from the outer-product factors, no B x d
+//                  matrix of per-example gradients
 //
 // Throughput is reported as items_per_second = examples per second
 // (expected examples for dp_sgd).
@@ -168,7 +171,7 @@ void EigenFloor(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * n);
 }
 
-void DpSgd(benchmark::State& state) {
+void DpSgdWith(benchmark::State& state, bool ghost) {
   const Setup& s = GetSetup();
   if (!s.error.empty()) return state.SkipWithError(s.error.c_str());
   const LocalTrainingSpec spec = Spec(state.range(0));
@@ -176,6 +179,7 @@ void DpSgd(benchmark::State& state) {
   dp.mode = DpMode::kClip;
   dp.clip = 1.0;
   dp.noise_multiplier = 1.0;
+  dp.ghost_clipping = ghost;
   const FlatVector start = FlatVector::Zero(s.objective->NumParameters());
   Round round = 0;
   for (auto _ : state) {
@@ -191,13 +195,17 @@ void DpSgd(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * NumRows());
 }
 
+void DpSgd(benchmark::State& state) { DpSgdWith(state, false); }
+void DpSgdGhost(benchmark::State& state) { DpSgdWith(state, true); }
+
 }  // namespace
 
 void RegisterBenchmarks() {
   GetSetup();  // loads the data before any timing
   for (auto* b : {benchmark::RegisterBenchmark("local_sgd", LocalSgd),
                   benchmark::RegisterBenchmark("eigen_floor", EigenFloor),
-                  benchmark::RegisterBenchmark("dp_sgd", DpSgd)}) {
+                  benchmark::RegisterBenchmark("dp_sgd", DpSgd),
+                  benchmark::RegisterBenchmark("dp_sgd_ghost", DpSgdGhost)}) {
     b->ArgName("batch")->Arg(10)->Arg(32)->Arg(128)->Unit(
         benchmark::kMillisecond);
   }

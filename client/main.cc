@@ -1,6 +1,12 @@
 // fedsim-client: a worker process hosting virtual clients.
 //
-//   fedsim-client --server HOST:PORT [--name NAME] [--data_dir DIR] [--parallel T]
+//   fedsim-client --server HOST:PORT [--worker_name NAME] [--data_dir DIR] [--parallel T]
+//
+// --worker_name (alias --name; env FEDSIM_WORKER_NAME or FEDSIM_NAME) is the
+// worker's stable identity: a worker restarted under the same name is the
+// same worker to the coordinator, which re-issues the tasks the crashed
+// process held (worker_rejoined). Give every worker its own name; without
+// one it is HOST-PID, unique but not stable across restarts.
 //
 // Joins the coordinator, receives the experiment config, and trains the
 // virtual clients named by the tasks it pulls until the run is over. The
@@ -25,12 +31,16 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "client/grpc/grpc_coordinator_client.h"
 #include "client/worker/worker.h"
 #include "common/base/stop_signal.h"
 
 ABSL_FLAG(std::string, server, "", "coordinator address HOST:PORT; env FEDSIM_SERVER");
-ABSL_FLAG(std::string, name, "", "worker name for logs (default: host name); env FEDSIM_NAME");
+ABSL_FLAG(std::string, worker_name, "",
+          "the worker's stable identity (default: HOST-PID); env FEDSIM_WORKER_NAME");
+ABSL_FLAG(std::string, name, "", "alias of --worker_name; env FEDSIM_NAME");
 ABSL_FLAG(std::string, data_dir, "", "replaces data.path of the config; env FEDSIM_DATA_DIR");
 ABSL_FLAG(int, parallel, 1, "tasks trained concurrently by this process");
 ABSL_FLAG(int, exit_with_parent, 0,
@@ -98,7 +108,14 @@ int main(int argc, char** argv) {
   char host[256] = "worker";
   ::gethostname(host, sizeof(host) - 1);
   fedsim::WorkerOptions options;
-  options.name = FlagOrEnv(absl::GetFlag(FLAGS_name), "FEDSIM_NAME", host);
+  host[sizeof(host) - 1] = '\0';
+  // Flags first, then the environment, then HOST-PID.
+  options.name = !absl::GetFlag(FLAGS_worker_name).empty()
+                     ? absl::GetFlag(FLAGS_worker_name)
+                     : FlagOrEnv(absl::GetFlag(FLAGS_name), "FEDSIM_WORKER_NAME",
+                                 FlagOrEnv("", "FEDSIM_NAME",
+                                           std::string(host) + "-" +
+                                               std::to_string(::getpid())));
   options.data_dir = FlagOrEnv(absl::GetFlag(FLAGS_data_dir), "FEDSIM_DATA_DIR", "");
   options.parallel = absl::GetFlag(FLAGS_parallel);
   options.max_unreachable = absl::Seconds(absl::GetFlag(FLAGS_max_unreachable_s));
@@ -117,7 +134,13 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (!status.ok()) {
-    std::fprintf(stderr, "fedsim-client: %s\n", std::string(status.message()).c_str());
+    // A refusal names its status code too (docs/security.md): an operator
+    // reading a container's log sees UNAUTHENTICATED or PERMISSION_DENIED.
+    std::string line(status.message());
+    if (absl::IsUnauthenticated(status) || absl::IsPermissionDenied(status)) {
+      absl::StrAppend(&line, " (", absl::StatusCodeToString(status.code()), ")");
+    }
+    std::fprintf(stderr, "fedsim-client: %s\n", line.c_str());
     return 1;
   }
   std::fprintf(stderr, "fedsim-client: run finished\n");

@@ -18,6 +18,9 @@ function(fedsim_cc_library)
     # Eigen parallelises nothing by itself: fedsim decides where threads go
     # (over clients, or inside fedsim kernels), never both.
     target_compile_definitions(${target} PUBLIC EIGEN_DONT_PARALLELIZE)
+    if(FEDSIM_UNITY_BUILD)
+      set_target_properties(${target} PROPERTIES UNITY_BUILD ON UNITY_BUILD_BATCH_SIZE 8)
+    endif()
   else()
     add_library(${target} INTERFACE ${L_HDRS})
     target_include_directories(${target} INTERFACE ${PROJECT_SOURCE_DIR})
@@ -43,6 +46,12 @@ function(fedsim_cc_test)
   add_executable(${T_NAME} ${T_SRCS})
   target_link_libraries(${T_NAME} PRIVATE ${T_DEPS} GTest::gmock_main)
   target_compile_options(${T_NAME} PRIVATE ${FEDSIM_WARNINGS})
+  if(FEDSIM_UNITY_BUILD)
+    # Test files put their helpers in a namespace named after the file
+    # (fedsim::<file>_test), so batching them into one translation unit
+    # cannot make names collide.
+    set_target_properties(${T_NAME} PROPERTIES UNITY_BUILD ON UNITY_BUILD_BATCH_SIZE 8)
+  endif()
   gtest_discover_tests(${T_NAME}
     WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}
     PROPERTIES LABELS "${T_LABELS}"

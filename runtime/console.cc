@@ -172,7 +172,7 @@ void PrintSummaryJson(std::FILE* out, const CoordinatorRun& run,
   const Experiment& e = *run.experiment;
   nlohmann::json j = {{"event", "summary"},
                       {"name", run.config.name()},
-                      {"algorithm", std::string(run.engine->strategy().name())},
+                      {"algorithm", AlgorithmName(run)},
                       {"clients", e.num_clients()},
                       {"parameters", e.num_parameters()},
                       {"rounds", s.rounds},

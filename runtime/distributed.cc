@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <mutex>
@@ -18,6 +20,7 @@
 #include "runtime/launch_auth.h"
 #include "common/base/stop_signal.h"
 #include "server/coordinator/coordinator.h"
+#include "server/coordinator/rpc_stats.h"
 #include "server/grpc/coordinator_server.h"
 
 namespace fedsim {
@@ -35,7 +38,9 @@ CoordinatorOptions OptionsFromConfig(const v1::ExperimentConfig& config) {
   o.min_workers = d.min_workers();
   o.start_timeout = absl::Seconds(d.start_timeout_s());
   o.long_poll = absl::Seconds(d.long_poll_s());
-  o.pin_clients = ClientsKeepState(config);
+  // Client state lives in the coordinator and travels with the tasks:
+  // any worker can serve any client, so nothing is pinned.
+  o.pin_clients = false;
   o.heartbeat_interval = absl::Seconds(d.heartbeat_interval_s());
   o.heartbeat_patience = d.heartbeat_patience();
   o.max_workers = d.max_workers();
@@ -82,6 +87,11 @@ absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv,
   return pid;
 }
 
+bool RpcStatsRequestedByEnv() {
+  const char* value = std::getenv("FEDSIM_RPC_STATS");
+  return value != nullptr && *value != '\0' && std::string(value) != "0";
+}
+
 }  // namespace
 
 absl::StatusOr<RunSummary> ServeRun(CoordinatorRun& run,
@@ -99,6 +109,19 @@ absl::StatusOr<RunSummary> ServeRun(CoordinatorRun& run,
   server_options.run_id = static_cast<std::uint64_t>(absl::ToUnixNanos(absl::Now()));
   server_options.auth = options.auth;
   server_options.log = &*run.log;
+  // Per-RPC statistics: one `rpc_stats` event once the server has stopped
+  // (every call finished, the workers' Leave included), whatever the end.
+  RpcStats rpc_stats;
+  server_options.stats = &rpc_stats;
+  bool rpc_stats_written = false;
+  auto write_rpc_stats = [&] {
+    if (rpc_stats_written) return;
+    rpc_stats_written = true;
+    (void)run.log->Event(rpc_stats.ToJson());
+    if (options.print_rpc_stats || RpcStatsRequestedByEnv()) {
+      std::fputs(rpc_stats.Table().c_str(), stderr);
+    }
+  };
   FEDSIM_ASSIGN_OR_RETURN(
       std::unique_ptr<CoordinatorServer> server,
       CoordinatorServer::Start(server_options, &coordinator, run.config));
@@ -107,6 +130,7 @@ absl::StatusOr<RunSummary> ServeRun(CoordinatorRun& run,
   if (options.on_listening) {
     if (absl::Status s = options.on_listening(server->port()); !s.ok()) {
       server->Shutdown(absl::Seconds(1));
+      write_rpc_stats();
       return s;
     }
   }
@@ -129,6 +153,7 @@ absl::StatusOr<RunSummary> ServeRun(CoordinatorRun& run,
   }
   if (summary.ok() || !coordinator.stop_requested()) {
     server->Shutdown(absl::Seconds(2));
+    write_rpc_stats();
     return summary;
   }
   // Stopped: drain the calls in flight, then save the last completed round.
@@ -138,6 +163,7 @@ absl::StatusOr<RunSummary> ServeRun(CoordinatorRun& run,
   const absl::Time drain_start = absl::Now();
   server->Shutdown(kStopDrainGrace);
   const double drain_s = absl::ToDoubleSeconds(absl::Now() - drain_start);
+  write_rpc_stats();
   absl::StatusOr<std::string> checkpoint = coordinator.CheckpointLastCompletedRound();
   if (!checkpoint.ok()) return checkpoint.status();
   std::string newest = *checkpoint;
@@ -150,7 +176,7 @@ absl::StatusOr<RunSummary> ServeRun(CoordinatorRun& run,
   FEDSIM_RETURN_IF_ERROR(run.log->Event(
       {{"event", "shutdown"},
        {"reason", std::string(summary.status().message())},
-       {"next_round", run.engine->round()},
+       {"next_round", CompletedRounds(run)},
        {"drain_s", drain_s},
        {"checkpoint", newest},
        {"checkpoint_written", !checkpoint->empty()}}));
@@ -190,6 +216,7 @@ absl::StatusOr<RunSummary> LaunchRun(CoordinatorRun& run,
   serve.listen = "127.0.0.1:0";
   serve.progress = options.progress;
   serve.auth = secrets.server;
+  serve.print_rpc_stats = options.print_rpc_stats;
   // A graceful stop of `fedsim launch` stops its workers the same way:
   // they leave and exit 0.
   serve.stop_wait_for_workers = absl::Seconds(5);

@@ -31,6 +31,10 @@ struct ServeOptions {
   // On a graceful stop, wait this long for workers to leave before the
   // drain (`fedsim launch`, whose workers are stopped too).
   absl::Duration stop_wait_for_workers = absl::ZeroDuration();
+  // Print the per-RPC statistics table (RpcStats::Table) to stderr at the
+  // end; the environment variable FEDSIM_RPC_STATS=1 does the same. The
+  // `rpc_stats` event is written to events.jsonl either way.
+  bool print_rpc_stats = false;
 };
 
 // Serves a prepared run until it ends, then waits briefly for workers to
@@ -56,6 +60,8 @@ struct LaunchOptions {
   // certificate for 127.0.0.1 and one per worker (CN worker-<i>), kept in a
   // private temporary directory removed at the end.
   AuthMode auth = AuthMode::kNone;
+  // As ServeOptions::print_rpc_stats.
+  bool print_rpc_stats = false;
 };
 
 // Runs a prepared run with `workers` local worker processes. Their logs go

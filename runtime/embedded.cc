@@ -26,6 +26,11 @@ absl::StatusOr<RunSummary> RunEmbeddedAsync(CoordinatorRun& run,
   const double horizon = config.async().horizon();
   RunSummary summary;
   summary.out_dir = run.log->dir();
+  summary.best_accuracy = run.resumed_best_accuracy;
+  // Run time includes the time before a restart (a resumed run).
+  const auto elapsed = [&] {
+    return run.resumed_wall_time_s + absl::ToDoubleSeconds(absl::Now() - start);
+  };
   while (!engine.done()) {
     const std::vector<Task> tasks = engine.BeginStep();
     std::vector<std::optional<absl::StatusOr<ClientResult>>> results(tasks.size());
@@ -47,10 +52,9 @@ absl::StatusOr<RunSummary> RunEmbeddedAsync(CoordinatorRun& run,
         FEDSIM_RETURN_IF_ERROR(s);
       }
     }
-    FEDSIM_ASSIGN_OR_RETURN(
-        MetricsRow row,
-        engine.FinishStep(absl::ToDoubleSeconds(absl::Now() - start)));
+    FEDSIM_ASSIGN_OR_RETURN(MetricsRow row, engine.FinishStep(elapsed()));
     summary.Record(row);
+    FEDSIM_RETURN_IF_ERROR(MaybeCheckpoint(run, summary, row.wall_time_s));
     if (progress) {
       // Steps are counted against `rounds`, or estimated from the share of
       // the time horizon covered so far.
@@ -67,7 +71,7 @@ absl::StatusOr<RunSummary> RunEmbeddedAsync(CoordinatorRun& run,
     }
   }
   summary.rounds = engine.version();
-  summary.wall_time_s = absl::ToDoubleSeconds(absl::Now() - start);
+  summary.wall_time_s = elapsed();
   FEDSIM_RETURN_IF_ERROR(CompleteRun(run, summary.wall_time_s));
   return summary;
 }

@@ -11,6 +11,6 @@ mkdir -p "$dir"
 cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE="$type" \
   -DFEDSIM_SANITIZER="${SANITIZER:-}" -DFEDSIM_BUILD_TESTS="${BUILD_TESTS:-ON}" \
   -DFEDSIM_BUILD_BENCHMARKS="${BUILD_BENCHMARKS:-OFF}" \
-  -DFEDSIM_DEBUG_INFO="${DEBUG_INFO:-ON}" > "$dir/cmake.log" 2>&1 ||
+  -DFEDSIM_DEBUG_INFO="${DEBUG_INFO:-ON}" -DFEDSIM_UNITY_BUILD="${UNITY_BUILD:-OFF}" > "$dir/cmake.log" 2>&1 ||
   { cat "$dir/cmake.log"; exit 1; }
 cmake --build "$dir" -j "$jobs" ${TARGETS:+--target $TARGETS}

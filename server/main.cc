@@ -45,6 +45,9 @@ ABSL_FLAG(std::string, tls_ca, "",
           "mtls: CA certificate (PEM) that client certificates must chain to; "
           "env FEDSIM_TLS_CA");
 ABSL_FLAG(bool, quiet, false, "print only the summary");
+ABSL_FLAG(bool, rpc_stats, false,
+          "print the per-RPC statistics table to stderr at the end "
+          "(docs/reliability.md); env FEDSIM_RPC_STATS=1");
 ABSL_FLAG(std::string, resume, "",
           "true: continue from the newest checkpoint in --out if there is one "
           "(docs/checkpoint.md); env FEDSIM_RESUME");
@@ -104,7 +107,7 @@ int main(int argc, char** argv) {
   }
   if (run->resumed) {
     std::fprintf(stderr, "fedsim-server: resuming %s at round %lld\n", out.c_str(),
-                 static_cast<long long>(run->engine->round()));
+                 static_cast<long long>(fedsim::CompletedRounds(*run)));
   }
   fedsim::AuthFiles auth_files;
   auth_files.mode = FlagOrEnv(absl::GetFlag(FLAGS_auth), "FEDSIM_AUTH", "none");
@@ -121,6 +124,7 @@ int main(int argc, char** argv) {
   fedsim::ServeOptions options;
   options.auth = *std::move(auth);
   options.listen = FlagOrEnv(absl::GetFlag(FLAGS_listen), "FEDSIM_LISTEN", "0.0.0.0:50051");
+  options.print_rpc_stats = absl::GetFlag(FLAGS_rpc_stats);
   options.progress = fedsim::MakeConsoleProgress(
       stderr, absl::GetFlag(FLAGS_quiet) ? fedsim::ProgressMode::kQuiet
                                          : fedsim::ProgressMode::kHuman);

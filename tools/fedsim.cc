@@ -49,6 +49,9 @@ ABSL_FLAG(bool, resume, false,
           "directory if there is one (docs/checkpoint.md)");
 ABSL_FLAG(bool, json, false,
           "progress and summary as JSON lines on stdout (docs/report.md)");
+ABSL_FLAG(bool, rpc_stats, false,
+          "launch: print the coordinator's per-RPC statistics at the end "
+          "(also env FEDSIM_RPC_STATS=1; docs/reliability.md)");
 ABSL_FLAG(bool, tensorboard, false,
           "also write TensorBoard scalars (sets logging.tensorboard)");
 
@@ -155,7 +158,7 @@ int RunCommand(const std::string& command, const std::string& config_path) {
   if (!run.ok()) return Fail(2, run.status());
   if (run->resumed && !absl::GetFlag(FLAGS_quiet) && !json) {
     std::fprintf(stderr, "fedsim: resuming %s at round %lld\n", out.c_str(),
-                 static_cast<long long>(run->engine->round()));
+                 static_cast<long long>(fedsim::CompletedRounds(*run)));
   }
   const fedsim::ProgressFn progress =
       json ? fedsim::MakeConsoleProgress(stdout, fedsim::ProgressMode::kJson)
@@ -170,6 +173,7 @@ int RunCommand(const std::string& command, const std::string& config_path) {
     options.workers = workers;
     options.progress = progress;
     options.auth = *auth;
+    options.print_rpc_stats = absl::GetFlag(FLAGS_rpc_stats);
     summary = fedsim::LaunchRun(*run, options);
   }
   if (!summary.ok() && command == "launch" && absl::IsCancelled(summary.status()) &&

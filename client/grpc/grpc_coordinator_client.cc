@@ -129,6 +129,16 @@ class GrpcCoordinatorClient : public CoordinatorClient {
         fetched = Fetch(worker, *msg, v1::CHUNK_FIELD_SERVER_CONTROL,
                         msg->server_control_ref(), dim, msg->mutable_server_control());
       }
+      if (fetched.ok() && msg->has_client_state_ref()) {
+        std::string state;
+        fetched = Fetch(worker, *msg, v1::CHUNK_FIELD_CLIENT_STATE,
+                        msg->client_state_ref(), dim, &state);
+        if (fetched.ok() && !msg->mutable_client_state()->ParseFromString(state)) {
+          fetched = absl::InvalidArgumentError(absl::StrCat(
+              "task ", msg->task_id(), ": the fetched client_state is not a ClientStateBlob"));
+        }
+        msg->clear_client_state_ref();
+      }
       if (absl::IsFailedPrecondition(fetched) || absl::IsPermissionDenied(fetched)) {
         // The task closed (round deadline) or moved while it was fetched:
         // there is nothing to do; poll again.
@@ -161,6 +171,12 @@ class GrpcCoordinatorClient : public CoordinatorClient {
       FEDSIM_RETURN_IF_ERROR(Upload(worker, msg->task_id(), v1::CHUNK_FIELD_CONTROL_DELTA,
                                     msg->mutable_control_delta(),
                                     msg->mutable_control_delta_ref()));
+    }
+    if (msg->has_client_state() && msg->client_state().ByteSizeLong() > chunk) {
+      std::string state = msg->client_state().SerializeAsString();
+      msg->clear_client_state();
+      FEDSIM_RETURN_IF_ERROR(Upload(worker, msg->task_id(), v1::CHUNK_FIELD_CLIENT_STATE,
+                                    &state, msg->mutable_client_state_ref()));
     }
     FEDSIM_RETURN_IF_ERROR(CheckSize("PushResult", request));
     v1::PushResultResponse response;
@@ -223,8 +239,17 @@ class GrpcCoordinatorClient : public CoordinatorClient {
   // chunk (offset, length, checksum) and then the whole (size, SHA-256).
   absl::Status Fetch(WorkerId worker, const v1::Task& task, v1::ChunkField field,
                      const v1::ChunkRef& ref, std::int64_t dim, std::string* out) {
-    const std::int64_t expected = dim * static_cast<std::int64_t>(sizeof(double));
-    if (ref.size() != expected) {
+    std::int64_t expected = dim * static_cast<std::int64_t>(sizeof(double));
+    if (field == v1::CHUNK_FIELD_CLIENT_STATE) {
+      // A serialised ClientStateBlob: at most a few vectors of d values.
+      const std::int64_t most = 4 * expected + 1024;
+      if (ref.size() < 1 || ref.size() > most) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "task ", task.task_id(), " client_state_ref.size = ", ref.size(),
+            "; must be in [1, ", most, "]"));
+      }
+      expected = ref.size();
+    } else if (ref.size() != expected) {
       return absl::InvalidArgumentError(absl::StrCat(
           "task ", task.task_id(), " ChunkRef.size = ", ref.size(),
           "; must be 8 * d = ", expected));

@@ -70,8 +70,8 @@ absl::StatusOr<LocalTrainingOutput> RunLocalDpSgd(
 
   FlatVector w = start;
   FlatVector v(d), grad(d), residual(d), fed_back(d);
-  RowMajorMatrixD per_example;
-  Eigen::VectorXd factors;
+  RowMajorMatrixD per_example, delta;
+  Eigen::VectorXd factors, squared_norms;
   std::vector<std::int64_t> sampled;
   Batch batch;
   double loss_sum = 0.0;
@@ -89,6 +89,21 @@ absl::StatusOr<LocalTrainingOutput> RunLocalDpSgd(
         // realised to the expected lot size (a factor of exactly 1 at q = 1).
         loss = objective.Evaluate(w, batch, &grad);
         v = grad * (static_cast<double>(b) / lot);
+      } else if (dp.ghost_clipping) {
+        // The same sums from g_i = delta_i (x) [x_i; 1], never formed.
+        if (!objective.OuterProductFactors(w, batch, delta, squared_norms, loss)) {
+          return absl::InvalidArgumentError(
+              "DP local training: ghost_clipping needs a linear model "
+              "(least_squares, logistic, softmax)");
+        }
+        ClipFactorsFromSquaredNorms(squared_norms, dp.clip, factors);
+        objective.WeightedOuterProductSum(batch, delta, factors, v);  // sum_i f_i g_i
+        v /= lot;
+        if (dice) {
+          const Eigen::VectorXd kept_out = 1.0 - factors.array();
+          objective.WeightedOuterProductSum(batch, delta, kept_out, residual);
+          residual /= lot;  // mean of g_i - clip(g_i, C1)
+        }
       } else {
         loss = objective.Evaluate(w, batch, nullptr);
         objective.PerExampleGradients(w, batch, per_example);

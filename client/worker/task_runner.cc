@@ -22,12 +22,12 @@ ClientResult RunLsaTask(const LsaSetup& lsa, std::uint64_t seed,
   const Eigen::Index p = theta_t.size();
   const Eigen::VectorXd* xi = nullptr;
   if (lsa.control_variates) {
-    Eigen::VectorXd& xi_c = state->Vector("scafflsa.xi", p);
+    Eigen::VectorXd& xi_c = state->Vector(kScaffLsaControl, p);
     if (lsa.anchored) {
       // EXTENSION, partial participation: step 3 of the agent's last round
       // t_c, with the anchor theta_{t_c+1} the server sent. No anchor: that
       // round was not aggregated, and its iterate is dropped.
-      auto last = state->vectors.find("scafflsa.last_iterate");
+      auto last = state->vectors.find(kScaffLsaLastIterate);
       if (last != state->vectors.end()) {
         if (task.server_control != nullptr) {
           UpdateControlVariate(*task.server_control, last->second,
@@ -35,27 +35,27 @@ ClientResult RunLsaTask(const LsaSetup& lsa, std::uint64_t seed,
         }
         state->vectors.erase(last);
       }
-    } else if (state->Has("scafflsa.last_iterate")) {
+    } else if (state->Has(kScaffLsaLastIterate)) {
       // SCAFFLSA step 3 of the previous round, now that theta_t is here:
       // xi_c <- xi_c + (theta_t - theta_c^{t-1,H}) / (eta H).
-      UpdateControlVariate(theta_t, state->vectors.at("scafflsa.last_iterate"),
+      UpdateControlVariate(theta_t, state->vectors.at(kScaffLsaLastIterate),
                            lsa.cv_divisor, xi_c);
     }
     xi = &xi_c;
   }
   std::int64_t markov_state = -1;
   if (lsa.oracle == LsaOracle::kMarkov && state != nullptr &&
-      state->Has("lsa.markov_state")) {
-    markov_state = static_cast<std::int64_t>(state->vectors.at("lsa.markov_state")[0]);
+      state->Has(kLsaMarkovState)) {
+    markov_state = static_cast<std::int64_t>(state->vectors.at(kLsaMarkovState)[0]);
   }
   LsaSampler sampler(lsa.problem.agents[k], lsa.oracle,
                      RngStream(seed, RngPurpose::kLsaOracle, k, task.round),
                      markov_state);
   Eigen::VectorXd theta =
       RunLsaSteps(sampler, theta_t, task.local.lr, task.local.max_steps, xi);
-  if (lsa.control_variates) state->vectors["scafflsa.last_iterate"] = theta;
+  if (lsa.control_variates) state->vectors[kScaffLsaLastIterate] = theta;
   if (lsa.oracle == LsaOracle::kMarkov && state != nullptr) {
-    state->vectors["lsa.markov_state"] =
+    state->vectors[kLsaMarkovState] =
         Eigen::VectorXd::Constant(1, static_cast<double>(sampler.markov_state()));
   }
   ClientResult r;

@@ -16,12 +16,6 @@
 
 namespace fedsim {
 
-// Name of DiceSGD's error buffer e in ClientState (d values, never sent).
-inline constexpr char kDiceSgdErrorBuffer[] = "dicesgd.error";
-// Name of SCAFFOLD's client control variate c_i in ClientState (d values,
-// never sent; only Delta c_i travels).
-inline constexpr char kScaffoldControl[] = "scaffold.c";
-
 // `state` is the client's own state (ClientsKeepState(config)); it may be
 // null for algorithms whose clients keep none. Fails with kInvalidArgument
 // if the task names a client the experiment does not have or carries

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 #include <vector>
@@ -82,6 +83,7 @@ class WorkerLoop {
           experiment_ = std::make_unique<Experiment>(*std::move(exp));
           dim_ = experiment_->num_parameters();
           stateful_ = ClientsKeepState(config_);
+          layout_ = ClientStateLayoutOf(config_, dim_);
         }
         Log(options_.name, absl::StrCat("joined as worker ", worker_.value));
         return absl::OkStatus();
@@ -166,8 +168,28 @@ class WorkerLoop {
         continue;
       }
       const Task& task = *pulled->task;
-      absl::StatusOr<ClientResult> result =
-          RunTask(*experiment_, config_.seed(), task, StateOf(task.client));
+      // Stateful algorithms: the task carries the client's state (owned by
+      // the coordinator); the result takes the updated state back.
+      std::optional<ClientState> state;
+      if (stateful_) {
+        absl::Status bad;
+        if (task.client_state == nullptr) {
+          bad = absl::InvalidArgumentError(absl::StrCat(
+              "task ", task.id.value, " carries no client_state; this algorithm keeps "
+              "client state"));
+        } else {
+          bad = CheckClientState(*task.client_state, layout_,
+                                 absl::StrCat("task ", task.id.value));
+        }
+        if (!bad.ok()) {
+          // The coordinator times the task out at the round deadline.
+          Log(options_.name, std::string(bad.message()));
+          continue;
+        }
+        state = *task.client_state;
+      }
+      absl::StatusOr<ClientResult> result = RunTask(
+          *experiment_, config_.seed(), task, state.has_value() ? &*state : nullptr);
       if (!result.ok()) {
         // The coordinator times the task out at the round deadline.
         Log(options_.name, absl::StrCat("task ", task.id.value, " (client ",
@@ -176,6 +198,7 @@ class WorkerLoop {
         continue;
       }
       if (Stopping()) break;  // the coordinator re-issues it after Leave
+      if (state.has_value()) result->client_state = *std::move(state);
       FEDSIM_RETURN_IF_ERROR(PushWithRetry(*result));
     }
     return absl::OkStatus();
@@ -219,14 +242,6 @@ class WorkerLoop {
     }
   }
 
-  // The hosted client's state (null for stateless algorithms). The
-  // coordinator sends a client's tasks to one worker, one at a time.
-  ClientState* StateOf(ClientId client) {
-    if (!stateful_) return nullptr;
-    std::lock_guard<std::mutex> lock(mu_);
-    return &states_[client.value];  // std::map: the reference stays valid
-  }
-
   void LeaveQuietly() {
     if (absl::Status s = client_.Leave(worker()); !s.ok() && !absl::IsNotFound(s)) {
       Log(options_.name, absl::StrCat("leave: ", s.ToString()));
@@ -243,7 +258,7 @@ class WorkerLoop {
   std::unique_ptr<Experiment> experiment_;
   std::int64_t dim_ = 0;
   bool stateful_ = false;
-  std::map<std::int64_t, ClientState> states_ ABSL_GUARDED_BY(mu_);
+  ClientStateLayout layout_;
   std::atomic<bool> finished_{false};
   std::mutex hb_mu_;
   std::condition_variable hb_cv_;

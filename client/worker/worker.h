@@ -5,6 +5,9 @@
 // it names, push the result, until the coordinator says the run is over.
 // One worker hosts any number of virtual clients: a task names the client,
 // and every worker holds the whole (deterministically partitioned) data set.
+// Workers keep no client state: a stateful algorithm's task carries its
+// client's state, checked against the algorithm's layout, and the result
+// takes the updated state back to the coordinator, which owns it.
 //
 // Failures: UNAVAILABLE and DEADLINE_EXCEEDED are retried with capped,
 // jittered exponential backoff (jitter changes timing only, never results);
@@ -34,6 +37,9 @@
 namespace fedsim {
 
 struct WorkerOptions {
+  // The worker's identity (fedsim-client --worker_name): joining again
+  // under it after a crash makes the coordinator re-issue what the
+  // earlier process held.
   std::string name = "worker";
   // Replaces config.data.path (the worker's copy of the data).
   std::string data_dir;

@@ -10,6 +10,7 @@
 #ifndef FEDSIM_COMMON_BASE_BYTE_IO_H_
 #define FEDSIM_COMMON_BASE_BYTE_IO_H_
 
+#include <bit>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -31,13 +32,23 @@ class ByteWriter {
     std::memcpy(&bits, &v, 8);
     U64(bits);
   }
+  // Vectors: on little-endian hosts the bytes are the vector's own, copied
+  // at once (a FedAU state of 10^5 clients is 2.4 MB every checkpoint).
   void I64s(const std::vector<std::int64_t>& v) {
     U64(v.size());
-    for (std::int64_t x : v) I64(x);
+    if constexpr (std::endian::native == std::endian::little) {
+      out_.append(reinterpret_cast<const char*>(v.data()), v.size() * 8);
+    } else {
+      for (std::int64_t x : v) I64(x);
+    }
   }
   void F64s(const std::vector<double>& v) {
     U64(v.size());
-    for (double x : v) F64(x);
+    if constexpr (std::endian::native == std::endian::little) {
+      out_.append(reinterpret_cast<const char*>(v.data()), v.size() * 8);
+    } else {
+      for (double x : v) F64(x);
+    }
   }
   const std::string& bytes() const { return out_; }
 
@@ -75,7 +86,12 @@ class ByteReader {
       return {};
     }
     std::vector<std::int64_t> v(n);
-    for (auto& x : v) x = I64();
+    if constexpr (std::endian::native == std::endian::little) {
+      if (n > 0) std::memcpy(v.data(), in_.data() + pos_, n * 8);
+      pos_ += n * 8;
+    } else {
+      for (auto& x : v) x = I64();
+    }
     return v;
   }
   std::vector<double> F64s() {
@@ -85,7 +101,12 @@ class ByteReader {
       return {};
     }
     std::vector<double> v(n);
-    for (auto& x : v) x = F64();
+    if constexpr (std::endian::native == std::endian::little) {
+      if (n > 0) std::memcpy(v.data(), in_.data() + pos_, n * 8);
+      pos_ += n * 8;
+    } else {
+      for (auto& x : v) x = F64();
+    }
     return v;
   }
   // True if every read so far succeeded.

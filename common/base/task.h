@@ -10,6 +10,9 @@
 #include <cstdint>
 #include <memory>
 
+#include <optional>
+
+#include "common/base/client_state.h"
 #include "common/base/types.h"
 
 namespace fedsim {
@@ -59,6 +62,10 @@ struct Task {
   // SCAFFOLD's c or SCAFFLSA's anchor (see TaskSpec); null otherwise.
   std::shared_ptr<const FlatVector> server_control;
   ScaffoldOption scaffold_option = ScaffoldOption::kNone;
+  // Distributed runtime, algorithms whose clients keep state: the client's
+  // state when the round began (the coordinator owns it). Null otherwise
+  // (the embedded runtime passes the state to RunTask by pointer).
+  std::shared_ptr<const ClientState> client_state;
 };
 
 // A client's answer to a task.
@@ -71,6 +78,9 @@ struct ClientResult {
   double train_loss = 0.0;         // mean mini-batch loss during training
   // SCAFFOLD: Delta c_i = c_i+ - c_i (d values); empty for other algorithms.
   FlatVector control_delta;
+  // Distributed runtime: the client's state after the task, for a task that
+  // carried one; the coordinator checks and commits it.
+  std::optional<ClientState> client_state;
 };
 
 }  // namespace fedsim

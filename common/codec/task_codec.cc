@@ -26,6 +26,40 @@ void EncodeTask(const Task& task, v1::Task& out) {
   local->set_momentum(task.local.momentum);
   local->set_fresh_batches(task.local.fresh_batches);
   local->set_grad_clip_norm(task.local.grad_clip_norm);
+  if (task.client_state != nullptr) {
+    EncodeClientState(*task.client_state, *out.mutable_client_state());
+  }
+}
+
+void EncodeClientState(const ClientState& state, v1::ClientStateBlob& out) {
+  out.Clear();
+  for (const auto& [name, v] : state.vectors) {
+    v1::NamedVector* nv = out.add_vectors();
+    nv->set_name(name);
+    nv->set_values(EncodeFlat(v));
+  }
+}
+
+absl::StatusOr<ClientState> DecodeClientState(const v1::ClientStateBlob& msg,
+                                              absl::string_view what) {
+  ClientState state;
+  for (const v1::NamedVector& nv : msg.vectors()) {
+    if (nv.values().size() % sizeof(double) != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, ": client_state vector '", nv.name(), "' has ", nv.values().size(),
+          " bytes; must be a multiple of 8 (float64 values)"));
+    }
+    if (state.Has(nv.name())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, ": client_state vector '", nv.name(), "' appears twice; names are unique"));
+    }
+    FEDSIM_ASSIGN_OR_RETURN(
+        state.vectors[nv.name()],
+        DecodeFlat(nv.values(),
+                   static_cast<std::int64_t>(nv.values().size() / sizeof(double)),
+                   absl::StrCat(what, ": client_state vector '", nv.name(), "'")));
+  }
+  return state;
 }
 
 absl::StatusOr<Task> DecodeTask(const v1::Task& msg, std::int64_t dim) {
@@ -75,6 +109,12 @@ absl::StatusOr<Task> DecodeTask(const v1::Task& msg, std::int64_t dim) {
   t.local.momentum = msg.local().momentum();
   t.local.fresh_batches = msg.local().fresh_batches();
   t.local.grad_clip_norm = msg.local().grad_clip_norm();
+  if (msg.has_client_state()) {
+    FEDSIM_ASSIGN_OR_RETURN(
+        ClientState state,
+        DecodeClientState(msg.client_state(), absl::StrCat("task ", msg.task_id())));
+    t.client_state = std::make_shared<const ClientState>(std::move(state));
+  }
   return t;
 }
 
@@ -86,6 +126,9 @@ void EncodeResult(const ClientResult& r, v1::Result& out) {
   out.set_num_steps(r.num_steps);
   out.set_train_loss(r.train_loss);
   if (r.control_delta.size() > 0) out.set_control_delta(EncodeFlat(r.control_delta));
+  if (r.client_state.has_value()) {
+    EncodeClientState(*r.client_state, *out.mutable_client_state());
+  }
 }
 
 absl::StatusOr<ClientResult> DecodeResult(const v1::Result& msg,
@@ -106,6 +149,13 @@ absl::StatusOr<ClientResult> DecodeResult(const v1::Result& msg,
         DecodeFlat(msg.control_delta(), dim,
                    absl::StrCat("result of task ", msg.task_id(), ", client ",
                                 msg.client_id(), ": control_delta")));
+  }
+  if (msg.has_client_state()) {
+    FEDSIM_ASSIGN_OR_RETURN(
+        r.client_state,
+        DecodeClientState(msg.client_state(),
+                          absl::StrCat("result of task ", msg.task_id(), ", client ",
+                                       msg.client_id())));
   }
   return r;
 }

@@ -420,6 +420,10 @@ void ApplyDefaults(v1::ExperimentConfig& c) {
   if (!net->has_mean()) net->set_mean(0.1);
   if (!net->has_sigma()) net->set_sigma(0.5);
   if (!async->has_eval_interval()) async->set_eval_interval(0.0);
+  if (!async->has_max_staleness()) async->set_max_staleness(0);
+  if (async->clock() == v1::AsyncConfig::CLOCK_UNSPECIFIED) {
+    async->set_clock(v1::AsyncConfig::CLOCK_VIRTUAL);
+  }
   // With a time horizon, the horizon ends an asynchronous run.
   if (IsAsyncAlgorithm(algo->name()) && async->horizon() > 0.0 && !rounds_given) {
     c.set_rounds(std::numeric_limits<std::int32_t>::max());
@@ -724,6 +728,9 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
                absl::StrCat("local.dp.mode = ", dp_mode,
                             " with data.source = lsa; DP-SGD needs a model "
                             "trained by local SGD"))
+      .Require(!dp.ghost_clipping() || c.model().objective() != v1::ModelConfig::OBJECTIVE_MLP,
+               "local.dp.ghost_clipping = true with model.objective = mlp; ghost "
+               "clipping needs a linear model (least_squares, logistic, softmax)")
       .Require(!dp_on || c.model().l2() == 0.0,
                absl::StrCat("model.l2 = ", c.model().l2(), " with local.dp.mode = ",
                             dp_mode, "; DP local training does not support the "
@@ -911,7 +918,8 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
                absl::StrCat("async.network_delay.mean = ", net.mean(),
                             "; must be > 0"))
       .Gt("async.network_delay.sigma", net.sigma(), 0.0)
-      .Ge("async.eval_interval", async.eval_interval(), 0.0);
+      .Ge("async.eval_interval", async.eval_interval(), 0.0)
+      .Ge("async.max_staleness", async.max_staleness(), int64_t{0});
   // Window, horizon and eval interval must be whole ticks >= 1.
   const double tpu = static_cast<double>(async.ticks_per_unit());
   check.Require(!async_algorithm ||

@@ -207,6 +207,26 @@ bool ClientsKeepState(const v1::ExperimentConfig& config) {
          config.local().dp().mode() == v1::DpConfig::MODE_DICESGD;
 }
 
+ClientStateLayout ClientStateLayoutOf(const v1::ExperimentConfig& config,
+                                      std::int64_t dim) {
+  ClientStateLayout layout;
+  const bool lsa = config.data().source() == v1::DataConfig::SOURCE_LSA;
+  if (config.algorithm().name() == v1::AlgorithmConfig::NAME_SCAFFLSA) {
+    layout[kScaffLsaControl] = dim;
+    layout[kScaffLsaLastIterate] = dim;
+  }
+  if (lsa && config.lsa().oracle() == v1::LsaConfig::ORACLE_MARKOV) {
+    layout[kLsaMarkovState] = 1;
+  }
+  if (config.algorithm().name() == v1::AlgorithmConfig::NAME_SCAFFOLD) {
+    layout[kScaffoldControl] = dim;
+  }
+  if (config.local().dp().mode() == v1::DpConfig::MODE_DICESGD) {
+    layout[kDiceSgdErrorBuffer] = dim;
+  }
+  return layout;
+}
+
 bool ScaffLsaPartialParticipation(const v1::ExperimentConfig& config) {
   return config.algorithm().name() == v1::AlgorithmConfig::NAME_SCAFFLSA &&
          (config.participation().model() != v1::ParticipationConfig::MODEL_UNIFORM ||
@@ -230,6 +250,7 @@ absl::StatusOr<DpSetup> ResolveDp(const v1::ExperimentConfig& config,
   }
   dp.spec.clip = c.clip();
   dp.spec.error_clip = c.error_clip();
+  dp.spec.ghost_clipping = c.ghost_clipping();
   dp.orders = RdpOrders(c.max_order(), c.fractional_orders());
   dp.delta = c.delta();
   dp.conversion = c.conversion() == v1::DpConfig::CONVERSION_CLASSICAL

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/base/client_state.h"
 #include "common/data/dataset.h"
 #include "common/dp/mechanisms.h"
 #include "common/dp/rdp_accountant.h"
@@ -87,9 +88,15 @@ absl::StatusOr<DpSetup> ResolveDp(const v1::ExperimentConfig& config,
                                   const std::vector<std::int64_t>& client_sizes);
 
 // True when the configured algorithm keeps per-client state between rounds
-// on the client (common/base/client_state.h). The distributed coordinator
-// then pins every client to one worker process.
+// (common/base/client_state.h). The coordinator owns it; in a distributed
+// run it travels with the client's tasks and results.
 bool ClientsKeepState(const v1::ExperimentConfig& config);
+
+// The vectors the configured algorithm's client state may hold, with their
+// sizes, for a model of `dim` parameters; empty when ClientsKeepState is
+// false.
+ClientStateLayout ClientStateLayoutOf(const v1::ExperimentConfig& config,
+                                      std::int64_t dim);
 
 // True for SCAFFLSA with partial participation (participation.model other
 // than uniform, or client_fraction < 1): fedsim's EXTENSION, where the

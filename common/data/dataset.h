@@ -24,6 +24,13 @@ using RowMajorMatrixF =
 using RowMajorMatrixD =
     Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
+// The largest number of feature values a data set may have (8 GiB as
+// float32). Loaders read sizes from untrusted headers and indices, and the
+// FedProx generator's sizes are heavy-tailed: both check against this
+// before anything is allocated, so an absurd size is an error, not an
+// allocation failure.
+inline constexpr std::int64_t kMaxDatasetValues = std::int64_t{1} << 31;
+
 struct Dataset {
   RowMajorMatrixF features;  // n x d
   Eigen::VectorXd labels;    // n

@@ -23,10 +23,6 @@
 namespace fedsim {
 namespace {
 
-// The largest number of feature values a loader materialises (8 GiB as
-// float32). Sizes come from untrusted headers and indices, so they are
-// checked against this before anything is allocated.
-constexpr std::int64_t kMaxValues = std::int64_t{1} << 31;
 
 // Class indices above this are almost certainly a regression target or a
 // corrupt file; accepting them would make num_classes (and every softmax
@@ -326,11 +322,11 @@ absl::StatusOr<Dataset> LoadIdx(const std::string& images_path,
   }
   // Checked before anything is allocated: a corrupt header may claim 10^12
   // pixels.
-  if (dim64 > static_cast<std::uint64_t>(kMaxValues) ||
-      n > kMaxValues / static_cast<std::int64_t>(dim64)) {
+  if (dim64 > static_cast<std::uint64_t>(kMaxDatasetValues) ||
+      n > kMaxDatasetValues / static_cast<std::int64_t>(dim64)) {
     return absl::InvalidArgumentError(absl::StrCat(
         images_path, ": header declares ", n, " images of ", image_dims[1],
-        "x", image_dims[2], " pixels, more than the limit of ", kMaxValues,
+        "x", image_dims[2], " pixels, more than the limit of ", kMaxDatasetValues,
         " values"));
   }
   const auto dim = static_cast<std::int64_t>(dim64);
@@ -408,9 +404,9 @@ absl::StatusOr<Dataset> LoadCsv(const std::string& path,
           num_columns, " (as on line ", first_data_line, ")"));
     }
     if (static_cast<std::int64_t>(features.size()) + num_columns - 1 >
-        kMaxValues) {
+        kMaxDatasetValues) {
       return absl::InvalidArgumentError(absl::StrCat(
-          path, ":", line_number, ": more than the limit of ", kMaxValues,
+          path, ":", line_number, ": more than the limit of ", kMaxDatasetValues,
           " feature values"));
     }
     for (std::int64_t j = 0; j < num_columns; ++j) {
@@ -544,10 +540,10 @@ absl::StatusOr<Dataset> LoadLibsvm(const std::string& path,
     return absl::InvalidArgumentError(absl::StrCat(
         path, ": no row has a feature; cannot infer num_features"));
   }
-  if (n > kMaxValues / dim) {
+  if (n > kMaxDatasetValues / dim) {
     return absl::InvalidArgumentError(absl::StrCat(
         path, ": ", n, " rows x ", dim, " features exceed the limit of ",
-        kMaxValues, " dense values"));
+        kMaxDatasetValues, " dense values"));
   }
 
   // Label mapping: {-1, +1} is the LIBSVM binary convention; anything else

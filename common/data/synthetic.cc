@@ -15,10 +15,6 @@
 namespace fedsim {
 namespace {
 
-// Same bound as the loaders: the most feature values a generator produces
-// (8 GiB as float32). The FedProx sizes are heavy-tailed, so a seed can ask
-// for absurd sizes; that must be an error, not an allocation failure.
-constexpr std::int64_t kMaxValues = std::int64_t{1} << 31;
 
 // Streams are keyed (seed, kDataGeneration, device, substream). A device's
 // own data comes from substream -1 of its own key, so it does not depend on
@@ -36,10 +32,10 @@ RngStream DataStream(std::uint64_t seed, std::int64_t device,
 
 absl::Status CheckSize(std::int64_t rows, std::int64_t dim,
                        absl::string_view what) {
-  if (dim > 0 && rows > kMaxValues / dim) {
+  if (dim > 0 && rows > kMaxDatasetValues / dim) {
     return absl::InvalidArgumentError(absl::StrCat(
         what, ": ", rows, " rows x ", dim, " features exceed the limit of ",
-        kMaxValues, " values"));
+        kMaxDatasetValues, " values"));
   }
   return absl::OkStatus();
 }
@@ -231,10 +227,10 @@ absl::StatusOr<FederatedData> MakeFedProxSynthetic(
     // The size is drawn first in both variants, so a seed gives the IID and
     // non-IID sets the same device sizes.
     const double lognormal = std::exp(4.0 + 2.0 * rng.Gaussian());
-    if (!(lognormal < static_cast<double>(kMaxValues / d))) {
+    if (!(lognormal < static_cast<double>(kMaxDatasetValues / d))) {
       return absl::InvalidArgumentError(absl::StrCat(
           "fedprox synthetic: seed ", seed, " draws ", lognormal,
-          " examples for device ", k, "; more than the limit of ", kMaxValues,
+          " examples for device ", k, "; more than the limit of ", kMaxDatasetValues,
           " values; use another seed"));
     }
     const std::int64_t n_k = static_cast<std::int64_t>(lognormal) + 50;

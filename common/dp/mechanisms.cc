@@ -60,6 +60,16 @@ void ClipFactors(const RowMajorMatrixD& gradients, double clip,
   }
 }
 
+void ClipFactorsFromSquaredNorms(const Eigen::VectorXd& squared_norms, double clip,
+                                 Eigen::VectorXd& factors) {
+  FEDSIM_CHECK(clip > 0.0);
+  factors.resize(squared_norms.size());
+  for (Eigen::Index i = 0; i < squared_norms.size(); ++i) {
+    const double norm = std::sqrt(squared_norms[i]);
+    factors[i] = norm > clip ? clip / norm : 1.0;
+  }
+}
+
 void ClipRows(RowMajorMatrixD& gradients, double clip) {
   Eigen::VectorXd factors;
   ClipFactors(gradients, clip, factors);

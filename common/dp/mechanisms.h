@@ -36,6 +36,11 @@ struct DpSpec {
   // z: the noise std on the summed clipped gradient is z * C (DP-SGD) or
   // z * C1 * sqrt(1 + 2 C2 / C1) (DiceSGD, the official code's form).
   double noise_multiplier = 1.0;
+  // Ghost clipping (local.dp.ghost_clipping): per-example norms and the
+  // clipped sum from the objective's outer-product factors, without the
+  // B x d matrix of per-example gradients. The same mechanism and epsilon;
+  // the floating-point sums run in another order (docs/dp.md).
+  bool ghost_clipping = false;
 };
 
 // Expected lot size L = q n of a client with n rows and batch size B:
@@ -65,6 +70,10 @@ void PoissonSample(std::span<const std::int64_t> rows, double q, RngStream& rng,
 // Then clip(g_i, C) = f_i g_i has norm min(||g_i||, C). REQUIRES: C > 0.
 void ClipFactors(const RowMajorMatrixD& gradients, double clip,
                  Eigen::VectorXd& factors);
+
+// The same factors from the squared norms ||g_i||^2 (ghost clipping).
+void ClipFactorsFromSquaredNorms(const Eigen::VectorXd& squared_norms, double clip,
+                                 Eigen::VectorXd& factors);
 
 // Scales every row of `gradients` to norm at most C in place (f_i g_i).
 void ClipRows(RowMajorMatrixD& gradients, double clip);

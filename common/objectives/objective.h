@@ -42,6 +42,29 @@ class Objective {
   virtual void PerExampleGradients(const FlatVector& params, const Batch& batch,
                                    RowMajorMatrixD& gradients) const = 0;
 
+  // Ghost clipping (docs/dp.md): for a model whose per-example gradient
+  // (without the L2 term) is an outer product, g_i = delta_i (x) [x_i; 1]
+  // (least squares: delta_i (x) x_i, no bias), writes delta (B x k; k =
+  // the classes of softmax regression, 1 otherwise) and ||g_i||^2 per
+  // example into `squared_norms`, sets `loss` to exactly what
+  // Evaluate(params, batch, nullptr) returns, and returns true; the B x
+  // NumParameters() matrix is never formed. Other models (the MLP) return
+  // false and write nothing.
+  virtual bool OuterProductFactors(const FlatVector& params, const Batch& batch,
+                                   RowMajorMatrixD& delta,
+                                   Eigen::VectorXd& squared_norms,
+                                   double& loss) const {
+    (void)params, (void)batch, (void)delta, (void)squared_norms, (void)loss;
+    return false;
+  }
+
+  // sum_i weights_i g_i, from the `delta` OuterProductFactors wrote for
+  // `batch`, into `out` (resized to NumParameters()).
+  // REQUIRES: OuterProductFactors returned true for this model.
+  virtual void WeightedOuterProductSum(const Batch& batch, const RowMajorMatrixD& delta,
+                                       const Eigen::VectorXd& weights,
+                                       FlatVector& out) const;
+
   // Number of examples of `batch` whose predicted class equals the label.
   // Regression objectives return 0.
   virtual std::int64_t NumCorrect(const FlatVector& params,

@@ -226,6 +226,26 @@ class LeastSquares final : public ObjectiveBase {
     gradients.noalias() = r.asDiagonal() * batch.x;
   }
 
+  bool OuterProductFactors(const FlatVector& params, const Batch& batch,
+                           RowMajorMatrixD& delta, Eigen::VectorXd& squared_norms,
+                           double& loss) const override {
+    CheckInputs(params, batch);
+    const Eigen::VectorXd r = Residuals(params, batch);
+    const double inv_b = 1.0 / static_cast<double>(batch.size());
+    loss = AddL2(params, 0.5 * r.squaredNorm() * inv_b, nullptr);
+    delta = r;
+    squared_norms = r.array().square() * batch.x.rowwise().squaredNorm().array();
+    return true;
+  }
+
+  void WeightedOuterProductSum(const Batch& batch, const RowMajorMatrixD& delta,
+                               const Eigen::VectorXd& weights,
+                               FlatVector& out) const override {
+    const Eigen::VectorXd wd = weights.cwiseProduct(delta.col(0));
+    out.resize(NumParameters());
+    out.noalias() = batch.x.transpose() * wd;
+  }
+
   std::int64_t NumCorrect(const FlatVector&, const Batch&) const override {
     return 0;
   }
@@ -278,6 +298,31 @@ class Logistic final : public ObjectiveBase {
     gradients.resize(batch.size(), d_ + 1);
     gradients.leftCols(d_).noalias() = s.asDiagonal() * batch.x;
     gradients.col(d_) = s;
+  }
+
+  bool OuterProductFactors(const FlatVector& params, const Batch& batch,
+                           RowMajorMatrixD& delta, Eigen::VectorXd& squared_norms,
+                           double& loss) const override {
+    CheckInputs(params, batch);
+    const Eigen::VectorXd z = Margins(params, batch);
+    const Index b = batch.size();
+    double total = 0.0;  // as Evaluate sums it
+    for (Index i = 0; i < b; ++i) total += Softplus(z[i]) - batch.y[i] * z[i];
+    loss = AddL2(params, total * (1.0 / static_cast<double>(b)), nullptr);
+    delta.resize(b, 1);
+    for (Index i = 0; i < b; ++i) delta(i, 0) = Sigmoid(z[i]) - batch.y[i];
+    squared_norms = delta.col(0).array().square() *
+                    (batch.x.rowwise().squaredNorm().array() + 1.0);
+    return true;
+  }
+
+  void WeightedOuterProductSum(const Batch& batch, const RowMajorMatrixD& delta,
+                               const Eigen::VectorXd& weights,
+                               FlatVector& out) const override {
+    const Eigen::VectorXd wd = weights.cwiseProduct(delta.col(0));
+    out.resize(NumParameters());
+    out.head(d_).noalias() = batch.x.transpose() * wd;
+    out[d_] = wd.sum();
   }
 
   std::int64_t NumCorrect(const FlatVector& params,
@@ -337,6 +382,29 @@ class Softmax final : public ObjectiveBase {
     gradients.resize(batch.size(), NumParameters());
     WriteOuterProductRows(batch.x, g, 0, gradients);
     gradients.rightCols(c_) = g;
+  }
+
+  bool OuterProductFactors(const FlatVector& params, const Batch& batch,
+                           RowMajorMatrixD& delta, Eigen::VectorXd& squared_norms,
+                           double& loss) const override {
+    CheckInputs(params, batch);
+    delta = Logits(params, batch);
+    const double inv_b = 1.0 / static_cast<double>(batch.size());
+    loss = AddL2(params, SoftmaxCrossEntropyInPlace(batch.y, delta) * inv_b, nullptr);
+    // delta = P - Y; ||delta_i (x) [x_i; 1]||^2 = ||delta_i||^2 (||x_i||^2 + 1).
+    squared_norms = delta.rowwise().squaredNorm().array() *
+                    (batch.x.rowwise().squaredNorm().array() + 1.0);
+    return true;
+  }
+
+  void WeightedOuterProductSum(const Batch& batch, const RowMajorMatrixD& delta,
+                               const Eigen::VectorXd& weights,
+                               FlatVector& out) const override {
+    RowMajorMatrixD wd = weights.asDiagonal() * delta;
+    out.resize(NumParameters());
+    MatrixMap sum_w(out.data(), d_, c_);
+    sum_w.noalias() = batch.x.transpose() * wd;
+    out.tail(c_) = wd.colwise().sum().transpose();
   }
 
   std::int64_t NumCorrect(const FlatVector& params,
@@ -485,6 +553,12 @@ absl::Status Invalid(absl::string_view field, absl::string_view value,
 }
 
 }  // namespace
+
+void Objective::WeightedOuterProductSum(const Batch&, const RowMajorMatrixD&,
+                                        const Eigen::VectorXd&, FlatVector&) const {
+  FEDSIM_CHECK(false) << "WeightedOuterProductSum: this model has no outer-product "
+                         "per-example gradients (OuterProductFactors returned false)";
+}
 
 absl::StatusOr<std::unique_ptr<Objective>> MakeObjective(
     const ObjectiveSpec& spec) {

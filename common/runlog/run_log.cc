@@ -159,13 +159,14 @@ absl::Status RunLog::Metrics(const MetricsRow& r) {
   return absl::OkStatus();
 }
 
-absl::Status RunLog::EnableTensorBoard(const std::string& suffix) {
+absl::Status RunLog::EnableTensorBoard(std::optional<std::int64_t> resumed_from) {
   std::lock_guard<std::mutex> lock(mu_);
+  std::string name = "events.out.tfevents.fedsim";
+  if (resumed_from.has_value()) absl::StrAppend(&name, ".resumed-", *resumed_from);
   FEDSIM_ASSIGN_OR_RETURN(
       tensorboard_,
-      TensorBoardWriter::Create(
-          (fs::path(dir_) / ("events.out.tfevents.fedsim" + suffix)).string(),
-          UnixSeconds()));
+      TensorBoardWriter::Create((fs::path(dir_) / name).string(), UnixSeconds(),
+                                resumed_from));
   return absl::OkStatus();
 }
 

@@ -76,9 +76,11 @@ class RunLog {
   absl::Status Metrics(const MetricsRow& row);
   // Also writes every later metrics row as TensorBoard scalars (one tag per
   // measured column, step = round) to events.out.tfevents.fedsim in the run
-  // directory (plus `suffix`: a resumed run writes a file of its own),
-  // truncating an earlier file of that name.
-  absl::Status EnableTensorBoard(const std::string& suffix = "");
+  // directory, truncating an earlier file of that name. A resumed run
+  // passes the round it restarts from: it writes
+  // events.out.tfevents.fedsim.resumed-<round>, which tells TensorBoard to
+  // forget the earlier files' values from that round on.
+  absl::Status EnableTensorBoard(std::optional<std::int64_t> resumed_from = std::nullopt);
   // Writes `text` to `name` inside the run directory.
   absl::Status WriteFile(const std::string& name, const std::string& text);
 

@@ -52,7 +52,8 @@ std::string TfRecord(std::string_view payload) {
 }
 
 absl::StatusOr<std::unique_ptr<TensorBoardWriter>> TensorBoardWriter::Create(
-    const std::string& path, double wall_time) {
+    const std::string& path, double wall_time,
+    std::optional<std::int64_t> restart_step) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   if (!out) {
     return absl::InvalidArgumentError(
@@ -62,7 +63,15 @@ absl::StatusOr<std::unique_ptr<TensorBoardWriter>> TensorBoardWriter::Create(
   event.set_wall_time(wall_time);
   event.set_step(0);
   event.set_file_version("brain.Event:2");
-  out << TfRecord(event.SerializeAsString()) << std::flush;
+  out << TfRecord(event.SerializeAsString());
+  if (restart_step.has_value()) {
+    tensorboard::Event restart;
+    restart.set_wall_time(wall_time);
+    restart.set_step(*restart_step);
+    restart.mutable_session_log()->set_status(tensorboard::SessionLog::START);
+    out << TfRecord(restart.SerializeAsString());
+  }
+  out << std::flush;
   if (!out) return absl::DataLossError(absl::StrCat(path, ": write failed"));
   return std::unique_ptr<TensorBoardWriter>(new TensorBoardWriter(std::move(out)));
 }

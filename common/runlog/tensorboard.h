@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -33,9 +34,13 @@ std::string TfRecord(std::string_view payload);
 class TensorBoardWriter {
  public:
   // Creates (truncating) the event file `path` and writes its first record,
-  // file_version "brain.Event:2".
+  // file_version "brain.Event:2". With `restart_step` (a resumed run's
+  // first round), then a SessionLog START at that step: TensorBoard's
+  // reader drops every value at a step >= it from the files before this
+  // one, so the rounds a resumed run redoes appear once.
   static absl::StatusOr<std::unique_ptr<TensorBoardWriter>> Create(
-      const std::string& path, double wall_time);
+      const std::string& path, double wall_time,
+      std::optional<std::int64_t> restart_step = std::nullopt);
 
   // Appends one Event at `step` with a scalar summary per (tag, value) and
   // flushes. Values are stored as float (TensorBoard's simple_value).

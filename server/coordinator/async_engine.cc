@@ -56,6 +56,21 @@ void AsyncEngine::LogEvent(const nlohmann::json& event) {
   }
 }
 
+bool AsyncEngine::TaskOpen(TaskId id) const {
+  if (!open_step_.has_value()) return false;
+  for (const auto& [client, state] : open_) {
+    if (current_[client].id == id) return state == State::kOpen;
+  }
+  return false;
+}
+
+bool AsyncEngine::AllTasksResolved() const {
+  for (const auto& [client, state] : open_) {
+    if (state == State::kOpen) return false;
+  }
+  return true;
+}
+
 std::vector<Task> AsyncEngine::BeginStep() {
   FEDSIM_CHECK(!done() && !open_step_.has_value());
   open_step_ = std::move(next_);
@@ -160,10 +175,121 @@ void AsyncEngine::DropTask(TaskId task, const std::string& reason) {
   }
 }
 
+bool AsyncEngine::AdvanceAfter(const ScheduledStep& step,
+                               std::shared_ptr<const FlatVector> params) {
+  // Every contributor (dropped ones too) restarts from the new model.
+  for (const ScheduledContribution& c : step.contributors) {
+    Issue(c.client.value, c.task_index + 1, params);
+  }
+  Prefetch();
+  bool evaluate = done();
+  if (options_.eval_interval > 0) {
+    if (step.time >= next_eval_time_) {
+      evaluate = true;
+      next_eval_time_ = (step.time / options_.eval_interval + 1) * options_.eval_interval;
+    }
+  } else if ((step.version + 1) % options_.eval_every == 0) {
+    evaluate = true;
+  }
+  return evaluate;
+}
+
+AsyncEngine::Snapshot AsyncEngine::TakeSnapshot() const {
+  FEDSIM_CHECK(!open_step_.has_value());
+  Snapshot s;
+  s.version = version_;
+  s.model = *model_;
+  s.next_task_id = next_task_id_;
+  s.tally = tally_;
+  for (const ClientTask& t : current_) {
+    if (t.base_version != version_ && s.versions.count(t.base_version) == 0) {
+      s.versions[t.base_version] = *t.params;
+    }
+  }
+  return s;
+}
+
+absl::Status AsyncEngine::RestoreSnapshot(const Snapshot& snapshot) {
+  FEDSIM_CHECK(version_ == 0 && !open_step_.has_value());
+  if (snapshot.model.size() != model_->size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "checkpoint: model has ", snapshot.model.size(),
+        " parameters; the config's model has ", model_->size()));
+  }
+  // Replay the schedule to the checkpointed step: the same tasks, task
+  // indices, base versions, ids and evaluation times, without training.
+  while (version_ < snapshot.version) {
+    if (!next_.has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "checkpoint: step ", snapshot.version, " is past the schedule's last step ",
+          version_));
+    }
+    const ScheduledStep step = *std::move(next_);
+    ++version_;
+    issued_since_last_step_ = 0;
+    (void)AdvanceAfter(step, nullptr);
+  }
+  if (next_task_id_ != snapshot.next_task_id) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "checkpoint: next_task_id = ", snapshot.next_task_id,
+        "; replaying the schedule to step ", snapshot.version, " gives ",
+        next_task_id_));
+  }
+  model_ = std::make_shared<const FlatVector>(snapshot.model);
+  std::map<std::int64_t, std::shared_ptr<const FlatVector>> versions;
+  for (const auto& [v, params] : snapshot.versions) {
+    if (params.size() != model_->size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "checkpoint: model version ", v, " has ", params.size(),
+          " parameters, not ", model_->size()));
+    }
+    versions[v] = std::make_shared<const FlatVector>(params);
+  }
+  for (std::size_t k = 0; k < current_.size(); ++k) {
+    ClientTask& t = current_[k];
+    if (t.base_version == version_) {
+      t.params = model_;
+      continue;
+    }
+    const auto it = versions.find(t.base_version);
+    if (it == versions.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "checkpoint: client ", k, "'s task started from model version ",
+          t.base_version, ", which the checkpoint does not hold"));
+    }
+    t.params = it->second;
+  }
+  tally_ = snapshot.tally;
+  return absl::OkStatus();
+}
+
 absl::StatusOr<MetricsRow> AsyncEngine::FinishStep(double wall_time_s) {
   FEDSIM_CHECK(open_step_.has_value());
   const ScheduledStep& step = *open_step_;
   nlohmann::json dropped = nlohmann::json::array();
+  // Bounded staleness: an update from a version older than
+  // version - max_staleness is dropped, not aggregated.
+  if (options_.max_staleness > 0) {
+    for (auto it = results_.begin(); it != results_.end();) {
+      const std::int64_t client = it->first;
+      const std::int64_t staleness = version_ - current_[client].base_version;
+      if (staleness <= options_.max_staleness) {
+        ++it;
+        continue;
+      }
+      open_[client] = State::kDropped;
+      ++tally_.dropped;
+      ++tally_.stale;
+      LogEvent({{"event", "stale_update"},
+                {"step", version_},
+                {"task", current_[client].id.value},
+                {"client", client},
+                {"base_version", current_[client].base_version},
+                {"staleness", staleness},
+                {"max_staleness", options_.max_staleness}});
+      it = results_.erase(it);
+    }
+  }
   for (auto& [client, state] : open_) {
     if (state == State::kOpen) {  // never answered: as a dropped task
       state = State::kDropped;
@@ -208,22 +334,7 @@ absl::StatusOr<MetricsRow> AsyncEngine::FinishStep(double wall_time_s) {
   // and later steps' work started from; as a synchronous round's tasks).
   row.bytes_down = payload * issued_since_last_step_;
   issued_since_last_step_ = 0;
-  // Every contributor (dropped ones too) restarts from the new model.
-  for (const ScheduledContribution& c : step.contributors) {
-    Issue(c.client.value, c.task_index + 1, model_);
-  }
-  Prefetch();
-  const bool last = done();
-
-  bool evaluate = last;
-  if (options_.eval_interval > 0) {
-    if (step.time >= next_eval_time_) {
-      evaluate = true;
-      next_eval_time_ = (step.time / options_.eval_interval + 1) * options_.eval_interval;
-    }
-  } else if ((step.version + 1) % options_.eval_every == 0) {
-    evaluate = true;
-  }
+  const bool evaluate = AdvanceAfter(step, model_);
   if (in_.objective != nullptr && evaluate) {
     const Evaluation test = EvaluateModel(*in_.objective, *in_.test, *model_,
                                           options_.eval_threads);

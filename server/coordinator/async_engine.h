@@ -42,6 +42,9 @@ struct AsyncEngineOptions {
   int eval_threads = 1;
   std::int64_t ticks_per_unit = 1;
   LocalTrainingSpec local;        // every task's local work
+  // async.max_staleness: > 0: an update staler than this is not aggregated
+  // (stale_update, counted as dropped); 0: unbounded.
+  std::int64_t max_staleness = 0;
   std::string name;               // the algorithm's display name
 };
 
@@ -76,6 +79,12 @@ class AsyncEngine {
   // step; the client restarts with the others.
   void DropTask(TaskId task, const std::string& reason);
 
+  // True while task `id` of the open step has neither a result nor was
+  // dropped (the distributed coordinator's view of the step).
+  bool TaskOpen(TaskId id) const;
+  // True when every task of the open step has a result or was dropped.
+  bool AllTasksResolved() const;
+
   // Aggregates the accepted results in client-id order, restarts the
   // contributors from the new model, evaluates on evaluation steps and
   // writes a metrics row and an `async_step` event.
@@ -84,6 +93,8 @@ class AsyncEngine {
   struct Tally {
     std::int64_t issued = 0, aggregated = 0, dropped = 0, rejected_pushes = 0,
                  duplicate_pushes = 0;
+    // Of `dropped`: updates staler than max_staleness.
+    std::int64_t stale = 0;
     // Tasks still computing (issued = aggregated + dropped + in_flight
     // between steps).
     std::int64_t in_flight = 0;
@@ -93,6 +104,26 @@ class AsyncEngine {
     t.in_flight = t.issued - t.aggregated - t.dropped;
     return t;
   }
+
+  // What a checkpoint needs to continue bit-identically: the step reached,
+  // the current model and every older version a task in flight started
+  // from, task ids and counts. The schedule, the tasks' indices and base
+  // versions and the evaluation times are functions of the config: a
+  // restored engine replays the schedule to the same position. The
+  // aggregator keeps no state between steps.
+  struct Snapshot {
+    std::int64_t version = 0;
+    FlatVector model;
+    std::int64_t next_task_id = 1;
+    Tally tally;
+    std::map<std::int64_t, FlatVector> versions;  // base version -> model
+  };
+  // REQUIRES: no step open.
+  Snapshot TakeSnapshot() const;
+  // Continues from `snapshot`, taken from an engine built from the same
+  // config. REQUIRES: a fresh engine. kInvalidArgument, naming what does
+  // not fit, if the schedule, the model size or the versions disagree.
+  absl::Status RestoreSnapshot(const Snapshot& snapshot);
 
  private:
   struct ClientTask {
@@ -108,6 +139,12 @@ class AsyncEngine {
   absl::Status Reject(const ClientResult& r, absl::Status status);
   void LogEvent(const nlohmann::json& event);
   void Prefetch();
+  // FinishStep's bookkeeping after the aggregation: every contributor of
+  // `step` restarts from `params` (the new model), the next step is
+  // fetched, and the evaluation time moves on. Returns whether this is an
+  // evaluation step.
+  bool AdvanceAfter(const ScheduledStep& step,
+                    std::shared_ptr<const FlatVector> params);
 
   AsyncEngineOptions options_;
   RoundEngineInputs in_;

@@ -130,6 +130,15 @@ absl::StatusOr<std::string> WriteCheckpoint(const std::string& run_dir,
   }
   c.set_wall_time_s(data.wall_time_s);
   c.set_best_accuracy(data.best_accuracy);
+  if (data.async) {
+    c.set_async(true);
+    for (const auto& [version, model] : data.async_versions) {
+      auto* record = c.add_async_versions();
+      record->set_version(version);
+      record->set_model(EncodeRaw(model));
+    }
+    c.set_async_stale_dropped(data.async_stale_dropped);
+  }
 
   v1::CheckpointFile file;
   if (!c.SerializeToString(file.mutable_payload())) {
@@ -233,6 +242,13 @@ absl::StatusOr<CheckpointData> ReadCheckpoint(const std::string& path) {
   }
   data.wall_time_s = c.wall_time_s();
   data.best_accuracy = c.best_accuracy();
+  data.async = c.async();
+  for (const auto& record : c.async_versions()) {
+    FEDSIM_ASSIGN_OR_RETURN(
+        data.async_versions[record.version()],
+        DecodeRaw(record.model(), absl::StrCat("model version ", record.version())));
+  }
+  data.async_stale_dropped = c.async_stale_dropped();
   return data;
 }
 

@@ -36,6 +36,12 @@ struct CheckpointData {
   std::map<std::int64_t, ClientState> clients;  // embedded runtime only
   double wall_time_s = 0.0;                     // run time so far
   double best_accuracy = NAN;
+  // An asynchronous run: `engine` holds the step reached (next_round), the
+  // current model, next_task_id and the counts (timed_out 0); these are
+  // the older versions still in use and the stale-drop count.
+  bool async = false;
+  std::map<std::int64_t, FlatVector> async_versions;
+  std::int64_t async_stale_dropped = 0;
 };
 
 // The checkpoint directory of a run directory.

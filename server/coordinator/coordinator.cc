@@ -15,11 +15,53 @@ absl::Status StoppedError(std::int64_t round) {
       "stopped by request before round ", round, " completed"));
 }
 
+// The engine the coordinator drives: synchronous rounds (RoundEngine) or
+// asynchronous steps on the virtual clock (AsyncEngine, whose steps are
+// handed out as rounds are: docs/async.md).
+bool EngineDone(const CoordinatorRun& run) {
+  return run.async_engine != nullptr ? run.async_engine->done() : run.engine->done();
+}
+std::int64_t EngineRound(const CoordinatorRun& run) { return CompletedRounds(run); }
+std::vector<Task> EngineBegin(CoordinatorRun& run) {
+  return run.async_engine != nullptr ? run.async_engine->BeginStep()
+                                     : run.engine->BeginRound();
+}
+absl::Status EngineSubmit(CoordinatorRun& run, ClientResult result) {
+  return run.async_engine != nullptr
+             ? run.async_engine->SubmitResult(std::move(result))
+             : run.engine->SubmitResult(std::move(result));
+}
+void EngineDrop(CoordinatorRun& run, TaskId task, const std::string& reason) {
+  if (run.async_engine != nullptr) {
+    run.async_engine->DropTask(task, reason);
+  } else {
+    run.engine->DropTask(task, reason);
+  }
+}
+bool EngineTaskOpen(const CoordinatorRun& run, TaskId task) {
+  return run.async_engine != nullptr ? run.async_engine->TaskOpen(task)
+                                     : run.engine->TaskOpen(task);
+}
+bool EngineAllResolved(const CoordinatorRun& run) {
+  return run.async_engine != nullptr ? run.async_engine->AllTasksResolved()
+                                     : run.engine->AllTasksResolved();
+}
+// Asynchronous steps have no quorum: a step aggregates what it got.
+bool EngineQuorumReachable(const CoordinatorRun& run) {
+  return run.async_engine != nullptr || run.engine->QuorumReachable();
+}
+absl::StatusOr<MetricsRow> EngineFinish(CoordinatorRun& run, double wall_time_s) {
+  return run.async_engine != nullptr ? run.async_engine->FinishStep(wall_time_s)
+                                     : run.engine->FinishRound(wall_time_s);
+}
+
 }  // namespace
 
 Coordinator::Coordinator(const CoordinatorOptions& options, CoordinatorRun* run,
                          ProgressFn progress)
     : options_(options), run_(run), progress_(std::move(progress)),
+      stateful_(ClientsKeepState(run->config)),
+      layout_(ClientStateLayoutOf(run->config, run->experiment->num_parameters())),
       next_worker_id_(std::max<std::int64_t>(options.first_worker_id, 1)) {}
 
 Coordinator::~Coordinator() {
@@ -36,32 +78,75 @@ void Coordinator::RunCompletions(std::vector<Completion>& completions) {
   completions.clear();
 }
 
-absl::StatusOr<WorkerId> Coordinator::Join(const std::string& name) {
-  std::unique_lock<std::mutex> lock(mu_);
-  if (finished_ || shutdown_) {
-    return absl::UnavailableError("the run has ended; not accepting workers");
+absl::StatusOr<WorkerId> Coordinator::Join(const std::string& name,
+                                           const std::string& worker_name) {
+  std::vector<Completion> completions;
+  WorkerId joined;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (finished_ || shutdown_) {
+      return absl::UnavailableError("the run has ended; not accepting workers");
+    }
+    if (stop_requested_) {
+      return absl::UnavailableError("coordinator shutting down; not accepting workers");
+    }
+    // The identity: the registered name (the certificate identity under
+    // mTLS) and the name the worker asked for, if different.
+    const std::string key =
+        worker_name.empty() || worker_name == name ? name : absl::StrCat(name, "/", worker_name);
+    std::int64_t previous = 0;
+    for (const auto& [id, w] : workers_) {
+      if (w.key == key) previous = id;
+    }
+    if (previous == 0 &&
+        static_cast<std::int64_t>(workers_.size()) >= options_.max_workers) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "Join: ", workers_.size(), " workers are registered; distributed.max_workers = ",
+          options_.max_workers));
+    }
+    std::size_t requeued = 0;
+    if (previous != 0) {
+      // The same worker again (a restarted process): its earlier
+      // registration ends, and the tasks it held go back to the queue, to
+      // be handed out once more (to it or another worker) and counted once.
+      workers_.erase(previous);
+      for (auto p = parked_.begin(); p != parked_.end();) {
+        if (p->worker.value == previous) {
+          completions.emplace_back(
+              std::move(p->done),
+              absl::NotFoundError(absl::StrCat("worker ", previous,
+                                               " joined again under a new id; join again")));
+          p = parked_.erase(p);
+        } else {
+          ++p;
+        }
+      }
+      requeued = ReleaseTasksLocked(previous, /*drop_if_alone=*/false, "").first;
+    }
+    const std::int64_t id = next_worker_id_++;
+    workers_[id] = WorkerInfo{name, key, absl::Now()};
+    joined = WorkerId(id);
+    nlohmann::json event = {{"event", previous != 0 ? "worker_rejoined" : "worker_joined"},
+                            {"worker", id},
+                            {"name", name},
+                            {"workers", workers_.size()}};
+    // Under mTLS the certificate names the worker in the logs; the name it
+    // asked for only tells apart workers that share a certificate.
+    if (previous != 0) {
+      event["previous_worker"] = previous;
+      event["requeued_tasks"] = requeued;
+    }
+    (void)run_->log->Event(event);
+    if (options_.pin_clients && !unowned_.empty()) {
+      std::vector<std::int64_t> clients;
+      clients.swap(unowned_);
+      AssignLocked(clients);
+    }
+    DispatchLocked(completions);
+    cv_.notify_all();
   }
-  if (stop_requested_) {
-    return absl::UnavailableError("coordinator shutting down; not accepting workers");
-  }
-  if (static_cast<std::int64_t>(workers_.size()) >= options_.max_workers) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "Join: ", workers_.size(), " workers are registered; distributed.max_workers = ",
-        options_.max_workers));
-  }
-  const std::int64_t id = next_worker_id_++;
-  workers_[id] = WorkerInfo{name, absl::Now()};
-  (void)run_->log->Event({{"event", "worker_joined"},
-                          {"worker", id},
-                          {"name", name},
-                          {"workers", workers_.size()}});
-  if (options_.pin_clients && !unowned_.empty()) {
-    std::vector<std::int64_t> clients;
-    clients.swap(unowned_);
-    AssignLocked(clients);
-  }
-  cv_.notify_all();
-  return WorkerId(id);
+  RunCompletions(completions);
+  return joined;
 }
 
 std::int64_t Coordinator::PullTask(WorkerId worker, absl::Time deadline,
@@ -213,10 +298,16 @@ absl::StatusOr<bool> Coordinator::PushResult(WorkerId worker,
   }
   const std::int64_t task_id = result.task.value;
   const std::int64_t client_id = result.client.value;
-  absl::Status s = run_->engine->SubmitResult(std::move(result));
+  if (absl::Status bad = CommitClientStateLocked(result); !bad.ok()) {
+    // Like a malformed update: logged, and the task ends.
+    LogRejectedLocked(worker.value, task_id, client_id, bad);
+    FailRejectedTaskLocked(worker.value, task_id, bad);
+    return bad;
+  }
+  absl::Status s = EngineSubmit(*run_, std::move(result));
   if (absl::IsAlreadyExists(s)) {
     (void)run_->log->Event({{"event", "duplicate_dropped"},
-                            {"round", run_->engine->round()},
+                            {"round", EngineRound(*run_)},
                             {"task", task_id},
                             {"client", client_id},
                             {"worker", worker.value}});
@@ -227,12 +318,44 @@ absl::StatusOr<bool> Coordinator::PushResult(WorkerId worker,
   // Which worker delivered each update: round_end names clients only, and
   // deployments need to see which workers (hosts) took part in a round.
   (void)run_->log->Event({{"event", "result_accepted"},
-                          {"round", run_->engine->round()},
+                          {"round", EngineRound(*run_)},
                           {"task", task_id},
                           {"client", client_id},
                           {"worker", worker.value}});
   cv_.notify_all();
   return false;
+}
+
+absl::Status Coordinator::CommitClientStateLocked(const ClientResult& result) {
+  const std::int64_t task = result.task.value;
+  const std::string where =
+      absl::StrCat("result of task ", task, ", client ", result.client.value);
+  if (!stateful_) {
+    if (result.client_state.has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ": has a client_state; this algorithm keeps no client state"));
+    }
+    return absl::OkStatus();
+  }
+  // Only the first result of a task that is still open commits: a
+  // duplicate, a stale result or one for a dropped task changes nothing
+  // (the engine classifies it next).
+  auto issued = issued_.find(task);
+  if (issued == issued_.end() || !EngineTaskOpen(*run_, TaskId(task)) ||
+      issued->second.client != result.client) {
+    return absl::OkStatus();
+  }
+  if (!result.client_state.has_value()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": has no client_state; this algorithm keeps client state and every "
+        "result carries it"));
+  }
+  FEDSIM_RETURN_IF_ERROR(CheckClientState(*result.client_state, layout_, where));
+  // Committed as the embedded runtime does when the client's local work
+  // ran, whatever the engine then decides about the update (docs/reliability.md,
+  // "Where client state lives").
+  run_->client_states[result.client.value] = *result.client_state;
+  return absl::OkStatus();
 }
 
 void Coordinator::RecordRejectedPush(WorkerId worker, std::int64_t task,
@@ -261,7 +384,7 @@ void Coordinator::FailRejectedTaskLocked(std::int64_t worker, std::int64_t task,
   if (!accepting_) return;
   auto a = assigned_.find(task);
   if (a == assigned_.end() || a->second != worker) return;
-  run_->engine->DropTask(TaskId(task),
+  EngineDrop(*run_, TaskId(task),
                          absl::StrCat("result rejected (",
                                       absl::StatusCodeToString(status.code()),
                                       "): ", std::string(status.message())));
@@ -285,7 +408,7 @@ std::pair<std::size_t, std::size_t> Coordinator::ReleaseTasksLocked(
   for (auto it = assigned_.begin(); it != assigned_.end();) {
     if (it->second == worker) {
       // Tasks whose result already arrived stay done.
-      if (accepting_ && run_->engine->TaskOpen(TaskId(it->first))) {
+      if (accepting_ && EngineTaskOpen(*run_, TaskId(it->first))) {
         requeue.push_back(issued_.at(it->first));
       }
       it = assigned_.erase(it);
@@ -300,7 +423,7 @@ std::pair<std::size_t, std::size_t> Coordinator::ReleaseTasksLocked(
     }
     if (!orphans.empty()) {
       AssignLocked(orphans);
-      (void)run_->log->Event({{"event", "client_state_lost"},
+      (void)run_->log->Event({{"event", "clients_reassigned"},
                               {"worker", worker},
                               {"clients", orphans}});
     }
@@ -309,7 +432,7 @@ std::pair<std::size_t, std::size_t> Coordinator::ReleaseTasksLocked(
     // No one to re-issue to: the tasks fail now (the quorum check may end
     // the round at once) rather than at the round deadline.
     if (accepting_) {
-      for (const Task& t : requeue) run_->engine->DropTask(t.id, reason);
+      for (const Task& t : requeue) EngineDrop(*run_, t.id, reason);
     }
     return {0, requeue.size()};
   }
@@ -328,7 +451,7 @@ void Coordinator::DetectDeadWorkersLocked(absl::Time now,
   for (const auto& [task, worker] : assigned_) {
     // A worker that delivered its results holds nothing: its silence (a
     // long poll waiting for the next round) is not death.
-    if (!accepting_ || !run_->engine->TaskOpen(TaskId(task))) continue;
+    if (!accepting_ || !EngineTaskOpen(*run_, TaskId(task))) continue;
     if (std::find(holders.begin(), holders.end(), worker) == holders.end()) {
       holders.push_back(worker);
     }
@@ -354,7 +477,7 @@ void Coordinator::DetectDeadWorkersLocked(absl::Time now,
     (void)run_->log->Event(
         {{"event", "worker_dead"},
          {"worker", id},
-         {"round", run_->engine->round()},
+         {"round", EngineRound(*run_)},
          {"silent_s", silent_s},
          // Detection latency: how long past the last sign of life.
          {"detection_latency_s", silent_s},
@@ -490,7 +613,6 @@ int Coordinator::WaitForWorkersToLeave(absl::Duration timeout) {
 
 absl::StatusOr<RunSummary> Coordinator::Run() {
   const absl::Time start = absl::Now();
-  RoundEngine& engine = *run_->engine;
   const std::int64_t total_rounds = run_->config.rounds();
   {
     std::unique_lock<std::mutex> lock(mu_);
@@ -527,13 +649,22 @@ absl::StatusOr<RunSummary> Coordinator::Run() {
     return run_->resumed_wall_time_s + absl::ToDoubleSeconds(absl::Now() - start);
   };
   std::vector<Completion> completions;
-  while (!engine.done()) {
+  while (!EngineDone(*run_)) {
     absl::Time round_deadline;
     {
       std::unique_lock<std::mutex> lock(mu_);
       if (shutdown_) return absl::CancelledError("coordinator shut down");
-      if (stop_requested_) return StoppedError(engine.round());
-      std::vector<Task> tasks = engine.BeginRound();
+      if (stop_requested_) return StoppedError(EngineRound(*run_));
+      std::vector<Task> tasks = EngineBegin(*run_);
+      if (stateful_) {
+        // Each task carries its client's state as the round begins (a
+        // round's tasks have distinct clients); re-issued copies carry the
+        // same state, so a re-run gives the same result.
+        for (Task& t : tasks) {
+          t.client_state = std::make_shared<const ClientState>(
+              run_->client_states[t.client.value]);
+        }
+      }
       issued_.clear();
       assigned_.clear();
       for (const Task& t : tasks) {
@@ -557,14 +688,14 @@ absl::StatusOr<RunSummary> Coordinator::Run() {
         assigned_.clear();
         lock.unlock();
         RunCompletions(completions);
-        return StoppedError(engine.round());
+        return StoppedError(EngineRound(*run_));
       }
       const absl::Time now = absl::Now();
       ExpireLocked(now, completions);
       DetectDeadWorkersLocked(now, completions);
       // Fail fast (RELIABILITY 1): a quorum that can no longer be reached
       // ends the round now, not at the deadline.
-      if (engine.AllTasksResolved() || !engine.QuorumReachable() ||
+      if (EngineAllResolved(*run_) || !EngineQuorumReachable(*run_) ||
           now >= round_deadline) {
         accepting_ = false;
         pending_.clear();
@@ -580,7 +711,7 @@ absl::StatusOr<RunSummary> Coordinator::Run() {
     }
     RunCompletions(completions);
     // No handler touches the engine while accepting_ is false.
-    FEDSIM_ASSIGN_OR_RETURN(MetricsRow row, engine.FinishRound(elapsed()));
+    FEDSIM_ASSIGN_OR_RETURN(MetricsRow row, EngineFinish(*run_, elapsed()));
     summary.Record(row);
     const bool due = CheckpointDue(*run_);
     FEDSIM_RETURN_IF_ERROR(MaybeCheckpoint(*run_, summary, row.wall_time_s));
@@ -607,7 +738,7 @@ absl::StatusOr<RunSummary> Coordinator::Run() {
     parked_.clear();
   }
   RunCompletions(completions);
-  summary.rounds = engine.round();
+  summary.rounds = EngineRound(*run_);
   summary.wall_time_s = elapsed();
   FEDSIM_RETURN_IF_ERROR(CompleteRun(*run_, summary.wall_time_s));
   return summary;

@@ -7,7 +7,19 @@
 // from the round thread, when a task appears, when the poll's deadline
 // passes (an empty reply with a retry hint), or when the run ends.
 //
-// Stateful algorithms pin each client to one worker (Options::pin_clients).
+// Stateful algorithms (ClientsKeepState): the coordinator owns every
+// client's state (CoordinatorRun::client_states, checkpointed with the
+// run). A task carries its client's state as the round began; the result
+// brings the updated state back, which is checked (known names, exact
+// sizes, finite values) and committed when the result arrives for the open
+// task, whatever the engine then decides about the update (the embedded
+// runtime keeps a client's state once its local work ran). A task whose
+// result never arrives (timed out, dropped, its round abandoned) leaves the
+// state as it was. Any worker can serve any client.
+//
+// Workers are identified by the name they join under: a join under the
+// name of a registered worker (a restarted process) replaces that
+// registration; its open tasks are re-issued (worker_rejoined).
 //
 // Run() drives the rounds on the calling thread: wait (bounded) for
 // min_workers, then for every round publish its tasks, wait until every
@@ -45,11 +57,11 @@ struct CoordinatorOptions {
   absl::Duration long_poll = absl::Seconds(10);
   // How often the round thread wakes to expire polls and check deadlines.
   absl::Duration tick = absl::Milliseconds(50);
-  // Clients keep state on their worker (ClientsKeepState): when the run
-  // starts, client k is pinned to the (k mod W)-th of the W joined workers
-  // (by worker id) and its tasks go only there. A worker that leaves hands
-  // its clients to the others, round robin; their state starts afresh,
-  // which is logged as client_state_lost.
+  // When the run starts, client k is pinned to the (k mod W)-th of the W
+  // joined workers (by worker id) and its tasks go only there. A worker that
+  // leaves hands its clients to the others, round robin. Not needed for
+  // client state, which the coordinator owns (runtime/distributed.cc leaves
+  // it off); kept for placement experiments.
   bool pin_clients = false;
   // The id the first worker to join gets; later ones count up. A resumed
   // coordinator starts elsewhere, so that a worker of the previous
@@ -86,8 +98,15 @@ class Coordinator {
   Coordinator(const Coordinator&) = delete;
   Coordinator& operator=(const Coordinator&) = delete;
 
-  // Registers a worker. Fails with kUnavailable once the run has ended.
-  absl::StatusOr<WorkerId> Join(const std::string& name);
+  // Registers a worker under `name` (the certificate identity under mTLS,
+  // else the name asked for) and `worker_name` (the name the worker asked
+  // for; empty or equal to `name` when the same). A join under the identity
+  // of a registered worker is that worker restarted: the earlier id is
+  // unregistered (its parked polls get kNotFound), its open tasks are
+  // re-queued, and worker_rejoined is logged. Fails with kUnavailable once
+  // the run has ended.
+  absl::StatusOr<WorkerId> Join(const std::string& name,
+                                const std::string& worker_name = "");
 
   // Long poll. `done` is called exactly once, possibly before PullTask
   // returns, with a task, an empty reply (retry later), run_finished, or an
@@ -151,7 +170,10 @@ class Coordinator {
 
   int num_workers() const;
   // Length of the model's parameter vector (what every update must have).
-  std::int64_t num_parameters() const { return run_->engine->model().size(); }
+  std::int64_t num_parameters() const {
+    return run_->async_engine != nullptr ? run_->async_engine->model().size()
+                                         : run_->engine->model().size();
+  }
 
  private:
   struct Parked {
@@ -162,6 +184,7 @@ class Coordinator {
   };
   struct WorkerInfo {
     std::string name;
+    std::string key;  // the identity a rejoin is recognised by
     absl::Time last_seen;
     bool polled = false;  // has asked for a task at least once
   };
@@ -196,6 +219,11 @@ class Coordinator {
   void FailRejectedTaskLocked(std::int64_t worker, std::int64_t task,
                               const absl::Status& status)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stateful runs: checks the client state a result brings back and, if
+  // the task is open, commits it. kInvalidArgument for a missing or
+  // malformed state (or a state in a stateless run).
+  absl::Status CommitClientStateLocked(const ClientResult& result)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LogRejectedLocked(std::int64_t worker, std::int64_t task,
                          std::int64_t client, const absl::Status& status)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -203,6 +231,8 @@ class Coordinator {
   const CoordinatorOptions options_;
   CoordinatorRun* const run_;
   const ProgressFn progress_;
+  const bool stateful_;              // ClientsKeepState(config)
+  const ClientStateLayout layout_;   // what a client's state may hold
 
   // std::mutex, not absl::Mutex: Debian's Abseil is not built with TSan, so
   // its Mutex is invisible to the TSan tests (docs/architecture.md).

@@ -271,13 +271,28 @@ absl::StatusOr<MetricsRow> RoundEngine::FinishRound(double wall_time_s) {
     if (!aggregated.ok()) return aggregated.status();
     report_storage = *std::move(aggregated);
     if (!report_storage.failure.empty()) {
-      // A robust rule had too few results: the model stays (next is a copy).
+      // A robust rule had too few results: the model stays (next is a copy)
+      // and, as when the quorum fails, the results are cancelled, not
+      // counted as aggregated.
       std::fprintf(stderr, "warning: %s; the model is unchanged\n",
                    report_storage.failure.c_str());
       LogEvent({{"event", "aggregation_failed"},
                 {"round", round_},
                 {"results", results.size()},
                 {"reason", report_storage.failure}});
+      for (auto& [id, task] : open_) {
+        if (task.state != TaskState::kDone) continue;
+        task.state = TaskState::kDropped;
+        ++tally_.dropped;
+        LogEvent({{"event", "task_dropped"},
+                  {"round", round_},
+                  {"task", id},
+                  {"client", task.client.value},
+                  {"reason", absl::StrCat("aggregation_failed: ", report_storage.failure)}});
+      }
+      results.clear();
+      loss_weighted = 0.0;
+      examples = 0.0;
     }
     model_ = std::move(next);
   }

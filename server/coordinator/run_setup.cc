@@ -514,6 +514,7 @@ absl::Status PrepareAsync(const v1::ExperimentConfig& config, CoordinatorRun& ru
   eo.eval_threads = config.runtime().threads();
   eo.ticks_per_unit = tpu;
   eo.local = LocalSpec(config);
+  eo.max_staleness = a.max_staleness();
   eo.name = std::string(AsyncSchemeName(so.scheme));
   auto runner = std::make_unique<ScheduleRunner>(MakeAsyncScheduler(so),
                                                  std::move(model), horizon);
@@ -532,13 +533,10 @@ absl::StatusOr<CoordinatorRun> BuildRun(const v1::ExperimentConfig& config,
                                         const LoadedCheckpoint* resume) {
   UseFixedEigenBlocking();
   const bool async = IsAsyncAlgorithm(config.algorithm().name());
-  if (async && runtime != "embedded") {
-    return absl::UnimplementedError(absl::StrCat(
-        "config: algorithm.name = ",
-        absl::AsciiStrToLower(
-            v1::AlgorithmConfig::Name_Name(config.algorithm().name()).substr(5)),
-        "; asynchronous algorithms run on the virtual clock of the embedded "
-        "runtime only (fedsim run), not in the distributed runtime"));
+  if (async && config.async().clock() == v1::AsyncConfig::CLOCK_WALL) {
+    return absl::UnimplementedError(
+        "config: async.clock = wall; the wall clock is not implemented yet, "
+        "use async.clock = virtual (both runtimes; docs/async.md)");
   }
   CoordinatorRun run;
   run.config = config;
@@ -557,11 +555,11 @@ absl::StatusOr<CoordinatorRun> BuildRun(const v1::ExperimentConfig& config,
         run.log, RunLog::Reopen(out_dir, resume->data.engine.next_round));
   }
   if (config.logging().tensorboard()) {
-    // A resumed run writes its own event file; TensorBoard reads them all.
+    // A resumed run writes its own event file, which makes TensorBoard
+    // forget the redone rounds' earlier values.
     FEDSIM_RETURN_IF_ERROR(run.log->EnableTensorBoard(
-        resume == nullptr
-            ? std::string()
-            : absl::StrCat(".resumed-", resume->data.engine.next_round)));
+        resume == nullptr ? std::nullopt
+                          : std::optional<std::int64_t>(resume->data.engine.next_round)));
   }
 
   FlatVector initial(e.num_parameters());
@@ -574,10 +572,10 @@ absl::StatusOr<CoordinatorRun> BuildRun(const v1::ExperimentConfig& config,
     e.objective->Initialize(initial, init_rng);
   }
   if (async) {
-    if (resume != nullptr) {
-      return absl::UnimplementedError(
-          "--resume: asynchronous runs write no checkpoints yet "
-          "(docs/checkpoint.md); start the run again");
+    if (resume != nullptr && !resume->data.async) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--resume: checkpoint '", resume->path,
+          "' is of a synchronous run; the config's algorithm is asynchronous"));
     }
     nlohmann::json start_event = {{"event", "run_start"},
                                   {"name", config.name()},
@@ -604,7 +602,39 @@ absl::StatusOr<CoordinatorRun> BuildRun(const v1::ExperimentConfig& config,
     FEDSIM_RETURN_IF_ERROR(
         PrepareAsync(config, run, std::move(inputs), std::move(initial), start_event));
     start_event["algorithm"] = run.async_engine->name();
-    FEDSIM_RETURN_IF_ERROR(run.log->Event(start_event));
+    if (resume == nullptr) {
+      FEDSIM_RETURN_IF_ERROR(run.log->Event(start_event));
+      return run;
+    }
+    const CheckpointData& d = resume->data;
+    AsyncEngine::Snapshot snapshot;
+    snapshot.version = d.engine.next_round;
+    snapshot.model = d.engine.model;
+    snapshot.next_task_id = d.engine.next_task_id;
+    snapshot.tally.issued = d.engine.tally.issued;
+    snapshot.tally.aggregated = d.engine.tally.aggregated;
+    snapshot.tally.dropped = d.engine.tally.dropped;
+    snapshot.tally.rejected_pushes = d.engine.tally.rejected_pushes;
+    snapshot.tally.duplicate_pushes = d.engine.tally.duplicate_pushes;
+    snapshot.tally.stale = d.async_stale_dropped;
+    snapshot.versions = d.async_versions;
+    if (absl::Status s = run.async_engine->RestoreSnapshot(snapshot); !s.ok()) {
+      return AnnotateStatus(s, resume->path);
+    }
+    run.resumed_wall_time_s = d.wall_time_s;
+    run.resumed_best_accuracy = d.best_accuracy;
+    run.resumed = true;
+    for (const std::string& reason : resume->skipped) {
+      FEDSIM_RETURN_IF_ERROR(run.log->Event(
+          {{"event", "checkpoint_skipped"}, {"reason", reason}}));
+    }
+    FEDSIM_RETURN_IF_ERROR(run.log->Event(
+        {{"event", "run_resumed"},
+         {"runtime", runtime},
+         {"checkpoint", resume->path},
+         {"round", d.engine.next_round},
+         {"model_hash", ModelHash(d.engine.model)},
+         {"wall_time_s", d.wall_time_s}}));
     return run;
   }
 
@@ -713,6 +743,17 @@ absl::StatusOr<CoordinatorRun> BuildRun(const v1::ExperimentConfig& config,
     if (absl::Status s = run.engine->RestoreSnapshot(d.engine); !s.ok()) {
       return AnnotateStatus(s, resume->path);
     }
+    // The clients' states (both runtimes: the coordinator owns them).
+    const ClientStateLayout layout = ClientStateLayoutOf(config, e.num_parameters());
+    for (const auto& [client, state] : d.clients) {
+      if (client < 0 || client >= e.num_clients()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            resume->path, ": checkpoint: state of client ", client, "; the run has ",
+            e.num_clients(), " clients"));
+      }
+      FEDSIM_RETURN_IF_ERROR(CheckClientState(
+          state, layout, absl::StrCat(resume->path, ": checkpoint: client ", client)));
+    }
     run.client_states = d.clients;
     run.resumed_wall_time_s = d.wall_time_s;
     run.resumed_best_accuracy = d.best_accuracy;
@@ -749,6 +790,11 @@ std::string AlgorithmName(const CoordinatorRun& run) {
   return std::string(run.engine->strategy().name());
 }
 
+std::int64_t CompletedRounds(const CoordinatorRun& run) {
+  return run.async_engine != nullptr ? run.async_engine->version()
+                                     : run.engine->round();
+}
+
 absl::StatusOr<CoordinatorRun> PrepareRun(const v1::ExperimentConfig& config,
                                           const std::string& out_dir,
                                           const std::string& runtime) {
@@ -776,28 +822,21 @@ absl::StatusOr<CoordinatorRun> PrepareOrResumeRun(
         loaded->path, "' (", difference.substr(0, eol),
         "); resume with the same config or use another --out directory"));
   }
-  if (runtime == "distributed" && ClientsKeepState(config)) {
-    return absl::FailedPreconditionError(
-        "--resume: this algorithm keeps state on the clients (SCAFFLSA, a "
-        "Markov oracle or DiceSGD), which lives in the worker processes and is "
-        "not in the coordinator's checkpoint; resume it in the embedded "
-        "runtime (fedsim run) or start a new run");
-  }
   return BuildRun(config, out_dir, runtime, &*loaded);
 }
 
 absl::Status MaybeCheckpoint(CoordinatorRun& run, const RunSummary& summary,
                              double wall_time_s) {
   const int every = run.config.checkpoint().every();
-  // Asynchronous runs (AsyncEngine) are not checkpointed yet.
-  if (run.engine == nullptr) return absl::OkStatus();
-  const RoundEngine& engine = *run.engine;
-  if (every <= 0 || engine.round_open()) return absl::OkStatus();
+  if (every <= 0) return absl::OkStatus();
+  if (run.engine != nullptr && run.engine->round_open()) return absl::OkStatus();
+  // Rounds (steps) completed.
+  const std::int64_t completed = CompletedRounds(run);
   // Fault injection for the crash tests (docs/checkpoint.md): die by
   // SIGKILL after round r's metrics are written and before its checkpoint.
   if (const char* kill_after = std::getenv("FEDSIM_FAULT_KILL_AFTER_ROUND")) {
     std::int64_t r = -1;
-    if (absl::SimpleAtoi(kill_after, &r) && engine.round() == r + 1) {
+    if (absl::SimpleAtoi(kill_after, &r) && completed == r + 1) {
       std::fflush(nullptr);
       std::raise(SIGKILL);
     }
@@ -812,7 +851,12 @@ absl::Status MaybeCheckpoint(CoordinatorRun& run, const RunSummary& summary,
 
 bool CheckpointDue(const CoordinatorRun& run) {
   const int every = run.config.checkpoint().every();
-  if (run.engine == nullptr || every <= 0 || run.engine->round_open()) return false;
+  if (every <= 0) return false;
+  if (run.async_engine != nullptr) {
+    // Between steps (the callers call this after FinishStep).
+    return run.async_engine->version() % every == 0 || run.async_engine->done();
+  }
+  if (run.engine == nullptr || run.engine->round_open()) return false;
   return run.engine->round() % every == 0 || run.engine->done();
 }
 
@@ -821,7 +865,22 @@ CheckpointData MakeCheckpointData(const CoordinatorRun& run,
   CheckpointData data;
   data.config = run.config;
   data.runtime = run.runtime;
-  data.engine = run.engine->TakeSnapshot();
+  if (run.async_engine != nullptr) {
+    AsyncEngine::Snapshot s = run.async_engine->TakeSnapshot();
+    data.async = true;
+    data.engine.next_round = s.version;
+    data.engine.model = std::move(s.model);
+    data.engine.next_task_id = s.next_task_id;
+    data.engine.tally.issued = s.tally.issued;
+    data.engine.tally.aggregated = s.tally.aggregated;
+    data.engine.tally.dropped = s.tally.dropped;
+    data.engine.tally.rejected_pushes = s.tally.rejected_pushes;
+    data.engine.tally.duplicate_pushes = s.tally.duplicate_pushes;
+    data.async_stale_dropped = s.tally.stale;
+    data.async_versions = std::move(s.versions);
+  } else {
+    data.engine = run.engine->TakeSnapshot();
+  }
   data.clients = run.client_states;
   data.wall_time_s = wall_time_s;
   data.best_accuracy = summary.best_accuracy;
@@ -843,6 +902,7 @@ absl::Status CompleteRun(CoordinatorRun& run, double wall_time_s) {
                            {"tasks_aggregated", t.aggregated},
                            {"tasks_timed_out", 0},
                            {"tasks_dropped", t.dropped},
+                           {"tasks_stale_dropped", t.stale},
                            {"tasks_in_flight", t.in_flight},
                            {"pushes_rejected", t.rejected_pushes},
                            {"pushes_duplicate", t.duplicate_pushes}});

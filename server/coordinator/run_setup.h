@@ -46,6 +46,10 @@ struct CoordinatorRun {
 // The display name of the run's algorithm ("FedAvg", "FedFix", ...).
 std::string AlgorithmName(const CoordinatorRun& run);
 
+// Rounds (asynchronous runs: aggregation steps) completed so far: the next
+// round's index.
+std::int64_t CompletedRounds(const CoordinatorRun& run);
+
 // Builds the experiment for a validated `config` and prepares `out_dir`
 // (config.json, events.jsonl with run_start, metrics.csv with its header).
 // `runtime` ("embedded" or "distributed") is recorded in run_start.

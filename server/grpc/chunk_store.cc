@@ -8,6 +8,7 @@
 #include "common/base/status_macros.h"
 #include "common/codec/chunks.h"
 #include "common/codec/flat_bytes.h"
+#include "common/codec/task_codec.h"
 
 namespace fedsim {
 namespace {
@@ -18,6 +19,7 @@ const char* FieldName(int field) {
     case v1::CHUNK_FIELD_SERVER_CONTROL: return "server_control";
     case v1::CHUNK_FIELD_UPDATE: return "update";
     case v1::CHUNK_FIELD_CONTROL_DELTA: return "control_delta";
+    case v1::CHUNK_FIELD_CLIENT_STATE: return "client_state";
     default: return "unspecified";
   }
 }
@@ -47,6 +49,14 @@ void ChunkStore::OffloadTask(const Task& task, v1::Task& msg) {
     Offload(msg.mutable_server_control(), msg.mutable_server_control_ref(),
             msg.round(), DigestOf(task.server_control, msg.server_control()));
   }
+  if (msg.has_client_state() && msg.client_state().ByteSizeLong() > chunk) {
+    std::string bytes = msg.client_state().SerializeAsString();
+    msg.clear_client_state();
+    v1::ChunkRef* ref = msg.mutable_client_state_ref();
+    ref->set_size(static_cast<std::int64_t>(bytes.size()));
+    ref->set_sha256(Sha256Digest(bytes));
+    ref->set_model_version(msg.round());
+  }
 }
 
 std::string ChunkStore::DigestOf(const std::shared_ptr<const FlatVector>& v,
@@ -68,10 +78,12 @@ std::string ChunkStore::DigestOf(const std::shared_ptr<const FlatVector>& v,
 absl::Status ChunkStore::Fetch(const v1::FetchChunkRequest& request,
                                v1::FetchChunkResponse* response) const {
   const int field = request.field();
-  if (field != v1::CHUNK_FIELD_PARAMETERS && field != v1::CHUNK_FIELD_SERVER_CONTROL) {
+  if (field != v1::CHUNK_FIELD_PARAMETERS && field != v1::CHUNK_FIELD_SERVER_CONTROL &&
+      field != v1::CHUNK_FIELD_CLIENT_STATE) {
     return absl::InvalidArgumentError(absl::StrCat(
         "FetchChunk.field = ", field,
-        "; must be CHUNK_FIELD_PARAMETERS (1) or CHUNK_FIELD_SERVER_CONTROL (2)"));
+        "; must be CHUNK_FIELD_PARAMETERS (1), CHUNK_FIELD_SERVER_CONTROL (2) or "
+        "CHUNK_FIELD_CLIENT_STATE (50)"));
   }
   if (request.length() <= 0 || request.length() > limits_.chunk_bytes) {
     return absl::InvalidArgumentError(
@@ -84,11 +96,21 @@ absl::Status ChunkStore::Fetch(const v1::FetchChunkRequest& request,
                      WorkerId(static_cast<std::int64_t>(request.worker_id())), task_id));
   const FlatVector* v = field == v1::CHUNK_FIELD_PARAMETERS ? task.params.get()
                                                            : task.server_control.get();
-  if (v == nullptr) {
+  std::string state_bytes;  // the serialised ClientStateBlob (client_state)
+  if (field == v1::CHUNK_FIELD_CLIENT_STATE) {
+    v = nullptr;
+    if (task.client_state != nullptr) {
+      v1::ClientStateBlob blob;
+      EncodeClientState(*task.client_state, blob);
+      state_bytes = blob.SerializeAsString();
+    }
+  }
+  if (v == nullptr && (field != v1::CHUNK_FIELD_CLIENT_STATE || task.client_state == nullptr)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "FetchChunk.field = ", FieldName(field), "; task ", task_id, " has none"));
   }
-  const auto total = static_cast<std::int64_t>(v->size() * sizeof(double));
+  const auto total = v != nullptr ? static_cast<std::int64_t>(v->size() * sizeof(double))
+                                  : static_cast<std::int64_t>(state_bytes.size());
   FEDSIM_RETURN_IF_ERROR(
       CheckChunkOffset("FetchChunk", total, limits_.chunk_bytes, request.offset()));
   const std::int64_t want = ChunkLength(total, limits_.chunk_bytes, request.offset());
@@ -100,9 +122,9 @@ absl::Status ChunkStore::Fetch(const v1::FetchChunkRequest& request,
   }
   std::string data(static_cast<std::size_t>(want), '\0');
   // Little-endian hosts only (static_assert in common/codec/flat_bytes.cc).
-  std::memcpy(data.data(),
-              reinterpret_cast<const char*>(v->data()) + request.offset(),
-              data.size());
+  const char* source = v != nullptr ? reinterpret_cast<const char*>(v->data())
+                                    : state_bytes.data();
+  std::memcpy(data.data(), source + request.offset(), data.size());
   response->set_offset(request.offset());
   response->set_sha256(Sha256Digest(data));
   response->set_data(std::move(data));
@@ -112,13 +134,25 @@ absl::Status ChunkStore::Fetch(const v1::FetchChunkRequest& request,
 absl::Status ChunkStore::Upload(const v1::UploadChunkRequest& request,
                                 v1::UploadChunkResponse* response) {
   const int field = request.field();
-  if (field != v1::CHUNK_FIELD_UPDATE && field != v1::CHUNK_FIELD_CONTROL_DELTA) {
+  if (field != v1::CHUNK_FIELD_UPDATE && field != v1::CHUNK_FIELD_CONTROL_DELTA &&
+      field != v1::CHUNK_FIELD_CLIENT_STATE) {
     return absl::InvalidArgumentError(absl::StrCat(
         "UploadChunk.field = ", field,
-        "; must be CHUNK_FIELD_UPDATE (3) or CHUNK_FIELD_CONTROL_DELTA (4)"));
+        "; must be CHUNK_FIELD_UPDATE (3), CHUNK_FIELD_CONTROL_DELTA (4) or "
+        "CHUNK_FIELD_CLIENT_STATE (50)"));
   }
-  const std::int64_t expected = dim_ * static_cast<std::int64_t>(sizeof(double));
-  if (request.total_size() != expected) {
+  std::int64_t expected = dim_ * static_cast<std::int64_t>(sizeof(double));
+  if (field == v1::CHUNK_FIELD_CLIENT_STATE) {
+    // A serialised ClientStateBlob: its size depends on the vectors held.
+    if (request.total_size() < 1 ||
+        request.total_size() > limits_.max_client_state_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "UploadChunk.total_size = ", request.total_size(),
+          " for client_state; must be in [1, ", limits_.max_client_state_bytes,
+          "] (the largest state this algorithm keeps)"));
+    }
+    expected = request.total_size();
+  } else if (request.total_size() != expected) {
     return absl::InvalidArgumentError(absl::StrCat(
         "UploadChunk.total_size = ", request.total_size(), "; must be 8 * d = ",
         expected, " (the field's exact size)"));
@@ -134,9 +168,10 @@ absl::Status ChunkStore::Upload(const v1::UploadChunkRequest& request,
   const Key key{worker.value, task, field};
   auto it = uploads_.find(key);
   if (request.offset() == 0) {
-    if (it != uploads_.end()) {
+    if (it != uploads_.end() && it->second.total == expected) {
       it->second.bytes.clear();  // a restarted upload keeps its reservation
     } else {
+      if (it != uploads_.end()) EraseLocked(it);  // restarted with another size
       SweepLocked();
       auto per = uploads_per_worker_.find(worker.value);
       const int held = per == uploads_per_worker_.end() ? 0 : per->second;
@@ -161,6 +196,11 @@ absl::Status ChunkStore::Upload(const v1::UploadChunkRequest& request,
     return absl::InvalidArgumentError(absl::StrCat(
         "UploadChunk.offset = ", request.offset(), "; no upload of task ", task,
         " field ", FieldName(field), " is in progress (the first chunk has offset 0)"));
+  } else if (it->second.total != expected) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "UploadChunk.total_size = ", expected, "; the upload of task ", task, " field ",
+        FieldName(field), " in progress has ", it->second.total,
+        " (offset 0 restarts an upload)"));
   }
   std::string& bytes = it->second.bytes;
   const auto received = static_cast<std::int64_t>(bytes.size());
@@ -229,6 +269,39 @@ absl::Status ChunkStore::ResolveResult(WorkerId worker, v1::Result& result) {
   }
   result.clear_update_ref();
   result.clear_control_delta_ref();
+  if (result.has_client_state_ref()) {
+    if (result.has_client_state()) {
+      return absl::InvalidArgumentError(
+          "Result.client_state and Result.client_state_ref are both set; one may be");
+    }
+    Partial partial;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      auto it = uploads_.find(Key{worker.value, task, v1::CHUNK_FIELD_CLIENT_STATE});
+      if (it == uploads_.end()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "Result.client_state_ref: worker ", worker.value, " has no upload of task ",
+            task, " (UploadChunk comes first)"));
+      }
+      partial = std::move(it->second);
+      EraseLocked(it);
+    }
+    const auto received = static_cast<std::int64_t>(partial.bytes.size());
+    if (received != partial.total) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Result.client_state_ref: the upload of task ", task, " is incomplete: ",
+          received, " of ", partial.total, " bytes received"));
+    }
+    FEDSIM_RETURN_IF_ERROR(CheckAssembled("Result.client_state_ref", partial.bytes,
+                                          result.client_state_ref().size(),
+                                          result.client_state_ref().sha256()));
+    if (!result.mutable_client_state()->ParseFromString(partial.bytes)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Result.client_state_ref: the ", partial.bytes.size(),
+          " bytes of task ", task, " are not a ClientStateBlob"));
+    }
+    result.clear_client_state_ref();
+  }
   return absl::OkStatus();
 }
 

@@ -5,6 +5,7 @@
 //
 //   * OffloadTask: a task field larger than chunk_bytes leaves the PullTask
 //     reply and is described by a ChunkRef (size, SHA-256, model version).
+//     The client state travels as its serialised ClientStateBlob.
 //   * Fetch: one chunk of such a field, sliced from the task the
 //     Coordinator still holds (no copy is kept here).
 //   * Upload / ResolveResult: chunks of a result field are checked (offset,
@@ -42,6 +43,9 @@ class ChunkStore {
     std::int64_t chunk_bytes = 1 << 20;
     int max_inflight_per_worker = 16;            // calls and partial uploads
     std::int64_t max_buffer_bytes = std::int64_t{1} << 30;
+    // Largest serialised client state a result may upload (0: the
+    // algorithm keeps none, so CHUNK_FIELD_CLIENT_STATE is refused).
+    std::int64_t max_client_state_bytes = 0;
   };
 
   // `coordinator` must outlive the store; `dim` is the model dimension.

@@ -6,10 +6,12 @@
 #include "absl/time/clock.h"
 #include "common/base/keepalive.h"
 #include "common/codec/task_codec.h"
+#include "common/config/experiment.h"
 #include "fedsim/v1/service.grpc.pb.h"
 #include "server/grpc/auth.h"
 #include "grpcpp/resource_quota.h"
 #include "server/grpc/chunk_store.h"
+#include "server/coordinator/rpc_stats.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/grpcpp.h"
 
@@ -46,10 +48,17 @@ class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
        const v1::ExperimentConfig& config, std::int64_t dim)
       : options_(options), coordinator_(coordinator), config_(config), dim_(dim),
         auth_(options.auth, options.log),
-        chunks_(ChunkLimits(config), coordinator, dim) {}
+        chunks_(ChunkLimits(config, dim), coordinator, dim) {}
 
-  static ChunkStore::Limits ChunkLimits(const v1::ExperimentConfig& config) {
+  static ChunkStore::Limits ChunkLimits(const v1::ExperimentConfig& config,
+                                        std::int64_t dim) {
     ChunkStore::Limits limits;
+    // A serialised ClientStateBlob holding every vector of the layout, with
+    // room for the protobuf framing.
+    for (const auto& [name, size] : ClientStateLayoutOf(config, dim)) {
+      limits.max_client_state_bytes +=
+          static_cast<std::int64_t>(size) * 8 + static_cast<std::int64_t>(name.size()) + 32;
+    }
     const auto& d = config.distributed();
     if (d.has_chunk_bytes()) limits.chunk_bytes = d.chunk_bytes();
     if (d.has_max_inflight_per_worker()) {
@@ -59,6 +68,24 @@ class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
       limits.max_buffer_bytes = d.max_upload_buffer_bytes();
     }
     return limits;
+  }
+
+  // Records the call in options_.stats (if set), then finishes it. The
+  // sizes are the messages' serialized sizes (a failed call sends no
+  // response); the latency runs from the handler's start, so a PullTask's
+  // includes its long-poll wait.
+  void Finish(grpc::ServerUnaryReactor* reactor, RpcMethod method,
+              RpcStats::Clock::time_point start,
+              const google::protobuf::MessageLite& request,
+              const google::protobuf::MessageLite* response, const grpc::Status& status) {
+    if (options_.stats != nullptr) {
+      options_.stats->Record(
+          method, static_cast<int>(status.error_code()),
+          static_cast<std::int64_t>(request.ByteSizeLong()),
+          status.ok() ? static_cast<std::int64_t>(response->ByteSizeLong()) : 0,
+          RpcStats::Clock::now() - start);
+    }
+    reactor->Finish(status);
   }
 
   // Counts a call of `worker` in flight while it lives (per-worker cap).
@@ -80,44 +107,50 @@ class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
   grpc::ServerUnaryReactor* Join(grpc::CallbackServerContext* ctx,
                                  const v1::JoinRequest* request,
                                  v1::JoinResponse* response) override {
+    const auto start = RpcStats::Clock::now();
     auto* reactor = ctx->DefaultReactor();
+    auto finish = [&](const grpc::Status& status) {
+      Finish(reactor, RpcMethod::kJoin, start, *request, response, status);
+    };
     absl::StatusOr<std::string> name = auth_.enabled()
         ? auth_.AuthenticateJoin(*ctx, *request, absl::Now())
         : absl::StatusOr<std::string>(request->worker_name());
     if (!name.ok()) {
-      reactor->Finish(ToGrpc(name.status()));
+      finish(ToGrpc(name.status()));
       return reactor;
     }
-    absl::StatusOr<WorkerId> id = coordinator_->Join(*name);
+    absl::StatusOr<WorkerId> id = coordinator_->Join(*name, request->worker_name());
     if (!id.ok()) {
-      reactor->Finish(ToGrpc(id.status()));
+      finish(ToGrpc(id.status()));
       return reactor;
     }
     if (auth_.enabled()) response->set_session(auth_.OpenSession(id->value, *name));
     response->set_worker_id(static_cast<std::uint64_t>(id->value));
     response->set_run_id(options_.run_id);
     *response->mutable_config() = config_;
-    reactor->Finish(grpc::Status::OK);
+    finish(grpc::Status::OK);
     return reactor;
   }
 
   grpc::ServerUnaryReactor* PullTask(grpc::CallbackServerContext* ctx,
                                      const v1::PullTaskRequest* request,
                                      v1::PullTaskResponse* response) override {
+    const auto start = RpcStats::Clock::now();
     if (absl::Status s = auth_.CheckCall(
             *ctx, "PullTask", static_cast<std::int64_t>(request->worker_id()));
         !s.ok()) {
       auto* reactor = ctx->DefaultReactor();
-      reactor->Finish(ToGrpc(s));
+      Finish(reactor, RpcMethod::kPullTask, start, *request, response, ToGrpc(s));
       return reactor;
     }
     auto* reactor = new PullReactor(coordinator_);
     const absl::Time deadline = absl::FromChrono(ctx->deadline());
     const std::int64_t id = coordinator_->PullTask(
         WorkerId(static_cast<std::int64_t>(request->worker_id())), deadline,
-        [this, reactor, response](absl::StatusOr<PullReply> reply) {
+        [this, reactor, request, response, start](absl::StatusOr<PullReply> reply) {
           if (!reply.ok()) {
-            reactor->Finish(ToGrpc(reply.status()));
+            Finish(reactor, RpcMethod::kPullTask, start, *request, response,
+                   ToGrpc(reply.status()));
             return;
           }
           response->set_run_finished(reply->run_finished);
@@ -126,7 +159,8 @@ class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
             EncodeTask(*reply->task, *response->mutable_task());
             chunks_.OffloadTask(*reply->task, *response->mutable_task());
           }
-          reactor->Finish(grpc::Status::OK);
+          Finish(reactor, RpcMethod::kPullTask, start, *request, response,
+                 grpc::Status::OK);
         });
     reactor->set_pull_id(id);
     return reactor;
@@ -135,22 +169,27 @@ class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
   grpc::ServerUnaryReactor* PushResult(grpc::CallbackServerContext* ctx,
                                        const v1::PushResultRequest* request,
                                        v1::PushResultResponse* response) override {
+    const auto start = RpcStats::Clock::now();
     auto* reactor = ctx->DefaultReactor();
+    auto finish = [&](const grpc::Status& status) {
+      Finish(reactor, RpcMethod::kPushResult, start, *request, response, status);
+    };
     const WorkerId worker(static_cast<std::int64_t>(request->worker_id()));
     if (absl::Status s = auth_.CheckCall(*ctx, "PushResult", worker.value); !s.ok()) {
-      reactor->Finish(ToGrpc(s));
+      finish(ToGrpc(s));
       return reactor;
     }
     CallGuard guard(&chunks_, worker, "PushResult");
     if (!guard.status().ok()) {
-      reactor->Finish(ToGrpc(guard.status()));
+      finish(ToGrpc(guard.status()));
       return reactor;
     }
     // Large fields were uploaded in chunks: assemble and check them first.
     const v1::Result* message = &request->result();
     v1::Result resolved;
     absl::Status assembled;
-    if (message->has_update_ref() || message->has_control_delta_ref()) {
+    if (message->has_update_ref() || message->has_control_delta_ref() ||
+        message->has_client_state_ref()) {
       resolved = *message;
       assembled = chunks_.ResolveResult(worker, resolved);
       message = &resolved;
@@ -162,7 +201,7 @@ class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
       coordinator_->RecordChunkRejected(
           worker, static_cast<std::int64_t>(request->result().task_id()), "PushResult",
           assembled);
-      reactor->Finish(ToGrpc(assembled));
+      finish(ToGrpc(assembled));
       return reactor;
     }
     absl::StatusOr<ClientResult> result = DecodeResult(*message, dim_);
@@ -170,24 +209,28 @@ class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
       coordinator_->RecordRejectedPush(
           worker, static_cast<std::int64_t>(request->result().task_id()),
           request->result().client_id(), result.status());
-      reactor->Finish(ToGrpc(result.status()));
+      finish(ToGrpc(result.status()));
       return reactor;
     }
     absl::StatusOr<bool> duplicate =
         coordinator_->PushResult(worker, *std::move(result));
     if (!duplicate.ok()) {
-      reactor->Finish(ToGrpc(duplicate.status()));
+      finish(ToGrpc(duplicate.status()));
       return reactor;
     }
     response->set_duplicate(*duplicate);
-    reactor->Finish(grpc::Status::OK);
+    finish(grpc::Status::OK);
     return reactor;
   }
 
   grpc::ServerUnaryReactor* Leave(grpc::CallbackServerContext* ctx,
                                   const v1::LeaveRequest* request,
-                                  v1::LeaveResponse* /*response*/) override {
+                                  v1::LeaveResponse* response) override {
+    const auto start = RpcStats::Clock::now();
     auto* reactor = ctx->DefaultReactor();
+    auto finish = [&](const grpc::Status& status) {
+      Finish(reactor, RpcMethod::kLeave, start, *request, response, status);
+    };
     const std::int64_t worker = static_cast<std::int64_t>(request->worker_id());
     absl::Status s = auth_.CheckCall(*ctx, "Leave", worker);
     if (s.ok()) {
@@ -197,25 +240,33 @@ class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
         chunks_.DropWorker(WorkerId(worker));
       }
     }
-    reactor->Finish(ToGrpc(s));
+    finish(ToGrpc(s));
     return reactor;
   }
 
   grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* ctx,
                                       const v1::HeartbeatRequest* request,
-                                      v1::HeartbeatResponse* /*response*/) override {
+                                      v1::HeartbeatResponse* response) override {
+    const auto start = RpcStats::Clock::now();
     auto* reactor = ctx->DefaultReactor();
+    auto finish = [&](const grpc::Status& status) {
+      Finish(reactor, RpcMethod::kHeartbeat, start, *request, response, status);
+    };
     const std::int64_t worker = static_cast<std::int64_t>(request->worker_id());
     absl::Status s = auth_.CheckCall(*ctx, "Heartbeat", worker);
     if (s.ok()) s = coordinator_->Heartbeat(WorkerId(worker));
-    reactor->Finish(ToGrpc(s));
+    finish(ToGrpc(s));
     return reactor;
   }
 
   grpc::ServerUnaryReactor* FetchChunk(grpc::CallbackServerContext* ctx,
                                        const v1::FetchChunkRequest* request,
                                        v1::FetchChunkResponse* response) override {
+    const auto start = RpcStats::Clock::now();
     auto* reactor = ctx->DefaultReactor();
+    auto finish = [&](const grpc::Status& status) {
+      Finish(reactor, RpcMethod::kFetchChunk, start, *request, response, status);
+    };
     absl::Status status = auth_.CheckCall(
         *ctx, "FetchChunk", static_cast<std::int64_t>(request->worker_id()));
     if (status.ok()) status = chunks_.Fetch(*request, response);
@@ -224,18 +275,22 @@ class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
           WorkerId(static_cast<std::int64_t>(request->worker_id())),
           static_cast<std::int64_t>(request->task_id()), "FetchChunk", status);
     }
-    reactor->Finish(ToGrpc(status));
+    finish(ToGrpc(status));
     return reactor;
   }
 
   grpc::ServerUnaryReactor* UploadChunk(grpc::CallbackServerContext* ctx,
                                         const v1::UploadChunkRequest* request,
                                         v1::UploadChunkResponse* response) override {
+    const auto start = RpcStats::Clock::now();
     auto* reactor = ctx->DefaultReactor();
+    auto finish = [&](const grpc::Status& status) {
+      Finish(reactor, RpcMethod::kUploadChunk, start, *request, response, status);
+    };
     const WorkerId worker(static_cast<std::int64_t>(request->worker_id()));
     absl::Status status = auth_.CheckCall(*ctx, "UploadChunk", worker.value);
     if (!status.ok()) {
-      reactor->Finish(ToGrpc(status));
+      finish(ToGrpc(status));
       return reactor;
     }
     CallGuard guard(&chunks_, worker, "UploadChunk");
@@ -244,7 +299,7 @@ class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
       coordinator_->RecordChunkRejected(
           worker, static_cast<std::int64_t>(request->task_id()), "UploadChunk", status);
     }
-    reactor->Finish(ToGrpc(status));
+    finish(ToGrpc(status));
     return reactor;
   }
 

@@ -25,6 +25,7 @@
 #include "common/auth/auth.h"
 #include "common/runlog/run_log.h"
 #include "server/coordinator/coordinator.h"
+#include "server/coordinator/rpc_stats.h"
 
 namespace grpc {
 class Channel;
@@ -43,6 +44,11 @@ class CoordinatorServer {
     // Authentication (docs/security.md); rejections go to `log` if set.
     ServerAuthConfig auth;
     RunLog* log = nullptr;
+    // If set (it must outlive the server), every call handled is recorded:
+    // method, final status code, bytes, latency (docs/reliability.md, "Load
+    // held"). Calls that gRPC refuses before a handler runs (a failed TLS
+    // handshake, an oversized message) are not seen.
+    RpcStats* stats = nullptr;
   };
 
   // Binds and starts serving. `coordinator` must outlive the server.

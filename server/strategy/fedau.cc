@@ -11,10 +11,6 @@
 namespace fedsim {
 
 namespace {
-ServerOptimizerOptions WithLr(ServerOptimizerOptions o, double lr) {
-  o.lr = lr;
-  return o;
-}
 std::string_view BaseName(FedAuWeighting w) {
   switch (w) {
     case FedAuWeighting::kFedAu:
@@ -32,7 +28,7 @@ std::string_view BaseName(FedAuWeighting w) {
 
 FedAu::FedAu(const FedAuOptions& options, std::int64_t num_clients)
     : options_(options),
-      optimizer_(WithLr(options.server_optimizer, options.server_lr)),
+      optimizer_(WithServerLr(options.server_optimizer, options.server_lr)),
       name_(optimizer_.DisplayName(BaseName(options.weighting))),
       n_(num_clients) {
   FEDSIM_CHECK(n_ >= 1 && options_.server_lr > 0.0 && options_.cutoff >= 0);

@@ -9,17 +9,10 @@
 
 namespace fedsim {
 
-namespace {
-ServerOptimizerOptions WithLr(ServerOptimizerOptions o, double lr) {
-  o.lr = lr;
-  return o;
-}
-}  // namespace
-
 FedAvg::FedAvg(const FedAvgOptions& options,
                std::vector<std::int64_t> client_sizes)
     : options_(options),
-      optimizer_(WithLr(options.server_optimizer, options.server_lr)),
+      optimizer_(WithServerLr(options.server_optimizer, options.server_lr)),
       name_(optimizer_.DisplayName(options.fedprox ? "FedProx" : "FedAvg")),
       client_sizes_(std::move(client_sizes)) {
   FEDSIM_CHECK(!client_sizes_.empty());

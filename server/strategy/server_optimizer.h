@@ -45,6 +45,12 @@ struct ServerOptimizerOptions {
   double tau = 1e-3;      // > 0
 };
 
+// `o` with its step size set to `lr` (the strategies' server_lr).
+inline ServerOptimizerOptions WithServerLr(ServerOptimizerOptions o, double lr) {
+  o.lr = lr;
+  return o;
+}
+
 class ServerOptimizer {
  public:
   // REQUIRES: options in range (checked).

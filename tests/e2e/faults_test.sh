@@ -14,7 +14,11 @@
 #   launch     SIGTERM of `fedsim launch`: forwarded to the workers (they
 #              leave, exit 0), exit 0, --resume ends bit-identical;
 #   duplicate  every push sent twice and delayed (reordered): identical model,
-#              duplicates dropped = duplicates that reached an open round.
+#              duplicates dropped = duplicates that reached an open round;
+#   rejoin     a stateful run (SCAFFOLD: c_i travels with the tasks): SIGKILL
+#              of a worker holding a task, restarted at once under the same
+#              --worker_name: worker_rejoined, its task re-issued with the
+#              client's state, identical to the embedded run.
 # Prints the measured numbers (docs/reliability.md, "Faults").
 set -u
 bin=${1:?usage: faults_test.sh BIN_DIR SOURCE_DIR}
@@ -62,11 +66,12 @@ wait_for() {  # wait_for SECONDS COMMAND...: polls until COMMAND succeeds
     sleep 0.05
   done
 }
-same_as_ref() {  # same_as_ref LABEL DIR
-  if ! diff <(column "$work/ref" model_hash) <(column "$2" model_hash) > "$work/diff"; then
+same_as_ref() {  # same_as_ref LABEL DIR [REFERENCE_DIR]
+  local ref=${3:-$work/ref}
+  if ! diff <(column "$ref" model_hash) <(column "$2" model_hash) > "$work/diff"; then
     say_fail "$1: model_hash differs from the uninterrupted run:"; head "$work/diff"; return 1
   fi
-  cmp -s "$work/ref/model.bin" "$2/model.bin" || { say_fail "$1: model.bin differs"; return 1; }
+  cmp -s "$ref/model.bin" "$2/model.bin" || { say_fail "$1: model.bin differs"; return 1; }
   local unrec
   unrec=$(json_field "$2/events.jsonl" run_end tasks_unreconciled)
   [ "$unrec" = 0 ] || { say_fail "$1: tasks_unreconciled = $unrec"; return 1; }
@@ -223,6 +228,37 @@ if same_as_ref duplicate "$work/dup"; then
     say_fail "duplicate: $answered_dup answered as duplicates, $dropped duplicate_dropped events, run_end counts $counted"
   else
     echo "ok   duplicate: $sent duplicates sent, $dropped dropped as duplicates + $stale refused as stale (round already closed), model_hash identical ($((SECONDS - start)) s)"
+  fi
+fi
+
+# --- rejoin: SCAFFOLD's c_i lives in the coordinator and travels with the
+# tasks. Worker 1 (pushes delayed 1.5 s, so it holds a task) is killed and
+# restarted at once under its name, long before it could be declared dead
+# (patience 2 s x 10): the coordinator takes it for the same worker.
+start=$SECONDS
+sed -e 's/algorithm: {name: fedavg}/algorithm: {name: scaffold, scaffold_option: ii}/' \
+    -e 's/heartbeat_interval_s: 0.2, heartbeat_patience: 2/heartbeat_interval_s: 2, heartbeat_patience: 10/' \
+    "$work/exp.yaml" > "$work/exp-state.yaml"
+"$bin/fedsim" run "$work/exp-state.yaml" --out "$work/ref-state" --quiet > /dev/null ||
+  say_fail "rejoin: reference run"
+slow_worker=1 slow_env=FEDSIM_FAULT_DELAY_PUSH_MS=1500 start_run rejoin "$work/exp-state.yaml" FEDSIM_FAULT_DELAY_PUSH_MS=100
+wait_for 30 round_done "$work/rejoin" 2 || say_fail "rejoin: round 2 never ended"
+sleep 0.5
+kill -9 "${worker[1]}"; wait "${worker[1]}" 2>/dev/null
+"$bin/fedsim-client" --server "127.0.0.1:$port" --worker_name w1 --max_unreachable_s 30 \
+  > "$work/rejoin-w1b.log" 2>&1 &
+worker[1]=$!; pids+=($!)
+finish_run rejoin
+if same_as_ref rejoin "$work/rejoin" "$work/ref-state"; then
+  rejoined=$(event_count "$work/rejoin" worker_rejoined)
+  requeued=$(json_field "$work/rejoin/events.jsonl" worker_rejoined requeued_tasks)
+  dead=$(event_count "$work/rejoin" worker_dead)
+  if [ "$rejoined" != 1 ] || [ "$requeued" = None ] || [ "$requeued" -lt 1 ]; then
+    say_fail "rejoin: $rejoined worker_rejoined events, requeued $requeued"
+  elif [ "$dead" != 0 ]; then
+    say_fail "rejoin: $dead worker_dead events (the restart should have been recognised)"
+  else
+    echo "ok   rejoin: SCAFFOLD worker killed and restarted as w1: worker_rejoined, re-issued $requeued task(s) with the client state, model_hash identical to embedded ($((SECONDS - start)) s)"
   fi
 fi
 

@@ -22,18 +22,15 @@
 #include "runtime/embedded.h"
 #include "server/clock/time_model.h"
 #include "server/coordinator/run_setup.h"
+#include "tests/testing/run_dir.h"
 
 namespace fedsim {
+namespace async_test {
 namespace {
 
-using ::testing::HasSubstr;
+using test::ReadFile;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using ::testing::HasSubstr;
 
 // metrics.csv as column name -> cells.
 std::map<std::string, std::vector<std::string>> ReadMetrics(const std::string& dir) {
@@ -265,17 +262,6 @@ eval: {every: 100000}
   }
 }
 
-TEST(AsyncRuntimeTest, DistributedRuntimeRefusesAsyncAlgorithms) {
-  absl::StatusOr<v1::ExperimentConfig> config =
-      LoadConfigText(LeastSquares("algorithm: {name: fedfix}", ""));
-  ASSERT_TRUE(config.ok()) << config.status();
-  absl::StatusOr<CoordinatorRun> run =
-      PrepareRun(*config, ::testing::TempDir() + "/async_dist", "distributed");
-  ASSERT_FALSE(run.ok());
-  EXPECT_THAT(run.status().message(),
-              HasSubstr("algorithm.name = fedfix; asynchronous algorithms run on "
-                        "the virtual clock of the embedded runtime only"));
-}
-
 }  // namespace
+}  // namespace async_test
 }  // namespace fedsim

@@ -30,9 +30,14 @@
 #include "server/coordinator/coordinator.h"
 #include "server/coordinator/run_setup.h"
 #include "server/grpc/coordinator_server.h"
+#include "tests/testing/run_dir.h"
 
 namespace fedsim {
+namespace auth_test {
 namespace {
+
+using test::ReadFile;
+using test::Hashes;
 
 constexpr char kConfig[] = R"(
 seed: 7
@@ -46,13 +51,6 @@ local: {epochs: 1, batch_size: 10, lr: 0.05}
 )";
 
 constexpr char kSecret[] = "0123456789abcdef-shared";
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 void WriteFile(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;
@@ -296,9 +294,10 @@ TEST(AuthTest, JoinTimestampOutsideTheWindowIsRejected) {
         << s.error_message();
   }
   EXPECT_EQ(served.coordinator().num_workers(), 0);
-  // Inside the window on both sides.
+  // Inside the window on both sides (two workers: a join under a registered
+  // name would be that worker again).
   EXPECT_TRUE(Join(*stub, SignedJoin("w", kSecret, now - absl::Seconds(300))).ok());
-  EXPECT_TRUE(Join(*stub, SignedJoin("w", kSecret, now + absl::Seconds(3))).ok());
+  EXPECT_TRUE(Join(*stub, SignedJoin("w2", kSecret, now + absl::Seconds(3))).ok());
   EXPECT_EQ(served.coordinator().num_workers(), 2);
   EXPECT_EQ(Rejections(served.dir()).size(), 3u);
 }
@@ -468,23 +467,6 @@ TEST(AuthTest, MissingSecretFilesAreOneLineErrorsWithExit2) {
                  "(missing or unreadable)\n");
 }
 
-// The model_hash column of metrics.csv.
-std::vector<std::string> Hashes(const std::string& dir) {
-  std::vector<std::string> out;
-  std::vector<std::string> lines =
-      absl::StrSplit(ReadFile(dir + "/metrics.csv"), '\n', absl::SkipEmpty());
-  if (lines.empty()) return out;
-  const std::vector<std::string> header = absl::StrSplit(lines[0], ',');
-  const auto col = std::find(header.begin(), header.end(), "model_hash");
-  if (col == header.end()) return out;
-  const std::size_t index = static_cast<std::size_t>(col - header.begin());
-  for (std::size_t i = 1; i < lines.size(); ++i) {
-    const std::vector<std::string> cols = absl::StrSplit(lines[i], ',');
-    if (cols.size() > index) out.push_back(cols[index]);
-  }
-  return out;
-}
-
 std::string RunTiny(const std::string& name, std::optional<AuthMode> launch) {
   // 610 parameters (4880 bytes) in 1024-byte chunks: the chunk RPCs
   // (FetchChunk, UploadChunk) must pass authentication too.
@@ -539,4 +521,5 @@ TEST(AuthTest, LaunchInEveryModeEqualsTheEmbeddedRun) {
 }
 
 }  // namespace
+}  // namespace auth_test
 }  // namespace fedsim

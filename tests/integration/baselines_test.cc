@@ -26,9 +26,14 @@
 #include "server/coordinator/run_setup.h"
 #include "server/strategy/fedavg.h"
 #include "server/strategy/scaffold.h"
+#include "tests/testing/run_dir.h"
 
 namespace fedsim {
+namespace baselines_test {
 namespace {
+
+using test::ReadFile;
+using test::Column;
 
 // ---- SCAFFOLD against a hand-rolled reference -----------------------------
 
@@ -270,32 +275,6 @@ INSTANTIATE_TEST_SUITE_P(Options, ScaffoldQuadraticTest,
 
 // ---- Whole runs from configs --------------------------------------------
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in.good()) << path;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// One column of metrics.csv, found by its header.
-std::vector<std::string> Column(const std::string& dir, const std::string& name) {
-  std::vector<std::string> out;
-  const std::vector<std::string> lines =
-      absl::StrSplit(ReadFile(dir + "/metrics.csv"), '\n', absl::SkipEmpty());
-  if (lines.empty()) return out;
-  const std::vector<std::string> header = absl::StrSplit(lines[0], ',');
-  const auto col = std::find(header.begin(), header.end(), name);
-  EXPECT_NE(col, header.end()) << name;
-  if (col == header.end()) return out;
-  const auto index = static_cast<std::size_t>(col - header.begin());
-  for (std::size_t i = 1; i < lines.size(); ++i) {
-    const std::vector<std::string> cols = absl::StrSplit(lines[i], ',');
-    out.push_back(cols.at(index));
-  }
-  return out;
-}
-
 CoordinatorRun Prepare(const std::string& yaml, const std::string& name) {
   absl::StatusOr<v1::ExperimentConfig> config = LoadConfigText(yaml);
   EXPECT_TRUE(config.ok()) << config.status();
@@ -445,4 +424,5 @@ algorithm: )", prox ? "{name: fedprox, prox_mu: 1}" : "{name: fedavg}", "\n");
 }
 
 }  // namespace
+}  // namespace baselines_test
 }  // namespace fedsim

@@ -1,7 +1,8 @@
 // Checkpoints and resume (RELIABILITY 8-9): a run resumed from the
 // checkpoint of any round ends bit-identical to the uninterrupted run, for
 // algorithms with server state (FedAU, Markov participation), client state
-// (SCAFFLSA with a Markov oracle, DiceSGD) and a privacy ledger. Real
+// (SCAFFLSA with a Markov oracle, DiceSGD) and a privacy ledger, in both
+// runtimes. Real
 // SIGKILLs of `fedsim run` and `fedsim-server` are in
 // tests/e2e/resume_test.sh.
 #include <algorithm>
@@ -15,40 +16,20 @@
 #include "absl/strings/str_split.h"
 #include "common/config/config.h"
 #include "gtest/gtest.h"
+#include "runtime/distributed.h"
 #include "runtime/embedded.h"
 #include "server/coordinator/checkpoint.h"
 #include "server/coordinator/run_setup.h"
+#include "tests/testing/run_dir.h"
 
 namespace fedsim {
+namespace checkpoint_test {
 namespace {
 
+using test::ReadFile;
+using test::Column;
+
 namespace fs = std::filesystem;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in.good()) << path;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// A column of metrics.csv, found by its header.
-std::vector<std::string> Column(const std::string& dir, const std::string& name) {
-  std::vector<std::string> out;
-  const std::string csv = ReadFile(dir + "/metrics.csv");
-  std::vector<std::string> lines = absl::StrSplit(csv, '\n', absl::SkipEmpty());
-  if (lines.empty()) return out;
-  const std::vector<std::string> header = absl::StrSplit(lines[0], ',');
-  const auto col = std::find(header.begin(), header.end(), name);
-  EXPECT_NE(col, header.end()) << name;
-  if (col == header.end()) return out;
-  const std::size_t index = static_cast<std::size_t>(col - header.begin());
-  for (std::size_t i = 1; i < lines.size(); ++i) {
-    const std::vector<std::string> cols = absl::StrSplit(lines[i], ',');
-    out.push_back(cols.size() > index ? cols[index] : "<missing>");
-  }
-  return out;
-}
 
 v1::ExperimentConfig Config(const std::string& yaml) {
   absl::StatusOr<v1::ExperimentConfig> config = LoadConfigText(yaml);
@@ -303,16 +284,62 @@ TEST(CheckpointTest, ResumeRefusesAnotherConfigButTakesOtherThreads) {
   EXPECT_EQ(Column(dir, "model_hash"), Column(reference, "model_hash"));
 }
 
-TEST(CheckpointTest, DistributedResumeOfClientStateIsRefused) {
-  const v1::ExperimentConfig config = Config(kScaffLsa);
-  const std::string reference = Dir("dist_ref");
-  RunFresh(config, reference);
+// The coordinator owns the clients' state in a distributed run too, so
+// its checkpoints hold it: a distributed run resumed from a mid-run
+// checkpoint (3 worker processes) ends bit-identical to the uninterrupted
+// distributed run and to the embedded one.
+void RunLaunchedForCheckpointTest(const v1::ExperimentConfig& config,
+                                  const std::string& dir, bool resume,
+                                  std::int64_t expected_round) {
   absl::StatusOr<CoordinatorRun> run =
-      PrepareOrResumeRun(config, reference, "distributed");
-  ASSERT_FALSE(run.ok());
-  EXPECT_NE(run.status().message().find("keeps state on the clients"),
-            std::string::npos)
-      << run.status();
+      resume ? PrepareOrResumeRun(config, dir, "distributed")
+             : PrepareRun(config, dir, "distributed");
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ(run->resumed, resume);
+  EXPECT_EQ(run->engine->round(), expected_round);
+  LaunchOptions options;
+  options.workers = 3;
+  options.client_binary = FEDSIM_BINARY_DIR "/bin/fedsim-client";
+  absl::StatusOr<RunSummary> summary = LaunchRun(*run, options);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+}
+
+void ExpectDistributedResumeEqualsReference(const std::string& yaml,
+                                            const std::string& name,
+                                            std::int64_t crash) {
+  const v1::ExperimentConfig config =
+      Config(absl::StrCat(yaml, "checkpoint: {every: 1, keep: 1000}\n"));
+  const std::string embedded = Dir(name + "_emb");
+  RunFresh(config, embedded);
+  const std::string reference = Dir(name + "_dref");
+  RunLaunchedForCheckpointTest(config, reference, /*resume=*/false, 0);
+  const std::vector<std::string> hashes = Column(reference, "model_hash");
+  ASSERT_EQ(static_cast<std::int64_t>(hashes.size()), config.rounds());
+  ASSERT_NE(hashes.front(), hashes.back());
+  EXPECT_EQ(Column(embedded, "model_hash"), hashes);
+  // The checkpoint of round `crash` holds every participating client's state.
+  absl::StatusOr<CheckpointData> mid = ReadCheckpoint(
+      absl::StrCat(CheckpointDir(reference), "/round-",
+                   std::string(8 - std::to_string(crash).size(), '0'), crash, ".ckpt"));
+  ASSERT_TRUE(mid.ok()) << mid.status();
+  EXPECT_EQ(mid->runtime, "distributed");
+  ASSERT_FALSE(mid->clients.empty());
+  const std::string dir = CrashedCopy(reference, crash, name + "_dres");
+  RunLaunchedForCheckpointTest(config, dir, /*resume=*/true, crash);
+  EXPECT_EQ(Column(dir, "model_hash"), hashes);
+  EXPECT_EQ(Column(dir, "epsilon_max"), Column(reference, "epsilon_max"));
+  EXPECT_EQ(ReadFile(dir + "/model.bin"), ReadFile(reference + "/model.bin"));
+  EXPECT_EQ(ReadFile(dir + "/model.bin"), ReadFile(embedded + "/model.bin"));
+  EXPECT_NE(ReadFile(dir + "/events.jsonl").find("\"event\":\"run_resumed\""),
+            std::string::npos);
+}
+
+TEST(CheckpointTest, DistributedScaffLsaResumesBitIdentically) {
+  ExpectDistributedResumeEqualsReference(kScaffLsa, "dist_scafflsa", 4);
+}
+
+TEST(CheckpointTest, DistributedDiceSgdResumesBitIdentically) {
+  ExpectDistributedResumeEqualsReference(kDice, "dist_dice", 3);
 }
 
 TEST(CheckpointTest, ResumeWithoutCheckpointStartsAfresh) {
@@ -344,4 +371,5 @@ TEST(CheckpointTest, ReopenDropsRedoneRowsAndATornLine) {
 }
 
 }  // namespace
+}  // namespace checkpoint_test
 }  // namespace fedsim

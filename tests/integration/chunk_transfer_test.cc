@@ -28,16 +28,13 @@
 #include "server/coordinator/run_setup.h"
 #include "server/grpc/chunk_store.h"
 #include "server/grpc/coordinator_server.h"
+#include "tests/testing/run_dir.h"
 
 namespace fedsim {
+namespace chunk_transfer_test {
 namespace {
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using test::ReadFile;
 
 // 60 features, 10 classes, 16 hidden units: d = 60*16 + 16 + 16*10 + 10 =
 // 1146 parameters, 9168 bytes: three chunks of 4096 bytes.
@@ -353,6 +350,7 @@ TEST_F(ChunkRpcTest, JoinPastMaxWorkersIsResourceExhausted) {
   join.set_worker_name("second");
   v1::JoinResponse joined;
   ASSERT_TRUE(stub_->Join(&ctx1, join, &joined).ok());
+  join.set_worker_name("third");  // "second" again would be that worker rejoining
   grpc::Status s = stub_->Join(&ctx2, join, &joined);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_EQ(s.error_message(),
@@ -425,4 +423,5 @@ TEST_F(ChunkRpcTest, UploadCapsBoundHeldBytesAndLeaveFreesThem) {
 }
 
 }  // namespace
+}  // namespace chunk_transfer_test
 }  // namespace fedsim

@@ -14,6 +14,7 @@
 #include "runtime/console.h"
 
 namespace fedsim {
+namespace console_test {
 namespace {
 
 using ::testing::HasSubstr;
@@ -136,4 +137,5 @@ TEST(ConsoleTest, JsonModeWritesOneObjectPerRound) {
 }
 
 }  // namespace
+}  // namespace console_test
 }  // namespace fedsim

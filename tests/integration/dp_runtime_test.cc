@@ -20,17 +20,14 @@
 #include "runtime/distributed.h"
 #include "runtime/embedded.h"
 #include "server/coordinator/run_setup.h"
+#include "tests/testing/run_dir.h"
 
 namespace fedsim {
+namespace dp_runtime_test {
 namespace {
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in.good()) << path;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using test::ReadFile;
+using test::Events;
 
 // metrics.csv as columns by header name.
 std::map<std::string, std::vector<std::string>> Columns(const std::string& dir) {
@@ -47,16 +44,6 @@ std::map<std::string, std::vector<std::string>> Columns(const std::string& dir) 
     for (std::size_t i = 0; i < header.size() && i < cells.size(); ++i) {
       out[header[i]].push_back(cells[i]);
     }
-  }
-  return out;
-}
-
-std::vector<nlohmann::json> Events(const std::string& dir, const std::string& kind) {
-  std::vector<nlohmann::json> out;
-  for (absl::string_view line :
-       absl::StrSplit(ReadFile(dir + "/events.jsonl"), '\n', absl::SkipEmpty())) {
-    nlohmann::json e = nlohmann::json::parse(line);
-    if (e["event"] == kind) out.push_back(e);
   }
   return out;
 }
@@ -201,4 +188,5 @@ TEST(DpRuntimeTest, CalibratedNoiseMeetsTheTargetForEveryClient) {
 }
 
 }  // namespace
+}  // namespace dp_runtime_test
 }  // namespace fedsim

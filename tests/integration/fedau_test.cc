@@ -23,6 +23,7 @@
 #include "server/coordinator/run_setup.h"
 
 namespace fedsim {
+namespace fedau_test {
 namespace {
 
 namespace fs = std::filesystem;
@@ -239,4 +240,5 @@ TEST(FedAuIntegrationTest, BeatsBothAveragesUnderDataCorrelatedParticipation) {
 }
 
 }  // namespace
+}  // namespace fedau_test
 }  // namespace fedsim

@@ -15,6 +15,7 @@
 #include "server/strategy/fedavg.h"
 
 namespace fedsim {
+namespace fedavg_exact_test {
 namespace {
 
 CoordinatorRun Prepare(const std::string& yaml, const std::string& name) {
@@ -149,4 +150,5 @@ INSTANTIATE_TEST_SUITE_P(Section81, FedAvgQuadraticTest,
                                            TableRow{10, 4.276947e-3}));
 
 }  // namespace
+}  // namespace fedavg_exact_test
 }  // namespace fedsim

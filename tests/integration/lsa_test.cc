@@ -19,6 +19,7 @@
 #include "server/strategy/fedlsa.h"
 
 namespace fedsim {
+namespace lsa_test {
 namespace {
 
 // §8.1: two agents, two states, tabular features, gamma = 0.5.
@@ -504,4 +505,5 @@ TEST(GarnetTest, ScaffLsaHasLinearSpeedUpHighHeterogeneity) {
 }
 
 }  // namespace
+}  // namespace lsa_test
 }  // namespace fedsim

@@ -19,6 +19,7 @@
 #include "server/coordinator/run_setup.h"
 
 namespace fedsim {
+namespace robust_test {
 namespace {
 
 constexpr int kByzantine[] = {3, 8};
@@ -138,4 +139,5 @@ TEST(RobustAggregationTest, NormBoundRejectsTheByzantineUpdates) {
 }
 
 }  // namespace
+}  // namespace robust_test
 }  // namespace fedsim

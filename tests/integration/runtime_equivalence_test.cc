@@ -14,40 +14,15 @@
 #include "runtime/distributed.h"
 #include "runtime/embedded.h"
 #include "server/coordinator/run_setup.h"
+#include "tests/testing/run_dir.h"
 
 namespace fedsim {
+namespace runtime_equivalence_test {
 namespace {
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in.good()) << path;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// A column of metrics.csv, found by its header.
-std::vector<std::string> Column(const std::string& dir, const std::string& name) {
-  std::vector<std::string> out;
-  const std::string csv = ReadFile(dir + "/metrics.csv");
-  std::vector<std::string> lines = absl::StrSplit(csv, '\n', absl::SkipEmpty());
-  if (lines.empty()) return out;
-  const std::vector<std::string> header = absl::StrSplit(lines[0], ',');
-  const auto col = std::find(header.begin(), header.end(), name);
-  EXPECT_NE(col, header.end()) << dir;
-  if (col == header.end()) return out;
-  const std::size_t index = static_cast<std::size_t>(col - header.begin());
-  for (std::size_t i = 1; i < lines.size(); ++i) {
-    const std::vector<std::string> cols = absl::StrSplit(lines[i], ',');
-    EXPECT_GT(cols.size(), index);
-    if (cols.size() > index) out.push_back(cols[index]);
-  }
-  return out;
-}
-
-std::vector<std::string> Hashes(const std::string& dir) {
-  return Column(dir, "model_hash");
-}
+using test::ReadFile;
+using test::Column;
+using test::Hashes;
 
 enum class Mode { kEmbedded, kLaunch };
 
@@ -102,8 +77,9 @@ TEST(RuntimeEquivalenceTest, FedAvgIsBitIdenticalAcrossThreadsAndProcesses) {
   EXPECT_NE(h.front(), h.back());
 }
 
-// SCAFFLSA keeps control variates on the clients: the coordinator pins each
-// client to one worker, and the result is still that of the embedded run.
+// SCAFFLSA keeps control variates and a Markov chain's state per client:
+// the coordinator owns them and sends them with the tasks (any worker
+// serves any client), and the result is that of the embedded run.
 constexpr char kScaffLsa[] = R"(
 seed: 3
 rounds: 20
@@ -121,7 +97,8 @@ TEST(RuntimeEquivalenceTest, ScaffLsaWithClientStateIsBitIdentical) {
 }
 
 // EXTENSION: SCAFFLSA with partial participation. The anchors travel down
-// with the tasks (server_control); xi_c stays on the workers.
+// with the tasks (server_control), xi_c and the pending iterate with the
+// client state.
 constexpr char kScaffLsaPartial[] = R"(
 seed: 4
 rounds: 20
@@ -166,8 +143,9 @@ TEST(RuntimeEquivalenceTest, FedProxWithStragglersAndYogiIsBitIdentical) {
   EXPECT_NE(h.front(), h.back());
 }
 
-// SCAFFOLD keeps c_i on the clients (pinned to their worker) and sends c
-// and Delta c_i over the wire; partial participation and kept stragglers.
+// SCAFFOLD keeps c_i per client (travelling with its tasks and results) and
+// sends c and Delta c_i over the wire; partial participation and kept
+// stragglers.
 constexpr char kScaffold[] = R"(
 seed: 5
 rounds: 6
@@ -185,6 +163,16 @@ TEST(RuntimeEquivalenceTest, ScaffoldWithClientStateIsBitIdentical) {
   ExpectIdentical(one, dist);
   const std::vector<std::string> h = Hashes(one);
   EXPECT_NE(h.front(), h.back());
+}
+
+// The same with 1024-byte chunks: d = 610, so the parameters, c, Delta c_i,
+// the update and the client state (c_i) all travel in chunks both ways.
+TEST(RuntimeEquivalenceTest, ScaffoldWithChunkedClientStateIsBitIdentical) {
+  const std::string one = RunIt(kScaffold, Mode::kEmbedded, "scaffold_chunk_e");
+  const std::string dist = RunIt(absl::StrCat(kScaffold, "distributed: {chunk_bytes: 1024}\n"),
+                                 Mode::kLaunch, "scaffold_chunk_d");
+  ExpectIdentical(one, dist);
+  EXPECT_EQ(ReadFile(dist + "/events.jsonl").find("chunk_rejected"), std::string::npos);
 }
 
 // A robust rule with Byzantine clients (docs/robust.md): the attack is
@@ -220,4 +208,5 @@ TEST(RuntimeEquivalenceTest, RobustRuleWithByzantineClientsIsBitIdentical) {
 }
 
 }  // namespace
+}  // namespace runtime_equivalence_test
 }  // namespace fedsim

@@ -82,6 +82,19 @@ class TensorBoardTest(unittest.TestCase):
         out = self.run_fedsim(CONFIG, "--tensorboard")
         self.check_scalars_equal_metrics(out)
 
+    def test_resumed_run_shows_each_round_once(self):
+        # A finished run with its newer checkpoints removed resumes from round
+        # 1 and redoes rounds 1-4: TensorBoard must show each round once, with
+        # the redone values (the same here: resume is bit-identical).
+        out = self.run_fedsim(CONFIG + "logging: {tensorboard: true}\n")
+        ckpts = sorted(os.listdir(os.path.join(out, "checkpoints")))
+        self.assertEqual(ckpts[0], "round-00000001.ckpt")
+        for name in ckpts[1:]:
+            os.remove(os.path.join(out, "checkpoints", name))
+        self.run_fedsim(CONFIG + "logging: {tensorboard: true}\n", "--resume")
+        self.assertTrue(os.path.isfile(os.path.join(out, "events.out.tfevents.fedsim.resumed-1")))
+        self.check_scalars_equal_metrics(out)
+
     def test_off_by_default(self):
         out = self.run_fedsim(CONFIG)
         self.assertFalse(any("tfevents" in f for f in os.listdir(out)))

@@ -23,9 +23,11 @@
 #include "common/dp/mechanisms.h"
 #include "common/objectives/objective.h"
 #include "common/random/stream.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace fedsim {
+namespace dp_trainer_test {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
@@ -350,6 +352,67 @@ TEST(DpTrainerTest, DiceSgdRemovesTheClippingBias) {
               dice_error, clip_error);
 }
 
+// Ghost clipping computes the same clipped sums without the B x d matrix:
+// softmax regression under DP-SGD and DiceSGD (with noise: the same draws,
+// the same sampling) ends where the materialised step ends, to rounding.
+TEST(DpTrainerTest, GhostClippingMatchesMaterialisedPerExampleGradients) {
+  const Dataset data = Classification(60, 5, 3);
+  const auto objective = MakeSoftmax(5, 3);
+  LocalTrainingSpec spec;
+  spec.batch_size = 8;
+  spec.lr = 0.5;
+  spec.epochs = 3;
+  for (const DpMode mode : {DpMode::kClip, DpMode::kDiceSgd}) {
+    SCOPED_TRACE(mode == DpMode::kClip ? "clip" : "dicesgd");
+    DpSpec dp;
+    dp.mode = mode;
+    dp.clip = 0.3;  // most examples are clipped
+    dp.error_clip = 0.2;
+    dp.noise_multiplier = 0.5;
+    FlatVector error_a, error_b;
+    const LocalTrainingOutput a =
+        Train(*objective, data, FlatVector::Zero(18), spec, dp, {4, 2, 1}, &error_a);
+    dp.ghost_clipping = true;
+    const LocalTrainingOutput b =
+        Train(*objective, data, FlatVector::Zero(18), spec, dp, {4, 2, 1}, &error_b);
+    ASSERT_EQ(a.update.size(), 18);
+    ASSERT_EQ(b.update.size(), 18);
+    EXPECT_EQ(a.num_steps, b.num_steps);
+    EXPECT_GT(a.update.norm(), 0.1);
+    EXPECT_LE((a.update - b.update).cwiseAbs().maxCoeff(), 1e-12 * a.update.norm());
+    EXPECT_NEAR(a.mean_loss, b.mean_loss, 1e-12 * std::abs(a.mean_loss));
+    if (mode == DpMode::kDiceSgd) {
+      ASSERT_EQ(error_a.size(), 18);
+      EXPECT_GT(error_a.norm(), 0.01);
+      EXPECT_LE((error_a - error_b).cwiseAbs().maxCoeff(), 1e-12 * error_a.norm());
+    }
+  }
+}
+
+TEST(DpTrainerTest, GhostClippingRefusesTheMlp) {
+  ObjectiveSpec ospec;
+  ospec.kind = ObjectiveKind::kMlp;
+  ospec.num_features = 4;
+  ospec.num_classes = 3;
+  ospec.hidden_units = 5;
+  auto mlp = MakeObjective(ospec);
+  ASSERT_TRUE(mlp.ok()) << mlp.status();
+  const Dataset data = Classification(10, 4, 3);
+  const std::vector<std::int64_t> rows = AllRows(data.size());
+  LocalTrainingSpec spec;
+  spec.batch_size = 5;
+  DpSpec dp;
+  dp.mode = DpMode::kClip;
+  dp.ghost_clipping = true;
+  Streams streams(1, 0, 0);
+  FlatVector start((*mlp)->NumParameters());
+  start.setConstant(0.01);
+  const absl::StatusOr<LocalTrainingOutput> out = RunLocalDpSgd(
+      **mlp, data, rows, start, spec, dp, streams.sampling, streams.noise, nullptr);
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(out.status().message()), ::testing::HasSubstr("ghost_clipping"));
+}
+
 TEST(DpTrainerTest, BadSettingsAreRejected) {
   const Dataset data = ZeroData(4, 2);
   const auto objective = MakeLeastSquares(2);
@@ -384,4 +447,5 @@ TEST(DpTrainerTest, BadSettingsAreRejected) {
 }
 
 }  // namespace
+}  // namespace dp_trainer_test
 }  // namespace fedsim

@@ -18,6 +18,7 @@
 #include "gtest/gtest.h"
 
 namespace fedsim {
+namespace fedprox_scaffold_trainer_test {
 namespace {
 
 constexpr std::int64_t kDim = 3;
@@ -218,4 +219,5 @@ TEST(ScaffoldTrainerTest, EmptyClientControlStartsAtZero) {
 }
 
 }  // namespace
+}  // namespace fedprox_scaffold_trainer_test
 }  // namespace fedsim

@@ -22,6 +22,7 @@
 #include "gtest/gtest.h"
 
 namespace fedsim {
+namespace local_trainer_test {
 namespace {
 
 constexpr std::int64_t kDim = 3;
@@ -304,9 +305,11 @@ TEST(LocalTrainerTest, BadInputsAreInvalidArgument) {
 }
 
 }  // namespace
+}  // namespace local_trainer_test
 }  // namespace fedsim
 
 namespace fedsim {
+namespace local_trainer_test {
 namespace {
 
 // Heavy-ball momentum as PyTorch's SGD (v_0 = g_0, v_t = mu v_{t-1} + g_t,
@@ -373,4 +376,5 @@ TEST(LocalTrainerAsyncOptionsTest, MomentumClippingAndFreshBatchesStepByStep) {
 }
 
 }  // namespace
+}  // namespace local_trainer_test
 }  // namespace fedsim

@@ -10,6 +10,7 @@
 #include "gtest/gtest.h"
 
 namespace fedsim {
+namespace chunks_test {
 namespace {
 
 TEST(ChunksTest, ChunkLengthIsFullButTheLast) {
@@ -144,4 +145,5 @@ TEST(ChunksTest, UnknownKeyWithALineBreakStaysOneLine) {
 }
 
 }  // namespace
+}  // namespace chunks_test
 }  // namespace fedsim

@@ -26,6 +26,7 @@
 #include "nlohmann/json.hpp"
 
 namespace fedsim {
+namespace codec_test {
 namespace {
 
 using ::testing::HasSubstr;
@@ -538,4 +539,5 @@ TEST(ModelFileTest, MissingFileIsNotFound) {
 }
 
 }  // namespace
+}  // namespace codec_test
 }  // namespace fedsim

@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 
 namespace fedsim {
+namespace config_test {
 namespace {
 
 using ::google::protobuf::util::MessageDifferencer;
@@ -209,6 +210,8 @@ TEST(ConfigTest, EveryValidationRuleRejectsAndNamesItsKey) {
       {"local: {dp: {max_order: 1}}", "local.dp.max_order"},
       {"local: {dp: {max_order: 2000}}", "local.dp.max_order"},
       {"local: {dp: {mode: clip}}\nmodel: {l2: 0.01}", "model.l2"},
+      {"local: {dp: {mode: clip, ghost_clipping: true}}\nmodel: {objective: mlp}",
+       "local.dp.ghost_clipping = true with model.objective = mlp"},
       {"local: {max_steps: 2, dp: {mode: dicesgd}}\ndata: {source: lsa}\n"
        "algorithm: {name: fedlsa}",
        "local.dp.mode"},
@@ -660,9 +663,11 @@ TEST(ConfigTest, QuickstartConfigLoads) {
 }
 
 }  // namespace
+}  // namespace config_test
 }  // namespace fedsim
 
 namespace fedsim {
+namespace config_test {
 namespace {
 
 TEST(ConfigTest, AsyncDefaultsAndRules) {
@@ -675,6 +680,8 @@ TEST(ConfigTest, AsyncDefaultsAndRules) {
   EXPECT_EQ(d.async().compute_time(), v1::AsyncConfig::COMPUTE_TIME_FX);
   EXPECT_EQ(d.async().network_delay().kind(), v1::TimeDistribution::KIND_NONE);
   EXPECT_EQ(d.local().momentum(), 0.0);
+  EXPECT_EQ(d.async().max_staleness(), 0);  // unbounded
+  EXPECT_EQ(d.async().clock(), v1::AsyncConfig::CLOCK_VIRTUAL);
   EXPECT_EQ(d.rounds(), 100);  // no horizon: `rounds` steps
   // With a horizon the horizon ends the run, unless rounds is given.
   EXPECT_EQ(LoadOrDie("algorithm: {name: fedbuff}\nasync: {horizon: 50}").rounds(),
@@ -709,6 +716,9 @@ TEST(ConfigTest, AsyncDefaultsAndRules) {
               HasSubstr("fresh batches need max_steps >= 1"));
   EXPECT_THAT(ErrorOf("algorithm: {async_weights: heavy}"),
               HasSubstr("identical, weight"));
+  EXPECT_EQ(ErrorOf("async: {max_staleness: -1}"),
+            "config: async.max_staleness = -1; must be >= 0");
+  EXPECT_THAT(ErrorOf("async: {clock: sundial}"), HasSubstr("virtual, wall"));
 }
 
 TEST(ConfigTest, AsyncExampleConfigsLoad) {
@@ -719,7 +729,13 @@ TEST(ConfigTest, AsyncExampleConfigsLoad) {
     EXPECT_TRUE(IsAsyncAlgorithm(c->algorithm().name())) << name;
     EXPECT_GT(c->async().horizon(), 0.0) << name;
   }
+  absl::StatusOr<v1::ExperimentConfig> dist =
+      LoadConfigFile(FEDSIM_SOURCE_DIR "/configs/fedfix_distributed.yaml");
+  ASSERT_TRUE(dist.ok()) << dist.status();
+  EXPECT_EQ(dist->algorithm().name(), v1::AlgorithmConfig::NAME_FEDFIX);
+  EXPECT_EQ(dist->async().max_staleness(), 2);
 }
 
 }  // namespace
+}  // namespace config_test
 }  // namespace fedsim

@@ -24,6 +24,7 @@
 #include "gtest/gtest.h"
 
 namespace fedsim {
+namespace data_test {
 namespace {
 
 using ::testing::AllOf;
@@ -775,4 +776,5 @@ TEST(SyntheticFedProxTest, RejectsBadSpecs) {
 }
 
 }  // namespace
+}  // namespace data_test
 }  // namespace fedsim

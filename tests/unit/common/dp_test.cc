@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 
 namespace fedsim {
+namespace dp_test {
 namespace {
 
 using ::testing::HasSubstr;
@@ -386,4 +387,5 @@ TEST(DpMechanismsTest, LotSizeRateStepsAndNoiseStd) {
 }
 
 }  // namespace
+}  // namespace dp_test
 }  // namespace fedsim

@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 
 namespace fedsim {
+namespace kernels_test {
 namespace {
 
 // Long enough that every kernel takes its parallel path (>= kMinParallelSize)
@@ -195,4 +196,5 @@ TEST(KernelsTest, AllFinite) {
 }
 
 }  // namespace
+}  // namespace kernels_test
 }  // namespace fedsim

@@ -21,6 +21,7 @@
 #include "gtest/gtest.h"
 
 namespace fedsim {
+namespace objectives_test {
 namespace {
 
 using ::testing::HasSubstr;
@@ -201,6 +202,46 @@ TEST_P(ObjectiveCaseTest, PerExampleRowsAverageToBatchGradient) {
     EXPECT_LE((rows.row(i).transpose() - single).cwiseAbs().maxCoeff(), 1e-12)
         << "example " << i;
   }
+}
+
+TEST_P(ObjectiveCaseTest, OuterProductFactorsMatchPerExampleRows) {
+  // Ghost clipping's inputs: ||g_i||^2 and sum_i w_i g_i from the factors
+  // equal those of the materialised rows (to rounding), and the loss is
+  // Evaluate's, bit for bit. The MLP has no such form.
+  const ObjectiveSpec& spec = GetParam().spec;
+  const auto objective = MakeOrDie(spec);
+  ASSERT_NE(objective, nullptr);
+  RngStream rng(31, RngPurpose::kTest, -1, 0);
+  const Batch batch = RandomBatch(spec, 7, rng);
+  const FlatVector params =
+      RandomParams(objective->NumParameters(), GetParam().param_scale, rng);
+  RowMajorMatrixD delta;
+  Eigen::VectorXd squared_norms;
+  double loss = -1.0;
+  const bool linear = objective->OuterProductFactors(params, batch, delta, squared_norms, loss);
+  if (spec.kind == ObjectiveKind::kMlp) {
+    EXPECT_FALSE(linear);
+    EXPECT_EQ(loss, -1.0);
+    return;
+  }
+  ASSERT_TRUE(linear);
+  EXPECT_EQ(loss, objective->Evaluate(params, batch, nullptr));
+  RowMajorMatrixD rows;
+  objective->PerExampleGradients(params, batch, rows);
+  ASSERT_EQ(squared_norms.size(), batch.size());
+  ASSERT_EQ(delta.rows(), batch.size());
+  for (std::int64_t i = 0; i < batch.size(); ++i) {
+    const double expected = rows.row(i).squaredNorm();
+    EXPECT_NEAR(squared_norms[i], expected, 1e-13 * std::max(1.0, expected)) << "example " << i;
+  }
+  Eigen::VectorXd weights(batch.size());
+  for (std::int64_t i = 0; i < batch.size(); ++i) weights[i] = 0.25 + 0.5 * static_cast<double>(i % 3);
+  FlatVector sum;
+  objective->WeightedOuterProductSum(batch, delta, weights, sum);
+  const FlatVector expected = rows.transpose() * weights;
+  ASSERT_EQ(sum.size(), objective->NumParameters());
+  EXPECT_LE((sum - expected).cwiseAbs().maxCoeff(),
+            1e-13 * std::max(1.0, expected.cwiseAbs().maxCoeff()));
 }
 
 TEST_P(ObjectiveCaseTest, L2TermIsAddedOnce) {
@@ -605,4 +646,5 @@ TEST(ObjectiveInitializeTest, MlpIsDeterministicHeInitInParameterOrder) {
 }
 
 }  // namespace
+}  // namespace objectives_test
 }  // namespace fedsim

@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 
 namespace fedsim {
+namespace random_test {
 namespace {
 
 RngStream TestStream() { return RngStream(42, RngPurpose::kTest, 3, 7); }
@@ -279,4 +280,5 @@ TEST(Mix64Test, KnownValueAndBijectiveOnSample) {
 }
 
 }  // namespace
+}  // namespace random_test
 }  // namespace fedsim

@@ -10,6 +10,7 @@
 #include "gtest/gtest.h"
 
 namespace fedsim {
+namespace robust_config_test {
 namespace {
 
 using ::testing::HasSubstr;
@@ -112,4 +113,5 @@ TEST(RobustConfigTest, RefusesCombinationsThatMakeNoSense) {
 }
 
 }  // namespace
+}  // namespace robust_config_test
 }  // namespace fedsim

@@ -17,6 +17,7 @@
 #include "tensorboard/event.pb.h"
 
 namespace fedsim {
+namespace tensorboard_test {
 namespace {
 
 namespace fs = std::filesystem;
@@ -128,5 +129,36 @@ TEST(TensorBoardTest, RunLogWritesOneEventPerRowWithTheMeasuredMetrics) {
   fs::remove_all(dir);
 }
 
+TEST(TensorBoardTest, ResumedRunWritesItsOwnFileWithARestartMarker) {
+  const fs::path dir = fs::path(::testing::TempDir()) / "fedsim_tensorboard_resumed";
+  fs::remove_all(dir);
+  auto log = RunLog::Create(dir.string());
+  ASSERT_TRUE(log.ok()) << log.status();
+  ASSERT_TRUE((*log)->EnableTensorBoard(/*resumed_from=*/4).ok());
+  MetricsRow r;
+  r.round = 4;
+  r.wall_time_s = 2.0;
+  ASSERT_TRUE((*log)->Metrics(r).ok());
+
+  EXPECT_FALSE(fs::exists(dir / "events.out.tfevents.fedsim"));
+  std::ifstream in(dir / "events.out.tfevents.fedsim.resumed-4", std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)),
+                          std::istreambuf_iterator<char>());
+  const std::vector<std::string> records = ReadRecords(bytes);
+  ASSERT_EQ(records.size(), 3u);
+  tensorboard::Event version, restart, row;
+  ASSERT_TRUE(version.ParseFromString(records[0]));
+  ASSERT_TRUE(restart.ParseFromString(records[1]));
+  ASSERT_TRUE(row.ParseFromString(records[2]));
+  EXPECT_EQ(version.file_version(), "brain.Event:2");
+  // TensorBoard drops the earlier files' values at steps >= 4 on reading it.
+  ASSERT_TRUE(restart.has_session_log());
+  EXPECT_EQ(restart.session_log().status(), tensorboard::SessionLog::START);
+  EXPECT_EQ(restart.step(), 4);
+  EXPECT_EQ(row.step(), 4);
+  fs::remove_all(dir);
+}
+
 }  // namespace
+}  // namespace tensorboard_test
 }  // namespace fedsim

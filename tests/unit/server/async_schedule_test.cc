@@ -19,6 +19,7 @@
 #include "server/strategy/async_fl.h"
 
 namespace fedsim {
+namespace async_schedule_test {
 namespace {
 
 using ::testing::DoubleNear;
@@ -450,9 +451,11 @@ TEST(AsyncConvergenceTest, WeightConvergesToTheTrueOptimumIdenticalToTheSurrogat
 }
 
 }  // namespace
+}  // namespace async_schedule_test
 }  // namespace fedsim
 
 namespace fedsim {
+namespace async_schedule_test {
 namespace {
 
 TEST(TimeModelTest, HeavyTailsAreCappedAndNeverOverflowTheClock) {
@@ -482,4 +485,5 @@ TEST(TimeModelTest, HeavyTailsAreCappedAndNeverOverflowTheClock) {
 }
 
 }  // namespace
+}  // namespace async_schedule_test
 }  // namespace fedsim

@@ -16,8 +16,10 @@
 #include "nlohmann/json.hpp"
 #include "server/coordinator/checkpoint.h"
 #include "server/coordinator/coordinator.h"
+#include "tests/testing/coordinator_harness.h"
 
 namespace fedsim {
+namespace coordinator_faults_test {
 namespace {
 
 constexpr char kConfig[] = R"(
@@ -33,40 +35,22 @@ local: {epochs: 1, batch_size: 0, lr: 0.1}
 
 CoordinatorRun Prepare(const std::string& name, const std::string& extra = "",
                        int rounds = 3) {
-  absl::StatusOr<v1::ExperimentConfig> config = LoadConfigText(
-      std::string(kConfig) + extra + "rounds: " + std::to_string(rounds) + "\n");
-  EXPECT_TRUE(config.ok()) << config.status();
-  absl::StatusOr<CoordinatorRun> run = PrepareRun(
-      *config, ::testing::TempDir() + "/coordinator_faults_" + name, "distributed");
-  EXPECT_TRUE(run.ok()) << run.status();
-  return *std::move(run);
+  return test::PrepareDistributedRun(
+      std::string(kConfig) + extra + "rounds: " + std::to_string(rounds) + "\n",
+      "coordinator_faults_" + name);
 }
 
 absl::StatusOr<PullReply> Pull(Coordinator& c, WorkerId w,
                                absl::Duration wait = absl::Seconds(5)) {
-  std::promise<absl::StatusOr<PullReply>> promise;
-  std::future<absl::StatusOr<PullReply>> future = promise.get_future();
-  c.PullTask(w, absl::Now() + wait, [&](absl::StatusOr<PullReply> r) {
-    promise.set_value(std::move(r));
-  });
-  return future.get();
+  return test::PullSync(c, w, wait);
 }
 
 ClientResult ResultFor(const CoordinatorRun& run, const Task& t) {
-  ClientResult r;
-  r.task = t.id;
-  r.client = t.client;
-  r.update = FlatVector::Constant(t.params->size(), 0.125);
-  r.num_examples = run.experiment->client_sizes[t.client.value];
-  return r;
+  return test::ConstantResult(run, t);
 }
 
 CoordinatorOptions FastOptions() {
-  CoordinatorOptions o;
-  o.tick = absl::Milliseconds(5);
-  o.long_poll = absl::Seconds(1);
-  o.start_timeout = absl::Seconds(20);
-  o.round_deadline = absl::Seconds(60);
+  CoordinatorOptions o = test::FastCoordinatorOptions(absl::Seconds(60));
   o.heartbeat_interval = absl::Milliseconds(50);
   o.heartbeat_patience = 2;
   return o;
@@ -269,4 +253,5 @@ TEST(CoordinatorFaultsTest, RequestStopSavesTheLastCompletedRound) {
 }
 
 }  // namespace
+}  // namespace coordinator_faults_test
 }  // namespace fedsim

@@ -12,8 +12,10 @@
 #include "common/config/config.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/coordinator_harness.h"
 
 namespace fedsim {
+namespace coordinator_test {
 namespace {
 
 using ::testing::HasSubstr;
@@ -31,43 +33,16 @@ local: {epochs: 1, batch_size: 0, lr: 0.1}
 )";
 
 CoordinatorRun Prepare(const std::string& name) {
-  absl::StatusOr<v1::ExperimentConfig> config = LoadConfigText(kConfig);
-  EXPECT_TRUE(config.ok()) << config.status();
-  absl::StatusOr<CoordinatorRun> run = PrepareRun(
-      *config, ::testing::TempDir() + "/coordinator_" + name, "distributed");
-  EXPECT_TRUE(run.ok()) << run.status();
-  return *std::move(run);
+  return test::PrepareDistributedRun(kConfig, "coordinator_" + name);
 }
 
-absl::StatusOr<PullReply> Pull(Coordinator& c, WorkerId w,
-                               absl::Duration wait = absl::Seconds(5)) {
-  // std::promise, not absl::Notification: Debian's Abseil is not built with
-  // TSan, so its synchronisation is invisible to the TSan run of this test.
-  std::promise<absl::StatusOr<PullReply>> promise;
-  std::future<absl::StatusOr<PullReply>> future = promise.get_future();
-  c.PullTask(w, absl::Now() + wait, [&](absl::StatusOr<PullReply> r) {
-    promise.set_value(std::move(r));
-  });
-  return future.get();
-}
+absl::StatusOr<PullReply> Pull(Coordinator& c, WorkerId w) { return test::PullSync(c, w); }
 
 ClientResult ResultFor(const CoordinatorRun& run, const Task& t) {
-  ClientResult r;
-  r.task = t.id;
-  r.client = t.client;
-  r.update = FlatVector::Constant(t.params->size(), 0.125);
-  r.num_examples = run.experiment->client_sizes[t.client.value];
-  return r;
+  return test::ConstantResult(run, t);
 }
 
-CoordinatorOptions FastOptions() {
-  CoordinatorOptions o;
-  o.tick = absl::Milliseconds(5);
-  o.long_poll = absl::Seconds(1);
-  o.start_timeout = absl::Seconds(20);
-  o.round_deadline = absl::Seconds(20);
-  return o;
-}
+CoordinatorOptions FastOptions() { return test::FastCoordinatorOptions(); }
 
 // A worker loop: pull, run (a constant update), push, until the run ends.
 // Records the clients it served.
@@ -195,4 +170,5 @@ TEST(CoordinatorTest, PinnedClientsAlwaysGoToTheSameWorker) {
 }
 
 }  // namespace
+}  // namespace coordinator_test
 }  // namespace fedsim

@@ -16,6 +16,7 @@
 #include "server/participation/availability.h"
 
 namespace fedsim {
+namespace fedau_test {
 namespace {
 
 using ::testing::ElementsAre;
@@ -328,4 +329,5 @@ TEST(FedAuQuadraticTest, LimitsAreTheMeanOfOptimaOrTheBiasedPoint) {
 }
 
 }  // namespace
+}  // namespace fedau_test
 }  // namespace fedsim

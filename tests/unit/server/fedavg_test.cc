@@ -9,6 +9,7 @@
 #include "gtest/gtest.h"
 
 namespace fedsim {
+namespace fedavg_test {
 namespace {
 
 using ::testing::ElementsAre;
@@ -103,4 +104,5 @@ TEST(FedAvgTest, ResultOfAnUnplannedClientIsRejected) {
 }
 
 }  // namespace
+}  // namespace fedavg_test
 }  // namespace fedsim

@@ -10,6 +10,7 @@
 #include "gtest/gtest.h"
 
 namespace fedsim {
+namespace fedlsa_test {
 namespace {
 
 TEST(FedLsaTest, NamesFollowTheControlVariateFlag) {
@@ -131,4 +132,5 @@ TEST(FedLsaTest, AnchorsFollowAggregatedRoundsAndRoundTripThroughState) {
 }
 
 }  // namespace
+}  // namespace fedlsa_test
 }  // namespace fedsim

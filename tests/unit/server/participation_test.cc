@@ -14,6 +14,7 @@
 #include "server/participation/probabilities.h"
 
 namespace fedsim {
+namespace participation_test {
 namespace {
 
 using ::testing::ElementsAre;
@@ -241,4 +242,5 @@ TEST(ProbabilitiesTest, DataCorrelatedFollowsThePaperFormula) {
 }
 
 }  // namespace
+}  // namespace participation_test
 }  // namespace fedsim

@@ -21,6 +21,7 @@
 #include "server/strategy/fedavg.h"
 
 namespace fedsim {
+namespace robust_aggregation_test {
 namespace {
 
 using ::testing::ElementsAre;
@@ -386,4 +387,5 @@ TEST(NormBoundEngineTest, ZeroCountsTheClientAndClipScales) {
 }
 
 }  // namespace
+}  // namespace robust_aggregation_test
 }  // namespace fedsim

@@ -13,6 +13,7 @@
 #include "server/strategy/fedavg.h"
 
 namespace fedsim {
+namespace round_engine_test {
 namespace {
 
 using ::testing::HasSubstr;
@@ -142,9 +143,11 @@ TEST_F(RoundEngineTest, RunEndsAfterTheConfiguredRounds) {
 }
 
 }  // namespace
+}  // namespace round_engine_test
 }  // namespace fedsim
 
 namespace fedsim {
+namespace round_engine_test {
 namespace {
 
 // Local DP accounting in the engine: accepted results charge the steps they
@@ -193,6 +196,46 @@ TEST(RoundEnginePrivacyTest, ChargesReportedAndUnreturnedSteps) {
   EXPECT_FALSE(engine.done());
 }
 
+// A robust rule without enough results (Krum, f = 1, needs 5; 3 arrive):
+// the model stays and the results are cancelled, like a failed quorum, so
+// the reconciliation counts them dropped, not aggregated.
+TEST(RoundEngineRobustTest, FailedRobustAggregationCancelsTheResults) {
+  Dataset train, test;
+  RoundEngineOptions options;
+  options.rounds = 2;
+  RoundEngineInputs in;
+  in.client_sizes = {3, 5, 8};
+  in.train = &train;
+  in.test = &test;
+  FedAvgOptions fo;
+  fo.robust.rule = RobustRule::kKrum;
+  fo.robust.byzantine = 1;
+  RoundEngine engine(options, in, std::make_unique<UniformCohort>(1, 3, 1.0),
+                     std::make_unique<FedAvg>(fo, in.client_sizes),
+                     FlatVector::Constant(2, 7.0));
+  const std::vector<Task> tasks = engine.BeginRound();
+  ASSERT_EQ(tasks.size(), 3u);
+  for (const Task& t : tasks) {
+    ClientResult r;
+    r.task = t.id;
+    r.client = t.client;
+    r.update = FlatVector::Constant(2, 1.0);
+    r.num_examples = in.client_sizes[t.client.value];
+    r.train_loss = 0.5;
+    ASSERT_TRUE(engine.SubmitResult(r).ok());
+  }
+  absl::StatusOr<MetricsRow> row = engine.FinishRound(0.0);
+  ASSERT_TRUE(row.ok()) << row.status();
+  EXPECT_EQ(engine.model()[0], 7.0);
+  EXPECT_EQ(engine.model()[1], 7.0);
+  EXPECT_EQ(row->participants, 0);
+  EXPECT_TRUE(std::isnan(row->client_loss));
+  EXPECT_EQ(engine.tally().issued, 3);
+  EXPECT_EQ(engine.tally().aggregated, 0);
+  EXPECT_EQ(engine.tally().dropped, 3);
+  EXPECT_EQ(engine.round(), 1);
+}
+
 TEST(RoundEnginePrivacyTest, NoLedgerNoEpsilon) {
   Dataset train, test;
   RoundEngineInputs in;
@@ -213,4 +256,5 @@ TEST(RoundEnginePrivacyTest, NoLedgerNoEpsilon) {
 }
 
 }  // namespace
+}  // namespace round_engine_test
 }  // namespace fedsim

@@ -14,6 +14,7 @@
 #include "server/strategy/server_optimizer.h"
 
 namespace fedsim {
+namespace server_optimizer_test {
 namespace {
 
 FlatVector Vec(double a, double b, double c) {
@@ -238,4 +239,5 @@ TEST(ServerOptimizerTest, NobodyReturnedLeavesModelAndMomentsUnchanged) {
 }
 
 }  // namespace
+}  // namespace server_optimizer_test
 }  // namespace fedsim

@@ -12,6 +12,7 @@
 #include "server/strategy/stragglers.h"
 
 namespace fedsim {
+namespace stragglers_test {
 namespace {
 
 std::vector<ClientId> Ids(std::int64_t n, std::int64_t stride = 1) {
@@ -153,4 +154,5 @@ TEST(StragglersTest, FedAvgDropsAndFedProxKeeps) {
 }
 
 }  // namespace
+}  // namespace stragglers_test
 }  // namespace fedsim
