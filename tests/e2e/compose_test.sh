@@ -117,10 +117,13 @@ pid=$(pgrep -P "$(state '{{.State.Pid}}' "$victim")" fedsim-client) || fail "no 
 kill -9 "$pid"
 restarted() { [ "$(state '{{.RestartCount}}' "$victim")" -ge 1 ] && [ "$(state '{{.State.Running}}' "$victim")" = true ]; }
 wait_for 60 restarted || fail "the crashed worker was not restarted"
-rejoined() { [ "$(grep -c '"event":"worker_joined"' "$run/events.jsonl")" -ge 4 ]; }
-wait_for 60 rejoined || fail "the restarted worker did not join again"
+# Its name is the container's host name (deploy/docker-compose.yml), kept
+# across the restart: it rejoins as itself and its task is re-issued.
+victim_name=$(state '{{.Config.Hostname}}' "$victim")
+rejoined() { grep '"event":"worker_rejoined"' "$run/events.jsonl" | grep -q "\"name\":\"$victim_name\""; }
+wait_for 60 rejoined || fail "the restarted worker $victim_name did not rejoin under its name"
 running || fail "the run ended before the faults were done (raise rounds)"
-echo "crashed worker restarted by compose (restarts: $(state '{{.RestartCount}}' "$victim")) and joined again"
+echo "crashed worker restarted by compose (restarts: $(state '{{.RestartCount}}' "$victim")) and rejoined as $victim_name"
 
 # b) `docker kill`: a container stopped by hand stays down.
 killed=${clients[1]}
@@ -136,10 +139,20 @@ now=$(csv_rows "$run/metrics.csv")
 wait_for 120 rows_at_least $((now + 2)) || fail "no progress while a worker was cut off"
 mark=$(wc -l < "$run/events.jsonl")
 docker network connect "$net" "$cut"
-worker_id=$(grep '"event":"worker_joined"' "$run/events.jsonl" | grep "\"name\":\"$name\"" |
-  tail -1 | sed 's/.*"worker":\([0-9]*\).*/\1/')
-delivered() { tail -n +"$((mark + 1))" "$run/events.jsonl" | grep '"event":"result_accepted"' |
-  grep -q "\"worker\":$worker_id[,}]"; }
+# A worker's name is its container's host name; if the coordinator
+# declared it dead while it was cut off, it joins again under that name and
+# a new worker id.
+worker_ids() { grep -E '"event":"worker_(re)?joined"' "$run/events.jsonl" |
+  grep "\"name\":\"$name\"" | sed 's/.*"worker":\([0-9]*\).*/\1/'; }
+worker_id="(none)"
+delivered() {
+  local id
+  for id in $(worker_ids); do
+    tail -n +"$((mark + 1))" "$run/events.jsonl" | grep '"event":"result_accepted"' |
+      grep -q "\"worker\":$id[,}]" && { worker_id=$id; return 0; }
+  done
+  return 1
+}
 wait_for 120 delivered || fail "the reconnected worker $worker_id delivered nothing"
 running || fail "the run ended before the faults were done (raise rounds)"
 echo "reconnected worker $worker_id delivers results again"
