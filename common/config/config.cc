@@ -507,6 +507,9 @@ void ApplyDefaults(v1::ExperimentConfig& c) {
   auto* ckpt = c.mutable_checkpoint();
   if (!ckpt->has_every()) ckpt->set_every(1);
   if (!ckpt->has_keep()) ckpt->set_keep(3);
+  if (!ckpt->has_min_interval_s()) {
+    ckpt->set_min_interval_s(IsAsyncAlgorithm(c.algorithm().name()) ? 1.0 : 0.0);
+  }
 
   auto* agg = c.mutable_aggregation();
   if (agg->rule() == v1::AggregationConfig::RULE_UNSPECIFIED) {
@@ -959,7 +962,8 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
       .Ge("distributed.resource_quota_bytes", c.distributed().resource_quota_bytes(),
           2 * c.distributed().max_message_bytes())
       .Ge("checkpoint.every", c.checkpoint().every(), 0)
-      .Ge("checkpoint.keep", c.checkpoint().keep(), 1);
+      .Ge("checkpoint.keep", c.checkpoint().keep(), 1)
+      .Ge("checkpoint.min_interval_s", c.checkpoint().min_interval_s(), 0.0);
   FEDSIM_RETURN_IF_ERROR(check.status());
   return ValidateRobust(c);
 }

@@ -846,18 +846,29 @@ absl::Status MaybeCheckpoint(CoordinatorRun& run, const RunSummary& summary,
       WriteCheckpoint(run.log->dir(), MakeCheckpointData(run, summary, wall_time_s),
                       run.config.checkpoint().keep());
   if (!path.ok()) return path.status();
+  run.last_checkpoint = std::chrono::steady_clock::now();
   return absl::OkStatus();
 }
 
 bool CheckpointDue(const CoordinatorRun& run) {
   const int every = run.config.checkpoint().every();
   if (every <= 0) return false;
+  // Too soon after the previous checkpoint (the last round always writes).
+  const auto too_soon = [&run] {
+    const double min_interval = run.config.checkpoint().min_interval_s();
+    return min_interval > 0 && run.last_checkpoint.has_value() &&
+           std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                         *run.last_checkpoint)
+                   .count() < min_interval;
+  };
   if (run.async_engine != nullptr) {
     // Between steps (the callers call this after FinishStep).
-    return run.async_engine->version() % every == 0 || run.async_engine->done();
+    if (run.async_engine->done()) return true;
+    return run.async_engine->version() % every == 0 && !too_soon();
   }
   if (run.engine == nullptr || run.engine->round_open()) return false;
-  return run.engine->round() % every == 0 || run.engine->done();
+  if (run.engine->done()) return true;
+  return run.engine->round() % every == 0 && !too_soon();
 }
 
 CheckpointData MakeCheckpointData(const CoordinatorRun& run,

@@ -7,10 +7,12 @@
 #ifndef FEDSIM_SERVER_COORDINATOR_RUN_SETUP_H_
 #define FEDSIM_SERVER_COORDINATOR_RUN_SETUP_H_
 
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -41,6 +43,8 @@ struct CoordinatorRun {
   double resumed_wall_time_s = 0.0;    // run time before the restart
   double resumed_best_accuracy = NAN;
   std::unique_ptr<AsyncEngine> async_engine;
+  // When MaybeCheckpoint last wrote a checkpoint (checkpoint.min_interval_s).
+  std::optional<std::chrono::steady_clock::time_point> last_checkpoint;
 };
 
 // The display name of the run's algorithm ("FedAvg", "FedFix", ...).

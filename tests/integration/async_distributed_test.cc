@@ -217,7 +217,7 @@ void ExpectResumeIdentical(const std::string& yaml, const std::string& name,
                                 bool distributed,
                                 const std::vector<std::int64_t>& crashes) {
   const v1::ExperimentConfig config =
-      Config(absl::StrCat(yaml, "checkpoint: {every: 1, keep: 1000}\n"));
+      Config(absl::StrCat(yaml, "checkpoint: {every: 1, keep: 1000, min_interval_s: 0}\n"));
   const std::string reference = Dir(name + "_ref");
   RunIt(config, reference, distributed);
   const std::vector<std::string> hashes = Hashes(reference);
@@ -266,6 +266,21 @@ TEST(AsyncDistributedTest, FedFixResumesBitIdenticallyDistributed) {
   ExpectResumeIdentical(
       Yaml("algorithm: {name: fedfix, window: 0.3}"), "resume_fedfix",
       /*distributed=*/true, {3, 9});
+}
+
+// checkpoint.min_interval_s: a due checkpoint within the interval of the
+// previous one is skipped; the first step's and the last step's are written.
+TEST(AsyncDistributedTest, MinIntervalSkipsCheckpointsButNotTheLast) {
+  const std::string dir = Dir("min_interval");
+  RunIt(Config(absl::StrCat(Yaml("algorithm: {name: async_fedavg}"),
+                            "checkpoint: {every: 1, keep: 1000, min_interval_s: 3600}\n")),
+        dir, /*distributed=*/false);
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(dir + "/checkpoints")) {
+    names.push_back(entry.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"round-00000001.ckpt", "round-00000012.ckpt"}));
 }
 
 TEST(AsyncDistributedTest, WallClockIsRefusedWithOneLine) {

@@ -670,6 +670,21 @@ namespace fedsim {
 namespace config_test {
 namespace {
 
+TEST(ConfigTest, CheckpointIntervalDefaultsAndRules) {
+  // Synchronous rounds: every due round; asynchronous steps: at most one a second.
+  EXPECT_EQ(LoadOrDie("").checkpoint().min_interval_s(), 0.0);
+  EXPECT_EQ(LoadOrDie("algorithm: {name: fedfix}").checkpoint().min_interval_s(), 1.0);
+  EXPECT_EQ(LoadOrDie("algorithm: {name: fedbuff}\ncheckpoint: {min_interval_s: 0}")
+                .checkpoint()
+                .min_interval_s(),
+            0.0);
+  EXPECT_EQ(LoadOrDie("checkpoint: {min_interval_s: 30}").checkpoint().min_interval_s(), 30.0);
+  EXPECT_EQ(ErrorOf("checkpoint: {min_interval_s: -1}"),
+            "config: checkpoint.min_interval_s = -1; must be >= 0");
+  EXPECT_EQ(ErrorOf("checkpoint: {min_interval_s: .inf}"),
+            "config: checkpoint.min_interval_s = '.inf'; must be a finite number");
+}
+
 TEST(ConfigTest, AsyncDefaultsAndRules) {
   const v1::ExperimentConfig d = LoadOrDie("algorithm: {name: fedfix}");
   EXPECT_EQ(d.algorithm().async_weights(), v1::AlgorithmConfig::ASYNC_WEIGHTS_WEIGHT);
