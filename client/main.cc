@@ -23,7 +23,9 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -90,6 +92,12 @@ int main(int argc, char** argv) {
                  absl::GetFlag(FLAGS_parallel));
     return 2;
   }
+  if (!(absl::GetFlag(FLAGS_max_unreachable_s) > 0) ||
+      !std::isfinite(absl::GetFlag(FLAGS_max_unreachable_s))) {
+    std::fprintf(stderr, "fedsim-client: --max_unreachable_s = %g; must be finite and > 0\n",
+                 absl::GetFlag(FLAGS_max_unreachable_s));
+    return 2;
+  }
   fedsim::AuthFiles auth_files;
   auth_files.mode = FlagOrEnv(absl::GetFlag(FLAGS_auth), "FEDSIM_AUTH", "none");
   auth_files.token_file =
@@ -119,6 +127,10 @@ int main(int argc, char** argv) {
   options.data_dir = FlagOrEnv(absl::GetFlag(FLAGS_data_dir), "FEDSIM_DATA_DIR", "");
   options.parallel = absl::GetFlag(FLAGS_parallel);
   options.max_unreachable = absl::Seconds(absl::GetFlag(FLAGS_max_unreachable_s));
+  // No single call waits longer than the worker tolerates the coordinator
+  // being unreachable (a plaintext worker waiting for a TLS coordinator's
+  // channel to become ready would otherwise wait a whole rpc_timeout).
+  client_options.rpc_timeout = std::min(client_options.rpc_timeout, options.max_unreachable);
   auto client = fedsim::MakeGrpcCoordinatorClient(client_options);
   std::atomic<bool> stop{false};
   options.stop = &stop;

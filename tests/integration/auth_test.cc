@@ -453,6 +453,10 @@ TEST(AuthTest, WorkersGiveUpAtOnceWhenRefused) {
       EXPECT_TRUE(absl::StrContains(LastLine(out), want)) << flags << "\n" << out;
       if (absl::StrContains(want, "TLS handshake")) {
         EXPECT_LT(absl::Now() - start, absl::Seconds(3)) << out;  // no retrying
+      } else {
+        // Given up after --max_unreachable_s = 3: no call (the plaintext
+        // join waiting for a ready channel included) outlasts it.
+        EXPECT_LT(absl::Now() - start, absl::Seconds(15)) << out;
       }
     }
     EXPECT_EQ(served.coordinator().num_workers(), 0);
@@ -465,6 +469,19 @@ TEST(AuthTest, MissingSecretFilesAreOneLineErrorsWithExit2) {
   EXPECT_EQ(code, 2);
   EXPECT_EQ(out, "fedsim-client: --tls_ca = /nonexistent/ca.pem: cannot read the file "
                  "(missing or unreadable)\n");
+}
+
+TEST(AuthTest, BadWorkerFlagsAreOneLineErrorsWithExit2) {
+  for (const auto& [flag, line] : std::vector<std::pair<std::string, std::string>>{
+           {"--parallel=0", "fedsim-client: --parallel = 0; must be >= 1\n"},
+           {"--max_unreachable_s=0",
+            "fedsim-client: --max_unreachable_s = 0; must be finite and > 0\n"},
+           {"--max_unreachable_s=-2",
+            "fedsim-client: --max_unreachable_s = -2; must be finite and > 0\n"}}) {
+    auto [code, out] = RunWorker("127.0.0.1:1", flag);
+    EXPECT_EQ(code, 2) << flag;
+    EXPECT_EQ(out, line);
+  }
 }
 
 std::string RunTiny(const std::string& name, std::optional<AuthMode> launch) {
