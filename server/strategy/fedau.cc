@@ -39,6 +39,7 @@ FedAu::FedAu(const FedAuOptions& options, std::int64_t num_clients)
   state_.open.assign(n_, 0);
   state_.count.assign(n_, 0);
   state_.sum.assign(n_, 0);
+  settled_.assign(n_, 0);
 }
 
 std::string_view FedAu::name() const { return name_; }
@@ -50,11 +51,47 @@ std::vector<TaskSpec> FedAu::Plan(Round round,
   return planned_;
 }
 
+FedAu::Counters FedAu::Settled(std::int64_t k, Round through) const {
+  Counters c{state_.open[k], state_.count[k], state_.sum[k]};
+  Round from = settled_[k];
+  if (options_.count_from_join && !options_.join_rounds.empty()) {
+    from = std::max(from, options_.join_rounds[k]);  // not yet in the system
+  }
+  const std::int64_t missed = std::max<std::int64_t>(through - from, 0);
+  if (missed == 0) return c;
+  // Every missed round increments c_n; with a cutoff K, each time c_n
+  // reaches K an interval of length K is recorded and c_n restarts at 0.
+  // Starting from c_n < K, that is floor((c_n + missed) / K) intervals.
+  if (options_.cutoff > 0) {
+    const std::int64_t total = c.open + missed;
+    const std::int64_t intervals = total / options_.cutoff;
+    c.count += intervals;
+    c.sum += intervals * options_.cutoff;
+    c.open = total % options_.cutoff;
+  } else {
+    c.open += missed;
+  }
+  return c;
+}
+
 double FedAu::EstimatedWeight(ClientId client) const {
-  const std::int64_t m = state_.count[client.value];
-  return m > 0 ? static_cast<double>(state_.sum[client.value]) /
-                     static_cast<double>(m)
-               : 1.0;
+  const Counters c = Settled(client.value, state_.next_round);
+  return c.count > 0 ? static_cast<double>(c.sum) / static_cast<double>(c.count) : 1.0;
+}
+
+FedAuState FedAu::SaveState() const {
+  FedAuState state;
+  state.next_round = state_.next_round;
+  state.open.resize(n_);
+  state.count.resize(n_);
+  state.sum.resize(n_);
+  for (std::int64_t k = 0; k < n_; ++k) {
+    const Counters c = Settled(k, state_.next_round);
+    state.open[k] = c.open;
+    state.count[k] = c.count;
+    state.sum[k] = c.sum;
+  }
+  return state;
 }
 
 double FedAu::Coefficient(ClientId client, std::size_t num_results) const {
@@ -73,27 +110,22 @@ double FedAu::Coefficient(ClientId client, std::size_t num_results) const {
 }
 
 void FedAu::RecordRound(Round round, std::span<const ClientResult> results) {
-  std::size_t next = 0;  // results are sorted by client id
-  for (std::int64_t k = 0; k < n_; ++k) {
-    const bool participated =
-        next < results.size() && results[next].client.value == k;
-    if (participated) ++next;
-    if (options_.count_from_join && !options_.join_rounds.empty() &&
-        round < options_.join_rounds[k]) {
-      continue;  // not yet in the system: the counter has not started
+  // Only the participants: everybody else's missed rounds are settled when
+  // they are next read (Settled).
+  for (const ClientResult& r : results) {
+    const std::int64_t k = r.client.value;
+    Counters c = Settled(k, round);
+    const bool counting = !(options_.count_from_join && !options_.join_rounds.empty() &&
+                            round < options_.join_rounds[k]);
+    if (counting) {
+      c.sum += c.open + 1;
+      ++c.count;
+      c.open = 0;
     }
-    if (participated) {
-      state_.sum[k] += state_.open[k] + 1;
-      ++state_.count[k];
-      state_.open[k] = 0;
-    } else {
-      ++state_.open[k];
-      if (options_.cutoff > 0 && state_.open[k] >= options_.cutoff) {
-        state_.sum[k] += state_.open[k];
-        ++state_.count[k];
-        state_.open[k] = 0;
-      }
-    }
+    state_.open[k] = c.open;
+    state_.count[k] = c.count;
+    state_.sum[k] = c.sum;
+    settled_[k] = round + 1;
   }
 }
 
@@ -157,15 +189,17 @@ absl::Status FedAu::RestoreState(const FedAuState& state) {
     }
   }
   state_ = state;
+  settled_.assign(n_, state_.next_round);
   return absl::OkStatus();
 }
 
 std::string FedAu::EncodeState() const {
+  const FedAuState state = SaveState();
   ByteWriter w;
-  w.I64(state_.next_round);
-  w.I64s(state_.open);
-  w.I64s(state_.count);
-  w.I64s(state_.sum);
+  w.I64(state.next_round);
+  w.I64s(state.open);
+  w.I64s(state.count);
+  w.I64s(state.sum);
   optimizer_.Encode(w);
   return w.bytes();
 }

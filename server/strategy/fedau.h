@@ -27,6 +27,12 @@
 // counts as absent, so the estimate tracks the effective participation rate.
 // If nobody participates, x is unchanged (the counters still advance).
 //
+// The counters are settled lazily: a round touches only its participants'
+// (a non-participant's counters move by a closed form of the rounds it
+// missed, applied when it next participates or its state is read), so a
+// round costs O(cohort), not O(N). SaveState and EncodeState give the
+// settled state, identical to advancing every client every round.
+//
 // The aggregation weight reported for each participant (events.jsonl) is its
 // coefficient omega_n / D, like FedAvg's n_k / m_t (eta is not included).
 #ifndef FEDSIM_SERVER_STRATEGY_FEDAU_H_
@@ -99,7 +105,8 @@ class FedAu : public SyncStrategy {
   // omega_n as FedAU would use it in the next round (history so far).
   double EstimatedWeight(ClientId client) const;
 
-  FedAuState SaveState() const { return state_; }
+  // The settled state (O(N)).
+  FedAuState SaveState() const;
   // Fails with kInvalidArgument (changing nothing) if the vectors do not
   // have one entry per client or hold negative values.
   absl::Status RestoreState(const FedAuState& state);
@@ -108,14 +115,24 @@ class FedAu : public SyncStrategy {
   absl::Status DecodeState(std::string_view bytes) override;
 
  private:
+  struct Counters {
+    std::int64_t open = 0, count = 0, sum = 0;
+  };
   double Coefficient(ClientId client, std::size_t num_results) const;
+  // Client k's counters settled through round `through` - 1, from its
+  // stored ones (settled through settled_[k] - 1) and the rounds in
+  // between, which it missed.
+  Counters Settled(std::int64_t k, Round through) const;
   void RecordRound(Round round, std::span<const ClientResult> results);
 
   FedAuOptions options_;
   ServerOptimizer optimizer_;
   std::string name_;
   std::int64_t n_;
+  // Counters settled through round settled_[k] - 1 (see Settled), and
+  // next_round.
   FedAuState state_;
+  std::vector<Round> settled_;
   std::vector<TaskSpec> planned_;  // this round's plan, for checking results
   FlatVector step_;                // scratch: the weighted update
 };

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/participation/availability.h"
@@ -259,6 +260,74 @@ TEST(FedAuTest, SaveAndRestoreContinueIdentically) {
   bad.open[0] = -1;
   EXPECT_EQ(b.RestoreState(bad).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(b.SaveState(), a.SaveState());
+}
+
+// The estimator written eagerly, as ALGORITHMS.md §2.2 states it: every
+// client's counters advance every round. FedAu settles them lazily; the two
+// must agree on every counter after every round.
+struct EagerEstimator {
+  std::int64_t cutoff;
+  std::vector<Round> join;  // empty: all from round 0
+  std::vector<std::int64_t> open, count, sum;
+  void Advance(Round t, const std::vector<bool>& participated) {
+    for (std::size_t k = 0; k < open.size(); ++k) {
+      if (!join.empty() && t < join[k]) continue;
+      if (participated[k]) {
+        sum[k] += open[k] + 1;
+        ++count[k];
+        open[k] = 0;
+      } else if (++open[k], cutoff > 0 && open[k] >= cutoff) {
+        sum[k] += open[k];
+        ++count[k];
+        open[k] = 0;
+      }
+    }
+  }
+};
+
+TEST(FedAuTest, LazyCountersEqualTheEagerEstimatorEveryRound) {
+  const std::int64_t n = 11;
+  for (const std::int64_t cutoff : {0, 1, 2, 5, 40}) {
+    for (const bool late_joiners : {false, true}) {
+      SCOPED_TRACE(absl::StrCat("cutoff ", cutoff, late_joiners ? ", late joiners" : ""));
+      FedAuOptions o = Options(FedAuWeighting::kFedAu, cutoff);
+      EagerEstimator eager{cutoff, {}, std::vector<std::int64_t>(n, 0),
+                           std::vector<std::int64_t>(n, 0), std::vector<std::int64_t>(n, 0)};
+      if (late_joiners) {
+        for (std::int64_t k = 0; k < n; ++k) o.join_rounds.push_back((k * 7) % 23);
+        eager.join = o.join_rounds;
+      }
+      FedAu lazy(o, n);
+      // Rates from almost never to always, so long absences cross the cutoff.
+      std::vector<double> p;
+      for (std::int64_t k = 0; k < n; ++k) p.push_back(0.02 + 0.098 * static_cast<double>(k));
+      BernoulliAvailability env(5, p);
+      FlatVector x = FlatVector::Zero(1);
+      for (Round t = 0; t < 300; ++t) {
+        std::vector<std::int64_t> who;
+        std::vector<bool> participated(n, false);
+        for (ClientId c : env.Participants(t)) {
+          if (late_joiners && t < o.join_rounds[c.value]) continue;
+          who.push_back(c.value);
+          participated[c.value] = true;
+        }
+        // Weights come from the history before the round.
+        for (std::int64_t k = 0; k < n; ++k) {
+          EXPECT_EQ(lazy.EstimatedWeight(ClientId(k)),
+                    eager.count[k] > 0 ? static_cast<double>(eager.sum[k]) /
+                                             static_cast<double>(eager.count[k])
+                                       : 1.0)
+              << "round " << t << " client " << k;
+        }
+        RunRound(lazy, t, who, x);
+        eager.Advance(t, participated);
+        const FedAuState st = lazy.SaveState();
+        ASSERT_EQ(st.open, eager.open) << "round " << t;
+        ASSERT_EQ(st.count, eager.count) << "round " << t;
+        ASSERT_EQ(st.sum, eager.sum) << "round " << t;
+      }
+    }
+  }
 }
 
 // §8.3: F_n(x) = 1/2 ||x - a_n||^2, Bernoulli(p_n) participation, I local GD
