@@ -197,9 +197,12 @@ def table(results):
 
     # 5. Scale.
     scale = load_jsonl(os.path.join(results, "scale.jsonl"))
-    for ckpt, label in ((1, "checkpoint every round (default)"),
-                        (0, "checkpoints off")):
-        runs = [s for s in scale if s.get("checkpoint_every", 1) == ckpt]
+    def ckpt_of(s):  # "1", "10s" or "0"; older results: checkpoint_every
+        return str(s.get("checkpoint", s.get("checkpoint_every", 1)))
+    for ckpt, label in (("1", "checkpoint every round (default)"),
+                        ("10s", "checkpoints at most every 10 s"),
+                        ("0", "checkpoints off")):
+        runs = [s for s in scale if ckpt_of(s) == ckpt]
         if len(runs) < 2:
             continue
         lo, hi = runs[0], runs[-1]
@@ -207,7 +210,7 @@ def table(results):
         t.add("5 FedAU scale, N=%d vs N=%d, %s" % (hi["clients"], lo["clients"], label),
               "ms/round", fmt(hi["per_round_s"] * 1e3), fmt(lo["per_round_s"] * 1e3),
               fmt(r) + "x time", "<= 1.2x", verdict(r <= 1.2))
-        if ckpt == 0:
+        if ckpt == "0":
             per_client = (hi["max_rss_kb"] - lo["max_rss_kb"]) * 1024.0 / (
                 hi["clients"] - lo["clients"])
             t.add("5 FedAU scale, memory", "bytes/client (RSS slope)",
@@ -215,8 +218,8 @@ def table(results):
                   "", "(report)", "")
     for s in scale:
         t.notes.append(
-            "scale N=%d, checkpoint.every %d: %.3g ms/round over %d rounds, "
-            "peak RSS %.1f MiB" % (s["clients"], s.get("checkpoint_every", 1),
+            "scale N=%d, checkpoint %s: %.3g ms/round over %d rounds, "
+            "peak RSS %.1f MiB" % (s["clients"], ckpt_of(s),
                                    s["per_round_s"] * 1e3, s["rounds"],
                                    s["max_rss_kb"] / 1024.0))
 

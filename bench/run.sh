@@ -185,10 +185,16 @@ if want scale; then
     data=$out/scale_data_$n
     python3 bench/scale_data.py "$data" $((n * rows_per_client)) $dim
     frac=$(python3 -c "print(100 / $n)")
-    # Twice: as configured by default (a checkpoint after every round,
-    # fsynced) and with checkpoints off (the round's computation alone).
-    for ckpt in 1 0; do
-      say "5 scale: FedAU, logistic regression, N = $n clients, cohort 100, $srounds rounds, checkpoint.every $ckpt"
+    # Three times: as configured by default (a checkpoint after every
+    # round, fsynced), with at most one checkpoint in 10 s
+    # (checkpoint.min_interval_s) and with checkpoints off (the round's
+    # computation alone).
+    for ckpt in 1 10s 0; do
+      case $ckpt in
+        10s) ckpt_yaml="{every: 1, min_interval_s: 10}" ;;
+        *) ckpt_yaml="{every: $ckpt}" ;;
+      esac
+      say "5 scale: FedAU, logistic regression, N = $n clients, cohort 100, $srounds rounds, checkpoint $ckpt_yaml"
       scfg=$out/scale_${n}_ckpt$ckpt.yaml
       cat > "$scfg" <<EOF
 name: bench_scale_$n
@@ -202,7 +208,7 @@ algorithm: {name: fedau, server_lr: 1.0}
 local: {max_steps: 5, batch_size: 16, lr: 0.05}
 eval: {every: $srounds, train_loss: false}
 runtime: {threads: 2}
-checkpoint: {every: $ckpt}
+checkpoint: $ckpt_yaml
 EOF
       run=$out/scale_run_${n}_ckpt$ckpt
       /usr/bin/time -f "%M" -o "$run.rss" "$bin/fedsim" run "$scfg" --out "$run" --quiet > /dev/null
@@ -214,7 +220,7 @@ m = report.run_metrics(sys.argv[1])
 rss = int(open(sys.argv[1] + '.rss').read().split()[-1])
 # float32 features, float64 label, int64 row index
 data = $rows_per_client * ($dim * 4 + 8 + 8)
-print(json.dumps({'clients': $n, 'checkpoint_every': $ckpt, 'rounds': m['rounds'],
+print(json.dumps({'clients': $n, 'checkpoint': '$ckpt', 'rounds': m['rounds'],
                   'per_round_s': m['per_round_s'], 'max_rss_kb': rss,
                   'data_bytes_per_client': data}))
 " "$run" >> "$out/scale.jsonl"
