@@ -50,13 +50,41 @@ void ChunkStore::OffloadTask(const Task& task, v1::Task& msg) {
             msg.round(), DigestOf(task.server_control, msg.server_control()));
   }
   if (msg.has_client_state() && msg.client_state().ByteSizeLong() > chunk) {
-    std::string bytes = msg.client_state().SerializeAsString();
+    std::string serialised = msg.client_state().SerializeAsString();
     msg.clear_client_state();
+    // Keeps the bytes for the worker's FetchChunk calls.
+    const std::shared_ptr<const std::string> bytes =
+        task.client_state != nullptr ? StateBytes(task.client_state, &serialised)
+                                     : std::make_shared<const std::string>(std::move(serialised));
     v1::ChunkRef* ref = msg.mutable_client_state_ref();
-    ref->set_size(static_cast<std::int64_t>(bytes.size()));
-    ref->set_sha256(Sha256Digest(bytes));
+    ref->set_size(static_cast<std::int64_t>(bytes->size()));
+    ref->set_sha256(Sha256Digest(*bytes));
     ref->set_model_version(msg.round());
   }
+}
+
+std::shared_ptr<const std::string> ChunkStore::StateBytes(
+    const std::shared_ptr<const ClientState>& state, std::string* serialised) const {
+  std::unique_lock<std::mutex> lock(state_mu_);
+  for (const auto& [weak, bytes] : states_) {
+    // A live weak_ptr to the same state: the state is immutable (const).
+    if (!weak.expired() && weak.lock() == state) return bytes;
+  }
+  std::shared_ptr<const std::string> bytes;
+  if (serialised != nullptr) {
+    bytes = std::make_shared<const std::string>(std::move(*serialised));
+  } else {
+    v1::ClientStateBlob blob;
+    EncodeClientState(*state, blob);
+    bytes = std::make_shared<const std::string>(blob.SerializeAsString());
+  }
+  states_.erase(std::remove_if(states_.begin(), states_.end(),
+                               [](const auto& e) { return e.first.expired(); }),
+                states_.end());
+  // Every task in flight may hold a state: keep a few per in-flight slot.
+  if (states_.size() >= 64) states_.erase(states_.begin());
+  states_.emplace_back(state, bytes);
+  return bytes;
 }
 
 std::string ChunkStore::DigestOf(const std::shared_ptr<const FlatVector>& v,
@@ -96,21 +124,18 @@ absl::Status ChunkStore::Fetch(const v1::FetchChunkRequest& request,
                      WorkerId(static_cast<std::int64_t>(request.worker_id())), task_id));
   const FlatVector* v = field == v1::CHUNK_FIELD_PARAMETERS ? task.params.get()
                                                            : task.server_control.get();
-  std::string state_bytes;  // the serialised ClientStateBlob (client_state)
+  // The serialised ClientStateBlob (client_state).
+  std::shared_ptr<const std::string> state_bytes;
   if (field == v1::CHUNK_FIELD_CLIENT_STATE) {
     v = nullptr;
-    if (task.client_state != nullptr) {
-      v1::ClientStateBlob blob;
-      EncodeClientState(*task.client_state, blob);
-      state_bytes = blob.SerializeAsString();
-    }
+    if (task.client_state != nullptr) state_bytes = StateBytes(task.client_state);
   }
   if (v == nullptr && (field != v1::CHUNK_FIELD_CLIENT_STATE || task.client_state == nullptr)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "FetchChunk.field = ", FieldName(field), "; task ", task_id, " has none"));
   }
   const auto total = v != nullptr ? static_cast<std::int64_t>(v->size() * sizeof(double))
-                                  : static_cast<std::int64_t>(state_bytes.size());
+                                  : static_cast<std::int64_t>(state_bytes->size());
   FEDSIM_RETURN_IF_ERROR(
       CheckChunkOffset("FetchChunk", total, limits_.chunk_bytes, request.offset()));
   const std::int64_t want = ChunkLength(total, limits_.chunk_bytes, request.offset());
@@ -123,7 +148,7 @@ absl::Status ChunkStore::Fetch(const v1::FetchChunkRequest& request,
   std::string data(static_cast<std::size_t>(want), '\0');
   // Little-endian hosts only (static_assert in common/codec/flat_bytes.cc).
   const char* source = v != nullptr ? reinterpret_cast<const char*>(v->data())
-                                    : state_bytes.data();
+                                    : state_bytes->data();
   std::memcpy(data.data(), source + request.offset(), data.size());
   response->set_offset(request.offset());
   response->set_sha256(Sha256Digest(data));

@@ -89,6 +89,12 @@ class ChunkStore {
                        const std::string& encoded);
   void EraseLocked(std::map<Key, Partial>::iterator it)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The serialised ClientStateBlob of `state`, cached for the last few
+  // states (`serialised`, if given, is it already), so that fetching a
+  // state in k chunks serialises it once, not k times.
+  std::shared_ptr<const std::string> StateBytes(
+      const std::shared_ptr<const ClientState>& state,
+      std::string* serialised = nullptr) const;
 
   const Limits limits_;
   Coordinator* const coordinator_;
@@ -101,6 +107,10 @@ class ChunkStore {
   std::mutex digest_mu_;
   std::vector<std::pair<std::weak_ptr<const FlatVector>, std::string>> digests_
       ABSL_GUARDED_BY(digest_mu_);
+  mutable std::mutex state_mu_;
+  mutable std::vector<std::pair<std::weak_ptr<const ClientState>,
+                                std::shared_ptr<const std::string>>>
+      states_ ABSL_GUARDED_BY(state_mu_);
 };
 
 }  // namespace fedsim
