@@ -499,6 +499,7 @@ void ApplyDefaults(v1::ExperimentConfig& c) {
     dist->set_max_upload_buffer_bytes(int64_t{1} << 30);
   }
   if (!dist->has_max_concurrent_streams()) dist->set_max_concurrent_streams(100);
+  if (!dist->has_rejection_events_per_minute()) dist->set_rejection_events_per_minute(100);
   if (!dist->has_resource_quota_bytes()) {
     dist->set_resource_quota_bytes(
         std::max<int64_t>(int64_t{2} << 30, 2 * dist->max_message_bytes()));
@@ -961,6 +962,8 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
           c.distributed().max_concurrent_streams(), 1)
       .Ge("distributed.resource_quota_bytes", c.distributed().resource_quota_bytes(),
           2 * c.distributed().max_message_bytes())
+      .Ge("distributed.rejection_events_per_minute",
+          c.distributed().rejection_events_per_minute(), 0)
       .Ge("checkpoint.every", c.checkpoint().every(), 0)
       .Ge("checkpoint.keep", c.checkpoint().keep(), 1)
       .Ge("checkpoint.min_interval_s", c.checkpoint().min_interval_s(), 0.0);

@@ -136,11 +136,66 @@ absl::StatusOr<std::unique_ptr<RunLog>> RunLog::Reopen(const std::string& dir,
       new RunLog(dir, std::move(events), std::move(metrics)));
 }
 
+void RunLog::WriteEventLocked(const nlohmann::json& event) {
+  events_ << event.dump() << "\n" << std::flush;
+}
+
 absl::Status RunLog::Event(const nlohmann::json& event) {
   std::lock_guard<std::mutex> lock(mu_);
-  events_ << event.dump() << "\n" << std::flush;
+  WriteEventLocked(event);
   if (!events_) return absl::DataLossError("events.jsonl: write failed");
   return absl::OkStatus();
+}
+
+void RunLog::SetEventLimit(std::int64_t burst, absl::Duration window,
+                           std::function<absl::Time()> clock) {
+  std::lock_guard<std::mutex> lock(mu_);
+  limit_burst_ = burst;
+  limit_window_ = window;
+  limit_clock_ = std::move(clock);
+}
+
+void RunLog::ReportSuppressedLocked(const std::string& key, Limited& l) {
+  if (l.suppressed == 0) return;
+  WriteEventLocked({{"event", "events_suppressed"},
+                    {"key", key},
+                    {"count", l.suppressed},
+                    {"first", absl::FormatTime(l.first_suppressed, absl::UTCTimeZone())},
+                    {"last", absl::FormatTime(l.last_suppressed, absl::UTCTimeZone())}});
+  l.suppressed = 0;
+}
+
+absl::Status RunLog::LimitedEvent(const std::string& key, const nlohmann::json& event) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (limit_burst_ > 0) {
+    const absl::Time now = limit_clock_();
+    auto it = limited_.find(key);
+    if (it == limited_.end()) {
+      const bool full = limited_.size() >= 10000;
+      it = limited_.try_emplace(full ? std::string("(other)") : key).first;
+    }
+    Limited& l = it->second;
+    if (now - l.window_start >= limit_window_) {
+      ReportSuppressedLocked(it->first, l);
+      l.window_start = now;
+      l.written = 0;
+    }
+    if (l.written >= limit_burst_) {
+      if (l.suppressed == 0) l.first_suppressed = now;
+      l.last_suppressed = now;
+      ++l.suppressed;
+      return absl::OkStatus();
+    }
+    ++l.written;
+  }
+  WriteEventLocked(event);
+  if (!events_) return absl::DataLossError("events.jsonl: write failed");
+  return absl::OkStatus();
+}
+
+RunLog::~RunLog() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [key, l] : limited_) ReportSuppressedLocked(key, l);
 }
 
 absl::Status RunLog::Metrics(const MetricsRow& r) {

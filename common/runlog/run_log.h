@@ -15,12 +15,16 @@
 
 #include <cstdint>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/base/types.h"
 #include "common/runlog/tensorboard.h"
 #include "nlohmann/json.hpp"
@@ -68,10 +72,23 @@ class RunLog {
 
   RunLog(const RunLog&) = delete;
   RunLog& operator=(const RunLog&) = delete;
+  // Writes the pending events_suppressed counts (LimitedEvent).
+  ~RunLog();
 
   // Appends `event` (a JSON object; "event" names its kind) as one line and
   // flushes, so a crash loses no written event.
   absl::Status Event(const nlohmann::json& event);
+
+  // Like Event, for events a peer can provoke at will (rejections): at most
+  // `burst` events of one `key` are written per `window`; the others are
+  // counted and written as one {"event": "events_suppressed", "key",
+  // "count", "first", "last"} line when the key's next window opens with an
+  // event, or when the log is closed. Up to 10000 keys are tracked; beyond
+  // that, new keys share the key "(other)".
+  absl::Status LimitedEvent(const std::string& key, const nlohmann::json& event);
+  // burst 0: no limit (the default until set). `clock` is for tests.
+  void SetEventLimit(std::int64_t burst, absl::Duration window,
+                     std::function<absl::Time()> clock = [] { return absl::Now(); });
   // Appends one metrics row and flushes. NaN cells are written empty.
   absl::Status Metrics(const MetricsRow& row);
   // Also writes every later metrics row as TensorBoard scalars (one tag per
@@ -88,11 +105,25 @@ class RunLog {
 
  private:
   RunLog(std::string dir, std::ofstream events, std::ofstream metrics);
+  struct Limited {
+    absl::Time window_start = absl::InfinitePast();
+    std::int64_t written = 0;      // in this window
+    std::int64_t suppressed = 0;   // not yet reported
+    absl::Time first_suppressed, last_suppressed;
+  };
+  void WriteEventLocked(const nlohmann::json& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReportSuppressedLocked(const std::string& key, Limited& l)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   const std::string dir_;
   std::mutex mu_;  // not absl::Mutex: see docs/architecture.md (TSan)
   std::ofstream events_ ABSL_GUARDED_BY(mu_);
   std::ofstream metrics_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<TensorBoardWriter> tensorboard_ ABSL_GUARDED_BY(mu_);
+  std::int64_t limit_burst_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Duration limit_window_ ABSL_GUARDED_BY(mu_) = absl::Minutes(1);
+  std::function<absl::Time()> limit_clock_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Limited> limited_ ABSL_GUARDED_BY(mu_);
 };
 
 // Writes a model file atomically (temporary file, then rename): the 8 bytes

@@ -98,14 +98,25 @@ std::vector<Task> AsyncEngine::BeginStep() {
   return tasks;
 }
 
-absl::Status AsyncEngine::Reject(const ClientResult& r, absl::Status status) {
+absl::Status AsyncEngine::Reject(const ClientResult& r, absl::Status status,
+                                 bool task_open) {
   ++tally_.rejected_pushes;
-  LogEvent({{"event", "result_rejected"},
-            {"step", version_},
-            {"task", r.task.value},
-            {"client", r.client.value},
-            {"code", absl::StatusCodeToString(status.code())},
-            {"reason", std::string(status.message())}});
+  const nlohmann::json event = {{"event", "result_rejected"},
+                                {"step", version_},
+                                {"task", r.task.value},
+                                {"client", r.client.value},
+                                {"code", absl::StatusCodeToString(status.code())},
+                                {"reason", std::string(status.message())}};
+  // As RoundEngine::Reject: pushes for tasks that are not open are rate
+  // limited per status code.
+  if (task_open || in_.log == nullptr) {
+    LogEvent(event);
+  } else if (absl::Status s = in_.log->LimitedEvent(
+                 absl::StrCat("result_rejected ", absl::StatusCodeToString(status.code())),
+                 event);
+             !s.ok()) {
+    std::fprintf(stderr, "warning: %s\n", std::string(s.message()).c_str());
+  }
   return status;
 }
 
@@ -113,7 +124,7 @@ absl::Status AsyncEngine::SubmitResult(ClientResult r) {
   const std::int64_t id = r.task.value;
   if (id <= 0 || id >= next_task_id_) {
     return Reject(r, absl::NotFoundError(
-                         absl::StrCat("task ", id, " was never issued")));
+                         absl::StrCat("task ", id, " was never issued")), false);
   }
   const std::int64_t k = r.client.value;
   const auto it = open_.find(k);
@@ -122,7 +133,7 @@ absl::Status AsyncEngine::SubmitResult(ClientResult r) {
       current_[k].id != r.task) {
     return Reject(r, absl::FailedPreconditionError(absl::StrCat(
                          "task ", id, " of client ", k,
-                         " is not part of the open step ", version_)));
+                         " is not part of the open step ", version_)), false);
   }
   if (it->second == State::kDone) {
     ++tally_.duplicate_pushes;
@@ -131,7 +142,7 @@ absl::Status AsyncEngine::SubmitResult(ClientResult r) {
   }
   if (it->second == State::kDropped) {
     return Reject(r, absl::FailedPreconditionError(
-                         absl::StrCat("task ", id, " was given up on")));
+                         absl::StrCat("task ", id, " was given up on")), false);
   }
   const std::string where = absl::StrCat("step ", version_);
   if (absl::Status s = CheckUpdate(where, r, static_cast<std::int64_t>(model_->size()),

@@ -136,7 +136,10 @@ class AsyncEngine {
 
   void Issue(std::int64_t client, std::int64_t task_index,
              std::shared_ptr<const FlatVector> params);
-  absl::Status Reject(const ClientResult& r, absl::Status status);
+  // Counts and logs a rejected push. `task_open`: the push was for an open
+  // task, which the rejection ends (always logged); otherwise the event is
+  // rate limited (RunLog::LimitedEvent).
+  absl::Status Reject(const ClientResult& r, absl::Status status, bool task_open = true);
   void LogEvent(const nlohmann::json& event);
   void Prefetch();
   // FinishStep's bookkeeping after the aggregation: every contributor of

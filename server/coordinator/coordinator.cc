@@ -264,7 +264,7 @@ absl::StatusOr<bool> Coordinator::PushResult(WorkerId worker,
   if (w == workers_.end()) {
     absl::Status s = absl::NotFoundError(absl::StrCat(
         "worker ", worker.value, " is not registered; join again"));
-    LogRejectedLocked(worker.value, result.task.value, result.client.value, s);
+    LogRejectedLocked(worker.value, result.task.value, result.client.value, s, true);
     return s;
   }
   w->second.last_seen = absl::Now();
@@ -280,12 +280,7 @@ absl::StatusOr<bool> Coordinator::PushResult(WorkerId worker,
             ? absl::NotFoundError(absl::StrCat("task ", id, " was never issued"))
             : absl::FailedPreconditionError(
                   absl::StrCat("task ", id, " belongs to a closed round (stale)"));
-    (void)run_->log->Event({{"event", "result_rejected"},
-                            {"task", id},
-                            {"client", result.client.value},
-                            {"worker", worker.value},
-                            {"code", absl::StatusCodeToString(s.code())},
-                            {"reason", std::string(s.message())}});
+    LogRejectedLocked(worker.value, id, result.client.value, s, true);
     return s;
   }
   auto a = assigned_.find(result.task.value);
@@ -293,20 +288,21 @@ absl::StatusOr<bool> Coordinator::PushResult(WorkerId worker,
     absl::Status s = absl::PermissionDeniedError(absl::StrCat(
         "task ", result.task.value, " was issued to worker ", a->second,
         ", not to worker ", worker.value));
-    LogRejectedLocked(worker.value, result.task.value, result.client.value, s);
+    LogRejectedLocked(worker.value, result.task.value, result.client.value, s, true);
     return s;
   }
   const std::int64_t task_id = result.task.value;
   const std::int64_t client_id = result.client.value;
   if (absl::Status bad = CommitClientStateLocked(result); !bad.ok()) {
     // Like a malformed update: logged, and the task ends.
-    LogRejectedLocked(worker.value, task_id, client_id, bad);
+    LogRejectedLocked(worker.value, task_id, client_id, bad, false);
     FailRejectedTaskLocked(worker.value, task_id, bad);
     return bad;
   }
   absl::Status s = EngineSubmit(*run_, std::move(result));
   if (absl::IsAlreadyExists(s)) {
-    (void)run_->log->Event({{"event", "duplicate_dropped"},
+    (void)run_->log->LimitedEvent(absl::StrCat("duplicate_dropped worker ", worker.value),
+                                  {{"event", "duplicate_dropped"},
                             {"round", EngineRound(*run_)},
                             {"task", task_id},
                             {"client", client_id},
@@ -362,21 +358,32 @@ void Coordinator::RecordRejectedPush(WorkerId worker, std::int64_t task,
                                      std::int64_t client,
                                      const absl::Status& status) {
   std::unique_lock<std::mutex> lock(mu_);
-  LogRejectedLocked(worker.value, task, client, status);
+  // A malformed result for a task the worker holds ends the task (logged
+  // in full); for any other task it changes nothing (rate limited).
+  const auto a = assigned_.find(task);
+  const bool holds = accepting_ && a != assigned_.end() && a->second == worker.value;
+  LogRejectedLocked(worker.value, task, client, status, !holds);
   if (workers_.count(worker.value) > 0) {
     FailRejectedTaskLocked(worker.value, task, status);
   }
 }
 
 void Coordinator::LogRejectedLocked(std::int64_t worker, std::int64_t task,
-                                    std::int64_t client,
-                                    const absl::Status& status) {
-  (void)run_->log->Event({{"event", "result_rejected"},
-                          {"task", task},
-                          {"client", client},
-                          {"worker", worker},
-                          {"code", absl::StatusCodeToString(status.code())},
-                          {"reason", std::string(status.message())}});
+                                    std::int64_t client, const absl::Status& status,
+                                    bool limited) {
+  const nlohmann::json event = {{"event", "result_rejected"},
+                                {"task", task},
+                                {"client", client},
+                                {"worker", worker},
+                                {"code", absl::StatusCodeToString(status.code())},
+                                {"reason", std::string(status.message())}};
+  // A worker can push results for tasks it does not hold at will: those
+  // are rate limited per worker.
+  if (limited) {
+    (void)run_->log->LimitedEvent(absl::StrCat("result_rejected worker ", worker), event);
+  } else {
+    (void)run_->log->Event(event);
+  }
 }
 
 void Coordinator::FailRejectedTaskLocked(std::int64_t worker, std::int64_t task,
@@ -523,12 +530,13 @@ absl::StatusOr<std::string> Coordinator::CheckpointLastCompletedRound() {
 void Coordinator::RecordChunkRejected(WorkerId worker, std::int64_t task,
                                       const std::string& rpc,
                                       const absl::Status& status) {
-  (void)run_->log->Event({{"event", "chunk_rejected"},
-                          {"rpc", rpc},
-                          {"task", task},
-                          {"worker", worker.value},
-                          {"code", absl::StatusCodeToString(status.code())},
-                          {"reason", std::string(status.message())}});
+  (void)run_->log->LimitedEvent(absl::StrCat("chunk_rejected worker ", worker.value),
+                                {{"event", "chunk_rejected"},
+                                 {"rpc", rpc},
+                                 {"task", task},
+                                 {"worker", worker.value},
+                                 {"code", absl::StatusCodeToString(status.code())},
+                                 {"reason", std::string(status.message())}});
 }
 
 absl::StatusOr<Task> Coordinator::IssuedTask(WorkerId worker,

@@ -224,8 +224,10 @@ class Coordinator {
   // malformed state (or a state in a stateless run).
   absl::Status CommitClientStateLocked(const ClientResult& result)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `limited`: a push the worker could repeat at will (for a task it does
+  // not hold): rate limited per worker (RunLog::LimitedEvent).
   void LogRejectedLocked(std::int64_t worker, std::int64_t task,
-                         std::int64_t client, const absl::Status& status)
+                         std::int64_t client, const absl::Status& status, bool limited)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const CoordinatorOptions options_;

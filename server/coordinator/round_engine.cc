@@ -68,26 +68,39 @@ std::vector<Task> RoundEngine::BeginRound() {
   return tasks;
 }
 
-absl::Status RoundEngine::Reject(const ClientResult& r, absl::Status status) {
+absl::Status RoundEngine::Reject(const ClientResult& r, absl::Status status,
+                                 bool task_open) {
   ++tally_.rejected_pushes;
-  LogEvent({{"event", "result_rejected"},
-            {"round", round_},
-            {"task", r.task.value},
-            {"client", r.client.value},
-            {"code", absl::StatusCodeToString(status.code())},
-            {"reason", std::string(status.message())}});
+  if (in_.log == nullptr) return status;
+  const std::string code = absl::StatusCodeToString(status.code());
+  const nlohmann::json event = {{"event", "result_rejected"},
+                                {"round", round_},
+                                {"task", r.task.value},
+                                {"client", r.client.value},
+                                {"code", code},
+                                {"reason", std::string(status.message())}};
+  // The rejection of an open task's result ends the task: at most one per
+  // task, always written. Pushes for unknown, stale or given-up tasks can
+  // come at will: rate limited per status code (RunLog::LimitedEvent); the
+  // tally counts every one.
+  absl::Status logged = task_open ? in_.log->Event(event)
+                                  : in_.log->LimitedEvent(absl::StrCat("result_rejected ", code),
+                                                          event);
+  if (!logged.ok()) std::fprintf(stderr, "warning: %s\n", std::string(logged.message()).c_str());
   return status;
 }
 
 absl::Status RoundEngine::SubmitResult(ClientResult r) {
   const std::int64_t id = r.task.value;
   if (id <= 0 || id >= next_task_id_) {
-    return Reject(r, absl::NotFoundError(
-                         absl::StrCat("task ", id, " was never issued")));
+    return Reject(r, absl::NotFoundError(absl::StrCat("task ", id, " was never issued")),
+                  /*task_open=*/false);
   }
   if (!round_open_ || id < first_task_of_round_) {
-    return Reject(r, absl::FailedPreconditionError(absl::StrCat(
-                         "task ", id, " belongs to a closed round (stale)")));
+    return Reject(r,
+                  absl::FailedPreconditionError(
+                      absl::StrCat("task ", id, " belongs to a closed round (stale)")),
+                  /*task_open=*/false);
   }
   OpenTask& task = open_.at(id);
   if (task.state == TaskState::kDone) {
@@ -96,8 +109,8 @@ absl::Status RoundEngine::SubmitResult(ClientResult r) {
         absl::StrCat("task ", id, ": result already accepted"));
   }
   if (task.state == TaskState::kDropped) {
-    return Reject(r, absl::FailedPreconditionError(
-                         absl::StrCat("task ", id, " was given up on")));
+    return Reject(r, absl::FailedPreconditionError(absl::StrCat("task ", id, " was given up on")),
+                  /*task_open=*/false);
   }
   if (r.client != task.client) {
     return Reject(r, absl::InvalidArgumentError(absl::StrCat(

@@ -178,7 +178,10 @@ class RoundEngine {
     bool sends_control = false;    // server_control went down with the task
   };
 
-  absl::Status Reject(const ClientResult& r, absl::Status status);
+  // Counts and logs a rejected push. `task_open`: the push was for an open
+  // task, which the rejection ends (always logged); otherwise the event is
+  // rate limited (RunLog::LimitedEvent).
+  absl::Status Reject(const ClientResult& r, absl::Status status, bool task_open = true);
   void LogEvent(nlohmann::json event);
 
   RoundEngineOptions options_;

@@ -554,6 +554,8 @@ absl::StatusOr<CoordinatorRun> BuildRun(const v1::ExperimentConfig& config,
     FEDSIM_ASSIGN_OR_RETURN(
         run.log, RunLog::Reopen(out_dir, resume->data.engine.next_round));
   }
+  run.log->SetEventLimit(config.distributed().rejection_events_per_minute(),
+                         absl::Minutes(1));
   if (config.logging().tensorboard()) {
     // A resumed run writes its own event file, which makes TensorBoard
     // forget the redone rounds' earlier values.

@@ -57,7 +57,14 @@ absl::Status ServerAuth::Reject(absl::Status status, const grpc::ServerContextBa
                             {"peer", ctx.peer()}};
     if (worker != 0) event["worker"] = worker;
     if (!name.empty()) event["worker_name"] = name;
-    log_->Event(event).IgnoreError();
+    // Anyone who can reach the port can provoke this: rate limited per
+    // peer address (without the port, which changes per connection).
+    std::string peer = ctx.peer();
+    if (const std::size_t colon = peer.rfind(':');
+        colon != std::string::npos && colon > peer.find(':')) {
+      peer.resize(colon);
+    }
+    log_->LimitedEvent(absl::StrCat("auth_rejected ", peer), event).IgnoreError();
   }
   return status;
 }

@@ -94,9 +94,11 @@ Pki MakePki(const std::string& name) {
 // A coordinator (not running rounds) behind a gRPC server with `auth`.
 class Served {
  public:
-  Served(const std::string& name, const ServerAuthConfig& auth) {
+  Served(const std::string& name, const ServerAuthConfig& auth,
+         const std::string& extra_yaml = "") {
     dir_ = ::testing::TempDir() + "/auth_" + name;
-    absl::StatusOr<v1::ExperimentConfig> config = LoadConfigText(kConfig);
+    absl::StatusOr<v1::ExperimentConfig> config =
+        LoadConfigText(absl::StrCat(kConfig, extra_yaml));
     EXPECT_TRUE(config.ok()) << config.status();
     absl::StatusOr<CoordinatorRun> run = PrepareRun(*config, dir_, "distributed");
     EXPECT_TRUE(run.ok()) << run.status();
@@ -265,6 +267,34 @@ TEST(AuthTest, TokenJoinWithoutOrWithBadTokenIsUnauthenticated) {
   EXPECT_TRUE(absl::StrContains(events[0], "carries no token")) << events[0];
   EXPECT_TRUE(absl::StrContains(events[1], "HMAC mismatch")) << events[1];
   EXPECT_TRUE(served.ModelUnchanged());
+}
+
+// Anyone who reaches the port can provoke auth_rejected events: they are
+// rate limited per peer address, and the rest counted.
+TEST(AuthTest, RejectionFloodIsRateLimitedPerPeer) {
+  std::string dir;
+  {
+    Served served("token_flood", TokenServer(),
+                  "distributed: {rejection_events_per_minute: 5}\n");
+    dir = served.dir();
+    auto stub = Stub(served.target());
+    for (int i = 0; i < 12; ++i) {
+      EXPECT_EQ(Join(*stub, SignedJoin("w", "wrong-secret-0123456789", absl::Now())).error_code(),
+                grpc::StatusCode::UNAUTHENTICATED);
+    }
+    EXPECT_EQ(Rejections(dir).size(), 5u);
+    EXPECT_EQ(served.coordinator().num_workers(), 0);
+  }
+  // The run's log, closed, reports the other 7.
+  std::vector<nlohmann::json> suppressed;
+  for (absl::string_view line : absl::StrSplit(ReadFile(dir + "/events.jsonl"), '\n')) {
+    if (absl::StrContains(line, "\"events_suppressed\"")) {
+      suppressed.push_back(nlohmann::json::parse(line));
+    }
+  }
+  ASSERT_EQ(suppressed.size(), 1u);
+  EXPECT_EQ(suppressed[0]["key"], "auth_rejected ipv4:127.0.0.1");
+  EXPECT_EQ(suppressed[0]["count"], 7);
 }
 
 TEST(AuthTest, ReplayedJoinIsRejected) {

@@ -439,6 +439,50 @@ TEST(RunLogTest, EventsAreOneJsonObjectPerLine) {
   EXPECT_EQ(ReadFile(tmp.path() / "config.json"), "{}\n");
 }
 
+// At most `burst` events per key and window; the rest are counted and
+// reported once, when the key's next window opens with an event or when the
+// log closes.
+TEST(RunLogTest, LimitedEventsAreCountedBeyondTheBurst) {
+  TempDir tmp;
+  absl::Time now = absl::FromUnixSeconds(1000);
+  {
+    auto log = RunLog::Create(tmp.path().string());
+    ASSERT_TRUE(log.ok());
+    (*log)->SetEventLimit(3, absl::Seconds(60), [&now] { return now; });
+    for (int i = 0; i < 10; ++i) {
+      ASSERT_TRUE((*log)->LimitedEvent("a", {{"event", "x"}, {"i", i}}).ok());
+      now += absl::Seconds(1);
+    }
+    ASSERT_TRUE((*log)->LimitedEvent("b", {{"event", "y"}}).ok());
+    // Unlimited events are never held back.
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE((*log)->Event({{"event", "z"}}).ok());
+    // A minute after the window opened: key a's suppressed count first,
+    // then the event.
+    now = absl::FromUnixSeconds(1060);
+    ASSERT_TRUE((*log)->LimitedEvent("a", {{"event", "x"}, {"i", 10}}).ok());
+    for (int i = 11; i < 15; ++i) ASSERT_TRUE((*log)->LimitedEvent("a", {{"event", "x"}, {"i", i}}).ok());
+  }  // closing reports the last window's 2
+  std::istringstream events(ReadFile(tmp.path() / "events.jsonl"));
+  std::string line;
+  std::vector<std::string> kinds;
+  std::vector<nlohmann::json> suppressed;
+  while (std::getline(events, line)) {
+    const nlohmann::json e = nlohmann::json::parse(line);
+    kinds.push_back(e["event"].get<std::string>() +
+                    (e.contains("i") ? std::to_string(e["i"].get<int>()) : ""));
+    if (e["event"] == "events_suppressed") suppressed.push_back(e);
+  }
+  EXPECT_EQ(kinds, (std::vector<std::string>{"x0", "x1", "x2", "y", "z", "z", "z", "z", "z",
+                                             "events_suppressed", "x10", "x11", "x12",
+                                             "events_suppressed"}));
+  ASSERT_EQ(suppressed.size(), 2u);
+  EXPECT_EQ(suppressed[0]["key"], "a");
+  EXPECT_EQ(suppressed[0]["count"], 7);
+  EXPECT_EQ(suppressed[0]["first"], "1970-01-01T00:16:43+00:00");
+  EXPECT_EQ(suppressed[0]["last"], "1970-01-01T00:16:49+00:00");
+  EXPECT_EQ(suppressed[1]["count"], 2);
+}
+
 TEST(RunLogTest, CreateTruncatesEarlierFiles) {
   TempDir tmp;
   {
