@@ -23,7 +23,6 @@ absl::StatusOr<RunSummary> RunEmbeddedAsync(CoordinatorRun& run,
   const Experiment& exp = *run.experiment;
   AsyncEngine& engine = *run.async_engine;
   const int threads = config.runtime().threads();
-  const double horizon = config.async().horizon();
   RunSummary summary;
   summary.out_dir = run.log->dir();
   summary.best_accuracy = run.resumed_best_accuracy;
@@ -55,20 +54,7 @@ absl::StatusOr<RunSummary> RunEmbeddedAsync(CoordinatorRun& run,
     FEDSIM_ASSIGN_OR_RETURN(MetricsRow row, engine.FinishStep(elapsed()));
     summary.Record(row);
     FEDSIM_RETURN_IF_ERROR(MaybeCheckpoint(run, summary, row.wall_time_s));
-    if (progress) {
-      // Steps are counted against `rounds`, or estimated from the share of
-      // the time horizon covered so far.
-      std::int64_t total = config.rounds();
-      if (horizon > 0.0 && row.virtual_time > 0.0) {
-        total = std::min<std::int64_t>(
-            total, std::max<std::int64_t>(
-                       row.round + 1,
-                       std::llround(static_cast<double>(row.round + 1) *
-                                    horizon / row.virtual_time)));
-      }
-      if (engine.done()) total = row.round + 1;
-      progress(row, total);
-    }
+    if (progress) progress(row, ProgressTotal(run, row));
   }
   summary.rounds = engine.version();
   summary.wall_time_s = elapsed();

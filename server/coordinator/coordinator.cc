@@ -621,7 +621,6 @@ int Coordinator::WaitForWorkersToLeave(absl::Duration timeout) {
 
 absl::StatusOr<RunSummary> Coordinator::Run() {
   const absl::Time start = absl::Now();
-  const std::int64_t total_rounds = run_->config.rounds();
   {
     std::unique_lock<std::mutex> lock(mu_);
     const absl::Time until = start + options_.start_timeout;
@@ -733,7 +732,7 @@ absl::StatusOr<RunSummary> Coordinator::Run() {
             MakeCheckpointData(*run_, summary, row.wall_time_s));
       }
     }
-    if (progress_) progress_(row, total_rounds);
+    if (progress_) progress_(row, ProgressTotal(*run_, row));
   }
   {
     std::unique_lock<std::mutex> lock(mu_);

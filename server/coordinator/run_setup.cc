@@ -827,6 +827,20 @@ absl::StatusOr<CoordinatorRun> PrepareOrResumeRun(
   return BuildRun(config, out_dir, runtime, &*loaded);
 }
 
+std::int64_t ProgressTotal(const CoordinatorRun& run, const MetricsRow& row) {
+  std::int64_t total = run.config.rounds();
+  if (run.async_engine == nullptr) return total;
+  if (run.async_engine->done()) return row.round + 1;
+  const double horizon = run.config.async().horizon();
+  if (horizon > 0.0 && row.virtual_time > 0.0) {
+    total = std::min<std::int64_t>(
+        total, std::max<std::int64_t>(
+                   row.round + 1, std::llround(static_cast<double>(row.round + 1) * horizon /
+                                               row.virtual_time)));
+  }
+  return total;
+}
+
 absl::Status MaybeCheckpoint(CoordinatorRun& run, const RunSummary& summary,
                              double wall_time_s) {
   const int every = run.config.checkpoint().every();

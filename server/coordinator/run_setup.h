@@ -54,6 +54,12 @@ std::string AlgorithmName(const CoordinatorRun& run);
 // round's index.
 std::int64_t CompletedRounds(const CoordinatorRun& run);
 
+// The run's length in rounds (steps) for progress reports after `row`:
+// `rounds`, or, for an asynchronous run bounded by async.horizon, the steps
+// estimated from the share of the horizon covered so far; the steps done
+// once the engine is done.
+std::int64_t ProgressTotal(const CoordinatorRun& run, const MetricsRow& row);
+
 // Builds the experiment for a validated `config` and prepares `out_dir`
 // (config.json, events.jsonl with run_start, metrics.csv with its header).
 // `runtime` ("embedded" or "distributed") is recorded in run_start.

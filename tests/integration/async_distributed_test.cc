@@ -283,6 +283,47 @@ TEST(AsyncDistributedTest, MinIntervalSkipsCheckpointsButNotTheLast) {
   EXPECT_EQ(names, (std::vector<std::string>{"round-00000001.ckpt", "round-00000012.ckpt"}));
 }
 
+// A run bounded by async.horizon has rounds = INT_MAX: progress reports
+// the steps estimated from the share of the horizon covered, in both
+// runtimes, and the exact count at the end.
+TEST(AsyncDistributedTest, HorizonRunsReportAnEstimatedTotal) {
+  for (const bool distributed : {false, true}) {
+    SCOPED_TRACE(distributed ? "distributed" : "embedded");
+    v1::ExperimentConfig config =
+        Config(Yaml("algorithm: {name: fedfix, window: 0.5}", "async: {fx_percent: 80, horizon: 6}"));
+    // Yaml() sets rounds: 12; a horizon alone leaves rounds unbounded
+    // (ConfigTest.AsyncDefaultsAndRules).
+    config.set_rounds(2147483647);
+    const std::string dir = Dir(distributed ? "horizon_dist" : "horizon_emb");
+    absl::StatusOr<CoordinatorRun> run =
+        PrepareRun(config, dir, distributed ? "distributed" : "embedded");
+    ASSERT_TRUE(run.ok()) << run.status();
+    std::vector<std::pair<std::int64_t, std::int64_t>> reports;  // (round, total)
+    ProgressFn progress = [&](const MetricsRow& row, std::int64_t total) {
+      reports.emplace_back(row.round, total);
+    };
+    absl::StatusOr<RunSummary> summary;
+    if (distributed) {
+      LaunchOptions options;
+      options.workers = 2;
+      options.client_binary = FEDSIM_BINARY_DIR "/bin/fedsim-client";
+      options.progress = progress;
+      summary = LaunchRun(*run, options);
+    } else {
+      summary = RunEmbedded(*run, progress);
+    }
+    ASSERT_TRUE(summary.ok()) << summary.status();
+    // FedFix with window 0.5 up to time 6: steps at 0.5, 1, ..., 6.
+    ASSERT_EQ(summary->rounds, 12);
+    ASSERT_EQ(reports.size(), 12u);
+    for (const auto& [round, total] : reports) {
+      EXPECT_GE(total, round + 1);
+      EXPECT_LE(total, 12) << "round " << round;
+    }
+    EXPECT_EQ(reports.back(), std::make_pair(std::int64_t{11}, std::int64_t{12}));
+  }
+}
+
 TEST(AsyncDistributedTest, WallClockIsRefusedWithOneLine) {
   const v1::ExperimentConfig config = Config(Yaml(
       "algorithm: {name: fedfix, window: 0.3}", "async: {fx_percent: 80, clock: wall}"));
