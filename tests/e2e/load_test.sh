@@ -15,7 +15,10 @@
 # second size give the marginal CPU and RSS per 1000 virtual clients);
 # FEDSIM_LOAD_DIM (default 10) and FEDSIM_LOAD_CHUNK_BYTES (default: the
 # config default, 1 MiB) make the parameters travel in chunks, for the
-# FetchChunk and UploadChunk figures.
+# FetchChunk and UploadChunk figures. FEDSIM_LOAD_WORKERS (default 16) and
+# FEDSIM_LOAD_ROUNDS (default 100) size the run for capacity measurements
+# (docs/reliability.md, "Load held"); the RSS slope is then fitted after
+# the first fifth of the rounds.
 set -u
 bin=${1:?usage: load_test.sh BIN_DIR SOURCE_DIR}
 work=$(mktemp -d)
@@ -25,7 +28,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-workers=16
+workers=${FEDSIM_LOAD_WORKERS:-16}
+rounds=${FEDSIM_LOAD_ROUNDS:-100}
 clients=${FEDSIM_LOAD_CLIENTS:-256}
 dim=${FEDSIM_LOAD_DIM:-10}
 chunk=${FEDSIM_LOAD_CHUNK_BYTES:+, chunk_bytes: $FEDSIM_LOAD_CHUNK_BYTES}
@@ -33,7 +37,7 @@ chunk=${FEDSIM_LOAD_CHUNK_BYTES:+, chunk_bytes: $FEDSIM_LOAD_CHUNK_BYTES}
 cat > "$work/exp.yaml" <<YAML
 name: load-e2e
 seed: 3
-rounds: 100
+rounds: $rounds
 data: {source: synthetic_least_squares, least_squares: {examples_per_client: 20, dim: $dim, heterogeneity: 1}}
 clients: {count: $clients}
 model: {objective: least_squares}
@@ -105,12 +109,14 @@ for p in "${wpids[@]}"; do
   wait "$p" || { echo "FAIL load: a worker exited $?"; fail=1; }
 done
 python3 - "$work/run/events.jsonl" "$work/run/metrics.csv" "$work/rss" "$((SECONDS - start))" \
-  "$server_cpu" "$(getconf CLK_TCK)" "$server_hwm" "$work/embedded/events.jsonl" "$clients" <<'PY' || fail=1
+  "$server_cpu" "$(getconf CLK_TCK)" "$server_hwm" "$work/embedded/events.jsonl" "$clients" \
+  "$workers" "$rounds" <<'PY' || fail=1
 import json, sys
 events, metrics, rss, secs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 cpu_ticks, clk_tck, hwm_kb = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
 embedded_end = [ev for ev in map(json.loads, open(sys.argv[8])) if ev.get("event") == "run_end"][-1]
-clients = int(sys.argv[9])
+clients, workers, want_rounds = int(sys.argv[9]), int(sys.argv[10]), int(sys.argv[11])
+warm_after = want_rounds // 5
 all_events = [json.loads(l) for l in open(events)]
 end = [e for e in all_events if e.get("event") == "run_end"]
 ok = True
@@ -122,10 +128,11 @@ lost = e["tasks_issued"] - e["tasks_aggregated"]
 print(f"load: {rows} rounds, tasks issued {e['tasks_issued']}, aggregated {e['tasks_aggregated']}, "
       f"timed out {e['tasks_timed_out']}, dropped {e['tasks_dropped']}, unreconciled "
       f"{e['tasks_unreconciled']}, rejected pushes {e['pushes_rejected']}; {secs} s")
-if rows != 100 or lost != 0 or e["tasks_unreconciled"] != 0 or e["tasks_issued"] != 100 * (clients // 2):
+if (rows != want_rounds or lost != 0 or e["tasks_unreconciled"] != 0
+        or e["tasks_issued"] != want_rounds * (clients // 2)):
     print("FAIL load: updates lost or rounds missing"); ok = False
 samples = [tuple(map(int, l.split())) for l in open(rss)]
-warm = [s for s in samples if s[0] >= 20]
+warm = [s for s in samples if s[0] >= warm_after]
 def slope(points):
     n = len(points)
     if n < 3: return 0.0
@@ -133,12 +140,12 @@ def slope(points):
     sxx = sum((p[0] - mx) ** 2 for p in points)
     return 0.0 if sxx == 0 else sum((p[0] - mx) * (p[1] - my) for p in points) / sxx
 bound_kb = 64
-for name, idx, per in (("coordinator", 1, 1), ("workers (per process)", 2, 16)):
+for name, idx, per in (("coordinator", 1, 1), ("workers (per process)", 2, workers)):
     pts = [(s[0], s[idx] / per) for s in warm]
     peak = max(s[idx] / per for s in samples)
     peak_round = next(s[0] for s in samples if s[idx] / per == peak)
     sl = slope(pts)
-    print(f"load: {name}: RSS slope after round 20 {sl:+.2f} KiB/round "
+    print(f"load: {name}: RSS slope after round {warm_after} {sl:+.2f} KiB/round "
           f"({len(pts)} samples), peak {peak/1024:.1f} MiB at round {peak_round}")
     if len(pts) >= 3 and sl > bound_kb:
         print(f"FAIL load: {name} RSS grows {sl:.1f} KiB/round > {bound_kb}"); ok = False
@@ -150,7 +157,7 @@ if len(stats) != 1:
     print(f"FAIL load: {len(stats)} rpc_stats records, expected 1"); sys.exit(1)
 m = stats[0]["methods"]
 codes = lambda name: m[name]["codes"]
-if m["Join"]["calls"] != 16 or codes("Join").get("OK") != 16:
+if m["Join"]["calls"] != workers or codes("Join").get("OK") != workers:
     print(f"FAIL load: rpc_stats Join {m['Join']}"); ok = False
 if codes("PushResult").get("OK", 0) != e["tasks_aggregated"] + e["pushes_duplicate"]:
     print(f"FAIL load: rpc_stats PushResult OK {codes('PushResult')} != aggregated "
@@ -161,7 +168,7 @@ import csv
 walls = [float(r["wall_time_s"]) for r in csv.DictReader(open(metrics))]
 round_s = [b - a for a, b in zip([0.0] + walls, walls)]
 print(f"load held: {rpm:.1f} rounds/min ({rows} rounds in {e['wall_time_s']:.1f} s, {clients} "
-      f"virtual clients, 16 workers, {clients // 2} tasks/round) = {rpm / embedded_rpm:.3f} x the embedded "
+      f"virtual clients, {workers} workers, {clients // 2} tasks/round) = {rpm / embedded_rpm:.3f} x the embedded "
       f"run's {embedded_rpm:.1f}; round wall time mean {1000 * sum(round_s) / len(round_s):.0f} ms, "
       f"max {1000 * max(round_s):.0f} ms (deadline 60 s); rpc_stats over "
       f"{stats[0]['elapsed_s']:.1f} s")
