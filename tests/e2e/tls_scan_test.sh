@@ -7,9 +7,11 @@
 # throw-away CA). Asserted from testssl's JSON: only TLS 1.2 and 1.3 offered
 # (no SSLv2, SSLv3, TLS 1.0, TLS 1.1); no NULL, aNULL, EXPORT, LOW (DES,
 # RC2, RC4), 3DES/IDEA or CBC cipher; forward secrecy offered and every
-# accepted cipher has an (EC)DHE key exchange. The checker is first shown a
-# doctored scan (TLS 1.0, an RC4 and a static-RSA cipher, no forward
-# secrecy) and must refuse it. One summary line per mode.
+# accepted cipher has an (EC)DHE key exchange; no other HIGH or CRITICAL
+# finding but the accepted ones (no server cipher order; the throw-away
+# certificate's lifetime and missing CRL/OCSP). The checker is first shown
+# a doctored scan (TLS 1.0, an RC4 and a static-RSA cipher, no forward
+# secrecy, a HIGH finding) and must refuse it. One summary line per mode.
 #
 # testssl.sh is Debian's package testssl.sh (scripts/setup.sh installs it;
 # the command is `testssl`, upstream's is `testssl.sh`).
@@ -121,6 +123,15 @@ if not ciphers:
 if "cert_chain_of_trust" in by_id and not first("cert_chain_of_trust").startswith("passed"):
     problems.append(f"certificate chain: {first('cert_chain_of_trust')}")
 
+# Whatever else testssl rates HIGH or CRITICAL (as OpenFL's testssl test),
+# except the missing server cipher order (gRPC 1.51 cannot set it; see
+# docs/security.md) and what belongs to the throw-away certificate: no
+# CRL/OCSP (private CA, no revocation) and its 2-day lifetime.
+accepted = {"cipher_order", "cert_revocation", "cert_expirationStatus", "cert_notAfter"}
+for e in findings:
+    if e["severity"] in ("HIGH", "CRITICAL") and e["id"] not in accepted:
+        problems.append(f"{e['severity']}: {e['id']}: {e['finding']}")
+
 if problems:
     for p in problems:
         print(f"{mode}: {p}")
@@ -144,9 +155,12 @@ doc = [{"id": i, "severity": "OK", "finding": f} for i, f in [
     ("cipherlist_NULL", "not offered"), ("cipherlist_aNULL", "not offered"),
     ("cipherlist_EXPORT", "not offered"), ("cipherlist_LOW", "offered (NOT ok)"),
     ("cipherlist_3DES_IDEA", "not offered"), ("cipherlist_AVERAGE", "not offered"),
-    ("PFS", "not offered"), ("scanTime", "1"),
+    ("PFS", "not offered"), ("scanTime", "1"), ("secure_client_renego", "VULNERABLE"),
     ("cipher-tls1_2_x05", "TLS 1.2 x05 RC4-SHA RSA RC4 128 TLS_RSA_WITH_RC4_128_SHA"),
     ("cipher-tls1_2_x9d", "TLS 1.2 x9d AES256-GCM-SHA384 RSA AESGCM 256 TLS_RSA_WITH_AES_256_GCM_SHA384")]]
+for e in doc:
+    if e["id"] == "secure_client_renego":
+        e["severity"] = "HIGH"
 json.dump(doc, open(sys.argv[1], "w"))
 PY
 python3 "$work/check.py" doctored "$work/doctored.json" > "$work/doctored.out" 2>&1
@@ -154,7 +168,8 @@ code=$?
 if [ "$code" -eq 1 ] && grep -q "protocols offered: \['TLS 1.0'" "$work/doctored.out" &&
    grep -q "weak cipher accepted: RC4-SHA" "$work/doctored.out" &&
    grep -q "cipherlist_LOW" "$work/doctored.out" && grep -q "forward secrecy: not offered" "$work/doctored.out" &&
-   grep -q "without forward secrecy: AES256-GCM-SHA384" "$work/doctored.out"; then
+   grep -q "without forward secrecy: AES256-GCM-SHA384" "$work/doctored.out" &&
+   grep -q "HIGH: secure_client_renego" "$work/doctored.out"; then
   ok "the checker refuses a doctored scan ($(wc -l < "$work/doctored.out") violations)"
 else
   bad "the checker passed a doctored scan: exit $code"; cat "$work/doctored.out"
