@@ -14,7 +14,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libeigen3-dev libyaml-cpp-dev nlohmann-json3-dev zlib1g-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  ca-certificates openssl python3 gnuplot-nox iproute2 procps debootstrap
+  ca-certificates openssl testssl.sh python3 gnuplot-nox iproute2 procps debootstrap
   python3-matplotlib python3-venv
 )
 
