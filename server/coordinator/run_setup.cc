@@ -527,6 +527,26 @@ absl::Status PrepareAsync(const v1::ExperimentConfig& config, CoordinatorRun& ru
 // Builds the run. `resume` null: a fresh run directory (config.json,
 // run_start); otherwise the directory is reopened at the checkpoint's round
 // and the engine continues from it.
+// The bookkeeping of a run restored from `resume`: its earlier run time and
+// best accuracy, and the checkpoint_skipped and run_resumed events.
+absl::Status MarkResumed(CoordinatorRun& run, const LoadedCheckpoint& resume,
+                         const std::string& runtime) {
+  const CheckpointData& d = resume.data;
+  run.resumed_wall_time_s = d.wall_time_s;
+  run.resumed_best_accuracy = d.best_accuracy;
+  run.resumed = true;
+  for (const std::string& reason : resume.skipped) {
+    FEDSIM_RETURN_IF_ERROR(
+        run.log->Event({{"event", "checkpoint_skipped"}, {"reason", reason}}));
+  }
+  return run.log->Event({{"event", "run_resumed"},
+                         {"runtime", runtime},
+                         {"checkpoint", resume.path},
+                         {"round", d.engine.next_round},
+                         {"model_hash", ModelHash(d.engine.model)},
+                         {"wall_time_s", d.wall_time_s}});
+}
+
 absl::StatusOr<CoordinatorRun> BuildRun(const v1::ExperimentConfig& config,
                                         const std::string& out_dir,
                                         const std::string& runtime,
@@ -623,20 +643,7 @@ absl::StatusOr<CoordinatorRun> BuildRun(const v1::ExperimentConfig& config,
     if (absl::Status s = run.async_engine->RestoreSnapshot(snapshot); !s.ok()) {
       return AnnotateStatus(s, resume->path);
     }
-    run.resumed_wall_time_s = d.wall_time_s;
-    run.resumed_best_accuracy = d.best_accuracy;
-    run.resumed = true;
-    for (const std::string& reason : resume->skipped) {
-      FEDSIM_RETURN_IF_ERROR(run.log->Event(
-          {{"event", "checkpoint_skipped"}, {"reason", reason}}));
-    }
-    FEDSIM_RETURN_IF_ERROR(run.log->Event(
-        {{"event", "run_resumed"},
-         {"runtime", runtime},
-         {"checkpoint", resume->path},
-         {"round", d.engine.next_round},
-         {"model_hash", ModelHash(d.engine.model)},
-         {"wall_time_s", d.wall_time_s}}));
+    FEDSIM_RETURN_IF_ERROR(MarkResumed(run, *resume, runtime));
     return run;
   }
 
@@ -757,20 +764,7 @@ absl::StatusOr<CoordinatorRun> BuildRun(const v1::ExperimentConfig& config,
           state, layout, absl::StrCat(resume->path, ": checkpoint: client ", client)));
     }
     run.client_states = d.clients;
-    run.resumed_wall_time_s = d.wall_time_s;
-    run.resumed_best_accuracy = d.best_accuracy;
-    run.resumed = true;
-    for (const std::string& reason : resume->skipped) {
-      FEDSIM_RETURN_IF_ERROR(run.log->Event(
-          {{"event", "checkpoint_skipped"}, {"reason", reason}}));
-    }
-    FEDSIM_RETURN_IF_ERROR(run.log->Event(
-        {{"event", "run_resumed"},
-         {"runtime", runtime},
-         {"checkpoint", resume->path},
-         {"round", d.engine.next_round},
-         {"model_hash", ModelHash(d.engine.model)},
-         {"wall_time_s", d.wall_time_s}}));
+    FEDSIM_RETURN_IF_ERROR(MarkResumed(run, *resume, runtime));
   }
   return run;
 }
