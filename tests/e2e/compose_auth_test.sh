@@ -33,32 +33,15 @@ dc() {
   for o in "${overrides[@]}"; do files+=(-f "$src/deploy/$o"); done
   "${COMPOSE[@]}" -p "$project" "${files[@]}" "$@"
 }
-cleanup() {
-  local rc=$?
-  if [ "$rc" -ne 0 ] && [ -n "$(dc ps -q 2> /dev/null)" ]; then
-    echo "--- container logs"
-    dc logs --no-color --tail 30 2>&1 || true
-  fi
-  dc down --volumes --remove-orphans --timeout 5 > /dev/null 2>&1 || true
-  rm -rf "$work"
-  exit "$rc"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+compose_trap
 t_start=$(date +%s)
 
-uid=$(id -u)
-gid=$(id -g)
-if [ "$uid" -eq 0 ]; then uid=1000; gid=1000; fi
-export FEDSIM_IMAGE=fedsim-test:latest FEDSIM_UID=$uid FEDSIM_GID=$gid
-export FEDSIM_DATA=$src/third_party/data FEDSIM_RUNS=$work/runs
+compose_env "$src"
 export FEDSIM_CONFIGS=$work/configs FEDSIM_SECRETS=$work/secrets
 export FEDSIM_WORKERS=3 FEDSIM_CONFIG_FILE=auth.yaml
-mkdir -p "$work/runs" "$work/configs" "$work/secrets" "$work/rogue"
+mkdir -p "$work/configs" "$work/secrets" "$work/rogue"
 # The compose quickstart, shortened: 6 rounds are enough to compare.
 sed -e 's/^rounds: .*/rounds: 6/' "$src/configs/compose_quickstart.yaml" > "$work/configs/auth.yaml"
-chown "$uid:$gid" "$work/runs"
-chmod 755 "$work"
 
 build_images "$src" "$bin" || fail "image build"
 (cd "$src" && "$bin/fedsim" run "$work/configs/auth.yaml" --out "$work/embedded" --quiet > /dev/null)

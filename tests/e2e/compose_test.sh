@@ -28,31 +28,12 @@ work=$(mktemp -d /tmp/fedsim-compose.XXXXXX)
 project=fedsimtest$$
 compose_file=$src/deploy/docker-compose.yml
 dc() { "${COMPOSE[@]}" -p "$project" -f "$compose_file" "$@"; }
-cleanup() {
-  local rc=$?
-  if [ "$rc" -ne 0 ] && [ -n "$(dc ps -q 2> /dev/null)" ]; then
-    echo "--- container logs"
-    dc logs --no-color --tail 30 2>&1 || true
-  fi
-  dc down --volumes --remove-orphans --timeout 5 > /dev/null 2>&1 || true
-  rm -rf "$work"
-  exit "$rc"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-
-# The containers run as a non-root user; as the host user where that is not
-# root, else as 1000 (the image's user).
-uid=$(id -u)
-gid=$(id -g)
-if [ "$uid" -eq 0 ]; then uid=1000; gid=1000; fi
-export FEDSIM_IMAGE=fedsim-test:latest FEDSIM_UID=$uid FEDSIM_GID=$gid
-export FEDSIM_DATA=$src/third_party/data FEDSIM_RUNS=$work/runs
+compose_trap
+# The containers run as a non-root user: the host user, or 1000 for root.
+compose_env "$src"
 export FEDSIM_CONFIGS=$work/configs
-mkdir -p "$work/runs" "$work/configs"
+mkdir -p "$work/configs"
 cp "$src/configs/compose_quickstart.yaml" "$work/configs/"
-chown "$uid:$gid" "$work/runs"
-chmod 755 "$work"
 
 build_images "$src" "$bin" || fail "image build"
 

@@ -1,4 +1,5 @@
-# Shared by the Docker end-to-end tests (compose_test.sh, swarm_test.sh);
+# Shared by the Docker end-to-end tests (compose_test.sh,
+# compose_auth_test.sh, swarm_test.sh);
 # sourced, not run. Defines:
 #   skip MESSAGE             prints "SKIP: MESSAGE" and exits 0
 #   require_docker           skips if docker is not installed; fails if the
@@ -9,10 +10,47 @@
 #   wait_for SECONDS CMD...  polls CMD until it succeeds; 1 on timeout
 #   csv_rows FILE            data rows of a CSV file (0 if missing)
 #   column FILE NAME         one column of a CSV file, by header name
+#   fail MESSAGE             prints "FAIL: MESSAGE" and exits 1
+#   compose_trap             on exit: the containers' last log lines if the
+#                            test failed, `dc down`, rm -rf $work (REQUIRES
+#                            the caller's dc function and $work)
+#   compose_env SRC          uid/gid of the containers (the host user where
+#                            that is not root, else 1000, the image's user),
+#                            exported with FEDSIM_IMAGE, FEDSIM_DATA and
+#                            FEDSIM_RUNS=$work/runs (created, owned by uid)
 
 skip() {
   echo "SKIP: $*"
   exit 0
+}
+
+fail() {
+  echo "FAIL: $*"
+  exit 1
+}
+
+compose_cleanup() {
+  local rc=$?
+  if [ "$rc" -ne 0 ] && [ -n "$(dc ps -q 2> /dev/null)" ]; then
+    echo "--- container logs"
+    dc logs --no-color --tail 30 2>&1 || true
+  fi
+  dc down --volumes --remove-orphans --timeout 5 > /dev/null 2>&1 || true
+  rm -rf "$work"
+  exit "$rc"
+}
+compose_trap() { trap compose_cleanup EXIT; }
+
+compose_env() {
+  local src=$1
+  uid=$(id -u)
+  gid=$(id -g)
+  if [ "$uid" -eq 0 ]; then uid=1000; gid=1000; fi
+  export FEDSIM_IMAGE=fedsim-test:latest FEDSIM_UID=$uid FEDSIM_GID=$gid
+  export FEDSIM_DATA=$src/third_party/data FEDSIM_RUNS=$work/runs
+  mkdir -p "$work/runs"
+  chown "$uid:$gid" "$work/runs"
+  chmod 755 "$work"
 }
 
 require_docker() {

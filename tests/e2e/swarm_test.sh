@@ -38,18 +38,11 @@ cleanup() {
   exit "$rc"
 }
 trap cleanup EXIT
-fail() { echo "FAIL: $*"; exit 1; }
 
-uid=$(id -u)
-gid=$(id -g)
-if [ "$uid" -eq 0 ]; then uid=1000; gid=1000; fi
-export FEDSIM_IMAGE=fedsim-test:latest FEDSIM_UID=$uid FEDSIM_GID=$gid
-export FEDSIM_DATA=$src/third_party/data FEDSIM_RUNS=$work/runs
+compose_env "$src"
 export FEDSIM_CONFIGS=$work/configs FEDSIM_RUN_NAME=swarm FEDSIM_WORKERS=3
-mkdir -p "$work/runs" "$work/configs"
+mkdir -p "$work/configs"
 cp "$src/configs/compose_quickstart.yaml" "$work/configs/"
-chown "$uid:$gid" "$work/runs"
-chmod 755 "$work"
 
 build_images "$src" "$bin" || fail "image build"
 (cd "$src" && "$bin/fedsim" run configs/compose_quickstart.yaml --out "$work/embedded" --quiet > /dev/null)
