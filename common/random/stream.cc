@@ -110,51 +110,84 @@ GaussianZigguratTables* BuildGaussianZigguratTables() {
   return t;
 }
 
+// One step of the ziggurat for the first word `bits` of a draw: the
+// strip (bits 0-7), the sign (bit 8, as the result's sign bit: negation
+// without a branch on a coin flip) and the position u in the strip (bits
+// 12-63, 52 bits); bits 9-11 are unused. Sets `x` to |candidate| and
+// returns whether u falls inside the strip's rectangle under f (99.3 %).
+struct ZigguratWord {
+  int idx;
+  std::uint64_t sign;
+  double x;
+  bool inside;
+};
+inline ZigguratWord SplitWord(const GaussianZigguratTables& t,
+                              std::uint64_t bits) {
+  ZigguratWord w;
+  w.idx = static_cast<int>(bits & 0xff);
+  w.sign = (bits & 0x100) << 55;
+  const std::uint64_t u = bits >> 12;
+  // u < 2^52: the signed conversion is exact and one instruction.
+  w.x = static_cast<double>(static_cast<std::int64_t>(u)) * t.w[w.idx];
+  w.inside = u < t.k[w.idx];
+  return w;
+}
+
+// The rest of a draw whose first word missed its strip's rectangle: the
+// tail or the wedge, then (if rejected) new words from `s` until a value
+// is accepted. Out of line and cold, so that the loop of the 99.3 % keeps
+// the generator's state in registers.
+[[gnu::noinline, gnu::cold]] double ZigguratSlowPath(
+    const GaussianZigguratTables& t, std::uint64_t* s, ZigguratWord w) {
+  const auto uniform = [s] {
+    return static_cast<double>(Xoshiro(s[0], s[1], s[2], s[3]) >> 11) *
+           0x1.0p-53;
+  };
+  while (true) {
+    if (w.inside) return WithSign(w.x, w.sign);
+    if (w.idx == 0) {
+      // The tail beyond r (Marsaglia 1964): a = -log(U1) / r,
+      // b = -log(U2) until 2b > a^2, then r + a. 1 - U is in (0, 1].
+      const double inv_r = 1.0 / t.r;
+      double a, b;
+      do {
+        a = -std::log1p(-uniform()) * inv_r;
+        b = -std::log1p(-uniform());
+      } while (!(b + b > a * a));
+      return WithSign(t.r + a, w.sign);
+    }
+    // The wedge of strip idx: accept when a uniform height in
+    // [f(x_idx), f(x_idx-1)) lies under the density.
+    const int i = w.idx;
+    if (t.f[i] + uniform() * (t.f[i - 1] - t.f[i]) < NormalDensity(w.x)) {
+      return WithSign(w.x, w.sign);
+    }
+    w = SplitWord(t, Xoshiro(s[0], s[1], s[2], s[3]));
+  }
+}
+
 // The ziggurat loop of FillGaussian and AddScaledGaussian: calls sink(i, z)
-// for i = 0..n-1 with the i-th standard normal z.
+// for i = 0..n-1 with the i-th standard normal z. Every word comes from the
+// stream in order, whichever path uses it.
 template <typename Sink>
 inline void Ziggurat(std::uint64_t* s, std::size_t n, Sink sink) {
   const GaussianZigguratTables& t = GetGaussianZigguratTables();
-  const double r = t.r;
-  const double inv_r = 1.0 / r;
   std::uint64_t s0 = s[0], s1 = s[1], s2 = s[2], s3 = s[3];
-  const auto uniform = [&] {
-    return static_cast<double>(Xoshiro(s0, s1, s2, s3) >> 11) * 0x1.0p-53;
-  };
   for (std::size_t i = 0; i < n; ++i) {
+    const ZigguratWord w = SplitWord(t, Xoshiro(s0, s1, s2, s3));
     double z;
-    while (true) {
-      // One word: the strip (bits 0-7), the sign (bit 8) and the
-      // position in the strip (bits 12-63, 52 bits); bits 9-11 unused.
-      const std::uint64_t bits = Xoshiro(s0, s1, s2, s3);
-      const auto idx = static_cast<int>(bits & 0xff);
-      // The sign goes straight into the sign bit of the result: negation
-      // without a branch on a coin flip (which mispredicts half the time).
-      const std::uint64_t sign = (bits & 0x100) << 55;
-      const std::uint64_t u = bits >> 12;
-      // u < 2^52: the signed conversion is exact and one instruction.
-      const double x = static_cast<double>(static_cast<std::int64_t>(u)) * t.w[idx];
-      if (u < t.k[idx]) {  // inside the strip's rectangle under f: 99.3 %
-        z = WithSign(x, sign);
-        break;
-      }
-      if (idx == 0) {
-        // The tail beyond r (Marsaglia 1964): a = -log(U1) / r,
-        // b = -log(U2) until 2b > a^2, then r + a. 1 - U is in (0, 1].
-        double a, b;
-        do {
-          a = -std::log1p(-uniform()) * inv_r;
-          b = -std::log1p(-uniform());
-        } while (!(b + b > a * a));
-        z = WithSign(r + a, sign);
-        break;
-      }
-      // The wedge of strip idx: accept when a uniform height in
-      // [f(x_idx), f(x_idx-1)) lies under the density.
-      if (t.f[idx] + uniform() * (t.f[idx - 1] - t.f[idx]) < NormalDensity(x)) {
-        z = WithSign(x, sign);
-        break;
-      }
+    if (w.inside) [[likely]] {
+      z = WithSign(w.x, w.sign);
+    } else {
+      s[0] = s0;
+      s[1] = s1;
+      s[2] = s2;
+      s[3] = s3;
+      z = ZigguratSlowPath(t, s, w);
+      s0 = s[0];
+      s1 = s[1];
+      s2 = s[2];
+      s3 = s[3];
     }
     sink(i, z);
   }
