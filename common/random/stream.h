@@ -63,7 +63,7 @@ class RngStream {
   // 2016 / NumPy): exact rejection sampling, the tail |x| > r = 3.654...
   // by Marsaglia's exact exponential-rejection algorithm, not an
   // approximation. A value takes one 64-bit word (99.3 % of the time) or
-  // a rejection loop of a few more; about 3.5x faster than Gaussian() per
+  // a rejection loop of a few more; about 4x faster than Gaussian() per
   // value (docs/performance.md, benchmark 3).
   // Deterministic: the values depend only on the stream's state, and
   // FillGaussian of n values gives the same values, and leaves the stream in
