@@ -162,6 +162,13 @@ def table(results):
             t.add("3 DP-SGD step, ghost clipping, vs non-private, B=%d" % batch,
                   "samples/s", fmt(ghost), fmt(ours), fmt(r) + "x time", "<= 2x",
                   verdict(r <= 2.0))
+    # The DP noise of one step (d = 7850): the ziggurat sampler against the
+    # polar method it replaced, in the same run.
+    polar = best(tr.get("noise_polar/d:7850", []), "items_per_second")
+    zig = best(tr.get("noise_ziggurat/d:7850", []), "items_per_second")
+    if polar is not None and zig is not None:
+        t.add("3 DP noise, ziggurat vs polar method, d=7850", "normals/s",
+              fmt(zig), fmt(polar), fmt(zig / polar) + "x faster", "(info)", "")
     if tr and not torch:
         skipped = os.path.join(results, "torch.skipped")
         if os.path.exists(skipped):

@@ -17,9 +17,13 @@
 //   dp_sgd_ghost/B the same with local.dp.ghost_clipping: norms and the
 //                  clipped sum from the outer-product factors, no B x d
 //                  matrix of per-example gradients
+//   noise_polar/d  one step's DP noise the old way, x[i] += s * Gaussian()
+//                  for d = 7850 values (Marsaglia's polar method)
+//   noise_ziggurat/d  the same with AddGaussianNoise, the DP noise since
+//                  the ziggurat sampler (RngStream::AddScaledGaussian)
 //
 // Throughput is reported as items_per_second = examples per second
-// (expected examples for dp_sgd).
+// (expected examples for dp_sgd; normal values for noise_*).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -32,6 +36,7 @@
 #include "bench/bench_main.h"
 #include "client/trainer/dp_trainer.h"
 #include "client/trainer/local_trainer.h"
+#include "common/dp/mechanisms.h"
 #include "common/data/dataset.h"
 #include "common/data/loaders.h"
 #include "common/objectives/objective.h"
@@ -195,6 +200,27 @@ void DpSgdWith(benchmark::State& state, bool ghost) {
   state.SetItemsProcessed(state.iterations() * NumRows());
 }
 
+// One step's noise on d values, from a fresh kDpNoise stream per iteration
+// (as RunLocalDpSgd's per task); `ziggurat` picks the sampler.
+void NoiseWith(benchmark::State& state, bool ziggurat) {
+  const auto d = static_cast<Eigen::Index>(state.range(0));
+  Eigen::VectorXd x = Eigen::VectorXd::Zero(d);
+  Round round = 0;
+  for (auto _ : state) {
+    RngStream rng(1, RngPurpose::kDpNoise, 0, round++);
+    if (ziggurat) {
+      AddGaussianNoise(0.1, rng, x);
+    } else {
+      for (Eigen::Index i = 0; i < d; ++i) x[i] += 0.1 * rng.Gaussian();
+    }
+    benchmark::DoNotOptimize(x.data());
+  }
+  state.SetItemsProcessed(state.iterations() * d);
+}
+
+void NoisePolar(benchmark::State& state) { NoiseWith(state, false); }
+void NoiseZiggurat(benchmark::State& state) { NoiseWith(state, true); }
+
 void DpSgd(benchmark::State& state) { DpSgdWith(state, false); }
 void DpSgdGhost(benchmark::State& state) { DpSgdWith(state, true); }
 
@@ -208,6 +234,10 @@ void RegisterBenchmarks() {
                   benchmark::RegisterBenchmark("dp_sgd_ghost", DpSgdGhost)}) {
     b->ArgName("batch")->Arg(10)->Arg(32)->Arg(128)->Unit(
         benchmark::kMillisecond);
+  }
+  for (auto* b : {benchmark::RegisterBenchmark("noise_polar", NoisePolar),
+                  benchmark::RegisterBenchmark("noise_ziggurat", NoiseZiggurat)}) {
+    b->ArgName("d")->Arg(7850)->Unit(benchmark::kMicrosecond);
   }
 }
 

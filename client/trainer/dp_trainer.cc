@@ -80,7 +80,7 @@ absl::StatusOr<LocalTrainingOutput> RunLocalDpSgd(
     PoissonSample(rows, q, sampling, sampled);
     const auto b = static_cast<std::int64_t>(sampled.size());
     v.setZero();
-    residual.setZero();
+    if (dice) residual.setZero();  // only DiceSGD feeds it back
     if (b > 0) {
       GatherBatch(train, sampled, batch);
       double loss;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <span>
 
 #include "common/base/check.h"
 
@@ -81,7 +82,9 @@ void ClipRows(RowMajorMatrixD& gradients, double clip) {
 void AddGaussianNoise(double std, RngStream& rng, Eigen::Ref<Eigen::VectorXd> x) {
   FEDSIM_CHECK(std >= 0.0);
   if (std == 0.0) return;
-  for (Eigen::Index i = 0; i < x.size(); ++i) x[i] += std * rng.Gaussian();
+  // A Ref<VectorXd> is contiguous (inner stride 1).
+  rng.AddScaledGaussian(
+      std, std::span<double>(x.data(), static_cast<std::size_t>(x.size())));
 }
 
 }  // namespace fedsim

@@ -78,8 +78,10 @@ void ClipFactorsFromSquaredNorms(const Eigen::VectorXd& squared_norms, double cl
 // Scales every row of `gradients` to norm at most C in place (f_i g_i).
 void ClipRows(RowMajorMatrixD& gradients, double clip);
 
-// Adds std * N(0, 1) to every element of `x`, in index order. std = 0 adds
-// nothing and draws nothing.
+// Adds std * N(0, 1) to every element of `x`, in index order: bit for bit
+// x[i] + std * z_i with z the values rng.FillGaussian would give (the
+// ziggurat sampler, not RngStream::Gaussian's polar method; docs/dp.md).
+// std = 0 adds nothing and draws nothing.
 void AddGaussianNoise(double std, RngStream& rng, Eigen::Ref<Eigen::VectorXd> x);
 
 }  // namespace fedsim

@@ -336,6 +336,21 @@ TEST(DpMechanismsTest, GaussianNoiseHasTheRightMeanAndVariance) {
   // The check has teeth: a 6% error in sigma (either way) fails it.
   EXPECT_FALSE(LooksLikeNoise(draws, sigma * 1.06));
   EXPECT_FALSE(LooksLikeNoise(draws, sigma / 1.06));
+  // The noise is the stream's ziggurat sampler: x[i] + sigma * z_i with z
+  // from FillGaussian, bit for bit (not Gaussian()'s polar method).
+  {
+    RngStream fill(5, RngPurpose::kDpNoise, 0, 0), polar(5, RngPurpose::kDpNoise, 0, 0);
+    Eigen::VectorXd y = Eigen::VectorXd::LinSpaced(100, -1.0, 1.0);
+    Eigen::VectorXd expected = y;
+    std::vector<double> z(100);
+    fill.FillGaussian(z);
+    for (int i = 0; i < 100; ++i) expected[i] += sigma * z[i];
+    RngStream noise(5, RngPurpose::kDpNoise, 0, 0);
+    AddGaussianNoise(sigma, noise, y);
+    EXPECT_EQ(y, expected);
+    EXPECT_EQ(noise.NextU64(), fill.NextU64());
+    EXPECT_NE(z[0], polar.Gaussian());
+  }
   // Zero std adds nothing and draws nothing.
   RngStream a(5, RngPurpose::kDpNoise, 0, 0), b(5, RngPurpose::kDpNoise, 0, 0);
   Eigen::VectorXd y = Eigen::VectorXd::Ones(3);
