@@ -46,8 +46,21 @@ void PoissonSample(std::span<const std::int64_t> rows, double q, RngStream& rng,
     out.assign(rows.begin(), rows.end());
     return;
   }
-  for (std::int64_t row : rows) {
-    if (rng.Uniform01() < q) out.push_back(row);
+  // Skip ahead by geometric gaps instead of one coin per row: the gap G
+  // before the next kept row has P(G >= k) = (1 - q)^k, and
+  // G = floor(log(1 - U) / log(1 - q)) has exactly that law (P(G >= k) =
+  // P(1 - U <= (1 - q)^k)). About q n + 1 draws instead of n: the lots are
+  // Poisson samples as before, but a seed keeps other rows than with one
+  // coin per row (docs/dp.md).
+  const double log_keep = std::log1p(-q);  // < 0
+  const auto n = static_cast<std::int64_t>(rows.size());
+  std::int64_t next = 0;  // the first row the next gap counts from
+  while (true) {
+    const double gap = std::floor(std::log1p(-rng.Uniform01()) / log_keep);
+    if (!(gap < static_cast<double>(n - next))) break;
+    next += static_cast<std::int64_t>(gap);
+    out.push_back(rows[static_cast<std::size_t>(next)]);
+    ++next;
   }
 }
 

@@ -60,8 +60,9 @@ std::int64_t DpLocalSteps(int epochs, std::int64_t batch_size,
 double SummedNoiseStd(const DpSpec& spec);
 
 // Poisson sampling: every element of `rows` is kept independently with
-// probability q, in the given order. q >= 1 keeps every row and draws
-// nothing from `rng`. REQUIRES: q > 0.
+// probability q, in the given order, drawing the geometric gaps between
+// kept rows (about q |rows| + 1 uniforms, not one per row). q >= 1 keeps
+// every row and draws nothing from `rng`. REQUIRES: q > 0.
 void PoissonSample(std::span<const std::int64_t> rows, double q, RngStream& rng,
                    std::vector<std::int64_t>& out);
 

@@ -379,6 +379,37 @@ TEST(DpMechanismsTest, PoissonSamplingRateAndOrder) {
   EXPECT_EQ(a.NextU64(), b.NextU64());
 }
 
+// The geometric skip-ahead keeps every position independently with
+// probability q: per-position frequencies, the lot size's mean and
+// variance, and the correlation of neighbours.
+TEST(DpMechanismsTest, PoissonSamplingKeepsEveryPositionWithProbabilityQ) {
+  const int n = 40, trials = 40000;
+  const double q = 0.15;
+  std::vector<std::int64_t> rows(n);
+  std::iota(rows.begin(), rows.end(), 100);
+  RngStream rng(11, RngPurpose::kDpSampling, 3, 0);
+  std::vector<double> kept(n, 0.0);
+  double both_first_two = 0.0, size_sum = 0.0, size_sq = 0.0;
+  std::vector<std::int64_t> out;
+  for (int t = 0; t < trials; ++t) {
+    PoissonSample(rows, q, rng, out);
+    ASSERT_TRUE(std::is_sorted(out.begin(), out.end()));
+    for (std::int64_t r : out) kept[r - 100] += 1.0;
+    const bool first = !out.empty() && out[0] == 100;
+    const bool second = std::find(out.begin(), out.end(), 101) != out.end();
+    both_first_two += first && second ? 1.0 : 0.0;
+    size_sum += static_cast<double>(out.size());
+    size_sq += static_cast<double>(out.size() * out.size());
+  }
+  const double sd = std::sqrt(q * (1 - q) / trials);
+  for (int i = 0; i < n; ++i) EXPECT_NEAR(kept[i] / trials, q, 5 * sd) << "position " << i;
+  const double mean = size_sum / trials;
+  EXPECT_NEAR(mean, n * q, 5 * std::sqrt(n * q * (1 - q) / trials));
+  EXPECT_NEAR(size_sq / trials - mean * mean, n * q * (1 - q), 0.05 * n * q * (1 - q));
+  // Independence of neighbours: P(both) = q^2.
+  EXPECT_NEAR(both_first_two / trials, q * q, 5 * std::sqrt(q * q * (1 - q * q) / trials));
+}
+
 TEST(DpMechanismsTest, LotSizeRateStepsAndNoiseStd) {
   EXPECT_EQ(ExpectedLotSize(32, 600), 32.0);
   EXPECT_EQ(ExpectedLotSize(0, 600), 600.0);
