@@ -70,6 +70,15 @@ class Objective {
   virtual std::int64_t NumCorrect(const FlatVector& params,
                                   const Batch& batch) const = 0;
 
+  // Evaluate(params, batch, nullptr) and NumCorrect(params, batch) at once,
+  // bit for bit the same values; a classifier computes its forward pass
+  // once instead of twice (the evaluation of a round's global model).
+  virtual double EvaluateWithCorrect(const FlatVector& params, const Batch& batch,
+                                     std::int64_t& num_correct) const {
+    num_correct = NumCorrect(params, batch);
+    return Evaluate(params, batch, nullptr);
+  }
+
   // Writes the initial parameters. Linear models start at zero; the MLP uses
   // a scaled Gaussian (He) initialisation drawn from `rng`.
   virtual void Initialize(FlatVector& params, RngStream& rng) const = 0;

@@ -413,6 +413,15 @@ class Softmax final : public ObjectiveBase {
     return CountArgMaxHits(Logits(params, batch), batch.y);
   }
 
+  double EvaluateWithCorrect(const FlatVector& params, const Batch& batch,
+                             std::int64_t& num_correct) const override {
+    CheckInputs(params, batch);
+    RowMajorMatrixD g = Logits(params, batch);
+    num_correct = CountArgMaxHits(g, batch.y);  // before g is overwritten
+    const double inv_b = 1.0 / static_cast<double>(batch.size());
+    return AddL2(params, SoftmaxCrossEntropyInPlace(batch.y, g) * inv_b, nullptr);
+  }
+
   void Initialize(FlatVector& params, RngStream&) const override {
     params.setZero(NumParameters());
   }

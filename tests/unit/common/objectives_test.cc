@@ -244,6 +244,22 @@ TEST_P(ObjectiveCaseTest, OuterProductFactorsMatchPerExampleRows) {
             1e-13 * std::max(1.0, expected.cwiseAbs().maxCoeff()));
 }
 
+// The evaluator's one-pass loss and accuracy are Evaluate's and
+// NumCorrect's values bit for bit.
+TEST_P(ObjectiveCaseTest, EvaluateWithCorrectIsEvaluateAndNumCorrect) {
+  const ObjectiveSpec& spec = GetParam().spec;
+  const auto objective = MakeOrDie(spec);
+  ASSERT_NE(objective, nullptr);
+  RngStream rng(31, RngPurpose::kTest, -1, 0);
+  const Batch batch = RandomBatch(spec, 64, rng);
+  const FlatVector params =
+      RandomParams(objective->NumParameters(), GetParam().param_scale, rng);
+  std::int64_t correct = -1;
+  const double loss = objective->EvaluateWithCorrect(params, batch, correct);
+  EXPECT_EQ(loss, objective->Evaluate(params, batch, nullptr));
+  EXPECT_EQ(correct, objective->NumCorrect(params, batch));
+}
+
 TEST_P(ObjectiveCaseTest, L2TermIsAddedOnce) {
   const ObjectiveSpec& spec = GetParam().spec;
   ObjectiveSpec unregularised_spec = spec;
