@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/base/status_macros.h"
+#include "common/config/config.h"
 #include "runtime/launch_auth.h"
 #include "common/base/stop_signal.h"
 #include "server/coordinator/coordinator.h"
@@ -39,8 +40,11 @@ CoordinatorOptions OptionsFromConfig(const v1::ExperimentConfig& config) {
   o.start_timeout = absl::Seconds(d.start_timeout_s());
   o.long_poll = absl::Seconds(d.long_poll_s());
   // Client state lives in the coordinator and travels with the tasks:
-  // any worker can serve any client, so nothing is pinned.
-  o.pin_clients = false;
+  // any worker can serve any client, so nothing is pinned, except on the
+  // wall clock, where a client's speed is its worker's (worker_slowdown).
+  o.pin_clients = IsAsyncAlgorithm(config.algorithm().name()) &&
+                  config.async().clock() == v1::AsyncConfig::CLOCK_WALL;
+  o.worker_slowdown.assign(d.worker_slowdown().begin(), d.worker_slowdown().end());
   o.heartbeat_interval = absl::Seconds(d.heartbeat_interval_s());
   o.heartbeat_patience = d.heartbeat_patience();
   o.max_workers = d.max_workers();

@@ -67,6 +67,11 @@ absl::StatusOr<RunSummary> RunEmbeddedAsync(CoordinatorRun& run,
 absl::StatusOr<RunSummary> RunEmbedded(CoordinatorRun& run,
                                        const ProgressFn& progress) {
   if (run.async_engine != nullptr) return RunEmbeddedAsync(run, progress);
+  if (run.wall_engine != nullptr) {
+    return absl::FailedPreconditionError(
+        "async.clock = wall runs on worker processes (fedsim launch or fedsim-server), "
+        "not embedded");
+  }
   const absl::Time start = absl::Now();
   const v1::ExperimentConfig& config = run.config;
   const Experiment& exp = *run.experiment;

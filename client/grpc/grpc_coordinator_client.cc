@@ -1,6 +1,7 @@
 #include "client/grpc/grpc_coordinator_client.h"
 
 #include <algorithm>
+#include <cmath>
 #include <mutex>
 #include <set>
 
@@ -100,6 +101,10 @@ class GrpcCoordinatorClient : public CoordinatorClient {
     reply.worker = WorkerId(static_cast<std::int64_t>(response.worker_id()));
     reply.run_id = response.run_id();
     reply.config = response.config();
+    // 0: a coordinator from before the field; anything below 1 is full speed.
+    reply.slowdown = response.slowdown() >= 1.0 && std::isfinite(response.slowdown())
+                         ? response.slowdown()
+                         : 1.0;
     return reply;
   }
 

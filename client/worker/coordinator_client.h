@@ -22,6 +22,8 @@ struct JoinReply {
   WorkerId worker;
   std::uint64_t run_id = 0;
   v1::ExperimentConfig config;
+  // distributed.worker_slowdown's factor for this worker (>= 1).
+  double slowdown = 1.0;
 };
 
 struct PullResult {

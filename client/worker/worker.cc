@@ -1,5 +1,6 @@
 #include "client/worker/worker.h"
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
@@ -75,6 +76,7 @@ class WorkerLoop {
       if (reply.ok()) {
         std::lock_guard<std::mutex> lock(mu_);
         worker_ = reply->worker;
+        slowdown_ = reply->slowdown;
         if (experiment_ == nullptr) {
           config_ = reply->config;
           absl::StatusOr<Experiment> exp =
@@ -85,7 +87,9 @@ class WorkerLoop {
           stateful_ = ClientsKeepState(config_);
           layout_ = ClientStateLayoutOf(config_, dim_);
         }
-        Log(options_.name, absl::StrCat("joined as worker ", worker_.value));
+        Log(options_.name,
+            absl::StrCat("joined as worker ", worker_.value,
+                         slowdown_ > 1.0 ? absl::StrCat(" (slowdown ", slowdown_, ")") : ""));
         return absl::OkStatus();
       }
       if (!Retryable(reply.status()) || absl::Now() >= give_up) {
@@ -188,8 +192,10 @@ class WorkerLoop {
         }
         state = *task.client_state;
       }
+      const absl::Time started = absl::Now();
       absl::StatusOr<ClientResult> result = RunTask(
           *experiment_, config_.seed(), task, state.has_value() ? &*state : nullptr);
+      SlowDown(absl::Now() - started);
       if (!result.ok()) {
         // The coordinator times the task out at the round deadline.
         Log(options_.name, absl::StrCat("task ", task.id.value, " (client ",
@@ -202,6 +208,23 @@ class WorkerLoop {
       FEDSIM_RETURN_IF_ERROR(PushWithRetry(*result));
     }
     return absl::OkStatus();
+  }
+
+  // distributed.worker_slowdown: a worker of factor f takes f times as long
+  // per task, sleeping (f - 1) x the training time (cut short by a stop).
+  void SlowDown(absl::Duration training) {
+    double factor = 1.0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      factor = slowdown_;
+    }
+    if (factor <= 1.0) return;
+    const absl::Time until = absl::Now() + training * (factor - 1.0);
+    while (!Stopping()) {
+      const absl::Duration left = until - absl::Now();
+      if (left <= absl::ZeroDuration()) break;
+      absl::SleepFor(std::min(left, absl::Milliseconds(100)));
+    }
   }
 
   absl::Status PushWithRetry(const ClientResult& result) {
@@ -253,6 +276,7 @@ class WorkerLoop {
   CoordinatorClient& client_;
   std::mutex mu_;
   WorkerId worker_ ABSL_GUARDED_BY(mu_);
+  double slowdown_ ABSL_GUARDED_BY(mu_) = 1.0;
   // Set once by the first successful join, read-only afterwards.
   v1::ExperimentConfig config_;
   std::unique_ptr<Experiment> experiment_;

@@ -924,6 +924,30 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
       .Gt("async.network_delay.sigma", net.sigma(), 0.0)
       .Ge("async.eval_interval", async.eval_interval(), 0.0)
       .Ge("async.max_staleness", async.max_staleness(), int64_t{0});
+  // On the wall clock task times are real: the virtual clock's time models
+  // do not apply (docs/async.md, "The wall clock").
+  if (async.clock() == v1::AsyncConfig::CLOCK_WALL) {
+    std::string modelled;
+    if (async.compute_time() != v1::AsyncConfig::COMPUTE_TIME_FX) {
+      modelled = absl::StrCat("async.compute_time = ",
+                              v1::AsyncConfig::ComputeTime_Name(async.compute_time()));
+    } else if (async.fx_percent() != 0.0) {
+      modelled = absl::StrCat("async.fx_percent = ", async.fx_percent());
+    } else if (net.kind() != v1::TimeDistribution::KIND_NONE) {
+      modelled = absl::StrCat("async.network_delay.kind = ",
+                              v1::TimeDistribution::Kind_Name(net.kind()));
+    }
+    check.Require(modelled.empty(),
+                  absl::StrCat(modelled, " with async.clock = wall; the wall clock "
+                               "measures real task times (set worker speeds with "
+                               "distributed.worker_slowdown)"));
+  }
+  for (int i = 0; i < c.distributed().worker_slowdown_size(); ++i) {
+    check.Ge(absl::StrCat("distributed.worker_slowdown[", i, "]"),
+             c.distributed().worker_slowdown(i), 1.0)
+        .Le(absl::StrCat("distributed.worker_slowdown[", i, "]"),
+            c.distributed().worker_slowdown(i), 1000.0);
+  }
   // Window, horizon and eval interval must be whole ticks >= 1.
   const double tpu = static_cast<double>(async.ticks_per_unit());
   check.Require(!async_algorithm ||

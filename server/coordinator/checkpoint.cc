@@ -138,6 +138,8 @@ absl::StatusOr<std::string> WriteCheckpoint(const std::string& run_dir,
       record->set_model(EncodeRaw(model));
     }
     c.set_async_stale_dropped(data.async_stale_dropped);
+    c.set_wall(data.wall);
+    c.set_wall_tick(data.wall_tick);
   }
 
   v1::CheckpointFile file;
@@ -249,6 +251,8 @@ absl::StatusOr<CheckpointData> ReadCheckpoint(const std::string& path) {
         DecodeRaw(record.model(), absl::StrCat("model version ", record.version())));
   }
   data.async_stale_dropped = c.async_stale_dropped();
+  data.wall = c.wall();
+  data.wall_tick = c.wall_tick();
   return data;
 }
 

@@ -42,6 +42,10 @@ struct CheckpointData {
   bool async = false;
   std::map<std::int64_t, FlatVector> async_versions;
   std::int64_t async_stale_dropped = 0;
+  // A wall-clock run (no async_versions: a resumed one restarts every
+  // client from `engine.model`) and the run time of its step in ticks.
+  bool wall = false;
+  std::int64_t wall_tick = 0;
 };
 
 // The checkpoint directory of a run directory.

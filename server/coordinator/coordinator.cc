@@ -19,6 +19,7 @@ absl::Status StoppedError(std::int64_t round) {
 // asynchronous steps on the virtual clock (AsyncEngine, whose steps are
 // handed out as rounds are: docs/async.md).
 bool EngineDone(const CoordinatorRun& run) {
+  if (run.wall_engine != nullptr) return run.wall_engine->done();
   return run.async_engine != nullptr ? run.async_engine->done() : run.engine->done();
 }
 std::int64_t EngineRound(const CoordinatorRun& run) { return CompletedRounds(run); }
@@ -26,19 +27,23 @@ std::vector<Task> EngineBegin(CoordinatorRun& run) {
   return run.async_engine != nullptr ? run.async_engine->BeginStep()
                                      : run.engine->BeginRound();
 }
-absl::Status EngineSubmit(CoordinatorRun& run, ClientResult result) {
+absl::Status EngineSubmit(CoordinatorRun& run, ClientResult result, Tick now) {
+  if (run.wall_engine != nullptr) return run.wall_engine->SubmitResult(std::move(result), now);
   return run.async_engine != nullptr
              ? run.async_engine->SubmitResult(std::move(result))
              : run.engine->SubmitResult(std::move(result));
 }
-void EngineDrop(CoordinatorRun& run, TaskId task, const std::string& reason) {
-  if (run.async_engine != nullptr) {
+void EngineDrop(CoordinatorRun& run, TaskId task, const std::string& reason, Tick now) {
+  if (run.wall_engine != nullptr) {
+    run.wall_engine->DropTask(task, reason, now);
+  } else if (run.async_engine != nullptr) {
     run.async_engine->DropTask(task, reason);
   } else {
     run.engine->DropTask(task, reason);
   }
 }
 bool EngineTaskOpen(const CoordinatorRun& run, TaskId task) {
+  if (run.wall_engine != nullptr) return run.wall_engine->TaskOpen(task);
   return run.async_engine != nullptr ? run.async_engine->TaskOpen(task)
                                      : run.engine->TaskOpen(task);
 }
@@ -73,6 +78,41 @@ int Coordinator::num_workers() const {
   return static_cast<int>(workers_.size());
 }
 
+double Coordinator::WorkerSlowdown(WorkerId worker) const {
+  std::unique_lock<std::mutex> lock(mu_);
+  const auto it = workers_.find(worker.value);
+  return it == workers_.end() ? 1.0 : it->second.slowdown;
+}
+
+Tick Coordinator::WallTicksLocked() const {
+  if (run_->wall_engine == nullptr || !wall_start_.has_value()) return -1;
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - *wall_start_).count();
+  return static_cast<Tick>(
+      std::floor(seconds * static_cast<double>(run_->config.async().ticks_per_unit())));
+}
+
+void Coordinator::SyncWallTasksLocked() {
+  const WallEngine& engine = *run_->wall_engine;
+  std::vector<Task> tasks = run_->wall_engine->TakeNewTasks();
+  // Forget what is no longer open: answered, dropped or superseded tasks.
+  for (auto it = assigned_.begin(); it != assigned_.end();) {
+    it = engine.TaskOpen(TaskId(it->first)) ? std::next(it) : assigned_.erase(it);
+  }
+  for (auto it = issued_.begin(); it != issued_.end();) {
+    it = engine.TaskOpen(TaskId(it->first)) ? std::next(it) : issued_.erase(it);
+  }
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    it = engine.TaskOpen(it->id) ? std::next(it) : pending_.erase(it);
+  }
+  for (Task& t : tasks) {
+    if (!engine.TaskOpen(t.id)) continue;  // already superseded
+    issued_[t.id.value] = t;
+    last_issued_task_ = std::max(last_issued_task_, t.id.value);
+    pending_.push_back(std::move(t));
+  }
+}
+
 void Coordinator::RunCompletions(std::vector<Completion>& completions) {
   for (auto& [done, reply] : completions) std::move(done)(std::move(reply));
   completions.clear();
@@ -105,10 +145,12 @@ absl::StatusOr<WorkerId> Coordinator::Join(const std::string& name,
           options_.max_workers));
     }
     std::size_t requeued = 0;
+    double previous_slowdown = 1.0;
     if (previous != 0) {
       // The same worker again (a restarted process): its earlier
       // registration ends, and the tasks it held go back to the queue, to
       // be handed out once more (to it or another worker) and counted once.
+      previous_slowdown = workers_.at(previous).slowdown;
       workers_.erase(previous);
       for (auto p = parked_.begin(); p != parked_.end();) {
         if (p->worker.value == previous) {
@@ -123,8 +165,19 @@ absl::StatusOr<WorkerId> Coordinator::Join(const std::string& name,
       }
       requeued = ReleaseTasksLocked(previous, /*drop_if_alone=*/false, "").first;
     }
+    double slowdown = 1.0;
+    if (previous != 0) {
+      slowdown = previous_slowdown;
+    } else {
+      if (!options_.worker_slowdown.empty()) {
+        slowdown = options_.worker_slowdown[static_cast<std::size_t>(
+            joins_ % static_cast<std::int64_t>(options_.worker_slowdown.size()))];
+      }
+      ++joins_;
+    }
     const std::int64_t id = next_worker_id_++;
     workers_[id] = WorkerInfo{name, key, absl::Now()};
+    workers_[id].slowdown = slowdown;
     joined = WorkerId(id);
     nlohmann::json event = {{"event", previous != 0 ? "worker_rejoined" : "worker_joined"},
                             {"worker", id},
@@ -132,6 +185,7 @@ absl::StatusOr<WorkerId> Coordinator::Join(const std::string& name,
                             {"workers", workers_.size()}};
     // Under mTLS the certificate names the worker in the logs; the name it
     // asked for only tells apart workers that share a certificate.
+    if (!options_.worker_slowdown.empty()) event["slowdown"] = slowdown;
     if (previous != 0) {
       event["previous_worker"] = previous;
       event["requeued_tasks"] = requeued;
@@ -299,7 +353,7 @@ absl::StatusOr<bool> Coordinator::PushResult(WorkerId worker,
     FailRejectedTaskLocked(worker.value, task_id, bad);
     return bad;
   }
-  absl::Status s = EngineSubmit(*run_, std::move(result));
+  absl::Status s = EngineSubmit(*run_, std::move(result), WallTicksLocked());
   if (absl::IsAlreadyExists(s)) {
     (void)run_->log->LimitedEvent(absl::StrCat("duplicate_dropped worker ", worker.value),
                                   {{"event", "duplicate_dropped"},
@@ -392,9 +446,9 @@ void Coordinator::FailRejectedTaskLocked(std::int64_t worker, std::int64_t task,
   auto a = assigned_.find(task);
   if (a == assigned_.end() || a->second != worker) return;
   EngineDrop(*run_, TaskId(task),
-                         absl::StrCat("result rejected (",
-                                      absl::StatusCodeToString(status.code()),
-                                      "): ", std::string(status.message())));
+             absl::StrCat("result rejected (", absl::StatusCodeToString(status.code()),
+                          "): ", std::string(status.message())),
+             WallTicksLocked());
   cv_.notify_all();  // the quorum may have become unreachable
 }
 
@@ -435,11 +489,13 @@ std::pair<std::size_t, std::size_t> Coordinator::ReleaseTasksLocked(
                               {"clients", orphans}});
     }
   }
-  if (drop_if_alone && workers_.empty()) {
+  // On the wall clock tasks wait for a worker to come back instead: the
+  // clients' work is the run.
+  if (drop_if_alone && workers_.empty() && run_->wall_engine == nullptr) {
     // No one to re-issue to: the tasks fail now (the quorum check may end
     // the round at once) rather than at the round deadline.
     if (accepting_) {
-      for (const Task& t : requeue) EngineDrop(*run_, t.id, reason);
+      for (const Task& t : requeue) EngineDrop(*run_, t.id, reason, WallTicksLocked());
     }
     return {0, requeue.size()};
   }
@@ -648,6 +704,7 @@ absl::StatusOr<RunSummary> Coordinator::Run() {
       AssignLocked(clients);
     }
   }
+  if (run_->wall_engine != nullptr) return RunWall(start);
   RunSummary summary;
   summary.out_dir = run_->log->dir();
   summary.best_accuracy = run_->resumed_best_accuracy;
@@ -746,6 +803,99 @@ absl::StatusOr<RunSummary> Coordinator::Run() {
   }
   RunCompletions(completions);
   summary.rounds = EngineRound(*run_);
+  summary.wall_time_s = elapsed();
+  FEDSIM_RETURN_IF_ERROR(CompleteRun(*run_, summary.wall_time_s));
+  return summary;
+}
+
+absl::StatusOr<RunSummary> Coordinator::RunWall(absl::Time start) {
+  WallEngine& engine = *run_->wall_engine;
+  RunSummary summary;
+  summary.out_dir = run_->log->dir();
+  summary.best_accuracy = run_->resumed_best_accuracy;
+  const auto elapsed = [&] {
+    return run_->resumed_wall_time_s + absl::ToDoubleSeconds(absl::Now() - start);
+  };
+  const double tpu = static_cast<double>(run_->config.async().ticks_per_unit());
+  // A task open this long is given up on (a stalled client), as a round's
+  // task at the round deadline.
+  const auto task_limit = static_cast<Tick>(
+      std::floor(absl::ToDoubleSeconds(options_.round_deadline) * tpu));
+  std::vector<Completion> completions;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    wall_start_ = std::chrono::steady_clock::now();
+    accepting_ = true;
+    issued_.clear();
+    assigned_.clear();
+    pending_.clear();
+    SyncWallTasksLocked();
+    DispatchLocked(completions);
+  }
+  RunCompletions(completions);
+  while (true) {
+    std::vector<WallStepReport> steps;
+    bool done = false;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (shutdown_) return absl::CancelledError("coordinator shut down");
+      if (stop_requested_) {
+        accepting_ = false;
+        pending_.clear();
+        assigned_.clear();
+        lock.unlock();
+        RunCompletions(completions);
+        return StoppedError(engine.version());
+      }
+      const Tick now = WallTicksLocked();
+      engine.AdvanceTo(now);
+      engine.DropOverdue(now, task_limit);
+      const absl::Time wall_now = absl::Now();
+      ExpireLocked(wall_now, completions);
+      DetectDeadWorkersLocked(wall_now, completions);
+      SyncWallTasksLocked();
+      DispatchLocked(completions);
+      steps = engine.TakeSteps();
+      done = engine.done();
+      if (steps.empty() && !done && completions.empty()) {
+        // Sleep until woken (a push, a join), the next window's end or the
+        // next tick, whichever comes first.
+        auto wait = absl::ToChronoMicroseconds(options_.tick);
+        if (const std::optional<Tick> deadline = engine.NextDeadline(); deadline.has_value()) {
+          const auto until = std::chrono::microseconds(static_cast<std::int64_t>(
+              std::ceil(static_cast<double>(*deadline - now) * 1e6 / tpu)));
+          wait = std::max(std::chrono::microseconds(0), std::min(wait, until));
+        }
+        cv_.wait_for(lock, wait);
+        continue;
+      }
+    }
+    RunCompletions(completions);
+    // Evaluation and logging without the lock: handlers go on taking
+    // results (and steps) meanwhile.
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+      FEDSIM_ASSIGN_OR_RETURN(MetricsRow row, engine.FinishStepReport(steps[i], elapsed()));
+      summary.Record(row);
+      FEDSIM_RETURN_IF_ERROR(MaybeCheckpointWallStep(
+          *run_, steps[i], done && i + 1 == steps.size(), summary, row.wall_time_s));
+      if (progress_) progress_(row, ProgressTotal(*run_, row));
+    }
+    if (done) break;
+  }
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    finished_ = true;
+    accepting_ = false;
+    pending_.clear();
+    for (Parked& p : parked_) {
+      PullReply reply;
+      reply.run_finished = true;
+      completions.emplace_back(std::move(p.done), reply);
+    }
+    parked_.clear();
+  }
+  RunCompletions(completions);
+  summary.rounds = engine.version();
   summary.wall_time_s = elapsed();
   FEDSIM_RETURN_IF_ERROR(CompleteRun(*run_, summary.wall_time_s));
   return summary;

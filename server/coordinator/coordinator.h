@@ -30,6 +30,7 @@
 #ifndef FEDSIM_SERVER_COORDINATOR_COORDINATOR_H_
 #define FEDSIM_SERVER_COORDINATOR_COORDINATOR_H_
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <condition_variable>
@@ -78,6 +79,10 @@ struct CoordinatorOptions {
   // Most workers registered at once (distributed.max_workers); a Join past
   // it fails with kResourceExhausted.
   int max_workers = 1000;
+  // distributed.worker_slowdown: the i-th worker to join (0-based, counting
+  // distinct workers; a rejoin keeps its factor) gets factor
+  // worker_slowdown[i mod size] (empty: 1), sent in its JoinResponse.
+  std::vector<double> worker_slowdown;
 };
 
 struct PullReply {
@@ -169,8 +174,11 @@ class Coordinator {
   int WaitForWorkersToLeave(absl::Duration timeout);
 
   int num_workers() const;
+  // The slowdown factor of a registered worker (1 if unknown).
+  double WorkerSlowdown(WorkerId worker) const;
   // Length of the model's parameter vector (what every update must have).
   std::int64_t num_parameters() const {
+    if (run_->wall_engine != nullptr) return run_->wall_engine->model().size();
     return run_->async_engine != nullptr ? run_->async_engine->model().size()
                                          : run_->engine->model().size();
   }
@@ -187,6 +195,7 @@ class Coordinator {
     std::string key;  // the identity a rejoin is recognised by
     absl::Time last_seen;
     bool polled = false;  // has asked for a task at least once
+    double slowdown = 1.0;
   };
   using Completion = std::pair<PullCallback, absl::StatusOr<PullReply>>;
 
@@ -197,6 +206,16 @@ class Coordinator {
   void ExpireLocked(absl::Time now, std::vector<Completion>& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static void RunCompletions(std::vector<Completion>& completions);
+  // Run() on the wall clock (run_->wall_engine): steps happen as results
+  // arrive and windows end; this thread queues the tasks they issue,
+  // evaluates and logs the steps, and checkpoints.
+  absl::StatusOr<RunSummary> RunWall(absl::Time start);
+  // Ticks of real time since the wall-clock run started; -1 before (and on
+  // the virtual clock).
+  Tick WallTicksLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves the wall engine's new tasks to the queue (replacing a queued task
+  // of the same client) and forgets tasks that are no longer open.
+  void SyncWallTasksLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // May `worker` run a task for `client`?
   bool EligibleLocked(std::int64_t worker, ClientId client) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -260,6 +279,10 @@ class Coordinator {
   // The state after the last completed round when its checkpoint was not
   // written (checkpoint.every > 1 or 0), for CheckpointLastCompletedRound.
   std::unique_ptr<CheckpointData> unsaved_;
+  // Distinct workers that joined (worker_slowdown's index).
+  std::int64_t joins_ ABSL_GUARDED_BY(mu_) = 0;
+  // When the wall-clock run started (time 0 of its ticks).
+  std::optional<std::chrono::steady_clock::time_point> wall_start_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace fedsim

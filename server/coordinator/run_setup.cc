@@ -524,6 +524,100 @@ absl::Status PrepareAsync(const v1::ExperimentConfig& config, CoordinatorRun& ru
   return absl::OkStatus();
 }
 
+// The wall clock's counterpart of PrepareAsync (docs/async.md, "The wall
+// clock"): no time model (times are real), weights estimated online.
+absl::Status PrepareWall(const v1::ExperimentConfig& config, CoordinatorRun& run,
+                         RoundEngineInputs inputs, FlatVector initial,
+                         const LoadedCheckpoint* resume, nlohmann::json& start_event) {
+  const Experiment& e = *run.experiment;
+  const std::int64_t n = e.num_clients();
+  const v1::AsyncConfig& a = config.async();
+  const std::int64_t tpu = a.ticks_per_unit();
+  WallEngineOptions wo;
+  wo.scheme = SchemeOf(config.algorithm().name());
+  wo.weight_variant =
+      config.algorithm().async_weights() == v1::AlgorithmConfig::ASYNC_WEIGHTS_WEIGHT;
+  for (std::int64_t k = 0; k < n; ++k) {
+    wo.importance_mass.push_back(
+        config.algorithm().importance() == v1::AlgorithmConfig::IMPORTANCE_RATIO
+            ? static_cast<double>(e.client_sizes[k])
+            : 1.0);
+  }
+  wo.window_ticks = ToTicks(config.algorithm().window(), tpu);
+  wo.buffer_size = wo.scheme == AsyncScheme::kFedBuff ? config.algorithm().buffer_size() : 1;
+  if (wo.buffer_size > n) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config: algorithm.buffer_size = ", wo.buffer_size,
+        "; must be <= the number of clients (", n, ")"));
+  }
+  wo.staleness_scaling = config.algorithm().staleness_scaling();
+  wo.server_lr = config.algorithm().server_lr();
+  wo.horizon = a.horizon() > 0.0 ? std::llround(a.horizon() * static_cast<double>(tpu)) : -1;
+  wo.max_steps = config.rounds();
+  wo.eval_every = config.eval().every();
+  wo.eval_interval = a.eval_interval() > 0.0 ? ToTicks(a.eval_interval(), tpu) : 0;
+  wo.eval_train_loss = config.eval().train_loss();
+  wo.eval_threads = config.runtime().threads();
+  wo.ticks_per_unit = tpu;
+  wo.local = LocalSpec(config);
+  wo.max_staleness = a.max_staleness();
+  wo.name = std::string(AsyncSchemeName(wo.scheme));
+
+  AsyncSchedulerOptions so;
+  so.scheme = wo.scheme;
+  so.num_clients = n;
+  so.window_ticks = wo.window_ticks;
+  so.buffer_size = wo.buffer_size;
+  nlohmann::json info = {
+      {"scheme", std::string(AsyncSchemeName(so.scheme))},
+      {"clock", "wall"},
+      {"weights", wo.weight_variant ? "weight" : "identical"},
+      {"importance", config.algorithm().importance() == v1::AlgorithmConfig::IMPORTANCE_RATIO
+                         ? "ratio" : "uniform"},
+      {"ticks_per_unit", tpu},
+      {"horizon", a.horizon()},
+      {"worker_slowdown", std::vector<double>(config.distributed().worker_slowdown().begin(),
+                                              config.distributed().worker_slowdown().end())}};
+  if (so.scheme == AsyncScheme::kFedFix) info["window"] = config.algorithm().window();
+  if (so.scheme == AsyncScheme::kFedBuff) {
+    info["buffer_size"] = so.buffer_size;
+    info["staleness_scaling"] = wo.staleness_scaling;
+  }
+  start_event["async"] = info;
+  std::int64_t first_version = 0, first_task_id = 1;
+  Tick offset = 0;
+  WallEngine::Tally tally;
+  if (resume != nullptr) {
+    // The model of the checkpointed step; the tasks in flight then are
+    // lost (counted as dropped) and every client starts anew from it.
+    const CheckpointData& d = resume->data;
+    if (!d.async || !d.wall) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--resume: checkpoint '", resume->path,
+          "' is not of a wall-clock asynchronous run; the config's is"));
+    }
+    if (d.engine.model.size() != initial.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--resume: checkpoint '", resume->path, "': model has ", d.engine.model.size(),
+          " parameters; the config's model has ", initial.size()));
+    }
+    initial = d.engine.model;
+    first_version = d.engine.next_round;
+    first_task_id = d.engine.next_task_id;
+    offset = d.wall_tick;
+    tally.issued = d.engine.tally.issued;
+    tally.aggregated = d.engine.tally.aggregated;
+    tally.dropped = d.engine.tally.issued - d.engine.tally.aggregated;
+    tally.rejected_pushes = d.engine.tally.rejected_pushes;
+    tally.duplicate_pushes = d.engine.tally.duplicate_pushes;
+    tally.stale = d.async_stale_dropped;
+  }
+  run.wall_engine = std::make_unique<WallEngine>(
+      wo, std::move(inputs), MakeAsyncScheduler(so), std::move(initial), first_version,
+      first_task_id, offset, tally);
+  return absl::OkStatus();
+}
+
 // Builds the run. `resume` null: a fresh run directory (config.json,
 // run_start); otherwise the directory is reopened at the checkpoint's round
 // and the engine continues from it.
@@ -553,10 +647,11 @@ absl::StatusOr<CoordinatorRun> BuildRun(const v1::ExperimentConfig& config,
                                         const LoadedCheckpoint* resume) {
   UseFixedEigenBlocking();
   const bool async = IsAsyncAlgorithm(config.algorithm().name());
-  if (async && config.async().clock() == v1::AsyncConfig::CLOCK_WALL) {
-    return absl::UnimplementedError(
-        "config: async.clock = wall; the wall clock is not implemented yet, "
-        "use async.clock = virtual (both runtimes; docs/async.md)");
+  const bool wall = async && config.async().clock() == v1::AsyncConfig::CLOCK_WALL;
+  if (wall && runtime != "distributed") {
+    return absl::InvalidArgumentError(
+        "config: async.clock = wall; the wall clock needs worker processes (fedsim "
+        "launch or fedsim-server), fedsim run simulates time: use async.clock = virtual");
   }
   CoordinatorRun run;
   run.config = config;
@@ -620,6 +715,18 @@ absl::StatusOr<CoordinatorRun> BuildRun(const v1::ExperimentConfig& config,
     if (nlohmann::json robust = RobustInfo(config, inputs.validation, nullptr);
         !robust.is_null()) {
       start_event["aggregation"] = robust;
+    }
+    if (wall) {
+      FEDSIM_RETURN_IF_ERROR(
+          PrepareWall(config, run, std::move(inputs), std::move(initial), resume,
+                      start_event));
+      start_event["algorithm"] = run.wall_engine->name();
+      if (resume == nullptr) {
+        FEDSIM_RETURN_IF_ERROR(run.log->Event(start_event));
+        return run;
+      }
+      FEDSIM_RETURN_IF_ERROR(MarkResumed(run, *resume, runtime));
+      return run;
     }
     FEDSIM_RETURN_IF_ERROR(
         PrepareAsync(config, run, std::move(inputs), std::move(initial), start_event));
@@ -783,10 +890,12 @@ v1::ExperimentConfig ResultRelevant(v1::ExperimentConfig c) {
 
 std::string AlgorithmName(const CoordinatorRun& run) {
   if (run.async_engine != nullptr) return run.async_engine->name();
+  if (run.wall_engine != nullptr) return run.wall_engine->name();
   return std::string(run.engine->strategy().name());
 }
 
 std::int64_t CompletedRounds(const CoordinatorRun& run) {
+  if (run.wall_engine != nullptr) return run.wall_engine->version();
   return run.async_engine != nullptr ? run.async_engine->version()
                                      : run.engine->round();
 }
@@ -823,8 +932,8 @@ absl::StatusOr<CoordinatorRun> PrepareOrResumeRun(
 
 std::int64_t ProgressTotal(const CoordinatorRun& run, const MetricsRow& row) {
   std::int64_t total = run.config.rounds();
-  if (run.async_engine == nullptr) return total;
-  if (run.async_engine->done()) return row.round + 1;
+  if (run.async_engine == nullptr && run.wall_engine == nullptr) return total;
+  if (run.async_engine != nullptr && run.async_engine->done()) return row.round + 1;
   const double horizon = run.config.async().horizon();
   if (horizon > 0.0 && row.virtual_time > 0.0) {
     total = std::min<std::int64_t>(
@@ -835,15 +944,11 @@ std::int64_t ProgressTotal(const CoordinatorRun& run, const MetricsRow& row) {
   return total;
 }
 
-absl::Status MaybeCheckpoint(CoordinatorRun& run, const RunSummary& summary,
-                             double wall_time_s) {
-  const int every = run.config.checkpoint().every();
-  if (every <= 0) return absl::OkStatus();
-  if (run.engine != nullptr && run.engine->round_open()) return absl::OkStatus();
-  // Rounds (steps) completed.
-  const std::int64_t completed = CompletedRounds(run);
-  // Fault injection for the crash tests (docs/checkpoint.md): die by
-  // SIGKILL after round r's metrics are written and before its checkpoint.
+namespace {
+
+// Fault injection for the crash tests (docs/checkpoint.md): die by SIGKILL
+// after round r's metrics are written and before its checkpoint.
+void MaybeInjectKill(std::int64_t completed) {
   if (const char* kill_after = std::getenv("FEDSIM_FAULT_KILL_AFTER_ROUND")) {
     std::int64_t r = -1;
     if (absl::SimpleAtoi(kill_after, &r) && completed == r + 1) {
@@ -851,6 +956,58 @@ absl::Status MaybeCheckpoint(CoordinatorRun& run, const RunSummary& summary,
       std::raise(SIGKILL);
     }
   }
+}
+
+bool TooSoon(const CoordinatorRun& run) {
+  const double min_interval = run.config.checkpoint().min_interval_s();
+  return min_interval > 0 && run.last_checkpoint.has_value() &&
+         std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                       *run.last_checkpoint)
+                 .count() < min_interval;
+}
+
+}  // namespace
+
+absl::Status MaybeCheckpointWallStep(CoordinatorRun& run, const WallStepReport& step,
+                                     bool last, const RunSummary& summary,
+                                     double wall_time_s) {
+  const int every = run.config.checkpoint().every();
+  if (every <= 0) return absl::OkStatus();
+  const std::int64_t completed = step.row.round + 1;
+  MaybeInjectKill(completed);
+  if (!last && (completed % every != 0 || TooSoon(run))) return absl::OkStatus();
+  CheckpointData data;
+  data.config = run.config;
+  data.runtime = run.runtime;
+  data.async = true;
+  data.wall = true;
+  data.wall_tick = step.tick;
+  data.engine.next_round = completed;
+  data.engine.model = *step.model;
+  data.engine.next_task_id = step.next_task_id;
+  data.engine.tally.issued = step.tally.issued;
+  data.engine.tally.aggregated = step.tally.aggregated;
+  data.engine.tally.dropped = step.tally.dropped;
+  data.engine.tally.rejected_pushes = step.tally.rejected_pushes;
+  data.engine.tally.duplicate_pushes = step.tally.duplicate_pushes;
+  data.async_stale_dropped = step.tally.stale;
+  data.wall_time_s = wall_time_s;
+  data.best_accuracy = summary.best_accuracy;
+  absl::StatusOr<std::string> path =
+      WriteCheckpoint(run.log->dir(), data, run.config.checkpoint().keep());
+  if (!path.ok()) return path.status();
+  run.last_checkpoint = std::chrono::steady_clock::now();
+  return absl::OkStatus();
+}
+
+absl::Status MaybeCheckpoint(CoordinatorRun& run, const RunSummary& summary,
+                             double wall_time_s) {
+  const int every = run.config.checkpoint().every();
+  if (every <= 0) return absl::OkStatus();
+  if (run.engine != nullptr && run.engine->round_open()) return absl::OkStatus();
+  // Rounds (steps) completed.
+  const std::int64_t completed = CompletedRounds(run);
+  MaybeInjectKill(completed);
   if (!CheckpointDue(run)) return absl::OkStatus();
   absl::StatusOr<std::string> path =
       WriteCheckpoint(run.log->dir(), MakeCheckpointData(run, summary, wall_time_s),
@@ -864,13 +1021,8 @@ bool CheckpointDue(const CoordinatorRun& run) {
   const int every = run.config.checkpoint().every();
   if (every <= 0) return false;
   // Too soon after the previous checkpoint (the last round always writes).
-  const auto too_soon = [&run] {
-    const double min_interval = run.config.checkpoint().min_interval_s();
-    return min_interval > 0 && run.last_checkpoint.has_value() &&
-           std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                         *run.last_checkpoint)
-                   .count() < min_interval;
-  };
+  const auto too_soon = [&run] { return TooSoon(run); };
+  if (run.wall_engine != nullptr) return false;  // MaybeCheckpointWallStep
   if (run.async_engine != nullptr) {
     // Between steps (the callers call this after FinishStep).
     if (run.async_engine->done()) return true;
@@ -911,6 +1063,31 @@ CheckpointData MakeCheckpointData(const CoordinatorRun& run,
 absl::Status CompleteRun(CoordinatorRun& run, double wall_time_s) {
   const std::string model_path =
       (std::filesystem::path(run.log->dir()) / "model.bin").string();
+  if (run.wall_engine != nullptr) {
+    const WallEngine& engine = *run.wall_engine;
+    FEDSIM_RETURN_IF_ERROR(WriteModelFile(model_path, engine.model()));
+    const WallEngine::Tally t = engine.tally();
+    nlohmann::json tau = nlohmann::json::array();
+    for (double v : engine.MeanTaskSeconds()) {
+      tau.push_back(std::isfinite(v) ? nlohmann::json(v) : nlohmann::json());
+    }
+    nlohmann::json end = {{"event", "run_end"},
+                          {"rounds", engine.version()},
+                          {"wall_time_s", wall_time_s},
+                          {"model_hash", ModelHash(engine.model())},
+                          {"tasks_issued", t.issued},
+                          {"tasks_aggregated", t.aggregated},
+                          {"tasks_timed_out", 0},
+                          {"tasks_dropped", t.dropped},
+                          {"tasks_stale_dropped", t.stale},
+                          {"tasks_in_flight", t.in_flight},
+                          {"pushes_rejected", t.rejected_pushes},
+                          {"pushes_duplicate", t.duplicate_pushes},
+                          // The estimates behind the `weight` variants.
+                          {"mean_task_time", tau},
+                          {"step_fraction", engine.StepFractions()}};
+    return run.log->Event(end);
+  }
   if (run.async_engine != nullptr) {
     const AsyncEngine& engine = *run.async_engine;
     FEDSIM_RETURN_IF_ERROR(WriteModelFile(model_path, engine.model()));

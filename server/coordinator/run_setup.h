@@ -24,6 +24,7 @@
 #include "server/coordinator/async_engine.h"
 #include "server/coordinator/checkpoint.h"
 #include "server/coordinator/round_engine.h"
+#include "server/coordinator/wall_engine.h"
 
 namespace fedsim {
 
@@ -43,6 +44,9 @@ struct CoordinatorRun {
   double resumed_wall_time_s = 0.0;    // run time before the restart
   double resumed_best_accuracy = NAN;
   std::unique_ptr<AsyncEngine> async_engine;
+  // Asynchronous steps on the wall clock (async.clock = wall; distributed
+  // runtime only). When set, `engine` and `async_engine` are null.
+  std::unique_ptr<WallEngine> wall_engine;
   // When MaybeCheckpoint last wrote a checkpoint (checkpoint.min_interval_s).
   std::optional<std::chrono::steady_clock::time_point> last_checkpoint;
 };
@@ -92,6 +96,12 @@ bool CheckpointDue(const CoordinatorRun& run);
 // open.
 CheckpointData MakeCheckpointData(const CoordinatorRun& run,
                                   const RunSummary& summary, double wall_time_s);
+
+// The wall clock's MaybeCheckpoint, after `step` was evaluated and logged:
+// writes a checkpoint of it when one is due (`last`: the run's last step).
+absl::Status MaybeCheckpointWallStep(CoordinatorRun& run, const WallStepReport& step,
+                                     bool last, const RunSummary& summary,
+                                     double wall_time_s);
 
 // Writes model.bin and the run_end event (with the task reconciliation).
 absl::Status CompleteRun(CoordinatorRun& run, double wall_time_s);

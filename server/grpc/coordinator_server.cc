@@ -126,6 +126,7 @@ class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
     }
     if (auth_.enabled()) response->set_session(auth_.OpenSession(id->value, *name));
     response->set_worker_id(static_cast<std::uint64_t>(id->value));
+    response->set_slowdown(coordinator_->WorkerSlowdown(*id));
     response->set_run_id(options_.run_id);
     *response->mutable_config() = config_;
     finish(grpc::Status::OK);

@@ -137,6 +137,11 @@ AsyncAggregator::AsyncAggregator(AsyncAggregatorOptions options)
                options_.importance_mass.size() == options_.weights.size());
 }
 
+void AsyncAggregator::set_weights(std::vector<double> weights) {
+  FEDSIM_CHECK(weights.size() == options_.weights.size());
+  options_.weights = std::move(weights);
+}
+
 absl::StatusOr<std::vector<AsyncContribution>> AsyncAggregator::Aggregate(
     std::int64_t version, std::span<const AsyncUpdate> updates,
     FlatVector& global) {

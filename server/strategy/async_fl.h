@@ -131,6 +131,9 @@ class AsyncAggregator {
       FlatVector& global);
 
   const std::vector<double>& weights() const { return options_.weights; }
+  // Replaces d_i (the wall clock re-estimates them before every step).
+  // REQUIRES: one weight per client.
+  void set_weights(std::vector<double> weights);
 
  private:
   AsyncAggregatorOptions options_;

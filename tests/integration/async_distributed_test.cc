@@ -324,16 +324,6 @@ TEST(AsyncDistributedTest, HorizonRunsReportAnEstimatedTotal) {
   }
 }
 
-TEST(AsyncDistributedTest, WallClockIsRefusedWithOneLine) {
-  const v1::ExperimentConfig config = Config(Yaml(
-      "algorithm: {name: fedfix, window: 0.3}", "async: {fx_percent: 80, clock: wall}"));
-  absl::StatusOr<CoordinatorRun> run =
-      PrepareRun(config, Dir("wall"), "distributed");
-  ASSERT_FALSE(run.ok());
-  EXPECT_NE(run.status().message().find("async.clock = wall"), std::string::npos);
-  EXPECT_EQ(run.status().message().find('\n'), std::string::npos);
-}
-
 }  // namespace
 }  // namespace async_distributed_test
 }  // namespace fedsim

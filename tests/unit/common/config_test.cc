@@ -749,6 +749,11 @@ TEST(ConfigTest, AsyncExampleConfigsLoad) {
   ASSERT_TRUE(dist.ok()) << dist.status();
   EXPECT_EQ(dist->algorithm().name(), v1::AlgorithmConfig::NAME_FEDFIX);
   EXPECT_EQ(dist->async().max_staleness(), 2);
+  absl::StatusOr<v1::ExperimentConfig> wall =
+      LoadConfigFile(FEDSIM_SOURCE_DIR "/configs/fedfix_wall.yaml");
+  ASSERT_TRUE(wall.ok()) << wall.status();
+  EXPECT_EQ(wall->async().clock(), v1::AsyncConfig::CLOCK_WALL);
+  EXPECT_EQ(wall->distributed().worker_slowdown_size(), 2);
 }
 
 }  // namespace

@@ -9,10 +9,12 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/config/config.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/coordinator_harness.h"
+#include "tests/testing/run_dir.h"
 
 namespace fedsim {
 namespace coordinator_test {
@@ -81,6 +83,68 @@ TEST(CoordinatorTest, TwoWorkersFinishTheRun) {
   EXPECT_EQ(run.engine->tally().aggregated, 12);
   // The run is over: nobody can join any more.
   EXPECT_EQ(c.Join("late").status().code(), absl::StatusCode::kUnavailable);
+}
+
+// Work() on the wall clock: the tasks in flight when the run ends are
+// refused (kFailedPrecondition); nothing else is.
+void WallWork(Coordinator& c, const CoordinatorRun& run, WorkerId w,
+              std::set<std::int64_t>* clients) {
+  for (;;) {
+    absl::StatusOr<PullReply> reply = Pull(c, w);
+    ASSERT_TRUE(reply.ok()) << reply.status();
+    if (reply->run_finished) return;
+    if (!reply->task) continue;
+    clients->insert(reply->task->client.value);
+    absl::StatusOr<bool> dup = c.PushResult(w, ResultFor(run, *reply->task));
+    if (!dup.ok()) {
+      EXPECT_THAT(dup.status().message(), HasSubstr("the run has ended")) << dup.status();
+    } else {
+      EXPECT_FALSE(*dup);
+    }
+  }
+}
+
+// async.clock = wall: the coordinator keeps every client working, pins
+// clients to workers, takes a step per arrival (async FedAvg), evaluates and
+// logs steps off the lock while pushes go on; worker_slowdown's factors go
+// to workers in join order, cyclically, and a rejoin keeps its factor.
+TEST(CoordinatorTest, WallClockRunKeepsClientsPinnedAndWorking) {
+  std::string yaml = kConfig;
+  yaml.replace(yaml.find("rounds: 3"), 9, "rounds: 40");
+  CoordinatorRun run = test::PrepareDistributedRun(
+      absl::StrCat(yaml, "algorithm: {name: async_fedavg, async_weights: identical}\n"
+                         "async: {clock: wall}\n"),
+      "coordinator_wall");
+  ASSERT_NE(run.wall_engine, nullptr);
+  CoordinatorOptions options = FastOptions();
+  options.pin_clients = true;
+  options.worker_slowdown = {1.0, 3.0};
+  Coordinator c(options, &run);
+  absl::StatusOr<WorkerId> a = c.Join("a");
+  absl::StatusOr<WorkerId> b = c.Join("b");
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(c.WorkerSlowdown(*a), 1.0);
+  EXPECT_EQ(c.WorkerSlowdown(*b), 3.0);
+  absl::StatusOr<WorkerId> b2 = c.Join("b");  // b restarted: keeps 3
+  ASSERT_TRUE(b2.ok());
+  EXPECT_EQ(c.WorkerSlowdown(*b2), 3.0);
+  std::set<std::int64_t> served_a, served_b;
+  std::thread ta(WallWork, std::ref(c), std::cref(run), *a, &served_a);
+  std::thread tb(WallWork, std::ref(c), std::cref(run), *b2, &served_b);
+  absl::StatusOr<RunSummary> summary = c.Run();
+  ta.join();
+  tb.join();
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->rounds, 40);
+  EXPECT_EQ(served_a, (std::set<std::int64_t>{0, 2}));
+  EXPECT_EQ(served_b, (std::set<std::int64_t>{1, 3}));
+  // identical async FedAvg: d_i = 1, every step adds one update of 0.125.
+  EXPECT_EQ(run.wall_engine->model(), FlatVector::Constant(3, 40 * 0.125));
+  const WallEngine::Tally t = run.wall_engine->tally();
+  EXPECT_EQ(t.aggregated, 40);
+  EXPECT_EQ(t.issued, 44);
+  EXPECT_EQ(t.in_flight, 4);
+  EXPECT_EQ(test::Hashes(run.log->dir()).size(), 40u);
 }
 
 TEST(CoordinatorTest, PushesAreCheckedForOwnerAndIdempotent) {
