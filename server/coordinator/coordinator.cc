@@ -876,8 +876,20 @@ absl::StatusOr<RunSummary> Coordinator::RunWall(absl::Time start) {
     for (std::size_t i = 0; i < steps.size(); ++i) {
       FEDSIM_ASSIGN_OR_RETURN(MetricsRow row, engine.FinishStepReport(steps[i], elapsed()));
       summary.Record(row);
-      FEDSIM_RETURN_IF_ERROR(MaybeCheckpointWallStep(
-          *run_, steps[i], done && i + 1 == steps.size(), summary, row.wall_time_s));
+      FEDSIM_ASSIGN_OR_RETURN(
+          const bool written,
+          MaybeCheckpointWallStep(*run_, steps[i], done && i + 1 == steps.size(), summary,
+                                  row.wall_time_s));
+      {
+        // What a graceful stop saves if no checkpoint holds this step.
+        std::unique_lock<std::mutex> lock(mu_);
+        if (written) {
+          unsaved_.reset();
+        } else {
+          unsaved_ = std::make_unique<CheckpointData>(
+              MakeWallCheckpointData(*run_, steps[i], summary, row.wall_time_s));
+        }
+      }
       if (progress_) progress_(row, ProgressTotal(*run_, row));
     }
     if (done) break;

@@ -968,14 +968,9 @@ bool TooSoon(const CoordinatorRun& run) {
 
 }  // namespace
 
-absl::Status MaybeCheckpointWallStep(CoordinatorRun& run, const WallStepReport& step,
-                                     bool last, const RunSummary& summary,
-                                     double wall_time_s) {
-  const int every = run.config.checkpoint().every();
-  if (every <= 0) return absl::OkStatus();
+CheckpointData MakeWallCheckpointData(const CoordinatorRun& run, const WallStepReport& step,
+                                      const RunSummary& summary, double wall_time_s) {
   const std::int64_t completed = step.row.round + 1;
-  MaybeInjectKill(completed);
-  if (!last && (completed % every != 0 || TooSoon(run))) return absl::OkStatus();
   CheckpointData data;
   data.config = run.config;
   data.runtime = run.runtime;
@@ -993,11 +988,23 @@ absl::Status MaybeCheckpointWallStep(CoordinatorRun& run, const WallStepReport& 
   data.async_stale_dropped = step.tally.stale;
   data.wall_time_s = wall_time_s;
   data.best_accuracy = summary.best_accuracy;
+  return data;
+}
+
+absl::StatusOr<bool> MaybeCheckpointWallStep(CoordinatorRun& run, const WallStepReport& step,
+                                             bool last, const RunSummary& summary,
+                                             double wall_time_s) {
+  const int every = run.config.checkpoint().every();
+  if (every <= 0) return false;
+  const std::int64_t completed = step.row.round + 1;
+  MaybeInjectKill(completed);
+  if (!last && (completed % every != 0 || TooSoon(run))) return false;
   absl::StatusOr<std::string> path =
-      WriteCheckpoint(run.log->dir(), data, run.config.checkpoint().keep());
+      WriteCheckpoint(run.log->dir(), MakeWallCheckpointData(run, step, summary, wall_time_s),
+                      run.config.checkpoint().keep());
   if (!path.ok()) return path.status();
   run.last_checkpoint = std::chrono::steady_clock::now();
-  return absl::OkStatus();
+  return true;
 }
 
 absl::Status MaybeCheckpoint(CoordinatorRun& run, const RunSummary& summary,

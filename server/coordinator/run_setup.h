@@ -99,9 +99,13 @@ CheckpointData MakeCheckpointData(const CoordinatorRun& run,
 
 // The wall clock's MaybeCheckpoint, after `step` was evaluated and logged:
 // writes a checkpoint of it when one is due (`last`: the run's last step).
-absl::Status MaybeCheckpointWallStep(CoordinatorRun& run, const WallStepReport& step,
-                                     bool last, const RunSummary& summary,
-                                     double wall_time_s);
+// Returns whether it wrote one.
+absl::StatusOr<bool> MaybeCheckpointWallStep(CoordinatorRun& run, const WallStepReport& step,
+                                             bool last, const RunSummary& summary,
+                                             double wall_time_s);
+// The checkpoint of a wall-clock step.
+CheckpointData MakeWallCheckpointData(const CoordinatorRun& run, const WallStepReport& step,
+                                      const RunSummary& summary, double wall_time_s);
 
 // Writes model.bin and the run_end event (with the task reconciliation).
 absl::Status CompleteRun(CoordinatorRun& run, double wall_time_s);

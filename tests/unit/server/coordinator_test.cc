@@ -3,6 +3,7 @@
 // client pinning. Runs under TSan in the suite.
 #include "server/coordinator/coordinator.h"
 
+#include <chrono>
 #include <future>
 #include <set>
 #include <string>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/codec/flat_bytes.h"
 #include "common/config/config.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -145,6 +147,45 @@ TEST(CoordinatorTest, WallClockRunKeepsClientsPinnedAndWorking) {
   EXPECT_EQ(t.issued, 44);
   EXPECT_EQ(t.in_flight, 4);
   EXPECT_EQ(test::Hashes(run.log->dir()).size(), 40u);
+}
+
+// A graceful stop of a wall-clock run saves the last step it logged, which
+// no due checkpoint held (checkpoint.every far away), for --resume.
+TEST(CoordinatorTest, WallClockStopCheckpointsTheLastLoggedStep) {
+  std::string yaml = kConfig;
+  yaml.replace(yaml.find("rounds: 3"), 9, "rounds: 1000000");
+  CoordinatorRun run = test::PrepareDistributedRun(
+      absl::StrCat(yaml, "algorithm: {name: async_fedavg}\nasync: {clock: wall}\n"
+                         "checkpoint: {every: 100000}\n"),
+      "coordinator_wall_stop");
+  Coordinator c(FastOptions(), &run);
+  absl::StatusOr<WorkerId> a = c.Join("a");
+  ASSERT_TRUE(a.ok());
+  std::thread worker([&] {
+    for (;;) {
+      absl::StatusOr<PullReply> reply = Pull(c, *a);
+      if (!reply.ok() || reply->run_finished) return;
+      if (reply->task) (void)c.PushResult(*a, ResultFor(run, *reply->task));
+    }
+  });
+  auto summary = std::async(std::launch::async, [&] { return c.Run(); });
+  // Let it take some steps.
+  while (test::Hashes(run.log->dir()).size() < 5) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  c.RequestStop();
+  const absl::StatusOr<RunSummary> result = summary.get();
+  worker.join();
+  EXPECT_TRUE(absl::IsCancelled(result.status())) << result.status();
+  absl::StatusOr<std::string> path = c.CheckpointLastCompletedRound();
+  ASSERT_TRUE(path.ok()) << path.status();
+  ASSERT_FALSE(path->empty());
+  absl::StatusOr<LoadedCheckpoint> loaded = LoadLatestCheckpoint(run.log->dir());
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_TRUE(loaded->data.wall);
+  const std::vector<std::string> hashes = test::Hashes(run.log->dir());
+  EXPECT_EQ(loaded->data.engine.next_round, static_cast<std::int64_t>(hashes.size()));
+  EXPECT_EQ(ModelHash(loaded->data.engine.model), hashes.back());
 }
 
 TEST(CoordinatorTest, PushesAreCheckedForOwnerAndIdempotent) {
