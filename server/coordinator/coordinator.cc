@@ -145,12 +145,10 @@ absl::StatusOr<WorkerId> Coordinator::Join(const std::string& name,
           options_.max_workers));
     }
     std::size_t requeued = 0;
-    double previous_slowdown = 1.0;
     if (previous != 0) {
       // The same worker again (a restarted process): its earlier
       // registration ends, and the tasks it held go back to the queue, to
       // be handed out once more (to it or another worker) and counted once.
-      previous_slowdown = workers_.at(previous).slowdown;
       workers_.erase(previous);
       for (auto p = parked_.begin(); p != parked_.end();) {
         if (p->worker.value == previous) {
@@ -163,21 +161,30 @@ absl::StatusOr<WorkerId> Coordinator::Join(const std::string& name,
           ++p;
         }
       }
-      requeued = ReleaseTasksLocked(previous, /*drop_if_alone=*/false, "").first;
+      requeued = ReleaseTasksLocked(previous, /*drop_if_alone=*/false, "",
+                                    /*reassign=*/false)
+                     .first;
     }
-    double slowdown = 1.0;
-    if (previous != 0) {
-      slowdown = previous_slowdown;
-    } else {
+    auto known = slowdown_of_.find(key);
+    if (known == slowdown_of_.end()) {
+      double factor = 1.0;
       if (!options_.worker_slowdown.empty()) {
-        slowdown = options_.worker_slowdown[static_cast<std::size_t>(
+        factor = options_.worker_slowdown[static_cast<std::size_t>(
             joins_ % static_cast<std::int64_t>(options_.worker_slowdown.size()))];
       }
       ++joins_;
+      known = slowdown_of_.emplace(key, factor).first;
     }
+    const double slowdown = known->second;
     const std::int64_t id = next_worker_id_++;
     workers_[id] = WorkerInfo{name, key, absl::Now()};
     workers_[id].slowdown = slowdown;
+    if (previous != 0 && options_.pin_clients) {
+      // The restarted worker keeps its clients (their speed is its speed).
+      for (auto& [client, owner] : owner_) {
+        if (owner == previous) owner = id;
+      }
+    }
     joined = WorkerId(id);
     nlohmann::json event = {{"event", previous != 0 ? "worker_rejoined" : "worker_joined"},
                             {"worker", id},
@@ -273,6 +280,8 @@ void Coordinator::AssignLocked(const std::vector<std::int64_t>& clients) {
 }
 
 void Coordinator::DispatchLocked(std::vector<Completion>& out) {
+  // A finished wall-clock run hands out nothing more.
+  if (run_->wall_engine != nullptr && run_->wall_engine->done()) return;
   // Polls in arrival order; each takes the first pending task it may run
   // (pending tasks are in client order).
   for (auto p = parked_.begin(); p != parked_.end() && !pending_.empty();) {
@@ -330,7 +339,9 @@ absl::StatusOr<bool> Coordinator::PushResult(WorkerId worker,
     // Between rounds the round thread owns the engine; classify here.
     const std::int64_t id = result.task.value;
     absl::Status s =
-        (id <= 0 || id > last_issued_task_)
+        run_->wall_engine != nullptr && run_->wall_engine->done()
+            ? absl::FailedPreconditionError(absl::StrCat("task ", id, ": the run has ended"))
+        : (id <= 0 || id > last_issued_task_)
             ? absl::NotFoundError(absl::StrCat("task ", id, " was never issued"))
             : absl::FailedPreconditionError(
                   absl::StrCat("task ", id, " belongs to a closed round (stale)"));
@@ -464,7 +475,7 @@ absl::Status Coordinator::Heartbeat(WorkerId worker) {
 }
 
 std::pair<std::size_t, std::size_t> Coordinator::ReleaseTasksLocked(
-    std::int64_t worker, bool drop_if_alone, const std::string& reason) {
+    std::int64_t worker, bool drop_if_alone, const std::string& reason, bool reassign) {
   std::vector<Task> requeue;
   for (auto it = assigned_.begin(); it != assigned_.end();) {
     if (it->second == worker) {
@@ -477,7 +488,7 @@ std::pair<std::size_t, std::size_t> Coordinator::ReleaseTasksLocked(
       ++it;
     }
   }
-  if (options_.pin_clients) {
+  if (options_.pin_clients && reassign) {
     std::vector<std::int64_t> orphans;
     for (const auto& [client, owner] : owner_) {
       if (owner == worker) orphans.push_back(client);
@@ -517,6 +528,17 @@ void Coordinator::DetectDeadWorkersLocked(absl::Time now,
     if (!accepting_ || !EngineTaskOpen(*run_, TaskId(task))) continue;
     if (std::find(holders.begin(), holders.end(), worker) == holders.end()) {
       holders.push_back(worker);
+    }
+  }
+  if (run_->wall_engine != nullptr && options_.pin_clients && accepting_) {
+    // On the wall clock a worker's pinned clients always have work for it:
+    // an owner that neither holds a task nor waits in a poll must poll again
+    // within the patience, or its clients would wait for it forever.
+    for (const auto& [client, owner] : owner_) {
+      if (std::find(holders.begin(), holders.end(), owner) != holders.end()) continue;
+      const bool polling = std::any_of(parked_.begin(), parked_.end(),
+                                       [&](const Parked& p) { return p.worker.value == owner; });
+      if (!polling) holders.push_back(owner);
     }
   }
   for (std::int64_t id : holders) {
@@ -845,25 +867,31 @@ absl::StatusOr<RunSummary> Coordinator::RunWall(absl::Time start) {
         assigned_.clear();
         lock.unlock();
         RunCompletions(completions);
-        return StoppedError(engine.version());
+        return StoppedError(run_->wall_steps_logged);
       }
       const Tick now = WallTicksLocked();
-      engine.AdvanceTo(now);
+      // A window ending now still takes a result received now.
+      engine.AdvanceBefore(now);
       engine.DropOverdue(now, task_limit);
       const absl::Time wall_now = absl::Now();
       ExpireLocked(wall_now, completions);
       DetectDeadWorkersLocked(wall_now, completions);
-      SyncWallTasksLocked();
-      DispatchLocked(completions);
-      steps = engine.TakeSteps();
       done = engine.done();
+      if (done) {
+        pending_.clear();  // nothing more is handed out
+      } else {
+        SyncWallTasksLocked();
+        DispatchLocked(completions);
+      }
+      steps = engine.TakeSteps();
       if (steps.empty() && !done && completions.empty()) {
         // Sleep until woken (a push, a join), the next window's end or the
         // next tick, whichever comes first.
         auto wait = absl::ToChronoMicroseconds(options_.tick);
         if (const std::optional<Tick> deadline = engine.NextDeadline(); deadline.has_value()) {
+          // Until one tick past the window's end (AdvanceBefore closes it).
           const auto until = std::chrono::microseconds(static_cast<std::int64_t>(
-              std::ceil(static_cast<double>(*deadline - now) * 1e6 / tpu)));
+              std::ceil(static_cast<double>(*deadline + 1 - now) * 1e6 / tpu)));
           wait = std::max(std::chrono::microseconds(0), std::min(wait, until));
         }
         cv_.wait_for(lock, wait);
@@ -883,6 +911,7 @@ absl::StatusOr<RunSummary> Coordinator::RunWall(absl::Time start) {
       {
         // What a graceful stop saves if no checkpoint holds this step.
         std::unique_lock<std::mutex> lock(mu_);
+        run_->wall_steps_logged = steps[i].row.round + 1;
         if (written) {
           unsaved_.reset();
         } else {
@@ -893,6 +922,18 @@ absl::StatusOr<RunSummary> Coordinator::RunWall(absl::Time start) {
       if (progress_) progress_(row, ProgressTotal(*run_, row));
     }
     if (done) break;
+  }
+  {
+    // The last step logged is always checkpointed (a horizon ends the run
+    // between steps, so it may not have been due).
+    std::unique_lock<std::mutex> lock(mu_);
+    if (unsaved_ != nullptr && run_->config.checkpoint().every() > 0) {
+      FEDSIM_ASSIGN_OR_RETURN(std::string path,
+                              WriteCheckpoint(run_->log->dir(), *unsaved_,
+                                              run_->config.checkpoint().keep()));
+      (void)path;
+      unsaved_.reset();
+    }
   }
   {
     std::unique_lock<std::mutex> lock(mu_);
@@ -907,7 +948,7 @@ absl::StatusOr<RunSummary> Coordinator::RunWall(absl::Time start) {
     parked_.clear();
   }
   RunCompletions(completions);
-  summary.rounds = engine.version();
+  summary.rounds = run_->wall_steps_logged;
   summary.wall_time_s = elapsed();
   FEDSIM_RETURN_IF_ERROR(CompleteRun(*run_, summary.wall_time_s));
   return summary;

@@ -226,8 +226,11 @@ class Coordinator {
   // registered): re-queued in client order, or, with `drop_if_alone` and no
   // worker left, dropped with `reason`. Returns how many were re-queued and
   // dropped; pinned clients move to other workers.
+  // `reassign`: false when the worker rejoins under a new id, which then
+  // takes over its clients.
   std::pair<std::size_t, std::size_t> ReleaseTasksLocked(
-      std::int64_t worker, bool drop_if_alone, const std::string& reason)
+      std::int64_t worker, bool drop_if_alone, const std::string& reason,
+      bool reassign = true)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Declares silent task holders dead (see CoordinatorOptions).
   void DetectDeadWorkersLocked(absl::Time now, std::vector<Completion>& out)
@@ -279,8 +282,11 @@ class Coordinator {
   // The state after the last completed round when its checkpoint was not
   // written (checkpoint.every > 1 or 0), for CheckpointLastCompletedRound.
   std::unique_ptr<CheckpointData> unsaved_;
-  // Distinct workers that joined (worker_slowdown's index).
+  // Distinct workers that joined (worker_slowdown's index), and each
+  // identity's factor: a worker that comes back (restarted, or after it was
+  // declared dead or left) keeps it.
   std::int64_t joins_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, double> slowdown_of_ ABSL_GUARDED_BY(mu_);
   // When the wall-clock run started (time 0 of its ticks).
   std::optional<std::chrono::steady_clock::time_point> wall_start_ ABSL_GUARDED_BY(mu_);
 };

@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "common/base/status_macros.h"
 #include "common/codec/flat_bytes.h"
@@ -603,7 +604,12 @@ absl::Status PrepareWall(const v1::ExperimentConfig& config, CoordinatorRun& run
     }
     initial = d.engine.model;
     first_version = d.engine.next_round;
-    first_task_id = d.engine.next_task_id;
+    // Tasks issued after the checkpointed step (lost with the restart) had
+    // ids from next_task_id on; a worker of the old incarnation may still
+    // push one. New ids start past any of them: above the time-based base
+    // (2^20 ids per millisecond since the epoch), as worker ids do.
+    first_task_id = std::max<std::int64_t>(
+        d.engine.next_task_id, 1 + (absl::ToUnixMillis(absl::Now()) << 20));
     offset = d.wall_tick;
     tally.issued = d.engine.tally.issued;
     tally.aggregated = d.engine.tally.aggregated;
@@ -615,6 +621,7 @@ absl::Status PrepareWall(const v1::ExperimentConfig& config, CoordinatorRun& run
   run.wall_engine = std::make_unique<WallEngine>(
       wo, std::move(inputs), MakeAsyncScheduler(so), std::move(initial), first_version,
       first_task_id, offset, tally);
+  run.wall_steps_logged = first_version;
   return absl::OkStatus();
 }
 
@@ -895,7 +902,7 @@ std::string AlgorithmName(const CoordinatorRun& run) {
 }
 
 std::int64_t CompletedRounds(const CoordinatorRun& run) {
-  if (run.wall_engine != nullptr) return run.wall_engine->version();
+  if (run.wall_engine != nullptr) return run.wall_steps_logged;
   return run.async_engine != nullptr ? run.async_engine->version()
                                      : run.engine->round();
 }

@@ -47,6 +47,10 @@ struct CoordinatorRun {
   // Asynchronous steps on the wall clock (async.clock = wall; distributed
   // runtime only). When set, `engine` and `async_engine` are null.
   std::unique_ptr<WallEngine> wall_engine;
+  // Wall clock: the steps evaluated and logged so far (the engine may have
+  // taken more that its coordinator has not logged yet); what
+  // CompletedRounds reports. Written by the coordinator under its lock.
+  std::int64_t wall_steps_logged = 0;
   // When MaybeCheckpoint last wrote a checkpoint (checkpoint.min_interval_s).
   std::optional<std::chrono::steady_clock::time_point> last_checkpoint;
 };

@@ -51,7 +51,11 @@ WallEngine::WallEngine(const WallEngineOptions& options, RoundEngineInputs input
   duration_sum_.assign(static_cast<std::size_t>(n), 0.0);
   durations_.assign(static_cast<std::size_t>(n), 0);
   steps_with_.assign(static_cast<std::size_t>(n), 0);
-  for (std::int64_t k = 0; k < n; ++k) Issue(k, 0, 0);
+  // A client takes part in at most one step per version, so its task
+  // index never exceeds the version: a resumed run's clients start at
+  // `first_version`, past every index whose result was aggregated, and
+  // draw fresh batches.
+  for (std::int64_t k = 0; k < n; ++k) Issue(k, first_version, 0);
   if (options_.eval_interval > 0) {
     next_eval_time_ = (time_offset_ / options_.eval_interval + 1) * options_.eval_interval;
   }
@@ -108,6 +112,7 @@ std::optional<Tick> WallEngine::NextDeadline() const {
 }
 
 void WallEngine::AdvanceTo(Tick now) { Advance(now, /*inclusive=*/true); }
+void WallEngine::AdvanceBefore(Tick now) { Advance(now, /*inclusive=*/false); }
 
 void WallEngine::Advance(Tick now, bool inclusive) {
   if (now > last_now_) last_now_ = now;

@@ -115,6 +115,9 @@ class WallEngine {
   // Takes every step due at or before `now` (FedFix windows; the horizon
   // ends the run). Ticks since the engine started; never decreasing.
   void AdvanceTo(Tick now);
+  // The same for the steps due strictly before `now`: a window ending at
+  // `now` stays open for results received at `now`.
+  void AdvanceBefore(Tick now);
   // The tick of the next time-triggered step, if any (FedFix).
   std::optional<Tick> NextDeadline() const;
 

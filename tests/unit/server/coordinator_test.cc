@@ -3,8 +3,11 @@
 // client pinning. Runs under TSan in the suite.
 #include "server/coordinator/coordinator.h"
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <future>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -149,6 +152,88 @@ TEST(CoordinatorTest, WallClockRunKeepsClientsPinnedAndWorking) {
   EXPECT_EQ(test::Hashes(run.log->dir()).size(), 40u);
 }
 
+// On the wall clock a client's speed is its worker's: a worker restarted
+// mid-run keeps its clients and its slowdown factor; a worker that stops
+// polling while it holds no task (its clients' tasks wait in the queue for
+// it) is declared dead and its clients go to the others; coming back after
+// that, it still gets its factor.
+TEST(CoordinatorTest, WallClockWorkersKeepClientsAndFactorsAcrossRejoinsAndDeath) {
+  std::string yaml = kConfig;
+  yaml.replace(yaml.find("rounds: 3"), 9, "rounds: 100000000");
+  CoordinatorRun run = test::PrepareDistributedRun(
+      absl::StrCat(yaml, "algorithm: {name: async_fedavg, async_weights: identical}\n"
+                         "async: {clock: wall, horizon: 3}\neval: {every: 1000}\n"),
+      "coordinator_wall_rejoin");
+  CoordinatorOptions options = FastOptions();
+  options.pin_clients = true;
+  options.worker_slowdown = {1.0, 3.0};
+  options.heartbeat_interval = absl::Milliseconds(100);
+  options.heartbeat_patience = 2;
+  Coordinator c(options, &run);
+  absl::StatusOr<WorkerId> a = c.Join("a");
+  absl::StatusOr<WorkerId> b = c.Join("b");
+  ASSERT_TRUE(a.ok() && b.ok());
+  std::mutex mu;
+  std::set<std::int64_t> served_a, served_b2;
+  std::atomic<bool> b2_stop{false};
+  // Serves until the run ends (or `stop`), recording its clients.
+  const auto work = [&](WorkerId w, std::set<std::int64_t>* served,
+                        const std::atomic<bool>* stop) {
+    while (stop == nullptr || !stop->load()) {
+      absl::StatusOr<PullReply> reply = Pull(c, w);
+      if (!reply.ok() || reply->run_finished) return;
+      if (!reply->task) continue;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        served->insert(reply->task->client.value);
+      }
+      (void)c.PushResult(w, ResultFor(run, *reply->task));
+    }
+  };
+  const auto served = [&](const std::set<std::int64_t>& s, std::int64_t client) {
+    std::lock_guard<std::mutex> lock(mu);
+    return s.count(client) > 0;
+  };
+  std::thread ta(work, *a, &served_a, nullptr);
+  auto summary = std::async(std::launch::async, [&] { return c.Run(); });
+  // Bounded waits: if the run ends first, the expectations below fail.
+  const auto wait_until_served = [&](const std::set<std::int64_t>& s, std::int64_t client) {
+    while (!served(s, client) &&
+           summary.wait_for(std::chrono::milliseconds(1)) != std::future_status::ready) {
+    }
+  };
+  wait_until_served(served_a, 0);
+  // b restarts: the new registration takes over b's clients, at factor 3.
+  absl::StatusOr<WorkerId> b2 = c.Join("b");
+  ASSERT_TRUE(b2.ok());
+  EXPECT_EQ(c.WorkerSlowdown(*b2), 3.0);
+  std::thread tb(work, *b2, &served_b2, &b2_stop);
+  wait_until_served(served_b2, 1);
+  // b2 goes silent; a gets its clients once it is declared dead.
+  b2_stop = true;
+  tb.join();
+  wait_until_served(served_a, 1);
+  absl::StatusOr<WorkerId> b3 = c.Join("b");  // back after its death: still 3
+  if (b3.ok()) {
+    EXPECT_EQ(c.WorkerSlowdown(*b3), 3.0);
+  }
+  const absl::StatusOr<RunSummary> result = summary.get();
+  ta.join();
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_TRUE(b3.ok()) << b3.status();
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_EQ(served_b2, (std::set<std::int64_t>{1, 3}));
+    EXPECT_EQ(served_a, (std::set<std::int64_t>{0, 1, 2, 3}));
+  }
+  const std::vector<nlohmann::json> dead = test::Events(run.log->dir(), "worker_dead");
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0]["worker"], b2->value);
+  EXPECT_EQ(test::Events(run.log->dir(), "clients_reassigned").size(), 1u);
+  const WallEngine::Tally t = run.wall_engine->tally();
+  EXPECT_EQ(t.issued, t.aggregated + t.dropped + t.in_flight);
+}
+
 // A graceful stop of a wall-clock run saves the last step it logged, which
 // no due checkpoint held (checkpoint.every far away), for --resume.
 TEST(CoordinatorTest, WallClockStopCheckpointsTheLastLoggedStep) {
@@ -169,10 +254,12 @@ TEST(CoordinatorTest, WallClockStopCheckpointsTheLastLoggedStep) {
     }
   });
   auto summary = std::async(std::launch::async, [&] { return c.Run(); });
-  // Let it take some steps.
-  while (test::Hashes(run.log->dir()).size() < 5) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  // Let it log some steps (complete lines only: the file is being written).
+  const auto rows = [&] {
+    const std::string text = test::ReadFile(run.log->dir() + "/metrics.csv");
+    return std::count(text.begin(), text.end(), '\n') - 1;
+  };
+  while (rows() < 5) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   c.RequestStop();
   const absl::StatusOr<RunSummary> result = summary.get();
   worker.join();

@@ -120,7 +120,10 @@ TEST(WallEngineTest, FedFixWindowsCloseOnTheirMultiplesAndIncludeArrivalsAtTheir
   ASSERT_TRUE(h.Push(2, Vec({6.0}), 7).ok());
   h.Advance(9);
   EXPECT_TRUE(h.Steps().empty());
-  // Arrives at the window's end: in the window.
+  // The coordinator's loop at the window's end leaves it open...
+  h.engine().AdvanceBefore(10);
+  EXPECT_TRUE(h.Steps().empty());
+  // ...for a result that arrives at its end.
   ASSERT_TRUE(h.Push(1, Vec({9.0}), 10).ok());
   EXPECT_TRUE(h.Steps().empty());
   h.Advance(10);
@@ -271,6 +274,58 @@ TEST(WallEngineTest, DroppedAndOverdueTasksArriveWithoutAnUpdate) {
   const WallEngine::Tally t = h.engine().tally();
   EXPECT_EQ(t.dropped, 3);
   EXPECT_EQ(t.issued, 6);
+  EXPECT_EQ(t.issued, t.aggregated + t.dropped + t.in_flight);
+}
+
+// A resumed engine: versions, task ids and time go on from the
+// checkpoint, and task indices start at the version (past every index
+// whose result was aggregated), so clients draw fresh batches.
+TEST(WallEngineTest, AResumedEngineContinuesVersionsIdsIndicesAndTime) {
+  Dataset train, test;
+  WallEngineOptions o;
+  o.scheme = AsyncScheme::kFedFix;
+  o.weight_variant = false;
+  o.importance_mass = {1.0, 1.0};
+  o.window_ticks = 10;
+  o.ticks_per_unit = 1;
+  o.max_steps = 100;
+  RoundEngineInputs in;
+  in.train = &train;
+  in.test = &test;
+  in.client_sizes = {kRows, kRows};
+  AsyncSchedulerOptions so;
+  so.scheme = o.scheme;
+  so.num_clients = 2;
+  so.window_ticks = 10;
+  WallTally before;
+  before.issued = 30;
+  before.aggregated = 24;
+  before.dropped = 6;
+  WallEngine engine(o, in, MakeAsyncScheduler(so), Vec({2.0}), /*first_version=*/7,
+                    /*first_task_id=*/500, /*time_offset=*/1000, before);
+  const std::vector<Task> tasks = engine.TakeNewTasks();
+  ASSERT_EQ(tasks.size(), 2u);
+  EXPECT_EQ(tasks[0].id, TaskId(500));
+  EXPECT_EQ(tasks[1].id, TaskId(501));
+  EXPECT_EQ(tasks[0].round, 7);
+  EXPECT_EQ(engine.version(), 7);
+  ClientResult r;
+  r.task = tasks[0].id;
+  r.client = tasks[0].client;
+  r.update = Vec({1.0});
+  r.num_examples = kRows;
+  ASSERT_TRUE(engine.SubmitResult(r, 3).ok());
+  engine.AdvanceTo(10);
+  const std::vector<WallStepReport> steps = engine.TakeSteps();
+  ASSERT_EQ(steps.size(), 1u);
+  EXPECT_EQ(steps[0].row.round, 7);
+  EXPECT_EQ(steps[0].tick, 1010);
+  EXPECT_DOUBLE_EQ(steps[0].row.virtual_time, 1010.0);
+  EXPECT_EQ(steps[0].next_task_id, 503);
+  EXPECT_EQ(engine.TakeNewTasks()[0].round, 8);
+  const WallEngine::Tally t = engine.tally();
+  EXPECT_EQ(t.issued, 33);
+  EXPECT_EQ(t.aggregated, 25);
   EXPECT_EQ(t.issued, t.aggregated + t.dropped + t.in_flight);
 }
 
