@@ -237,14 +237,23 @@ class ReportTest(unittest.TestCase):
         run = os.path.join(self.tmp, "virtual")
         os.makedirs(run)
         with open(os.path.join(run, "metrics.csv"), "w") as f:
-            f.write("round,wall_time_s,virtual_time_s,test_loss,model_hash\n"
-                    "0,0.1,10,3,h0\n1,0.2,25,2,h1\n2,0.3,45,1.5,h2\n")
+            # As fedsim writes it (common/runlog): `virtual_time`, last.
+            f.write("round,wall_time_s,test_loss,model_hash,virtual_time\n"
+                    "0,0.1,3,h0,10\n1,0.2,2,h1,25\n2,0.3,1.5,h2,45\n")
         out = os.path.join(self.tmp, "virtual_out")
         result = run_report(run, "--out", out)
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertIn("test_loss_vs_virtual.png", os.listdir(out))
         self.assertEqual(float(read_summary(out)["virtual"]["virtual_time_s"]), 45.0)
         self.assertEqual(float(read_summary(out)["virtual"]["best_test_loss"]), 1.5)
+
+    def test_enum_values_lose_their_fields_prefix(self):
+        self.assertEqual(report.display_value("ASYNC_WEIGHTS_IDENTICAL",
+                                              "algorithm.async_weights"), "identical")
+        self.assertEqual(report.display_value("NAME_FEDAVG", "algorithm.name"), "fedavg")
+        self.assertEqual(report.display_value("COMPUTE_TIME_LOG_NORMAL",
+                                              "async.compute_time"), "log_normal")
+        self.assertEqual(report.display_value("KIND_NONE"), "none")
 
     def test_smoothing_is_a_trailing_moving_average(self):
         self.assertEqual(report.smooth([1.0, 2.0, 3.0, 4.0], 2), [1.0, 1.5, 2.5, 3.5])

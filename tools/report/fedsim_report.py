@@ -153,7 +153,7 @@ class Run:
         if self.run_start and self.run_start.get("algorithm"):
             return str(self.run_start["algorithm"])
         if self.config and "algorithm.name" in self.config:
-            return display_value(self.config["algorithm.name"])
+            return display_value(self.config["algorithm.name"], "algorithm.name")
         return ""
 
 
@@ -205,6 +205,9 @@ def load_run(path):
                 "events.jsonl has run_end; the file is damaged")
         # A running run: the writer has not finished this line yet.
         run.incomplete_line = True
+    # fedsim writes the virtual clock's time as `virtual_time` (time units;
+    # seconds on the wall clock); the tool's x axis is `virtual_time_s`.
+    header = ["virtual_time_s" if c == "virtual_time" else c for c in header]
     run.columns = header
     for number, cells in enumerate(csv.reader(lines[1:]), 2):
         if not cells:
@@ -233,12 +236,17 @@ def load_run(path):
 ENUM_RE = re.compile(r"^[A-Z][A-Z0-9]*_[A-Z0-9_]+$")
 
 
-def display_value(value):
+def display_value(value, key=""):
     """Config values as the YAML loader takes them: enum names by their
-    lower-case suffix (NAME_FEDAVG -> fedavg), numbers as Python prints them."""
+    lower-case suffix (NAME_FEDAVG -> fedavg; with the dotted key, the
+    field's own prefix: algorithm.async_weights ASYNC_WEIGHTS_IDENTICAL ->
+    identical), numbers as Python prints them."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str) and ENUM_RE.match(value):
+        prefix = key.rsplit(".", 1)[-1].upper() + "_"
+        if key and value.startswith(prefix) and len(value) > len(prefix):
+            return value[len(prefix):].lower()
         return value.split("_", 1)[1].lower()
     if isinstance(value, float):
         return f"{value:g}" if abs(value) >= 1e-4 or value == 0 else repr(value)
@@ -291,7 +299,7 @@ def assign_labels(runs):
         if run.config is None or not keys:
             run.label = run.name
             continue
-        parts = [f"{names[k]}={display_value(run.config.get(k, '-'))}" for k in keys]
+        parts = [f"{names[k]}={display_value(run.config.get(k, '-'), k)}" for k in keys]
         run.label = ", ".join(parts)
     # Identical settings (repeats): tell them apart by directory.
     seen = {}
@@ -528,7 +536,7 @@ def write_html(path, runs, table, keys, shared, plots, problems):
                      + ", ".join(f"<code>{html.escape(k)}</code>" for k in keys) + "</p>")
     if shared:
         parts.append("<details><summary>Settings shared by all runs</summary><table>")
-        parts += [f"<tr><td><code>{html.escape(k)}</code></td><td>{html.escape(display_value(v))}</td></tr>"
+        parts += [f"<tr><td><code>{html.escape(k)}</code></td><td>{html.escape(display_value(v, k))}</td></tr>"
                   for k, v in sorted(shared.items())]
         parts.append("</table></details>")
     if plots:
