@@ -114,7 +114,7 @@ def main():
     for seed in args.seeds:
         _, algo, weights, window, _ = SCHEMES[0]
         fl[seed] = final_distance(read(run_dir(args.out, algo, weights, window, seed))[0])
-    print(f"| scheme | steps in {args.horizon:g} s | final dist_to_opt / FL's "
+    print(f"| scheme | steps in {args.horizon:g} s | final dist_to_opt / FL's, per seed "
           f"| time to dist_to_opt < {REACH} x FL's final (s) |")
     print("| --- | --- | --- | --- |")
     taus = None
@@ -128,7 +128,8 @@ def main():
             if algo == "async_fedavg" and weights == "identical" and seed == args.seeds[0]:
                 taus = end.get("mean_task_time", [])
         never = sum(1 for r in reach if r != r)
-        print(f"| {label} | {fmt(steps, 4)} | {fmt(ratio)} | {fmt(reach)}"
+        per_seed = ", ".join(f"{r:.2f}" for r in ratio)
+        print(f"| {label} | {fmt(steps, 4)} | {per_seed} | {fmt(reach)}"
               + (f" ({never} of {len(reach)} seeds never)" if 0 < never < len(reach) else "")
               + " |")
     print("\nFL's final dist_to_opt per seed:", ", ".join(f"{fl[s]:.3f}" for s in args.seeds))
