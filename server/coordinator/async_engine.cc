@@ -101,22 +101,7 @@ std::vector<Task> AsyncEngine::BeginStep() {
 absl::Status AsyncEngine::Reject(const ClientResult& r, absl::Status status,
                                  bool task_open) {
   ++tally_.rejected_pushes;
-  const nlohmann::json event = {{"event", "result_rejected"},
-                                {"step", version_},
-                                {"task", r.task.value},
-                                {"client", r.client.value},
-                                {"code", absl::StatusCodeToString(status.code())},
-                                {"reason", std::string(status.message())}};
-  // As RoundEngine::Reject: pushes for tasks that are not open are rate
-  // limited per status code.
-  if (task_open || in_.log == nullptr) {
-    LogEvent(event);
-  } else if (absl::Status s = in_.log->LimitedEvent(
-                 absl::StrCat("result_rejected ", absl::StatusCodeToString(status.code())),
-                 event);
-             !s.ok()) {
-    std::fprintf(stderr, "warning: %s\n", std::string(s.message()).c_str());
-  }
+  LogRejectedResult(in_.log, version_, r, status, task_open);
   return status;
 }
 

@@ -769,12 +769,7 @@ absl::StatusOr<RunSummary> Coordinator::Run() {
       if (stop_requested_) {
         // The open round is abandoned: the last completed one is what a
         // checkpoint holds, and a resumed run redoes this one.
-        accepting_ = false;
-        pending_.clear();
-        assigned_.clear();
-        lock.unlock();
-        RunCompletions(completions);
-        return StoppedError(EngineRound(*run_));
+        return AbandonForStop(lock, completions, EngineRound(*run_));
       }
       const absl::Time now = absl::Now();
       ExpireLocked(now, completions);
@@ -815,19 +810,34 @@ absl::StatusOr<RunSummary> Coordinator::Run() {
   }
   {
     std::unique_lock<std::mutex> lock(mu_);
-    finished_ = true;
-    for (Parked& p : parked_) {
-      PullReply reply;
-      reply.run_finished = true;
-      completions.emplace_back(std::move(p.done), reply);
-    }
-    parked_.clear();
+    EndRunLocked(completions);
   }
   RunCompletions(completions);
   summary.rounds = EngineRound(*run_);
   summary.wall_time_s = elapsed();
   FEDSIM_RETURN_IF_ERROR(CompleteRun(*run_, summary.wall_time_s));
   return summary;
+}
+
+void Coordinator::EndRunLocked(std::vector<Completion>& completions) {
+  finished_ = true;
+  for (Parked& p : parked_) {
+    PullReply reply;
+    reply.run_finished = true;
+    completions.emplace_back(std::move(p.done), reply);
+  }
+  parked_.clear();
+}
+
+absl::Status Coordinator::AbandonForStop(std::unique_lock<std::mutex>& lock,
+                                         std::vector<Completion>& completions,
+                                         std::int64_t round) {
+  accepting_ = false;
+  pending_.clear();
+  assigned_.clear();
+  lock.unlock();
+  RunCompletions(completions);
+  return StoppedError(round);
 }
 
 absl::StatusOr<RunSummary> Coordinator::RunWall(absl::Time start) {
@@ -861,14 +871,7 @@ absl::StatusOr<RunSummary> Coordinator::RunWall(absl::Time start) {
     {
       std::unique_lock<std::mutex> lock(mu_);
       if (shutdown_) return absl::CancelledError("coordinator shut down");
-      if (stop_requested_) {
-        accepting_ = false;
-        pending_.clear();
-        assigned_.clear();
-        lock.unlock();
-        RunCompletions(completions);
-        return StoppedError(run_->wall_steps_logged);
-      }
+      if (stop_requested_) return AbandonForStop(lock, completions, run_->wall_steps_logged);
       const Tick now = WallTicksLocked();
       // A window ending now still takes a result received now.
       engine.AdvanceBefore(now);
@@ -937,15 +940,9 @@ absl::StatusOr<RunSummary> Coordinator::RunWall(absl::Time start) {
   }
   {
     std::unique_lock<std::mutex> lock(mu_);
-    finished_ = true;
     accepting_ = false;
     pending_.clear();
-    for (Parked& p : parked_) {
-      PullReply reply;
-      reply.run_finished = true;
-      completions.emplace_back(std::move(p.done), reply);
-    }
-    parked_.clear();
+    EndRunLocked(completions);
   }
   RunCompletions(completions);
   summary.rounds = run_->wall_steps_logged;

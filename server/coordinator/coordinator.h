@@ -206,6 +206,14 @@ class Coordinator {
   void ExpireLocked(absl::Time now, std::vector<Completion>& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static void RunCompletions(std::vector<Completion>& completions);
+  // The run is over: no more joins, parked polls get run_finished.
+  void EndRunLocked(std::vector<Completion>& completions)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A graceful stop abandons the open round (step): nothing more is handed
+  // out or accepted. Releases `lock`, runs `completions` and returns the
+  // stop's status for `round`.
+  absl::Status AbandonForStop(std::unique_lock<std::mutex>& lock,
+                              std::vector<Completion>& completions, std::int64_t round);
   // Run() on the wall clock (run_->wall_engine): steps happen as results
   // arrive and windows end; this thread queues the tasks they issue,
   // evaluates and logs the steps, and checkpoints.

@@ -439,6 +439,32 @@ AsyncScheme SchemeOf(v1::AlgorithmConfig::Name name) {
   }
 }
 
+// The unnormalised importance of every client: 1 (uniform) or n_i (ratio).
+std::vector<double> ImportanceMass(const v1::ExperimentConfig& config, const Experiment& e) {
+  std::vector<double> mass;
+  for (std::int64_t k = 0; k < e.num_clients(); ++k) {
+    mass.push_back(config.algorithm().importance() == v1::AlgorithmConfig::IMPORTANCE_RATIO
+                       ? static_cast<double>(e.client_sizes[k])
+                       : 1.0);
+  }
+  return mass;
+}
+
+// What both clocks' engines take from the config.
+void FillAsyncEngineOptions(const v1::ExperimentConfig& config, AsyncEngineOptions& eo) {
+  const v1::AsyncConfig& a = config.async();
+  const std::int64_t tpu = a.ticks_per_unit();
+  eo.max_steps = config.rounds();
+  eo.eval_every = config.eval().every();
+  eo.eval_interval = a.eval_interval() > 0.0 ? ToTicks(a.eval_interval(), tpu) : 0;
+  eo.eval_train_loss = config.eval().train_loss();
+  eo.eval_threads = config.runtime().threads();
+  eo.ticks_per_unit = tpu;
+  eo.local = LocalSpec(config);
+  eo.max_staleness = a.max_staleness();
+  eo.name = std::string(AsyncSchemeName(SchemeOf(config.algorithm().name())));
+}
+
 // The asynchronous part of PrepareRun: time model, schedule, weights,
 // engine; adds the `async` block to run_start.
 absl::Status PrepareAsync(const v1::ExperimentConfig& config, CoordinatorRun& run,
@@ -467,13 +493,8 @@ absl::Status PrepareAsync(const v1::ExperimentConfig& config, CoordinatorRun& ru
   wo.scheme = so.scheme;
   wo.weight_variant =
       config.algorithm().async_weights() == v1::AlgorithmConfig::ASYNC_WEIGHTS_WEIGHT;
-  for (std::int64_t k = 0; k < n; ++k) {
-    wo.importance_mass.push_back(
-        config.algorithm().importance() == v1::AlgorithmConfig::IMPORTANCE_RATIO
-            ? static_cast<double>(e.client_sizes[k])
-            : 1.0);
-    wo.mean_ticks.push_back(model->MeanTicks(k));
-  }
+  wo.importance_mass = ImportanceMass(config, e);
+  for (std::int64_t k = 0; k < n; ++k) wo.mean_ticks.push_back(model->MeanTicks(k));
   wo.window_ticks = so.window_ticks;
   wo.buffer_size = so.buffer_size;
   if (so.scheme == AsyncScheme::kFedBuff && wo.weight_variant) {
@@ -508,15 +529,7 @@ absl::Status PrepareAsync(const v1::ExperimentConfig& config, CoordinatorRun& ru
   start_event["async"] = info;
 
   AsyncEngineOptions eo;
-  eo.max_steps = config.rounds();
-  eo.eval_every = config.eval().every();
-  eo.eval_interval = a.eval_interval() > 0.0 ? ToTicks(a.eval_interval(), tpu) : 0;
-  eo.eval_train_loss = config.eval().train_loss();
-  eo.eval_threads = config.runtime().threads();
-  eo.ticks_per_unit = tpu;
-  eo.local = LocalSpec(config);
-  eo.max_staleness = a.max_staleness();
-  eo.name = std::string(AsyncSchemeName(so.scheme));
+  FillAsyncEngineOptions(config, eo);
   auto runner = std::make_unique<ScheduleRunner>(MakeAsyncScheduler(so),
                                                  std::move(model), horizon);
   run.async_engine = std::make_unique<AsyncEngine>(
@@ -538,12 +551,7 @@ absl::Status PrepareWall(const v1::ExperimentConfig& config, CoordinatorRun& run
   wo.scheme = SchemeOf(config.algorithm().name());
   wo.weight_variant =
       config.algorithm().async_weights() == v1::AlgorithmConfig::ASYNC_WEIGHTS_WEIGHT;
-  for (std::int64_t k = 0; k < n; ++k) {
-    wo.importance_mass.push_back(
-        config.algorithm().importance() == v1::AlgorithmConfig::IMPORTANCE_RATIO
-            ? static_cast<double>(e.client_sizes[k])
-            : 1.0);
-  }
+  wo.importance_mass = ImportanceMass(config, e);
   wo.window_ticks = ToTicks(config.algorithm().window(), tpu);
   wo.buffer_size = wo.scheme == AsyncScheme::kFedBuff ? config.algorithm().buffer_size() : 1;
   if (wo.buffer_size > n) {
@@ -554,15 +562,7 @@ absl::Status PrepareWall(const v1::ExperimentConfig& config, CoordinatorRun& run
   wo.staleness_scaling = config.algorithm().staleness_scaling();
   wo.server_lr = config.algorithm().server_lr();
   wo.horizon = a.horizon() > 0.0 ? std::llround(a.horizon() * static_cast<double>(tpu)) : -1;
-  wo.max_steps = config.rounds();
-  wo.eval_every = config.eval().every();
-  wo.eval_interval = a.eval_interval() > 0.0 ? ToTicks(a.eval_interval(), tpu) : 0;
-  wo.eval_train_loss = config.eval().train_loss();
-  wo.eval_threads = config.runtime().threads();
-  wo.ticks_per_unit = tpu;
-  wo.local = LocalSpec(config);
-  wo.max_staleness = a.max_staleness();
-  wo.name = std::string(AsyncSchemeName(wo.scheme));
+  FillAsyncEngineOptions(config, wo);
 
   AsyncSchedulerOptions so;
   so.scheme = wo.scheme;
@@ -1074,50 +1074,47 @@ CheckpointData MakeCheckpointData(const CoordinatorRun& run,
   return data;
 }
 
+namespace {
+
+// run_end of an asynchronous run (AsyncEngine or WallEngine).
+template <typename Engine>
+nlohmann::json AsyncRunEnd(const Engine& engine, double wall_time_s) {
+  const auto t = engine.tally();
+  return {{"event", "run_end"},
+          {"rounds", engine.version()},
+          {"wall_time_s", wall_time_s},
+          {"model_hash", ModelHash(engine.model())},
+          {"tasks_issued", t.issued},
+          {"tasks_aggregated", t.aggregated},
+          {"tasks_timed_out", 0},
+          {"tasks_dropped", t.dropped},
+          {"tasks_stale_dropped", t.stale},
+          {"tasks_in_flight", t.in_flight},
+          {"pushes_rejected", t.rejected_pushes},
+          {"pushes_duplicate", t.duplicate_pushes}};
+}
+
+}  // namespace
+
 absl::Status CompleteRun(CoordinatorRun& run, double wall_time_s) {
   const std::string model_path =
       (std::filesystem::path(run.log->dir()) / "model.bin").string();
   if (run.wall_engine != nullptr) {
     const WallEngine& engine = *run.wall_engine;
     FEDSIM_RETURN_IF_ERROR(WriteModelFile(model_path, engine.model()));
-    const WallEngine::Tally t = engine.tally();
+    nlohmann::json end = AsyncRunEnd(engine, wall_time_s);
     nlohmann::json tau = nlohmann::json::array();
     for (double v : engine.MeanTaskSeconds()) {
       tau.push_back(std::isfinite(v) ? nlohmann::json(v) : nlohmann::json());
     }
-    nlohmann::json end = {{"event", "run_end"},
-                          {"rounds", engine.version()},
-                          {"wall_time_s", wall_time_s},
-                          {"model_hash", ModelHash(engine.model())},
-                          {"tasks_issued", t.issued},
-                          {"tasks_aggregated", t.aggregated},
-                          {"tasks_timed_out", 0},
-                          {"tasks_dropped", t.dropped},
-                          {"tasks_stale_dropped", t.stale},
-                          {"tasks_in_flight", t.in_flight},
-                          {"pushes_rejected", t.rejected_pushes},
-                          {"pushes_duplicate", t.duplicate_pushes},
-                          // The estimates behind the `weight` variants.
-                          {"mean_task_time", tau},
-                          {"step_fraction", engine.StepFractions()}};
+    // The estimates behind the `weight` variants.
+    end["mean_task_time"] = tau;
+    end["step_fraction"] = engine.StepFractions();
     return run.log->Event(end);
   }
   if (run.async_engine != nullptr) {
-    const AsyncEngine& engine = *run.async_engine;
-    FEDSIM_RETURN_IF_ERROR(WriteModelFile(model_path, engine.model()));
-    const AsyncEngine::Tally t = engine.tally();
-    return run.log->Event({{"event", "run_end"},
-                           {"rounds", engine.version()},
-                           {"wall_time_s", wall_time_s},
-                           {"model_hash", ModelHash(engine.model())},
-                           {"tasks_issued", t.issued},
-                           {"tasks_aggregated", t.aggregated},
-                           {"tasks_timed_out", 0},
-                           {"tasks_dropped", t.dropped},
-                           {"tasks_stale_dropped", t.stale},
-                           {"tasks_in_flight", t.in_flight},
-                           {"pushes_rejected", t.rejected_pushes},
-                           {"pushes_duplicate", t.duplicate_pushes}});
+    FEDSIM_RETURN_IF_ERROR(WriteModelFile(model_path, run.async_engine->model()));
+    return run.log->Event(AsyncRunEnd(*run.async_engine, wall_time_s));
   }
   FEDSIM_RETURN_IF_ERROR(WriteModelFile(model_path, run.engine->model()));
   const RoundEngine::Tally& t = run.engine->tally();

@@ -20,6 +20,7 @@
 
 #include "absl/status/status.h"
 #include "common/base/task.h"
+#include "common/runlog/run_log.h"
 
 namespace fedsim {
 
@@ -56,6 +57,14 @@ NormBoundOutcome ApplyNormBound(const UpdateValidation& v, FlatVector& update);
 
 // "reject", "clip" or "zero".
 std::string_view NormBoundActionName(NormBoundAction action);
+
+// Logs a result an asynchronous engine refused at step `step` as
+// result_rejected (step, task, client, code, reason) in `log` (may be
+// null): in full when `task_open` (the rejection ends an open task), else
+// rate limited per status code (RunLog::LimitedEvent), since a peer can
+// repeat a push for a task it does not hold at will.
+void LogRejectedResult(RunLog* log, std::int64_t step, const ClientResult& r,
+                       const absl::Status& status, bool task_open);
 
 }  // namespace fedsim
 

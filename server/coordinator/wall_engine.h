@@ -40,22 +40,17 @@
 #include "common/runlog/run_log.h"
 #include "nlohmann/json.hpp"
 #include "server/clock/virtual_clock.h"
+#include "server/coordinator/async_engine.h"
 #include "server/coordinator/round_engine.h"
 #include "server/strategy/async_fl.h"
 
 namespace fedsim {
 
-struct WallEngineOptions {
-  std::int64_t max_steps = 1;  // `rounds`
-  Tick horizon = -1;           // no step after this time; < 0: none
-  int eval_every = 1;
-  Tick eval_interval = 0;      // > 0: evaluate at the first step at or after every multiple
-  bool eval_train_loss = true;
-  int eval_threads = 1;
-  std::int64_t ticks_per_unit = 1000000;  // ticks per second
-  LocalTrainingSpec local;
-  std::int64_t max_staleness = 0;  // > 0: staler updates are dropped
-  std::string name;
+// AsyncEngineOptions (max_steps, evaluation, ticks_per_unit, local work,
+// max_staleness, name) plus what the virtual clock's schedule and fixed
+// weights held: ticks_per_unit is ticks per second here.
+struct WallEngineOptions : AsyncEngineOptions {
+  Tick horizon = -1;  // no step after this time; < 0: none
   // The weights (AsyncWeights' inputs, tau_i and f_i excepted).
   AsyncScheme scheme = AsyncScheme::kAsyncFedAvg;
   bool weight_variant = true;

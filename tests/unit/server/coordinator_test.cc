@@ -52,9 +52,11 @@ ClientResult ResultFor(const CoordinatorRun& run, const Task& t) {
 CoordinatorOptions FastOptions() { return test::FastCoordinatorOptions(); }
 
 // A worker loop: pull, run (a constant update), push, until the run ends.
-// Records the clients it served.
-void Work(Coordinator& c, const CoordinatorRun& run, WorkerId w,
-          std::set<std::int64_t>* clients) {
+// Records the clients it served. Every push is accepted, except, on the
+// wall clock (`wall`), those of tasks still in flight when the run ends
+// (kFailedPrecondition, "the run has ended").
+void WorkUntilEnd(Coordinator& c, const CoordinatorRun& run, WorkerId w,
+                  std::set<std::int64_t>* clients, bool wall) {
   for (;;) {
     absl::StatusOr<PullReply> reply = Pull(c, w);
     ASSERT_TRUE(reply.ok()) << reply.status();
@@ -62,9 +64,23 @@ void Work(Coordinator& c, const CoordinatorRun& run, WorkerId w,
     if (!reply->task) continue;
     if (clients) clients->insert(reply->task->client.value);
     absl::StatusOr<bool> dup = c.PushResult(w, ResultFor(run, *reply->task));
+    if (wall && !dup.ok()) {
+      EXPECT_THAT(dup.status().message(), HasSubstr("the run has ended")) << dup.status();
+      continue;
+    }
     ASSERT_TRUE(dup.ok()) << dup.status();
     EXPECT_FALSE(*dup);
   }
+}
+
+void Work(Coordinator& c, const CoordinatorRun& run, WorkerId w,
+          std::set<std::int64_t>* clients) {
+  WorkUntilEnd(c, run, w, clients, /*wall=*/false);
+}
+
+void WallWork(Coordinator& c, const CoordinatorRun& run, WorkerId w,
+              std::set<std::int64_t>* clients) {
+  WorkUntilEnd(c, run, w, clients, /*wall=*/true);
 }
 
 TEST(CoordinatorTest, TwoWorkersFinishTheRun) {
@@ -88,25 +104,6 @@ TEST(CoordinatorTest, TwoWorkersFinishTheRun) {
   EXPECT_EQ(run.engine->tally().aggregated, 12);
   // The run is over: nobody can join any more.
   EXPECT_EQ(c.Join("late").status().code(), absl::StatusCode::kUnavailable);
-}
-
-// Work() on the wall clock: the tasks in flight when the run ends are
-// refused (kFailedPrecondition); nothing else is.
-void WallWork(Coordinator& c, const CoordinatorRun& run, WorkerId w,
-              std::set<std::int64_t>* clients) {
-  for (;;) {
-    absl::StatusOr<PullReply> reply = Pull(c, w);
-    ASSERT_TRUE(reply.ok()) << reply.status();
-    if (reply->run_finished) return;
-    if (!reply->task) continue;
-    clients->insert(reply->task->client.value);
-    absl::StatusOr<bool> dup = c.PushResult(w, ResultFor(run, *reply->task));
-    if (!dup.ok()) {
-      EXPECT_THAT(dup.status().message(), HasSubstr("the run has ended")) << dup.status();
-    } else {
-      EXPECT_FALSE(*dup);
-    }
-  }
 }
 
 // async.clock = wall: the coordinator keeps every client working, pins
