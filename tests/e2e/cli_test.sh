@@ -61,17 +61,26 @@ algorithm: {name: fedbuff}"
 expect_error async_trace_missing "async.trace_file = '$work/none.txt'; cannot open it" "$base
 algorithm: {name: fedfix}
 async: {compute_time: trace, trace_file: $work/none.txt}"
-# Asynchronous algorithms run on the virtual clock in both runtimes; the
-# wall clock is not implemented: launch refuses it in one line.
-printf '%s\nalgorithm: {name: fedfix}\nasync: {clock: wall}\n' "$base" > "$work/async_launch.yaml"
-"$bin/fedsim" launch "$work/async_launch.yaml" --workers 1 --out "$work/out-async-launch" \
-    > /dev/null 2> "$work/async_launch.stderr"
+# The wall clock (async.clock: wall) needs worker processes: `fedsim run`
+# refuses it in one line; `fedsim launch` runs it.
+printf '%s\nalgorithm: {name: fedfix, window: 0.05}\nasync: {clock: wall}\n' "$base" \
+    > "$work/async_wall.yaml"
+"$bin/fedsim" run "$work/async_wall.yaml" --out "$work/out-async-wall-run" \
+    > /dev/null 2> "$work/async_wall.stderr"
 code=$?
-if [ "$code" -ne 2 ] || [ "$(wc -l < "$work/async_launch.stderr")" -ne 1 ] ||
-   ! grep -qF "async.clock = wall" "$work/async_launch.stderr"; then
-  echo "FAIL async launch: exit $code"; cat "$work/async_launch.stderr"; fail=1
+if [ "$code" -ne 2 ] || [ "$(wc -l < "$work/async_wall.stderr")" -ne 1 ] ||
+   ! grep -qF "async.clock = wall" "$work/async_wall.stderr"; then
+  echo "FAIL wall clock embedded: exit $code"; cat "$work/async_wall.stderr"; fail=1
 else
-  echo "ok   async launch: $(cat "$work/async_launch.stderr")"
+  echo "ok   wall clock embedded: $(cat "$work/async_wall.stderr")"
+fi
+if "$bin/fedsim" launch "$work/async_wall.yaml" --workers 1 --quiet \
+      --out "$work/out-async-wall" > /dev/null 2> "$work/async_wall_launch.stderr" &&
+   grep -q '"clock":"wall"' "$work/out-async-wall/events.jsonl" &&
+   grep -q '"event":"run_end"' "$work/out-async-wall/events.jsonl"; then
+  echo "ok   wall clock launch"
+else
+  echo "FAIL wall clock launch"; cat "$work/async_wall_launch.stderr"; fail=1
 fi
 
 # fedsim privacy: bad values exit 2 with one line; good ones print epsilon.

@@ -206,6 +206,7 @@ TEST(CoordinatorTest, WallClockWorkersKeepClientsAndFactorsAcrossRejoinsAndDeath
   EXPECT_EQ(c.WorkerSlowdown(*b2), 3.0);
   std::thread tb(work, *b2, &served_b2, &b2_stop);
   wait_until_served(served_b2, 1);
+  wait_until_served(served_b2, 3);
   // b2 goes silent; a gets its clients once it is declared dead.
   b2_stop = true;
   tb.join();
