@@ -488,7 +488,8 @@ std::pair<std::size_t, std::size_t> Coordinator::ReleaseTasksLocked(
       ++it;
     }
   }
-  if (options_.pin_clients && reassign) {
+  // Workers leaving after the end keep nothing to hand over.
+  if (options_.pin_clients && reassign && !finished_) {
     std::vector<std::int64_t> orphans;
     for (const auto& [client, owner] : owner_) {
       if (owner == worker) orphans.push_back(client);
