@@ -22,7 +22,7 @@ export DEBUG_INFO=OFF
 # third of the tests' compile time (docs/testing.md).
 export UNITY_BUILD=ON
 step "release build"
-BUILD_BENCHMARKS=ON scripts/build.sh
+TARGETS=all BUILD_BENCHMARKS=ON scripts/build.sh
 
 if [ "${FEDSIM_SKIP_SANITIZERS:-0}" = 1 ]; then
   step "tests (release)"
@@ -35,7 +35,7 @@ else
   ctest --test-dir build --output-on-failure -j "$jobs" --timeout 900 > "$release_log" 2>&1 &
   release_pid=$!
   trap 'kill "$release_pid" 2>/dev/null || true' EXIT
-  BUILD_DIR=build-asan SANITIZER='address;undefined' scripts/build.sh
+  BUILD_DIR=build-asan SANITIZER='address;undefined' TARGETS=all scripts/build.sh
   release_status=0
   wait "$release_pid" || release_status=$?
   step "tests (release): results"

@@ -20,12 +20,23 @@ done
 hits=$(grep -rnE '#include "(server|client|runtime|tools)/' common --include='*.h' --include='*.cc' || true)
 if [ -n "$hits" ]; then echo "layering: common/ includes a higher layer:"; echo "$hits"; status=1; fi
 # server/ and client/ may not include each other or runtime/ or tools/.
-hits=$(grep -rnE '#include "(client|runtime|tools)/' server --include='*.h' --include='*.cc' --exclude=main.cc || true)
+hits=$(grep -rnE '#include "(client|runtime|tools)/' server --include='*.h' --include='*.cc' || true)
 if [ -n "$hits" ]; then echo "layering: server/ includes a higher or sibling layer:"; echo "$hits"; status=1; fi
-hits=$(grep -rnE '#include "(server|runtime|tools)/' client --include='*.h' --include='*.cc' --exclude=main.cc || true)
+hits=$(grep -rnE '#include "(server|runtime|tools)/' client --include='*.h' --include='*.cc' || true)
 if [ -n "$hits" ]; then echo "layering: client/ includes a higher or sibling layer:"; echo "$hits"; status=1; fi
 # Only the gRPC adapters (and binaries) may include gRPC.
 hits=$(grep -rlnE '#include [<"]grpcpp?/' common server client runtime --include='*.h' --include='*.cc' | grep -vE '^(server/grpc|client/grpc)/' || true)
 if [ -n "$hits" ]; then echo "layering: gRPC included outside server/grpc and client/grpc:"; echo "$hits"; status=1; fi
+# runtime/ may not include tools/.
+hits=$(grep -rnE '#include "tools/' runtime --include='*.h' --include='*.cc' || true)
+if [ -n "$hits" ]; then echo "layering: runtime/ includes tools/:"; echo "$hits"; status=1; fi
+# The coordinator and the worker talk to their transports through
+# interfaces: they include neither gRPC, nor generated service stubs, nor
+# the gRPC adapters.
+hits=$(grep -rnE '#include [<"](grpcpp?/|.*\.grpc\.pb\.h|server/grpc/|client/grpc/)' server/coordinator client/worker --include='*.h' --include='*.cc' || true)
+if [ -n "$hits" ]; then echo "layering: the coordinator or the worker includes gRPC or its adapters:"; echo "$hits"; status=1; fi
+# No exclusions: every main() lives in tools/.
+hits=$(grep -rlE '^int main\(' common server client runtime --include='*.cc' || true)
+if [ -n "$hits" ]; then echo "layering: a main() outside tools/:"; echo "$hits"; status=1; fi
 [ $status -eq 0 ] && echo "layering: ok"
 exit $status

@@ -35,22 +35,23 @@
 #include "common/base/stop_signal.h"
 #include "runtime/distributed.h"
 #include "runtime/embedded.h"
+#include "tools/cli_help.h"
 #include "tools/privacy_cli.h"
 
 ABSL_FLAG(std::string, out, "", "run directory (default runs/<config name>)");
-ABSL_FLAG(int, threads, 0, "run: override runtime.threads");
-ABSL_FLAG(int, workers, 2, "launch: number of worker processes");
+ABSL_FLAG(int, threads, 0, "override runtime.threads (>= 1)");
+ABSL_FLAG(int, workers, 2, "number of worker processes, in [1, 256]");
 ABSL_FLAG(std::string, auth, "none",
-          "launch: none, token, tls or mtls between the coordinator and its "
+          "none, token, tls or mtls between the coordinator and its "
           "workers; launch makes the token or certificates itself (docs/security.md)");
 ABSL_FLAG(bool, quiet, false, "print only the summary");
 ABSL_FLAG(bool, resume, false,
-          "run, launch: continue from the newest checkpoint in the run "
+          "continue from the newest checkpoint in the run "
           "directory if there is one (docs/checkpoint.md)");
 ABSL_FLAG(bool, json, false,
           "progress and summary as JSON lines on stdout (docs/report.md)");
 ABSL_FLAG(bool, rpc_stats, false,
-          "launch: print the coordinator's per-RPC statistics at the end "
+          "print the coordinator's per-RPC statistics at the end "
           "(also env FEDSIM_RPC_STATS=1; docs/reliability.md)");
 ABSL_FLAG(bool, tensorboard, false,
           "also write TensorBoard scalars (sets logging.tensorboard)");
@@ -68,6 +69,39 @@ constexpr char kUsage[] =
     "                 --steps T [--delta D] [--max-order N] [--fractional-orders=B]\n"
     "                 [--orders A,B,...] [--conversion tight|classical] [--json]";
 
+constexpr char kRunUsage[] =
+    "usage: fedsim run CONFIG [--out DIR] [--threads N] [--quiet | --json] [--tensorboard]\n"
+    "                  [--resume]\n"
+    "\n"
+    "Runs the experiment CONFIG (YAML; docs/config.md) in this process, on\n"
+    "runtime.threads threads, and writes its run directory (default\n"
+    "runs/<config name>; docs/run-directory.md). Exit codes: 0 done, 2 bad\n"
+    "flags, config or data (one line naming the key, the value and the rule),\n"
+    "1 a run that failed after it started.";
+
+constexpr char kLaunchUsage[] =
+    "usage: fedsim launch CONFIG --workers P [--out DIR] [--quiet | --json] [--tensorboard]\n"
+    "                     [--resume] [--auth none|token|tls|mtls] [--rpc_stats]\n"
+    "\n"
+    "Runs the experiment CONFIG as a coordinator in this process and P local\n"
+    "fedsim-client worker processes talking gRPC over loopback; synchronous\n"
+    "runs end bit-identical to fedsim run. SIGTERM/SIGINT stop it gracefully\n"
+    "(--resume continues). Exit codes as fedsim run.";
+
+const std::vector<std::string> kRunFlags = {"out", "threads", "quiet", "json",
+                                            "tensorboard", "resume"};
+const std::vector<std::string> kLaunchFlags = {"out",    "workers", "quiet", "json",
+                                               "tensorboard", "resume", "auth",
+                                               "rpc_stats"};
+
+constexpr char kMoreHelp[] =
+    "fedsim COMMAND --help (or fedsim help COMMAND) describes a command and its flags.";
+
+bool WantsHelpOrHelpCommand(const char* arg) {
+  const std::string a = arg;
+  return a == "help" || a == "-h" || a == "-help" || a == "--help" || a == "--helpfull";
+}
+
 int Fail(int code, const absl::Status& status) {
   std::fprintf(stderr, "fedsim: %s\n", std::string(status.message()).c_str());
   return code;
@@ -76,8 +110,11 @@ int Fail(int code, const absl::Status& status) {
 // `fedsim report`: replaces this process by Python running the report tool,
 // passing the arguments through. The script is looked for next to the binary
 // (<bin>/../share/fedsim/, where the build and `cmake --install` put it),
-// then in the source tree; FEDSIM_PYTHON overrides the interpreter found at
-// configure time (one that imports matplotlib).
+// then in the source tree. The interpreter: FEDSIM_PYTHON if set; else the
+// active virtual environment's ($VIRTUAL_ENV/bin/python3), so a venv with
+// matplotlib from PyPI works; else the one found at configure time (a
+// python3 that imported matplotlib then); else python3 on PATH. The script
+// says what is missing (matplotlib, and how to get it) if its import fails.
 int ReportCommand(int argc, char** argv) {
   namespace fs = std::filesystem;
   std::vector<fs::path> candidates;
@@ -100,9 +137,19 @@ int ReportCommand(int argc, char** argv) {
                  candidates.front().c_str(), FEDSIM_REPORT_SOURCE);
     return 2;
   }
-  const char* env_python = std::getenv("FEDSIM_PYTHON");
-  const std::string python =
-      env_python != nullptr && env_python[0] != '\0' ? env_python : FEDSIM_REPORT_PYTHON;
+  std::string python;
+  if (const char* env = std::getenv("FEDSIM_PYTHON"); env != nullptr && env[0] != '\0') {
+    python = env;
+  } else if (const char* venv = std::getenv("VIRTUAL_ENV");
+             venv != nullptr && venv[0] != '\0' &&
+             fs::exists(fs::path(venv) / "bin" / "python3", ec)) {
+    python = (fs::path(venv) / "bin" / "python3").string();
+  } else if (fs::path(FEDSIM_REPORT_PYTHON).is_absolute() &&
+             fs::exists(FEDSIM_REPORT_PYTHON, ec)) {
+    python = FEDSIM_REPORT_PYTHON;
+  } else {
+    python = "python3";
+  }
   std::vector<std::string> args = {python, script};
   for (int i = 2; i < argc; ++i) args.emplace_back(argv[i]);
   std::vector<char*> c_args;
@@ -110,7 +157,10 @@ int ReportCommand(int argc, char** argv) {
   c_args.push_back(nullptr);
   std::fflush(nullptr);
   ::execvp(python.c_str(), c_args.data());
-  std::fprintf(stderr, "fedsim report: cannot run %s: %s (set FEDSIM_PYTHON)\n",
+  std::fprintf(stderr,
+               "fedsim report: cannot run %s: %s; it needs Python 3 with matplotlib "
+               "(Debian: apt-get install python3 python3-matplotlib; or a venv with "
+               "pip install matplotlib, activated or named by FEDSIM_PYTHON)\n",
                python.c_str(), std::strerror(errno));
   return 2;
 }
@@ -191,9 +241,18 @@ int RunCommand(const std::string& command, const std::string& config_path) {
   return 0;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int Main(int argc, char** argv) {
+  // `fedsim`, `fedsim help` and `fedsim --help` without a command.
+  if (argc < 2 || (argc == 2 && WantsHelpOrHelpCommand(argv[1]))) {
+    std::fprintf(argc < 2 ? stderr : stdout, "%s\n\n%s\n", kUsage, kMoreHelp);
+    return argc < 2 ? 2 : 0;
+  }
+  if (argc >= 3 && std::string(argv[1]) == "help") {
+    // `fedsim help COMMAND` is `fedsim COMMAND --help`.
+    std::string help_flag = "--help";
+    char* help_argv[] = {argv[0], argv[2], help_flag.data(), nullptr};
+    return Main(3, help_argv);
+  }
   // `privacy` parses its own (hyphenated) flags.
   if (argc >= 2 && std::string(argv[1]) == "privacy") {
     return fedsim::PrivacyCommand(std::vector<std::string>(argv + 2, argv + argc),
@@ -201,6 +260,16 @@ int main(int argc, char** argv) {
   }
   // `report` passes its (Python argparse) options through untouched.
   if (argc >= 2 && std::string(argv[1]) == "report") return ReportCommand(argc, argv);
+  const std::string first = argv[1];
+  if ((first == "run" || first == "launch") && fedsim::WantsHelp(argc, argv, 2)) {
+    fedsim::PrintHelp(stdout, first == "run" ? kRunUsage : kLaunchUsage,
+                      first == "run" ? kRunFlags : kLaunchFlags);
+    return 0;
+  }
+  if (fedsim::WantsHelp(argc, argv, 1)) {
+    std::fprintf(stdout, "%s\n\n%s\n", kUsage, kMoreHelp);
+    return 0;
+  }
   absl::SetProgramUsageMessage(kUsage);
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() < 2) {
@@ -222,3 +291,7 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "fedsim: unknown command '%s'\n%s\n", command.c_str(), kUsage);
   return 2;
 }
+
+}  // namespace
+
+int main(int argc, char** argv) { return Main(argc, argv); }

@@ -197,8 +197,38 @@ std::string Num(double v) { return absl::StrFormat("%.10g", v); }
 
 }  // namespace
 
+constexpr char kPrivacyHelp[] =
+    "usage: fedsim privacy --sampling-rate Q (--noise-multiplier Z | --target-epsilon E)\n"
+    "                      --steps T [--delta D] [--max-order N] [--fractional-orders=B]\n"
+    "                      [--orders A,B,...] [--conversion tight|classical] [--json]\n"
+    "\n"
+    "The Renyi-DP accountant (docs/dp.md): the epsilon of T Poisson-subsampled\n"
+    "Gaussian steps at sampling rate Q and noise multiplier Z, or the smallest\n"
+    "noise multiplier that keeps epsilon <= E.\n"
+    "\n"
+    "flags:\n"
+    "  --sampling-rate=Q       per-step sampling rate, in (0, 1] (required)\n"
+    "  --noise-multiplier=Z    noise std over the clipping norm, >= 0\n"
+    "  --target-epsilon=E      instead of Z: find the smallest Z with epsilon <= E\n"
+    "  --steps=T               number of steps, integer >= 0 (required)\n"
+    "  --delta=D               in (0, 1), default 1e-5\n"
+    "  --max-order=N           integer orders 2..N, default 256\n"
+    "  --fractional-orders=B   also Opacus' orders 1.1..10.9, default true\n"
+    "  --orders=A,B,...        an explicit grid of orders instead\n"
+    "  --conversion=C          tight (default) or classical RDP-to-DP conversion\n"
+    "  --json                  one JSON object on stdout\n"
+    "\n"
+    "Exit codes: 0 done, 2 bad or missing values (one line on stderr).";
+
 int PrivacyCommand(const std::vector<std::string>& args, std::FILE* out,
                    std::FILE* err) {
+  for (const std::string& a : args) {
+    if (a == "--") break;
+    if (a == "-h" || a == "-help" || a == "--help" || a == "--helpfull") {
+      std::fprintf(out, "%s\n", kPrivacyHelp);
+      return 0;
+    }
+  }
   absl::StatusOr<Request> r = ParseRequest(args);
   if (!r.ok()) {
     std::fprintf(err, "fedsim privacy: %s\n", std::string(r.status().message()).c_str());

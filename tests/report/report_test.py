@@ -276,6 +276,66 @@ class ReportTest(unittest.TestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertEqual(list(read_summary(out)), ["fedavg_lr0.05", "fedavg_lr0.1"])
 
+    def fedsim_report(self, out, env_changes, *extra):
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("FEDSIM_PYTHON", "VIRTUAL_ENV")}
+        env.update(env_changes)
+        return subprocess.run(
+            [os.path.join(os.environ["FEDSIM_BIN_DIR"], "fedsim"), "report", A,
+             "--out", out, "--size", "320x200", *extra],
+            capture_output=True, text=True, env=env, timeout=300)
+
+    def make_venv(self, name, system_site_packages):
+        """A venv in the test's folder, or None without the venv module."""
+        path = os.path.join(self.tmp, name)
+        args = [sys.executable, "-m", "venv", "--without-pip", path]
+        if system_site_packages:
+            args.insert(3, "--system-site-packages")
+        if subprocess.run(args, capture_output=True).returncode != 0:
+            return None
+        return path
+
+    @unittest.skipUnless(os.environ.get("FEDSIM_BIN_DIR"), "FEDSIM_BIN_DIR not set")
+    def test_fedsim_report_uses_the_active_venv(self):
+        # Issue 18: a venv the user activated is the interpreter `fedsim
+        # report` runs, whatever python3 the build found; a venv without
+        # matplotlib gets one line saying what is missing and how to get it.
+        bare = self.make_venv("venv_bare", system_site_packages=False)
+        if bare is None:
+            self.skipTest("python3 -m venv is not available")
+        result = self.fedsim_report(os.path.join(self.tmp, "bare"), {"VIRTUAL_ENV": bare})
+        self.assertEqual(result.returncode, 2, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, result.stderr)
+        self.assertIn(os.path.join(bare, "bin", "python3"), lines[0])
+        for words in ("matplotlib", "apt-get install python3-matplotlib",
+                      "pip install matplotlib", "FEDSIM_PYTHON", "--no-plots"):
+            self.assertIn(words, lines[0])
+        # The tables need no matplotlib.
+        result = self.fedsim_report(os.path.join(self.tmp, "bare_tables"),
+                                    {"VIRTUAL_ENV": bare}, "--no-plots")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        # A venv that has matplotlib (here Debian's, seen through the venv)
+        # draws the plots.
+        full = self.make_venv("venv_full", system_site_packages=True)
+        out = os.path.join(self.tmp, "venv_plots")
+        result = self.fedsim_report(out, {"VIRTUAL_ENV": full})
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertTrue(any(f.endswith(".png") for f in os.listdir(out)))
+        # FEDSIM_PYTHON wins over the venv.
+        result = self.fedsim_report(os.path.join(self.tmp, "override"),
+                                    {"VIRTUAL_ENV": full,
+                                     "FEDSIM_PYTHON": os.path.join(bare, "bin", "python3")})
+        self.assertEqual(result.returncode, 2, result.stderr)
+
+    @unittest.skipUnless(os.environ.get("FEDSIM_BIN_DIR"), "FEDSIM_BIN_DIR not set")
+    def test_fedsim_report_without_python_says_what_it_needs(self):
+        result = self.fedsim_report(os.path.join(self.tmp, "nopython"),
+                                    {"FEDSIM_PYTHON": "/nonexistent/python3"})
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertIn("Python 3 with matplotlib", result.stderr)
+        self.assertIn("/nonexistent/python3", result.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()

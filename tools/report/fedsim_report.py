@@ -457,9 +457,11 @@ def import_pyplot():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print(f"{PROG}: matplotlib is not installed for {sys.executable}; run "
-              "scripts/setup.sh (Debian package python3-matplotlib) or set "
-              "FEDSIM_PYTHON to a python3 that has it", file=sys.stderr)
+        print(f"{PROG}: the plots need matplotlib, which {sys.executable} cannot "
+              "import; install it (Debian: apt-get install python3-matplotlib, as "
+              "scripts/setup.sh does; in a venv: pip install matplotlib), or set "
+              "FEDSIM_PYTHON to a python3 that has it, or pass --no-plots for the "
+              "tables only", file=sys.stderr)
         sys.exit(2)
     return plt
 

@@ -34,6 +34,7 @@
 #include "absl/time/time.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
+#include "tools/cli_help.h"
 
 ABSL_FLAG(std::string, addr, "",
           "server HOST:PORT (default: $FEDSIM_HEALTH_ADDR, else 127.0.0.1 on "
@@ -97,9 +98,20 @@ std::string CodeName(grpc::StatusCode code) {
 
 }  // namespace
 
+constexpr char kUsage[] =
+    "usage: fedsim-health [--addr HOST:PORT] [--service NAME] [--timeout_s S]\n"
+    "                     [--auth none|token|tls|mtls]\n"
+    "\n"
+    "Asks a server's grpc.health.v1 service whether it is SERVING (the\n"
+    "container health check). Exit codes: 0 SERVING, 1 not serving or\n"
+    "unreachable, 2 bad flags.";
+
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "fedsim-health [--addr HOST:PORT] [--service NAME] [--timeout_s S]");
+  if (fedsim::WantsHelp(argc, argv)) {
+    fedsim::PrintHelp(stdout, kUsage, fedsim::FlagsDefinedIn("tools/fedsim_health.cc"));
+    return 0;
+  }
+  absl::SetProgramUsageMessage(kUsage);
   absl::ParseCommandLine(argc, argv);
   std::string addr = absl::GetFlag(FLAGS_addr);
   if (addr.empty()) addr = DefaultAddress();

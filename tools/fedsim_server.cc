@@ -28,6 +28,7 @@
 #include "common/config/config.h"
 #include "runtime/console.h"
 #include "runtime/distributed.h"
+#include "tools/cli_help.h"
 
 ABSL_FLAG(std::string, config, "", "experiment config (YAML); env FEDSIM_CONFIG");
 ABSL_FLAG(std::string, listen, "", "address to serve on (default 0.0.0.0:50051); env FEDSIM_LISTEN");
@@ -63,9 +64,23 @@ std::string FlagOrEnv(const std::string& flag, const char* env,
 
 }  // namespace
 
+constexpr char kUsage[] =
+    "usage: fedsim-server --config CONFIG [--listen ADDR] [--out DIR] [--min_workers N]\n"
+    "                     [--auth none|token|tls|mtls] [--resume=true]\n"
+    "\n"
+    "The coordinator as a standalone process: serves fedsim.v1.Coordinator and\n"
+    "grpc.health.v1.Health, waits for distributed.min_workers workers\n"
+    "(fedsim-client --server HOST:PORT), runs the experiment and exits.\n"
+    "Every flag can also come from the FEDSIM_* variable its help names.\n"
+    "SIGTERM/SIGINT stop the run gracefully (checkpoint, exit 0).\n"
+    "Exit codes: 0 done, 2 bad flags, config or data, 1 a run that failed.";
+
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "fedsim-server --config CONFIG [--listen ADDR] [--out DIR] [--min_workers N]");
+  if (fedsim::WantsHelp(argc, argv)) {
+    fedsim::PrintHelp(stdout, kUsage, fedsim::FlagsDefinedIn("tools/fedsim_server.cc"));
+    return 0;
+  }
+  absl::SetProgramUsageMessage(kUsage);
   absl::ParseCommandLine(argc, argv);
   // Before any thread starts: they all inherit the blocked signals.
   fedsim::StopSignal& stop_signal = fedsim::StopSignal::Install();

@@ -38,6 +38,7 @@
 #include "client/grpc/grpc_coordinator_client.h"
 #include "client/worker/worker.h"
 #include "common/base/stop_signal.h"
+#include "tools/cli_help.h"
 
 ABSL_FLAG(std::string, server, "", "coordinator address HOST:PORT; env FEDSIM_SERVER");
 ABSL_FLAG(std::string, worker_name, "",
@@ -71,8 +72,23 @@ std::string FlagOrEnv(const std::string& flag, const char* env,
 
 }  // namespace
 
+constexpr char kUsage[] =
+    "usage: fedsim-client --server HOST:PORT [--worker_name NAME] [--parallel N]\n"
+    "                     [--auth none|token|tls|mtls] [--data_dir DIR]\n"
+    "\n"
+    "A worker process: joins the coordinator at --server, receives the\n"
+    "experiment config, builds the same data partition, then trains the\n"
+    "virtual clients' tasks it is given until the run ends (exit 0).\n"
+    "Every flag can also come from the FEDSIM_* variable its help names.\n"
+    "SIGTERM/SIGINT: the worker leaves (its task is re-issued) and exits 0.\n"
+    "Exit codes: 0 done, 2 bad flags, 1 the coordinator unreachable or refusing.";
+
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("fedsim-client --server HOST:PORT [--name NAME]");
+  if (fedsim::WantsHelp(argc, argv)) {
+    fedsim::PrintHelp(stdout, kUsage, fedsim::FlagsDefinedIn("tools/fedsim_client.cc"));
+    return 0;
+  }
+  absl::SetProgramUsageMessage(kUsage);
   absl::ParseCommandLine(argc, argv);
   // Before any thread starts: they all inherit the blocked signals.
   fedsim::StopSignal& stop_signal = fedsim::StopSignal::Install();
