@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # deploy/docker-compose.yml end to end, on the local Docker engine:
 #   1. base images made offline (scripts/docker_base_images.sh) and the
-#      fedsim image built by compose from docker/Dockerfile;
+#      fedsim image built from this host's binaries (scripts/compose.sh
+#      image); the README's compose line, run as written from a copy of the
+#      repository's layout, as root with runs/ created by root beforehand:
+#      the run ends, its files belong to a non-root user and equal the
+#      embedded run's; a coordinator that cannot start (a missing config)
+#      is restarted at most twice and stays down with exit code 2;
 #   2. the coordinator alone answers the gRPC health service (SERVING for
 #      the server, NOT_FOUND for an unknown service) and compose marks it
 #      healthy;
@@ -18,7 +23,7 @@
 # installed docker whose engine does not answer fails.
 # usage: compose_test.sh BIN_DIR SOURCE_DIR
 set -euo pipefail
-bin=$1
+bin=$(cd "$1" && pwd)
 src=$(cd "$2" && pwd)
 # shellcheck source=tests/e2e/docker_lib.sh
 . "$src/tests/e2e/docker_lib.sh"
@@ -41,11 +46,59 @@ build_images "$src" "$bin" || fail "image build"
 (cd "$src" && "$bin/fedsim" run configs/compose_quickstart.yaml --out "$work/embedded" --quiet > /dev/null)
 
 state() { docker inspect -f "$1" "$2"; }
+
+# --- 1b. The README's compose line, as a user types it after the
+# quickstart: in a copy of the repository's layout (so as not to touch the
+# checkout's runs/), with runs/ made beforehand by the user (root in CI, so
+# root-owned, as `fedsim run` leaves it), the binaries in build/bin.
+readme_line=$(grep -m1 -E '^scripts/compose.sh up' "$src/README.md") ||
+  fail "no 'scripts/compose.sh up' line in README.md"
+tree=$work/tree
+mkdir -p "$tree/scripts" "$tree/deploy" "$tree/docker" "$tree/third_party" "$tree/build" "$tree/runs"
+cp "$src/scripts/compose.sh" "$src/scripts/docker_base_images.sh" "$tree/scripts/"
+cp "$src/deploy/docker-compose.yml" "$tree/deploy/"
+cp "$src/docker/Dockerfile" "$src/docker/entrypoint.sh" "$tree/docker/"
+cp -r "$src/configs" "$tree/configs"
+ln -s "$src/third_party/data" "$tree/third_party/data"
+ln -s "$bin" "$tree/build/bin"
+readme_project=${project}readme
+(cd "$tree" && env -u FEDSIM_CONFIGS -u FEDSIM_RUNS -u FEDSIM_DATA -u FEDSIM_UID -u FEDSIM_GID \
+   COMPOSE_PROJECT_NAME=$readme_project timeout 600 bash -c "$readme_line") > "$work/readme.log" 2>&1 ||
+  { tail -30 "$work/readme.log"; "${COMPOSE[@]}" -p "$readme_project" -f "$tree/deploy/docker-compose.yml" down > /dev/null 2>&1; fail "the README's line '$readme_line' failed"; }
+"${COMPOSE[@]}" -p "$readme_project" -f "$tree/deploy/docker-compose.yml" down --timeout 5 > /dev/null 2>&1 || true
+run=$tree/runs/compose
+owner=$(stat -c %u "$run/metrics.csv") || fail "the README's line left no metrics.csv"
+[ "$owner" != 0 ] || fail "the README's line wrote its run directory as root"
+if [ "$(id -u)" = 0 ]; then
+  [ "$owner" = 1000 ] || fail "metrics.csv owner $owner, expected 1000 under a root-owned runs/"
+else
+  [ "$owner" = "$(id -u)" ] || fail "metrics.csv owner $owner, expected the owner of runs/ $(id -u)"
+fi
+diff <(column "$run/metrics.csv" model_hash) <(column "$work/embedded/metrics.csv" model_hash) > /dev/null ||
+  fail "the README's compose run differs from the embedded run"
+echo "README's line '$readme_line': $(csv_rows "$run/metrics.csv") rows as uid $owner under runs/ of uid $(stat -c %u "$tree/runs"), model_hash = embedded"
+
+# A coordinator that cannot start (no such config) is not restarted forever.
+FEDSIM_CONFIG_FILE=no_such_config.yaml dc up -d --no-build coordinator > "$work/up.log" 2>&1 ||
+  { cat "$work/up.log"; fail "compose up (bad config)"; }
+bad=$(dc ps -q coordinator)
+given_up() { [ "$(state '{{.State.Running}}' "$bad")" = false ] && [ "$(state '{{.RestartCount}}' "$bad")" -ge 2 ]; }
+wait_for 60 given_up || fail "the coordinator with a missing config: $(state '{{.RestartCount}}' "$bad") restarts, running $(state '{{.State.Running}}' "$bad")"
+sleep 3
+[ "$(state '{{.RestartCount}}' "$bad")" = 2 ] || fail "the coordinator with a missing config restarted $(state '{{.RestartCount}}' "$bad") times"
+[ "$(state '{{.State.ExitCode}}' "$bad")" = 2 ] || fail "the coordinator with a missing config exited $(state '{{.State.ExitCode}}' "$bad")"
+docker logs "$bad" 2>&1 | grep -q "no_such_config.yaml" || fail "the coordinator's error does not name the config"
+dc down --timeout 5 > /dev/null 2>&1
+echo "a coordinator with a missing config: exit 2, restarted twice, then down"
+
 # --- 2. the coordinator alone: health.
 export FEDSIM_RUN_NAME=compose FEDSIM_WORKERS=3
 dc up -d --no-build coordinator > "$work/up.log" 2>&1 || { cat "$work/up.log"; fail "compose up coordinator"; }
 coord=$(dc ps -q coordinator)
-[ "$(state '{{.Config.User}}' "$coord")" = "$uid:$gid" ] || fail "coordinator user $(state '{{.Config.User}}' "$coord")"
+server_started() { [ -n "$(process_uid "$coord" fedsim-server)" ]; }
+wait_for 30 server_started || true
+[ "$(process_uid "$coord" fedsim-server)" = "$uid" ] ||
+  fail "fedsim-server runs as uid '$(process_uid "$coord" fedsim-server)', expected FEDSIM_UID $uid"
 wait_for 60 docker exec "$coord" fedsim-health || fail "fedsim-health never reported SERVING"
 if docker exec "$coord" fedsim-health --service no.such.Service 2> "$work/health.err"; then
   fail "fedsim-health accepted an unknown service"
@@ -79,7 +132,10 @@ echo "compose run: 20 rows, final accuracy $acc, model_hash $(column "$run/metri
 dc down --timeout 5 > /dev/null 2>&1
 
 # --- 4. faults, in a longer run with a short round deadline.
-sed -e 's/^rounds: .*/rounds: 60/' -e 's/round_deadline_s: .*/round_deadline_s: 4/' \
+# 200 rounds: long enough (about 30 s) that a worker cut off the network
+# is still needed when gRPC's reconnect backoff lets it back (60 rounds,
+# 12 s, sometimes ended first).
+sed -e 's/^rounds: .*/rounds: 200/' -e 's/round_deadline_s: .*/round_deadline_s: 4/' \
   "$src/configs/compose_quickstart.yaml" > "$work/configs/faults.yaml"
 export FEDSIM_CONFIG_FILE=faults.yaml FEDSIM_RUN_NAME=faults
 dc up -d --no-build --scale client=3 > "$work/up.log" 2>&1 || { cat "$work/up.log"; fail "compose up (faults)"; }
@@ -141,7 +197,7 @@ echo "reconnected worker $worker_id delivers results again"
 code=$(timeout 600 docker wait "$coord") || fail "the coordinator did not exit within 600 s"
 [ "$code" = 0 ] || fail "coordinator exit code $code after the faults"
 rows=$(csv_rows "$run/metrics.csv")
-[ "$rows" = 60 ] || fail "$rows metrics rows after the faults, expected 60"
+[ "$rows" = 200 ] || fail "$rows metrics rows after the faults, expected 200"
 [ "$(state '{{.State.Running}}' "$killed")" = false ] || fail "the killed worker is running"
 [ "$(state '{{.RestartCount}}' "$killed")" = 0 ] || fail "the killed worker was restarted"
 last=$(column "$run/metrics.csv" participants | tail -1)
@@ -150,5 +206,5 @@ for c in "$victim" "$cut"; do
   code=$(timeout 120 docker wait "$c") || fail "worker $c did not exit"
   [ "$code" = 0 ] || fail "worker $c exit code $code"
 done
-echo "faults: run completed, 60 rows, last round $last participants"
+echo "faults: run completed, 200 rows, last round $last participants"
 echo "PASS"

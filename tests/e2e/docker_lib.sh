@@ -18,6 +18,7 @@
 #                            that is not root, else 1000, the image's user),
 #                            exported with FEDSIM_IMAGE, FEDSIM_DATA and
 #                            FEDSIM_RUNS=$work/runs (created, owned by uid)
+#   process_uid CONTAINER NAME  the uid a process of the container runs as
 
 skip() {
   echo "SKIP: $*"
@@ -90,24 +91,16 @@ build_images() {
       > "$work/build.log" 2>&1 || { tail -40 "$work/build.log"; return 1; }
     echo "fedsim image (compiled from source): $(( $(date +%s) - t0 )) s"
   else
-    mkdir -p "$work/context/prebuilt"
-    cp -r "$src/configs" "$work/context/configs"
-    for b in fedsim fedsim-server fedsim-client fedsim-health; do
-      strip -o "$work/context/prebuilt/$b" "$bin/$b" || return 1
-    done
-    local old
-    old=$(docker image inspect -f '{{.Id}}' "$FEDSIM_IMAGE" 2> /dev/null || true)
-    docker build -q -f "$src/docker/Dockerfile" --build-arg FEDSIM_PREBUILT=prebuilt \
-      --build-arg FEDSIM_STAGE_LABEL=fedsim-test -t "$FEDSIM_IMAGE" "$work/context" \
-      > "$work/build.log" 2>&1 || { tail -40 "$work/build.log"; return 1; }
-    # Only what this test made: the image it replaced, and its untagged
-    # build-stage images. The runtime layers stay cached for the next run.
-    if [ -n "$old" ] && [ "$old" != "$(docker image inspect -f '{{.Id}}' "$FEDSIM_IMAGE")" ]; then
-      docker rmi "$old" > /dev/null 2>&1 || true
-    fi
-    docker image prune -f --filter label=fedsim.build-stage=fedsim-test > /dev/null || true
+    # The users' path (scripts/compose.sh image): the image from BIN's
+    # binaries; it removes the image it replaced and its build stages.
+    FEDSIM_BIN_DIR=$bin "$src/scripts/compose.sh" image > "$work/build.log" 2>&1 ||
+      { tail -40 "$work/build.log"; return 1; }
     echo "fedsim image (binaries of $bin): $(( $(date +%s) - t0 )) s"
   fi
+}
+
+process_uid() {
+  docker top "$1" -eo pid,uid,comm | awk -v name="$2" '$3 == name { print $2; exit }'
 }
 
 wait_for() {
