@@ -4,6 +4,7 @@
 #include <cmath>
 #include <fstream>
 #include <limits>
+#include <numeric>
 #include <sstream>
 #include <vector>
 
@@ -288,6 +289,30 @@ absl::StatusOr<v1::ExperimentConfig> ParseConfigYaml(absl::string_view yaml) {
   return config;
 }
 
+std::int64_t FxTicksPerUnit(std::int64_t n, double fx_percent) {
+  constexpr std::int64_t kMicro = 1000000;
+  constexpr std::int64_t kMax = 1000000000;
+  if (n < 2 || !(fx_percent > 0.0) || !(fx_percent < 100.0)) return kMicro;
+  // X = p / q with q = 10^k, k <= 6.
+  std::int64_t q = 1;
+  while (q <= kMicro && std::abs(fx_percent * static_cast<double>(q) -
+                                 std::round(fx_percent * static_cast<double>(q))) >
+                            1e-9 * static_cast<double>(q)) {
+    q *= 10;
+  }
+  if (q > kMicro) return kMicro;
+  const std::int64_t p = std::llround(fx_percent * static_cast<double>(q));
+  // tau_i = 1 - i p / D with D = 100 q (n - 1): every tau_i is a multiple of
+  // 1 / (D / gcd(p, D)).
+  if (n - 1 > kMax) return kMicro;
+  const std::int64_t d_full = 100 * q * (n - 1);
+  if (d_full / (100 * q) != n - 1) return kMicro;  // overflow
+  const std::int64_t d = d_full / std::gcd(p, d_full);
+  const std::int64_t lcm = kMicro / std::gcd(kMicro, d);  // times d: the lcm
+  if (lcm > kMax / d) return kMicro;
+  return lcm * d;
+}
+
 void ApplyDefaults(v1::ExperimentConfig& c) {
   if (!c.has_seed()) c.set_seed(1);
   const bool rounds_given = c.has_rounds();
@@ -406,7 +431,6 @@ void ApplyDefaults(v1::ExperimentConfig& c) {
   if (!algo->has_staleness_scaling()) algo->set_staleness_scaling(false);
 
   auto* async = c.mutable_async();
-  if (!async->has_ticks_per_unit()) async->set_ticks_per_unit(1000000);
   if (!async->has_horizon()) async->set_horizon(0.0);
   if (async->compute_time() == v1::AsyncConfig::COMPUTE_TIME_UNSPECIFIED) {
     async->set_compute_time(v1::AsyncConfig::COMPUTE_TIME_FX);
@@ -423,6 +447,14 @@ void ApplyDefaults(v1::ExperimentConfig& c) {
   if (!async->has_max_staleness()) async->set_max_staleness(0);
   if (async->clock() == v1::AsyncConfig::CLOCK_UNSPECIFIED) {
     async->set_clock(v1::AsyncConfig::CLOCK_VIRTUAL);
+  }
+  // The tick: exact F-X times on the virtual clock (FxTicksPerUnit);
+  // microseconds otherwise (random times, traces, the wall clock).
+  if (!async->has_ticks_per_unit()) {
+    const bool fx = async->clock() == v1::AsyncConfig::CLOCK_VIRTUAL &&
+                    async->compute_time() == v1::AsyncConfig::COMPUTE_TIME_FX;
+    async->set_ticks_per_unit(fx ? FxTicksPerUnit(c.clients().count(), async->fx_percent())
+                                 : 1000000);
   }
   // With a time horizon, the horizon ends an asynchronous run.
   if (IsAsyncAlgorithm(algo->name()) && async->horizon() > 0.0 && !rounds_given) {

@@ -24,6 +24,16 @@ namespace fedsim {
 // async_fedavg, fedfix, fedbuff; docs/async.md).
 bool IsAsyncAlgorithm(v1::AlgorithmConfig::Name name);
 
+// The default async.ticks_per_unit of the F-X scenario with n clients and
+// X = fx_percent (docs/async.md, "Exact times"): the smallest multiple of
+// 10^6 in which every tau_i = 1 - i (X/100) / (n - 1) is a whole number of
+// ticks, so that the schedule (ties, windows, the horizon) is computed
+// exactly, as in rational arithmetic. Decimal constants with up to six
+// decimals (window, horizon, X itself) are whole ticks too. 10^6 when X
+// has more than six decimals or the exact tick would exceed 10^9 (the times
+// are then rounded to the nearest tick).
+std::int64_t FxTicksPerUnit(std::int64_t n, double fx_percent);
+
 // Parses YAML text onto an ExperimentConfig without defaults or validation.
 absl::StatusOr<v1::ExperimentConfig> ParseConfigYaml(absl::string_view yaml);
 

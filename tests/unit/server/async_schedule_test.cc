@@ -5,12 +5,14 @@
 // aggregation rule of §4.2, and the limits on heterogeneous quadratics
 // (weight -> the p-weighted optimum, identical -> the speed-biased
 // surrogate optimum).
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <memory>
 #include <utility>
 #include <vector>
 
+#include "common/config/config.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/clock/schedule.h"
@@ -101,6 +103,147 @@ TEST(TimeModelTest, FxScenario) {
   EXPECT_EQ(model->TaskTicks(1, 7), 600000);
   EXPECT_EQ(model->TaskTicks(2, 3), 200000);
   EXPECT_EQ(model->MeanTicks(1), 600000.0);
+}
+
+// Issue 18: F-X times that are not whole microseconds. With n = 10 and
+// X = 50, tau_i = 1 - i/18; at 10^6 ticks per unit 2/3 becomes 666667 ticks,
+// so client 6's sixth arrival lands after the horizon 4 instead of on it.
+// The default tick (FxTicksPerUnit) makes every tau_i whole; the schedules
+// then equal an independent simulation in exact arithmetic (times in
+// eighteenths of a unit), and the old tick shows the error the test exists
+// to catch.
+struct ExactArrival {
+  std::int64_t time18;  // in units of 1/18
+  std::int64_t client;
+  bool operator==(const ExactArrival&) const = default;
+};
+
+// Asynchronous FedAvg: every arrival is a step, the client restarts at once,
+// so client i arrives at k tau_i; steps at or before the horizon, in time
+// order, ties by client id.
+std::vector<ExactArrival> ExactAsyncFedAvg(const std::vector<std::int64_t>& tau18,
+                                           std::int64_t horizon18) {
+  std::vector<ExactArrival> out;
+  for (std::size_t i = 0; i < tau18.size(); ++i) {
+    for (std::int64_t t = tau18[i]; t <= horizon18; t += tau18[i]) {
+      out.push_back({t, static_cast<std::int64_t>(i)});
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const ExactArrival& a, const ExactArrival& b) {
+    return a.time18 != b.time18 ? a.time18 < b.time18 : a.client < b.client;
+  });
+  return out;
+}
+
+// FedFix with window dt: at every multiple of dt up to the horizon, the
+// clients whose task ended in the window (inclusive) contribute and restart
+// at the window's end.
+std::vector<std::vector<std::int64_t>> ExactFedFix(const std::vector<std::int64_t>& tau18,
+                                                   std::int64_t dt18, std::int64_t horizon18) {
+  std::vector<std::int64_t> done(tau18);  // arrival of each client's task
+  std::vector<std::vector<std::int64_t>> steps;
+  for (std::int64_t end = dt18; end <= horizon18; end += dt18) {
+    std::vector<std::int64_t> in;
+    for (std::size_t i = 0; i < tau18.size(); ++i) {
+      if (done[i] <= end) {
+        in.push_back(static_cast<std::int64_t>(i));
+        done[i] = end + tau18[i];
+      }
+    }
+    steps.push_back(in);
+  }
+  return steps;
+}
+
+TEST(ExactTicksTest, FxTimesThatAreNotWholeMicrosecondsGiveTheExactSchedule) {
+  constexpr std::int64_t kN = 10;
+  constexpr double kX = 50.0;
+  std::vector<std::int64_t> tau18;
+  for (std::int64_t i = 0; i < kN; ++i) tau18.push_back(18 - i);  // tau_i = (18 - i)/18
+  const std::int64_t tpu = FxTicksPerUnit(kN, kX);
+  EXPECT_EQ(tpu, 9000000);  // lcm(10^6, 18)
+  // The config's default is this tick.
+  absl::StatusOr<v1::ExperimentConfig> config = LoadConfigText(
+      "name: t\ndata: {source: synthetic_least_squares}\nclients: {count: 10}\n"
+      "algorithm: {name: async_fedavg}\nasync: {compute_time: fx, fx_percent: 50, "
+      "horizon: 4}\n");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->async().ticks_per_unit(), tpu);
+
+  const auto schedule_of = [&](AsyncScheme scheme, std::int64_t ticks_per_unit,
+                               std::int64_t window18) {
+    AsyncSchedulerOptions o;
+    o.scheme = scheme;
+    o.window_ticks = window18 > 0 ? window18 * ticks_per_unit / 18 : 1;
+    return RunSchedule(o, FixedTimes(FxTimes(kN, kX), ticks_per_unit), 4 * ticks_per_unit);
+  };
+  const std::vector<ExactArrival> exact = ExactAsyncFedAvg(tau18, 4 * 18);
+  const auto as_arrivals = [&](const std::vector<ScheduledStep>& steps,
+                               std::int64_t ticks_per_unit) {
+    std::vector<ExactArrival> got;
+    for (const ScheduledStep& step : steps) {
+      EXPECT_EQ(step.contributors.size(), 1u);
+      // Whole eighteenths only if the times are exact.
+      got.push_back({step.time * 18 / ticks_per_unit, step.contributors[0].client.value});
+      if (step.time * 18 % ticks_per_unit != 0) got.back().time18 = -1;
+    }
+    return got;
+  };
+  // Every client whose k tau_i is exactly 4 (clients 0, 6 and 9) arrives on
+  // the horizon: 4/1, 6 x 2/3, 8 x 1/2.
+  ASSERT_EQ(exact.size(), 4u + 4 + 4 + 4 + 5 + 5 + 6 + 6 + 7 + 8);
+  EXPECT_EQ(as_arrivals(schedule_of(AsyncScheme::kAsyncFedAvg, tpu, 0), tpu), exact);
+  // At 10^6 ticks client 6's 2/3 is rounded up and its arrival on the
+  // horizon is lost (and its earlier times are no longer whole eighteenths).
+  const std::vector<ExactArrival> micro =
+      as_arrivals(schedule_of(AsyncScheme::kAsyncFedAvg, 1000000, 0), 1000000);
+  EXPECT_EQ(micro.size(), exact.size() - 1);
+
+  // FedFix with dt = 1/3 (6/18): windows end exactly when clients 3 (5/6)
+  // and 6 (2/3) finish; the exact schedule keeps them in their window.
+  const std::vector<std::vector<std::int64_t>> exact_fix = ExactFedFix(tau18, 6, 4 * 18);
+  const std::vector<ScheduledStep> fix = schedule_of(AsyncScheme::kFedFix, tpu, 6);
+  ASSERT_EQ(fix.size(), exact_fix.size());
+  for (std::size_t n = 0; n < fix.size(); ++n) {
+    std::vector<std::int64_t> clients;
+    for (const ScheduledContribution& c : fix[n].contributors) clients.push_back(c.client.value);
+    EXPECT_EQ(clients, exact_fix[n]) << "window " << n;
+    EXPECT_EQ(fix[n].time, static_cast<Tick>(n + 1) * 6 * tpu / 18);
+  }
+  // With the old tick the window ends and the task times drift apart.
+  const std::vector<ScheduledStep> fix_micro = schedule_of(AsyncScheme::kFedFix, 1000000, 6);
+  bool differs = fix_micro.size() != exact_fix.size();
+  for (std::size_t n = 0; !differs && n < fix_micro.size(); ++n) {
+    std::vector<std::int64_t> clients;
+    for (const ScheduledContribution& c : fix_micro[n].contributors) {
+      clients.push_back(c.client.value);
+    }
+    differs = clients != exact_fix[n];
+  }
+  EXPECT_TRUE(differs) << "the old tick happened to give the exact FedFix schedule";
+}
+
+TEST(ExactTicksTest, FxTicksPerUnitCases) {
+  EXPECT_EQ(FxTicksPerUnit(5, 80.0), 1000000);     // tenths: already whole
+  EXPECT_EQ(FxTicksPerUnit(20, 80.0), 19000000);   // 1 - 4i/95
+  EXPECT_EQ(FxTicksPerUnit(8, 80.0), 7000000);     // 1 - 4i/35
+  EXPECT_EQ(FxTicksPerUnit(100, 0.0), 1000000);    // all 1
+  EXPECT_EQ(FxTicksPerUnit(1, 80.0), 1000000);
+  EXPECT_EQ(FxTicksPerUnit(4, 12.5), 3000000);     // 1 - i/24 (12.5/300 = 1/24)
+  EXPECT_EQ(FxTicksPerUnit(10, 33.3), 1000000);    // 333/9000 = 37/1000: whole
+  // Too fine to be exact within 10^9: the documented fallback.
+  EXPECT_EQ(FxTicksPerUnit(100000, 80.0), 1000000);
+  // Every tau_i is a whole number of ticks at the chosen tick.
+  for (std::int64_t n : {3, 7, 18, 20, 33, 100, 999}) {
+    for (double x : {10.0, 50.0, 80.0, 99.0}) {
+      const std::int64_t tpu = FxTicksPerUnit(n, x);
+      if (tpu == 1000000 && n > 100) continue;
+      for (double tau : FxTimes(n, x)) {
+        const double ticks = tau * static_cast<double>(tpu);
+        EXPECT_NEAR(ticks, std::round(ticks), 1e-6) << n << " " << x;
+      }
+    }
+  }
 }
 
 TEST(TimeModelTest, RandomTimesAreKeyedByClientAndTaskWithTheRightMean) {
