@@ -23,24 +23,27 @@ ClientResult RunLsaTask(const LsaSetup& lsa, std::uint64_t seed,
   const Eigen::VectorXd* xi = nullptr;
   if (lsa.control_variates) {
     Eigen::VectorXd& xi_c = state->Vector(kScaffLsaControl, p);
-    if (lsa.anchored) {
-      // EXTENSION, partial participation: step 3 of the agent's last round
-      // t_c, with the anchor theta_{t_c+1} the server sent. No anchor: that
-      // round was not aggregated, and its iterate is dropped.
-      auto last = state->vectors.find(kScaffLsaLastIterate);
-      if (last != state->vectors.end()) {
-        if (task.server_control != nullptr) {
-          UpdateControlVariate(*task.server_control, last->second,
-                               lsa.cv_divisor, xi_c);
-        }
-        state->vectors.erase(last);
+    // SCAFFLSA step 3 of the agent's last round t_c, now that the model
+    // that closed it is here: xi_c <- xi_c + (theta_{t_c+1} -
+    // theta_c^{t_c,H}) / (eta H), with theta_{t_c+1} the anchor the server
+    // sent. With every agent in every round the anchor is theta_t, this
+    // task's parameters (the paper's algorithm). An iterate the server did
+    // not aggregate (a rejected or lost result, or a round the agent was
+    // not aggregated in under partial participation) has no anchor of its
+    // round and is dropped without updating xi_c, which keeps
+    // sum_c xi_c = 0. A task whose result never came back leaves the state
+    // as it was (the coordinator commits it with the result), and the
+    // anchor it carried comes again with the next task.
+    auto last = state->vectors.find(kScaffLsaLastIterate);
+    auto last_round = state->vectors.find(kScaffLsaLastRound);
+    if (last != state->vectors.end()) {
+      if (task.server_control != nullptr && last_round != state->vectors.end() &&
+          static_cast<double>(task.anchor_round) == last_round->second[0]) {
+        UpdateControlVariate(*task.server_control, last->second, lsa.cv_divisor, xi_c);
       }
-    } else if (state->Has(kScaffLsaLastIterate)) {
-      // SCAFFLSA step 3 of the previous round, now that theta_t is here:
-      // xi_c <- xi_c + (theta_t - theta_c^{t-1,H}) / (eta H).
-      UpdateControlVariate(theta_t, state->vectors.at(kScaffLsaLastIterate),
-                           lsa.cv_divisor, xi_c);
+      state->vectors.erase(last);
     }
+    if (last_round != state->vectors.end()) state->vectors.erase(kScaffLsaLastRound);
     xi = &xi_c;
   }
   std::int64_t markov_state = -1;
@@ -53,7 +56,11 @@ ClientResult RunLsaTask(const LsaSetup& lsa, std::uint64_t seed,
                      markov_state);
   Eigen::VectorXd theta =
       RunLsaSteps(sampler, theta_t, task.local.lr, task.local.max_steps, xi);
-  if (lsa.control_variates) state->vectors[kScaffLsaLastIterate] = theta;
+  if (lsa.control_variates) {
+    state->vectors[kScaffLsaLastIterate] = theta;
+    state->vectors[kScaffLsaLastRound] =
+        Eigen::VectorXd::Constant(1, static_cast<double>(task.round));
+  }
   if (lsa.oracle == LsaOracle::kMarkov && state != nullptr) {
     state->vectors[kLsaMarkovState] =
         Eigen::VectorXd::Constant(1, static_cast<double>(sampler.markov_state()));
@@ -98,12 +105,12 @@ absl::StatusOr<ClientResult> RunTask(const Experiment& experiment,
           "but none was given"));
     }
     if (task.server_control != nullptr &&
-        (!experiment.lsa->anchored ||
+        (!experiment.lsa->control_variates ||
          task.server_control->size() != experiment.num_parameters())) {
       return absl::InvalidArgumentError(absl::StrCat(
           "task ", task.id.value, ": server_control of ",
-          task.server_control->size(), " values; only SCAFFLSA with partial "
-          "participation takes one, of ", experiment.num_parameters(), " values"));
+          task.server_control->size(), " values; only SCAFFLSA takes one (its "
+          "anchor), of ", experiment.num_parameters(), " values"));
     }
     return RunLsaTask(*experiment.lsa, seed, task, state);
   }

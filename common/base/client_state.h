@@ -28,6 +28,9 @@ namespace fedsim {
 // The names of the state vectors.
 inline constexpr char kScaffLsaControl[] = "scafflsa.xi";
 inline constexpr char kScaffLsaLastIterate[] = "scafflsa.last_iterate";
+// The round the last iterate is from (one value), matched against the
+// anchor_round of the agent's next task.
+inline constexpr char kScaffLsaLastRound[] = "scafflsa.last_round";
 inline constexpr char kLsaMarkovState[] = "lsa.markov_state";
 // DiceSGD's error buffer e (d values).
 inline constexpr char kDiceSgdErrorBuffer[] = "dicesgd.error";

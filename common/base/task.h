@@ -43,11 +43,15 @@ struct TaskSpec {
   ClientId client;
   LocalTrainingSpec local;
   // SCAFFOLD: the server control variate c sent down with the model, shared
-  // by the round's tasks. SCAFFLSA with partial participation (extension,
-  // docs/lsa.md): the agent's anchor theta_{t_c+1}, the model that closed
-  // the last round it was aggregated in (null: none). Null otherwise.
+  // by the round's tasks. SCAFFLSA (docs/lsa.md): the agent's anchor
+  // theta_{t_c+1}, the model that closed the last round t_c it was
+  // aggregated in (null: none yet). Null otherwise.
   std::shared_ptr<const FlatVector> server_control;
   ScaffoldOption scaffold_option = ScaffoldOption::kNone;
+  // SCAFFLSA: t_c, the round whose closing model the anchor is (-1: none).
+  // The agent updates xi_c with the anchor only if its pending iterate is
+  // from that round.
+  Round anchor_round = -1;
 };
 
 // A task issued by the coordinator.
@@ -62,6 +66,7 @@ struct Task {
   // SCAFFOLD's c or SCAFFLSA's anchor (see TaskSpec); null otherwise.
   std::shared_ptr<const FlatVector> server_control;
   ScaffoldOption scaffold_option = ScaffoldOption::kNone;
+  Round anchor_round = -1;  // SCAFFLSA (see TaskSpec)
   // Distributed runtime, algorithms whose clients keep state: the client's
   // state when the round began (the coordinator owns it). Null otherwise
   // (the embedded runtime passes the state to RunTask by pointer).

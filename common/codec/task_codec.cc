@@ -23,6 +23,9 @@ void EncodeTask(const Task& task, v1::Task& out) {
     out.set_server_control(EncodeFlat(*task.server_control));
   }
   out.set_scaffold_option(static_cast<std::int32_t>(task.scaffold_option));
+  if (task.server_control != nullptr && task.scaffold_option == ScaffoldOption::kNone) {
+    out.set_anchor_round(task.anchor_round);
+  }
   local->set_momentum(task.local.momentum);
   local->set_fresh_batches(task.local.fresh_batches);
   local->set_grad_clip_norm(task.local.grad_clip_norm);
@@ -99,12 +102,20 @@ absl::StatusOr<Task> DecodeTask(const v1::Task& msg, std::int64_t dim) {
           absl::StrCat("task ", msg.task_id(), ": scaffold_option = ",
                        msg.scaffold_option(), "; must be 0, 1 or 2"));
   }
-  // SCAFFOLD sends c with every task; SCAFFLSA's partial-participation
-  // extension sends an anchor (server_control without scaffold_option).
+  // SCAFFOLD sends c with every task; SCAFFLSA sends an anchor
+  // (server_control without scaffold_option) with the round it closed.
   if (t.scaffold_option != ScaffoldOption::kNone && t.server_control == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(
         "task ", msg.task_id(), ": scaffold_option = ", msg.scaffold_option(),
         " without server_control; SCAFFOLD sends c with every task"));
+  }
+  if (t.server_control != nullptr && t.scaffold_option == ScaffoldOption::kNone) {
+    if (msg.anchor_round() < 0 || msg.anchor_round() >= msg.round()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "task ", msg.task_id(), ": anchor_round = ", msg.anchor_round(),
+          "; an anchor closes an earlier round, in [0, ", msg.round(), ")"));
+    }
+    t.anchor_round = msg.anchor_round();
   }
   t.local.momentum = msg.local().momentum();
   t.local.fresh_batches = msg.local().fresh_batches();

@@ -184,7 +184,6 @@ absl::StatusOr<Experiment> BuildLsaExperiment(const v1::ExperimentConfig& config
   }
   exp.lsa->control_variates =
       config.algorithm().name() == v1::AlgorithmConfig::NAME_SCAFFLSA;
-  exp.lsa->anchored = ScaffLsaPartialParticipation(config);
   const double p = config.algorithm().communication_probability();
   exp.lsa->cv_divisor = p > 0.0 ? config.local().lr() / p
                                 : config.local().lr() *
@@ -214,6 +213,7 @@ ClientStateLayout ClientStateLayoutOf(const v1::ExperimentConfig& config,
   if (config.algorithm().name() == v1::AlgorithmConfig::NAME_SCAFFLSA) {
     layout[kScaffLsaControl] = dim;
     layout[kScaffLsaLastIterate] = dim;
+    layout[kScaffLsaLastRound] = 1;
   }
   if (lsa && config.lsa().oracle() == v1::LsaConfig::ORACLE_MARKOV) {
     layout[kLsaMarkovState] = 1;

@@ -30,11 +30,10 @@ struct LsaSetup {
   LsaOracle oracle = LsaOracle::kIid;
   bool control_variates = false;  // SCAFFLSA
   // SCAFFLSA's control-variate divisor: eta H, or eta / p (Scaffnew-style).
+  // The agent updates xi_c with the anchor its task carries
+  // (server_control, anchor_round; docs/lsa.md), not with the task's
+  // parameters.
   double cv_divisor = 1.0;
-  // SCAFFLSA with partial participation (EXTENSION, docs/lsa.md): the agent
-  // updates xi_c with the anchor its task carries (server_control), not with
-  // the task's parameters. See ScaffLsaPartialParticipation.
-  bool anchored = false;
 };
 
 // Example-level local DP (config local.dp with mode != none), resolved.

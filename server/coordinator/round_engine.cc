@@ -57,6 +57,7 @@ std::vector<Task> RoundEngine::BeginRound() {
     t.local = spec.local;
     t.server_control = spec.server_control;
     t.scaffold_option = spec.scaffold_option;
+    t.anchor_round = spec.anchor_round;
     open_[t.id.value] =
         OpenTask{t.client, TaskState::kOpen,
                  t.scaffold_option != ScaffoldOption::kNone,

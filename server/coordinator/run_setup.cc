@@ -329,8 +329,6 @@ absl::StatusOr<std::unique_ptr<SyncStrategy>> MakeStrategy(
       options.communication_probability =
           config.algorithm().communication_probability();
       options.seed = config.seed();
-      // EXTENSION: SCAFFLSA with partial participation (docs/lsa.md).
-      options.anchors = ScaffLsaPartialParticipation(config);
       options.num_clients = exp.num_clients();
       return std::make_unique<FedLsa>(options);
     }

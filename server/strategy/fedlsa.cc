@@ -12,8 +12,8 @@
 namespace fedsim {
 
 FedLsa::FedLsa(const FedLsaOptions& options) : options_(options) {
-  if (options_.anchors) {
-    FEDSIM_CHECK(options_.control_variates && options_.num_clients >= 1);
+  if (options_.control_variates) {
+    FEDSIM_CHECK(options_.num_clients >= 1);
     anchors_.resize(static_cast<std::size_t>(options_.num_clients));
   }
 }
@@ -41,12 +41,14 @@ std::vector<TaskSpec> FedLsa::Plan(Round round,
   tasks.reserve(participants.size());
   for (ClientId c : participants) {
     TaskSpec spec{c, local};
-    if (options_.anchors) {
+    if (options_.control_variates) {
       FEDSIM_CHECK(c.value >= 0 && c.value < options_.num_clients);
-      // The agent consumes its pending iterate with this anchor (or drops
-      // it, without one); only an aggregated result gives it a new anchor.
-      spec.server_control = std::move(anchors_[static_cast<std::size_t>(c.value)]);
-      anchors_[static_cast<std::size_t>(c.value)] = nullptr;
+      // The anchor stays until a newer aggregation replaces it: a task whose
+      // result never comes back leaves the agent's state as it was, and its
+      // next task must bring the same anchor.
+      const Anchor& a = anchors_[static_cast<std::size_t>(c.value)];
+      spec.server_control = a.model;
+      spec.anchor_round = a.round;
     }
     tasks.push_back(std::move(spec));
   }
@@ -56,7 +58,7 @@ std::vector<TaskSpec> FedLsa::Plan(Round round,
 absl::StatusOr<AggregationReport> FedLsa::Aggregate(
     Round round, std::span<const ClientResult> results, FlatVector& global) {
   AggregationReport report;
-  if (options_.anchors) {
+  if (options_.control_variates) {
     for (const ClientResult& r : results) {
       if (r.client.value < 0 || r.client.value >= options_.num_clients) {
         return absl::InvalidArgumentError(absl::StrCat(
@@ -76,45 +78,67 @@ absl::StatusOr<AggregationReport> FedLsa::Aggregate(
   step_.resize(global.size());
   WeightedSum(weights, updates, step_);
   global += step_;
-  if (options_.anchors) {
+  if (options_.control_variates) {
     // theta_{t+1} is the anchor of every agent aggregated in this round.
     auto anchor = std::make_shared<const FlatVector>(global);
     for (const ClientResult& r : results) {
-      anchors_[static_cast<std::size_t>(r.client.value)] = anchor;
+      anchors_[static_cast<std::size_t>(r.client.value)] = {round, anchor};
     }
   }
   return report;
 }
 
+// The state's format: a marker, the agent count, then per agent its
+// anchor's round (-1: none) and, with one, the model. Earlier fedsim
+// versions wrote anchors without rounds (partial participation only).
+constexpr std::uint64_t kAnchorsMagic = 0x3273726f68636e61;  // "anchors2"
+
 std::string FedLsa::EncodeState() const {
-  if (!options_.anchors) return {};
+  if (!options_.control_variates) return {};
   ByteWriter w;
+  w.U64(kAnchorsMagic);
   w.I64(options_.num_clients);
-  for (const auto& a : anchors_) {
-    w.U64(a != nullptr ? 1 : 0);
-    if (a != nullptr) w.F64s(std::vector<double>(a->data(), a->data() + a->size()));
+  for (const Anchor& a : anchors_) {
+    w.I64(a.round);
+    if (a.model != nullptr) {
+      w.F64s(std::vector<double>(a.model->data(), a.model->data() + a.model->size()));
+    }
   }
   return w.bytes();
 }
 
 absl::Status FedLsa::DecodeState(std::string_view bytes) {
-  if (!options_.anchors) return SyncStrategy::DecodeState(bytes);
+  if (!options_.control_variates) return SyncStrategy::DecodeState(bytes);
   const std::string bad = absl::StrCat(
       "checkpoint: SCAFFLSA state of ", bytes.size(),
-      " bytes does not hold the anchors of ", options_.num_clients, " agents");
+      " bytes does not hold the anchors of ", options_.num_clients,
+      " agents (a checkpoint of fedsim before 2026-12-06 cannot be resumed; rerun it)");
   ByteReader r(bytes);
+  if (r.U64() != kAnchorsMagic) return absl::InvalidArgumentError(bad);
   if (r.I64() != options_.num_clients) return absl::InvalidArgumentError(bad);
-  std::vector<std::shared_ptr<const FlatVector>> anchors(anchors_.size());
-  for (auto& a : anchors) {
-    const std::uint64_t present = r.U64();
-    if (present > 1) return absl::InvalidArgumentError(bad);
-    if (present == 1) {
+  std::vector<Anchor> anchors(anchors_.size());
+  for (Anchor& a : anchors) {
+    a.round = r.I64();
+    if (a.round < -1) return absl::InvalidArgumentError(bad);
+    if (a.round >= 0) {
       const std::vector<double> v = r.F64s();
-      a = std::make_shared<const FlatVector>(
-          Eigen::Map<const FlatVector>(v.data(), static_cast<Eigen::Index>(v.size())));
+      // Agents aggregated in the same round share their anchor again.
+      for (const Anchor& earlier : anchors) {
+        if (&earlier == &a) break;
+        if (earlier.round == a.round && earlier.model != nullptr &&
+            static_cast<std::size_t>(earlier.model->size()) == v.size() &&
+            std::equal(v.begin(), v.end(), earlier.model->data())) {
+          a.model = earlier.model;
+          break;
+        }
+      }
+      if (a.model == nullptr) {
+        a.model = std::make_shared<const FlatVector>(
+            Eigen::Map<const FlatVector>(v.data(), static_cast<Eigen::Index>(v.size())));
+      }
     }
   }
-  if (!r.done()) return absl::InvalidArgumentError(bad);
+  if (!r.ok() || !r.done()) return absl::InvalidArgumentError(bad);
   anchors_ = std::move(anchors);
   return absl::OkStatus();
 }

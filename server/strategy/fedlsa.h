@@ -12,16 +12,22 @@
 // all agents, H_t ~ Geometric(p) on {1, 2, ...} (Scaffnew's shared coin),
 // from the stream (seed, kCommunication, -1, t).
 //
+// SCAFFLSA's xi update needs theta_{t+1}, the model that closed the
+// agent's round t, which the agent learns only with its next task. The
+// server keeps, per agent, the model that closed the last round t_c the
+// agent was aggregated in (its "anchor") and sends it with every task of
+// the agent (TaskSpec::server_control, anchor_round = t_c). The agent
+// updates xi_c with it only if its pending iterate is from round t_c, and
+// otherwise drops the iterate: a result that was rejected, or lost at a
+// deadline, never enters sum_c xi_c, which stays 0 (ALGORITHMS.md §3.3).
+// With every agent aggregated in every round the anchor is the task's
+// theta_t and this is the paper's algorithm, bit for bit.
+//
 // EXTENSION (not in the paper; docs/lsa.md "Extension: partial
 // participation"): SCAFFLSA with partial participation. Only the round's
 // participants S_t run (with their xi_c) and the server averages their
-// final iterates, theta_{t+1} = (1/|S_t|) sum_{c in S_t} theta_c^{t,H}.
-// Each participant then needs theta_{t+1} for its xi update, but may not
-// take part in round t+1, so the server keeps, per agent, the model that
-// closed the last round the agent was aggregated in (its "anchor") and
-// sends it down with the agent's next task (TaskSpec::server_control). An
-// agent planned in a round whose result was not aggregated gets no anchor
-// next time, and drops that round's iterate without updating xi.
+// final iterates, theta_{t+1} = (1/|S_t|) sum_{c in S_t} theta_c^{t,H}; an
+// agent's next task, possibly rounds later, brings its anchor.
 #ifndef FEDSIM_SERVER_STRATEGY_FEDLSA_H_
 #define FEDSIM_SERVER_STRATEGY_FEDLSA_H_
 
@@ -41,9 +47,7 @@ struct FedLsaOptions {
   std::int64_t local_steps = 1;    // H (deterministic communication)
   double communication_probability = 0.0;  // p; 0 = every H steps
   std::uint64_t seed = 1;
-  // SCAFFLSA partial-participation EXTENSION: send every task the anchor
-  // theta_{t_c + 1} (see above); needs control_variates and num_clients.
-  bool anchors = false;
+  // SCAFFLSA: the number of agents (their anchors; see above).
   std::int64_t num_clients = 0;
 };
 
@@ -63,17 +67,21 @@ class FedLsa : public SyncStrategy {
   // The number of local steps of `round` (H, or the Geometric(p) draw).
   std::int64_t LocalSteps(Round round) const;
 
-  // With anchors: the agents' anchors, one per agent (null: none).
+  // SCAFFLSA: the agents' anchors, one per agent (with its round, or none).
   std::string EncodeState() const override;
   absl::Status DecodeState(std::string_view bytes) override;
 
  private:
+  struct Anchor {
+    Round round = -1;                        // t_c; -1: none yet
+    std::shared_ptr<const FlatVector> model; // theta_{t_c+1}
+  };
+
   FedLsaOptions options_;
   FlatVector step_;
-  // With anchors: per agent, theta_{t+1} of the last round t it was
-  // aggregated in, or null (never aggregated, or planned since then).
-  // Agents aggregated in the same round share one vector.
-  std::vector<std::shared_ptr<const FlatVector>> anchors_;
+  // SCAFFLSA: per agent, the model that closed the last round it was
+  // aggregated in. Agents aggregated in the same round share one vector.
+  std::vector<Anchor> anchors_;
 };
 
 }  // namespace fedsim

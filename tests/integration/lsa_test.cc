@@ -151,6 +151,7 @@ TEST(ScaffLsaTest, ControlVariatesSumToZeroEveryRoundAndReachXiStar) {
   o.control_variates = true;
   o.eta = 0.1;
   o.local_steps = 10;
+  o.num_clients = 2;
   FedLsa server(o);
   std::vector<ClientState> states(2);
   auto theta = std::make_shared<FlatVector>(Eigen::Vector2d(2.4, 1.6));
@@ -164,6 +165,8 @@ TEST(ScaffLsaTest, ControlVariatesSumToZeroEveryRoundAndReachXiStar) {
       task.client = spec.client;
       task.params = theta;
       task.local = spec.local;
+      task.server_control = spec.server_control;  // the anchor: theta_t
+      task.anchor_round = spec.anchor_round;
       absl::StatusOr<ClientResult> r =
           RunTask(*e, config.seed(), task, &states[spec.client.value]);
       ASSERT_TRUE(r.ok()) << r.status();
@@ -253,56 +256,63 @@ TEST(ScaffLsaPartialTest, FullParticipationThroughAnchorsIsThePaperBitForBit) {
   EXPECT_GT(a.sq_error.front(), 0.1);  // it did start away from theta*
 }
 
-// Drives the extension round by round: 3 of 10 agents a round (a fixed
-// pseudo-random draw), and every seventh round the last sampled agent's
-// result is lost (the agent ran, the server did not aggregate it). The
-// invariant: sum_c xi_c = 0 every round, counting for each agent the update
-// it will apply with its anchor, xi_c + (theta_{t_c+1} - theta_c^{t_c,H}) /
-// (eta H). Agents left out keep xi_c.
-TEST(ScaffLsaPartialTest, ControlVariatesSumToZeroEveryRoundUnderSampling) {
-  const int n = 10;
+// Drives SCAFFLSA round by round with the server strategy and RunTask, as
+// the runtimes do, and loses results in both ways a run can: `kept` (the
+// agent ran and kept its state, the server did not aggregate the result:
+// a rejected update) and `reverted` (the result never came back: the
+// coordinator, which owns the agents' states, keeps the state as it was
+// before the task). The invariant (ALGORITHMS.md §3.3): sum_c xi_c = 0
+// every round, counting for each agent the update it will apply when its
+// next task brings the anchor of its pending iterate's round,
+// xi_c + (theta_{t_c+1} - theta_c^{t_c,H}) / (eta H). Agents left out keep
+// xi_c bit for bit.
+enum class Loss { kKept, kReverted };
+
+struct Anchor {
+  Round round = -1;
+  std::shared_ptr<const FlatVector> model;
+};
+
+void ExpectControlVariatesSumToZero(int n, double client_fraction, Loss loss,
+                                    int rounds) {
   const double eta = 0.1;
   const int h = 10;
-  const v1::ExperimentConfig config =
-      Config(TwoStateN("scafflsa", n, "{client_fraction: 0.3}", eta, h, 1));
+  const v1::ExperimentConfig config = Config(TwoStateN(
+      "scafflsa", n, absl::StrCat("{client_fraction: ", client_fraction, "}"), eta, h, 1));
   absl::StatusOr<Experiment> e = BuildExperiment(config);
   ASSERT_TRUE(e.ok()) << e.status();
-  ASSERT_TRUE(e->lsa->anchored);
   FedLsaOptions o;
   o.control_variates = true;
   o.eta = eta;
   o.local_steps = h;
-  o.anchors = true;
   o.num_clients = n;
   FedLsa server(o);
   std::vector<ClientState> states(n);
-  std::vector<std::shared_ptr<const FlatVector>> anchors(n);  // the test's own books
+  std::vector<Anchor> anchors(n);  // the test's own books
   auto theta = std::make_shared<FlatVector>(Eigen::Vector2d(2.4, 1.6));
+  const auto per_round = static_cast<std::size_t>(std::llround(client_fraction * n));
   std::uint64_t lcg = 12345;
   std::int64_t next_id = 1;
   int lost = 0;
-  for (Round t = 0; t < 800; ++t) {
+  for (Round t = 0; t < rounds; ++t) {
     std::vector<ClientId> who;
-    while (who.size() < 3) {
+    while (who.size() < per_round) {
       lcg = lcg * 6364136223846793005ULL + 1442695040888963407ULL;
       const ClientId c(static_cast<std::int64_t>((lcg >> 33) % n));
       if (std::find(who.begin(), who.end(), c) == who.end()) who.push_back(c);
     }
     std::sort(who.begin(), who.end());
-    std::vector<FlatVector> xi_before(n);
-    for (int c = 0; c < n; ++c) {
-      xi_before[c] = states[c].Has("scafflsa.xi") ? states[c].vectors.at("scafflsa.xi")
-                                                   : FlatVector::Zero(2);
-    }
+    std::vector<ClientState> before = states;
     std::vector<ClientResult> results;
     for (const TaskSpec& spec : server.Plan(t, who)) {
       const auto k = static_cast<std::size_t>(spec.client.value);
-      // The server sends the anchor of the agent's last aggregated round.
-      ASSERT_EQ(spec.server_control == nullptr, anchors[k] == nullptr) << "round " << t;
-      if (anchors[k] != nullptr) {
-        ASSERT_EQ(*spec.server_control, *anchors[k]);
+      // The server sends the anchor of the agent's last aggregated round,
+      // with that round.
+      ASSERT_EQ(spec.anchor_round, anchors[k].round) << "round " << t;
+      ASSERT_EQ(spec.server_control == nullptr, anchors[k].model == nullptr);
+      if (anchors[k].model != nullptr) {
+        ASSERT_EQ(*spec.server_control, *anchors[k].model);
       }
-      anchors[k] = nullptr;
       Task task;
       task.id = TaskId(next_id++);
       task.round = t;
@@ -310,49 +320,67 @@ TEST(ScaffLsaPartialTest, ControlVariatesSumToZeroEveryRoundUnderSampling) {
       task.params = theta;
       task.local = spec.local;
       task.server_control = spec.server_control;
+      task.anchor_round = spec.anchor_round;
       absl::StatusOr<ClientResult> r = RunTask(*e, config.seed(), task, &states[k]);
       ASSERT_TRUE(r.ok()) << r.status();
       results.push_back(*std::move(r));
     }
     if (t % 7 == 6) {
+      // The last agent's result is lost.
+      const auto k = static_cast<std::size_t>(results.back().client.value);
+      if (loss == Loss::kReverted) states[k] = before[k];
       results.pop_back();
       ++lost;
     }
     // Agents not sampled kept xi_c bit for bit.
     for (int c = 0; c < n; ++c) {
       if (std::find(who.begin(), who.end(), ClientId(c)) != who.end()) continue;
-      const FlatVector now = states[c].Has("scafflsa.xi")
-                                 ? states[c].vectors.at("scafflsa.xi")
-                                 : FlatVector::Zero(2);
-      ASSERT_EQ(now, xi_before[c]) << "round " << t << ", agent " << c;
+      ASSERT_EQ(states[c].vectors, before[c].vectors) << "round " << t << ", agent " << c;
     }
     FlatVector next = *theta;
     ASSERT_TRUE(server.Aggregate(t, results, next).ok());
     theta = std::make_shared<FlatVector>(next);
     for (const ClientResult& r : results) {
-      anchors[static_cast<std::size_t>(r.client.value)] = theta;
+      anchors[static_cast<std::size_t>(r.client.value)] = {t, theta};
     }
+    const auto with_pending = [&](int c) {
+      Eigen::Vector2d xi = states[c].Has("scafflsa.xi") ? states[c].vectors.at("scafflsa.xi")
+                                                        : Eigen::Vector2d::Zero();
+      if (states[c].Has("scafflsa.last_iterate") && anchors[c].model != nullptr &&
+          states[c].vectors.at("scafflsa.last_round")[0] ==
+              static_cast<double>(anchors[c].round)) {
+        xi += (*anchors[c].model - states[c].vectors.at("scafflsa.last_iterate")) / (eta * h);
+      }
+      return xi;
+    };
     Eigen::Vector2d sum = Eigen::Vector2d::Zero();
-    for (int c = 0; c < n; ++c) {
-      if (states[c].Has("scafflsa.xi")) sum += states[c].vectors.at("scafflsa.xi");
-      if (anchors[c] != nullptr) {
-        sum += (*anchors[c] - states[c].vectors.at("scafflsa.last_iterate")) / (eta * h);
+    for (int c = 0; c < n; ++c) sum += with_pending(c);
+    ASSERT_LT(sum.cwiseAbs().maxCoeff(), 1e-12) << "round " << t;
+    if (t == rounds - 1) {
+      // Every agent's xi_c, with its pending update, is xi*_c of §8.1, and
+      // theta is theta*.
+      EXPECT_GT(lost, rounds / 8);
+      EXPECT_LT((*theta - Eigen::Vector2d(1.4, 0.6)).cwiseAbs().maxCoeff(), 1e-12);
+      for (int c = 0; c < n; ++c) {
+        const Eigen::Vector2d star =
+            c % 2 == 0 ? Eigen::Vector2d(0.05, -0.05) : Eigen::Vector2d(-0.05, 0.05);
+        EXPECT_LT((with_pending(c) - star).cwiseAbs().maxCoeff(), 1e-10) << "agent " << c;
       }
     }
-    ASSERT_LT(sum.cwiseAbs().maxCoeff(), 1e-12) << "round " << t;
   }
-  EXPECT_GT(lost, 100);
-  EXPECT_LT((*theta - Eigen::Vector2d(1.4, 0.6)).cwiseAbs().maxCoeff(), 1e-12);
-  // Every agent's xi_c, with its pending update, is xi*_c of §8.1.
-  for (int c = 0; c < n; ++c) {
-    Eigen::Vector2d xi = states[c].vectors.at("scafflsa.xi");
-    if (anchors[c] != nullptr) {
-      xi += (*anchors[c] - states[c].vectors.at("scafflsa.last_iterate")) / (eta * h);
-    }
-    const Eigen::Vector2d star =
-        c % 2 == 0 ? Eigen::Vector2d(0.05, -0.05) : Eigen::Vector2d(-0.05, 0.05);
-    EXPECT_LT((xi - star).cwiseAbs().maxCoeff(), 1e-10) << "agent " << c;
-  }
+}
+
+TEST(ScaffLsaPartialTest, ControlVariatesSumToZeroEveryRoundUnderSampling) {
+  ExpectControlVariatesSumToZero(10, 0.3, Loss::kKept, 800);
+  ExpectControlVariatesSumToZero(10, 0.3, Loss::kReverted, 800);
+}
+
+// Issue 18: SCAFFLSA with every agent in every round (the paper's
+// algorithm) and a result dropped every seventh round. The dropped agent
+// must not update xi_c against a theta_{t+1} that left its iterate out.
+TEST(ScaffLsaDroppedResultTest, FullParticipationKeepsTheControlVariatesSummingToZero) {
+  ExpectControlVariatesSumToZero(4, 1.0, Loss::kKept, 400);
+  ExpectControlVariatesSumToZero(4, 1.0, Loss::kReverted, 400);
 }
 
 // §8.2, on a general linear problem with three heterogeneous agents.

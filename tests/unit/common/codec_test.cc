@@ -307,14 +307,17 @@ TEST(TaskCodecTest, BaselineFieldsRoundTrip) {
   EXPECT_TRUE(prmsg.control_delta().empty());
 }
 
-// SCAFFLSA's partial-participation extension sends an anchor in
-// server_control without a SCAFFOLD option.
+// SCAFFLSA sends its anchor in server_control without a SCAFFOLD option,
+// with the round the anchor closed; an anchor_round outside [0, round) is
+// refused with one line.
 TEST(TaskCodecTest, AnchorWithoutScaffoldOptionRoundTrips) {
   Task t;
   t.id = TaskId(41);
+  t.round = 9;
   t.client = ClientId(2);
   t.params = std::make_shared<const FlatVector>(Vec({1.0, 2.0}));
   t.server_control = std::make_shared<const FlatVector>(Vec({0.1, -0.2}));
+  t.anchor_round = 7;
   v1::Task msg;
   EncodeTask(t, msg);
   absl::StatusOr<Task> back = DecodeTask(msg, 2);
@@ -322,6 +325,22 @@ TEST(TaskCodecTest, AnchorWithoutScaffoldOptionRoundTrips) {
   ASSERT_NE(back->server_control, nullptr);
   EXPECT_EQ(*back->server_control, *t.server_control);
   EXPECT_EQ(back->scaffold_option, ScaffoldOption::kNone);
+  EXPECT_EQ(back->anchor_round, 7);
+  for (std::int64_t bad : {-1, 9, 12}) {
+    msg.set_anchor_round(bad);
+    absl::StatusOr<Task> refused = DecodeTask(msg, 2);
+    ASSERT_FALSE(refused.ok()) << bad;
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(refused.status().message().find(absl::StrCat("anchor_round = ", bad)),
+              std::string::npos) << refused.status();
+  }
+  // No anchor: -1.
+  t.server_control = nullptr;
+  v1::Task none;
+  EncodeTask(t, none);
+  absl::StatusOr<Task> plain = DecodeTask(none, 2);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->anchor_round, -1);
 }
 
 TEST(TaskCodecTest, BadBaselineFieldsRejected) {

@@ -17,6 +17,7 @@ TEST(FedLsaTest, NamesFollowTheControlVariateFlag) {
   EXPECT_EQ(FedLsa(FedLsaOptions{}).name(), "FedLSA");
   FedLsaOptions o;
   o.control_variates = true;
+  o.num_clients = 1;
   EXPECT_EQ(FedLsa(o).name(), "SCAFFLSA");
 }
 
@@ -87,28 +88,34 @@ TEST(FedLsaTest, CommunicationProbabilityOneMeansOneStep) {
   EXPECT_EQ(FedLsa(o).LocalSteps(3), 1);
 }
 
-TEST(FedLsaTest, WithoutAnchorsTheServerIsStatelessAndSendsNoVector) {
-  FedLsaOptions o;
-  o.control_variates = true;
+TEST(FedLsaTest, FedLsaIsStatelessAndSendsNoVector) {
+  FedLsaOptions o;  // FedLSA: no control variates
   FedLsa server(o);
   const std::vector<ClientId> who = {ClientId(0), ClientId(1)};
-  for (const TaskSpec& t : server.Plan(0, who)) EXPECT_EQ(t.server_control, nullptr);
+  for (const TaskSpec& t : server.Plan(0, who)) {
+    EXPECT_EQ(t.server_control, nullptr);
+    EXPECT_EQ(t.anchor_round, -1);
+  }
   EXPECT_TRUE(server.EncodeState().empty());
   EXPECT_FALSE(server.DecodeState("x").ok());
 }
 
-// EXTENSION, SCAFFLSA with partial participation: an agent's anchor is the
-// model that closed the last round it was aggregated in; planning it again
-// consumes the anchor. The anchors are the strategy's checkpointed state.
+// SCAFFLSA: an agent's anchor is the model that closed the last round it
+// was aggregated in, sent with that round; planning the agent again does
+// not consume it (a task whose result never comes back leaves the agent's
+// state as it was, and the next task must bring the same anchor). The
+// anchors are the strategy's checkpointed state.
 TEST(FedLsaTest, AnchorsFollowAggregatedRoundsAndRoundTripThroughState) {
   FedLsaOptions o;
   o.control_variates = true;
   o.eta = 0.1;
   o.local_steps = 2;
-  o.anchors = true;
   o.num_clients = 3;
   FedLsa server(o);
-  server.Plan(0, std::vector<ClientId>{ClientId(0), ClientId(2)});
+  for (const TaskSpec& t : server.Plan(0, std::vector<ClientId>{ClientId(0), ClientId(2)})) {
+    EXPECT_EQ(t.server_control, nullptr);
+    EXPECT_EQ(t.anchor_round, -1);
+  }
   ClientResult r;
   r.client = ClientId(2);
   r.update = Eigen::Vector2d(1.0, -2.0);
@@ -118,14 +125,30 @@ TEST(FedLsaTest, AnchorsFollowAggregatedRoundsAndRoundTripThroughState) {
   ASSERT_TRUE(restored.DecodeState(server.EncodeState()).ok());
   EXPECT_EQ(restored.EncodeState(), server.EncodeState());
   const std::vector<ClientId> all = {ClientId(0), ClientId(1), ClientId(2)};
-  const std::vector<TaskSpec> plan = restored.Plan(1, all);
-  ASSERT_EQ(plan.size(), 3u);
-  EXPECT_EQ(plan[0].server_control, nullptr);  // planned, not aggregated
-  EXPECT_EQ(plan[1].server_control, nullptr);  // never planned
-  ASSERT_NE(plan[2].server_control, nullptr);
-  EXPECT_EQ(*plan[2].server_control, Eigen::Vector2d(1.5, -1.75));
-  // Consumed: without an aggregation in between, nobody has an anchor.
-  for (const TaskSpec& t : restored.Plan(2, all)) EXPECT_EQ(t.server_control, nullptr);
+  for (Round t : {1, 2}) {
+    const std::vector<TaskSpec> plan = restored.Plan(t, all);
+    ASSERT_EQ(plan.size(), 3u);
+    EXPECT_EQ(plan[0].server_control, nullptr);  // planned, not aggregated
+    EXPECT_EQ(plan[1].server_control, nullptr);  // never planned
+    ASSERT_NE(plan[2].server_control, nullptr);
+    EXPECT_EQ(*plan[2].server_control, Eigen::Vector2d(1.5, -1.75));
+    EXPECT_EQ(plan[2].anchor_round, 0);
+    EXPECT_EQ(plan[0].anchor_round, -1);
+  }
+  // A newer aggregation replaces the anchor; agents of one round share it.
+  r.client = ClientId(0);
+  ClientResult r2 = r;
+  r2.client = ClientId(2);
+  ASSERT_TRUE(restored.Aggregate(2, std::vector<ClientResult>{r, r2}, global).ok());
+  const std::vector<TaskSpec> plan = restored.Plan(3, all);
+  EXPECT_EQ(plan[0].anchor_round, 2);
+  EXPECT_EQ(plan[2].anchor_round, 2);
+  EXPECT_EQ(plan[0].server_control, plan[2].server_control);
+  FedLsa again(o);
+  ASSERT_TRUE(again.DecodeState(restored.EncodeState()).ok());
+  const std::vector<TaskSpec> plan_again = again.Plan(3, all);
+  EXPECT_EQ(plan_again[0].server_control, plan_again[2].server_control);
+  EXPECT_EQ(*plan_again[0].server_control, *plan[0].server_control);
   const absl::Status bad = FedLsa(o).DecodeState("garbage");
   EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(bad.message().find("anchors of 3 agents"), std::string::npos) << bad;
