@@ -247,9 +247,9 @@ absl::StatusOr<MetricsRow> RoundEngine::FinishRound(double wall_time_s) {
     for (auto& [id, task] : open_) {
       if (task.state != TaskState::kDone) continue;
       task.state = TaskState::kDropped;
-      ++tally_.dropped;
+      ++tally_.cancelled;
       ++cancelled;
-      LogEvent({{"event", "task_dropped"},
+      LogEvent({{"event", "task_cancelled"},
                 {"round", round_},
                 {"task", id},
                 {"client", task.client.value},
@@ -297,8 +297,8 @@ absl::StatusOr<MetricsRow> RoundEngine::FinishRound(double wall_time_s) {
       for (auto& [id, task] : open_) {
         if (task.state != TaskState::kDone) continue;
         task.state = TaskState::kDropped;
-        ++tally_.dropped;
-        LogEvent({{"event", "task_dropped"},
+        ++tally_.cancelled;
+        LogEvent({{"event", "task_cancelled"},
                   {"round", round_},
                   {"task", id},
                   {"client", task.client.value},

@@ -138,10 +138,13 @@ class RoundEngine {
   absl::StatusOr<MetricsRow> FinishRound(double wall_time_s);
 
   // Counts over the whole run, for the reconciliation check (RELIABILITY 25):
-  // issued == aggregated + rejected-at-close + timed_out + dropped.
+  // issued == aggregated + timed_out + dropped + cancelled. `dropped`: the
+  // task ended without a valid result (rejected, given up on); `cancelled`:
+  // a valid result accepted in a round that then failed (quorum not
+  // reached, or a robust rule with too few results), so not aggregated.
   struct Tally {
     std::int64_t issued = 0, aggregated = 0, timed_out = 0, dropped = 0,
-                 rejected_pushes = 0, duplicate_pushes = 0;
+                 rejected_pushes = 0, duplicate_pushes = 0, cancelled = 0;
   };
   const Tally& tally() const { return tally_; }
 

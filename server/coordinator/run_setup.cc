@@ -1138,13 +1138,15 @@ absl::Status CompleteRun(CoordinatorRun& run, double wall_time_s) {
                          {"tasks_aggregated", t.aggregated},
                          {"tasks_timed_out", t.timed_out},
                          {"tasks_dropped", t.dropped},
+                         {"tasks_cancelled", t.cancelled},
                          {"pushes_rejected", t.rejected_pushes},
                          {"pushes_duplicate", t.duplicate_pushes},
                          // RELIABILITY 25: every issued task ended exactly
-                         // once (aggregated, timed out, or dropped: result
-                         // rejected, worker dead, round failed, cancelled).
-                         {"tasks_unreconciled",
-                          t.issued - t.aggregated - t.timed_out - t.dropped}};
+                         // once: aggregated, timed out, dropped (no valid
+                         // result: rejected, worker dead, given up) or
+                         // cancelled (a valid result of a failed round).
+                         {"tasks_unreconciled", t.issued - t.aggregated - t.timed_out -
+                                                    t.dropped - t.cancelled}};
   if (!dp_info.is_null()) end_event["dp"] = dp_info;
   return run.log->Event(end_event);
 }

@@ -138,6 +138,57 @@ TEST(RobustAggregationTest, NormBoundRejectsTheByzantineUpdates) {
   EXPECT_EQ(round0, (std::vector<int>{3, 8}));
 }
 
+// Issue 18: a round whose robust rule gets too few results (Krum with
+// f = 1 needs 5; Bernoulli(0.35) participation of 11 clients often gives
+// fewer) leaves the model unchanged, and its valid results are counted as
+// what they were: cancelled (task_cancelled, run_end.tasks_cancelled), not
+// aggregated and not dropped; every issued task is reconciled.
+TEST(RobustAggregationTest, RoundsTheRuleCannotAggregateCancelTheirResults) {
+  // Config()'s run without its adversary, with Bernoulli participation and
+  // 40 rounds.
+  std::string yaml = Config("{rule: krum, byzantine: 1}");
+  const auto replace = [&yaml](const std::string& from, const std::string& to) {
+    ASSERT_NE(yaml.find(from), std::string::npos) << from;
+    yaml.replace(yaml.find(from), from.size(), to);
+  };
+  replace("participation: {client_fraction: 1}", "participation: {model: bernoulli, p_mean: 0.35}");
+  replace("rounds: 60", "rounds: 40");
+  replace("adversary: {clients: [3, 8], attack: sign_flip, scale: 100}\n", "");
+  absl::StatusOr<v1::ExperimentConfig> config = LoadConfigText(yaml);
+  ASSERT_TRUE(config.ok()) << config.status();
+  const std::string dir = ::testing::TempDir() + "/robust_cancelled";
+  absl::StatusOr<CoordinatorRun> run = PrepareRun(*config, dir, "embedded");
+  ASSERT_TRUE(run.ok()) << run.status();
+  ASSERT_TRUE(RunEmbedded(*run, nullptr).ok());
+  std::ifstream in(dir + "/events.jsonl");
+  std::int64_t failed_rounds = 0, failed_results = 0, cancelled_events = 0,
+               aggregated = 0;
+  nlohmann::json end;
+  for (std::string line; std::getline(in, line);) {
+    const nlohmann::json e = nlohmann::json::parse(line);
+    if (e["event"] == "aggregation_failed") {
+      ++failed_rounds;
+      failed_results += e["results"].get<std::int64_t>();
+    }
+    if (e["event"] == "task_cancelled") {
+      ++cancelled_events;
+      EXPECT_NE(e["reason"].get<std::string>().find("aggregation_failed"), std::string::npos);
+    }
+    if (e["event"] == "round_end") aggregated += e["participants"].size();
+    if (e["event"] == "run_end") end = e;
+  }
+  ASSERT_FALSE(end.is_null());
+  EXPECT_GT(failed_rounds, 3);       // the case happened, several times
+  EXPECT_LT(failed_rounds, 37);      // and rounds that could aggregate did
+  EXPECT_GT(failed_results, 0);
+  EXPECT_EQ(cancelled_events, failed_results);
+  EXPECT_EQ(end["tasks_cancelled"], failed_results);
+  EXPECT_EQ(end["tasks_dropped"], 0);
+  EXPECT_EQ(end["tasks_aggregated"], aggregated);
+  EXPECT_EQ(end["tasks_issued"], aggregated + failed_results);
+  EXPECT_EQ(end["tasks_unreconciled"], 0);
+}
+
 }  // namespace
 }  // namespace robust_test
 }  // namespace fedsim

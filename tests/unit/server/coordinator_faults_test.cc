@@ -79,9 +79,9 @@ std::vector<nlohmann::json> Events(const CoordinatorRun& run, const std::string&
 
 void ExpectReconciled(const CoordinatorRun& run) {
   const RoundEngine::Tally& t = run.engine->tally();
-  EXPECT_EQ(t.issued, t.aggregated + t.timed_out + t.dropped)
+  EXPECT_EQ(t.issued, t.aggregated + t.timed_out + t.dropped + t.cancelled)
       << "issued " << t.issued << " aggregated " << t.aggregated << " timed_out "
-      << t.timed_out << " dropped " << t.dropped;
+      << t.timed_out << " dropped " << t.dropped << " cancelled " << t.cancelled;
   std::vector<nlohmann::json> end = Events(run, "run_end");
   if (!end.empty()) {
     EXPECT_EQ(end.back()["tasks_unreconciled"], 0);
@@ -217,8 +217,11 @@ TEST(CoordinatorFaultsTest, RejectedResultMakesQuorumUnreachable) {
   const RoundEngine::Tally& t = run.engine->tally();
   EXPECT_EQ(t.issued, 12);
   EXPECT_EQ(t.aggregated, 8);
-  // The rejected task and the round's accepted-but-cancelled results.
-  EXPECT_EQ(t.dropped, 1 + accepted_in_round0);
+  // The rejected task is dropped; the round's accepted results cancelled.
+  EXPECT_EQ(t.dropped, 1);
+  EXPECT_EQ(t.cancelled, accepted_in_round0);
+  EXPECT_EQ(Events(run, "task_cancelled").size(),
+            static_cast<std::size_t>(accepted_in_round0));
   ExpectReconciled(run);
 }
 

@@ -232,7 +232,8 @@ TEST(RoundEngineRobustTest, FailedRobustAggregationCancelsTheResults) {
   EXPECT_TRUE(std::isnan(row->client_loss));
   EXPECT_EQ(engine.tally().issued, 3);
   EXPECT_EQ(engine.tally().aggregated, 0);
-  EXPECT_EQ(engine.tally().dropped, 3);
+  EXPECT_EQ(engine.tally().dropped, 0);
+  EXPECT_EQ(engine.tally().cancelled, 3);
   EXPECT_EQ(engine.round(), 1);
 }
 
