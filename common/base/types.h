@@ -42,6 +42,20 @@ using WorkerId = StrongId<WorkerIdTag>;
 // A unit of work issued by the coordinator; results are keyed by it.
 using TaskId = StrongId<TaskIdTag>;
 
+// A task id is (incarnation, sequence): the run's incarnation (0 for a
+// fresh run, one more at every restart from a checkpoint) in the bits above
+// the lowest 40, the sequence number of the task within the run (1, 2, ...)
+// below. A task issued before a restart therefore never has the id of one
+// issued after it, though a resumed run numbers its tasks as the first
+// incarnation did; a fresh run's ids are its sequence numbers.
+inline constexpr int kTaskSequenceBits = 40;
+inline constexpr std::int64_t kMaxTaskSequence = (std::int64_t{1} << kTaskSequenceBits) - 1;
+inline TaskId MakeTaskId(std::int64_t incarnation, std::int64_t sequence) {
+  return TaskId((incarnation << kTaskSequenceBits) | sequence);
+}
+inline std::int64_t TaskIncarnation(TaskId id) { return id.value >> kTaskSequenceBits; }
+inline std::int64_t TaskSequence(TaskId id) { return id.value & kMaxTaskSequence; }
+
 // Synchronous round index, 0-based.
 using Round = std::int64_t;
 

@@ -36,7 +36,7 @@ AsyncEngine::AsyncEngine(const AsyncEngineOptions& options,
 void AsyncEngine::Issue(std::int64_t client, std::int64_t task_index,
                         std::shared_ptr<const FlatVector> params) {
   ClientTask& t = current_[client];
-  t.id = TaskId(next_task_id_++);
+  t.id = MakeTaskId(options_.incarnation, next_task_id_++);
   t.task_index = task_index;
   t.base_version = version_;
   t.params = std::move(params);
@@ -107,9 +107,8 @@ absl::Status AsyncEngine::Reject(const ClientResult& r, absl::Status status,
 
 absl::Status AsyncEngine::SubmitResult(ClientResult r) {
   const std::int64_t id = r.task.value;
-  if (id <= 0 || id >= next_task_id_) {
-    return Reject(r, absl::NotFoundError(
-                         absl::StrCat("task ", id, " was never issued")), false);
+  if (absl::Status s = CheckTaskIssued(r.task, options_.incarnation, next_task_id_); !s.ok()) {
+    return Reject(r, std::move(s), false);
   }
   const std::int64_t k = r.client.value;
   const auto it = open_.find(k);

@@ -46,6 +46,8 @@ struct AsyncEngineOptions {
   // (stale_update, counted as dropped); 0: unbounded.
   std::int64_t max_staleness = 0;
   std::string name;               // the algorithm's display name
+  // The run's incarnation, carried by task ids (RoundEngineOptions).
+  std::int64_t incarnation = 0;
 };
 
 class AsyncEngine {

@@ -46,6 +46,9 @@ struct CheckpointData {
   // client from `engine.model`) and the run time of its step in ticks.
   bool wall = false;
   std::int64_t wall_tick = 0;
+  // The incarnation of the run that wrote the checkpoint (types.h,
+  // MakeTaskId); a run resumed from it is this plus one.
+  std::int64_t incarnation = 0;
 };
 
 // The checkpoint directory of a run directory.

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/base/status_macros.h"
+#include "server/coordinator/validate_update.h"
 
 namespace fedsim {
 namespace {
@@ -338,13 +339,14 @@ absl::StatusOr<bool> Coordinator::PushResult(WorkerId worker,
   if (!accepting_) {
     // Between rounds the round thread owns the engine; classify here.
     const std::int64_t id = result.task.value;
-    absl::Status s =
-        run_->wall_engine != nullptr && run_->wall_engine->done()
-            ? absl::FailedPreconditionError(absl::StrCat("task ", id, ": the run has ended"))
-        : (id <= 0 || id > last_issued_task_)
-            ? absl::NotFoundError(absl::StrCat("task ", id, " was never issued"))
-            : absl::FailedPreconditionError(
-                  absl::StrCat("task ", id, " belongs to a closed round (stale)"));
+    absl::Status s = CheckTaskIssued(result.task, run_->incarnation,
+                                     TaskSequence(TaskId(last_issued_task_)) + 1);
+    if (s.ok()) {
+      s = run_->wall_engine != nullptr && run_->wall_engine->done()
+              ? absl::FailedPreconditionError(absl::StrCat("task ", id, ": the run has ended"))
+              : absl::FailedPreconditionError(
+                    absl::StrCat("task ", id, " belongs to a closed round (stale)"));
+    }
     LogRejectedLocked(worker.value, id, result.client.value, s, true);
     return s;
   }
@@ -627,9 +629,8 @@ absl::StatusOr<Task> Coordinator::IssuedTask(WorkerId worker,
   }
   auto a = assigned_.find(task);
   if (a == assigned_.end()) {
-    if (task <= 0 || task > last_issued_task_) {
-      return absl::NotFoundError(absl::StrCat("task ", task, " was never issued"));
-    }
+    FEDSIM_RETURN_IF_ERROR(CheckTaskIssued(TaskId(task), run_->incarnation,
+                                           TaskSequence(TaskId(last_issued_task_)) + 1));
     return absl::FailedPreconditionError(absl::StrCat(
         "task ", task, " is not open (its round is closed or it was not handed out)"));
   }

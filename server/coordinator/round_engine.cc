@@ -50,7 +50,7 @@ std::vector<Task> RoundEngine::BeginRound() {
   tasks.reserve(specs.size());
   for (const TaskSpec& spec : specs) {
     Task t;
-    t.id = TaskId(next_task_id_++);
+    t.id = MakeTaskId(options_.incarnation, next_task_id_++);
     t.round = round_;
     t.client = spec.client;
     t.params = params;
@@ -93,11 +93,10 @@ absl::Status RoundEngine::Reject(const ClientResult& r, absl::Status status,
 
 absl::Status RoundEngine::SubmitResult(ClientResult r) {
   const std::int64_t id = r.task.value;
-  if (id <= 0 || id >= next_task_id_) {
-    return Reject(r, absl::NotFoundError(absl::StrCat("task ", id, " was never issued")),
-                  /*task_open=*/false);
+  if (absl::Status s = CheckTaskIssued(r.task, options_.incarnation, next_task_id_); !s.ok()) {
+    return Reject(r, std::move(s), /*task_open=*/false);
   }
-  if (!round_open_ || id < first_task_of_round_) {
+  if (!round_open_ || TaskSequence(r.task) < first_task_of_round_) {
     return Reject(r,
                   absl::FailedPreconditionError(
                       absl::StrCat("task ", id, " belongs to a closed round (stale)")),

@@ -46,6 +46,9 @@ struct RoundEngineOptions {
   // accepted results are cancelled (dropped), and the run moves on to the
   // next round. 0 disables the check (the embedded runtime).
   int min_quorum = 0;
+  // The run's incarnation (types.h, MakeTaskId): 0 for a fresh run, the
+  // checkpoint's plus one for a resumed one. Task ids carry it.
+  std::int64_t incarnation = 0;
 };
 
 // What the engine needs from the experiment; all pointers must outlive it.
@@ -97,6 +100,8 @@ class RoundEngine {
   std::vector<Task> BeginRound();
 
   // Accepts the result of an open task after validating it. Errors:
+  //   kAborted            the task id is of another incarnation of the run
+  //                       (issued before the coordinator restarted)
   //   kNotFound           the task id was never issued
   //   kFailedPrecondition the task belongs to a closed round (stale), or was
   //                       dropped or timed out
@@ -157,7 +162,7 @@ class RoundEngine {
   struct Snapshot {
     Round next_round = 0;
     FlatVector model;
-    std::int64_t next_task_id = 1;
+    std::int64_t next_task_id = 1;  // the next task's sequence number
     Tally tally;
     bool budget_spent = false;
     std::string strategy_state;
@@ -194,7 +199,7 @@ class RoundEngine {
   std::shared_ptr<FlatVector> model_;
   Round round_ = 0;
   bool round_open_ = false;
-  std::int64_t next_task_id_ = 1;
+  std::int64_t next_task_id_ = 1;          // sequence numbers (MakeTaskId)
   std::int64_t first_task_of_round_ = 1;
   bool budget_spent_ = false;
   std::map<std::int64_t, OpenTask> open_;       // this round's tasks by id

@@ -528,6 +528,7 @@ absl::Status PrepareAsync(const v1::ExperimentConfig& config, CoordinatorRun& ru
 
   AsyncEngineOptions eo;
   FillAsyncEngineOptions(config, eo);
+  eo.incarnation = run.incarnation;
   auto runner = std::make_unique<ScheduleRunner>(MakeAsyncScheduler(so),
                                                  std::move(model), horizon);
   run.async_engine = std::make_unique<AsyncEngine>(
@@ -561,6 +562,7 @@ absl::Status PrepareWall(const v1::ExperimentConfig& config, CoordinatorRun& run
   wo.server_lr = config.algorithm().server_lr();
   wo.horizon = a.horizon() > 0.0 ? std::llround(a.horizon() * static_cast<double>(tpu)) : -1;
   FillAsyncEngineOptions(config, wo);
+  wo.incarnation = run.incarnation;
 
   AsyncSchedulerOptions so;
   so.scheme = wo.scheme;
@@ -602,12 +604,10 @@ absl::Status PrepareWall(const v1::ExperimentConfig& config, CoordinatorRun& run
     }
     initial = d.engine.model;
     first_version = d.engine.next_round;
-    // Tasks issued after the checkpointed step (lost with the restart) had
-    // ids from next_task_id on; a worker of the old incarnation may still
-    // push one. New ids start past any of them: above the time-based base
-    // (2^20 ids per millisecond since the epoch), as worker ids do.
-    first_task_id = std::max<std::int64_t>(
-        d.engine.next_task_id, 1 + (absl::ToUnixMillis(absl::Now()) << 20));
+    // Tasks issued after the checkpointed step (lost with the restart)
+    // carry the old incarnation in their ids: a worker of the old
+    // incarnation that pushes one is refused (kAborted).
+    first_task_id = d.engine.next_task_id;
     offset = d.wall_tick;
     tally.issued = d.engine.tally.issued;
     tally.aggregated = d.engine.tally.aggregated;
@@ -640,6 +640,7 @@ absl::Status MarkResumed(CoordinatorRun& run, const LoadedCheckpoint& resume,
   }
   return run.log->Event({{"event", "run_resumed"},
                          {"runtime", runtime},
+                         {"incarnation", run.incarnation},
                          {"checkpoint", resume.path},
                          {"round", d.engine.next_round},
                          {"model_hash", ModelHash(d.engine.model)},
@@ -661,6 +662,7 @@ absl::StatusOr<CoordinatorRun> BuildRun(const v1::ExperimentConfig& config,
   CoordinatorRun run;
   run.config = config;
   run.runtime = runtime;
+  if (resume != nullptr) run.incarnation = resume->data.incarnation + 1;
   FEDSIM_ASSIGN_OR_RETURN(Experiment exp, BuildExperiment(config));
   run.experiment = std::make_unique<Experiment>(std::move(exp));
   const Experiment& e = *run.experiment;
@@ -844,6 +846,7 @@ absl::StatusOr<CoordinatorRun> BuildRun(const v1::ExperimentConfig& config,
   options.eval_threads = config.runtime().threads();
   // Quorum applies to worker processes only: embedded tasks cannot be lost.
   if (runtime == "distributed") options.min_quorum = config.distributed().min_quorum();
+  options.incarnation = run.incarnation;
   RoundEngineInputs inputs;
   inputs.objective = e.objective.get();
   inputs.train = &e.data.train;
@@ -979,6 +982,7 @@ CheckpointData MakeWallCheckpointData(const CoordinatorRun& run, const WallStepR
   CheckpointData data;
   data.config = run.config;
   data.runtime = run.runtime;
+  data.incarnation = run.incarnation;
   data.async = true;
   data.wall = true;
   data.wall_tick = step.tick;
@@ -1050,6 +1054,7 @@ CheckpointData MakeCheckpointData(const CoordinatorRun& run,
   CheckpointData data;
   data.config = run.config;
   data.runtime = run.runtime;
+  data.incarnation = run.incarnation;
   if (run.async_engine != nullptr) {
     AsyncEngine::Snapshot s = run.async_engine->TakeSnapshot();
     data.async = true;

@@ -41,6 +41,10 @@ struct CoordinatorRun {
   std::map<std::int64_t, ClientState> client_states;
   // Set when the run continues from a checkpoint.
   bool resumed = false;
+  // 0 for a fresh run, the checkpoint's plus one when resumed: task ids
+  // carry it (MakeTaskId), so a result computed for an earlier incarnation
+  // is refused with kAborted.
+  std::int64_t incarnation = 0;
   double resumed_wall_time_s = 0.0;    // run time before the restart
   double resumed_best_accuracy = NAN;
   std::unique_ptr<AsyncEngine> async_engine;

@@ -8,6 +8,21 @@
 
 namespace fedsim {
 
+absl::Status CheckTaskIssued(TaskId id, std::int64_t incarnation,
+                             std::int64_t next_sequence) {
+  if (id.value > 0 && TaskIncarnation(id) != incarnation) {
+    return absl::AbortedError(absl::StrCat(
+        "task ", id.value, " was issued by incarnation ", TaskIncarnation(id),
+        " of this run; the coordinator restarted from a checkpoint and is incarnation ",
+        incarnation, " (drop the result and pull a new task)"));
+  }
+  const std::int64_t sequence = TaskSequence(id);
+  if (id.value <= 0 || sequence < 1 || sequence >= next_sequence) {
+    return absl::NotFoundError(absl::StrCat("task ", id.value, " was never issued"));
+  }
+  return absl::OkStatus();
+}
+
 double UpdateNorm(const FlatVector& x) {
   const double sq = SquaredNorm(x);
   if (std::isfinite(sq) || x.size() == 0) return std::sqrt(sq);

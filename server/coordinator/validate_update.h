@@ -24,6 +24,14 @@
 
 namespace fedsim {
 
+// The first check of every pushed result, in every engine: the task id
+// was issued by this incarnation of the run (kAborted, "... incarnation
+// ...": a result computed for a coordinator that has since restarted; the
+// worker drops it and pulls again), and its sequence number is one issued
+// so far, below `next_sequence` (kNotFound). OK otherwise.
+absl::Status CheckTaskIssued(TaskId id, std::int64_t incarnation,
+                             std::int64_t next_sequence);
+
 enum class NormBoundAction { kReject, kClip, kZero };
 
 struct UpdateValidation {

@@ -72,7 +72,7 @@ void WallEngine::LogEvent(const nlohmann::json& event) const {
 void WallEngine::Issue(std::int64_t client, std::int64_t task_index, Tick now) {
   ClientTask& t = current_[static_cast<std::size_t>(client)];
   open_ids_.erase(t.id.value);
-  t.id = TaskId(next_task_id_++);
+  t.id = MakeTaskId(options_.incarnation, next_task_id_++);
   open_ids_[t.id.value] = client;
   t.task_index = task_index;
   t.base_version = version_;
@@ -147,9 +147,8 @@ absl::Status WallEngine::SubmitResult(ClientResult r, Tick now) {
   Advance(now, /*inclusive=*/false);
   now = last_now_;
   const std::int64_t id = r.task.value;
-  if (id <= 0 || id >= next_task_id_) {
-    return Reject(r, absl::NotFoundError(absl::StrCat("task ", id, " was never issued")),
-                  false);
+  if (absl::Status s = CheckTaskIssued(r.task, options_.incarnation, next_task_id_); !s.ok()) {
+    return Reject(r, std::move(s), false);
   }
   const std::int64_t k = r.client.value;
   if (k < 0 || k >= static_cast<std::int64_t>(current_.size())) {

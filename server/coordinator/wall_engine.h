@@ -82,7 +82,9 @@ class WallEngine {
  public:
   // `inputs.privacy` must be null. Every client's task 0 starts from
   // `initial` at time 0 (`first_version` and `first_task_id` > 1 when a run
-  // resumes from a checkpoint: time 0 is then the checkpoint's time).
+  // resumes from a checkpoint: time 0 is then the checkpoint's time;
+  // `first_task_id` is a sequence number, the ids carry
+  // options.incarnation).
   // `resumed`: the counts so far (the tasks lost with the restart counted
   // as dropped).
   WallEngine(const WallEngineOptions& options, RoundEngineInputs inputs,

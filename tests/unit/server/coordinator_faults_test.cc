@@ -255,6 +255,86 @@ TEST(CoordinatorFaultsTest, RequestStopSavesTheLastCompletedRound) {
   EXPECT_EQ(data->engine.tally.aggregated, 4);
 }
 
+// Issue 18: task ids carry the run's incarnation. A run stopped in round 1
+// and resumed from its checkpoint redoes round 1 with the same sequence
+// numbers but new ids; a result computed for the first incarnation's task
+// (a worker that rejoined the restarted coordinator with it) is refused
+// with kAborted, logged with its own code, and never taken for the new
+// task of the same client.
+TEST(CoordinatorFaultsTest, PushesOfAnEarlierIncarnationAreAborted) {
+  const std::string yaml = std::string(kConfig) + "rounds: 3\n";
+  CoordinatorRun first = test::PrepareDistributedRun(yaml, "coordinator_faults_incarnation");
+  EXPECT_EQ(first.incarnation, 0);
+  Task held;
+  {
+    Coordinator c(FastOptions(), &first);
+    const WorkerId a = *c.Join("a");
+    absl::StatusOr<RunSummary> summary;
+    std::thread round_thread([&] { summary = c.Run(); });
+    for (;;) {
+      absl::StatusOr<PullReply> reply = Pull(c, a);
+      ASSERT_TRUE(reply.ok()) << reply.status();
+      if (!reply->task) continue;
+      // A fresh run's ids are its sequence numbers.
+      EXPECT_EQ(TaskIncarnation(reply->task->id), 0);
+      if (reply->task->round == 1) {
+        held = *reply->task;  // computed, never delivered before the stop
+        break;
+      }
+      ASSERT_TRUE(c.PushResult(a, ResultFor(first, *reply->task)).ok());
+    }
+    c.RequestStop();
+    round_thread.join();
+    EXPECT_EQ(summary.status().code(), absl::StatusCode::kCancelled);
+    ASSERT_TRUE(c.CheckpointLastCompletedRound().ok());
+  }
+  absl::StatusOr<v1::ExperimentConfig> config = LoadConfigText(yaml);
+  ASSERT_TRUE(config.ok());
+  absl::StatusOr<CoordinatorRun> second = PrepareOrResumeRun(
+      *config, first.log->dir(), "distributed");
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_TRUE(second->resumed);
+  EXPECT_EQ(second->incarnation, 1);
+  Coordinator c(FastOptions(), &*second);
+  const WorkerId b = *c.Join("b");
+  absl::StatusOr<RunSummary> summary;
+  std::thread round_thread([&] { summary = c.Run(); });
+  bool checked = false;
+  for (;;) {
+    absl::StatusOr<PullReply> reply = Pull(c, b);
+    ASSERT_TRUE(reply.ok()) << reply.status();
+    if (reply->run_finished) break;
+    if (!reply->task) continue;
+    const Task& t = *reply->task;
+    EXPECT_EQ(TaskIncarnation(t.id), 1);
+    if (t.round == 1 && t.client == held.client) {
+      // The redone round numbers its tasks as the first incarnation did.
+      EXPECT_EQ(TaskSequence(t.id), TaskSequence(held.id));
+      EXPECT_NE(t.id, held.id);
+      absl::StatusOr<bool> old = c.PushResult(b, ResultFor(*second, held));
+      EXPECT_EQ(old.status().code(), absl::StatusCode::kAborted) << old.status();
+      EXPECT_THAT(std::string(old.status().message()),
+                  ::testing::AllOf(::testing::HasSubstr("incarnation 0"),
+                                   ::testing::HasSubstr("incarnation 1")));
+      // Chunked fetches of the old task are refused the same way.
+      EXPECT_EQ(c.IssuedTask(b, held.id.value).status().code(), absl::StatusCode::kAborted);
+      checked = true;
+    }
+    ASSERT_TRUE(c.PushResult(b, ResultFor(*second, t)).ok());
+  }
+  round_thread.join();
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  ASSERT_TRUE(checked);
+  std::vector<nlohmann::json> rejected = Events(*second, "result_rejected");
+  ASSERT_EQ(rejected.size(), 1u);
+  EXPECT_EQ(rejected[0]["code"], "ABORTED");
+  EXPECT_EQ(rejected[0]["task"], held.id.value);
+  std::vector<nlohmann::json> resumed = Events(*second, "run_resumed");
+  ASSERT_EQ(resumed.size(), 1u);
+  EXPECT_EQ(resumed[0]["incarnation"], 1);
+  ExpectReconciled(*second);
+}
+
 }  // namespace
 }  // namespace coordinator_faults_test
 }  // namespace fedsim
