@@ -216,12 +216,13 @@ absl::Status RunLog::Metrics(const MetricsRow& r) {
 
 absl::Status RunLog::EnableTensorBoard(std::optional<std::int64_t> resumed_from) {
   std::lock_guard<std::mutex> lock(mu_);
-  std::string name = "events.out.tfevents.fedsim";
-  if (resumed_from.has_value()) absl::StrAppend(&name, ".resumed-", *resumed_from);
-  FEDSIM_ASSIGN_OR_RETURN(
-      tensorboard_,
-      TensorBoardWriter::Create((fs::path(dir_) / name).string(), UnixSeconds(),
-                                resumed_from));
+  const std::string path = (fs::path(dir_) / "events.out.tfevents.fedsim").string();
+  if (resumed_from.has_value()) {
+    FEDSIM_ASSIGN_OR_RETURN(tensorboard_,
+                            TensorBoardWriter::Resume(path, UnixSeconds(), *resumed_from));
+  } else {
+    FEDSIM_ASSIGN_OR_RETURN(tensorboard_, TensorBoardWriter::Create(path, UnixSeconds()));
+  }
   return absl::OkStatus();
 }
 

@@ -94,9 +94,9 @@ class RunLog {
   // Also writes every later metrics row as TensorBoard scalars (one tag per
   // measured column, step = round) to events.out.tfevents.fedsim in the run
   // directory, truncating an earlier file of that name. A resumed run
-  // passes the round it restarts from: it writes
-  // events.out.tfevents.fedsim.resumed-<round>, which tells TensorBoard to
-  // forget the earlier files' values from that round on.
+  // passes the round it restarts from: the file is rewritten without the
+  // rounds from that one on (TensorBoardWriter::Resume), so each round
+  // appears once.
   absl::Status EnableTensorBoard(std::optional<std::int64_t> resumed_from = std::nullopt);
   // Writes `text` to `name` inside the run directory.
   absl::Status WriteFile(const std::string& name, const std::string& text);

@@ -1,6 +1,9 @@
 #include "common/runlog/tensorboard.h"
 
 #include <array>
+#include <cstdio>
+#include <filesystem>
+#include <iterator>
 
 #include "absl/strings/str_cat.h"
 #include "tensorboard/event.pb.h"
@@ -52,8 +55,7 @@ std::string TfRecord(std::string_view payload) {
 }
 
 absl::StatusOr<std::unique_ptr<TensorBoardWriter>> TensorBoardWriter::Create(
-    const std::string& path, double wall_time,
-    std::optional<std::int64_t> restart_step) {
+    const std::string& path, double wall_time) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   if (!out) {
     return absl::InvalidArgumentError(
@@ -63,16 +65,69 @@ absl::StatusOr<std::unique_ptr<TensorBoardWriter>> TensorBoardWriter::Create(
   event.set_wall_time(wall_time);
   event.set_step(0);
   event.set_file_version("brain.Event:2");
-  out << TfRecord(event.SerializeAsString());
-  if (restart_step.has_value()) {
-    tensorboard::Event restart;
-    restart.set_wall_time(wall_time);
-    restart.set_step(*restart_step);
-    restart.mutable_session_log()->set_status(tensorboard::SessionLog::START);
-    out << TfRecord(restart.SerializeAsString());
-  }
-  out << std::flush;
+  out << TfRecord(event.SerializeAsString()) << std::flush;
   if (!out) return absl::DataLossError(absl::StrCat(path, ": write failed"));
+  return std::unique_ptr<TensorBoardWriter>(new TensorBoardWriter(std::move(out)));
+}
+
+std::vector<std::string> TensorBoardWriter::ReadRecords(std::string_view bytes) {
+  const auto le = [&](std::size_t at, int n) {
+    std::uint64_t v = 0;
+    for (int i = 0; i < n; ++i) {
+      v |= static_cast<std::uint64_t>(static_cast<unsigned char>(bytes[at + i])) << (8 * i);
+    }
+    return v;
+  };
+  std::vector<std::string> records;
+  std::size_t at = 0;
+  while (bytes.size() - at >= 12) {
+    const std::uint64_t length = le(at, 8);
+    if (static_cast<std::uint32_t>(le(at + 8, 4)) != MaskCrc32c(Crc32c(bytes.substr(at, 8))) ||
+        length > bytes.size() - at - 16) {
+      break;
+    }
+    const std::string_view payload = bytes.substr(at + 12, length);
+    if (static_cast<std::uint32_t>(le(at + 12 + length, 4)) != MaskCrc32c(Crc32c(payload))) {
+      break;
+    }
+    records.emplace_back(payload);
+    at += 16 + length;
+  }
+  return records;
+}
+
+absl::StatusOr<std::unique_ptr<TensorBoardWriter>> TensorBoardWriter::Resume(
+    const std::string& path, double wall_time, std::int64_t first_step) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Create(path, wall_time);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  in.close();
+  std::string kept;
+  for (const std::string& payload : ReadRecords(bytes)) {
+    tensorboard::Event event;
+    if (!event.ParseFromString(payload)) break;
+    // The file version, and the rounds before the resumed one. Not: the
+    // rounds to be redone, SessionLog records of older fedsim versions.
+    if (!event.file_version().empty() ||
+        (event.has_summary() && event.step() < first_step)) {
+      kept += TfRecord(payload);
+    }
+  }
+  if (kept.empty()) return Create(path, wall_time);
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << kept << std::flush;
+    if (!out) return absl::DataLossError(absl::StrCat(tmp, ": write failed"));
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return absl::DataLossError(absl::StrCat(path, ": cannot replace it: ", ec.message()));
+  std::ofstream out(path, std::ios::binary | std::ios::app);
+  if (!out) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": cannot open the TensorBoard event file"));
+  }
   return std::unique_ptr<TensorBoardWriter>(new TensorBoardWriter(std::move(out)));
 }
 

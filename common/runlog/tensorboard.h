@@ -34,13 +34,19 @@ std::string TfRecord(std::string_view payload);
 class TensorBoardWriter {
  public:
   // Creates (truncating) the event file `path` and writes its first record,
-  // file_version "brain.Event:2". With `restart_step` (a resumed run's
-  // first round), then a SessionLog START at that step: TensorBoard's
-  // reader drops every value at a step >= it from the files before this
-  // one, so the rounds a resumed run redoes appear once.
+  // file_version "brain.Event:2".
   static absl::StatusOr<std::unique_ptr<TensorBoardWriter>> Create(
-      const std::string& path, double wall_time,
-      std::optional<std::int64_t> restart_step = std::nullopt);
+      const std::string& path, double wall_time);
+
+  // A resumed run (first round `first_step`): rewrites `path` (atomically,
+  // through path.tmp) with its file_version record and every Event of a
+  // step below `first_step`, leaving out the steps the run will redo (and
+  // any record cut short by a crash, and everything after it), then appends
+  // to it. So every reader, with or without TensorBoard's purging of
+  // orphaned data, sees each round once, with the values of the run that
+  // finished it. Without a file at `path`, Create.
+  static absl::StatusOr<std::unique_ptr<TensorBoardWriter>> Resume(
+      const std::string& path, double wall_time, std::int64_t first_step);
 
   // Appends one Event at `step` with a scalar summary per (tag, value) and
   // flushes. Values are stored as float (TensorBoard's simple_value).
@@ -49,6 +55,9 @@ class TensorBoardWriter {
 
  private:
   explicit TensorBoardWriter(std::ofstream out) : out_(std::move(out)) {}
+  // The payloads of `bytes`' TFRecord records up to the first one whose
+  // framing or CRC is wrong.
+  static std::vector<std::string> ReadRecords(std::string_view bytes);
   std::ofstream out_;
 };
 

@@ -129,33 +129,64 @@ TEST(TensorBoardTest, RunLogWritesOneEventPerRowWithTheMeasuredMetrics) {
   fs::remove_all(dir);
 }
 
-TEST(TensorBoardTest, ResumedRunWritesItsOwnFileWithARestartMarker) {
+// Issue 18: a resumed run rewrites the one event file without the rounds it
+// redoes (and without a record cut short by the crash), then appends: every
+// reader sees each round once, whether or not it purges orphaned data.
+TEST(TensorBoardTest, ResumedRunKeepsOneFileWithEachRoundOnce) {
   const fs::path dir = fs::path(::testing::TempDir()) / "fedsim_tensorboard_resumed";
   fs::remove_all(dir);
-  auto log = RunLog::Create(dir.string());
-  ASSERT_TRUE(log.ok()) << log.status();
-  ASSERT_TRUE((*log)->EnableTensorBoard(/*resumed_from=*/4).ok());
-  MetricsRow r;
-  r.round = 4;
-  r.wall_time_s = 2.0;
-  ASSERT_TRUE((*log)->Metrics(r).ok());
-
-  EXPECT_FALSE(fs::exists(dir / "events.out.tfevents.fedsim"));
-  std::ifstream in(dir / "events.out.tfevents.fedsim.resumed-4", std::ios::binary);
+  {
+    auto log = RunLog::Create(dir.string());
+    ASSERT_TRUE(log.ok()) << log.status();
+    ASSERT_TRUE((*log)->EnableTensorBoard().ok());
+    for (std::int64_t round = 0; round < 6; ++round) {
+      MetricsRow r;
+      r.round = round;
+      r.wall_time_s = 1.0 + static_cast<double>(round);
+      ASSERT_TRUE((*log)->Metrics(r).ok());
+    }
+  }
+  // The crash cut the last record short.
+  const fs::path file = dir / "events.out.tfevents.fedsim";
+  fs::resize_file(file, fs::file_size(file) - 3);
+  {
+    auto log = RunLog::Reopen(dir.string(), 4);
+    ASSERT_TRUE(log.ok()) << log.status();
+    ASSERT_TRUE((*log)->EnableTensorBoard(/*resumed_from=*/4).ok());
+    for (std::int64_t round = 4; round < 7; ++round) {
+      MetricsRow r;
+      r.round = round;
+      r.wall_time_s = 100.0 + static_cast<double>(round);
+      ASSERT_TRUE((*log)->Metrics(r).ok());
+    }
+  }
+  std::vector<std::string> files;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (entry.path().filename().string().find("tfevents") != std::string::npos) {
+      files.push_back(entry.path().filename().string());
+    }
+  }
+  EXPECT_EQ(files, std::vector<std::string>{"events.out.tfevents.fedsim"});
+  std::ifstream in(file, std::ios::binary);
   const std::string bytes((std::istreambuf_iterator<char>(in)),
                           std::istreambuf_iterator<char>());
   const std::vector<std::string> records = ReadRecords(bytes);
-  ASSERT_EQ(records.size(), 3u);
-  tensorboard::Event version, restart, row;
+  ASSERT_EQ(records.size(), 1u + 7u);  // file_version, rounds 0..6 once each
+  tensorboard::Event version;
   ASSERT_TRUE(version.ParseFromString(records[0]));
-  ASSERT_TRUE(restart.ParseFromString(records[1]));
-  ASSERT_TRUE(row.ParseFromString(records[2]));
   EXPECT_EQ(version.file_version(), "brain.Event:2");
-  // TensorBoard drops the earlier files' values at steps >= 4 on reading it.
-  ASSERT_TRUE(restart.has_session_log());
-  EXPECT_EQ(restart.session_log().status(), tensorboard::SessionLog::START);
-  EXPECT_EQ(restart.step(), 4);
-  EXPECT_EQ(row.step(), 4);
+  for (std::int64_t round = 0; round < 7; ++round) {
+    tensorboard::Event e;
+    ASSERT_TRUE(e.ParseFromString(records[static_cast<std::size_t>(round) + 1]));
+    EXPECT_EQ(e.step(), round);
+    EXPECT_FALSE(e.has_session_log());
+    // Rounds 0-3 from the first run, 4-6 from the resumed one.
+    EXPECT_EQ(e.summary().value(0).tag(), "wall_time_s");
+    EXPECT_EQ(e.summary().value(0).simple_value(),
+              static_cast<float>(round < 4 ? 1.0 + round : 100.0 + round));
+  }
+  // Nothing left of the rewrite.
+  EXPECT_FALSE(fs::exists(dir / "events.out.tfevents.fedsim.tmp"));
   fs::remove_all(dir);
 }
 
