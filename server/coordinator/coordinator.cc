@@ -74,6 +74,11 @@ Coordinator::~Coordinator() {
   Shutdown();
 }
 
+bool Coordinator::IsRegistered(WorkerId worker) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return workers_.count(worker.value) > 0;
+}
+
 int Coordinator::num_workers() const {
   std::unique_lock<std::mutex> lock(mu_);
   return static_cast<int>(workers_.size());

@@ -174,6 +174,9 @@ class Coordinator {
   int WaitForWorkersToLeave(absl::Duration timeout);
 
   int num_workers() const;
+  // Whether `worker` is registered (joined, not left, not declared dead,
+  // not replaced by a rejoin under its name).
+  bool IsRegistered(WorkerId worker) const;
   // The slowdown factor of a registered worker (1 if unknown).
   double WorkerSlowdown(WorkerId worker) const;
   // Length of the model's parameter vector (what every update must have).

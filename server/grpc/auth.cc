@@ -141,6 +141,7 @@ absl::StatusOr<std::string> ServerAuth::AuthenticateJoin(
 std::string ServerAuth::OpenSession(std::int64_t worker, const std::string& identity) {
   std::string token = HexEncode(RandomBytes(32));
   std::lock_guard<std::mutex> lock(mu_);
+  std::erase_if(sessions_, [&](const auto& entry) { return entry.second.identity == identity; });
   sessions_[worker] = Session{identity, token};
   return token;
 }
@@ -148,6 +149,25 @@ std::string ServerAuth::OpenSession(std::int64_t worker, const std::string& iden
 void ServerAuth::CloseSession(std::int64_t worker) {
   std::lock_guard<std::mutex> lock(mu_);
   sessions_.erase(worker);
+}
+
+void ServerAuth::RetainSessions(const std::function<bool(std::int64_t)>& registered) {
+  std::vector<std::int64_t> workers;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [worker, session] : sessions_) workers.push_back(worker);
+  }
+  std::vector<std::int64_t> gone;
+  for (std::int64_t worker : workers) {
+    if (!registered(worker)) gone.push_back(worker);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  for (std::int64_t worker : gone) sessions_.erase(worker);
+}
+
+std::size_t ServerAuth::num_sessions() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return sessions_.size();
 }
 
 absl::Status ServerAuth::CheckCall(const grpc::ServerContextBase& ctx, const char* rpc,

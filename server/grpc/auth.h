@@ -12,6 +12,7 @@
 #define FEDSIM_SERVER_GRPC_AUTH_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -45,8 +46,17 @@ class ServerAuth {
                                                absl::Time now);
 
   // Opens the session of a newly registered worker; returns its credential.
+  // Sessions of earlier worker ids under the same identity are closed: the
+  // coordinator's Join under a registered identity replaces that worker
+  // (a restarted process), so their ids are gone.
   std::string OpenSession(std::int64_t worker, const std::string& identity);
   void CloseSession(std::int64_t worker);
+  // Closes the session of every worker for which `registered` is false
+  // (declared dead, or replaced): called on every join, so the table holds
+  // only registered workers' sessions and those that went since the last
+  // join. `registered` is called without this object's lock.
+  void RetainSessions(const std::function<bool(std::int64_t)>& registered);
+  std::size_t num_sessions() const;
 
   // Checks a PullTask/PushResult/Leave for `worker`. An id with no session
   // passes (the coordinator answers NOT_FOUND). kPermissionDenied: another
@@ -69,7 +79,7 @@ class ServerAuth {
 
   const ServerAuthConfig config_;
   RunLog* const log_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::map<std::string, absl::Time> nonces_;  // nonce -> its join timestamp
   std::map<std::int64_t, Session> sessions_;
 };

@@ -124,7 +124,13 @@ class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
       finish(ToGrpc(id.status()));
       return reactor;
     }
-    if (auth_.enabled()) response->set_session(auth_.OpenSession(id->value, *name));
+    if (auth_.enabled()) {
+      response->set_session(auth_.OpenSession(id->value, *name));
+      // Sessions of workers the coordinator no longer knows (declared dead,
+      // replaced by a rejoin) go with every join.
+      auth_.RetainSessions(
+          [this](std::int64_t worker) { return coordinator_->IsRegistered(WorkerId(worker)); });
+    }
     response->set_worker_id(static_cast<std::uint64_t>(id->value));
     response->set_slowdown(coordinator_->WorkerSlowdown(*id));
     response->set_run_id(options_.run_id);
@@ -365,6 +371,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
 }
 
 int CoordinatorServer::port() const { return impl_->port_; }
+
+std::size_t CoordinatorServer::num_sessions() const { return impl_->auth_.num_sessions(); }
 
 void CoordinatorServer::SetNotServing() {
   if (impl_ == nullptr || impl_->server_ == nullptr) return;

@@ -63,6 +63,9 @@ class CoordinatorServer {
 
   // The bound port (useful with port 0).
   int port() const;
+  // Authentication sessions held (docs/security.md): at most the registered
+  // workers' plus those that left since the last join.
+  std::size_t num_sessions() const;
 
   // Marks the health service NOT_SERVING (a graceful stop begins).
   void SetNotServing();

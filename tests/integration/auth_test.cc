@@ -120,6 +120,7 @@ class Served {
   std::string target() const { return absl::StrCat("127.0.0.1:", server_->port()); }
   const std::string& dir() const { return dir_; }
   Coordinator& coordinator() { return *coordinator_; }
+  const CoordinatorServer& server() const { return *server_; }
   // The global model has not moved since the server started.
   bool ModelUnchanged() const { return run_->engine->model() == model_; }
 
@@ -373,6 +374,36 @@ TEST(AuthTest, LaterCallsNeedTheWorkersSession) {
   EXPECT_EQ(served.coordinator().num_workers(), 1);
   EXPECT_EQ(Rejections(served.dir()).size(), 3u);
   EXPECT_TRUE(served.ModelUnchanged());
+}
+
+// Issue 18: a rejoined worker's earlier session, and the session of a
+// worker the coordinator unregistered (declared dead), do not stay in the
+// table: a join under the same identity replaces the session, and every
+// join drops those of workers the coordinator no longer knows.
+TEST(AuthTest, SessionsOfReplacedAndUnregisteredWorkersExpire) {
+  Served served("token_session_expiry", TokenServer());
+  auto stub = Stub(served.target());
+  v1::JoinResponse a1, a2, b, c;
+  ASSERT_TRUE(Join(*stub, SignedJoin("a", kSecret, absl::Now()), &a1).ok());
+  ASSERT_TRUE(Join(*stub, SignedJoin("b", kSecret, absl::Now()), &b).ok());
+  EXPECT_EQ(served.server().num_sessions(), 2u);
+  // "a" restarted: it rejoins under its name and gets a new id.
+  ASSERT_TRUE(Join(*stub, SignedJoin("a", kSecret, absl::Now()), &a2).ok());
+  ASSERT_NE(a1.worker_id(), a2.worker_id());
+  EXPECT_EQ(served.server().num_sessions(), 2u);
+  // The new session works (the call reaches the coordinator, which refuses
+  // the empty update).
+  EXPECT_EQ(Push(*stub, a2.worker_id(), a2.session()).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  // "b" is unregistered behind the server's back (as when declared dead);
+  // the next join drops its session.
+  ASSERT_TRUE(served.coordinator().Leave(WorkerId(static_cast<std::int64_t>(b.worker_id()))).ok());
+  EXPECT_EQ(served.server().num_sessions(), 2u);
+  ASSERT_TRUE(Join(*stub, SignedJoin("c", kSecret, absl::Now()), &c).ok());
+  EXPECT_EQ(served.server().num_sessions(), 2u);  // a2 and c
+  EXPECT_EQ(served.coordinator().num_workers(), 2);
+  EXPECT_TRUE(Leave(*stub, a2.worker_id(), a2.session()).ok());
+  EXPECT_EQ(served.server().num_sessions(), 1u);
 }
 
 TEST(AuthTest, MtlsBindsTheWorkerToItsCertificate) {
