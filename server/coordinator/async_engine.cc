@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/base/check.h"
+#include "common/base/status_macros.h"
 #include "common/codec/flat_bytes.h"
 #include "common/kernels/vector_ops.h"
 #include "server/coordinator/evaluator.h"
@@ -12,31 +13,59 @@
 
 namespace fedsim {
 
-AsyncEngine::AsyncEngine(const AsyncEngineOptions& options,
-                         RoundEngineInputs inputs,
+AsyncEvalSchedule::AsyncEvalSchedule(int every, Tick interval, Tick start)
+    : every_(every), interval_(interval) {
+  if (interval_ > 0) next_time_ = (start / interval_ + 1) * interval_;
+}
+
+bool AsyncEvalSchedule::Due(std::int64_t version, Tick time, bool last) {
+  bool evaluate = last;
+  if (interval_ > 0) {
+    if (time >= next_time_) {
+      evaluate = true;
+      next_time_ = (time / interval_ + 1) * interval_;
+    }
+  } else if ((version + 1) % every_ == 0) {
+    evaluate = true;
+  }
+  return evaluate;
+}
+
+nlohmann::json StaleUpdateEvent(std::int64_t step, TaskId task, std::int64_t client,
+                                std::int64_t base_version, std::int64_t max_staleness) {
+  return {{"event", "stale_update"},
+          {"step", step},
+          {"task", task.value},
+          {"client", client},
+          {"base_version", base_version},
+          {"staleness", step - base_version},
+          {"max_staleness", max_staleness}};
+}
+
+AsyncEngine::AsyncEngine(const AsyncEngineOptions& options, EngineInputs inputs,
                          std::unique_ptr<ScheduleRunner> schedule,
-                         std::unique_ptr<AsyncAggregator> aggregator,
-                         FlatVector initial)
-    : options_(options),
-      in_(std::move(inputs)),
+                         std::unique_ptr<AsyncAggregator> aggregator, FlatVector initial)
+    : Engine(std::move(inputs), EvalOptions{options.eval_train_loss, options.eval_threads},
+             options.incarnation),
+      options_(options),
       schedule_(std::move(schedule)),
       aggregator_(std::move(aggregator)),
-      model_(std::make_shared<const FlatVector>(std::move(initial))) {
-  FEDSIM_CHECK(in_.train != nullptr && in_.test != nullptr &&
-               schedule_ != nullptr && aggregator_ != nullptr &&
-               in_.privacy == nullptr && options_.ticks_per_unit >= 1);
+      model_(std::make_shared<const FlatVector>(std::move(initial))),
+      eval_schedule_(options.eval_every, options.eval_interval) {
+  FEDSIM_CHECK(in_.train != nullptr && in_.test != nullptr && schedule_ != nullptr &&
+               aggregator_ != nullptr && in_.privacy == nullptr &&
+               options_.ticks_per_unit >= 1);
   const auto n = static_cast<std::int64_t>(in_.client_sizes.size());
   current_.resize(static_cast<std::size_t>(n));
   // Every client starts task 0 from version 0 at time 0.
   for (std::int64_t k = 0; k < n; ++k) Issue(k, 0, model_);
-  next_eval_time_ = options_.eval_interval;
   Prefetch();
 }
 
 void AsyncEngine::Issue(std::int64_t client, std::int64_t task_index,
                         std::shared_ptr<const FlatVector> params) {
   ClientTask& t = current_[client];
-  t.id = MakeTaskId(options_.incarnation, next_task_id_++);
+  t.id = MakeTaskId(incarnation_, next_task_id_++);
   t.task_index = task_index;
   t.base_version = version_;
   t.params = std::move(params);
@@ -49,13 +78,6 @@ void AsyncEngine::Prefetch() {
   if (version_ < options_.max_steps) next_ = schedule_->Next();
 }
 
-void AsyncEngine::LogEvent(const nlohmann::json& event) {
-  if (in_.log == nullptr) return;
-  if (absl::Status s = in_.log->Event(event); !s.ok()) {
-    std::fprintf(stderr, "warning: %s\n", std::string(s.message()).c_str());
-  }
-}
-
 bool AsyncEngine::TaskOpen(TaskId id) const {
   if (!open_step_.has_value()) return false;
   for (const auto& [client, state] : open_) {
@@ -64,14 +86,14 @@ bool AsyncEngine::TaskOpen(TaskId id) const {
   return false;
 }
 
-bool AsyncEngine::AllTasksResolved() const {
+bool AsyncEngine::ReadyToClose() const {
   for (const auto& [client, state] : open_) {
     if (state == State::kOpen) return false;
   }
   return true;
 }
 
-std::vector<Task> AsyncEngine::BeginStep() {
+std::vector<Task> AsyncEngine::TakeTasks() {
   FEDSIM_CHECK(!done() && !open_step_.has_value());
   open_step_ = std::move(next_);
   next_.reset();
@@ -82,8 +104,7 @@ std::vector<Task> AsyncEngine::BeginStep() {
   for (const ScheduledContribution& c : open_step_->contributors) {
     const ClientTask& cur = current_[c.client.value];
     // The engine and the schedule agree on every task (same start rule).
-    FEDSIM_CHECK(cur.task_index == c.task_index &&
-                 cur.base_version == c.base_version);
+    FEDSIM_CHECK(cur.task_index == c.task_index && cur.base_version == c.base_version);
     Task t;
     t.id = cur.id;
     // The task index keys the client's streams (seed, kShuffle, k, index):
@@ -98,64 +119,33 @@ std::vector<Task> AsyncEngine::BeginStep() {
   return tasks;
 }
 
-absl::Status AsyncEngine::Reject(const ClientResult& r, absl::Status status,
-                                 bool task_open) {
-  ++tally_.rejected_pushes;
-  LogRejectedResult(in_.log, version_, r, status, task_open);
-  return status;
-}
-
-absl::Status AsyncEngine::SubmitResult(ClientResult r) {
+absl::Status AsyncEngine::Submit(ClientResult r, Tick now) {
   const std::int64_t id = r.task.value;
-  if (absl::Status s = CheckTaskIssued(r.task, options_.incarnation, next_task_id_); !s.ok()) {
-    return Reject(r, std::move(s), false);
-  }
+  FEDSIM_RETURN_IF_ERROR(CheckIssued(r, "step", version_));
   const std::int64_t k = r.client.value;
   const auto it = open_.find(k);
-  if (!open_step_.has_value() || k < 0 ||
-      k >= static_cast<std::int64_t>(current_.size()) || it == open_.end() ||
-      current_[k].id != r.task) {
-    return Reject(r, absl::FailedPreconditionError(absl::StrCat(
-                         "task ", id, " of client ", k,
-                         " is not part of the open step ", version_)), false);
+  if (!open_step_.has_value() || k < 0 || k >= static_cast<std::int64_t>(current_.size()) ||
+      it == open_.end() || current_[k].id != r.task) {
+    return Reject(r,
+                  absl::FailedPreconditionError(absl::StrCat(
+                      "task ", id, " of client ", k, " is not part of the open step ", version_)),
+                  /*task_open=*/false, "step", version_);
   }
   if (it->second == State::kDone) {
     ++tally_.duplicate_pushes;
-    return absl::AlreadyExistsError(
-        absl::StrCat("task ", id, ": result already accepted"));
+    return absl::AlreadyExistsError(absl::StrCat("task ", id, ": result already accepted"));
   }
   if (it->second == State::kDropped) {
-    return Reject(r, absl::FailedPreconditionError(
-                         absl::StrCat("task ", id, " was given up on")), false);
+    return Reject(r, absl::FailedPreconditionError(absl::StrCat("task ", id, " was given up on")),
+                  /*task_open=*/false, "step", version_);
   }
-  const std::string where = absl::StrCat("step ", version_);
-  if (absl::Status s = CheckUpdate(where, r, static_cast<std::int64_t>(model_->size()),
-                                   in_.client_sizes[k]);
-      !s.ok()) {
-    return Reject(r, std::move(s));
-  }
-  if (absl::Status s = CheckNormBound(in_.validation, where, r); !s.ok()) {
-    const TaskId task_id = r.task;
-    absl::Status rejected = Reject(r, std::move(s));
-    DropTask(task_id, std::string(rejected.message()));
-    return rejected;
-  }
-  if (const NormBoundOutcome nb = ApplyNormBound(in_.validation, r.update); nb.changed) {
-    LogEvent({{"event", in_.validation.action == NormBoundAction::kZero
-                            ? "update_zeroed"
-                            : "update_clipped"},
-              {"step", version_},
-              {"task", r.task.value},
-              {"client", k},
-              {"norm", nb.norm},
-              {"max_update_norm", in_.validation.max_update_norm}});
-  }
+  FEDSIM_RETURN_IF_ERROR(Admit(r, "step", version_, now, nullptr));
   it->second = State::kDone;
   results_[k] = std::move(r);
   return absl::OkStatus();
 }
 
-void AsyncEngine::DropTask(TaskId task, const std::string& reason) {
+void AsyncEngine::Drop(TaskId task, const std::string& reason, Tick /*now*/) {
   for (auto& [client, state] : open_) {
     if (current_[client].id == task && state == State::kOpen) {
       state = State::kDropped;
@@ -177,22 +167,14 @@ bool AsyncEngine::AdvanceAfter(const ScheduledStep& step,
     Issue(c.client.value, c.task_index + 1, params);
   }
   Prefetch();
-  bool evaluate = done();
-  if (options_.eval_interval > 0) {
-    if (step.time >= next_eval_time_) {
-      evaluate = true;
-      next_eval_time_ = (step.time / options_.eval_interval + 1) * options_.eval_interval;
-    }
-  } else if ((step.version + 1) % options_.eval_every == 0) {
-    evaluate = true;
-  }
-  return evaluate;
+  return eval_schedule_.Due(step.version, step.time, done());
 }
 
-AsyncEngine::Snapshot AsyncEngine::TakeSnapshot() const {
+EngineSnapshot AsyncEngine::Snapshot() const {
   FEDSIM_CHECK(!open_step_.has_value());
-  Snapshot s;
-  s.version = version_;
+  EngineSnapshot s;
+  s.kind = EngineKind::kVirtualClock;
+  s.next_round = version_;
   s.model = *model_;
   s.next_task_id = next_task_id_;
   s.tally = tally_;
@@ -204,8 +186,14 @@ AsyncEngine::Snapshot AsyncEngine::TakeSnapshot() const {
   return s;
 }
 
-absl::Status AsyncEngine::RestoreSnapshot(const Snapshot& snapshot) {
+absl::Status AsyncEngine::Restore(const EngineSnapshot& snapshot) {
   FEDSIM_CHECK(version_ == 0 && !open_step_.has_value());
+  if (snapshot.kind != EngineKind::kVirtualClock) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "checkpoint: it is of a ",
+        snapshot.kind == EngineKind::kRounds ? "synchronous run" : "wall-clock run",
+        "; the config's run is asynchronous on the virtual clock"));
+  }
   if (snapshot.model.size() != model_->size()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "checkpoint: model has ", snapshot.model.size(),
@@ -213,10 +201,10 @@ absl::Status AsyncEngine::RestoreSnapshot(const Snapshot& snapshot) {
   }
   // Replay the schedule to the checkpointed step: the same tasks, task
   // indices, base versions, ids and evaluation times, without training.
-  while (version_ < snapshot.version) {
+  while (version_ < snapshot.next_round) {
     if (!next_.has_value()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "checkpoint: step ", snapshot.version, " is past the schedule's last step ",
+          "checkpoint: step ", snapshot.next_round, " is past the schedule's last step ",
           version_));
     }
     const ScheduledStep step = *std::move(next_);
@@ -226,17 +214,16 @@ absl::Status AsyncEngine::RestoreSnapshot(const Snapshot& snapshot) {
   }
   if (next_task_id_ != snapshot.next_task_id) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "checkpoint: next_task_id = ", snapshot.next_task_id,
-        "; replaying the schedule to step ", snapshot.version, " gives ",
-        next_task_id_));
+        "checkpoint: next_task_id = ", snapshot.next_task_id, "; replaying the schedule to step ",
+        snapshot.next_round, " gives ", next_task_id_));
   }
   model_ = std::make_shared<const FlatVector>(snapshot.model);
   std::map<std::int64_t, std::shared_ptr<const FlatVector>> versions;
   for (const auto& [v, params] : snapshot.versions) {
     if (params.size() != model_->size()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "checkpoint: model version ", v, " has ", params.size(),
-          " parameters, not ", model_->size()));
+      return absl::InvalidArgumentError(absl::StrCat("checkpoint: model version ", v, " has ",
+                                                     params.size(), " parameters, not ",
+                                                     model_->size()));
     }
     versions[v] = std::make_shared<const FlatVector>(params);
   }
@@ -249,8 +236,8 @@ absl::Status AsyncEngine::RestoreSnapshot(const Snapshot& snapshot) {
     const auto it = versions.find(t.base_version);
     if (it == versions.end()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "checkpoint: client ", k, "'s task started from model version ",
-          t.base_version, ", which the checkpoint does not hold"));
+          "checkpoint: client ", k, "'s task started from model version ", t.base_version,
+          ", which the checkpoint does not hold"));
     }
     t.params = it->second;
   }
@@ -258,9 +245,15 @@ absl::Status AsyncEngine::RestoreSnapshot(const Snapshot& snapshot) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<MetricsRow> AsyncEngine::FinishStep(double wall_time_s) {
+void AsyncEngine::AddRunEndFields(nlohmann::json& end) const {
+  end["tasks_stale_dropped"] = tally_.stale;
+  end["tasks_in_flight"] = tally_.in_flight();
+}
+
+absl::StatusOr<std::vector<StepReport>> AsyncEngine::Close() {
   FEDSIM_CHECK(open_step_.has_value());
-  const ScheduledStep& step = *open_step_;
+  const ScheduledStep step = *std::move(open_step_);
+  open_step_.reset();
   nlohmann::json dropped = nlohmann::json::array();
   // Bounded staleness: an update from a version older than
   // version - max_staleness is dropped, not aggregated.
@@ -275,13 +268,8 @@ absl::StatusOr<MetricsRow> AsyncEngine::FinishStep(double wall_time_s) {
       open_[client] = State::kDropped;
       ++tally_.dropped;
       ++tally_.stale;
-      LogEvent({{"event", "stale_update"},
-                {"step", version_},
-                {"task", current_[client].id.value},
-                {"client", client},
-                {"base_version", current_[client].base_version},
-                {"staleness", staleness},
-                {"max_staleness", options_.max_staleness}});
+      LogEvent(StaleUpdateEvent(version_, current_[client].id, client,
+                                current_[client].base_version, options_.max_staleness));
       it = results_.erase(it);
     }
   }
@@ -298,56 +286,36 @@ absl::StatusOr<MetricsRow> AsyncEngine::FinishStep(double wall_time_s) {
     if (state == State::kDropped) dropped.push_back(client);
   }
   std::vector<AsyncUpdate> updates;
-  double loss_weighted = 0.0, examples = 0.0;
+  ClientLossMean loss;
   for (const auto& [client, r] : results_) {  // std::map: client-id order
     updates.push_back(AsyncUpdate{r.client, current_[client].base_version, &r.update});
-    if (std::isfinite(r.train_loss)) {
-      loss_weighted += r.train_loss * static_cast<double>(r.num_examples);
-      examples += static_cast<double>(r.num_examples);
-    }
+    if (std::isfinite(r.train_loss)) loss.Add(r);
   }
   // A fresh vector: tasks in flight keep the versions they started from.
   auto next = std::make_shared<FlatVector>(*model_);
-  absl::StatusOr<std::vector<AsyncContribution>> report =
-      aggregator_->Aggregate(version_, updates, *next);
-  if (!report.ok()) return report.status();
+  FEDSIM_ASSIGN_OR_RETURN(std::vector<AsyncContribution> contributions,
+                          aggregator_->Aggregate(version_, updates, *next));
   tally_.aggregated += static_cast<std::int64_t>(updates.size());
   model_ = std::move(next);
   ++version_;
 
-  MetricsRow row;
+  StepReport report;
+  MetricsRow& row = report.row;
   row.round = step.version;
-  row.wall_time_s = wall_time_s;
-  row.virtual_time = static_cast<double>(step.time) /
-                     static_cast<double>(options_.ticks_per_unit);
+  row.virtual_time =
+      static_cast<double>(step.time) / static_cast<double>(options_.ticks_per_unit);
   row.participants = static_cast<std::int64_t>(updates.size());
   const auto payload = static_cast<std::int64_t>(model_->size() * sizeof(double));
   row.bytes_up = payload * row.participants;
-  if (examples > 0) row.client_loss = loss_weighted / examples;
-
+  row.client_loss = loss.Mean();
   // Parameters sent since the previous step (the tasks this step's work
   // and later steps' work started from; as a synchronous round's tasks).
   row.bytes_down = payload * issued_since_last_step_;
   issued_since_last_step_ = 0;
-  const bool evaluate = AdvanceAfter(step, model_);
-  if (in_.objective != nullptr && evaluate) {
-    const Evaluation test = EvaluateModel(*in_.objective, *in_.test, *model_,
-                                          options_.eval_threads);
-    row.test_loss = test.loss;
-    row.test_accuracy = test.accuracy;
-    if (options_.eval_train_loss) {
-      row.train_loss = EvaluateModel(*in_.objective, *in_.train, *model_,
-                                     options_.eval_threads)
-                           .loss;
-    }
-  }
-  if (in_.optimum.has_value()) {
-    row.dist_to_opt = std::sqrt(SquaredNorm(*model_ - *in_.optimum));
-  }
-  row.model_hash = ModelHash(*model_);
-
+  report.evaluate = AdvanceAfter(step, model_);
+  report.model = model_;
   nlohmann::json contributors = nlohmann::json::array();
-  for (const AsyncContribution& c : *report) {
+  for (const AsyncContribution& c : contributions) {
     for (const ScheduledContribution& s : step.contributors) {
       if (s.client == c.client) {
         contributors.push_back({{"client", c.client.value},
@@ -360,20 +328,17 @@ absl::StatusOr<MetricsRow> AsyncEngine::FinishStep(double wall_time_s) {
       }
     }
   }
-  LogEvent({{"event", "async_step"},
-            {"step", step.version},
-            {"virtual_time", row.virtual_time},
-            {"tick", step.time},
-            {"contributors", contributors},
-            {"dropped", dropped},
-            {"model_hash", row.model_hash}});
-  if (in_.log != nullptr) {
-    if (absl::Status s = in_.log->Metrics(row); !s.ok()) return s;
-  }
-  open_step_.reset();
+  report.event = {{"event", "async_step"},
+                  {"step", step.version},
+                  {"virtual_time", row.virtual_time},
+                  {"tick", step.time},
+                  {"contributors", contributors},
+                  {"dropped", dropped}};
   open_.clear();
   results_.clear();
-  return row;
+  std::vector<StepReport> out;
+  out.push_back(std::move(report));
+  return out;
 }
 
 }  // namespace fedsim

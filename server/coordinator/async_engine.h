@@ -1,20 +1,8 @@
 // File: server/coordinator/async_engine.h
 //
-// The asynchronous counterpart of RoundEngine (ALGORITHMS.md §4,
-// docs/async.md): it owns the global model, its versions still in use, the
-// schedule on the virtual clock and the aggregator, issues each client's
-// tasks with the model version it started from, validates results,
-// aggregates each step in client-id order, evaluates and logs. No clock of
-// its own (the ScheduleRunner's virtual time is a value), no threads, no
-// transport.
-//
-// A step: BeginStep() -> SubmitResult()* / DropTask()* -> FinishStep().
-// The tasks BeginStep returns are the step's contributors' tasks, started
-// earlier (at their start times, from their base versions); training them
-// only now is invisible, because a task's result depends on nothing but its
-// parameters, its client and its task index.
-//
-// Thread safety: not thread-safe; callers serialise all calls.
+// Asynchronous FL on the virtual clock (ALGORITHMS.md §4, docs/async.md):
+// AsyncEngine, and what both clocks' engines share (the evaluation schedule,
+// the stale_update record).
 #ifndef FEDSIM_SERVER_COORDINATOR_ASYNC_ENGINE_H_
 #define FEDSIM_SERVER_COORDINATOR_ASYNC_ENGINE_H_
 
@@ -29,7 +17,7 @@
 #include "common/base/task.h"
 #include "common/runlog/run_log.h"
 #include "server/clock/schedule.h"
-#include "server/coordinator/round_engine.h"
+#include "server/coordinator/engine.h"
 #include "server/strategy/async_fl.h"
 
 namespace fedsim {
@@ -50,82 +38,82 @@ struct AsyncEngineOptions {
   std::int64_t incarnation = 0;
 };
 
-class AsyncEngine {
+// When an asynchronous run evaluates (both clocks): after its last step,
+// and, with an interval > 0, at the first step at or after every multiple
+// of it (run time in ticks), else every `every` steps.
+class AsyncEvalSchedule {
+ public:
+  // `start`: the run time the schedule starts at (a resumed wall-clock run).
+  AsyncEvalSchedule(int every, Tick interval, Tick start = 0);
+  // Whether step `version` (0-based), taken at run time `time`, evaluates;
+  // `last`: the run has no further step.
+  bool Due(std::int64_t version, Tick time, bool last);
+
+ private:
+  int every_;
+  Tick interval_;
+  Tick next_time_ = 0;
+};
+
+// Writes a stale_update record (an update past async.max_staleness).
+nlohmann::json StaleUpdateEvent(std::int64_t step, TaskId task, std::int64_t client,
+                                std::int64_t base_version, std::int64_t max_staleness);
+
+// The asynchronous counterpart of RoundEngine (Engine, kVirtualClock;
+// ALGORITHMS.md §4, docs/async.md): it owns the global model, its versions
+// still in use, the schedule on the virtual clock and the aggregator,
+// issues each client's tasks with the model version it started from,
+// validates results and aggregates each step in client-id order. No clock
+// of its own (the ScheduleRunner's virtual time is a value), no threads,
+// no transport.
+//
+// A step: TakeTasks() -> Submit()* / Drop()* -> Close() -> Publish(). The
+// tasks TakeTasks returns are the step's contributors' tasks, started
+// earlier (at their start times, from their base versions); training them
+// only now is invisible, because a task's result depends on nothing but its
+// parameters, its client and its task index.
+//
+// Thread safety: not thread-safe (see engine.h).
+class AsyncEngine : public Engine {
  public:
   // `inputs.privacy` must be null (no DP in asynchronous runs).
-  AsyncEngine(const AsyncEngineOptions& options, RoundEngineInputs inputs,
+  AsyncEngine(const AsyncEngineOptions& options, EngineInputs inputs,
               std::unique_ptr<ScheduleRunner> schedule,
               std::unique_ptr<AsyncAggregator> aggregator, FlatVector initial);
 
-  AsyncEngine(const AsyncEngine&) = delete;
-  AsyncEngine& operator=(const AsyncEngine&) = delete;
-
+  EngineKind kind() const override { return EngineKind::kVirtualClock; }
+  std::string name() const override { return options_.name; }
   // True after max_steps steps or when the horizon has no further step.
-  bool done() const { return !next_.has_value(); }
-  // Steps finished so far (= the current version).
-  std::int64_t version() const { return version_; }
-  const FlatVector& model() const { return *model_; }
-  const std::string& name() const { return options_.name; }
-  // The step BeginStep will open. REQUIRES: !done().
-  const ScheduledStep& next_step() const { return *next_; }
+  bool done() const override { return !next_.has_value(); }
+  std::int64_t steps_done() const override { return version_; }
+  const FlatVector& model() const override { return *model_; }
 
   // Opens the next step and returns its contributors' tasks (sorted by
   // client). REQUIRES: !done() && no step open.
-  std::vector<Task> BeginStep();
+  std::vector<Task> TakeTasks() override;
+  absl::Status Submit(ClientResult result, Tick now) override;
+  // The task is left out of the step; the client restarts with the others.
+  void Drop(TaskId task, const std::string& reason, Tick now) override;
+  bool TaskOpen(TaskId task) const override;
+  // Every task of the open step has a result or was dropped.
+  bool ReadyToClose() const override;
+  // Aggregates the accepted results in client-id order and restarts the
+  // contributors from the new model. One report.
+  absl::StatusOr<std::vector<StepReport>> Close() override;
 
-  // Accepts the result of one of the open step's tasks after validating it
-  // (errors as RoundEngine::SubmitResult; rejections are logged).
-  absl::Status SubmitResult(ClientResult result);
+  // The step reached, the current model and every older version a task in
+  // flight started from, task ids and counts. The schedule, the tasks'
+  // indices and base versions and the evaluation times are functions of
+  // the config: Restore replays the schedule to the same position.
+  EngineSnapshot Snapshot() const override;
+  absl::Status Restore(const EngineSnapshot& snapshot) override;
+  // tasks_stale_dropped and tasks_in_flight.
+  void AddRunEndFields(nlohmann::json& run_end) const override;
 
-  // Gives up on an open task (its client failed): it is left out of the
-  // step; the client restarts with the others.
-  void DropTask(TaskId task, const std::string& reason);
-
-  // True while task `id` of the open step has neither a result nor was
-  // dropped (the distributed coordinator's view of the step).
-  bool TaskOpen(TaskId id) const;
-  // True when every task of the open step has a result or was dropped.
-  bool AllTasksResolved() const;
-
-  // Aggregates the accepted results in client-id order, restarts the
-  // contributors from the new model, evaluates on evaluation steps and
-  // writes a metrics row and an `async_step` event.
-  absl::StatusOr<MetricsRow> FinishStep(double wall_time_s);
-
-  struct Tally {
-    std::int64_t issued = 0, aggregated = 0, dropped = 0, rejected_pushes = 0,
-                 duplicate_pushes = 0;
-    // Of `dropped`: updates staler than max_staleness.
-    std::int64_t stale = 0;
-    // Tasks still computing (issued = aggregated + dropped + in_flight
-    // between steps).
-    std::int64_t in_flight = 0;
-  };
-  Tally tally() const {
-    Tally t = tally_;
-    t.in_flight = t.issued - t.aggregated - t.dropped;
-    return t;
-  }
-
-  // What a checkpoint needs to continue bit-identically: the step reached,
-  // the current model and every older version a task in flight started
-  // from, task ids and counts. The schedule, the tasks' indices and base
-  // versions and the evaluation times are functions of the config: a
-  // restored engine replays the schedule to the same position. The
-  // aggregator keeps no state between steps.
-  struct Snapshot {
-    std::int64_t version = 0;
-    FlatVector model;
-    std::int64_t next_task_id = 1;
-    Tally tally;
-    std::map<std::int64_t, FlatVector> versions;  // base version -> model
-  };
-  // REQUIRES: no step open.
-  Snapshot TakeSnapshot() const;
-  // Continues from `snapshot`, taken from an engine built from the same
-  // config. REQUIRES: a fresh engine. kInvalidArgument, naming what does
-  // not fit, if the schedule, the model size or the versions disagree.
-  absl::Status RestoreSnapshot(const Snapshot& snapshot);
+  // Steps finished so far (= the current version).
+  std::int64_t version() const { return version_; }
+  // The step TakeTasks will open. REQUIRES: !done().
+  const ScheduledStep& next_step() const { return *next_; }
 
  private:
   struct ClientTask {
@@ -138,34 +126,25 @@ class AsyncEngine {
 
   void Issue(std::int64_t client, std::int64_t task_index,
              std::shared_ptr<const FlatVector> params);
-  // Counts and logs a rejected push. `task_open`: the push was for an open
-  // task, which the rejection ends (always logged); otherwise the event is
-  // rate limited (RunLog::LimitedEvent).
-  absl::Status Reject(const ClientResult& r, absl::Status status, bool task_open = true);
-  void LogEvent(const nlohmann::json& event);
   void Prefetch();
-  // FinishStep's bookkeeping after the aggregation: every contributor of
-  // `step` restarts from `params` (the new model), the next step is
-  // fetched, and the evaluation time moves on. Returns whether this is an
-  // evaluation step.
-  bool AdvanceAfter(const ScheduledStep& step,
-                    std::shared_ptr<const FlatVector> params);
+  // Close's bookkeeping after the aggregation: every contributor of `step`
+  // restarts from `params` (the new model), the next step is fetched, and
+  // the evaluation time moves on. Returns whether this is an evaluation
+  // step.
+  bool AdvanceAfter(const ScheduledStep& step, std::shared_ptr<const FlatVector> params);
 
   AsyncEngineOptions options_;
-  RoundEngineInputs in_;
   std::unique_ptr<ScheduleRunner> schedule_;
   std::unique_ptr<AsyncAggregator> aggregator_;
   std::shared_ptr<const FlatVector> model_;
   std::int64_t version_ = 0;
-  std::int64_t next_task_id_ = 1;
   std::vector<ClientTask> current_;            // per client: its task in flight
   std::optional<ScheduledStep> next_;          // the next step of the schedule
   std::optional<ScheduledStep> open_step_;     // the step being collected
   std::map<std::int64_t, State> open_;         // open step's tasks by client
   std::map<std::int64_t, ClientResult> results_;  // accepted, by client
   std::int64_t issued_since_last_step_ = 0;
-  Tick next_eval_time_ = 0;
-  Tally tally_;
+  AsyncEvalSchedule eval_schedule_;
 };
 
 }  // namespace fedsim

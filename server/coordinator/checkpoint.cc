@@ -101,7 +101,7 @@ absl::StatusOr<std::string> WriteCheckpoint(const std::string& run_dir,
   c.set_format_version(kFormatVersion);
   *c.mutable_config() = data.config;
   c.set_runtime(data.runtime);
-  const RoundEngine::Snapshot& s = data.engine;
+  const EngineSnapshot& s = data.engine;
   c.set_next_round(s.next_round);
   c.set_model(EncodeFlat(s.model));
   c.set_model_hash(ModelHash(s.model));
@@ -132,16 +132,16 @@ absl::StatusOr<std::string> WriteCheckpoint(const std::string& run_dir,
   }
   c.set_wall_time_s(data.wall_time_s);
   c.set_best_accuracy(data.best_accuracy);
-  if (data.async) {
+  if (s.kind != EngineKind::kRounds) {
     c.set_async(true);
-    for (const auto& [version, model] : data.async_versions) {
+    for (const auto& [version, model] : s.versions) {
       auto* record = c.add_async_versions();
       record->set_version(version);
       record->set_model(EncodeRaw(model));
     }
-    c.set_async_stale_dropped(data.async_stale_dropped);
-    c.set_wall(data.wall);
-    c.set_wall_tick(data.wall_tick);
+    c.set_async_stale_dropped(s.tally.stale);
+    c.set_wall(s.kind == EngineKind::kWallClock);
+    c.set_wall_tick(s.wall_tick);
   }
 
   v1::CheckpointFile file;
@@ -215,7 +215,7 @@ absl::StatusOr<CheckpointData> ReadCheckpoint(const std::string& path) {
   CheckpointData data;
   data.config = c.config();
   data.runtime = c.runtime();
-  RoundEngine::Snapshot& s = data.engine;
+  EngineSnapshot& s = data.engine;
   s.next_round = c.next_round();
   FEDSIM_ASSIGN_OR_RETURN(s.model, DecodeRaw(c.model(), "model"));
   if (ModelHash(s.model) != c.model_hash()) {
@@ -248,15 +248,16 @@ absl::StatusOr<CheckpointData> ReadCheckpoint(const std::string& path) {
   }
   data.wall_time_s = c.wall_time_s();
   data.best_accuracy = c.best_accuracy();
-  data.async = c.async();
+  s.kind = !c.async() ? EngineKind::kRounds
+           : c.wall() ? EngineKind::kWallClock
+                      : EngineKind::kVirtualClock;
   for (const auto& record : c.async_versions()) {
     FEDSIM_ASSIGN_OR_RETURN(
-        data.async_versions[record.version()],
+        s.versions[record.version()],
         DecodeRaw(record.model(), absl::StrCat("model version ", record.version())));
   }
-  data.async_stale_dropped = c.async_stale_dropped();
-  data.wall = c.wall();
-  data.wall_tick = c.wall_tick();
+  s.tally.stale = c.async_stale_dropped();
+  s.wall_tick = c.wall_tick();
   return data;
 }
 

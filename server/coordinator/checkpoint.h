@@ -25,30 +25,23 @@
 #include "absl/status/statusor.h"
 #include "common/base/client_state.h"
 #include "fedsim/v1/config.pb.h"
-#include "server/coordinator/round_engine.h"
+#include "server/coordinator/engine.h"
 
 namespace fedsim {
 
 struct CheckpointData {
   v1::ExperimentConfig config;
   std::string runtime;  // "embedded" or "distributed"
-  RoundEngine::Snapshot engine;
-  std::map<std::int64_t, ClientState> clients;  // embedded runtime only
-  double wall_time_s = 0.0;                     // run time so far
-  double best_accuracy = NAN;
-  // An asynchronous run: `engine` holds the step reached (next_round), the
-  // current model, next_task_id and the counts (timed_out 0); these are
-  // the older versions still in use and the stale-drop count.
-  bool async = false;
-  std::map<std::int64_t, FlatVector> async_versions;
-  std::int64_t async_stale_dropped = 0;
-  // A wall-clock run (no async_versions: a resumed one restarts every
-  // client from `engine.model`) and the run time of its step in ticks.
-  bool wall = false;
-  std::int64_t wall_tick = 0;
   // The incarnation of the run that wrote the checkpoint (types.h,
   // MakeTaskId); a run resumed from it is this plus one.
   std::int64_t incarnation = 0;
+  // The engine's snapshot: its kind (rounds, virtual clock, wall clock),
+  // model, round or step, task ids, tally and kind-specific state.
+  EngineSnapshot engine;
+  // Every client's own state (the coordinator owns it in both runtimes).
+  std::map<std::int64_t, ClientState> clients;
+  double wall_time_s = 0.0;                     // run time so far
+  double best_accuracy = NAN;
 };
 
 // The checkpoint directory of a run directory.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "absl/numeric/int128.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/base/status_macros.h"
@@ -16,56 +17,12 @@ absl::Status StoppedError(std::int64_t round) {
       "stopped by request before round ", round, " completed"));
 }
 
-// The engine the coordinator drives: synchronous rounds (RoundEngine) or
-// asynchronous steps on the virtual clock (AsyncEngine, whose steps are
-// handed out as rounds are: docs/async.md).
-bool EngineDone(const CoordinatorRun& run) {
-  if (run.wall_engine != nullptr) return run.wall_engine->done();
-  return run.async_engine != nullptr ? run.async_engine->done() : run.engine->done();
-}
-std::int64_t EngineRound(const CoordinatorRun& run) { return CompletedRounds(run); }
-std::vector<Task> EngineBegin(CoordinatorRun& run) {
-  return run.async_engine != nullptr ? run.async_engine->BeginStep()
-                                     : run.engine->BeginRound();
-}
-absl::Status EngineSubmit(CoordinatorRun& run, ClientResult result, Tick now) {
-  if (run.wall_engine != nullptr) return run.wall_engine->SubmitResult(std::move(result), now);
-  return run.async_engine != nullptr
-             ? run.async_engine->SubmitResult(std::move(result))
-             : run.engine->SubmitResult(std::move(result));
-}
-void EngineDrop(CoordinatorRun& run, TaskId task, const std::string& reason, Tick now) {
-  if (run.wall_engine != nullptr) {
-    run.wall_engine->DropTask(task, reason, now);
-  } else if (run.async_engine != nullptr) {
-    run.async_engine->DropTask(task, reason);
-  } else {
-    run.engine->DropTask(task, reason);
-  }
-}
-bool EngineTaskOpen(const CoordinatorRun& run, TaskId task) {
-  if (run.wall_engine != nullptr) return run.wall_engine->TaskOpen(task);
-  return run.async_engine != nullptr ? run.async_engine->TaskOpen(task)
-                                     : run.engine->TaskOpen(task);
-}
-bool EngineAllResolved(const CoordinatorRun& run) {
-  return run.async_engine != nullptr ? run.async_engine->AllTasksResolved()
-                                     : run.engine->AllTasksResolved();
-}
-// Asynchronous steps have no quorum: a step aggregates what it got.
-bool EngineQuorumReachable(const CoordinatorRun& run) {
-  return run.async_engine != nullptr || run.engine->QuorumReachable();
-}
-absl::StatusOr<MetricsRow> EngineFinish(CoordinatorRun& run, double wall_time_s) {
-  return run.async_engine != nullptr ? run.async_engine->FinishStep(wall_time_s)
-                                     : run.engine->FinishRound(wall_time_s);
-}
-
 }  // namespace
 
 Coordinator::Coordinator(const CoordinatorOptions& options, CoordinatorRun* run,
                          ProgressFn progress)
-    : options_(options), run_(run), progress_(std::move(progress)),
+    : options_(options), clock_(options.clock), run_(run), progress_(std::move(progress)),
+      wall_(run->engine->kind() == EngineKind::kWallClock),
       stateful_(ClientsKeepState(run->config)),
       layout_(ClientStateLayoutOf(run->config, run->experiment->num_parameters())),
       next_worker_id_(std::max<std::int64_t>(options.first_worker_id, 1)) {}
@@ -91,16 +48,16 @@ double Coordinator::WorkerSlowdown(WorkerId worker) const {
 }
 
 Tick Coordinator::WallTicksLocked() const {
-  if (run_->wall_engine == nullptr || !wall_start_.has_value()) return -1;
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - *wall_start_).count();
-  return static_cast<Tick>(
-      std::floor(seconds * static_cast<double>(run_->config.async().ticks_per_unit())));
+  if (!wall_ || !wall_start_.has_value()) return -1;
+  // Exact integer arithmetic (floor(ns * ticks_per_unit / 1e9)): a result
+  // received 1 us after a window's end must not round back onto it.
+  const absl::int128 ns = absl::ToInt64Nanoseconds(clock_->Now() - *wall_start_);
+  return static_cast<Tick>(ns * absl::int128(run_->config.async().ticks_per_unit()) / 1000000000);
 }
 
 void Coordinator::SyncWallTasksLocked() {
-  const WallEngine& engine = *run_->wall_engine;
-  std::vector<Task> tasks = run_->wall_engine->TakeNewTasks();
+  Engine& engine = *run_->engine;
+  std::vector<Task> tasks = engine.TakeTasks();
   // Forget what is no longer open: answered, dropped or superseded tasks.
   for (auto it = assigned_.begin(); it != assigned_.end();) {
     it = engine.TaskOpen(TaskId(it->first)) ? std::next(it) : assigned_.erase(it);
@@ -183,7 +140,7 @@ absl::StatusOr<WorkerId> Coordinator::Join(const std::string& name,
     }
     const double slowdown = known->second;
     const std::int64_t id = next_worker_id_++;
-    workers_[id] = WorkerInfo{name, key, absl::Now()};
+    workers_[id] = WorkerInfo{name, key, clock_->Now()};
     workers_[id].slowdown = slowdown;
     if (previous != 0 && options_.pin_clients) {
       // The restarted worker keeps its clients (their speed is its speed).
@@ -237,13 +194,13 @@ std::int64_t Coordinator::PullTask(WorkerId worker, absl::Time deadline,
       reply.run_finished = true;
       completions.emplace_back(std::move(done), reply);
     } else {
-      it->second.last_seen = absl::Now();
+      it->second.last_seen = clock_->Now();
       if (!it->second.polled) {
         it->second.polled = true;
         cv_.notify_all();
       }
       // Never hold a poll past the coordinator's own limit.
-      const absl::Time limit = absl::Now() + options_.long_poll;
+      const absl::Time limit = clock_->Now() + options_.long_poll;
       parked_.push_back(
           Parked{pull_id, worker, std::min(deadline, limit), std::move(done)});
       DispatchLocked(completions);
@@ -287,7 +244,7 @@ void Coordinator::AssignLocked(const std::vector<std::int64_t>& clients) {
 
 void Coordinator::DispatchLocked(std::vector<Completion>& out) {
   // A finished wall-clock run hands out nothing more.
-  if (run_->wall_engine != nullptr && run_->wall_engine->done()) return;
+  if (wall_ && run_->engine->done()) return;
   // Polls in arrival order; each takes the first pending task it may run
   // (pending tasks are in client order).
   for (auto p = parked_.begin(); p != parked_.end() && !pending_.empty();) {
@@ -304,7 +261,7 @@ void Coordinator::DispatchLocked(std::vector<Completion>& out) {
     // The worker's silence is measured from the hand-out, not from when
     // its poll started waiting.
     if (auto w = workers_.find(p->worker.value); w != workers_.end()) {
-      w->second.last_seen = absl::Now();
+      w->second.last_seen = clock_->Now();
     }
     PullReply reply;
     reply.task = std::move(task);
@@ -336,7 +293,7 @@ absl::StatusOr<bool> Coordinator::PushResult(WorkerId worker,
     LogRejectedLocked(worker.value, result.task.value, result.client.value, s, true);
     return s;
   }
-  w->second.last_seen = absl::Now();
+  w->second.last_seen = clock_->Now();
   if (stop_requested_) {
     // Not stale: a resumed coordinator issues the task again.
     return absl::UnavailableError("coordinator shutting down");
@@ -347,7 +304,7 @@ absl::StatusOr<bool> Coordinator::PushResult(WorkerId worker,
     absl::Status s = CheckTaskIssued(result.task, run_->incarnation,
                                      TaskSequence(TaskId(last_issued_task_)) + 1);
     if (s.ok()) {
-      s = run_->wall_engine != nullptr && run_->wall_engine->done()
+      s = wall_ && run_->engine->done()
               ? absl::FailedPreconditionError(absl::StrCat("task ", id, ": the run has ended"))
               : absl::FailedPreconditionError(
                     absl::StrCat("task ", id, " belongs to a closed round (stale)"));
@@ -371,11 +328,11 @@ absl::StatusOr<bool> Coordinator::PushResult(WorkerId worker,
     FailRejectedTaskLocked(worker.value, task_id, bad);
     return bad;
   }
-  absl::Status s = EngineSubmit(*run_, std::move(result), WallTicksLocked());
+  absl::Status s = run_->engine->Submit(std::move(result), WallTicksLocked());
   if (absl::IsAlreadyExists(s)) {
     (void)run_->log->LimitedEvent(absl::StrCat("duplicate_dropped worker ", worker.value),
                                   {{"event", "duplicate_dropped"},
-                            {"round", EngineRound(*run_)},
+                            {"round", CompletedRounds(*run_)},
                             {"task", task_id},
                             {"client", client_id},
                             {"worker", worker.value}});
@@ -386,7 +343,7 @@ absl::StatusOr<bool> Coordinator::PushResult(WorkerId worker,
   // Which worker delivered each update: round_end names clients only, and
   // deployments need to see which workers (hosts) took part in a round.
   (void)run_->log->Event({{"event", "result_accepted"},
-                          {"round", EngineRound(*run_)},
+                          {"round", CompletedRounds(*run_)},
                           {"task", task_id},
                           {"client", client_id},
                           {"worker", worker.value}});
@@ -409,7 +366,7 @@ absl::Status Coordinator::CommitClientStateLocked(const ClientResult& result) {
   // duplicate, a stale result or one for a dropped task changes nothing
   // (the engine classifies it next).
   auto issued = issued_.find(task);
-  if (issued == issued_.end() || !EngineTaskOpen(*run_, TaskId(task)) ||
+  if (issued == issued_.end() || !run_->engine->TaskOpen(TaskId(task)) ||
       issued->second.client != result.client) {
     return absl::OkStatus();
   }
@@ -463,7 +420,7 @@ void Coordinator::FailRejectedTaskLocked(std::int64_t worker, std::int64_t task,
   if (!accepting_) return;
   auto a = assigned_.find(task);
   if (a == assigned_.end() || a->second != worker) return;
-  EngineDrop(*run_, TaskId(task),
+  run_->engine->Drop(TaskId(task),
              absl::StrCat("result rejected (", absl::StatusCodeToString(status.code()),
                           "): ", std::string(status.message())),
              WallTicksLocked());
@@ -477,7 +434,7 @@ absl::Status Coordinator::Heartbeat(WorkerId worker) {
     return absl::NotFoundError(absl::StrCat(
         "worker ", worker.value, " is not registered; join again"));
   }
-  w->second.last_seen = absl::Now();
+  w->second.last_seen = clock_->Now();
   return absl::OkStatus();
 }
 
@@ -487,7 +444,7 @@ std::pair<std::size_t, std::size_t> Coordinator::ReleaseTasksLocked(
   for (auto it = assigned_.begin(); it != assigned_.end();) {
     if (it->second == worker) {
       // Tasks whose result already arrived stay done.
-      if (accepting_ && EngineTaskOpen(*run_, TaskId(it->first))) {
+      if (accepting_ && run_->engine->TaskOpen(TaskId(it->first))) {
         requeue.push_back(issued_.at(it->first));
       }
       it = assigned_.erase(it);
@@ -510,11 +467,11 @@ std::pair<std::size_t, std::size_t> Coordinator::ReleaseTasksLocked(
   }
   // On the wall clock tasks wait for a worker to come back instead: the
   // clients' work is the run.
-  if (drop_if_alone && workers_.empty() && run_->wall_engine == nullptr) {
+  if (drop_if_alone && workers_.empty() && !wall_) {
     // No one to re-issue to: the tasks fail now (the quorum check may end
     // the round at once) rather than at the round deadline.
     if (accepting_) {
-      for (const Task& t : requeue) EngineDrop(*run_, t.id, reason, WallTicksLocked());
+      for (const Task& t : requeue) run_->engine->Drop(t.id, reason, WallTicksLocked());
     }
     return {0, requeue.size()};
   }
@@ -533,12 +490,12 @@ void Coordinator::DetectDeadWorkersLocked(absl::Time now,
   for (const auto& [task, worker] : assigned_) {
     // A worker that delivered its results holds nothing: its silence (a
     // long poll waiting for the next round) is not death.
-    if (!accepting_ || !EngineTaskOpen(*run_, TaskId(task))) continue;
+    if (!accepting_ || !run_->engine->TaskOpen(TaskId(task))) continue;
     if (std::find(holders.begin(), holders.end(), worker) == holders.end()) {
       holders.push_back(worker);
     }
   }
-  if (run_->wall_engine != nullptr && options_.pin_clients && accepting_) {
+  if (wall_ && options_.pin_clients && accepting_) {
     // On the wall clock a worker's pinned clients always have work for it:
     // an owner that neither holds a task nor waits in a poll must poll again
     // within the patience, or its clients would wait for it forever.
@@ -570,7 +527,7 @@ void Coordinator::DetectDeadWorkersLocked(absl::Time now,
     (void)run_->log->Event(
         {{"event", "worker_dead"},
          {"worker", id},
-         {"round", EngineRound(*run_)},
+         {"round", CompletedRounds(*run_)},
          {"silent_s", silent_s},
          // Detection latency: how long past the last sign of life.
          {"detection_latency_s", silent_s},
@@ -685,11 +642,11 @@ void Coordinator::Shutdown() {
 }
 
 int Coordinator::WaitForWorkersToLeave(absl::Duration timeout) {
-  const absl::Time until = absl::Now() + timeout;
+  const absl::Time until = clock_->Now() + timeout;
   std::vector<Completion> completions;
   std::unique_lock<std::mutex> lock(mu_);
-  while (!workers_.empty() && absl::Now() < until) {
-    cv_.wait_for(lock, absl::ToChronoMilliseconds(options_.tick));
+  while (!workers_.empty() && clock_->Now() < until) {
+    clock_->WaitUntil(cv_, lock, clock_->Now() + options_.tick);
     // Tell workers that are still polling that the run is over.
     for (Parked& p : parked_) {
       PullReply reply;
@@ -705,7 +662,7 @@ int Coordinator::WaitForWorkersToLeave(absl::Duration timeout) {
 }
 
 absl::StatusOr<RunSummary> Coordinator::Run() {
-  const absl::Time start = absl::Now();
+  const absl::Time start = clock_->Now();
   {
     std::unique_lock<std::mutex> lock(mu_);
     const absl::Time until = start + options_.start_timeout;
@@ -717,13 +674,13 @@ absl::StatusOr<RunSummary> Coordinator::Run() {
       return n;
     };
     while (ready() < options_.min_workers && !shutdown_ && !stop_requested_) {
-      if (absl::Now() >= until) {
+      if (clock_->Now() >= until) {
         return absl::DeadlineExceededError(absl::StrCat(
             "only ", workers_.size(), " of distributed.min_workers = ",
             options_.min_workers, " workers joined (", ready(),
             " polling) within ", absl::FormatDuration(options_.start_timeout)));
       }
-      cv_.wait_for(lock, absl::ToChronoMilliseconds(options_.tick));
+      clock_->WaitUntil(cv_, lock, std::min(until, clock_->Now() + options_.tick));
     }
     if (options_.pin_clients) {
       std::vector<std::int64_t> clients(run_->experiment->num_clients());
@@ -733,97 +690,166 @@ absl::StatusOr<RunSummary> Coordinator::Run() {
       AssignLocked(clients);
     }
   }
-  if (run_->wall_engine != nullptr) return RunWall(start);
-  RunSummary summary;
-  summary.out_dir = run_->log->dir();
-  summary.best_accuracy = run_->resumed_best_accuracy;
-  // Run time includes the time before a restart (a resumed run).
-  const auto elapsed = [&] {
-    return run_->resumed_wall_time_s + absl::ToDoubleSeconds(absl::Now() - start);
-  };
+  DriveOptions options;
+  options.clock = clock_;
+  options.start = start;
+  options.progress = progress_;
+  // A graceful stop saves the last completed round (step) if no checkpoint
+  // holds it (CheckpointLastCompletedRound).
+  options.keep_unsaved = true;
+  return Drive(*run_, *this, options);
+}
+
+absl::StatusOr<ClosedSteps> Coordinator::Step(CoordinatorRun& run) {
+  return wall_ ? StepWall(run) : StepRound(run);
+}
+
+absl::StatusOr<ClosedSteps> Coordinator::StepRound(CoordinatorRun& run) {
+  Engine& engine = *run.engine;
   std::vector<Completion> completions;
-  while (!EngineDone(*run_)) {
-    absl::Time round_deadline;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      if (shutdown_) return absl::CancelledError("coordinator shut down");
-      if (stop_requested_) return StoppedError(EngineRound(*run_));
-      std::vector<Task> tasks = EngineBegin(*run_);
-      if (stateful_) {
-        // Each task carries its client's state as the round begins (a
-        // round's tasks have distinct clients); re-issued copies carry the
-        // same state, so a re-run gives the same result.
-        for (Task& t : tasks) {
-          t.client_state = std::make_shared<const ClientState>(
-              run_->client_states[t.client.value]);
-        }
-      }
-      issued_.clear();
-      assigned_.clear();
-      for (const Task& t : tasks) {
-        issued_[t.id.value] = t;
-        last_issued_task_ = std::max(last_issued_task_, t.id.value);
-      }
-      pending_.assign(tasks.begin(), tasks.end());
-      accepting_ = true;
-      round_deadline = absl::Now() + options_.round_deadline;
-      DispatchLocked(completions);
-    }
-    RunCompletions(completions);
-    while (true) {
-      std::unique_lock<std::mutex> lock(mu_);
-      if (shutdown_) return absl::CancelledError("coordinator shut down");
-      if (stop_requested_) {
-        // The open round is abandoned: the last completed one is what a
-        // checkpoint holds, and a resumed run redoes this one.
-        return AbandonForStop(lock, completions, EngineRound(*run_));
-      }
-      const absl::Time now = absl::Now();
-      ExpireLocked(now, completions);
-      DetectDeadWorkersLocked(now, completions);
-      // Fail fast (RELIABILITY 1): a quorum that can no longer be reached
-      // ends the round now, not at the deadline.
-      if (EngineAllResolved(*run_) || !EngineQuorumReachable(*run_) ||
-          now >= round_deadline) {
-        accepting_ = false;
-        pending_.clear();
-        assigned_.clear();
-        break;
-      }
-      if (completions.empty()) cv_.wait_for(lock, absl::ToChronoMilliseconds(options_.tick));
-      if (!completions.empty()) {
-        lock.unlock();
-        RunCompletions(completions);
-        lock.lock();
-      }
-    }
-    RunCompletions(completions);
-    // No handler touches the engine while accepting_ is false.
-    FEDSIM_ASSIGN_OR_RETURN(MetricsRow row, EngineFinish(*run_, elapsed()));
-    summary.Record(row);
-    const bool due = CheckpointDue(*run_);
-    FEDSIM_RETURN_IF_ERROR(MaybeCheckpoint(*run_, summary, row.wall_time_s));
-    {
-      // What a graceful stop saves if no checkpoint holds this round.
-      std::unique_lock<std::mutex> lock(mu_);
-      if (due) {
-        unsaved_.reset();
-      } else {
-        unsaved_ = std::make_unique<CheckpointData>(
-            MakeCheckpointData(*run_, summary, row.wall_time_s));
-      }
-    }
-    if (progress_) progress_(row, ProgressTotal(*run_, row));
-  }
+  absl::Time round_deadline;
   {
     std::unique_lock<std::mutex> lock(mu_);
+    if (shutdown_) return absl::CancelledError("coordinator shut down");
+    if (stop_requested_) return StoppedError(CompletedRounds(run));
+    std::vector<Task> tasks = engine.TakeTasks();
+    if (stateful_) {
+      // Each task carries its client's state as the round begins (a round's
+      // tasks have distinct clients); re-issued copies carry the same
+      // state, so a re-run gives the same result.
+      for (Task& t : tasks) {
+        t.client_state = std::make_shared<const ClientState>(run.client_states[t.client.value]);
+      }
+    }
+    issued_.clear();
+    assigned_.clear();
+    for (const Task& t : tasks) {
+      issued_[t.id.value] = t;
+      last_issued_task_ = std::max(last_issued_task_, t.id.value);
+    }
+    pending_.assign(tasks.begin(), tasks.end());
+    accepting_ = true;
+    round_deadline = clock_->Now() + options_.round_deadline;
+    DispatchLocked(completions);
+  }
+  RunCompletions(completions);
+  while (true) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (shutdown_) return absl::CancelledError("coordinator shut down");
+    if (stop_requested_) {
+      // The open round is abandoned: the last completed one is what a
+      // checkpoint holds, and a resumed run redoes this one.
+      return AbandonForStop(lock, completions, CompletedRounds(run));
+    }
+    const absl::Time now = clock_->Now();
+    ExpireLocked(now, completions);
+    DetectDeadWorkersLocked(now, completions);
+    // Fail fast (RELIABILITY 1): a quorum that can no longer be reached
+    // ends the round now, not at the deadline.
+    if (engine.ReadyToClose() || now >= round_deadline) {
+      accepting_ = false;
+      pending_.clear();
+      assigned_.clear();
+      break;
+    }
+    if (completions.empty()) {
+      clock_->WaitUntil(cv_, lock, std::min(round_deadline, now + options_.tick));
+    }
+    if (!completions.empty()) {
+      lock.unlock();
+      RunCompletions(completions);
+      lock.lock();
+    }
+  }
+  RunCompletions(completions);
+  // No handler touches the engine while accepting_ is false: the
+  // aggregation runs without the lock.
+  ClosedSteps closed;
+  FEDSIM_ASSIGN_OR_RETURN(closed.reports, engine.Close());
+  closed.done = engine.done();
+  return closed;
+}
+
+absl::StatusOr<ClosedSteps> Coordinator::StepWall(CoordinatorRun& run) {
+  Engine& engine = *run.engine;
+  const double tpu = static_cast<double>(run.config.async().ticks_per_unit());
+  // A task open this long is given up on (a stalled client), as a round's
+  // task at the round deadline.
+  const auto task_limit = static_cast<Tick>(
+      std::floor(absl::ToDoubleSeconds(options_.round_deadline) * tpu));
+  std::vector<Completion> completions;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!wall_start_.has_value()) {
+      // The run's time 0: every client's first task goes out now.
+      wall_start_ = clock_->Now();
+      accepting_ = true;
+      issued_.clear();
+      assigned_.clear();
+      pending_.clear();
+      SyncWallTasksLocked();
+      DispatchLocked(completions);
+    }
+  }
+  RunCompletions(completions);
+  while (true) {
+    ClosedSteps closed;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (shutdown_) return absl::CancelledError("coordinator shut down");
+      if (stop_requested_) return AbandonForStop(lock, completions, run.steps_logged);
+      const Tick now = WallTicksLocked();
+      // A window ending now still takes a result received now.
+      engine.AdvanceTo(now, task_limit);
+      const absl::Time wall_now = clock_->Now();
+      ExpireLocked(wall_now, completions);
+      DetectDeadWorkersLocked(wall_now, completions);
+      closed.done = engine.done();
+      if (closed.done) {
+        pending_.clear();  // nothing more is handed out
+      } else {
+        SyncWallTasksLocked();
+        DispatchLocked(completions);
+      }
+      // Cheap: the steps were taken as results came; their evaluation and
+      // logging (Publish) run without the lock.
+      FEDSIM_ASSIGN_OR_RETURN(closed.reports, engine.Close());
+      if (closed.reports.empty() && !closed.done && completions.empty()) {
+        // Sleep until woken (a push, a join), the next window's end or the
+        // next tick, whichever comes first.
+        absl::Time until = wall_now + options_.tick;
+        if (const std::optional<Tick> deadline = engine.NextDeadline(); deadline.has_value()) {
+          // Until one tick past the window's end (AdvanceTo closes windows
+          // ending strictly before now).
+          until = std::min(until, *wall_start_ + absl::Seconds(
+                                                     static_cast<double>(*deadline + 1) / tpu));
+        }
+        clock_->WaitUntil(cv_, lock, until);
+        continue;
+      }
+    }
+    RunCompletions(completions);
+    return closed;
+  }
+}
+
+void Coordinator::Published(CoordinatorRun& run, const StepReport& report,
+                            std::shared_ptr<const CheckpointData> unsaved) {
+  std::unique_lock<std::mutex> lock(mu_);
+  // What a graceful stop saves if no checkpoint holds this round or step.
+  run.steps_logged = report.row.round + 1;
+  unsaved_ = std::move(unsaved);
+}
+
+void Coordinator::Finish(CoordinatorRun& /*run*/) {
+  std::vector<Completion> completions;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    accepting_ = false;
+    pending_.clear();
     EndRunLocked(completions);
   }
   RunCompletions(completions);
-  summary.rounds = EngineRound(*run_);
-  summary.wall_time_s = elapsed();
-  FEDSIM_RETURN_IF_ERROR(CompleteRun(*run_, summary.wall_time_s));
-  return summary;
 }
 
 void Coordinator::EndRunLocked(std::vector<Completion>& completions) {
@@ -845,117 +871,6 @@ absl::Status Coordinator::AbandonForStop(std::unique_lock<std::mutex>& lock,
   lock.unlock();
   RunCompletions(completions);
   return StoppedError(round);
-}
-
-absl::StatusOr<RunSummary> Coordinator::RunWall(absl::Time start) {
-  WallEngine& engine = *run_->wall_engine;
-  RunSummary summary;
-  summary.out_dir = run_->log->dir();
-  summary.best_accuracy = run_->resumed_best_accuracy;
-  const auto elapsed = [&] {
-    return run_->resumed_wall_time_s + absl::ToDoubleSeconds(absl::Now() - start);
-  };
-  const double tpu = static_cast<double>(run_->config.async().ticks_per_unit());
-  // A task open this long is given up on (a stalled client), as a round's
-  // task at the round deadline.
-  const auto task_limit = static_cast<Tick>(
-      std::floor(absl::ToDoubleSeconds(options_.round_deadline) * tpu));
-  std::vector<Completion> completions;
-  {
-    std::unique_lock<std::mutex> lock(mu_);
-    wall_start_ = std::chrono::steady_clock::now();
-    accepting_ = true;
-    issued_.clear();
-    assigned_.clear();
-    pending_.clear();
-    SyncWallTasksLocked();
-    DispatchLocked(completions);
-  }
-  RunCompletions(completions);
-  while (true) {
-    std::vector<WallStepReport> steps;
-    bool done = false;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      if (shutdown_) return absl::CancelledError("coordinator shut down");
-      if (stop_requested_) return AbandonForStop(lock, completions, run_->wall_steps_logged);
-      const Tick now = WallTicksLocked();
-      // A window ending now still takes a result received now.
-      engine.AdvanceBefore(now);
-      engine.DropOverdue(now, task_limit);
-      const absl::Time wall_now = absl::Now();
-      ExpireLocked(wall_now, completions);
-      DetectDeadWorkersLocked(wall_now, completions);
-      done = engine.done();
-      if (done) {
-        pending_.clear();  // nothing more is handed out
-      } else {
-        SyncWallTasksLocked();
-        DispatchLocked(completions);
-      }
-      steps = engine.TakeSteps();
-      if (steps.empty() && !done && completions.empty()) {
-        // Sleep until woken (a push, a join), the next window's end or the
-        // next tick, whichever comes first.
-        auto wait = absl::ToChronoMicroseconds(options_.tick);
-        if (const std::optional<Tick> deadline = engine.NextDeadline(); deadline.has_value()) {
-          // Until one tick past the window's end (AdvanceBefore closes it).
-          const auto until = std::chrono::microseconds(static_cast<std::int64_t>(
-              std::ceil(static_cast<double>(*deadline + 1 - now) * 1e6 / tpu)));
-          wait = std::max(std::chrono::microseconds(0), std::min(wait, until));
-        }
-        cv_.wait_for(lock, wait);
-        continue;
-      }
-    }
-    RunCompletions(completions);
-    // Evaluation and logging without the lock: handlers go on taking
-    // results (and steps) meanwhile.
-    for (std::size_t i = 0; i < steps.size(); ++i) {
-      FEDSIM_ASSIGN_OR_RETURN(MetricsRow row, engine.FinishStepReport(steps[i], elapsed()));
-      summary.Record(row);
-      FEDSIM_ASSIGN_OR_RETURN(
-          const bool written,
-          MaybeCheckpointWallStep(*run_, steps[i], done && i + 1 == steps.size(), summary,
-                                  row.wall_time_s));
-      {
-        // What a graceful stop saves if no checkpoint holds this step.
-        std::unique_lock<std::mutex> lock(mu_);
-        run_->wall_steps_logged = steps[i].row.round + 1;
-        if (written) {
-          unsaved_.reset();
-        } else {
-          unsaved_ = std::make_unique<CheckpointData>(
-              MakeWallCheckpointData(*run_, steps[i], summary, row.wall_time_s));
-        }
-      }
-      if (progress_) progress_(row, ProgressTotal(*run_, row));
-    }
-    if (done) break;
-  }
-  {
-    // The last step logged is always checkpointed (a horizon ends the run
-    // between steps, so it may not have been due).
-    std::unique_lock<std::mutex> lock(mu_);
-    if (unsaved_ != nullptr && run_->config.checkpoint().every() > 0) {
-      FEDSIM_ASSIGN_OR_RETURN(std::string path,
-                              WriteCheckpoint(run_->log->dir(), *unsaved_,
-                                              run_->config.checkpoint().keep()));
-      (void)path;
-      unsaved_.reset();
-    }
-  }
-  {
-    std::unique_lock<std::mutex> lock(mu_);
-    accepting_ = false;
-    pending_.clear();
-    EndRunLocked(completions);
-  }
-  RunCompletions(completions);
-  summary.rounds = run_->wall_steps_logged;
-  summary.wall_time_s = elapsed();
-  FEDSIM_RETURN_IF_ERROR(CompleteRun(*run_, summary.wall_time_s));
-  return summary;
 }
 
 }  // namespace fedsim

@@ -30,7 +30,6 @@
 #ifndef FEDSIM_SERVER_COORDINATOR_COORDINATOR_H_
 #define FEDSIM_SERVER_COORDINATOR_COORDINATOR_H_
 
-#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <condition_variable>
@@ -44,14 +43,20 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/base/clock.h"
 #include "common/base/task.h"
 #include "server/coordinator/checkpoint.h"
+#include "server/coordinator/drive.h"
 #include "server/coordinator/progress.h"
 #include "server/coordinator/run_setup.h"
 
 namespace fedsim {
 
 struct CoordinatorOptions {
+  // Every deadline, last-seen time and wall-clock tick is read from it;
+  // tests pass a fake one (tests/testing/fake_clock.h). Must outlive the
+  // coordinator.
+  Clock* clock = Clock::Real();
   absl::Duration round_deadline = absl::Minutes(10);
   int min_workers = 1;
   absl::Duration start_timeout = absl::Minutes(2);
@@ -91,7 +96,7 @@ struct PullReply {
   int retry_after_ms = 0;
 };
 
-class Coordinator {
+class Coordinator : private TaskExecutor {
  public:
   using PullCallback = absl::AnyInvocable<void(absl::StatusOr<PullReply>) &&>;
 
@@ -160,9 +165,11 @@ class Coordinator {
   absl::StatusOr<std::string> CheckpointLastCompletedRound();
   bool stop_requested() const;
 
-  // Drives the run to the end (see the file comment) and completes the run
-  // directory. Fails with kDeadlineExceeded if min_workers do not join in
-  // time, or with the engine's error.
+  // Drives the run to the end (see the file comment; the drive loop of
+  // drive.h, with this coordinator as its TaskExecutor) and completes the
+  // run directory. Fails with kDeadlineExceeded if min_workers do not join
+  // in time, kCancelled after RequestStop or Shutdown, or with the
+  // engine's error.
   absl::StatusOr<RunSummary> Run();
 
   // Ends the run early: parked polls get kUnavailable, Run() returns
@@ -180,11 +187,7 @@ class Coordinator {
   // The slowdown factor of a registered worker (1 if unknown).
   double WorkerSlowdown(WorkerId worker) const;
   // Length of the model's parameter vector (what every update must have).
-  std::int64_t num_parameters() const {
-    if (run_->wall_engine != nullptr) return run_->wall_engine->model().size();
-    return run_->async_engine != nullptr ? run_->async_engine->model().size()
-                                         : run_->engine->model().size();
-  }
+  std::int64_t num_parameters() const { return run_->experiment->num_parameters(); }
 
  private:
   struct Parked {
@@ -217,10 +220,19 @@ class Coordinator {
   // stop's status for `round`.
   absl::Status AbandonForStop(std::unique_lock<std::mutex>& lock,
                               std::vector<Completion>& completions, std::int64_t round);
-  // Run() on the wall clock (run_->wall_engine): steps happen as results
-  // arrive and windows end; this thread queues the tasks they issue,
-  // evaluates and logs the steps, and checkpoints.
-  absl::StatusOr<RunSummary> RunWall(absl::Time start);
+
+  // TaskExecutor (drive.h): the workers execute the tasks.
+  absl::StatusOr<ClosedSteps> Step(CoordinatorRun& run) override;
+  void Published(CoordinatorRun& run, const StepReport& report,
+                 std::shared_ptr<const CheckpointData> unsaved) override;
+  void Finish(CoordinatorRun& run) override;
+  // A round (virtual-clock step): publish its tasks, wait until every task
+  // is resolved, the quorum is unreachable or the round deadline passes,
+  // then close it without the lock.
+  absl::StatusOr<ClosedSteps> StepRound(CoordinatorRun& run);
+  // The wall clock: steps happen as results arrive and windows end; this
+  // thread queues the tasks they issue and returns the steps taken.
+  absl::StatusOr<ClosedSteps> StepWall(CoordinatorRun& run);
   // Ticks of real time since the wall-clock run started; -1 before (and on
   // the virtual clock).
   Tick WallTicksLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -264,8 +276,10 @@ class Coordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const CoordinatorOptions options_;
+  Clock* const clock_;
   CoordinatorRun* const run_;
   const ProgressFn progress_;
+  const bool wall_;                  // the run is on the wall clock
   const bool stateful_;              // ClientsKeepState(config)
   const ClientStateLayout layout_;   // what a client's state may hold
 
@@ -291,15 +305,15 @@ class Coordinator {
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_requested_ ABSL_GUARDED_BY(mu_) = false;
   // The state after the last completed round when its checkpoint was not
-  // written (checkpoint.every > 1 or 0), for CheckpointLastCompletedRound.
-  std::unique_ptr<CheckpointData> unsaved_;
+  // written (checkpoint.every > 1), for CheckpointLastCompletedRound.
+  std::shared_ptr<const CheckpointData> unsaved_ ABSL_GUARDED_BY(mu_);
   // Distinct workers that joined (worker_slowdown's index), and each
   // identity's factor: a worker that comes back (restarted, or after it was
   // declared dead or left) keeps it.
   std::int64_t joins_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, double> slowdown_of_ ABSL_GUARDED_BY(mu_);
   // When the wall-clock run started (time 0 of its ticks).
-  std::optional<std::chrono::steady_clock::time_point> wall_start_ ABSL_GUARDED_BY(mu_);
+  std::optional<absl::Time> wall_start_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace fedsim

@@ -13,31 +13,20 @@
 
 namespace fedsim {
 
-RoundEngine::RoundEngine(const RoundEngineOptions& options,
-                         RoundEngineInputs inputs,
+RoundEngine::RoundEngine(const RoundEngineOptions& options, EngineInputs inputs,
                          std::unique_ptr<ParticipationModel> participation,
-                         std::unique_ptr<SyncStrategy> strategy,
-                         FlatVector initial)
-    : options_(options),
-      in_(std::move(inputs)),
+                         std::unique_ptr<SyncStrategy> strategy, FlatVector initial)
+    : Engine(std::move(inputs), EvalOptions{options.eval_train_loss, options.eval_threads},
+             options.incarnation),
+      options_(options),
       participation_(std::move(participation)),
       strategy_(std::move(strategy)),
       model_(std::make_shared<FlatVector>(std::move(initial))) {
-  FEDSIM_CHECK(in_.train != nullptr &&
-               in_.test != nullptr && strategy_ != nullptr &&
+  FEDSIM_CHECK(in_.train != nullptr && in_.test != nullptr && strategy_ != nullptr &&
                participation_ != nullptr);
 }
 
-void RoundEngine::LogEvent(nlohmann::json event) {
-  if (in_.log == nullptr) return;
-  // A lost event line is reported but does not stop the run: the metrics
-  // and the model are what the run is for.
-  if (absl::Status s = in_.log->Event(event); !s.ok()) {
-    std::fprintf(stderr, "warning: %s\n", std::string(s.message()).c_str());
-  }
-}
-
-std::vector<Task> RoundEngine::BeginRound() {
+std::vector<Task> RoundEngine::TakeTasks() {
   FEDSIM_CHECK(!done() && !round_open_);
   const std::vector<ClientId> participants = participation_->Participants(round_);
   std::vector<TaskSpec> specs = strategy_->Plan(round_, participants);
@@ -50,7 +39,7 @@ std::vector<Task> RoundEngine::BeginRound() {
   tasks.reserve(specs.size());
   for (const TaskSpec& spec : specs) {
     Task t;
-    t.id = MakeTaskId(options_.incarnation, next_task_id_++);
+    t.id = MakeTaskId(incarnation_, next_task_id_++);
     t.round = round_;
     t.client = spec.client;
     t.params = params;
@@ -69,110 +58,62 @@ std::vector<Task> RoundEngine::BeginRound() {
   return tasks;
 }
 
-absl::Status RoundEngine::Reject(const ClientResult& r, absl::Status status,
-                                 bool task_open) {
-  ++tally_.rejected_pushes;
-  if (in_.log == nullptr) return status;
-  const std::string code = absl::StatusCodeToString(status.code());
-  const nlohmann::json event = {{"event", "result_rejected"},
-                                {"round", round_},
-                                {"task", r.task.value},
-                                {"client", r.client.value},
-                                {"code", code},
-                                {"reason", std::string(status.message())}};
-  // The rejection of an open task's result ends the task: at most one per
-  // task, always written. Pushes for unknown, stale or given-up tasks can
-  // come at will: rate limited per status code (RunLog::LimitedEvent); the
-  // tally counts every one.
-  absl::Status logged = task_open ? in_.log->Event(event)
-                                  : in_.log->LimitedEvent(absl::StrCat("result_rejected ", code),
-                                                          event);
-  if (!logged.ok()) std::fprintf(stderr, "warning: %s\n", std::string(logged.message()).c_str());
-  return status;
+absl::Status RoundEngine::CheckControl(const OpenTask& task, const ClientResult& r) const {
+  if (task.expects_control != (r.control_delta.size() > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "round ", round_, ", client ", r.client.value,
+        task.expects_control ? ": the result has no control_delta (SCAFFOLD needs one)"
+                             : ": the result has a control_delta the task did not ask for"));
+  }
+  if (task.expects_control && r.control_delta.size() != model_->size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "round ", round_, ", client ", r.client.value, ": control_delta has ",
+        r.control_delta.size(), " values, expected ", model_->size()));
+  }
+  if (task.expects_control && !AllFinite(r.control_delta)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "round ", round_, ", client ", r.client.value,
+        ": control_delta has NaN or infinite values"));
+  }
+  return absl::OkStatus();
 }
 
-absl::Status RoundEngine::SubmitResult(ClientResult r) {
+absl::Status RoundEngine::Submit(ClientResult r, Tick now) {
   const std::int64_t id = r.task.value;
-  if (absl::Status s = CheckTaskIssued(r.task, options_.incarnation, next_task_id_); !s.ok()) {
-    return Reject(r, std::move(s), /*task_open=*/false);
-  }
+  FEDSIM_RETURN_IF_ERROR(CheckIssued(r, "round", round_));
   if (!round_open_ || TaskSequence(r.task) < first_task_of_round_) {
     return Reject(r,
                   absl::FailedPreconditionError(
                       absl::StrCat("task ", id, " belongs to a closed round (stale)")),
-                  /*task_open=*/false);
+                  /*task_open=*/false, "round", round_);
   }
   OpenTask& task = open_.at(id);
   if (task.state == TaskState::kDone) {
     ++tally_.duplicate_pushes;
-    return absl::AlreadyExistsError(
-        absl::StrCat("task ", id, ": result already accepted"));
+    return absl::AlreadyExistsError(absl::StrCat("task ", id, ": result already accepted"));
   }
   if (task.state == TaskState::kDropped) {
     return Reject(r, absl::FailedPreconditionError(absl::StrCat("task ", id, " was given up on")),
-                  /*task_open=*/false);
+                  /*task_open=*/false, "round", round_);
   }
   if (r.client != task.client) {
-    return Reject(r, absl::InvalidArgumentError(absl::StrCat(
-                         "task ", id, " was issued to client ",
-                         task.client.value, ", not client ", r.client.value)));
+    return Reject(r,
+                  absl::InvalidArgumentError(absl::StrCat("task ", id, " was issued to client ",
+                                                          task.client.value, ", not client ",
+                                                          r.client.value)),
+                  /*task_open=*/true, "round", round_);
   }
-  if (in_.adversary != nullptr) {
-    in_.adversary->Apply(r.client.value, round_, r.update);
-  }
-  const std::int64_t n_k = in_.client_sizes[r.client.value];
-  const std::string where = absl::StrCat("round ", round_);
-  if (absl::Status s = CheckUpdate(where, r, static_cast<std::int64_t>(model_->size()), n_k);
-      !s.ok()) {
-    return Reject(r, std::move(s));
-  }
-  if (task.expects_control != (r.control_delta.size() > 0)) {
-    return Reject(r, absl::InvalidArgumentError(absl::StrCat(
-                         "round ", round_, ", client ", r.client.value,
-                         task.expects_control
-                             ? ": the result has no control_delta (SCAFFOLD needs one)"
-                             : ": the result has a control_delta the task did not ask for")));
-  }
-  if (task.expects_control && r.control_delta.size() != model_->size()) {
-    return Reject(r, absl::InvalidArgumentError(absl::StrCat(
-                         "round ", round_, ", client ", r.client.value,
-                         ": control_delta has ", r.control_delta.size(),
-                         " values, expected ", model_->size())));
-  }
-  if (task.expects_control && !AllFinite(r.control_delta)) {
-    return Reject(r, absl::InvalidArgumentError(absl::StrCat(
-                         "round ", round_, ", client ", r.client.value,
-                         ": control_delta has NaN or infinite values")));
-  }
-  if (absl::Status s = CheckNormBound(in_.validation, where, r); !s.ok()) {
-    // Final (the same push would fail again): the task closes now, so the
-    // round does not wait for its deadline.
-    const TaskId task_id = r.task;
-    absl::Status rejected = Reject(r, std::move(s));
-    DropTask(task_id, std::string(rejected.message()));
-    return rejected;
-  }
-  if (const NormBoundOutcome nb = ApplyNormBound(in_.validation, r.update); nb.changed) {
-    LogEvent({{"event", in_.validation.action == NormBoundAction::kZero
-                            ? "update_zeroed"
-                            : "update_clipped"},
-              {"round", round_},
-              {"task", r.task.value},
-              {"client", r.client.value},
-              {"norm", nb.norm},
-              {"max_update_norm", in_.validation.max_update_norm}});
-  }
+  FEDSIM_RETURN_IF_ERROR(Admit(r, "round", round_, now, [&](const ClientResult& result) {
+    return CheckControl(task, result);
+  }));
   task.state = TaskState::kDone;
   results_[r.client.value] = std::move(r);
   return absl::OkStatus();
 }
 
-void RoundEngine::DropTask(TaskId id, const std::string& reason) {
+void RoundEngine::Drop(TaskId id, const std::string& reason, Tick /*now*/) {
   auto it = open_.find(id.value);
-  if (!round_open_ || it == open_.end() ||
-      it->second.state != TaskState::kOpen) {
-    return;
-  }
+  if (!round_open_ || it == open_.end() || it->second.state != TaskState::kOpen) return;
   it->second.state = TaskState::kDropped;
   ++tally_.dropped;
   LogEvent({{"event", "task_dropped"},
@@ -196,8 +137,7 @@ bool RoundEngine::TaskOpen(TaskId id) const {
 
 std::int64_t RoundEngine::RoundQuorum() const {
   if (options_.min_quorum <= 0) return 0;
-  return std::min<std::int64_t>(options_.min_quorum,
-                                static_cast<std::int64_t>(open_.size()));
+  return std::min<std::int64_t>(options_.min_quorum, static_cast<std::int64_t>(open_.size()));
 }
 
 bool RoundEngine::QuorumReachable() const {
@@ -208,7 +148,7 @@ bool RoundEngine::QuorumReachable() const {
   return possible >= RoundQuorum();
 }
 
-absl::StatusOr<MetricsRow> RoundEngine::FinishRound(double wall_time_s) {
+absl::StatusOr<std::vector<StepReport>> RoundEngine::Close() {
   FEDSIM_CHECK(round_open_);
   nlohmann::json timed_out = nlohmann::json::array();
   for (auto& [id, task] : open_) {
@@ -225,9 +165,7 @@ absl::StatusOr<MetricsRow> RoundEngine::FinishRound(double wall_time_s) {
   // Privacy accounting before the results are consumed: accepted results
   // charge the steps they report, unresolved tasks their planned steps.
   if (in_.privacy != nullptr) {
-    for (const auto& [client, r] : results_) {
-      in_.privacy->Charge(client, r.num_steps);
-    }
+    for (const auto& [client, r] : results_) in_.privacy->Charge(client, r.num_steps);
     for (const auto& [id, task] : open_) {
       if (task.state == TaskState::kDropped) {
         const std::int64_t k = task.client.value;
@@ -256,8 +194,8 @@ absl::StatusOr<MetricsRow> RoundEngine::FinishRound(double wall_time_s) {
     }
     LogEvent({{"event", "round_failed"},
               {"round", round_},
-              {"reason", absl::StrCat(results_.size(), " valid result(s) of ",
-                                      open_.size(), " task(s); distributed.min_quorum = ",
+              {"reason", absl::StrCat(results_.size(), " valid result(s) of ", open_.size(),
+                                      " task(s); distributed.min_quorum = ",
                                       options_.min_quorum, " needs ", quorum)},
               {"valid_results", results_.size()},
               {"tasks", open_.size()},
@@ -268,31 +206,26 @@ absl::StatusOr<MetricsRow> RoundEngine::FinishRound(double wall_time_s) {
   }
   std::vector<ClientResult> results;
   results.reserve(results_.size());
-  double loss_weighted = 0.0, examples = 0.0;
+  ClientLossMean loss;
   for (auto& [client, r] : results_) {  // std::map: client-id order
-    loss_weighted += r.train_loss * static_cast<double>(r.num_examples);
-    examples += static_cast<double>(r.num_examples);
+    loss.Add(r);
     results.push_back(std::move(r));
   }
   // Aggregate into a fresh vector: tasks of this round may still hold the
   // old parameters through their shared pointer.
-  AggregationReport report_storage;
+  AggregationReport aggregation;
   if (!failed) {
     auto next = std::make_shared<FlatVector>(*model_);
-    absl::StatusOr<AggregationReport> aggregated =
-        strategy_->Aggregate(round_, results, *next);
-    if (!aggregated.ok()) return aggregated.status();
-    report_storage = *std::move(aggregated);
-    if (!report_storage.failure.empty()) {
+    FEDSIM_ASSIGN_OR_RETURN(aggregation, strategy_->Aggregate(round_, results, *next));
+    if (!aggregation.failure.empty()) {
       // A robust rule had too few results: the model stays (next is a copy)
-      // and, as when the quorum fails, the results are cancelled, not
-      // counted as aggregated.
+      // and, as when the quorum fails, the results are cancelled.
       std::fprintf(stderr, "warning: %s; the model is unchanged\n",
-                   report_storage.failure.c_str());
+                   aggregation.failure.c_str());
       LogEvent({{"event", "aggregation_failed"},
                 {"round", round_},
                 {"results", results.size()},
-                {"reason", report_storage.failure}});
+                {"reason", aggregation.failure}});
       for (auto& [id, task] : open_) {
         if (task.state != TaskState::kDone) continue;
         task.state = TaskState::kDropped;
@@ -301,31 +234,28 @@ absl::StatusOr<MetricsRow> RoundEngine::FinishRound(double wall_time_s) {
                   {"round", round_},
                   {"task", id},
                   {"client", task.client.value},
-                  {"reason", absl::StrCat("aggregation_failed: ", report_storage.failure)}});
+                  {"reason", absl::StrCat("aggregation_failed: ", aggregation.failure)}});
       }
       results.clear();
-      loss_weighted = 0.0;
-      examples = 0.0;
+      loss = ClientLossMean();
     }
     model_ = std::move(next);
   }
-  const AggregationReport* report = &report_storage;
   tally_.aggregated += static_cast<std::int64_t>(results.size());
 
-  MetricsRow row;
+  StepReport report;
+  MetricsRow& row = report.row;
   row.round = round_;
-  row.wall_time_s = wall_time_s;
   row.participants = static_cast<std::int64_t>(results.size());
   const auto payload = static_cast<std::int64_t>(model_->size() * sizeof(double));
   // SCAFFOLD sends c down and Delta c_i up with the model: twice the
-  // payload; SCAFFLSA's partial-participation extension sends an anchor down.
+  // payload; SCAFFLSA sends an agent's anchor down.
   std::int64_t vectors_down = 0, vectors_up = 0;
   for (const auto& [id, task] : open_) vectors_down += task.sends_control ? 2 : 1;
   for (const ClientResult& r : results) vectors_up += r.control_delta.size() > 0 ? 2 : 1;
   row.bytes_down = payload * vectors_down;
   row.bytes_up = payload * vectors_up;
-  if (examples > 0) row.client_loss = loss_weighted / examples;
-  nlohmann::json budget_event;
+  row.client_loss = loss.Mean();
   if (in_.privacy != nullptr) {
     const PrivacyLedger::Summary eps = in_.privacy->Summarize();
     row.epsilon_max = eps.max;
@@ -334,57 +264,38 @@ absl::StatusOr<MetricsRow> RoundEngine::FinishRound(double wall_time_s) {
       const double worst_next = in_.privacy->MaxEpsilonAfterOneMoreTask();
       if (worst_next > in_.epsilon_budget) {
         budget_spent_ = true;
-        budget_event = {{"event", "privacy_budget_spent"},
-                        {"round", round_},
-                        {"epsilon_max", eps.max},
-                        {"epsilon_max_after_next_round", worst_next},
-                        {"epsilon_budget", in_.epsilon_budget}};
+        report.events_after.push_back({{"event", "privacy_budget_spent"},
+                                       {"round", round_},
+                                       {"epsilon_max", eps.max},
+                                       {"epsilon_max_after_next_round", worst_next},
+                                       {"epsilon_budget", in_.epsilon_budget}});
       }
     }
   }
   const bool last = round_ + 1 >= options_.rounds || budget_spent_;
-  // LSA experiments have no objective: their metric is dist_to_opt.
-  if (in_.objective != nullptr &&
-      (last || (round_ + 1) % options_.eval_every == 0)) {
-    const Evaluation test = EvaluateModel(*in_.objective, *in_.test, *model_,
-                                          options_.eval_threads);
-    row.test_loss = test.loss;
-    row.test_accuracy = test.accuracy;
-    if (options_.eval_train_loss) {
-      row.train_loss = EvaluateModel(*in_.objective, *in_.train, *model_,
-                                     options_.eval_threads)
-                           .loss;
-    }
-  }
-  if (in_.optimum.has_value()) {
-    row.dist_to_opt = std::sqrt(SquaredNorm(*model_ - *in_.optimum));
-  }
-  row.model_hash = ModelHash(*model_);
-
+  report.evaluate = last || (round_ + 1) % options_.eval_every == 0;
+  report.model = model_;
   nlohmann::json weights = nlohmann::json::array();
-  for (const auto& [client, w] : report->weights) {
+  for (const auto& [client, w] : aggregation.weights) {
     weights.push_back({{"client", client.value}, {"weight", w}});
   }
-  LogEvent({{"event", "round_end"},
-            {"round", round_},
-            {"participants", weights},
-            {"timed_out", timed_out},
-            {"model_hash", row.model_hash}});
-
-  if (!budget_event.is_null()) LogEvent(budget_event);
-  if (in_.log != nullptr) {
-    if (absl::Status s = in_.log->Metrics(row); !s.ok()) return s;
-  }
+  report.event = {{"event", "round_end"},
+                  {"round", round_},
+                  {"participants", weights},
+                  {"timed_out", timed_out}};
   round_open_ = false;
   open_.clear();
   results_.clear();
   ++round_;
-  return row;
+  std::vector<StepReport> out;
+  out.push_back(std::move(report));
+  return out;
 }
 
-RoundEngine::Snapshot RoundEngine::TakeSnapshot() const {
+EngineSnapshot RoundEngine::Snapshot() const {
   FEDSIM_CHECK(!round_open_);
-  Snapshot s;
+  EngineSnapshot s;
+  s.kind = EngineKind::kRounds;
   s.next_round = round_;
   s.model = *model_;
   s.next_task_id = next_task_id_;
@@ -400,8 +311,12 @@ RoundEngine::Snapshot RoundEngine::TakeSnapshot() const {
   return s;
 }
 
-absl::Status RoundEngine::RestoreSnapshot(const Snapshot& s) {
+absl::Status RoundEngine::Restore(const EngineSnapshot& s) {
   FEDSIM_CHECK(!round_open_ && round_ == 0 && next_task_id_ == 1);
+  if (s.kind != EngineKind::kRounds) {
+    return absl::InvalidArgumentError(
+        "checkpoint: it is of an asynchronous run; the config's algorithm is synchronous");
+  }
   if (s.model.size() != model_->size()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "checkpoint: model has ", s.model.size(), " parameters; the run's has ",
@@ -409,11 +324,10 @@ absl::Status RoundEngine::RestoreSnapshot(const Snapshot& s) {
   }
   if (s.next_round < 0 || s.next_round > options_.rounds || s.next_task_id < 1) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "checkpoint: next_round = ", s.next_round, ", next_task_id = ",
-        s.next_task_id, "; the run has ", options_.rounds, " rounds"));
+        "checkpoint: next_round = ", s.next_round, ", next_task_id = ", s.next_task_id,
+        "; the run has ", options_.rounds, " rounds"));
   }
-  const std::int64_t ledger_clients =
-      in_.privacy == nullptr ? 0 : in_.privacy->num_clients();
+  const std::int64_t ledger_clients = in_.privacy == nullptr ? 0 : in_.privacy->num_clients();
   if (static_cast<std::int64_t>(s.privacy_steps.size()) != ledger_clients) {
     return absl::InvalidArgumentError(absl::StrCat(
         "checkpoint: privacy steps for ", s.privacy_steps.size(),
@@ -421,8 +335,7 @@ absl::Status RoundEngine::RestoreSnapshot(const Snapshot& s) {
   }
   for (std::int64_t steps : s.privacy_steps) {
     if (steps < 0) {
-      return absl::InvalidArgumentError(
-          "checkpoint: a client has a negative privacy step count");
+      return absl::InvalidArgumentError("checkpoint: a client has a negative privacy step count");
     }
   }
   FEDSIM_RETURN_IF_ERROR(strategy_->DecodeState(s.strategy_state));
@@ -437,6 +350,26 @@ absl::Status RoundEngine::RestoreSnapshot(const Snapshot& s) {
   tally_ = s.tally;
   budget_spent_ = s.budget_spent;
   return absl::OkStatus();
+}
+
+void RoundEngine::AddRunEndFields(nlohmann::json& end) const {
+  const TaskTally& t = tally_;
+  end["tasks_cancelled"] = t.cancelled;
+  // RELIABILITY 25: every issued task ended exactly once: aggregated, timed
+  // out, dropped (no valid result: rejected, worker dead, given up) or
+  // cancelled (a valid result of a failed round).
+  end["tasks_unreconciled"] = t.issued - t.aggregated - t.timed_out - t.dropped - t.cancelled;
+  if (const PrivacyLedger* ledger = privacy(); ledger != nullptr) {
+    const PrivacyLedger::Summary s = ledger->Summarize();
+    std::vector<std::int64_t> steps;
+    for (std::int64_t k = 0; k < ledger->num_clients(); ++k) steps.push_back(ledger->steps(k));
+    end["dp"] = {{"epsilon_max", s.max},
+                 {"epsilon_mean", s.mean},
+                 {"delta", ledger->options().delta},
+                 {"epsilon_per_client", ledger->Epsilons()},
+                 {"steps_per_client", steps},
+                 {"stopped_by_budget", budget_spent_}};
+  }
 }
 
 }  // namespace fedsim

@@ -466,7 +466,7 @@ void FillAsyncEngineOptions(const v1::ExperimentConfig& config, AsyncEngineOptio
 // The asynchronous part of PrepareRun: time model, schedule, weights,
 // engine; adds the `async` block to run_start.
 absl::Status PrepareAsync(const v1::ExperimentConfig& config, CoordinatorRun& run,
-                          RoundEngineInputs inputs, FlatVector initial,
+                          EngineInputs inputs, FlatVector initial,
                           nlohmann::json& start_event) {
   const Experiment& e = *run.experiment;
   const std::int64_t n = e.num_clients();
@@ -531,7 +531,7 @@ absl::Status PrepareAsync(const v1::ExperimentConfig& config, CoordinatorRun& ru
   eo.incarnation = run.incarnation;
   auto runner = std::make_unique<ScheduleRunner>(MakeAsyncScheduler(so),
                                                  std::move(model), horizon);
-  run.async_engine = std::make_unique<AsyncEngine>(
+  run.engine = std::make_unique<AsyncEngine>(
       eo, std::move(inputs), std::move(runner),
       std::make_unique<AsyncAggregator>(std::move(ao)), std::move(initial));
   return absl::OkStatus();
@@ -540,8 +540,7 @@ absl::Status PrepareAsync(const v1::ExperimentConfig& config, CoordinatorRun& ru
 // The wall clock's counterpart of PrepareAsync (docs/async.md, "The wall
 // clock"): no time model (times are real), weights estimated online.
 absl::Status PrepareWall(const v1::ExperimentConfig& config, CoordinatorRun& run,
-                         RoundEngineInputs inputs, FlatVector initial,
-                         const LoadedCheckpoint* resume, nlohmann::json& start_event) {
+                         EngineInputs inputs, FlatVector initial, nlohmann::json& start_event) {
   const Experiment& e = *run.experiment;
   const std::int64_t n = e.num_clients();
   const v1::AsyncConfig& a = config.async();
@@ -585,41 +584,8 @@ absl::Status PrepareWall(const v1::ExperimentConfig& config, CoordinatorRun& run
     info["staleness_scaling"] = wo.staleness_scaling;
   }
   start_event["async"] = info;
-  std::int64_t first_version = 0, first_task_id = 1;
-  Tick offset = 0;
-  WallEngine::Tally tally;
-  if (resume != nullptr) {
-    // The model of the checkpointed step; the tasks in flight then are
-    // lost (counted as dropped) and every client starts anew from it.
-    const CheckpointData& d = resume->data;
-    if (!d.async || !d.wall) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--resume: checkpoint '", resume->path,
-          "' is not of a wall-clock asynchronous run; the config's is"));
-    }
-    if (d.engine.model.size() != initial.size()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--resume: checkpoint '", resume->path, "': model has ", d.engine.model.size(),
-          " parameters; the config's model has ", initial.size()));
-    }
-    initial = d.engine.model;
-    first_version = d.engine.next_round;
-    // Tasks issued after the checkpointed step (lost with the restart)
-    // carry the old incarnation in their ids: a worker of the old
-    // incarnation that pushes one is refused (kAborted).
-    first_task_id = d.engine.next_task_id;
-    offset = d.wall_tick;
-    tally.issued = d.engine.tally.issued;
-    tally.aggregated = d.engine.tally.aggregated;
-    tally.dropped = d.engine.tally.issued - d.engine.tally.aggregated;
-    tally.rejected_pushes = d.engine.tally.rejected_pushes;
-    tally.duplicate_pushes = d.engine.tally.duplicate_pushes;
-    tally.stale = d.async_stale_dropped;
-  }
-  run.wall_engine = std::make_unique<WallEngine>(
-      wo, std::move(inputs), MakeAsyncScheduler(so), std::move(initial), first_version,
-      first_task_id, offset, tally);
-  run.wall_steps_logged = first_version;
+  run.engine = std::make_unique<WallEngine>(wo, std::move(inputs), MakeAsyncScheduler(so),
+                                            std::move(initial));
   return absl::OkStatus();
 }
 
@@ -645,6 +611,43 @@ absl::Status MarkResumed(CoordinatorRun& run, const LoadedCheckpoint& resume,
                          {"round", d.engine.next_round},
                          {"model_hash", ModelHash(d.engine.model)},
                          {"wall_time_s", d.wall_time_s}});
+}
+
+std::string EngineKindDescription(EngineKind kind) {
+  switch (kind) {
+    case EngineKind::kRounds:
+      return "a synchronous run";
+    case EngineKind::kVirtualClock:
+      return "an asynchronous run on the virtual clock";
+    case EngineKind::kWallClock:
+      return "a wall-clock asynchronous run";
+  }
+  return "an unknown run";
+}
+
+// Continues the freshly built `run` from `resume`: the engine's snapshot,
+// the clients' states (the coordinator owns them in both runtimes), the
+// bookkeeping of MarkResumed.
+absl::Status RestoreRun(CoordinatorRun& run, const LoadedCheckpoint& resume,
+                        const std::string& runtime) {
+  const CheckpointData& d = resume.data;
+  if (absl::Status s = run.engine->Restore(d.engine); !s.ok()) {
+    return AnnotateStatus(s, resume.path);
+  }
+  const Experiment& e = *run.experiment;
+  const ClientStateLayout layout = ClientStateLayoutOf(run.config, e.num_parameters());
+  for (const auto& [client, state] : d.clients) {
+    if (client < 0 || client >= e.num_clients()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          resume.path, ": checkpoint: state of client ", client, "; the run has ",
+          e.num_clients(), " clients"));
+    }
+    FEDSIM_RETURN_IF_ERROR(CheckClientState(
+        state, layout, absl::StrCat(resume.path, ": checkpoint: client ", client)));
+  }
+  run.client_states = d.clients;
+  run.steps_logged = d.engine.next_round;
+  return MarkResumed(run, resume, runtime);
 }
 
 absl::StatusOr<CoordinatorRun> BuildRun(const v1::ExperimentConfig& config,
@@ -695,12 +698,18 @@ absl::StatusOr<CoordinatorRun> BuildRun(const v1::ExperimentConfig& config,
     RngStream init_rng(config.seed(), RngPurpose::kModelInit, -1, -1);
     e.objective->Initialize(initial, init_rng);
   }
-  if (async) {
-    if (resume != nullptr && !resume->data.async) {
+  if (resume != nullptr) {
+    const EngineKind want = !async ? EngineKind::kRounds
+                            : wall ? EngineKind::kWallClock
+                                   : EngineKind::kVirtualClock;
+    if (resume->data.engine.kind != want) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "--resume: checkpoint '", resume->path,
-          "' is of a synchronous run; the config's algorithm is asynchronous"));
+          "--resume: checkpoint '", resume->path, "' is of ",
+          EngineKindDescription(resume->data.engine.kind), "; the config's is ",
+          EngineKindDescription(want)));
     }
+  }
+  if (async) {
     nlohmann::json start_event = {{"event", "run_start"},
                                   {"name", config.name()},
                                   {"runtime", runtime},
@@ -711,7 +720,7 @@ absl::StatusOr<CoordinatorRun> BuildRun(const v1::ExperimentConfig& config,
                                   {"rounds", config.rounds()},
                                   {"seed", config.seed()},
                                   {"model_hash", ModelHash(initial)}};
-    RoundEngineInputs inputs;
+    EngineInputs inputs;
     inputs.objective = e.objective.get();
     inputs.train = &e.data.train;
     inputs.test = &e.data.test;
@@ -725,39 +734,17 @@ absl::StatusOr<CoordinatorRun> BuildRun(const v1::ExperimentConfig& config,
     }
     if (wall) {
       FEDSIM_RETURN_IF_ERROR(
-          PrepareWall(config, run, std::move(inputs), std::move(initial), resume,
-                      start_event));
-      start_event["algorithm"] = run.wall_engine->name();
-      if (resume == nullptr) {
-        FEDSIM_RETURN_IF_ERROR(run.log->Event(start_event));
-        return run;
-      }
-      FEDSIM_RETURN_IF_ERROR(MarkResumed(run, *resume, runtime));
-      return run;
+          PrepareWall(config, run, std::move(inputs), std::move(initial), start_event));
+    } else {
+      FEDSIM_RETURN_IF_ERROR(
+          PrepareAsync(config, run, std::move(inputs), std::move(initial), start_event));
     }
-    FEDSIM_RETURN_IF_ERROR(
-        PrepareAsync(config, run, std::move(inputs), std::move(initial), start_event));
-    start_event["algorithm"] = run.async_engine->name();
+    start_event["algorithm"] = run.engine->name();
     if (resume == nullptr) {
       FEDSIM_RETURN_IF_ERROR(run.log->Event(start_event));
       return run;
     }
-    const CheckpointData& d = resume->data;
-    AsyncEngine::Snapshot snapshot;
-    snapshot.version = d.engine.next_round;
-    snapshot.model = d.engine.model;
-    snapshot.next_task_id = d.engine.next_task_id;
-    snapshot.tally.issued = d.engine.tally.issued;
-    snapshot.tally.aggregated = d.engine.tally.aggregated;
-    snapshot.tally.dropped = d.engine.tally.dropped;
-    snapshot.tally.rejected_pushes = d.engine.tally.rejected_pushes;
-    snapshot.tally.duplicate_pushes = d.engine.tally.duplicate_pushes;
-    snapshot.tally.stale = d.async_stale_dropped;
-    snapshot.versions = d.async_versions;
-    if (absl::Status s = run.async_engine->RestoreSnapshot(snapshot); !s.ok()) {
-      return AnnotateStatus(s, resume->path);
-    }
-    FEDSIM_RETURN_IF_ERROR(MarkResumed(run, *resume, runtime));
+    FEDSIM_RETURN_IF_ERROR(RestoreRun(run, *resume, runtime));
     return run;
   }
 
@@ -847,7 +834,7 @@ absl::StatusOr<CoordinatorRun> BuildRun(const v1::ExperimentConfig& config,
   // Quorum applies to worker processes only: embedded tasks cannot be lost.
   if (runtime == "distributed") options.min_quorum = config.distributed().min_quorum();
   options.incarnation = run.incarnation;
-  RoundEngineInputs inputs;
+  EngineInputs inputs;
   inputs.objective = e.objective.get();
   inputs.train = &e.data.train;
   inputs.test = &e.data.test;
@@ -862,25 +849,7 @@ absl::StatusOr<CoordinatorRun> BuildRun(const v1::ExperimentConfig& config,
                                              std::move(participation.model),
                                              std::move(strategy),
                                              std::move(initial));
-  if (resume != nullptr) {
-    const CheckpointData& d = resume->data;
-    if (absl::Status s = run.engine->RestoreSnapshot(d.engine); !s.ok()) {
-      return AnnotateStatus(s, resume->path);
-    }
-    // The clients' states (both runtimes: the coordinator owns them).
-    const ClientStateLayout layout = ClientStateLayoutOf(config, e.num_parameters());
-    for (const auto& [client, state] : d.clients) {
-      if (client < 0 || client >= e.num_clients()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            resume->path, ": checkpoint: state of client ", client, "; the run has ",
-            e.num_clients(), " clients"));
-      }
-      FEDSIM_RETURN_IF_ERROR(CheckClientState(
-          state, layout, absl::StrCat(resume->path, ": checkpoint: client ", client)));
-    }
-    run.client_states = d.clients;
-    FEDSIM_RETURN_IF_ERROR(MarkResumed(run, *resume, runtime));
-  }
+  if (resume != nullptr) FEDSIM_RETURN_IF_ERROR(RestoreRun(run, *resume, runtime));
   return run;
 }
 
@@ -896,16 +865,18 @@ v1::ExperimentConfig ResultRelevant(v1::ExperimentConfig c) {
 
 }  // namespace
 
-std::string AlgorithmName(const CoordinatorRun& run) {
-  if (run.async_engine != nullptr) return run.async_engine->name();
-  if (run.wall_engine != nullptr) return run.wall_engine->name();
-  return std::string(run.engine->strategy().name());
+std::string AlgorithmName(const CoordinatorRun& run) { return run.engine->name(); }
+
+const RoundEngine* RoundEngineOf(const CoordinatorRun& run) {
+  return run.engine->kind() == EngineKind::kRounds
+             ? static_cast<const RoundEngine*>(run.engine.get())
+             : nullptr;
 }
 
 std::int64_t CompletedRounds(const CoordinatorRun& run) {
-  if (run.wall_engine != nullptr) return run.wall_steps_logged;
-  return run.async_engine != nullptr ? run.async_engine->version()
-                                     : run.engine->round();
+  // The wall-clock engine takes steps while earlier ones are published.
+  return run.engine->kind() == EngineKind::kWallClock ? run.steps_logged
+                                                      : run.engine->steps_done();
 }
 
 absl::StatusOr<CoordinatorRun> PrepareRun(const v1::ExperimentConfig& config,
@@ -940,8 +911,9 @@ absl::StatusOr<CoordinatorRun> PrepareOrResumeRun(
 
 std::int64_t ProgressTotal(const CoordinatorRun& run, const MetricsRow& row) {
   std::int64_t total = run.config.rounds();
-  if (run.async_engine == nullptr && run.wall_engine == nullptr) return total;
-  if (run.async_engine != nullptr && run.async_engine->done()) return row.round + 1;
+  const EngineKind kind = run.engine->kind();
+  if (kind == EngineKind::kRounds) return total;
+  if (kind == EngineKind::kVirtualClock && run.engine->done()) return row.round + 1;
   const double horizon = run.config.async().horizon();
   if (horizon > 0.0 && row.virtual_time > 0.0) {
     total = std::min<std::int64_t>(
@@ -976,184 +948,55 @@ bool TooSoon(const CoordinatorRun& run) {
 
 }  // namespace
 
-CheckpointData MakeWallCheckpointData(const CoordinatorRun& run, const WallStepReport& step,
-                                      const RunSummary& summary, double wall_time_s) {
-  const std::int64_t completed = step.row.round + 1;
-  CheckpointData data;
-  data.config = run.config;
-  data.runtime = run.runtime;
-  data.incarnation = run.incarnation;
-  data.async = true;
-  data.wall = true;
-  data.wall_tick = step.tick;
-  data.engine.next_round = completed;
-  data.engine.model = *step.model;
-  data.engine.next_task_id = step.next_task_id;
-  data.engine.tally.issued = step.tally.issued;
-  data.engine.tally.aggregated = step.tally.aggregated;
-  data.engine.tally.dropped = step.tally.dropped;
-  data.engine.tally.rejected_pushes = step.tally.rejected_pushes;
-  data.engine.tally.duplicate_pushes = step.tally.duplicate_pushes;
-  data.async_stale_dropped = step.tally.stale;
-  data.wall_time_s = wall_time_s;
-  data.best_accuracy = summary.best_accuracy;
-  return data;
-}
-
-absl::StatusOr<bool> MaybeCheckpointWallStep(CoordinatorRun& run, const WallStepReport& step,
-                                             bool last, const RunSummary& summary,
-                                             double wall_time_s) {
-  const int every = run.config.checkpoint().every();
-  if (every <= 0) return false;
-  const std::int64_t completed = step.row.round + 1;
-  MaybeInjectKill(completed);
-  if (!last && (completed % every != 0 || TooSoon(run))) return false;
-  absl::StatusOr<std::string> path =
-      WriteCheckpoint(run.log->dir(), MakeWallCheckpointData(run, step, summary, wall_time_s),
-                      run.config.checkpoint().keep());
-  if (!path.ok()) return path.status();
-  run.last_checkpoint = std::chrono::steady_clock::now();
-  return true;
-}
-
-absl::Status MaybeCheckpoint(CoordinatorRun& run, const RunSummary& summary,
-                             double wall_time_s) {
-  const int every = run.config.checkpoint().every();
-  if (every <= 0) return absl::OkStatus();
-  if (run.engine != nullptr && run.engine->round_open()) return absl::OkStatus();
-  // Rounds (steps) completed.
-  const std::int64_t completed = CompletedRounds(run);
-  MaybeInjectKill(completed);
-  if (!CheckpointDue(run)) return absl::OkStatus();
-  absl::StatusOr<std::string> path =
-      WriteCheckpoint(run.log->dir(), MakeCheckpointData(run, summary, wall_time_s),
-                      run.config.checkpoint().keep());
-  if (!path.ok()) return path.status();
-  run.last_checkpoint = std::chrono::steady_clock::now();
-  return absl::OkStatus();
-}
-
-bool CheckpointDue(const CoordinatorRun& run) {
-  const int every = run.config.checkpoint().every();
-  if (every <= 0) return false;
-  // Too soon after the previous checkpoint (the last round always writes).
-  const auto too_soon = [&run] { return TooSoon(run); };
-  if (run.wall_engine != nullptr) return false;  // MaybeCheckpointWallStep
-  if (run.async_engine != nullptr) {
-    // Between steps (the callers call this after FinishStep).
-    if (run.async_engine->done()) return true;
-    return run.async_engine->version() % every == 0 && !too_soon();
-  }
-  if (run.engine == nullptr || run.engine->round_open()) return false;
-  if (run.engine->done()) return true;
-  return run.engine->round() % every == 0 && !too_soon();
-}
-
-CheckpointData MakeCheckpointData(const CoordinatorRun& run,
+CheckpointData MakeCheckpointData(const CoordinatorRun& run, const StepReport& report,
                                   const RunSummary& summary, double wall_time_s) {
   CheckpointData data;
   data.config = run.config;
   data.runtime = run.runtime;
   data.incarnation = run.incarnation;
-  if (run.async_engine != nullptr) {
-    AsyncEngine::Snapshot s = run.async_engine->TakeSnapshot();
-    data.async = true;
-    data.engine.next_round = s.version;
-    data.engine.model = std::move(s.model);
-    data.engine.next_task_id = s.next_task_id;
-    data.engine.tally.issued = s.tally.issued;
-    data.engine.tally.aggregated = s.tally.aggregated;
-    data.engine.tally.dropped = s.tally.dropped;
-    data.engine.tally.rejected_pushes = s.tally.rejected_pushes;
-    data.engine.tally.duplicate_pushes = s.tally.duplicate_pushes;
-    data.async_stale_dropped = s.tally.stale;
-    data.async_versions = std::move(s.versions);
-  } else {
-    data.engine = run.engine->TakeSnapshot();
-  }
+  data.engine = report.snapshot.has_value() ? *report.snapshot : run.engine->Snapshot();
   data.clients = run.client_states;
   data.wall_time_s = wall_time_s;
   data.best_accuracy = summary.best_accuracy;
   return data;
 }
 
-namespace {
-
-// run_end of an asynchronous run (AsyncEngine or WallEngine).
-template <typename Engine>
-nlohmann::json AsyncRunEnd(const Engine& engine, double wall_time_s) {
-  const auto t = engine.tally();
-  return {{"event", "run_end"},
-          {"rounds", engine.version()},
-          {"wall_time_s", wall_time_s},
-          {"model_hash", ModelHash(engine.model())},
-          {"tasks_issued", t.issued},
-          {"tasks_aggregated", t.aggregated},
-          {"tasks_timed_out", 0},
-          {"tasks_dropped", t.dropped},
-          {"tasks_stale_dropped", t.stale},
-          {"tasks_in_flight", t.in_flight},
-          {"pushes_rejected", t.rejected_pushes},
-          {"pushes_duplicate", t.duplicate_pushes}};
+absl::StatusOr<bool> MaybeCheckpoint(CoordinatorRun& run, const StepReport& report, bool last,
+                                     const RunSummary& summary, double wall_time_s) {
+  const int every = run.config.checkpoint().every();
+  if (every <= 0) return false;
+  // Rounds (steps) completed.
+  const std::int64_t completed = report.row.round + 1;
+  MaybeInjectKill(completed);
+  // Too soon after the previous checkpoint (the last step always writes).
+  if (!last && (completed % every != 0 || TooSoon(run))) return false;
+  FEDSIM_ASSIGN_OR_RETURN(
+      const std::string path,
+      WriteCheckpoint(run.log->dir(), MakeCheckpointData(run, report, summary, wall_time_s),
+                      run.config.checkpoint().keep()));
+  (void)path;
+  run.last_checkpoint = std::chrono::steady_clock::now();
+  return true;
 }
 
-}  // namespace
-
 absl::Status CompleteRun(CoordinatorRun& run, double wall_time_s) {
+  const Engine& engine = *run.engine;
   const std::string model_path =
       (std::filesystem::path(run.log->dir()) / "model.bin").string();
-  if (run.wall_engine != nullptr) {
-    const WallEngine& engine = *run.wall_engine;
-    FEDSIM_RETURN_IF_ERROR(WriteModelFile(model_path, engine.model()));
-    nlohmann::json end = AsyncRunEnd(engine, wall_time_s);
-    nlohmann::json tau = nlohmann::json::array();
-    for (double v : engine.MeanTaskSeconds()) {
-      tau.push_back(std::isfinite(v) ? nlohmann::json(v) : nlohmann::json());
-    }
-    // The estimates behind the `weight` variants.
-    end["mean_task_time"] = tau;
-    end["step_fraction"] = engine.StepFractions();
-    return run.log->Event(end);
-  }
-  if (run.async_engine != nullptr) {
-    FEDSIM_RETURN_IF_ERROR(WriteModelFile(model_path, run.async_engine->model()));
-    return run.log->Event(AsyncRunEnd(*run.async_engine, wall_time_s));
-  }
-  FEDSIM_RETURN_IF_ERROR(WriteModelFile(model_path, run.engine->model()));
-  const RoundEngine::Tally& t = run.engine->tally();
-  nlohmann::json dp_info;
-  if (const PrivacyLedger* ledger = run.engine->privacy(); ledger != nullptr) {
-    const PrivacyLedger::Summary s = ledger->Summarize();
-    std::vector<std::int64_t> steps;
-    for (std::int64_t k = 0; k < ledger->num_clients(); ++k) {
-      steps.push_back(ledger->steps(k));
-    }
-    dp_info = {{"epsilon_max", s.max},
-               {"epsilon_mean", s.mean},
-               {"delta", ledger->options().delta},
-               {"epsilon_per_client", ledger->Epsilons()},
-               {"steps_per_client", steps},
-               {"stopped_by_budget", run.engine->budget_spent()}};
-  }
-  nlohmann::json end_event = {{"event", "run_end"},
-                         {"rounds", run.engine->round()},
-                         {"wall_time_s", wall_time_s},
-                         {"model_hash", ModelHash(run.engine->model())},
-                         {"tasks_issued", t.issued},
-                         {"tasks_aggregated", t.aggregated},
-                         {"tasks_timed_out", t.timed_out},
-                         {"tasks_dropped", t.dropped},
-                         {"tasks_cancelled", t.cancelled},
-                         {"pushes_rejected", t.rejected_pushes},
-                         {"pushes_duplicate", t.duplicate_pushes},
-                         // RELIABILITY 25: every issued task ended exactly
-                         // once: aggregated, timed out, dropped (no valid
-                         // result: rejected, worker dead, given up) or
-                         // cancelled (a valid result of a failed round).
-                         {"tasks_unreconciled", t.issued - t.aggregated - t.timed_out -
-                                                    t.dropped - t.cancelled}};
-  if (!dp_info.is_null()) end_event["dp"] = dp_info;
-  return run.log->Event(end_event);
+  FEDSIM_RETURN_IF_ERROR(WriteModelFile(model_path, engine.model()));
+  const TaskTally& t = engine.tally();
+  nlohmann::json end = {{"event", "run_end"},
+                        {"rounds", engine.steps_done()},
+                        {"wall_time_s", wall_time_s},
+                        {"model_hash", ModelHash(engine.model())},
+                        {"tasks_issued", t.issued},
+                        {"tasks_aggregated", t.aggregated},
+                        {"tasks_timed_out", t.timed_out},
+                        {"tasks_dropped", t.dropped},
+                        {"pushes_rejected", t.rejected_pushes},
+                        {"pushes_duplicate", t.duplicate_pushes}};
+  engine.AddRunEndFields(end);
+  return run.log->Event(end);
 }
 
 }  // namespace fedsim

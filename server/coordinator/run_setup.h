@@ -23,6 +23,7 @@
 #include "server/coordinator/progress.h"
 #include "server/coordinator/async_engine.h"
 #include "server/coordinator/checkpoint.h"
+#include "server/coordinator/engine.h"
 #include "server/coordinator/round_engine.h"
 #include "server/coordinator/wall_engine.h"
 
@@ -33,9 +34,9 @@ struct CoordinatorRun {
   std::string runtime;  // "embedded" or "distributed"
   std::unique_ptr<Experiment> experiment;
   std::unique_ptr<RunLog> log;
-  // Exactly one of the two engines: synchronous rounds, or asynchronous
-  // steps on the virtual clock (IsAsyncAlgorithm; embedded runtime only).
-  std::unique_ptr<RoundEngine> engine;
+  // The run's one engine: synchronous rounds, asynchronous steps on the
+  // virtual clock, or on the wall clock (distributed runtime only).
+  std::unique_ptr<Engine> engine;
   // The clients' own state in the embedded runtime (SCAFFLSA, DiceSGD, a
   // Markov oracle): owned here so that checkpoints can save it.
   std::map<std::int64_t, ClientState> client_states;
@@ -47,20 +48,19 @@ struct CoordinatorRun {
   std::int64_t incarnation = 0;
   double resumed_wall_time_s = 0.0;    // run time before the restart
   double resumed_best_accuracy = NAN;
-  std::unique_ptr<AsyncEngine> async_engine;
-  // Asynchronous steps on the wall clock (async.clock = wall; distributed
-  // runtime only). When set, `engine` and `async_engine` are null.
-  std::unique_ptr<WallEngine> wall_engine;
-  // Wall clock: the steps evaluated and logged so far (the engine may have
-  // taken more that its coordinator has not logged yet); what
-  // CompletedRounds reports. Written by the coordinator under its lock.
-  std::int64_t wall_steps_logged = 0;
+  // The rounds (steps) published so far: evaluated and logged (a wall-clock
+  // engine may have taken more that its coordinator has not logged yet);
+  // what CompletedRounds reports. Written by the drive loop.
+  std::int64_t steps_logged = 0;
   // When MaybeCheckpoint last wrote a checkpoint (checkpoint.min_interval_s).
   std::optional<std::chrono::steady_clock::time_point> last_checkpoint;
 };
 
 // The display name of the run's algorithm ("FedAvg", "FedFix", ...).
 std::string AlgorithmName(const CoordinatorRun& run);
+
+// The run's engine as a RoundEngine; null for an asynchronous run.
+const RoundEngine* RoundEngineOf(const CoordinatorRun& run);
 
 // Rounds (asynchronous runs: aggregation steps) completed so far: the next
 // round's index.
@@ -91,29 +91,20 @@ absl::StatusOr<CoordinatorRun> PrepareOrResumeRun(
     const v1::ExperimentConfig& config, const std::string& out_dir,
     const std::string& runtime);
 
-// Called after every finished round: writes a checkpoint when one is due
-// (checkpoint.every; always after the last round). `wall_time_s` is the run
-// time so far, including time before a restart.
-absl::Status MaybeCheckpoint(CoordinatorRun& run, const RunSummary& summary,
-                             double wall_time_s);
+// Called after a round or step was published (`report`; the engine has no
+// round or step open, except on the wall clock): writes a checkpoint when
+// one is due (checkpoint.every, checkpoint.min_interval_s; always after the
+// run's last step, `last`). `wall_time_s` is the run time so far, including
+// time before a restart. Returns whether it wrote one.
+absl::StatusOr<bool> MaybeCheckpoint(CoordinatorRun& run, const StepReport& report,
+                                     bool last, const RunSummary& summary,
+                                     double wall_time_s);
 
-// Whether MaybeCheckpoint writes a checkpoint after the round just finished.
-bool CheckpointDue(const CoordinatorRun& run);
-
-// The run's checkpoint as it stands. REQUIRES: a synchronous run, no round
-// open.
-CheckpointData MakeCheckpointData(const CoordinatorRun& run,
+// The checkpoint of the run after `report`: the report's snapshot (wall
+// clock) or the engine's. REQUIRES: no round or step open, but on the wall
+// clock.
+CheckpointData MakeCheckpointData(const CoordinatorRun& run, const StepReport& report,
                                   const RunSummary& summary, double wall_time_s);
-
-// The wall clock's MaybeCheckpoint, after `step` was evaluated and logged:
-// writes a checkpoint of it when one is due (`last`: the run's last step).
-// Returns whether it wrote one.
-absl::StatusOr<bool> MaybeCheckpointWallStep(CoordinatorRun& run, const WallStepReport& step,
-                                             bool last, const RunSummary& summary,
-                                             double wall_time_s);
-// The checkpoint of a wall-clock step.
-CheckpointData MakeWallCheckpointData(const CoordinatorRun& run, const WallStepReport& step,
-                                      const RunSummary& summary, double wall_time_s);
 
 // Writes model.bin and the run_end event (with the task reconciliation).
 absl::Status CompleteRun(CoordinatorRun& run, double wall_time_s);

@@ -86,21 +86,4 @@ std::string_view NormBoundActionName(NormBoundAction action) {
   return "?";
 }
 
-void LogRejectedResult(RunLog* log, std::int64_t step, const ClientResult& r,
-                       const absl::Status& status, bool task_open) {
-  if (log == nullptr) return;
-  const nlohmann::json event = {{"event", "result_rejected"},
-                                {"step", step},
-                                {"task", r.task.value},
-                                {"client", r.client.value},
-                                {"code", absl::StatusCodeToString(status.code())},
-                                {"reason", std::string(status.message())}};
-  const absl::Status s =
-      task_open ? log->Event(event)
-                : log->LimitedEvent(
-                      absl::StrCat("result_rejected ", absl::StatusCodeToString(status.code())),
-                      event);
-  if (!s.ok()) std::fprintf(stderr, "warning: %s\n", std::string(s.message()).c_str());
-}
-
 }  // namespace fedsim

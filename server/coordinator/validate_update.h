@@ -1,8 +1,8 @@
 // File: server/coordinator/validate_update.h
 //
-// Validation of a client's update before aggregation, shared by the
-// synchronous round engine and the asynchronous engine (RELIABILITY.md
-// requirement 15; docs/robust.md). In this order:
+// Validation of a client's update before aggregation, shared by every
+// engine (Engine::Admit; RELIABILITY.md requirement 15; docs/robust.md). In
+// this order:
 //   1. the update has exactly the model's number of values;
 //   2. every value is finite (checked first, since NaN > c is false);
 //   3. num_examples equals the client's n_k;
@@ -65,14 +65,6 @@ NormBoundOutcome ApplyNormBound(const UpdateValidation& v, FlatVector& update);
 
 // "reject", "clip" or "zero".
 std::string_view NormBoundActionName(NormBoundAction action);
-
-// Logs a result an asynchronous engine refused at step `step` as
-// result_rejected (step, task, client, code, reason) in `log` (may be
-// null): in full when `task_open` (the rejection ends an open task), else
-// rate limited per status code (RunLog::LimitedEvent), since a peer can
-// repeat a push for a task it does not hold at will.
-void LogRejectedResult(RunLog* log, std::int64_t step, const ClientResult& r,
-                       const absl::Status& status, bool task_open);
 
 }  // namespace fedsim
 

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/base/check.h"
+#include "common/base/status_macros.h"
 #include "common/codec/flat_bytes.h"
 #include "common/kernels/vector_ops.h"
 #include "server/coordinator/evaluator.h"
@@ -28,51 +29,98 @@ AsyncAggregatorOptions AggregatorOptions(const WallEngineOptions& o) {
 
 }  // namespace
 
-WallEngine::WallEngine(const WallEngineOptions& options, RoundEngineInputs inputs,
-                       std::unique_ptr<AsyncScheduler> scheduler, FlatVector initial,
-                       std::int64_t first_version, std::int64_t first_task_id,
-                       Tick time_offset, const WallTally& resumed)
-    : options_(options),
-      in_(std::move(inputs)),
+WallEngine::WallEngine(const WallEngineOptions& options, EngineInputs inputs,
+                       std::unique_ptr<AsyncScheduler> scheduler, FlatVector initial)
+    : Engine(std::move(inputs), EvalOptions{options.eval_train_loss, options.eval_threads},
+             options.incarnation),
+      options_(options),
       scheduler_(std::move(scheduler)),
       aggregator_(AggregatorOptions(options)),
       model_(std::make_shared<const FlatVector>(std::move(initial))),
-      version_(first_version),
-      next_task_id_(first_task_id),
-      time_offset_(time_offset),
-      tally_(resumed) {
+      eval_schedule_(options.eval_every, options.eval_interval) {
   const auto n = static_cast<std::int64_t>(in_.client_sizes.size());
   FEDSIM_CHECK(in_.train != nullptr && in_.test != nullptr && scheduler_ != nullptr &&
                in_.privacy == nullptr && options_.ticks_per_unit >= 1 && n >= 1 &&
-               static_cast<std::int64_t>(options_.importance_mass.size()) == n &&
-               first_version >= 0 && first_task_id >= 1 && time_offset >= 0);
+               static_cast<std::int64_t>(options_.importance_mass.size()) == n);
   current_.resize(static_cast<std::size_t>(n));
   last_accepted_.assign(static_cast<std::size_t>(n), 0);
   duration_sum_.assign(static_cast<std::size_t>(n), 0.0);
   durations_.assign(static_cast<std::size_t>(n), 0);
   steps_with_.assign(static_cast<std::size_t>(n), 0);
-  // A client takes part in at most one step per version, so its task
-  // index never exceeds the version: a resumed run's clients start at
-  // `first_version`, past every index whose result was aggregated, and
-  // draw fresh batches.
-  for (std::int64_t k = 0; k < n; ++k) Issue(k, first_version, 0);
-  if (options_.eval_interval > 0) {
-    next_eval_time_ = (time_offset_ / options_.eval_interval + 1) * options_.eval_interval;
-  }
+  IssueAll(0, 0);
   done_ = version_ >= options_.max_steps;
 }
 
-void WallEngine::LogEvent(const nlohmann::json& event) const {
-  if (in_.log == nullptr) return;
-  if (absl::Status s = in_.log->Event(event); !s.ok()) {
-    std::fprintf(stderr, "warning: %s\n", std::string(s.message()).c_str());
+void WallEngine::IssueAll(std::int64_t task_index, Tick now) {
+  for (std::int64_t k = 0; k < static_cast<std::int64_t>(current_.size()); ++k) {
+    Issue(k, task_index, now);
   }
+}
+
+absl::Status WallEngine::Restore(const EngineSnapshot& s) {
+  FEDSIM_CHECK(version_ == 0 && steps_.empty());
+  if (s.kind != EngineKind::kWallClock) {
+    return absl::InvalidArgumentError(
+        "checkpoint: it is not of a wall-clock asynchronous run; the config's is");
+  }
+  if (s.model.size() != model_->size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "checkpoint: model has ", s.model.size(), " parameters; the config's model has ",
+        model_->size()));
+  }
+  if (s.next_round < 0 || s.next_task_id < 1 || s.wall_tick < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "checkpoint: step ", s.next_round, ", next_task_id ", s.next_task_id, ", tick ",
+        s.wall_tick, "; none may be negative"));
+  }
+  // The tasks the constructor issued are replaced: every client restarts
+  // from the checkpointed model. The tasks in flight at the restart were
+  // lost with it: counted as dropped.
+  for (const ClientTask& t : current_) open_ids_.erase(t.id.value);
+  new_tasks_.clear();
+  issued_since_last_step_ = 0;
+  model_ = std::make_shared<const FlatVector>(s.model);
+  version_ = s.next_round;
+  next_task_id_ = s.next_task_id;
+  time_offset_ = s.wall_tick;
+  tally_ = s.tally;
+  tally_.dropped = tally_.issued - tally_.aggregated;
+  eval_schedule_ = AsyncEvalSchedule(options_.eval_every, options_.eval_interval, time_offset_);
+  // A client takes part in at most one step per version, so its task index
+  // never exceeds the version: the resumed clients start at the version,
+  // past every index whose result was aggregated, and draw fresh batches.
+  IssueAll(version_, 0);
+  done_ = version_ >= options_.max_steps;
+  return absl::OkStatus();
+}
+
+EngineSnapshot WallEngine::Snapshot() const {
+  EngineSnapshot s;
+  s.kind = EngineKind::kWallClock;
+  s.next_round = version_;
+  s.model = *model_;
+  s.next_task_id = next_task_id_;
+  s.tally = tally_;
+  s.wall_tick = RunTime(last_now_);
+  return s;
+}
+
+void WallEngine::AddRunEndFields(nlohmann::json& end) const {
+  end["tasks_stale_dropped"] = tally_.stale;
+  end["tasks_in_flight"] = tally_.in_flight();
+  nlohmann::json tau = nlohmann::json::array();
+  for (double v : MeanTaskSeconds()) {
+    tau.push_back(std::isfinite(v) ? nlohmann::json(v) : nlohmann::json());
+  }
+  // The estimates behind the `weight` variants.
+  end["mean_task_time"] = tau;
+  end["step_fraction"] = StepFractions();
 }
 
 void WallEngine::Issue(std::int64_t client, std::int64_t task_index, Tick now) {
   ClientTask& t = current_[static_cast<std::size_t>(client)];
   open_ids_.erase(t.id.value);
-  t.id = MakeTaskId(options_.incarnation, next_task_id_++);
+  t.id = MakeTaskId(incarnation_, next_task_id_++);
   open_ids_[t.id.value] = client;
   t.task_index = task_index;
   t.base_version = version_;
@@ -94,14 +142,14 @@ void WallEngine::Issue(std::int64_t client, std::int64_t task_index, Tick now) {
   new_tasks_.push_back(std::move(task));
 }
 
-std::vector<Task> WallEngine::TakeNewTasks() {
+std::vector<Task> WallEngine::TakeTasks() {
   std::vector<Task> out;
   out.swap(new_tasks_);
   return out;
 }
 
-std::vector<WallStepReport> WallEngine::TakeSteps() {
-  std::vector<WallStepReport> out;
+absl::StatusOr<std::vector<StepReport>> WallEngine::Close() {
+  std::vector<StepReport> out;
   out.swap(steps_);
   return out;
 }
@@ -111,8 +159,13 @@ std::optional<Tick> WallEngine::NextDeadline() const {
   return scheduler_->NextDeadline();
 }
 
-void WallEngine::AdvanceTo(Tick now) { Advance(now, /*inclusive=*/true); }
+void WallEngine::AdvanceThrough(Tick now) { Advance(now, /*inclusive=*/true); }
 void WallEngine::AdvanceBefore(Tick now) { Advance(now, /*inclusive=*/false); }
+
+void WallEngine::AdvanceTo(Tick now, Tick overdue_after) {
+  AdvanceBefore(now);
+  DropOverdue(now, overdue_after);
+}
 
 void WallEngine::Advance(Tick now, bool inclusive) {
   if (now > last_now_) last_now_ = now;
@@ -134,69 +187,42 @@ bool WallEngine::TaskOpen(TaskId task) const {
   return open_ids_.count(task.value) > 0;
 }
 
-absl::Status WallEngine::Reject(const ClientResult& r, absl::Status status,
-                                bool task_open) {
-  ++tally_.rejected_pushes;
-  LogRejectedResult(in_.log, version_, r, status, task_open);
-  return status;
-}
-
-absl::Status WallEngine::SubmitResult(ClientResult r, Tick now) {
+absl::Status WallEngine::Submit(ClientResult r, Tick now) {
   // Windows that ended before `now` close first; one ending at `now`
   // includes this arrival (as on the virtual clock).
   Advance(now, /*inclusive=*/false);
   now = last_now_;
   const std::int64_t id = r.task.value;
-  if (absl::Status s = CheckTaskIssued(r.task, options_.incarnation, next_task_id_); !s.ok()) {
-    return Reject(r, std::move(s), false);
-  }
+  FEDSIM_RETURN_IF_ERROR(CheckIssued(r, "step", version_));
   const std::int64_t k = r.client.value;
   if (k < 0 || k >= static_cast<std::int64_t>(current_.size())) {
-    return Reject(r, absl::FailedPreconditionError(absl::StrCat(
-                         "task ", id, ": client ", k, " is not a client of this run")),
-                  false);
+    return Reject(r,
+                  absl::FailedPreconditionError(absl::StrCat(
+                      "task ", id, ": client ", k, " is not a client of this run")),
+                  /*task_open=*/false, "step", version_);
   }
   ClientTask& t = current_[static_cast<std::size_t>(k)];
   if (done_) {
-    return Reject(r, absl::FailedPreconditionError(absl::StrCat(
-                         "task ", id, ": the run has ended at step ", version_)),
-                  false);
+    return Reject(r,
+                  absl::FailedPreconditionError(
+                      absl::StrCat("task ", id, ": the run has ended at step ", version_)),
+                  /*task_open=*/false, "step", version_);
   }
   if ((t.id == r.task && t.state == State::kArrived) || last_accepted_[k] == id) {
     ++tally_.duplicate_pushes;
     return absl::AlreadyExistsError(absl::StrCat("task ", id, ": result already accepted"));
   }
   if (t.id != r.task) {
-    return Reject(r, absl::FailedPreconditionError(absl::StrCat(
-                         "task ", id, " is not client ", k,
-                         "'s task in flight (stale)")),
-                  false);
+    return Reject(r,
+                  absl::FailedPreconditionError(absl::StrCat(
+                      "task ", id, " is not client ", k, "'s task in flight (stale)")),
+                  /*task_open=*/false, "step", version_);
   }
   if (t.state == State::kDropped) {
-    return Reject(r, absl::FailedPreconditionError(
-                         absl::StrCat("task ", id, " was given up on")),
-                  false);
+    return Reject(r, absl::FailedPreconditionError(absl::StrCat("task ", id, " was given up on")),
+                  /*task_open=*/false, "step", version_);
   }
-  const std::string where = absl::StrCat("step ", version_);
-  if (absl::Status s = CheckUpdate(where, r, static_cast<std::int64_t>(model_->size()),
-                                   in_.client_sizes[static_cast<std::size_t>(k)]);
-      !s.ok()) {
-    return Reject(r, std::move(s), true);
-  }
-  if (absl::Status s = CheckNormBound(in_.validation, where, r); !s.ok()) {
-    absl::Status rejected = Reject(r, std::move(s), true);
-    DropTask(r.task, std::string(rejected.message()), now);
-    return rejected;
-  }
-  if (const NormBoundOutcome nb = ApplyNormBound(in_.validation, r.update); nb.changed) {
-    LogEvent({{"event", in_.validation.action == NormBoundAction::kZero ? "update_zeroed"
-                                                                         : "update_clipped"},
-              {"step", version_},
-              {"task", id},
-              {"client", k},
-              {"norm", nb.norm},
-              {"max_update_norm", in_.validation.max_update_norm}});
-  }
+  FEDSIM_RETURN_IF_ERROR(Admit(r, "step", version_, now, nullptr));
   t.state = State::kArrived;
   open_ids_.erase(id);
   t.result = std::move(r);
@@ -219,7 +245,7 @@ void WallEngine::Arrive(std::int64_t client, Tick now) {
   }
 }
 
-void WallEngine::DropTask(TaskId task, const std::string& reason, Tick now) {
+void WallEngine::Drop(TaskId task, const std::string& reason, Tick now) {
   Advance(now, /*inclusive=*/false);
   now = last_now_;
   const auto open = open_ids_.find(task.value);
@@ -245,7 +271,7 @@ void WallEngine::DropOverdue(Tick now, Tick limit) {
     if (t.state == State::kComputing && now - t.start > limit) overdue.push_back(t.id);
   }
   for (TaskId id : overdue) {
-    DropTask(id,
+    Drop(id,
              absl::StrCat("no result within distributed.round_deadline_s = ",
                           static_cast<double>(limit) /
                               static_cast<double>(options_.ticks_per_unit),
@@ -319,7 +345,7 @@ void WallEngine::TakeStep(Tick time, const std::vector<ClientId>& clients) {
   for (ClientId c : clients) ++steps_with_[static_cast<std::size_t>(c.value)];
   nlohmann::json dropped = nlohmann::json::array();
   std::vector<AsyncUpdate> updates;
-  double loss_weighted = 0.0, examples = 0.0;
+  ClientLossMean loss;
   for (ClientId c : clients) {  // sorted by client id
     ClientTask& t = current_[static_cast<std::size_t>(c.value)];
     if (t.state == State::kArrived && options_.max_staleness > 0 &&
@@ -327,23 +353,14 @@ void WallEngine::TakeStep(Tick time, const std::vector<ClientId>& clients) {
       t.state = State::kDropped;
       ++tally_.dropped;
       ++tally_.stale;
-      LogEvent({{"event", "stale_update"},
-                {"step", version_},
-                {"task", t.id.value},
-                {"client", c.value},
-                {"base_version", t.base_version},
-                {"staleness", version_ - t.base_version},
-                {"max_staleness", options_.max_staleness}});
+      LogEvent(StaleUpdateEvent(version_, t.id, c.value, t.base_version, options_.max_staleness));
     }
     if (t.state != State::kArrived) {
       dropped.push_back(c.value);
       continue;
     }
     updates.push_back(AsyncUpdate{c, t.base_version, &t.result->update});
-    if (std::isfinite(t.result->train_loss)) {
-      loss_weighted += t.result->train_loss * static_cast<double>(t.result->num_examples);
-      examples += static_cast<double>(t.result->num_examples);
-    }
+    if (std::isfinite(t.result->train_loss)) loss.Add(*t.result);
   }
   aggregator_.set_weights(Weights());
   auto next = std::make_shared<FlatVector>(*model_);
@@ -355,14 +372,14 @@ void WallEngine::TakeStep(Tick time, const std::vector<ClientId>& clients) {
   model_ = std::move(next);
 
   const double tpu = static_cast<double>(options_.ticks_per_unit);
-  WallStepReport out;
+  StepReport out;
   MetricsRow& row = out.row;
   row.round = version_;
   row.virtual_time = static_cast<double>(RunTime(time)) / tpu;
   row.participants = static_cast<std::int64_t>(updates.size());
   const auto payload = static_cast<std::int64_t>(model_->size() * sizeof(double));
   row.bytes_up = payload * row.participants;
-  if (examples > 0) row.client_loss = loss_weighted / examples;
+  row.client_loss = loss.Mean();
 
   nlohmann::json contributors = nlohmann::json::array();
   for (const AsyncContribution& c : *report) {
@@ -384,21 +401,17 @@ void WallEngine::TakeStep(Tick time, const std::vector<ClientId>& clients) {
   row.bytes_down = payload * issued_since_last_step_;
   issued_since_last_step_ = 0;
   done_ = version_ >= options_.max_steps;
-  bool evaluate = done_;
-  if (options_.eval_interval > 0) {
-    if (RunTime(time) >= next_eval_time_) {
-      evaluate = true;
-      next_eval_time_ =
-          (RunTime(time) / options_.eval_interval + 1) * options_.eval_interval;
-    }
-  } else if (version_ % options_.eval_every == 0) {
-    evaluate = true;
-  }
+  out.evaluate = eval_schedule_.Due(version_ - 1, RunTime(time), done_);
   out.model = model_;
-  out.evaluate = evaluate;
-  out.tick = RunTime(time);
-  out.next_task_id = next_task_id_;
-  out.tally = tally();
+  EngineSnapshot snapshot;
+  snapshot.kind = EngineKind::kWallClock;
+  snapshot.next_round = version_;
+  snapshot.model = *model_;
+  snapshot.next_task_id = next_task_id_;
+  snapshot.tally = tally_;
+  snapshot.wall_tick = RunTime(time);
+  out.snapshot = std::move(snapshot);
+  out.event_wall_time = true;
   out.event = {{"event", "async_step"},
                {"clock", "wall"},
                {"step", row.round},
@@ -407,33 +420,6 @@ void WallEngine::TakeStep(Tick time, const std::vector<ClientId>& clients) {
                {"contributors", contributors},
                {"dropped", dropped}};
   steps_.push_back(std::move(out));
-}
-
-absl::StatusOr<MetricsRow> WallEngine::FinishStepReport(const WallStepReport& report,
-                                                        double wall_time_s) const {
-  MetricsRow row = report.row;
-  nlohmann::json event = report.event;
-  row.wall_time_s = wall_time_s;
-  const FlatVector& model = *report.model;
-  if (in_.objective != nullptr && report.evaluate) {
-    const Evaluation test =
-        EvaluateModel(*in_.objective, *in_.test, model, options_.eval_threads);
-    row.test_loss = test.loss;
-    row.test_accuracy = test.accuracy;
-    if (options_.eval_train_loss) {
-      row.train_loss =
-          EvaluateModel(*in_.objective, *in_.train, model, options_.eval_threads).loss;
-    }
-  }
-  if (in_.optimum.has_value()) row.dist_to_opt = std::sqrt(SquaredNorm(model - *in_.optimum));
-  row.model_hash = ModelHash(model);
-  event["model_hash"] = row.model_hash;
-  event["wall_time_s"] = wall_time_s;
-  LogEvent(event);
-  if (in_.log != nullptr) {
-    if (absl::Status s = in_.log->Metrics(row); !s.ok()) return s;
-  }
-  return row;
 }
 
 }  // namespace fedsim

@@ -70,10 +70,10 @@ void RunIt(const v1::ExperimentConfig& config, const std::string& dir,
       resume ? PrepareOrResumeRun(config, dir, runtime)
              : PrepareRun(config, dir, runtime);
   ASSERT_TRUE(run.ok()) << run.status();
-  ASSERT_NE(run->async_engine, nullptr);
+  ASSERT_EQ(run->engine->kind(), EngineKind::kVirtualClock);
   if (resume) {
     EXPECT_TRUE(run->resumed);
-    EXPECT_EQ(run->async_engine->version(), expected_step);
+    EXPECT_EQ(run->engine->steps_done(), expected_step);
   }
   absl::StatusOr<RunSummary> summary;
   if (distributed) {

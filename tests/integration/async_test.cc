@@ -250,7 +250,7 @@ eval: {every: 100000}
     }
     const Eigen::VectorXd target = h.ldlt().solve(g);
     const Eigen::VectorXd p_optimum = h_p.ldlt().solve(g_p);
-    const FlatVector& w = run.async_engine->model();
+    const FlatVector& w = run.engine->model();
     SCOPED_TRACE(weight ? "weight" : "identical");
     EXPECT_LT((w - target).norm(), 0.02 * (1.0 + target.norm()))
         << "w " << w.transpose() << "\ntarget " << target.transpose();

@@ -369,7 +369,7 @@ TEST(BaselinesRunTest, ScaffoldRunReachesTheOptimumFedAvgDoesNot) {
     ASSERT_TRUE(RunEmbedded(run).ok());
     const FlatVector& opt = *run.experiment->data.optimum;
     EXPECT_LT((run.engine->model() - opt).norm(), 1e-10) << option;
-    EXPECT_EQ(run.engine->strategy().name(), "SCAFFOLD");
+    EXPECT_EQ(run.engine->name(), "SCAFFOLD");
   }
   CoordinatorRun fedavg = Prepare(LeastSquaresYaml("{name: fedavg}", 1.0, 300),
                                   "scaffold_vs_fedavg");

@@ -56,7 +56,7 @@ void Resume(const v1::ExperimentConfig& config, const std::string& dir,
   absl::StatusOr<CoordinatorRun> run = PrepareOrResumeRun(config, dir, "embedded");
   ASSERT_TRUE(run.ok()) << run.status();
   EXPECT_TRUE(run->resumed);
-  EXPECT_EQ(run->engine->round(), expected_round);
+  EXPECT_EQ(run->engine->steps_done(), expected_round);
   absl::StatusOr<RunSummary> summary = RunEmbedded(*run);
   ASSERT_TRUE(summary.ok()) << summary.status();
 }
@@ -296,7 +296,7 @@ void RunLaunchedForCheckpointTest(const v1::ExperimentConfig& config,
              : PrepareRun(config, dir, "distributed");
   ASSERT_TRUE(run.ok()) << run.status();
   EXPECT_EQ(run->resumed, resume);
-  EXPECT_EQ(run->engine->round(), expected_round);
+  EXPECT_EQ(run->engine->steps_done(), expected_round);
   LaunchOptions options;
   options.workers = 3;
   options.client_binary = FEDSIM_BINARY_DIR "/bin/fedsim-client";
@@ -348,7 +348,7 @@ TEST(CheckpointTest, ResumeWithoutCheckpointStartsAfresh) {
   absl::StatusOr<CoordinatorRun> run = PrepareOrResumeRun(config, dir, "embedded");
   ASSERT_TRUE(run.ok()) << run.status();
   EXPECT_FALSE(run->resumed);
-  EXPECT_EQ(run->engine->round(), 0);
+  EXPECT_EQ(run->engine->steps_done(), 0);
 }
 
 TEST(CheckpointTest, ReopenDropsRedoneRowsAndATornLine) {

@@ -71,7 +71,7 @@ void Launch(const v1::ExperimentConfig& config, const std::string& dir,
   absl::StatusOr<CoordinatorRun> run = resume ? PrepareOrResumeRun(config, dir, "distributed")
                                               : PrepareRun(config, dir, "distributed");
   ASSERT_TRUE(run.ok()) << run.status();
-  ASSERT_NE(run->wall_engine, nullptr);
+  ASSERT_EQ(run->engine->kind(), EngineKind::kWallClock);
   LaunchOptions options;
   options.workers = 2;
   options.client_binary = FEDSIM_BINARY_DIR "/bin/fedsim-client";

@@ -78,7 +78,7 @@ std::vector<nlohmann::json> Events(const CoordinatorRun& run, const std::string&
 }
 
 void ExpectReconciled(const CoordinatorRun& run) {
-  const RoundEngine::Tally& t = run.engine->tally();
+  const TaskTally& t = run.engine->tally();
   EXPECT_EQ(t.issued, t.aggregated + t.timed_out + t.dropped + t.cancelled)
       << "issued " << t.issued << " aggregated " << t.aggregated << " timed_out "
       << t.timed_out << " dropped " << t.dropped << " cancelled " << t.cancelled;
@@ -214,7 +214,7 @@ TEST(CoordinatorFaultsTest, RejectedResultMakesQuorumUnreachable) {
   EXPECT_EQ(Events(run, "round_failed")[0]["round"], 0);
   // Round 0 changed nothing; rounds 1 and 2 moved the model once each.
   EXPECT_EQ(run.engine->model(), FlatVector::Constant(3, 2 * 0.125));
-  const RoundEngine::Tally& t = run.engine->tally();
+  const TaskTally& t = run.engine->tally();
   EXPECT_EQ(t.issued, 12);
   EXPECT_EQ(t.aggregated, 8);
   // The rejected task is dropped; the round's accepted results cancelled.

@@ -134,7 +134,7 @@ TEST(CoordinatorStateTest, StateTravelsWithTasksAndOnlyValidStateIsCommitted) {
   ASSERT_EQ(run.client_states.count(0), 1u);
   EXPECT_EQ(run.client_states.at(0).vectors.at(kScaffoldControl), c0);
   EXPECT_TRUE(run.client_states[1].vectors.empty());
-  const RoundEngine::Tally& tally = run.engine->tally();
+  const TaskTally& tally = run.engine->tally();
   EXPECT_EQ(tally.issued, 4);
   EXPECT_EQ(tally.dropped, 3);
   EXPECT_EQ(tally.aggregated, 1);
@@ -193,7 +193,7 @@ TEST(CoordinatorStateTest, WorkerRejoiningUnderItsNameGetsItsTaskAgainWithTheSta
   EXPECT_EQ(rejoined[0]["requeued_tasks"], 1);
   EXPECT_EQ(StateTestEvents(run, "worker_joined").size(), 1u);
   // Every task counted once: 4 issued, 4 aggregated, nothing dropped.
-  const RoundEngine::Tally& tally = run.engine->tally();
+  const TaskTally& tally = run.engine->tally();
   EXPECT_EQ(tally.issued, 4);
   EXPECT_EQ(tally.aggregated, 4);
   EXPECT_EQ(tally.dropped + tally.timed_out, 0);

@@ -117,7 +117,7 @@ TEST(CoordinatorTest, WallClockRunKeepsClientsPinnedAndWorking) {
       absl::StrCat(yaml, "algorithm: {name: async_fedavg, async_weights: identical}\n"
                          "async: {clock: wall}\n"),
       "coordinator_wall");
-  ASSERT_NE(run.wall_engine, nullptr);
+  ASSERT_EQ(run.engine->kind(), EngineKind::kWallClock);
   CoordinatorOptions options = FastOptions();
   options.pin_clients = true;
   options.worker_slowdown = {1.0, 3.0};
@@ -138,14 +138,19 @@ TEST(CoordinatorTest, WallClockRunKeepsClientsPinnedAndWorking) {
   tb.join();
   ASSERT_TRUE(summary.ok()) << summary.status();
   EXPECT_EQ(summary->rounds, 40);
-  EXPECT_EQ(served_a, (std::set<std::int64_t>{0, 2}));
-  EXPECT_EQ(served_b, (std::set<std::int64_t>{1, 3}));
+  // Pinned: a serves only clients 0 and 2, b only 1 and 3. (Which of them
+  // a worker got to within 40 steps depends on thread scheduling: one busy
+  // worker can take every step while the other waits for the CPU.)
+  for (std::int64_t k : served_a) EXPECT_TRUE(k == 0 || k == 2) << k;
+  for (std::int64_t k : served_b) EXPECT_TRUE(k == 1 || k == 3) << k;
+  EXPECT_FALSE(served_a.empty());
+  EXPECT_FALSE(served_b.empty());
   // identical async FedAvg: d_i = 1, every step adds one update of 0.125.
-  EXPECT_EQ(run.wall_engine->model(), FlatVector::Constant(3, 40 * 0.125));
-  const WallEngine::Tally t = run.wall_engine->tally();
+  EXPECT_EQ(run.engine->model(), FlatVector::Constant(3, 40 * 0.125));
+  const TaskTally t = run.engine->tally();
   EXPECT_EQ(t.aggregated, 40);
   EXPECT_EQ(t.issued, 44);
-  EXPECT_EQ(t.in_flight, 4);
+  EXPECT_EQ(t.in_flight(), 4);
   EXPECT_EQ(test::Hashes(run.log->dir()).size(), 40u);
 }
 
@@ -228,8 +233,8 @@ TEST(CoordinatorTest, WallClockWorkersKeepClientsAndFactorsAcrossRejoinsAndDeath
   ASSERT_EQ(dead.size(), 1u);
   EXPECT_EQ(dead[0]["worker"], b2->value);
   EXPECT_EQ(test::Events(run.log->dir(), "clients_reassigned").size(), 1u);
-  const WallEngine::Tally t = run.wall_engine->tally();
-  EXPECT_EQ(t.issued, t.aggregated + t.dropped + t.in_flight);
+  const TaskTally t = run.engine->tally();
+  EXPECT_EQ(t.issued, t.aggregated + t.dropped + t.in_flight());
 }
 
 // A graceful stop of a wall-clock run saves the last step it logged, which
@@ -267,7 +272,7 @@ TEST(CoordinatorTest, WallClockStopCheckpointsTheLastLoggedStep) {
   ASSERT_FALSE(path->empty());
   absl::StatusOr<LoadedCheckpoint> loaded = LoadLatestCheckpoint(run.log->dir());
   ASSERT_TRUE(loaded.ok()) << loaded.status();
-  EXPECT_TRUE(loaded->data.wall);
+  EXPECT_EQ(loaded->data.engine.kind, EngineKind::kWallClock);
   const std::vector<std::string> hashes = test::Hashes(run.log->dir());
   EXPECT_EQ(loaded->data.engine.next_round, static_cast<std::int64_t>(hashes.size()));
   EXPECT_EQ(ModelHash(loaded->data.engine.model), hashes.back());

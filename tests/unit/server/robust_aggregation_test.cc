@@ -13,6 +13,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/engine_harness.h"
 #include "common/random/stream.h"
 #include "server/coordinator/round_engine.h"
 #include "server/coordinator/validate_update.h"
@@ -309,7 +310,7 @@ class BadUpdateTest : public ::testing::TestWithParam<int> {};
 TEST_P(BadUpdateTest, OneBadClientLeavesTheHonestOnlyAggregate) {
   RoundEngineOptions options;
   options.rounds = 1;
-  RoundEngineInputs in;
+  EngineInputs in;
   in.client_sizes = {3, 5, 8, 4};
   Dataset train, test;
   in.train = &train;
@@ -318,13 +319,13 @@ TEST_P(BadUpdateTest, OneBadClientLeavesTheHonestOnlyAggregate) {
   FedAvgOptions fo;
   RoundEngine engine(options, in, std::make_unique<UniformCohort>(1, 4, 1.0),
                      std::make_unique<FedAvg>(fo, in.client_sizes), FlatVector::Zero(2));
-  const std::vector<Task> tasks = engine.BeginRound();
+  const std::vector<Task> tasks = engine.TakeTasks();
   ASSERT_EQ(tasks.size(), 4u);
   for (std::size_t i = 0; i < 3; ++i) {
     ClientResult r = Result(static_cast<std::int64_t>(i), in.client_sizes[i],
                             {i + 1.0, -(i + 1.0)});
     r.task = tasks[i].id;
-    ASSERT_TRUE(engine.SubmitResult(r).ok());
+    ASSERT_TRUE(engine.Submit(r, 0).ok());
   }
   ClientResult bad = Result(3, 4, {1, 1});
   bad.task = tasks[3].id;
@@ -337,8 +338,8 @@ TEST_P(BadUpdateTest, OneBadClientLeavesTheHonestOnlyAggregate) {
     case 5: bad.num_examples = 0; break;   // zero weight
     case 6: bad.num_examples = -4; break;  // negative weight
   }
-  EXPECT_EQ(engine.SubmitResult(bad).code(), absl::StatusCode::kInvalidArgument);
-  ASSERT_TRUE(engine.FinishRound(0.0).ok());
+  EXPECT_EQ(engine.Submit(bad, 0).code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(test::FinishOne(engine, 0.0).ok());
   // (3*1 + 5*2 + 8*3) / 16, as without client 3.
   EXPECT_EQ(engine.model()[0], (3.0 * 1 + 5.0 * 2 + 8.0 * 3) / 16.0);
   EXPECT_EQ(engine.model()[1], -(3.0 * 1 + 5.0 * 2 + 8.0 * 3) / 16.0);
@@ -356,7 +357,7 @@ TEST(NormBoundEngineTest, ZeroCountsTheClientAndClipScales) {
   for (NormBoundAction action : {NormBoundAction::kZero, NormBoundAction::kClip}) {
     RoundEngineOptions options;
     options.rounds = 1;
-    RoundEngineInputs in;
+    EngineInputs in;
     in.client_sizes = {1, 3};
     Dataset train, test;
     in.train = &train;
@@ -366,14 +367,14 @@ TEST(NormBoundEngineTest, ZeroCountsTheClientAndClipScales) {
     FedAvgOptions fo;
     RoundEngine engine(options, in, std::make_unique<UniformCohort>(1, 2, 1.0),
                        std::make_unique<FedAvg>(fo, in.client_sizes), FlatVector::Zero(2));
-    const std::vector<Task> tasks = engine.BeginRound();
+    const std::vector<Task> tasks = engine.TakeTasks();
     ClientResult a = Result(0, 1, {4, 0});     // within the bound
     ClientResult b = Result(1, 3, {30, 40});   // norm 50
     a.task = tasks[0].id;
     b.task = tasks[1].id;
-    ASSERT_TRUE(engine.SubmitResult(a).ok());
-    ASSERT_TRUE(engine.SubmitResult(b).ok());
-    ASSERT_TRUE(engine.FinishRound(0.0).ok());
+    ASSERT_TRUE(engine.Submit(a, 0).ok());
+    ASSERT_TRUE(engine.Submit(b, 0).ok());
+    ASSERT_TRUE(test::FinishOne(engine, 0.0).ok());
     if (action == NormBoundAction::kZero) {
       // (1 * (4, 0) + 3 * (0, 0)) / 4
       EXPECT_EQ(engine.model()[0], 1.0);

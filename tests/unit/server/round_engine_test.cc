@@ -9,6 +9,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/engine_harness.h"
 #include "server/participation/participation.h"
 #include "server/strategy/fedavg.h"
 
@@ -23,7 +24,7 @@ class RoundEngineTest : public ::testing::Test {
   void SetUp() override {
     RoundEngineOptions options;
     options.rounds = 3;
-    RoundEngineInputs in;
+    EngineInputs in;
     in.client_sizes = {3, 5, 8};
     in.train = &train_;  // no objective: nothing is evaluated
     in.test = &test_;
@@ -48,15 +49,15 @@ class RoundEngineTest : public ::testing::Test {
 };
 
 TEST_F(RoundEngineTest, FullRoundAggregatesWithExampleWeights) {
-  const std::vector<Task> tasks = engine_->BeginRound();
+  const std::vector<Task> tasks = engine_->TakeTasks();
   ASSERT_EQ(tasks.size(), 3u);
   for (std::size_t i = 0; i < tasks.size(); ++i) {
     EXPECT_EQ(tasks[i].client, ClientId(static_cast<std::int64_t>(i)));
     EXPECT_EQ(tasks[i].round, 0);
-    ASSERT_TRUE(engine_->SubmitResult(ResultFor(tasks[i], i + 1.0)).ok());
+    ASSERT_TRUE(engine_->Submit(ResultFor(tasks[i], i + 1.0), 0).ok());
   }
   EXPECT_TRUE(engine_->AllTasksResolved());
-  const absl::StatusOr<MetricsRow> row = engine_->FinishRound(0.5);
+  const absl::StatusOr<MetricsRow> row = test::FinishOne(*engine_, 0.5);
   ASSERT_TRUE(row.ok()) << row.status();
   EXPECT_EQ(row->participants, 3);
   // (3*1 + 5*2 + 8*3) / 16
@@ -65,64 +66,64 @@ TEST_F(RoundEngineTest, FullRoundAggregatesWithExampleWeights) {
 }
 
 TEST_F(RoundEngineTest, RejectionsCarryTheRightCodes) {
-  const std::vector<Task> tasks = engine_->BeginRound();
+  const std::vector<Task> tasks = engine_->TakeTasks();
   ClientResult unknown = ResultFor(tasks[0]);
   unknown.task = TaskId(999);
-  EXPECT_EQ(engine_->SubmitResult(unknown).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(engine_->Submit(unknown, 0).code(), absl::StatusCode::kNotFound);
 
   ClientResult foreign = ResultFor(tasks[0]);
   foreign.client = ClientId(1);
   foreign.num_examples = 5;
-  const absl::Status st = engine_->SubmitResult(foreign);
+  const absl::Status st = engine_->Submit(foreign, 0);
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(st.message(), HasSubstr("issued to client 0"));
 
   ClientResult wrong_size = ResultFor(tasks[0]);
   wrong_size.update = FlatVector::Zero(3);
-  EXPECT_THAT(engine_->SubmitResult(wrong_size).message(),
+  EXPECT_THAT(engine_->Submit(wrong_size, 0).message(),
               HasSubstr("update has 3 values, expected 2"));
 
   ClientResult nan = ResultFor(tasks[0]);
   nan.update[1] = std::numeric_limits<double>::quiet_NaN();
-  EXPECT_THAT(engine_->SubmitResult(nan).message(), HasSubstr("NaN"));
+  EXPECT_THAT(engine_->Submit(nan, 0).message(), HasSubstr("NaN"));
   ClientResult inf = ResultFor(tasks[0]);
   inf.update[0] = std::numeric_limits<double>::infinity();
-  EXPECT_EQ(engine_->SubmitResult(inf).code(),
+  EXPECT_EQ(engine_->Submit(inf, 0).code(),
             absl::StatusCode::kInvalidArgument);
 
   ClientResult lying = ResultFor(tasks[0]);
   lying.num_examples = 1000;
-  EXPECT_THAT(engine_->SubmitResult(lying).message(),
+  EXPECT_THAT(engine_->Submit(lying, 0).message(),
               HasSubstr("num_examples = 1000"));
 
   // None of the rejections consumed the task: the good result still lands,
   // and a second push of it is a duplicate.
-  EXPECT_TRUE(engine_->SubmitResult(ResultFor(tasks[0])).ok());
-  EXPECT_EQ(engine_->SubmitResult(ResultFor(tasks[0])).code(),
+  EXPECT_TRUE(engine_->Submit(ResultFor(tasks[0]), 0).ok());
+  EXPECT_EQ(engine_->Submit(ResultFor(tasks[0]), 0).code(),
             absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(engine_->tally().rejected_pushes, 6);
   EXPECT_EQ(engine_->tally().duplicate_pushes, 1);
 }
 
 TEST_F(RoundEngineTest, StaleAndDroppedTasksAreRefusedAndAccountedFor) {
-  const std::vector<Task> round0 = engine_->BeginRound();
-  engine_->DropTask(round0[1].id, "worker crashed");
-  EXPECT_EQ(engine_->SubmitResult(ResultFor(round0[1])).code(),
+  const std::vector<Task> round0 = engine_->TakeTasks();
+  engine_->Drop(round0[1].id, "worker crashed", 0);
+  EXPECT_EQ(engine_->Submit(ResultFor(round0[1]), 0).code(),
             absl::StatusCode::kFailedPrecondition);
-  ASSERT_TRUE(engine_->SubmitResult(ResultFor(round0[0], 2.0)).ok());
+  ASSERT_TRUE(engine_->Submit(ResultFor(round0[0], 2.0), 0).ok());
   EXPECT_FALSE(engine_->AllTasksResolved());  // task 2 still open
-  const absl::StatusOr<MetricsRow> row = engine_->FinishRound(1.0);
+  const absl::StatusOr<MetricsRow> row = test::FinishOne(*engine_, 1.0);
   ASSERT_TRUE(row.ok());
   EXPECT_EQ(row->participants, 1);
   // Only client 0 returned: its update is the mean update.
   EXPECT_DOUBLE_EQ(engine_->model()[0], 2.0);
 
-  engine_->BeginRound();
-  const absl::Status stale = engine_->SubmitResult(ResultFor(round0[2]));
+  engine_->TakeTasks();
+  const absl::Status stale = engine_->Submit(ResultFor(round0[2]), 0);
   EXPECT_EQ(stale.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(stale.message(), HasSubstr("stale"));
 
-  const RoundEngine::Tally& t = engine_->tally();
+  const TaskTally& t = engine_->tally();
   EXPECT_EQ(t.issued, 6);
   EXPECT_EQ(t.dropped, 1);
   EXPECT_EQ(t.timed_out, 1);
@@ -132,10 +133,10 @@ TEST_F(RoundEngineTest, StaleAndDroppedTasksAreRefusedAndAccountedFor) {
 TEST_F(RoundEngineTest, RunEndsAfterTheConfiguredRounds) {
   for (int t = 0; t < 3; ++t) {
     ASSERT_FALSE(engine_->done());
-    for (const Task& task : engine_->BeginRound()) {
-      ASSERT_TRUE(engine_->SubmitResult(ResultFor(task, 0.0)).ok());
+    for (const Task& task : engine_->TakeTasks()) {
+      ASSERT_TRUE(engine_->Submit(ResultFor(task, 0.0), 0).ok());
     }
-    ASSERT_TRUE(engine_->FinishRound(t).ok());
+    ASSERT_TRUE(test::FinishOne(*engine_, t).ok());
   }
   EXPECT_TRUE(engine_->done());
   EXPECT_EQ(engine_->tally().issued, 9);
@@ -157,7 +158,7 @@ TEST(RoundEnginePrivacyTest, ChargesReportedAndUnreturnedSteps) {
   Dataset train, test;
   RoundEngineOptions options;
   options.rounds = 2;
-  RoundEngineInputs in;
+  EngineInputs in;
   in.client_sizes = {3, 5, 8};
   in.train = &train;
   in.test = &test;
@@ -171,7 +172,7 @@ TEST(RoundEnginePrivacyTest, ChargesReportedAndUnreturnedSteps) {
   RoundEngine engine(options, in, std::make_unique<UniformCohort>(1, 3, 1.0),
                      std::make_unique<FedAvg>(fo, in.client_sizes),
                      FlatVector::Zero(2));
-  const std::vector<Task> tasks = engine.BeginRound();
+  const std::vector<Task> tasks = engine.TakeTasks();
   ASSERT_EQ(tasks.size(), 3u);
   for (int i : {0, 1}) {
     ClientResult r;
@@ -180,10 +181,10 @@ TEST(RoundEnginePrivacyTest, ChargesReportedAndUnreturnedSteps) {
     r.update = FlatVector::Zero(2);
     r.num_examples = in.client_sizes[i];
     r.num_steps = 2 + i;  // client 0: 2 steps, client 1: 3
-    ASSERT_TRUE(engine.SubmitResult(r).ok());
+    ASSERT_TRUE(engine.Submit(r, 0).ok());
   }
   // Client 2's task times out: it is charged its planned 8 steps.
-  absl::StatusOr<MetricsRow> row = engine.FinishRound(0.0);
+  absl::StatusOr<MetricsRow> row = test::FinishOne(engine, 0.0);
   ASSERT_TRUE(row.ok()) << row.status();
   const PrivacyLedger& ledger = *engine.privacy();
   EXPECT_EQ(ledger.steps(0), 2);
@@ -203,7 +204,7 @@ TEST(RoundEngineRobustTest, FailedRobustAggregationCancelsTheResults) {
   Dataset train, test;
   RoundEngineOptions options;
   options.rounds = 2;
-  RoundEngineInputs in;
+  EngineInputs in;
   in.client_sizes = {3, 5, 8};
   in.train = &train;
   in.test = &test;
@@ -213,7 +214,7 @@ TEST(RoundEngineRobustTest, FailedRobustAggregationCancelsTheResults) {
   RoundEngine engine(options, in, std::make_unique<UniformCohort>(1, 3, 1.0),
                      std::make_unique<FedAvg>(fo, in.client_sizes),
                      FlatVector::Constant(2, 7.0));
-  const std::vector<Task> tasks = engine.BeginRound();
+  const std::vector<Task> tasks = engine.TakeTasks();
   ASSERT_EQ(tasks.size(), 3u);
   for (const Task& t : tasks) {
     ClientResult r;
@@ -222,9 +223,9 @@ TEST(RoundEngineRobustTest, FailedRobustAggregationCancelsTheResults) {
     r.update = FlatVector::Constant(2, 1.0);
     r.num_examples = in.client_sizes[t.client.value];
     r.train_loss = 0.5;
-    ASSERT_TRUE(engine.SubmitResult(r).ok());
+    ASSERT_TRUE(engine.Submit(r, 0).ok());
   }
-  absl::StatusOr<MetricsRow> row = engine.FinishRound(0.0);
+  absl::StatusOr<MetricsRow> row = test::FinishOne(engine, 0.0);
   ASSERT_TRUE(row.ok()) << row.status();
   EXPECT_EQ(engine.model()[0], 7.0);
   EXPECT_EQ(engine.model()[1], 7.0);
@@ -239,7 +240,7 @@ TEST(RoundEngineRobustTest, FailedRobustAggregationCancelsTheResults) {
 
 TEST(RoundEnginePrivacyTest, NoLedgerNoEpsilon) {
   Dataset train, test;
-  RoundEngineInputs in;
+  EngineInputs in;
   in.client_sizes = {3};
   in.train = &train;
   in.test = &test;
@@ -248,8 +249,8 @@ TEST(RoundEnginePrivacyTest, NoLedgerNoEpsilon) {
                      std::make_unique<UniformCohort>(1, 1, 1.0),
                      std::make_unique<FedAvg>(fo, in.client_sizes),
                      FlatVector::Zero(2));
-  engine.BeginRound();
-  absl::StatusOr<MetricsRow> row = engine.FinishRound(0.0);
+  engine.TakeTasks();
+  absl::StatusOr<MetricsRow> row = test::FinishOne(engine, 0.0);
   ASSERT_TRUE(row.ok());
   EXPECT_TRUE(std::isnan(row->epsilon_max));
   EXPECT_TRUE(std::isnan(row->epsilon_mean));

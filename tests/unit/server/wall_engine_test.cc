@@ -41,7 +41,7 @@ class Harness {
     o.ticks_per_unit = 1;  // ticks are the time units here
     o.server_lr = server_lr;
     o.name = "test";
-    RoundEngineInputs in;
+    EngineInputs in;
     in.train = &train_;
     in.test = &test_;
     in.client_sizes.assign(static_cast<std::size_t>(n), kRows);
@@ -68,26 +68,26 @@ class Harness {
     r.client = t.client;
     r.update = update;
     r.num_examples = kRows;
-    absl::Status s = engine_->SubmitResult(std::move(r), now);
+    absl::Status s = engine_->Submit(std::move(r), now);
     Collect();
     return s;
   }
   void Advance(Tick now) {
-    engine_->AdvanceTo(now);
+    engine_->AdvanceThrough(now);
     Collect();
   }
   void Drop(std::int64_t client, Tick now) {
-    engine_->DropTask(task(client).id, "test", now);
+    engine_->Drop(task(client).id, "test", now);
     Collect();
   }
   // Clients whose task started at the last call.
   const std::vector<std::int64_t>& restarted() const { return restarted_; }
-  std::vector<WallStepReport> Steps() { return engine_->TakeSteps(); }
+  std::vector<StepReport> Steps() { return *engine_->Close(); }
 
  private:
   void Collect() {
     restarted_.clear();
-    for (Task& t : engine_->TakeNewTasks()) {
+    for (Task& t : engine_->TakeTasks()) {
       restarted_.push_back(t.client.value);
       tasks_[t.client.value] = std::move(t);
     }
@@ -127,9 +127,9 @@ TEST(WallEngineTest, FedFixWindowsCloseOnTheirMultiplesAndIncludeArrivalsAtTheir
   ASSERT_TRUE(h.Push(1, Vec({9.0}), 10).ok());
   EXPECT_TRUE(h.Steps().empty());
   h.Advance(10);
-  std::vector<WallStepReport> steps = h.Steps();
+  std::vector<StepReport> steps = h.Steps();
   ASSERT_EQ(steps.size(), 1u);
-  EXPECT_EQ(steps[0].tick, 10);
+  EXPECT_EQ(steps[0].snapshot->wall_tick, 10);
   EXPECT_EQ(steps[0].row.round, 0);
   EXPECT_EQ(steps[0].row.participants, 3);
   EXPECT_EQ(Clients(steps[0].event["contributors"]), (std::vector<std::int64_t>{0, 1, 2}));
@@ -151,11 +151,11 @@ TEST(WallEngineTest, FedFixWindowsCloseOnTheirMultiplesAndIncludeArrivalsAtTheir
   h.Advance(39);
   steps = h.Steps();
   ASSERT_EQ(steps.size(), 2u);
-  EXPECT_EQ(steps[0].tick, 20);
+  EXPECT_EQ(steps[0].snapshot->wall_tick, 20);
   EXPECT_EQ(Clients(steps[0].event["contributors"]), (std::vector<std::int64_t>{0}));
   EXPECT_EQ(steps[0].event["contributors"][0]["staleness"], 0);
   EXPECT_DOUBLE_EQ((*steps[0].model)[0], 7.0);
-  EXPECT_EQ(steps[1].tick, 30);
+  EXPECT_EQ(steps[1].snapshot->wall_tick, 30);
   EXPECT_EQ(steps[1].row.participants, 0);
   EXPECT_DOUBLE_EQ((*steps[1].model)[0], 7.0);
   h.Advance(40);
@@ -166,10 +166,10 @@ TEST(WallEngineTest, FedFixWindowsCloseOnTheirMultiplesAndIncludeArrivalsAtTheir
   EXPECT_EQ(steps[0].event["contributors"][0]["base_version"], 1);
   EXPECT_EQ(steps[0].event["contributors"][0]["staleness"], 2);
   EXPECT_DOUBLE_EQ(steps[0].event["contributors"][0]["task_time"].get<double>(), 21.0);
-  const WallEngine::Tally t = h.engine().tally();
+  const TaskTally t = h.engine().tally();
   EXPECT_EQ(t.issued, 3 + 3 + 1 + 1);
   EXPECT_EQ(t.aggregated, 5);
-  EXPECT_EQ(t.in_flight, 3);
+  EXPECT_EQ(t.in_flight(), 3);
 }
 
 TEST(WallEngineTest, AsyncFedAvgWeightsComeFromTheMeasuredTaskTimes) {
@@ -177,7 +177,7 @@ TEST(WallEngineTest, AsyncFedAvgWeightsComeFromTheMeasuredTaskTimes) {
   // Client 0 after 10 ticks; client 1 has no time yet and takes the mean of
   // the known ones: tau = (10, 10), d_0 = 1/2 * 10 * (1/10 + 1/10) = 1.
   ASSERT_TRUE(h.Push(0, Vec({1.0}), 10).ok());
-  std::vector<WallStepReport> steps = h.Steps();
+  std::vector<StepReport> steps = h.Steps();
   ASSERT_EQ(steps.size(), 1u);
   EXPECT_DOUBLE_EQ(steps[0].event["contributors"][0]["weight"].get<double>(), 1.0);
   EXPECT_DOUBLE_EQ((*steps[0].model)[0], 1.0);
@@ -210,7 +210,7 @@ TEST(WallEngineTest, FedBuffWeightsComeFromTheStepsSoFar) {
   ASSERT_TRUE(h.Push(0, Vec({1.0}), 1).ok());
   EXPECT_TRUE(h.Steps().empty());
   ASSERT_TRUE(h.Push(1, Vec({1.0}), 2).ok());
-  std::vector<WallStepReport> steps = h.Steps();
+  std::vector<StepReport> steps = h.Steps();
   ASSERT_EQ(steps.size(), 1u);
   // f = (1, 1, 0) after one step: d_i = p_i / f_i = 1/3.
   EXPECT_DOUBLE_EQ(steps[0].event["contributors"][0]["weight"].get<double>(), 1.0 / 3.0);
@@ -250,7 +250,7 @@ TEST(WallEngineTest, BadDuplicateStaleAndLateResultsGetTheirStatus) {
   EXPECT_TRUE(absl::IsFailedPrecondition(h.Push(1, Vec({1.0, 1.0}), 21)));
   // The first task is now neither open nor the last aggregated: stale.
   EXPECT_NE(second.id, first.id);
-  const WallEngine::Tally t = h.engine().tally();
+  const TaskTally t = h.engine().tally();
   EXPECT_EQ(t.duplicate_pushes, 2);
   EXPECT_EQ(t.rejected_pushes, 5);
   EXPECT_EQ(t.aggregated, 2);
@@ -259,7 +259,7 @@ TEST(WallEngineTest, BadDuplicateStaleAndLateResultsGetTheirStatus) {
 TEST(WallEngineTest, DroppedAndOverdueTasksArriveWithoutAnUpdate) {
   Harness h(AsyncScheme::kAsyncFedAvg, 3, /*weight_variant=*/false, Vec({0.0}));
   h.Drop(1, 5);
-  std::vector<WallStepReport> steps = h.Steps();
+  std::vector<StepReport> steps = h.Steps();
   ASSERT_EQ(steps.size(), 1u);
   EXPECT_EQ(steps[0].row.participants, 0);
   EXPECT_EQ(steps[0].event["dropped"], nlohmann::json::array({1}));
@@ -271,10 +271,10 @@ TEST(WallEngineTest, DroppedAndOverdueTasksArriveWithoutAnUpdate) {
   ASSERT_EQ(steps.size(), 2u);
   EXPECT_EQ(steps[0].event["dropped"], nlohmann::json::array({0}));
   EXPECT_EQ(steps[1].event["dropped"], nlohmann::json::array({2}));
-  const WallEngine::Tally t = h.engine().tally();
+  const TaskTally t = h.engine().tally();
   EXPECT_EQ(t.dropped, 3);
   EXPECT_EQ(t.issued, 6);
-  EXPECT_EQ(t.issued, t.aggregated + t.dropped + t.in_flight);
+  EXPECT_EQ(t.issued, t.aggregated + t.dropped + t.in_flight());
 }
 
 // A resumed engine: versions, task ids and time go on from the
@@ -289,7 +289,7 @@ TEST(WallEngineTest, AResumedEngineContinuesVersionsIdsIndicesAndTime) {
   o.window_ticks = 10;
   o.ticks_per_unit = 1;
   o.max_steps = 100;
-  RoundEngineInputs in;
+  EngineInputs in;
   in.train = &train;
   in.test = &test;
   in.client_sizes = {kRows, kRows};
@@ -297,13 +297,20 @@ TEST(WallEngineTest, AResumedEngineContinuesVersionsIdsIndicesAndTime) {
   so.scheme = o.scheme;
   so.num_clients = 2;
   so.window_ticks = 10;
-  WallTally before;
-  before.issued = 30;
-  before.aggregated = 24;
-  before.dropped = 6;
-  WallEngine engine(o, in, MakeAsyncScheduler(so), Vec({2.0}), /*first_version=*/7,
-                    /*first_task_id=*/500, /*time_offset=*/1000, before);
-  const std::vector<Task> tasks = engine.TakeNewTasks();
+  WallEngine engine(o, in, MakeAsyncScheduler(so), Vec({0.0}));
+  // The checkpoint of step 6 (version 7), taken at run time 1000; 6 tasks
+  // were in flight when the run stopped.
+  EngineSnapshot before;
+  before.kind = EngineKind::kWallClock;
+  before.next_round = 7;
+  before.model = Vec({2.0});
+  before.next_task_id = 500;
+  before.wall_tick = 1000;
+  before.tally.issued = 30;
+  before.tally.aggregated = 24;
+  ASSERT_TRUE(engine.Restore(before).ok());
+  EXPECT_EQ(engine.tally().dropped, 6);
+  const std::vector<Task> tasks = engine.TakeTasks();
   ASSERT_EQ(tasks.size(), 2u);
   EXPECT_EQ(tasks[0].id, TaskId(500));
   EXPECT_EQ(tasks[1].id, TaskId(501));
@@ -314,19 +321,19 @@ TEST(WallEngineTest, AResumedEngineContinuesVersionsIdsIndicesAndTime) {
   r.client = tasks[0].client;
   r.update = Vec({1.0});
   r.num_examples = kRows;
-  ASSERT_TRUE(engine.SubmitResult(r, 3).ok());
-  engine.AdvanceTo(10);
-  const std::vector<WallStepReport> steps = engine.TakeSteps();
+  ASSERT_TRUE(engine.Submit(r, 3).ok());
+  engine.AdvanceThrough(10);
+  const std::vector<StepReport> steps = *engine.Close();
   ASSERT_EQ(steps.size(), 1u);
   EXPECT_EQ(steps[0].row.round, 7);
-  EXPECT_EQ(steps[0].tick, 1010);
+  EXPECT_EQ(steps[0].snapshot->wall_tick, 1010);
   EXPECT_DOUBLE_EQ(steps[0].row.virtual_time, 1010.0);
-  EXPECT_EQ(steps[0].next_task_id, 503);
-  EXPECT_EQ(engine.TakeNewTasks()[0].round, 8);
-  const WallEngine::Tally t = engine.tally();
+  EXPECT_EQ(steps[0].snapshot->next_task_id, 503);
+  EXPECT_EQ(engine.TakeTasks()[0].round, 8);
+  const TaskTally t = engine.tally();
   EXPECT_EQ(t.issued, 33);
   EXPECT_EQ(t.aggregated, 25);
-  EXPECT_EQ(t.issued, t.aggregated + t.dropped + t.in_flight);
+  EXPECT_EQ(t.issued, t.aggregated + t.dropped + t.in_flight());
 }
 
 TEST(WallEngineTest, NoStepAfterTheHorizon) {
@@ -335,9 +342,9 @@ TEST(WallEngineTest, NoStepAfterTheHorizon) {
   ASSERT_TRUE(h.Push(0, Vec({1.0}), 22).ok());
   EXPECT_FALSE(h.engine().done());
   h.Advance(40);
-  const std::vector<WallStepReport> steps = h.Steps();
+  const std::vector<StepReport> steps = h.Steps();
   ASSERT_EQ(steps.size(), 2u);  // at 10 and 20; 30 is past the horizon
-  EXPECT_EQ(steps[1].tick, 20);
+  EXPECT_EQ(steps[1].snapshot->wall_tick, 20);
   EXPECT_TRUE(h.engine().done());
   EXPECT_EQ(h.engine().version(), 2);
 }
@@ -389,8 +396,8 @@ double Drive(AsyncScheme scheme, bool weight_variant, double server_lr, Tick end
       break;
     }
     schedule(now);
-    for (const WallStepReport& s : h.Steps()) {
-      if (s.tick >= end / 2) {
+    for (const StepReport& s : h.Steps()) {
+      if (s.snapshot->wall_tick >= end / 2) {
         sum += (*s.model)[0];
         ++count;
       }
