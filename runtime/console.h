@@ -16,7 +16,7 @@
 
 #include "nlohmann/json.hpp"
 #include "server/coordinator/progress.h"
-#include "server/coordinator/run_setup.h"
+#include "server/coordinator/run.h"
 
 namespace fedsim {
 

@@ -91,11 +91,6 @@ absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv,
   return pid;
 }
 
-bool RpcStatsRequestedByEnv() {
-  const char* value = std::getenv("FEDSIM_RPC_STATS");
-  return value != nullptr && *value != '\0' && std::string(value) != "0";
-}
-
 }  // namespace
 
 absl::StatusOr<RunSummary> ServeRun(CoordinatorRun& run,
@@ -122,7 +117,7 @@ absl::StatusOr<RunSummary> ServeRun(CoordinatorRun& run,
     if (rpc_stats_written) return;
     rpc_stats_written = true;
     (void)run.log->Event(rpc_stats.ToJson());
-    if (options.print_rpc_stats || RpcStatsRequestedByEnv()) {
+    if (options.print_rpc_stats) {
       std::fputs(rpc_stats.Table().c_str(), stderr);
     }
   };
@@ -141,7 +136,7 @@ absl::StatusOr<RunSummary> ServeRun(CoordinatorRun& run,
   // Graceful stop (RELIABILITY 12): the first SIGTERM/SIGINT marks the
   // health service NOT_SERVING and stops the coordinator taking joins and
   // handing out tasks; Run() returns at its next tick.
-  StopSignal* const stop = StopSignal::Get();
+  StopSignal* const stop = options.stop_signal;
   const int stop_id =
       stop == nullptr ? 0 : stop->Add([&server, &coordinator, &options] {
         server->SetNotServing();
@@ -221,6 +216,7 @@ absl::StatusOr<RunSummary> LaunchRun(CoordinatorRun& run,
   serve.progress = options.progress;
   serve.auth = secrets.server;
   serve.print_rpc_stats = options.print_rpc_stats;
+  serve.stop_signal = options.stop_signal;
   // A graceful stop of `fedsim launch` stops its workers the same way:
   // they leave and exit 0.
   serve.stop_wait_for_workers = absl::Seconds(5);
@@ -248,7 +244,7 @@ absl::StatusOr<RunSummary> LaunchRun(CoordinatorRun& run,
     return absl::OkStatus();
   };
   absl::StatusOr<RunSummary> summary = ServeRun(run, serve);
-  const bool stopped = StopSignal::Get() != nullptr && StopSignal::Get()->signal() != 0;
+  const bool stopped = options.stop_signal != nullptr && options.stop_signal->signal() != 0;
   if (!summary.ok() && !stopped) {
     kill_children();
     return summary;

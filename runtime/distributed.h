@@ -13,9 +13,10 @@
 
 #include "absl/status/statusor.h"
 #include "common/auth/auth.h"
+#include "common/base/stop_signal.h"
 #include "absl/time/time.h"
 #include "server/coordinator/progress.h"
-#include "server/coordinator/run_setup.h"
+#include "server/coordinator/run_builder.h"
 
 namespace fedsim {
 
@@ -32,15 +33,18 @@ struct ServeOptions {
   // drain (`fedsim launch`, whose workers are stopped too).
   absl::Duration stop_wait_for_workers = absl::ZeroDuration();
   // Print the per-RPC statistics table (RpcStats::Table) to stderr at the
-  // end; the environment variable FEDSIM_RPC_STATS=1 does the same. The
-  // `rpc_stats` event is written to events.jsonl either way.
+  // end (the binaries also set it from FEDSIM_RPC_STATS=1). The `rpc_stats`
+  // event is written to events.jsonl either way.
   bool print_rpc_stats = false;
+  // The process's signal handler (StopSignal::Install, by the binaries);
+  // null: no graceful stop on a signal.
+  StopSignal* stop_signal = nullptr;
 };
 
 // Serves a prepared run until it ends, then waits briefly for workers to
 // leave and stops the server.
 //
-// If StopSignal::Install() was called, the first SIGTERM/SIGINT stops the
+// With options.stop_signal, the first SIGTERM/SIGINT stops the
 // run gracefully (RELIABILITY 12): health NOT_SERVING, no more joins or
 // tasks, the open round abandoned, calls in flight drained for up to 5 s,
 // a checkpoint of the last completed round written (unless the newest one
@@ -60,8 +64,10 @@ struct LaunchOptions {
   // certificate for 127.0.0.1 and one per worker (CN worker-<i>), kept in a
   // private temporary directory removed at the end.
   AuthMode auth = AuthMode::kNone;
-  // As ServeOptions::print_rpc_stats.
+  // As ServeOptions::print_rpc_stats and stop_signal (a stop is also
+  // forwarded to the workers).
   bool print_rpc_stats = false;
+  StopSignal* stop_signal = nullptr;
 };
 
 // Runs a prepared run with `workers` local worker processes. Their logs go

@@ -12,7 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "server/coordinator/progress.h"
-#include "server/coordinator/run_setup.h"
+#include "server/coordinator/run_builder.h"
 
 namespace fedsim {
 

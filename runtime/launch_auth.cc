@@ -61,9 +61,10 @@ absl::StatusOr<LaunchSecrets> MakeLaunchSecrets(AuthMode mode, int workers) {
   secrets.mode = mode;
   secrets.server.mode = mode;
   if (mode == AuthMode::kNone) return secrets;
-  const char* tmp = std::getenv("TMPDIR");
-  std::string pattern = absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp",
-                                     "/fedsim-launch-XXXXXX");
+  std::error_code ec;
+  const std::filesystem::path tmp = std::filesystem::temp_directory_path(ec);
+  std::string pattern =
+      absl::StrCat(ec ? std::string("/tmp") : tmp.string(), "/fedsim-launch-XXXXXX");
   if (::mkdtemp(pattern.data()) == nullptr) {
     return absl::InternalError(absl::StrCat("cannot create a private directory ",
                                             pattern, ": ", std::strerror(errno)));

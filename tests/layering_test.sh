@@ -35,6 +35,11 @@ if [ -n "$hits" ]; then echo "layering: runtime/ includes tools/:"; echo "$hits"
 # the gRPC adapters.
 hits=$(grep -rnE '#include [<"](grpcpp?/|.*\.grpc\.pb\.h|server/grpc/|client/grpc/)' server/coordinator client/worker --include='*.h' --include='*.cc' || true)
 if [ -n "$hits" ]; then echo "layering: the coordinator or the worker includes gRPC or its adapters:"; echo "$hits"; status=1; fi
+# Libraries never read the environment or raise signals (STYLE 5.6): the
+# binaries in tools/ turn flags and variables into options and seams
+# (tools/fault_injection.h).
+hits=$(grep -rnE '(std::)?getenv\(|std::raise\(|[^:a-z_]raise\(SIG' common server client runtime --include='*.h' --include='*.cc' || true)
+if [ -n "$hits" ]; then echo "layering: a library reads the environment or raises a signal:"; echo "$hits"; status=1; fi
 # No exclusions: every main() lives in tools/.
 hits=$(grep -rlE '^int main\(' common server client runtime --include='*.cc' || true)
 if [ -n "$hits" ]; then echo "layering: a main() outside tools/:"; echo "$hits"; status=1; fi

@@ -36,6 +36,7 @@
 #include "runtime/distributed.h"
 #include "runtime/embedded.h"
 #include "tools/cli_help.h"
+#include "tools/fault_injection.h"
 #include "tools/privacy_cli.h"
 
 ABSL_FLAG(std::string, out, "", "run directory (default runs/<config name>)");
@@ -206,6 +207,7 @@ int RunCommand(const std::string& command, const std::string& config_path) {
       absl::GetFlag(FLAGS_resume) ? fedsim::PrepareOrResumeRun(*config, out, runtime)
                                   : fedsim::PrepareRun(*config, out, runtime);
   if (!run.ok()) return Fail(2, run.status());
+  fedsim::InstallCoordinatorFaults(*run);
   if (run->resumed && !absl::GetFlag(FLAGS_quiet) && !json) {
     std::fprintf(stderr, "fedsim: resuming %s at round %lld\n", out.c_str(),
                  static_cast<long long>(fedsim::CompletedRounds(*run)));
@@ -223,7 +225,9 @@ int RunCommand(const std::string& command, const std::string& config_path) {
     options.workers = workers;
     options.progress = progress;
     options.auth = *auth;
-    options.print_rpc_stats = absl::GetFlag(FLAGS_rpc_stats);
+    options.print_rpc_stats =
+        absl::GetFlag(FLAGS_rpc_stats) || fedsim::RpcStatsRequestedByEnv();
+    options.stop_signal = fedsim::StopSignal::Get();
     summary = fedsim::LaunchRun(*run, options);
   }
   if (!summary.ok() && command == "launch" && absl::IsCancelled(summary.status()) &&

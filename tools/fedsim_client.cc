@@ -39,6 +39,7 @@
 #include "client/worker/worker.h"
 #include "common/base/stop_signal.h"
 #include "tools/cli_help.h"
+#include "tools/fault_injection.h"
 
 ABSL_FLAG(std::string, server, "", "coordinator address HOST:PORT; env FEDSIM_SERVER");
 ABSL_FLAG(std::string, worker_name, "",
@@ -147,7 +148,9 @@ int main(int argc, char** argv) {
   // being unreachable (a plaintext worker waiting for a TLS coordinator's
   // channel to become ready would otherwise wait a whole rpc_timeout).
   client_options.rpc_timeout = std::min(client_options.rpc_timeout, options.max_unreachable);
-  auto client = fedsim::MakeGrpcCoordinatorClient(client_options);
+  // The fault tests' seams (FEDSIM_FAULT_*; tools/fault_injection.h).
+  std::unique_ptr<fedsim::CoordinatorClient> client =
+      fedsim::WithWorkerFaults(fedsim::MakeGrpcCoordinatorClient(client_options), options.name);
   std::atomic<bool> stop{false};
   options.stop = &stop;
   const int stop_id = stop_signal.Add([&] {

@@ -29,6 +29,7 @@
 #include "runtime/console.h"
 #include "runtime/distributed.h"
 #include "tools/cli_help.h"
+#include "tools/fault_injection.h"
 
 ABSL_FLAG(std::string, config, "", "experiment config (YAML); env FEDSIM_CONFIG");
 ABSL_FLAG(std::string, listen, "", "address to serve on (default 0.0.0.0:50051); env FEDSIM_LISTEN");
@@ -120,6 +121,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "fedsim-server: %s\n", std::string(run.status().message()).c_str());
     return 2;
   }
+  fedsim::InstallCoordinatorFaults(*run);
   if (run->resumed) {
     std::fprintf(stderr, "fedsim-server: resuming %s at round %lld\n", out.c_str(),
                  static_cast<long long>(fedsim::CompletedRounds(*run)));
@@ -139,7 +141,8 @@ int main(int argc, char** argv) {
   fedsim::ServeOptions options;
   options.auth = *std::move(auth);
   options.listen = FlagOrEnv(absl::GetFlag(FLAGS_listen), "FEDSIM_LISTEN", "0.0.0.0:50051");
-  options.print_rpc_stats = absl::GetFlag(FLAGS_rpc_stats);
+  options.print_rpc_stats = absl::GetFlag(FLAGS_rpc_stats) || fedsim::RpcStatsRequestedByEnv();
+  options.stop_signal = &stop_signal;
   options.progress = fedsim::MakeConsoleProgress(
       stderr, absl::GetFlag(FLAGS_quiet) ? fedsim::ProgressMode::kQuiet
                                          : fedsim::ProgressMode::kHuman);

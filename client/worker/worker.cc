@@ -23,11 +23,6 @@
 namespace fedsim {
 namespace {
 
-int EnvInt(const char* name) {
-  const char* v = std::getenv(name);
-  return v == nullptr ? 0 : std::atoi(v);
-}
-
 bool Retryable(const absl::Status& s) {
   return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s);
 }
@@ -230,19 +225,9 @@ class WorkerLoop {
   absl::Status PushWithRetry(const ClientResult& result) {
     Backoff backoff(options_);
     const absl::Time give_up = absl::Now() + options_.max_unreachable;
-    if (const int delay_ms = EnvInt("FEDSIM_FAULT_DELAY_PUSH_MS"); delay_ms > 0) {
-      absl::SleepFor(absl::Milliseconds(delay_ms * (1 + result.task.value % 3)));
-    }
     while (true) {
       const WorkerId me = worker();
       absl::StatusOr<bool> pushed = client_.PushResult(me, result);
-      if (pushed.ok() && EnvInt("FEDSIM_FAULT_DUPLICATE_PUSH") == 1) {
-        absl::StatusOr<bool> again = client_.PushResult(me, result);
-        Log(options_.name,
-            absl::StrCat("fault: duplicate push sent for task ", result.task.value,
-                         ": ", again.ok() ? (*again ? "duplicate" : "accepted")
-                                          : again.status().ToString()));
-      }
       if (pushed.ok()) return absl::OkStatus();
       if (Stopping()) return absl::OkStatus();
       if (absl::IsNotFound(pushed.status()) &&

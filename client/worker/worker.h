@@ -17,10 +17,8 @@
 // thread sends a Heartbeat every distributed.heartbeat_interval_s, so that a
 // long task does not make the coordinator declare it dead (RELIABILITY 3).
 //
-// Fault injection for the fault tests (docs/reliability.md, "Faults"):
-// FEDSIM_FAULT_DUPLICATE_PUSH=1 pushes every result twice (the second is
-// logged as "fault: duplicate push sent"); FEDSIM_FAULT_DELAY_PUSH_MS=N
-// delays each push by N x (1 + task id mod 3) ms, which also reorders them.
+// Fault injection for the fault tests wraps the client
+// (fault_injecting_client.h); the worker itself knows nothing of it.
 //
 // Thread safety: Run() is called once; it may run `parallel` loops.
 #ifndef FEDSIM_CLIENT_WORKER_WORKER_H_

@@ -1,11 +1,17 @@
 // File: server/coordinator/coordinator.h
 //
 // The distributed coordinator: a transport-agnostic, thread-safe front of
-// the RoundEngine for worker processes. gRPC handlers (server/grpc) call
-// Join / PullTask / PushResult / Leave; none of them blocks. PullTask is a
-// long poll: if no task is pending its callback is parked and invoked later
-// from the round thread, when a task appears, when the poll's deadline
-// passes (an empty reply with a retry hint), or when the run ends.
+// the run's Engine (engine.h) for worker processes. gRPC handlers
+// (server/grpc) call Join / PullTask / PushResult / Leave; none of them
+// blocks. PullTask is a long poll: if no task is pending its callback is
+// parked and invoked later from the run thread, when a task appears, when
+// the poll's deadline passes (an empty reply with a retry hint), or when
+// the run ends.
+//
+// The pieces: WorkerRegistry (worker_registry.h) knows the workers,
+// PullQueue (pull_queue.h) hands tasks to polls, the drive loop (drive.h)
+// steps the engine with this coordinator as its TaskExecutor
+// (coordinator_drive.cc), and checkpoint_policy.h saves the run.
 //
 // Stateful algorithms (ClientsKeepState): the coordinator owns every
 // client's state (CoordinatorRun::client_states, checkpointed with the
@@ -21,9 +27,9 @@
 // name of a registered worker (a restarted process) replaces that
 // registration; its open tasks are re-issued (worker_rejoined).
 //
-// Run() drives the rounds on the calling thread: wait (bounded) for
-// min_workers, then for every round publish its tasks, wait until every
-// task is resolved or the round deadline passes, and finish the round. The
+// Run() drives the run on the calling thread: wait (bounded) for
+// min_workers, then for every step publish its tasks, wait until every
+// task is resolved or the deadline passes, and close the step. The
 // aggregation runs on that thread without the lock, so handlers stay fast.
 //
 // Thread safety: all public methods are thread-safe.
@@ -31,9 +37,7 @@
 #define FEDSIM_SERVER_COORDINATOR_COORDINATOR_H_
 
 #include <cstdint>
-#include <deque>
 #include <condition_variable>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -48,7 +52,9 @@
 #include "server/coordinator/checkpoint.h"
 #include "server/coordinator/drive.h"
 #include "server/coordinator/progress.h"
-#include "server/coordinator/run_setup.h"
+#include "server/coordinator/pull_queue.h"
+#include "server/coordinator/run_builder.h"
+#include "server/coordinator/worker_registry.h"
 
 namespace fedsim {
 
@@ -90,15 +96,9 @@ struct CoordinatorOptions {
   std::vector<double> worker_slowdown;
 };
 
-struct PullReply {
-  std::optional<Task> task;
-  bool run_finished = false;
-  int retry_after_ms = 0;
-};
-
 class Coordinator : private TaskExecutor {
  public:
-  using PullCallback = absl::AnyInvocable<void(absl::StatusOr<PullReply>) &&>;
+  using PullCallback = PullQueue::Callback;
 
   // `run` must outlive the coordinator.
   Coordinator(const CoordinatorOptions& options, CoordinatorRun* run,
@@ -190,26 +190,11 @@ class Coordinator : private TaskExecutor {
   std::int64_t num_parameters() const { return run_->experiment->num_parameters(); }
 
  private:
-  struct Parked {
-    std::int64_t id;
-    WorkerId worker;
-    absl::Time deadline;
-    PullCallback done;
-  };
-  struct WorkerInfo {
-    std::string name;
-    std::string key;  // the identity a rejoin is recognised by
-    absl::Time last_seen;
-    bool polled = false;  // has asked for a task at least once
-    double slowdown = 1.0;
-  };
-  using Completion = std::pair<PullCallback, absl::StatusOr<PullReply>>;
+  using Completion = PullQueue::Completion;
 
   // Hands pending tasks to parked polls; collects the callbacks to run
   // after the lock is released.
   void DispatchLocked(std::vector<Completion>& out)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ExpireLocked(absl::Time now, std::vector<Completion>& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static void RunCompletions(std::vector<Completion>& completions);
   // The run is over: no more joins, parked polls get run_finished.
@@ -239,12 +224,9 @@ class Coordinator : private TaskExecutor {
   // Moves the wall engine's new tasks to the queue (replacing a queued task
   // of the same client) and forgets tasks that are no longer open.
   void SyncWallTasksLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // May `worker` run a task for `client`?
-  bool EligibleLocked(std::int64_t worker, ClientId client) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Gives the clients in `clients` to the registered workers, round robin.
-  void AssignLocked(const std::vector<std::int64_t>& clients)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether `task` is still open in the engine (not answered, dropped or
+  // superseded).
+  bool OpenLocked(TaskId task) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Takes back the tasks handed to `worker` (which is no longer
   // registered): re-queued in client order, or, with `drop_if_alone` and no
   // worker left, dropped with `reason`. Returns how many were re-queued and
@@ -287,19 +269,8 @@ class Coordinator : private TaskExecutor {
   // its Mutex is invisible to the TSan tests (docs/architecture.md).
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::map<std::int64_t, WorkerInfo> workers_ ABSL_GUARDED_BY(mu_);
-  std::int64_t next_worker_id_ ABSL_GUARDED_BY(mu_) = 1;
-  std::int64_t next_pull_id_ ABSL_GUARDED_BY(mu_) = 1;
-  std::deque<Parked> parked_ ABSL_GUARDED_BY(mu_);
-  std::deque<Task> pending_ ABSL_GUARDED_BY(mu_);
-  // Task id -> the worker it was handed to, for the open round.
-  std::map<std::int64_t, std::int64_t> assigned_ ABSL_GUARDED_BY(mu_);
-  std::map<std::int64_t, Task> issued_ ABSL_GUARDED_BY(mu_);
-  // Client id -> owning worker id (pin_clients only); clients without a
-  // worker wait for the next one to join.
-  std::map<std::int64_t, std::int64_t> owner_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::int64_t> unowned_ ABSL_GUARDED_BY(mu_);
-  std::int64_t last_issued_task_ ABSL_GUARDED_BY(mu_) = 0;
+  WorkerRegistry workers_ ABSL_GUARDED_BY(mu_);
+  PullQueue queue_ ABSL_GUARDED_BY(mu_);
   bool accepting_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
@@ -307,11 +278,6 @@ class Coordinator : private TaskExecutor {
   // The state after the last completed round when its checkpoint was not
   // written (checkpoint.every > 1), for CheckpointLastCompletedRound.
   std::shared_ptr<const CheckpointData> unsaved_ ABSL_GUARDED_BY(mu_);
-  // Distinct workers that joined (worker_slowdown's index), and each
-  // identity's factor: a worker that comes back (restarted, or after it was
-  // declared dead or left) keeps it.
-  std::int64_t joins_ ABSL_GUARDED_BY(mu_) = 0;
-  std::map<std::string, double> slowdown_of_ ABSL_GUARDED_BY(mu_);
   // When the wall-clock run started (time 0 of its ticks).
   std::optional<absl::Time> wall_start_ ABSL_GUARDED_BY(mu_);
 };

@@ -32,7 +32,7 @@ absl::StatusOr<RunSummary> Drive(CoordinatorRun& run, TaskExecutor& executor,
       summary.Record(row);
       const bool last = done && i + 1 == closed.reports.size();
       FEDSIM_ASSIGN_OR_RETURN(const bool written,
-                              MaybeCheckpoint(run, report, last, summary, row.wall_time_s));
+                              MaybeCheckpoint(run, report, last, summary, row.wall_time_s, clock));
       std::shared_ptr<const CheckpointData> unsaved;
       // (Kept with checkpoint.every = 0 too: a graceful stop saves it.)
       if (!written && (options.keep_unsaved || report.snapshot.has_value())) {

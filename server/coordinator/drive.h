@@ -26,9 +26,10 @@
 #include "absl/time/time.h"
 #include "common/base/clock.h"
 #include "server/coordinator/checkpoint.h"
+#include "server/coordinator/checkpoint_policy.h"
 #include "server/coordinator/engine.h"
 #include "server/coordinator/progress.h"
-#include "server/coordinator/run_setup.h"
+#include "server/coordinator/run.h"
 
 namespace fedsim {
 

@@ -138,7 +138,7 @@ grep -q "client certificate" "$work/rogue-ca.log" || fail "rogue-ca: its log doe
 if grep -q '"event":"worker_joined"' "$work/runs/mtls/events.jsonl"; then
   fail "mtls: a worker with another CA's certificate joined"
 fi
-dc logs --no-color coordinator 2>&1 | grep -q "certificate verify failed" ||
+grep -q "certificate verify failed" <<< "$(dc logs --no-color coordinator 2>&1)" ||
   fail "mtls: the coordinator logged no failed certificate verification"
 finish mtls
 grep -q '"name":"worker"' "$work/runs/mtls/events.jsonl" || fail "mtls: the workers did not join as their certificate's CN (worker)"

@@ -87,7 +87,7 @@ wait_for 60 given_up || fail "the coordinator with a missing config: $(state '{{
 sleep 3
 [ "$(state '{{.RestartCount}}' "$bad")" = 2 ] || fail "the coordinator with a missing config restarted $(state '{{.RestartCount}}' "$bad") times"
 [ "$(state '{{.State.ExitCode}}' "$bad")" = 2 ] || fail "the coordinator with a missing config exited $(state '{{.State.ExitCode}}' "$bad")"
-docker logs "$bad" 2>&1 | grep -q "no_such_config.yaml" || fail "the coordinator's error does not name the config"
+grep -q "no_such_config.yaml" <<< "$(docker logs "$bad" 2>&1)" || fail "the coordinator's error does not name the config"
 dc down --timeout 5 > /dev/null 2>&1
 echo "a coordinator with a missing config: exit 2, restarted twice, then down"
 
@@ -157,7 +157,7 @@ wait_for 60 restarted || fail "the crashed worker was not restarted"
 # Its name is the container's host name (deploy/docker-compose.yml), kept
 # across the restart: it rejoins as itself and its task is re-issued.
 victim_name=$(state '{{.Config.Hostname}}' "$victim")
-rejoined() { grep '"event":"worker_rejoined"' "$run/events.jsonl" | grep -q "\"name\":\"$victim_name\""; }
+rejoined() { grep '"event":"worker_rejoined"' "$run/events.jsonl" | grep "\"name\":\"$victim_name\"" > /dev/null; }
 wait_for 60 rejoined || fail "the restarted worker $victim_name did not rejoin under its name"
 running || fail "the run ended before the faults were done (raise rounds)"
 echo "crashed worker restarted by compose (restarts: $(state '{{.RestartCount}}' "$victim")) and rejoined as $victim_name"

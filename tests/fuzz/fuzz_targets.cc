@@ -14,7 +14,7 @@
 #include "fedsim/v1/service.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "server/coordinator/coordinator.h"
-#include "server/coordinator/run_setup.h"
+#include "server/coordinator/run_builder.h"
 #include "server/grpc/coordinator_server.h"
 
 namespace fedsim::fuzz {

@@ -21,7 +21,7 @@
 #include "nlohmann/json.hpp"
 #include "runtime/embedded.h"
 #include "server/clock/time_model.h"
-#include "server/coordinator/run_setup.h"
+#include "server/coordinator/run_builder.h"
 #include "tests/testing/run_dir.h"
 
 namespace fedsim {

@@ -28,7 +28,7 @@
 #include "runtime/distributed.h"
 #include "runtime/embedded.h"
 #include "server/coordinator/coordinator.h"
-#include "server/coordinator/run_setup.h"
+#include "server/coordinator/run_builder.h"
 #include "server/grpc/coordinator_server.h"
 #include "tests/testing/run_dir.h"
 

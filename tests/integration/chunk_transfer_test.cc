@@ -25,7 +25,7 @@
 #include "runtime/distributed.h"
 #include "runtime/embedded.h"
 #include "server/coordinator/coordinator.h"
-#include "server/coordinator/run_setup.h"
+#include "server/coordinator/run_builder.h"
 #include "server/grpc/chunk_store.h"
 #include "server/grpc/coordinator_server.h"
 #include "tests/testing/run_dir.h"

@@ -20,7 +20,7 @@
 #include "nlohmann/json.hpp"
 #include "runtime/distributed.h"
 #include "runtime/embedded.h"
-#include "server/coordinator/run_setup.h"
+#include "server/coordinator/run_builder.h"
 
 namespace fedsim {
 namespace fedau_test {

@@ -11,7 +11,7 @@
 #include "common/random/stream.h"
 #include "gtest/gtest.h"
 #include "runtime/embedded.h"
-#include "server/coordinator/run_setup.h"
+#include "server/coordinator/run_builder.h"
 #include "server/strategy/fedavg.h"
 
 namespace fedsim {

@@ -15,7 +15,7 @@
 #include "common/lsa/lsa_problem.h"
 #include "gtest/gtest.h"
 #include "runtime/embedded.h"
-#include "server/coordinator/run_setup.h"
+#include "server/coordinator/run_builder.h"
 #include "server/strategy/fedlsa.h"
 
 namespace fedsim {

@@ -16,7 +16,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "runtime/embedded.h"
-#include "server/coordinator/run_setup.h"
+#include "server/coordinator/run_builder.h"
 
 namespace fedsim {
 namespace robust_test {

@@ -10,7 +10,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "runtime/distributed.h"
-#include "server/coordinator/run_setup.h"
+#include "server/coordinator/run_builder.h"
 
 namespace fedsim::rpc_stats_test {
 namespace {

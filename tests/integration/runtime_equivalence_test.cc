@@ -13,7 +13,7 @@
 #include "gtest/gtest.h"
 #include "runtime/distributed.h"
 #include "runtime/embedded.h"
-#include "server/coordinator/run_setup.h"
+#include "server/coordinator/run_builder.h"
 #include "tests/testing/run_dir.h"
 
 namespace fedsim {

@@ -20,7 +20,7 @@
 #include "runtime/distributed.h"
 #include "runtime/embedded.h"
 #include "server/coordinator/checkpoint.h"
-#include "server/coordinator/run_setup.h"
+#include "server/coordinator/run_builder.h"
 #include "tests/testing/run_dir.h"
 
 namespace fedsim {

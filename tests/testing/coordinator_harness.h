@@ -17,7 +17,7 @@
 #include "common/config/config.h"
 #include "gtest/gtest.h"
 #include "server/coordinator/coordinator.h"
-#include "server/coordinator/run_setup.h"
+#include "server/coordinator/run_builder.h"
 
 namespace fedsim::test {
 
