@@ -4,7 +4,7 @@
 #include <optional>
 #include <vector>
 
-#include "client/worker/task_runner.h"
+#include "algorithms/registry.h"
 #include "common/base/status_macros.h"
 #include "server/coordinator/drive.h"
 
@@ -21,6 +21,8 @@ class LocalExecutor : public TaskExecutor {
     const Experiment& exp = *run.experiment;
     const std::uint64_t seed = run.config.seed();
     const int threads = run.config.runtime().threads();
+    FEDSIM_ASSIGN_OR_RETURN(const Algorithm* algorithm,
+                            FindAlgorithm(run.config.algorithm().name()));
     const std::vector<Task> tasks = engine.TakeTasks();
     std::vector<std::optional<absl::StatusOr<ClientResult>>> results(tasks.size());
     // Client-side state lives in the run (restored from a checkpoint when
@@ -35,7 +37,7 @@ class LocalExecutor : public TaskExecutor {
     }
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
     for (std::size_t i = 0; i < tasks.size(); ++i) {
-      results[i] = RunTask(exp, seed, tasks[i], states[i]);
+      results[i] = RunTask(*algorithm, exp, seed, tasks[i], states[i]);
     }
     // Tasks are sorted by client id; submit in that order.
     for (std::size_t i = 0; i < tasks.size(); ++i) {

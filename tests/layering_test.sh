@@ -19,13 +19,22 @@ done
 # common/ may not depend on server/, client/, runtime/ or tools/.
 hits=$(grep -rnE '#include "(server|client|runtime|tools)/' common --include='*.h' --include='*.cc' || true)
 if [ -n "$hits" ]; then echo "layering: common/ includes a higher layer:"; echo "$hits"; status=1; fi
+# algorithms/ (the registrations) sits between the pure layers it names
+# and the services that run them: it sees common/, server/strategy,
+# server/participation, server/clock and client/trainer, never the
+# coordinator, the worker, a transport, runtime/ or tools/; and none of
+# the layers below it sees it.
+hits=$(grep -rnE '#include "(server/(coordinator|grpc)|client/(worker|grpc)|runtime|tools)/' algorithms --include='*.h' --include='*.cc' --include='*.inc' || true)
+if [ -n "$hits" ]; then echo "layering: algorithms/ includes a service layer:"; echo "$hits"; status=1; fi
+hits=$(grep -rnE '#include "algorithms/' common server/strategy server/participation server/clock client/trainer --include='*.h' --include='*.cc' || true)
+if [ -n "$hits" ]; then echo "layering: a layer below algorithms/ includes it:"; echo "$hits"; status=1; fi
 # server/ and client/ may not include each other or runtime/ or tools/.
 hits=$(grep -rnE '#include "(client|runtime|tools)/' server --include='*.h' --include='*.cc' || true)
 if [ -n "$hits" ]; then echo "layering: server/ includes a higher or sibling layer:"; echo "$hits"; status=1; fi
 hits=$(grep -rnE '#include "(server|runtime|tools)/' client --include='*.h' --include='*.cc' || true)
 if [ -n "$hits" ]; then echo "layering: client/ includes a higher or sibling layer:"; echo "$hits"; status=1; fi
 # Only the gRPC adapters (and binaries) may include gRPC.
-hits=$(grep -rlnE '#include [<"]grpcpp?/' common server client runtime --include='*.h' --include='*.cc' | grep -vE '^(server/grpc|client/grpc)/' || true)
+hits=$(grep -rlnE '#include [<"]grpcpp?/' common server client algorithms runtime --include='*.h' --include='*.cc' | grep -vE '^(server/grpc|client/grpc)/' || true)
 if [ -n "$hits" ]; then echo "layering: gRPC included outside server/grpc and client/grpc:"; echo "$hits"; status=1; fi
 # runtime/ may not include tools/.
 hits=$(grep -rnE '#include "tools/' runtime --include='*.h' --include='*.cc' || true)
@@ -38,10 +47,10 @@ if [ -n "$hits" ]; then echo "layering: the coordinator or the worker includes g
 # Libraries never read the environment or raise signals (STYLE 5.6): the
 # binaries in tools/ turn flags and variables into options and seams
 # (tools/fault_injection.h).
-hits=$(grep -rnE '(std::)?getenv\(|std::raise\(|[^:a-z_]raise\(SIG' common server client runtime --include='*.h' --include='*.cc' || true)
+hits=$(grep -rnE '(std::)?getenv\(|std::raise\(|[^:a-z_]raise\(SIG' common server client algorithms runtime --include='*.h' --include='*.cc' || true)
 if [ -n "$hits" ]; then echo "layering: a library reads the environment or raises a signal:"; echo "$hits"; status=1; fi
 # No exclusions: every main() lives in tools/.
-hits=$(grep -rlE '^int main\(' common server client runtime --include='*.cc' || true)
+hits=$(grep -rlE '^int main\(' common server client algorithms runtime --include='*.cc' || true)
 if [ -n "$hits" ]; then echo "layering: a main() outside tools/:"; echo "$hits"; status=1; fi
 [ $status -eq 0 ] && echo "layering: ok"
 exit $status

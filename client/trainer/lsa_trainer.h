@@ -10,6 +10,9 @@
 #include <cstdint>
 
 #include "Eigen/Core"
+#include "absl/status/statusor.h"
+#include "common/base/client_state.h"
+#include "common/base/task.h"
 #include "common/lsa/lsa_problem.h"
 
 namespace fedsim {
@@ -25,6 +28,21 @@ Eigen::VectorXd RunLsaSteps(LsaSampler& sampler, const Eigen::VectorXd& start,
 void UpdateControlVariate(const Eigen::VectorXd& new_global,
                           const Eigen::VectorXd& last_local, double divisor,
                           Eigen::VectorXd& xi);
+
+// One agent's FedLSA or SCAFFLSA task, the whole client protocol
+// (ALGORITHMS.md §3.2-3.3, docs/lsa.md): SCAFFLSA first folds its pending
+// iterate into xi_c with the anchor the task carries (if the anchor closes
+// the iterate's round), then runs H = task.local.max_steps steps from the
+// task's parameters and keeps the last iterate and its round in `state`; a
+// Markovian oracle keeps its chain's state there. The oracle's stream is
+// (seed, kLsaOracle, client, round). Agents have equal weight
+// (num_examples 1) and no loss (train_loss NaN).
+// `state`: the agent's; null only when neither SCAFFLSA nor a Markovian
+// oracle keeps one. Fails with kInvalidArgument for max_steps < 1, lr <= 0,
+// or an anchor where the algorithm takes none or of the wrong size, and
+// kFailedPrecondition when a state is needed and none is given.
+absl::StatusOr<ClientResult> RunLsaTask(const LsaSetup& lsa, std::uint64_t seed,
+                                        const Task& task, ClientState* state);
 
 }  // namespace fedsim
 

@@ -51,4 +51,35 @@ absl::StatusOr<ScaffoldClientOutput> RunScaffoldClient(
   return out;
 }
 
+absl::StatusOr<ClientResult> RunScaffoldTask(const Objective& objective, const Dataset& train,
+                                             std::span<const std::int64_t> rows,
+                                             std::int64_t num_examples, std::uint64_t seed,
+                                             const Task& task, ClientState* state) {
+  if (!task.scaffold.has_value()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "task ", task.id.value, ": no server control variate; SCAFFOLD sends c with every task"));
+  }
+  if (state == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "task ", task.id.value, ": SCAFFOLD keeps client state, but none was given"));
+  }
+  FlatVector c_i;
+  if (state->Has(kScaffoldControl)) c_i = state->vectors.at(kScaffoldControl);
+  RngStream rng(seed, RngPurpose::kShuffle, task.client.value, task.round);
+  FEDSIM_ASSIGN_OR_RETURN(
+      ScaffoldClientOutput out,
+      RunScaffoldClient(objective, train, rows, *task.params, *task.scaffold->server_control, c_i,
+                        task.local, task.scaffold->option, rng));
+  state->vectors[kScaffoldControl] = std::move(c_i);
+  ClientResult r;
+  r.task = task.id;
+  r.client = task.client;
+  r.update = std::move(out.local.update);
+  r.num_examples = num_examples;
+  r.num_steps = out.local.num_steps;
+  r.train_loss = out.local.mean_loss;
+  r.control_delta = std::move(out.control_delta);
+  return r;
+}
+
 }  // namespace fedsim

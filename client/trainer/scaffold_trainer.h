@@ -16,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "client/trainer/local_trainer.h"
+#include "common/base/client_state.h"
 #include "common/base/task.h"
 
 namespace fedsim {
@@ -33,6 +34,18 @@ absl::StatusOr<ScaffoldClientOutput> RunScaffoldClient(
     std::span<const std::int64_t> rows, const FlatVector& x,
     const FlatVector& server_control, FlatVector& client_control,
     const LocalTrainingSpec& spec, ScaffoldOption option, RngStream& rng);
+
+// One client's SCAFFOLD task (§6.1), the whole client protocol: c_i comes
+// from `state` (zero before the client's first task), is updated on a copy
+// and stored back only if the local work succeeded; the result carries
+// Delta y_i and Delta c_i. The shuffling stream is (seed, kShuffle, client,
+// round); `num_examples` is the client's n_k. Fails with kInvalidArgument
+// for a task without SCAFFOLD's fields, kFailedPrecondition without a
+// state, and as RunScaffoldClient.
+absl::StatusOr<ClientResult> RunScaffoldTask(const Objective& objective, const Dataset& train,
+                                             std::span<const std::int64_t> rows,
+                                             std::int64_t num_examples, std::uint64_t seed,
+                                             const Task& task, ClientState* state);
 
 }  // namespace fedsim
 

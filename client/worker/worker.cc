@@ -15,7 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "client/worker/task_runner.h"
+#include "algorithms/registry.h"
 #include "common/base/status_macros.h"
 #include "common/config/experiment.h"
 #include "common/kernels/vector_ops.h"
@@ -77,6 +77,10 @@ class WorkerLoop {
           absl::StatusOr<Experiment> exp =
               BuildExperiment(config_, options_.data_dir);
           if (!exp.ok()) return AnnotateStatus(exp.status(), "worker setup");
+          absl::StatusOr<const Algorithm*> algorithm =
+              FindAlgorithm(config_.algorithm().name());
+          if (!algorithm.ok()) return AnnotateStatus(algorithm.status(), "worker setup");
+          algorithm_ = *algorithm;
           experiment_ = std::make_unique<Experiment>(*std::move(exp));
           dim_ = experiment_->num_parameters();
           stateful_ = ClientsKeepState(config_);
@@ -189,7 +193,7 @@ class WorkerLoop {
       }
       const absl::Time started = absl::Now();
       absl::StatusOr<ClientResult> result = RunTask(
-          *experiment_, config_.seed(), task, state.has_value() ? &*state : nullptr);
+          *algorithm_, *experiment_, config_.seed(), task, state.has_value() ? &*state : nullptr);
       SlowDown(absl::Now() - started);
       if (!result.ok()) {
         // The coordinator times the task out at the round deadline.
@@ -265,6 +269,7 @@ class WorkerLoop {
   // Set once by the first successful join, read-only afterwards.
   v1::ExperimentConfig config_;
   std::unique_ptr<Experiment> experiment_;
+  const Algorithm* algorithm_ = nullptr;  // the config's, set with experiment_
   std::int64_t dim_ = 0;
   bool stateful_ = false;
   ClientStateLayout layout_;

@@ -52,7 +52,7 @@ struct ClientState {
 };
 
 // The vectors an algorithm's client state may hold, by name, with their
-// exact sizes (ClientStateLayoutOf in common/config/experiment.h). Any
+// exact sizes (ClientStateLayoutOf in algorithms/registry.h). Any
 // subset may be present (a client that never trained holds none).
 using ClientStateLayout = std::map<std::string, Eigen::Index>;
 

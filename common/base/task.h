@@ -33,25 +33,36 @@ struct LocalTrainingSpec {
 
 // SCAFFOLD's client control-variate update (ALGORITHMS.md §6.1).
 enum class ScaffoldOption : int {
-  kNone = 0,   // not a SCAFFOLD task
   kOptionI = 1,   // c_i+ = gradient of the client's objective at x
   kOptionII = 2,  // c_i+ = c_i - c + (x - y_i) / (K eta_l)
+};
+
+// Per-algorithm fields of a task. Each is set only by its algorithm's
+// strategy and read only by its algorithm's client step; the transport
+// carries them in fixed wire fields (task_codec.h).
+
+// SCAFFOLD (ALGORITHMS.md §6.1): the server control variate c sent down
+// with the model, shared by the round's tasks, and the client's update rule.
+struct ScaffoldTaskFields {
+  std::shared_ptr<const FlatVector> server_control;  // never null
+  ScaffoldOption option = ScaffoldOption::kOptionII;
+};
+
+// SCAFFLSA (docs/lsa.md): the agent's anchor theta_{t_c+1}, the model that
+// closed the last round t_c it was aggregated in. The agent updates xi_c
+// with the anchor only if its pending iterate is from round t_c. Absent
+// while the agent has no anchor yet.
+struct ScaffLsaTaskFields {
+  std::shared_ptr<const FlatVector> anchor;  // never null
+  Round anchor_round = -1;                   // t_c >= 0
 };
 
 // What a strategy asks of one client in a round.
 struct TaskSpec {
   ClientId client;
   LocalTrainingSpec local;
-  // SCAFFOLD: the server control variate c sent down with the model, shared
-  // by the round's tasks. SCAFFLSA (docs/lsa.md): the agent's anchor
-  // theta_{t_c+1}, the model that closed the last round t_c it was
-  // aggregated in (null: none yet). Null otherwise.
-  std::shared_ptr<const FlatVector> server_control;
-  ScaffoldOption scaffold_option = ScaffoldOption::kNone;
-  // SCAFFLSA: t_c, the round whose closing model the anchor is (-1: none).
-  // The agent updates xi_c with the anchor only if its pending iterate is
-  // from that round.
-  Round anchor_round = -1;
+  std::optional<ScaffoldTaskFields> scaffold;
+  std::optional<ScaffLsaTaskFields> scafflsa;
 };
 
 // A task issued by the coordinator.
@@ -63,15 +74,19 @@ struct Task {
   // task in the embedded runtime.
   std::shared_ptr<const FlatVector> params;
   LocalTrainingSpec local;
-  // SCAFFOLD's c or SCAFFLSA's anchor (see TaskSpec); null otherwise.
-  std::shared_ptr<const FlatVector> server_control;
-  ScaffoldOption scaffold_option = ScaffoldOption::kNone;
-  Round anchor_round = -1;  // SCAFFLSA (see TaskSpec)
+  std::optional<ScaffoldTaskFields> scaffold;  // see TaskSpec
+  std::optional<ScaffLsaTaskFields> scafflsa;
   // Distributed runtime, algorithms whose clients keep state: the client's
   // state when the round began (the coordinator owns it). Null otherwise
   // (the embedded runtime passes the state to RunTask by pointer).
   std::shared_ptr<const ClientState> client_state;
 };
+
+// How many vectors of the model's size a task carries besides its
+// parameters (bytes_down accounting).
+inline int ExtraVectors(const Task& task) {
+  return (task.scaffold.has_value() ? 1 : 0) + (task.scafflsa.has_value() ? 1 : 0);
+}
 
 // A client's answer to a task.
 struct ClientResult {

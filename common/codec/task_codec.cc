@@ -8,6 +8,12 @@
 
 namespace fedsim {
 
+std::shared_ptr<const FlatVector> WireServerControl(const Task& task) {
+  if (task.scaffold.has_value()) return task.scaffold->server_control;
+  if (task.scafflsa.has_value()) return task.scafflsa->anchor;
+  return nullptr;
+}
+
 void EncodeTask(const Task& task, v1::Task& out) {
   out.set_task_id(static_cast<std::uint64_t>(task.id.value));
   out.set_round(task.round);
@@ -19,12 +25,14 @@ void EncodeTask(const Task& task, v1::Task& out) {
   local->set_lr(task.local.lr);
   local->set_max_steps(task.local.max_steps);
   out.set_prox_mu(task.local.prox_mu);
-  if (task.server_control != nullptr) {
-    out.set_server_control(EncodeFlat(*task.server_control));
-  }
-  out.set_scaffold_option(static_cast<std::int32_t>(task.scaffold_option));
-  if (task.server_control != nullptr && task.scaffold_option == ScaffoldOption::kNone) {
-    out.set_anchor_round(task.anchor_round);
+  // The wire's server_control is SCAFFOLD's c (with scaffold_option) or
+  // SCAFFLSA's anchor (without, with anchor_round).
+  if (task.scaffold.has_value()) {
+    out.set_server_control(EncodeFlat(*task.scaffold->server_control));
+    out.set_scaffold_option(static_cast<std::int32_t>(task.scaffold->option));
+  } else if (task.scafflsa.has_value()) {
+    out.set_server_control(EncodeFlat(*task.scafflsa->anchor));
+    out.set_anchor_round(task.scafflsa->anchor_round);
   }
   local->set_momentum(task.local.momentum);
   local->set_fresh_batches(task.local.fresh_batches);
@@ -80,42 +88,43 @@ absl::StatusOr<Task> DecodeTask(const v1::Task& msg, std::int64_t dim) {
   t.local.lr = msg.local().lr();
   t.local.max_steps = msg.local().max_steps();
   t.local.prox_mu = msg.prox_mu();
+  std::shared_ptr<const FlatVector> control;
   if (!msg.server_control().empty()) {
     FEDSIM_ASSIGN_OR_RETURN(
-        FlatVector control,
+        FlatVector values,
         DecodeFlat(msg.server_control(), dim,
                    absl::StrCat("task ", msg.task_id(), " server_control")));
-    t.server_control = std::make_shared<const FlatVector>(std::move(control));
+    control = std::make_shared<const FlatVector>(std::move(values));
   }
+  // SCAFFOLD sends c with every task (server_control with scaffold_option);
+  // SCAFFLSA sends an anchor (server_control without scaffold_option) with
+  // the round it closed.
   switch (msg.scaffold_option()) {
     case 0:
-      t.scaffold_option = ScaffoldOption::kNone;
       break;
     case 1:
-      t.scaffold_option = ScaffoldOption::kOptionI;
-      break;
     case 2:
-      t.scaffold_option = ScaffoldOption::kOptionII;
+      if (control == nullptr) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "task ", msg.task_id(), ": scaffold_option = ", msg.scaffold_option(),
+            " without server_control; SCAFFOLD sends c with every task"));
+      }
+      t.scaffold = ScaffoldTaskFields{
+          control, msg.scaffold_option() == 1 ? ScaffoldOption::kOptionI
+                                              : ScaffoldOption::kOptionII};
       break;
     default:
       return absl::InvalidArgumentError(
           absl::StrCat("task ", msg.task_id(), ": scaffold_option = ",
                        msg.scaffold_option(), "; must be 0, 1 or 2"));
   }
-  // SCAFFOLD sends c with every task; SCAFFLSA sends an anchor
-  // (server_control without scaffold_option) with the round it closed.
-  if (t.scaffold_option != ScaffoldOption::kNone && t.server_control == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "task ", msg.task_id(), ": scaffold_option = ", msg.scaffold_option(),
-        " without server_control; SCAFFOLD sends c with every task"));
-  }
-  if (t.server_control != nullptr && t.scaffold_option == ScaffoldOption::kNone) {
+  if (control != nullptr && !t.scaffold.has_value()) {
     if (msg.anchor_round() < 0 || msg.anchor_round() >= msg.round()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "task ", msg.task_id(), ": anchor_round = ", msg.anchor_round(),
           "; an anchor closes an earlier round, in [0, ", msg.round(), ")"));
     }
-    t.anchor_round = msg.anchor_round();
+    t.scafflsa = ScaffLsaTaskFields{control, msg.anchor_round()};
   }
   t.local.momentum = msg.local().momentum();
   t.local.fresh_batches = msg.local().fresh_batches();

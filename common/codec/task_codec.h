@@ -7,12 +7,18 @@
 #define FEDSIM_COMMON_CODEC_TASK_CODEC_H_
 
 #include <cstdint>
+#include <memory>
 
 #include "absl/status/statusor.h"
 #include "common/base/task.h"
 #include "fedsim/v1/service.pb.h"
 
 namespace fedsim {
+
+// The vector a task's wire field server_control carries: SCAFFOLD's c
+// (with scaffold_option) or SCAFFLSA's anchor (without, with anchor_round);
+// null when neither.
+std::shared_ptr<const FlatVector> WireServerControl(const Task& task);
 
 // Task.client_state and Result.client_state travel with the message when
 // the C++ value has one.

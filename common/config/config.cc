@@ -246,12 +246,42 @@ class Checker {
 
 }  // namespace
 
-bool IsAsyncAlgorithm(v1::AlgorithmConfig::Name name) {
-  return name == v1::AlgorithmConfig::NAME_CLOCK_FEDAVG ||
-         name == v1::AlgorithmConfig::NAME_ASYNC_FEDAVG ||
-         name == v1::AlgorithmConfig::NAME_FEDFIX ||
-         name == v1::AlgorithmConfig::NAME_FEDBUFF;
+const v1::AlgorithmTraits& AlgorithmTraitsOf(v1::AlgorithmConfig::Name name) {
+  const google::protobuf::EnumValueDescriptor* value =
+      v1::AlgorithmConfig::Name_descriptor()->FindValueByNumber(name);
+  if (value == nullptr) return v1::AlgorithmTraits::default_instance();
+  return value->options().GetExtension(v1::algorithm);
 }
+
+std::string AlgorithmConfigName(v1::AlgorithmConfig::Name name) {
+  return absl::AsciiStrToLower(v1::AlgorithmConfig::Name_Name(name).substr(5));
+}
+
+bool IsAsyncAlgorithm(v1::AlgorithmConfig::Name name) {
+  return AlgorithmTraitsOf(name).family() == v1::AlgorithmTraits::FAMILY_ASYNC;
+}
+
+namespace {
+
+// "a, b and c": the config names of the algorithms whose traits satisfy
+// `pred`, in the order of the schema.
+std::string AlgorithmsWith(bool (*pred)(const v1::AlgorithmTraits&)) {
+  std::vector<std::string> names;
+  const google::protobuf::EnumDescriptor* e = v1::AlgorithmConfig::Name_descriptor();
+  for (int i = 0; i < e->value_count(); ++i) {
+    const auto name = static_cast<v1::AlgorithmConfig::Name>(e->value(i)->number());
+    const v1::AlgorithmTraits& t = AlgorithmTraitsOf(name);
+    if (t.family() != v1::AlgorithmTraits::FAMILY_UNSPECIFIED && pred(t)) {
+      names.push_back(AlgorithmConfigName(name));
+    }
+  }
+  if (names.size() <= 1) return names.empty() ? "none" : names[0];
+  const std::string last = names.back();
+  names.pop_back();
+  return absl::StrCat(absl::StrJoin(names, ", "), " and ", last);
+}
+
+}  // namespace
 
 absl::StatusOr<v1::ExperimentConfig> ParseConfigYaml(absl::string_view yaml) {
   YAML::Node root;
@@ -571,8 +601,8 @@ absl::Status ValidateRobust(const v1::ExperimentConfig& c) {
   const auto& agg = c.aggregation();
   const auto& adv = c.adversary();
   const auto& algo = c.algorithm();
-  const std::string algo_name =
-      absl::AsciiStrToLower(v1::AlgorithmConfig::Name_Name(algo.name()).substr(5));
+  const v1::AlgorithmTraits& traits = AlgorithmTraitsOf(algo.name());
+  const std::string algo_name = AlgorithmConfigName(algo.name());
   const std::string rule =
       absl::AsciiStrToLower(v1::AggregationConfig::Rule_Name(agg.rule()).substr(5));
   const std::string action = absl::AsciiStrToLower(
@@ -592,19 +622,13 @@ absl::Status ValidateRobust(const v1::ExperimentConfig& c) {
       .Require(std::isfinite(agg.max_update_norm()),
                absl::StrCat("aggregation.max_update_norm = ", agg.max_update_norm(),
                             "; must be finite"))
-      .Require(!robust || algo.name() == v1::AlgorithmConfig::NAME_FEDAVG ||
-                   algo.name() == v1::AlgorithmConfig::NAME_FEDPROX,
-               absl::StrCat(
-                   "aggregation.rule = ", rule, " with algorithm.name = ", algo_name,
-                   "; robust rules replace the mean of fedavg and fedprox only (",
-                   algo.name() == v1::AlgorithmConfig::NAME_SCAFFOLD
-                       ? "SCAFFOLD's control variates need the plain mean"
-                   : async ? "asynchronous steps aggregate one or a few stale updates"
-                   : (algo.name() == v1::AlgorithmConfig::NAME_FEDLSA ||
-                      algo.name() == v1::AlgorithmConfig::NAME_SCAFFLSA)
-                       ? "LSA's analysis needs the plain mean"
-                       : "FedAU's weights would be ignored",
-                   ")"))
+      .Require(!robust || traits.no_robust_rule().empty(),
+               absl::StrCat("aggregation.rule = ", rule, " with algorithm.name = ", algo_name,
+                            "; robust rules replace the mean of ",
+                            AlgorithmsWith([](const v1::AlgorithmTraits& t) {
+                              return t.no_robust_rule().empty();
+                            }),
+                            " only (", traits.no_robust_rule(), ")"))
       .Require(agg.byzantine() == 0 || agg.rule() == v1::AggregationConfig::RULE_KRUM ||
                    agg.rule() == v1::AggregationConfig::RULE_MULTI_KRUM ||
                    agg.rule() == v1::AggregationConfig::RULE_BULYAN,
@@ -618,8 +642,7 @@ absl::Status ValidateRobust(const v1::ExperimentConfig& c) {
                             "; m is a parameter of multi_krum"))
       .Require(agg.max_update_norm() == 0.0 ||
                    agg.norm_bound_action() == v1::AggregationConfig::NORM_BOUND_ACTION_REJECT ||
-                   !(algo.name() == v1::AlgorithmConfig::NAME_SCAFFOLD ||
-                     algo.name() == v1::AlgorithmConfig::NAME_SCAFFLSA),
+                   !traits.control_variates(),
                absl::StrCat("aggregation.norm_bound_action = ", action,
                             " with algorithm.name = ", algo_name,
                             "; changing an update would leave its control-variate "
@@ -698,8 +721,7 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
                           data.source() == v1::DataConfig::SOURCE_FASHION_MNIST;
   const bool lsa_source = data.source() == v1::DataConfig::SOURCE_LSA;
   const bool lsa_algorithm =
-      c.algorithm().name() == v1::AlgorithmConfig::NAME_FEDLSA ||
-      c.algorithm().name() == v1::AlgorithmConfig::NAME_SCAFFLSA;
+      AlgorithmTraitsOf(c.algorithm().name()).family() == v1::AlgorithmTraits::FAMILY_LSA;
   const auto& lsa = c.lsa();
   const auto& part = c.participation();
   const bool natural_ok =
@@ -775,25 +797,19 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
   // stragglers.
   const auto& algo = c.algorithm();
   const auto& opt = algo.server_optimizer();
-  const std::string algo_name = absl::AsciiStrToLower(
-      v1::AlgorithmConfig::Name_Name(algo.name()).substr(5));
-  const bool fedavg_family =
-      algo.name() == v1::AlgorithmConfig::NAME_FEDAVG ||
-      algo.name() == v1::AlgorithmConfig::NAME_FEDPROX ||
-      algo.name() == v1::AlgorithmConfig::NAME_FEDAU ||
-      algo.name() == v1::AlgorithmConfig::NAME_KNOWN_PROB ||
-      algo.name() == v1::AlgorithmConfig::NAME_AVERAGE_PARTICIPATING ||
-      algo.name() == v1::AlgorithmConfig::NAME_AVERAGE_ALL;
-  const bool scaffold = algo.name() == v1::AlgorithmConfig::NAME_SCAFFOLD;
+  const std::string algo_name = AlgorithmConfigName(algo.name());
+  const v1::AlgorithmTraits& traits = AlgorithmTraitsOf(algo.name());
   const double stragglers = clients.straggler_fraction();
   const bool keeps_partial_work = algo.keep_stragglers() && stragglers > 0.0;
-  check.Require(opt.kind() == v1::ServerOptimizerConfig::KIND_SGD || fedavg_family,
+  check.Require(opt.kind() == v1::ServerOptimizerConfig::KIND_SGD || traits.server_optimizer(),
                 absl::StrCat("algorithm.server_optimizer.kind = ",
                              absl::AsciiStrToLower(
                                  v1::ServerOptimizerConfig::Kind_Name(opt.kind()).substr(5)),
                              " with algorithm.name = ", algo_name,
-                             "; server optimisers compose with fedavg, fedprox, "
-                             "fedau, known_prob, average_participating and average_all"))
+                             "; server optimisers compose with ",
+                             AlgorithmsWith([](const v1::AlgorithmTraits& t) {
+                               return t.server_optimizer();
+                             })))
       .Ge("algorithm.server_optimizer.momentum", opt.momentum(), 0.0)
       .Require(opt.momentum() < 1.0,
                absl::StrCat("algorithm.server_optimizer.momentum = ", opt.momentum(),
@@ -808,15 +824,18 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
                             "; must be < 1"))
       .Gt("algorithm.server_optimizer.tau", opt.tau(), 0.0)
       .Ge("algorithm.prox_mu", algo.prox_mu(), 0.0)
-      .Require(algo.prox_mu() == 0.0 || algo.name() == v1::AlgorithmConfig::NAME_FEDPROX,
+      .Require(algo.prox_mu() == 0.0 || traits.prox_term(),
                absl::StrCat("algorithm.prox_mu = ", algo.prox_mu(),
                             " with algorithm.name = ", algo_name,
-                            "; the proximal term belongs to fedprox"))
-      .Require(!(algo.name() == v1::AlgorithmConfig::NAME_FEDPROX || scaffold) ||
+                            "; the proximal term belongs to ",
+                            AlgorithmsWith([](const v1::AlgorithmTraits& t) {
+                              return t.prox_term();
+                            })))
+      .Require(traits.no_local_dp().empty() ||
                    c.local().dp().mode() == v1::DpConfig::MODE_NONE,
                absl::StrCat("local.dp.mode is not none with algorithm.name = ",
-                            algo_name, "; DP local training supports neither "
-                            "FedProx's proximal term nor SCAFFOLD's correction"))
+                            algo_name, "; DP local training does not support ",
+                            traits.no_local_dp()))
       .Ge("clients.straggler_fraction", stragglers, 0.0)
       .Le("clients.straggler_fraction", stragglers, 1.0)
       .Require(stragglers == 0.0 || !lsa_source,

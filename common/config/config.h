@@ -17,11 +17,21 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "fedsim/v1/config.pb.h"
+#include "fedsim/v1/options.pb.h"
 
 namespace fedsim {
 
-// True for the algorithms that run on the virtual clock (clock_fedavg,
-// async_fedavg, fedfix, fedbuff; docs/async.md).
+// The traits declared on `name`'s enum value in config.proto (family,
+// what composes with it); empty traits (FAMILY_UNSPECIFIED) for
+// NAME_UNSPECIFIED or a value the schema does not have.
+const v1::AlgorithmTraits& AlgorithmTraitsOf(v1::AlgorithmConfig::Name name);
+
+// The config spelling of an algorithm (algorithm.name: "fedavg").
+std::string AlgorithmConfigName(v1::AlgorithmConfig::Name name);
+
+// True for the algorithms of FAMILY_ASYNC, which run on the virtual or
+// the wall clock (clock_fedavg, async_fedavg, fedfix, fedbuff;
+// docs/async.md).
 bool IsAsyncAlgorithm(v1::AlgorithmConfig::Name name);
 
 // The default async.ticks_per_unit of the F-X scenario with n clients and

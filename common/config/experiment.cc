@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/base/status_macros.h"
+#include "common/config/config.h"
 #include "common/data/loaders.h"
 #include "common/data/partition.h"
 #include "common/data/synthetic.h"
@@ -182,8 +183,7 @@ absl::StatusOr<Experiment> BuildLsaExperiment(const v1::ExperimentConfig& config
     default:
       exp.lsa->oracle = LsaOracle::kIid;
   }
-  exp.lsa->control_variates =
-      config.algorithm().name() == v1::AlgorithmConfig::NAME_SCAFFLSA;
+  exp.lsa->control_variates = AlgorithmTraitsOf(config.algorithm().name()).control_variates();
   const double p = config.algorithm().communication_probability();
   exp.lsa->cv_divisor = p > 0.0 ? config.local().lr() / p
                                 : config.local().lr() *
@@ -194,38 +194,6 @@ absl::StatusOr<Experiment> BuildLsaExperiment(const v1::ExperimentConfig& config
 }
 
 }  // namespace
-
-bool ClientsKeepState(const v1::ExperimentConfig& config) {
-  // SCAFFLSA keeps xi_c and its last iterate; a Markovian oracle keeps the
-  // chain's state between the agent's tasks; DiceSGD keeps its error buffer.
-  const bool lsa = config.data().source() == v1::DataConfig::SOURCE_LSA;
-  // SCAFFOLD keeps its control variate c_i.
-  return config.algorithm().name() == v1::AlgorithmConfig::NAME_SCAFFLSA ||
-         config.algorithm().name() == v1::AlgorithmConfig::NAME_SCAFFOLD ||
-         (lsa && config.lsa().oracle() == v1::LsaConfig::ORACLE_MARKOV) ||
-         config.local().dp().mode() == v1::DpConfig::MODE_DICESGD;
-}
-
-ClientStateLayout ClientStateLayoutOf(const v1::ExperimentConfig& config,
-                                      std::int64_t dim) {
-  ClientStateLayout layout;
-  const bool lsa = config.data().source() == v1::DataConfig::SOURCE_LSA;
-  if (config.algorithm().name() == v1::AlgorithmConfig::NAME_SCAFFLSA) {
-    layout[kScaffLsaControl] = dim;
-    layout[kScaffLsaLastIterate] = dim;
-    layout[kScaffLsaLastRound] = 1;
-  }
-  if (lsa && config.lsa().oracle() == v1::LsaConfig::ORACLE_MARKOV) {
-    layout[kLsaMarkovState] = 1;
-  }
-  if (config.algorithm().name() == v1::AlgorithmConfig::NAME_SCAFFOLD) {
-    layout[kScaffoldControl] = dim;
-  }
-  if (config.local().dp().mode() == v1::DpConfig::MODE_DICESGD) {
-    layout[kDiceSgdErrorBuffer] = dim;
-  }
-  return layout;
-}
 
 bool ScaffLsaPartialParticipation(const v1::ExperimentConfig& config) {
   return config.algorithm().name() == v1::AlgorithmConfig::NAME_SCAFFLSA &&

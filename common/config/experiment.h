@@ -24,18 +24,6 @@
 
 namespace fedsim {
 
-// A federated LSA / TD(0) experiment (data.source = lsa).
-struct LsaSetup {
-  LsaProblem problem;
-  LsaOracle oracle = LsaOracle::kIid;
-  bool control_variates = false;  // SCAFFLSA
-  // SCAFFLSA's control-variate divisor: eta H, or eta / p (Scaffnew-style).
-  // The agent updates xi_c with the anchor its task carries
-  // (server_control, anchor_round; docs/lsa.md), not with the task's
-  // parameters.
-  double cv_divisor = 1.0;
-};
-
 // Example-level local DP (config local.dp with mode != none), resolved.
 struct DpSetup {
   DpSpec spec;                 // what every client runs; z resolved
@@ -85,17 +73,6 @@ absl::StatusOr<Experiment> BuildExperiment(const v1::ExperimentConfig& config,
 // local.dp.target_epsilon) when the target cannot be met.
 absl::StatusOr<DpSetup> ResolveDp(const v1::ExperimentConfig& config,
                                   const std::vector<std::int64_t>& client_sizes);
-
-// True when the configured algorithm keeps per-client state between rounds
-// (common/base/client_state.h). The coordinator owns it; in a distributed
-// run it travels with the client's tasks and results.
-bool ClientsKeepState(const v1::ExperimentConfig& config);
-
-// The vectors the configured algorithm's client state may hold, with their
-// sizes, for a model of `dim` parameters; empty when ClientsKeepState is
-// false.
-ClientStateLayout ClientStateLayoutOf(const v1::ExperimentConfig& config,
-                                      std::int64_t dim);
 
 // True for SCAFFLSA with partial participation (participation.model other
 // than uniform, or client_fraction < 1): fedsim's EXTENSION, where the

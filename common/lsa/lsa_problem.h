@@ -90,6 +90,18 @@ absl::StatusOr<LsaProblem> MakeLinearProblem(
 // with Gamma_c = (I - eta Abar_c)^H.
 Eigen::VectorXd FedLsaBias(const LsaProblem& problem, double eta, std::int64_t h);
 
+// A federated LSA / TD(0) experiment (data.source = lsa), resolved from
+// its config.
+struct LsaSetup {
+  LsaProblem problem;
+  LsaOracle oracle = LsaOracle::kIid;
+  bool control_variates = false;  // SCAFFLSA
+  // SCAFFLSA's control-variate divisor: eta H, or eta / p (Scaffnew-style).
+  // The agent updates xi_c with the anchor its task carries
+  // (Task::scafflsa; docs/lsa.md), not with the task's parameters.
+  double cv_divisor = 1.0;
+};
+
 // Draws oracle samples for one agent during one task.
 class LsaSampler {
  public:

@@ -2,10 +2,11 @@
 //
 // The config (fedsim.v1.ExperimentConfig) turned into the option structs of
 // the pure layers, once, at the edge (STYLE 5.6: libraries take structs):
-// the participation model, local training, robust aggregation, update
-// validation, the simulated adversary, the server optimiser, stragglers, the
-// virtual clock's time model and scheme. No state; only trace files are
-// read (participation and time traces).
+// the participation model, update validation, the simulated adversary, the
+// virtual clock's time model. What the algorithms' strategies take (local
+// training, robust rule, server optimiser, stragglers) is in
+// algorithms/strategy_options.h. No state; only trace files are read
+// (participation and time traces).
 #ifndef FEDSIM_SERVER_COORDINATOR_CONFIG_ADAPTERS_H_
 #define FEDSIM_SERVER_COORDINATOR_CONFIG_ADAPTERS_H_
 
@@ -17,15 +18,13 @@
 #include "common/base/task.h"
 #include "common/config/experiment.h"
 #include "fedsim/v1/config.pb.h"
+#include "algorithms/strategy_options.h"
 #include "nlohmann/json.hpp"
 #include "server/clock/time_model.h"
 #include "server/coordinator/validate_update.h"
 #include "server/participation/participation.h"
 #include "server/strategy/async_fl.h"
 #include "server/strategy/byzantine.h"
-#include "server/strategy/robust_aggregation.h"
-#include "server/strategy/server_optimizer.h"
-#include "server/strategy/stragglers.h"
 
 namespace fedsim {
 
@@ -41,10 +40,6 @@ struct ParticipationSetup {
 absl::StatusOr<ParticipationSetup> MakeParticipation(const v1::ExperimentConfig& config,
                                                      const Experiment& exp);
 
-// Every task's local work (local.*, algorithm.prox_mu).
-LocalTrainingSpec LocalSpec(const v1::ExperimentConfig& config);
-// aggregation.rule and its parameters.
-RobustOptions RobustOf(const v1::ExperimentConfig& config);
 // aggregation.max_update_norm and norm_bound_action.
 UpdateValidation ValidationOf(const v1::ExperimentConfig& config);
 // The simulated Byzantine clients (config `adversary`); null without one.
@@ -54,16 +49,10 @@ std::shared_ptr<const Adversary> AdversaryOf(const v1::ExperimentConfig& config,
 // the defaults (default runs log exactly what they logged before).
 nlohmann::json RobustInfo(const v1::ExperimentConfig& config,
                           const UpdateValidation& validation, const Adversary* adversary);
-// algorithm.server_optimizer with algorithm.server_lr.
-ServerOptimizerOptions ServerOptimizerOf(const v1::ExperimentConfig& config);
-// clients.straggler_fraction, algorithm.keep_stragglers.
-StragglerOptions StragglersOf(const v1::ExperimentConfig& config);
 
 // The virtual clock's time model of `n` clients (async.*).
 absl::StatusOr<TimeModelSpec> MakeTimeModelSpec(const v1::ExperimentConfig& config,
                                                 std::int64_t n);
-// The asynchronous scheme of an algorithm name.
-AsyncScheme SchemeOf(v1::AlgorithmConfig::Name name);
 // The unnormalised importance of every client: 1 (uniform) or n_i (ratio).
 std::vector<double> ImportanceMass(const v1::ExperimentConfig& config, const Experiment& e);
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "algorithms/registry.h"
 #include "common/base/status_macros.h"
 #include "server/coordinator/validate_update.h"
 

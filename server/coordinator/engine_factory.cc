@@ -7,13 +7,13 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/status_macros.h"
 #include "common/codec/flat_bytes.h"
+#include "algorithms/registry.h"
 #include "common/config/config.h"
 #include "server/clock/schedule.h"
 #include "server/clock/time_model.h"
 #include "server/coordinator/async_engine.h"
 #include "server/coordinator/config_adapters.h"
 #include "server/coordinator/round_engine.h"
-#include "server/coordinator/strategy_factory.h"
 #include "server/coordinator/wall_engine.h"
 #include "server/strategy/async_fl.h"
 
@@ -32,7 +32,7 @@ void FillAsyncEngineOptions(const v1::ExperimentConfig& config, AsyncEngineOptio
   eo.ticks_per_unit = tpu;
   eo.local = LocalSpec(config);
   eo.max_staleness = a.max_staleness();
-  eo.name = std::string(AsyncSchemeName(SchemeOf(config.algorithm().name())));
+  eo.name = std::string(AsyncSchemeName(AsyncSchemeOf(config.algorithm().name())));
 }
 
 // The virtual clock: time model, schedule, weights, engine; adds the
@@ -47,7 +47,7 @@ absl::StatusOr<std::unique_ptr<Engine>> MakeAsyncEngine(
   std::shared_ptr<const TimeModel> model =
       std::make_shared<const TimeModel>(std::move(spec));
   AsyncSchedulerOptions so;
-  so.scheme = SchemeOf(config.algorithm().name());
+  so.scheme = AsyncSchemeOf(config.algorithm().name());
   so.num_clients = n;
   so.window_ticks = ToTicks(config.algorithm().window(), tpu);
   so.buffer_size = so.scheme == AsyncScheme::kFedBuff ? config.algorithm().buffer_size() : 1;
@@ -116,7 +116,7 @@ absl::StatusOr<std::unique_ptr<Engine>> MakeWallEngine(
   const v1::AsyncConfig& a = config.async();
   const std::int64_t tpu = a.ticks_per_unit();
   WallEngineOptions wo;
-  wo.scheme = SchemeOf(config.algorithm().name());
+  wo.scheme = AsyncSchemeOf(config.algorithm().name());
   wo.weight_variant =
       config.algorithm().async_weights() == v1::AlgorithmConfig::ASYNC_WEIGHTS_WEIGHT;
   wo.importance_mass = ImportanceMass(config, e);

@@ -44,38 +44,14 @@ std::vector<Task> RoundEngine::TakeTasks() {
     t.client = spec.client;
     t.params = params;
     t.local = spec.local;
-    t.server_control = spec.server_control;
-    t.scaffold_option = spec.scaffold_option;
-    t.anchor_round = spec.anchor_round;
-    open_[t.id.value] =
-        OpenTask{t.client, TaskState::kOpen,
-                 t.scaffold_option != ScaffoldOption::kNone,
-                 t.server_control != nullptr};
+    t.scaffold = spec.scaffold;
+    t.scafflsa = spec.scafflsa;
+    open_[t.id.value] = OpenTask{t.client, TaskState::kOpen, ExtraVectors(t)};
     tasks.push_back(std::move(t));
   }
   tally_.issued += static_cast<std::int64_t>(tasks.size());
   round_open_ = true;
   return tasks;
-}
-
-absl::Status RoundEngine::CheckControl(const OpenTask& task, const ClientResult& r) const {
-  if (task.expects_control != (r.control_delta.size() > 0)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "round ", round_, ", client ", r.client.value,
-        task.expects_control ? ": the result has no control_delta (SCAFFOLD needs one)"
-                             : ": the result has a control_delta the task did not ask for"));
-  }
-  if (task.expects_control && r.control_delta.size() != model_->size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "round ", round_, ", client ", r.client.value, ": control_delta has ",
-        r.control_delta.size(), " values, expected ", model_->size()));
-  }
-  if (task.expects_control && !AllFinite(r.control_delta)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "round ", round_, ", client ", r.client.value,
-        ": control_delta has NaN or infinite values"));
-  }
-  return absl::OkStatus();
 }
 
 absl::Status RoundEngine::Submit(ClientResult r, Tick now) {
@@ -104,7 +80,10 @@ absl::Status RoundEngine::Submit(ClientResult r, Tick now) {
                   /*task_open=*/true, "round", round_);
   }
   FEDSIM_RETURN_IF_ERROR(Admit(r, "round", round_, now, [&](const ClientResult& result) {
-    return CheckControl(task, result);
+    absl::Status s = strategy_->CheckResult(result);
+    if (s.ok()) return s;
+    return absl::Status(s.code(), absl::StrCat("round ", round_, ", client ",
+                                               result.client.value, ": ", s.message()));
   }));
   task.state = TaskState::kDone;
   results_[r.client.value] = std::move(r);
@@ -248,10 +227,10 @@ absl::StatusOr<std::vector<StepReport>> RoundEngine::Close() {
   row.round = round_;
   row.participants = static_cast<std::int64_t>(results.size());
   const auto payload = static_cast<std::int64_t>(model_->size() * sizeof(double));
-  // SCAFFOLD sends c down and Delta c_i up with the model: twice the
-  // payload; SCAFFLSA sends an agent's anchor down.
+  // The model, and the algorithm's vectors (SCAFFOLD's c, SCAFFLSA's
+  // anchor) down; the update, and SCAFFOLD's Delta c_i, up.
   std::int64_t vectors_down = 0, vectors_up = 0;
-  for (const auto& [id, task] : open_) vectors_down += task.sends_control ? 2 : 1;
+  for (const auto& [id, task] : open_) vectors_down += 1 + task.extra_vectors;
   for (const ClientResult& r : results) vectors_up += r.control_delta.size() > 0 ? 2 : 1;
   row.bytes_down = payload * vectors_down;
   row.bytes_up = payload * vectors_up;

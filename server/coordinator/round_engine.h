@@ -64,10 +64,11 @@ class RoundEngine : public Engine {
   // Plans round round() and returns its tasks, sorted by client id, with
   // fresh task ids. REQUIRES: !done() && !round_open().
   std::vector<Task> TakeTasks() override;
-  // Errors as Engine::Submit; kInvalidArgument also for a control_delta
-  // (SCAFFOLD) missing where the task sent a server control variate,
-  // present where it did not, of the wrong size or not finite. A
-  // Byzantine client's update (inputs.adversary) is attacked first.
+  // Errors as Engine::Submit; kInvalidArgument also when the strategy's
+  // CheckResult refuses the result (SCAFFOLD's control_delta missing, of
+  // the wrong size or not finite; a control_delta sent to another
+  // algorithm). A Byzantine client's update (inputs.adversary) is attacked
+  // first.
   absl::Status Submit(ClientResult result, Tick now) override;
   void Drop(TaskId task, const std::string& reason, Tick now) override;
   bool TaskOpen(TaskId task) const override;
@@ -106,12 +107,8 @@ class RoundEngine : public Engine {
   struct OpenTask {
     ClientId client;
     TaskState state = TaskState::kOpen;
-    bool expects_control = false;  // SCAFFOLD: a control_delta must come back
-    bool sends_control = false;    // server_control went down with the task
+    int extra_vectors = 0;  // ExtraVectors(task): bytes_down
   };
-
-  // SCAFFOLD's control_delta against what the task asked for.
-  absl::Status CheckControl(const OpenTask& task, const ClientResult& r) const;
 
   RoundEngineOptions options_;
   std::unique_ptr<ParticipationModel> participation_;

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/base/status_macros.h"
 #include "common/codec/flat_bytes.h"
+#include "algorithms/registry.h"
 #include "common/config/config.h"
 #include "common/kernels/vector_ops.h"
 #include "common/random/stream.h"
@@ -80,6 +81,7 @@ absl::StatusOr<CoordinatorRun> BuildRun(const v1::ExperimentConfig& config,
                                         const std::string& runtime,
                                         const LoadedCheckpoint* resume) {
   UseFixedEigenBlocking();
+  FEDSIM_RETURN_IF_ERROR(ValidateAlgorithm(config));
   const bool async = IsAsyncAlgorithm(config.algorithm().name());
   const bool wall = async && config.async().clock() == v1::AsyncConfig::CLOCK_WALL;
   if (wall && runtime != "distributed") {

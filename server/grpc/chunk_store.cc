@@ -47,7 +47,7 @@ void ChunkStore::OffloadTask(const Task& task, v1::Task& msg) {
   }
   if (msg.server_control().size() > chunk) {
     Offload(msg.mutable_server_control(), msg.mutable_server_control_ref(),
-            msg.round(), DigestOf(task.server_control, msg.server_control()));
+            msg.round(), DigestOf(WireServerControl(task), msg.server_control()));
   }
   if (msg.has_client_state() && msg.client_state().ByteSizeLong() > chunk) {
     std::string serialised = msg.client_state().SerializeAsString();
@@ -122,8 +122,8 @@ absl::Status ChunkStore::Fetch(const v1::FetchChunkRequest& request,
   FEDSIM_ASSIGN_OR_RETURN(
       Task task, coordinator_->IssuedTask(
                      WorkerId(static_cast<std::int64_t>(request.worker_id())), task_id));
-  const FlatVector* v = field == v1::CHUNK_FIELD_PARAMETERS ? task.params.get()
-                                                           : task.server_control.get();
+  const std::shared_ptr<const FlatVector> control = WireServerControl(task);
+  const FlatVector* v = field == v1::CHUNK_FIELD_PARAMETERS ? task.params.get() : control.get();
   // The serialised ClientStateBlob (client_state).
   std::shared_ptr<const std::string> state_bytes;
   if (field == v1::CHUNK_FIELD_CLIENT_STATE) {

@@ -6,6 +6,7 @@
 #include "absl/time/clock.h"
 #include "common/base/keepalive.h"
 #include "common/codec/task_codec.h"
+#include "algorithms/registry.h"
 #include "common/config/experiment.h"
 #include "fedsim/v1/service.grpc.pb.h"
 #include "server/grpc/auth.h"

@@ -47,8 +47,7 @@ std::vector<TaskSpec> FedLsa::Plan(Round round,
       // result never comes back leaves the agent's state as it was, and its
       // next task must bring the same anchor.
       const Anchor& a = anchors_[static_cast<std::size_t>(c.value)];
-      spec.server_control = a.model;
-      spec.anchor_round = a.round;
+      if (a.model != nullptr) spec.scafflsa = ScaffLsaTaskFields{a.model, a.round};
     }
     tasks.push_back(std::move(spec));
   }

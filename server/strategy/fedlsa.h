@@ -16,7 +16,7 @@
 // agent's round t, which the agent learns only with its next task. The
 // server keeps, per agent, the model that closed the last round t_c the
 // agent was aggregated in (its "anchor") and sends it with every task of
-// the agent (TaskSpec::server_control, anchor_round = t_c). The agent
+// the agent (TaskSpec::scafflsa: the anchor and t_c). The agent
 // updates xi_c with it only if its pending iterate is from round t_c, and
 // otherwise drops the iterate: a result that was rejected, or lost at a
 // deadline, never enters sum_c xi_c, which stays 0 (ALGORITHMS.md §3.3).

@@ -15,18 +15,30 @@ Scaffold::Scaffold(const ScaffoldOptions& options, std::int64_t num_clients,
       control_(std::make_shared<const FlatVector>(
           FlatVector::Zero(num_parameters))) {
   FEDSIM_CHECK(n_ >= 1 && num_parameters >= 1 && options_.server_lr > 0.0 &&
-               options_.option != ScaffoldOption::kNone);
+               (options_.option == ScaffoldOption::kOptionI ||
+                options_.option == ScaffoldOption::kOptionII));
 }
 
 std::vector<TaskSpec> Scaffold::Plan(Round round,
                                      std::span<const ClientId> participants) {
   planned_ = PlanWithStragglers(options_.stragglers, round, participants,
                                 options_.local);
-  for (TaskSpec& t : planned_) {
-    t.server_control = control_;
-    t.scaffold_option = options_.option;
-  }
+  for (TaskSpec& t : planned_) t.scaffold = ScaffoldTaskFields{control_, options_.option};
   return planned_;
+}
+
+absl::Status Scaffold::CheckResult(const ClientResult& r) const {
+  if (r.control_delta.size() == 0) {
+    return absl::InvalidArgumentError("the result has no control_delta (SCAFFOLD needs one)");
+  }
+  if (r.control_delta.size() != control_->size()) {
+    return absl::InvalidArgumentError(absl::StrCat("control_delta has ", r.control_delta.size(),
+                                                   " values, expected ", control_->size()));
+  }
+  if (!r.control_delta.allFinite()) {
+    return absl::InvalidArgumentError("control_delta has NaN or infinite values");
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<AggregationReport> Scaffold::Aggregate(

@@ -53,6 +53,9 @@ class Scaffold : public SyncStrategy {
       Round round, std::span<const ClientResult> results,
       FlatVector& global) override;
 
+  // A result must bring Delta c_i: d finite values.
+  absl::Status CheckResult(const ClientResult& result) const override;
+
   // The server control variate c.
   const FlatVector& control() const { return *control_; }
 

@@ -55,6 +55,18 @@ class SyncStrategy {
       Round round, std::span<const ClientResult> results,
       FlatVector& global) = 0;
 
+  // The algorithm's own check of a result for a task it planned, after the
+  // generic one (size, finiteness, n_k); an error (kInvalidArgument, a
+  // one-line reason without the round and client, which the caller adds)
+  // rejects the result. The default: no control_delta (only SCAFFOLD sends
+  // one).
+  virtual absl::Status CheckResult(const ClientResult& result) const {
+    if (result.control_delta.size() > 0) {
+      return absl::InvalidArgumentError("the result has a control_delta the task did not ask for");
+    }
+    return absl::OkStatus();
+  }
+
   // The state the strategy carries from one round to the next, encoded for
   // a coordinator checkpoint (RELIABILITY 8). Stateless strategies (the
   // default) return no bytes. Called between rounds only.

@@ -116,12 +116,12 @@ TEST_P(ScaffoldReferenceTest, MatchesHandRolledScaffoldWithPartialParticipation)
     const std::vector<ClientId> cohort = Cohort(t);
     std::vector<ClientResult> results;
     for (const TaskSpec& task : scaffold.Plan(t, cohort)) {
-      ASSERT_NE(task.server_control, nullptr);
-      EXPECT_EQ(task.scaffold_option, option);
+      ASSERT_TRUE(task.scaffold.has_value());
+      EXPECT_EQ(task.scaffold->option, option);
       const int k = static_cast<int>(task.client.value);
       RngStream rng(1, RngPurpose::kShuffle, k, t);
       auto out = RunScaffoldClient(*objective, data[k], AllRows(kRows), x,
-                                   *task.server_control, client_c[k],
+                                   *task.scaffold->server_control, client_c[k],
                                    task.local, option, rng);
       ASSERT_TRUE(out.ok()) << out.status();
       ClientResult r;
@@ -229,8 +229,8 @@ TEST_P(ScaffoldQuadraticTest, ConvergesToTheExactOptimumWhereFedAvgIsBiased) {
       const int k = static_cast<int>(task.client.value);
       RngStream rng(1, RngPurpose::kShuffle, k, t);
       auto out = RunScaffoldClient(*objective, clients[k], rows, xs,
-                                   *task.server_control, c_i[k], task.local,
-                                   task.scaffold_option, rng);
+                                   *task.scaffold->server_control, c_i[k], task.local,
+                                   task.scaffold->option, rng);
       ASSERT_TRUE(out.ok()) << out.status();
       ClientResult r;
       r.client = task.client;

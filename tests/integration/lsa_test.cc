@@ -9,7 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
-#include "client/worker/task_runner.h"
+#include "algorithms/registry.h"
 #include "common/config/config.h"
 #include "common/config/experiment.h"
 #include "common/lsa/lsa_problem.h"
@@ -165,10 +165,9 @@ TEST(ScaffLsaTest, ControlVariatesSumToZeroEveryRoundAndReachXiStar) {
       task.client = spec.client;
       task.params = theta;
       task.local = spec.local;
-      task.server_control = spec.server_control;  // the anchor: theta_t
-      task.anchor_round = spec.anchor_round;
+      task.scafflsa = spec.scafflsa;  // the anchor: theta_t
       absl::StatusOr<ClientResult> r =
-          RunTask(*e, config.seed(), task, &states[spec.client.value]);
+          RunTask(registered::kScaffLsa, *e, config.seed(), task, &states[spec.client.value]);
       ASSERT_TRUE(r.ok()) << r.status();
       results.push_back(*std::move(r));
     }
@@ -308,10 +307,10 @@ void ExpectControlVariatesSumToZero(int n, double client_fraction, Loss loss,
       const auto k = static_cast<std::size_t>(spec.client.value);
       // The server sends the anchor of the agent's last aggregated round,
       // with that round.
-      ASSERT_EQ(spec.anchor_round, anchors[k].round) << "round " << t;
-      ASSERT_EQ(spec.server_control == nullptr, anchors[k].model == nullptr);
+      ASSERT_EQ(spec.scafflsa.has_value(), anchors[k].model != nullptr) << "round " << t;
       if (anchors[k].model != nullptr) {
-        ASSERT_EQ(*spec.server_control, *anchors[k].model);
+        ASSERT_EQ(spec.scafflsa->anchor_round, anchors[k].round) << "round " << t;
+        ASSERT_EQ(*spec.scafflsa->anchor, *anchors[k].model);
       }
       Task task;
       task.id = TaskId(next_id++);
@@ -319,9 +318,8 @@ void ExpectControlVariatesSumToZero(int n, double client_fraction, Loss loss,
       task.client = spec.client;
       task.params = theta;
       task.local = spec.local;
-      task.server_control = spec.server_control;
-      task.anchor_round = spec.anchor_round;
-      absl::StatusOr<ClientResult> r = RunTask(*e, config.seed(), task, &states[k]);
+      task.scafflsa = spec.scafflsa;
+      absl::StatusOr<ClientResult> r = RunTask(registered::kScaffLsa, *e, config.seed(), task, &states[k]);
       ASSERT_TRUE(r.ok()) << r.status();
       results.push_back(*std::move(r));
     }

@@ -264,8 +264,8 @@ TEST(TaskCodecTest, BaselineFieldsRoundTrip) {
   t.client = ClientId(2);
   t.params = std::make_shared<const FlatVector>(Awkward());
   t.local.prox_mu = 0.1 + 0.2;
-  t.server_control = std::make_shared<const FlatVector>(Awkward().reverse());
-  t.scaffold_option = ScaffoldOption::kOptionI;
+  t.scaffold = ScaffoldTaskFields{std::make_shared<const FlatVector>(Awkward().reverse()),
+                                  ScaffoldOption::kOptionI};
   v1::Task msg;
   EncodeTask(t, msg);
   v1::Task reparsed;
@@ -273,9 +273,10 @@ TEST(TaskCodecTest, BaselineFieldsRoundTrip) {
   absl::StatusOr<Task> back = DecodeTask(reparsed, t.params->size());
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->local.prox_mu, 0.1 + 0.2);
-  ASSERT_NE(back->server_control, nullptr);
-  EXPECT_TRUE(SameBits(*back->server_control, *t.server_control));
-  EXPECT_EQ(back->scaffold_option, ScaffoldOption::kOptionI);
+  ASSERT_TRUE(back->scaffold.has_value());
+  EXPECT_FALSE(back->scafflsa.has_value());
+  EXPECT_TRUE(SameBits(*back->scaffold->server_control, *t.scaffold->server_control));
+  EXPECT_EQ(back->scaffold->option, ScaffoldOption::kOptionI);
 
   ClientResult r;
   r.task = TaskId(31);
@@ -297,8 +298,8 @@ TEST(TaskCodecTest, BaselineFieldsRoundTrip) {
   EXPECT_TRUE(pmsg.server_control().empty());
   absl::StatusOr<Task> pback = DecodeTask(pmsg, t.params->size());
   ASSERT_TRUE(pback.ok());
-  EXPECT_EQ(pback->server_control, nullptr);
-  EXPECT_EQ(pback->scaffold_option, ScaffoldOption::kNone);
+  EXPECT_FALSE(pback->scaffold.has_value());
+  EXPECT_FALSE(pback->scafflsa.has_value());
   EXPECT_EQ(pback->local.prox_mu, 0.0);
   ClientResult pr;
   pr.update = Awkward();
@@ -316,16 +317,16 @@ TEST(TaskCodecTest, AnchorWithoutScaffoldOptionRoundTrips) {
   t.round = 9;
   t.client = ClientId(2);
   t.params = std::make_shared<const FlatVector>(Vec({1.0, 2.0}));
-  t.server_control = std::make_shared<const FlatVector>(Vec({0.1, -0.2}));
-  t.anchor_round = 7;
+  t.scafflsa = ScaffLsaTaskFields{std::make_shared<const FlatVector>(Vec({0.1, -0.2})), 7};
   v1::Task msg;
   EncodeTask(t, msg);
   absl::StatusOr<Task> back = DecodeTask(msg, 2);
   ASSERT_TRUE(back.ok()) << back.status();
-  ASSERT_NE(back->server_control, nullptr);
-  EXPECT_EQ(*back->server_control, *t.server_control);
-  EXPECT_EQ(back->scaffold_option, ScaffoldOption::kNone);
-  EXPECT_EQ(back->anchor_round, 7);
+  EXPECT_EQ(msg.scaffold_option(), 0);
+  ASSERT_TRUE(back->scafflsa.has_value());
+  EXPECT_FALSE(back->scaffold.has_value());
+  EXPECT_EQ(*back->scafflsa->anchor, *t.scafflsa->anchor);
+  EXPECT_EQ(back->scafflsa->anchor_round, 7);
   for (std::int64_t bad : {-1, 9, 12}) {
     msg.set_anchor_round(bad);
     absl::StatusOr<Task> refused = DecodeTask(msg, 2);
@@ -334,13 +335,15 @@ TEST(TaskCodecTest, AnchorWithoutScaffoldOptionRoundTrips) {
     EXPECT_NE(refused.status().message().find(absl::StrCat("anchor_round = ", bad)),
               std::string::npos) << refused.status();
   }
-  // No anchor: -1.
-  t.server_control = nullptr;
+  // No anchor: none on the wire, none decoded.
+  t.scafflsa.reset();
   v1::Task none;
   EncodeTask(t, none);
+  EXPECT_TRUE(none.server_control().empty());
+  EXPECT_EQ(none.anchor_round(), 0);
   absl::StatusOr<Task> plain = DecodeTask(none, 2);
   ASSERT_TRUE(plain.ok());
-  EXPECT_EQ(plain->anchor_round, -1);
+  EXPECT_FALSE(plain->scafflsa.has_value());
 }
 
 TEST(TaskCodecTest, BadBaselineFieldsRejected) {
@@ -348,8 +351,8 @@ TEST(TaskCodecTest, BadBaselineFieldsRejected) {
   t.id = TaskId(40);
   t.client = ClientId(1);
   t.params = std::make_shared<const FlatVector>(Vec({1.0, 2.0}));
-  t.server_control = std::make_shared<const FlatVector>(Vec({1.0, 2.0, 3.0}));
-  t.scaffold_option = ScaffoldOption::kOptionII;
+  t.scaffold = ScaffoldTaskFields{std::make_shared<const FlatVector>(Vec({1.0, 2.0, 3.0})),
+                                  ScaffoldOption::kOptionII};
   v1::Task msg;
   EncodeTask(t, msg);
   EXPECT_THAT(DecodeTask(msg, 2).status().message(),

@@ -93,8 +93,8 @@ TEST(FedLsaTest, FedLsaIsStatelessAndSendsNoVector) {
   FedLsa server(o);
   const std::vector<ClientId> who = {ClientId(0), ClientId(1)};
   for (const TaskSpec& t : server.Plan(0, who)) {
-    EXPECT_EQ(t.server_control, nullptr);
-    EXPECT_EQ(t.anchor_round, -1);
+    EXPECT_FALSE(t.scafflsa.has_value());
+    EXPECT_FALSE(t.scaffold.has_value());
   }
   EXPECT_TRUE(server.EncodeState().empty());
   EXPECT_FALSE(server.DecodeState("x").ok());
@@ -113,8 +113,8 @@ TEST(FedLsaTest, AnchorsFollowAggregatedRoundsAndRoundTripThroughState) {
   o.num_clients = 3;
   FedLsa server(o);
   for (const TaskSpec& t : server.Plan(0, std::vector<ClientId>{ClientId(0), ClientId(2)})) {
-    EXPECT_EQ(t.server_control, nullptr);
-    EXPECT_EQ(t.anchor_round, -1);
+    EXPECT_FALSE(t.scafflsa.has_value());
+    EXPECT_FALSE(t.scaffold.has_value());
   }
   ClientResult r;
   r.client = ClientId(2);
@@ -128,12 +128,11 @@ TEST(FedLsaTest, AnchorsFollowAggregatedRoundsAndRoundTripThroughState) {
   for (Round t : {1, 2}) {
     const std::vector<TaskSpec> plan = restored.Plan(t, all);
     ASSERT_EQ(plan.size(), 3u);
-    EXPECT_EQ(plan[0].server_control, nullptr);  // planned, not aggregated
-    EXPECT_EQ(plan[1].server_control, nullptr);  // never planned
-    ASSERT_NE(plan[2].server_control, nullptr);
-    EXPECT_EQ(*plan[2].server_control, Eigen::Vector2d(1.5, -1.75));
-    EXPECT_EQ(plan[2].anchor_round, 0);
-    EXPECT_EQ(plan[0].anchor_round, -1);
+    EXPECT_FALSE(plan[0].scafflsa.has_value());  // planned, not aggregated
+    EXPECT_FALSE(plan[1].scafflsa.has_value());  // never planned
+    ASSERT_TRUE(plan[2].scafflsa.has_value());
+    EXPECT_EQ(*plan[2].scafflsa->anchor, Eigen::Vector2d(1.5, -1.75));
+    EXPECT_EQ(plan[2].scafflsa->anchor_round, 0);
   }
   // A newer aggregation replaces the anchor; agents of one round share it.
   r.client = ClientId(0);
@@ -141,14 +140,16 @@ TEST(FedLsaTest, AnchorsFollowAggregatedRoundsAndRoundTripThroughState) {
   r2.client = ClientId(2);
   ASSERT_TRUE(restored.Aggregate(2, std::vector<ClientResult>{r, r2}, global).ok());
   const std::vector<TaskSpec> plan = restored.Plan(3, all);
-  EXPECT_EQ(plan[0].anchor_round, 2);
-  EXPECT_EQ(plan[2].anchor_round, 2);
-  EXPECT_EQ(plan[0].server_control, plan[2].server_control);
+  ASSERT_TRUE(plan[0].scafflsa.has_value() && plan[2].scafflsa.has_value());
+  EXPECT_EQ(plan[0].scafflsa->anchor_round, 2);
+  EXPECT_EQ(plan[2].scafflsa->anchor_round, 2);
+  EXPECT_EQ(plan[0].scafflsa->anchor, plan[2].scafflsa->anchor);
   FedLsa again(o);
   ASSERT_TRUE(again.DecodeState(restored.EncodeState()).ok());
   const std::vector<TaskSpec> plan_again = again.Plan(3, all);
-  EXPECT_EQ(plan_again[0].server_control, plan_again[2].server_control);
-  EXPECT_EQ(*plan_again[0].server_control, *plan[0].server_control);
+  ASSERT_TRUE(plan_again[0].scafflsa.has_value() && plan_again[2].scafflsa.has_value());
+  EXPECT_EQ(plan_again[0].scafflsa->anchor, plan_again[2].scafflsa->anchor);
+  EXPECT_EQ(*plan_again[0].scafflsa->anchor, *plan[0].scafflsa->anchor);
   const absl::Status bad = FedLsa(o).DecodeState("garbage");
   EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(bad.message().find("anchors of 3 agents"), std::string::npos) << bad;

@@ -12,6 +12,7 @@
 #include "tests/testing/engine_harness.h"
 #include "server/participation/participation.h"
 #include "server/strategy/fedavg.h"
+#include "server/strategy/scaffold.h"
 
 namespace fedsim {
 namespace round_engine_test {
@@ -255,6 +256,65 @@ TEST(RoundEnginePrivacyTest, NoLedgerNoEpsilon) {
   EXPECT_TRUE(std::isnan(row->epsilon_max));
   EXPECT_TRUE(std::isnan(row->epsilon_mean));
   EXPECT_EQ(engine.privacy(), nullptr);
+}
+
+// The algorithm's own check of a result is the strategy's (CheckResult):
+// SCAFFOLD needs Delta c_i of d finite values; no other algorithm takes
+// one. SCAFFOLD's tasks carry c: twice the payload each way.
+TEST_F(RoundEngineTest, TheStrategyChecksItsOwnResultFields) {
+  const std::vector<Task> plain = engine_->TakeTasks();
+  ClientResult extra = ResultFor(plain[0]);
+  extra.control_delta = FlatVector::Zero(2);
+  const absl::Status refused = engine_->Submit(extra, 0);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(refused.message(),
+            "round 0, client 0: the result has a control_delta the task did not ask for");
+
+  RoundEngineOptions options;
+  options.rounds = 1;
+  EngineInputs in;
+  in.client_sizes = sizes_;
+  in.train = &train_;
+  in.test = &test_;
+  ScaffoldOptions so;
+  RoundEngine scaffold(options, in, std::make_unique<UniformCohort>(1, 3, 1.0),
+                       std::make_unique<Scaffold>(so, 3, 2), FlatVector::Zero(2));
+  const std::vector<Task> tasks = scaffold.TakeTasks();
+  ASSERT_EQ(tasks.size(), 3u);
+  ASSERT_TRUE(tasks[0].scaffold.has_value());
+  EXPECT_EQ(ExtraVectors(tasks[0]), 1);
+  ClientResult none = ResultFor(tasks[0]);
+  EXPECT_EQ(scaffold.Submit(none, 0).message(),
+            "round 0, client 0: the result has no control_delta (SCAFFOLD needs one)");
+  ClientResult short_delta = ResultFor(tasks[1]);
+  short_delta.control_delta = FlatVector::Zero(1);
+  EXPECT_EQ(scaffold.Submit(short_delta, 0).message(),
+            "round 0, client 1: control_delta has 1 values, expected 2");
+  ClientResult nan = ResultFor(tasks[2]);
+  nan.control_delta = FlatVector::Constant(2, std::nan(""));
+  EXPECT_EQ(scaffold.Submit(nan, 0).message(),
+            "round 0, client 2: control_delta has NaN or infinite values");
+}
+
+TEST_F(RoundEngineTest, ScaffoldRoundsCountTheControlVariatesInTheBytes) {
+  RoundEngineOptions options;
+  options.rounds = 1;
+  EngineInputs in;
+  in.client_sizes = sizes_;
+  in.train = &train_;
+  in.test = &test_;
+  ScaffoldOptions so;
+  RoundEngine scaffold(options, in, std::make_unique<UniformCohort>(1, 3, 1.0),
+                       std::make_unique<Scaffold>(so, 3, 2), FlatVector::Zero(2));
+  for (const Task& t : scaffold.TakeTasks()) {
+    ClientResult r = ResultFor(t);
+    r.control_delta = FlatVector::Constant(2, 0.5);
+    ASSERT_TRUE(scaffold.Submit(r, 0).ok());
+  }
+  const absl::StatusOr<MetricsRow> row = test::FinishOne(scaffold);
+  ASSERT_TRUE(row.ok()) << row.status();
+  EXPECT_EQ(row->bytes_down, 3 * 2 * 2 * 8);  // 3 tasks x (x, c) x 2 values x 8 bytes
+  EXPECT_EQ(row->bytes_up, 3 * 2 * 2 * 8);    // 3 results x (Delta y, Delta c)
 }
 
 }  // namespace
