@@ -49,8 +49,9 @@ class SyncStrategy {
 
   // Folds `results` (sorted by client id, at most one per client, each
   // already validated for size and finiteness) into `global`. An empty
-  // `results` leaves `global` unchanged. Fails with kInvalidArgument if a
-  // result names a client that was not planned this round.
+  // `results` leaves `global` unchanged, except in MIFA (mifa.h), which
+  // applies its stored updates in every round. Fails with kInvalidArgument
+  // if a result names a client that was not planned this round.
   virtual absl::StatusOr<AggregationReport> Aggregate(
       Round round, std::span<const ClientResult> results,
       FlatVector& global) = 0;
