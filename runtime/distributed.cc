@@ -32,24 +32,6 @@ namespace fs = std::filesystem;
 // How long a graceful stop lets calls in flight finish.
 constexpr absl::Duration kStopDrainGrace = absl::Seconds(5);
 
-CoordinatorOptions OptionsFromConfig(const v1::ExperimentConfig& config) {
-  const auto& d = config.distributed();
-  CoordinatorOptions o;
-  o.round_deadline = absl::Seconds(d.round_deadline_s());
-  o.min_workers = d.min_workers();
-  o.start_timeout = absl::Seconds(d.start_timeout_s());
-  o.long_poll = absl::Seconds(d.long_poll_s());
-  // Client state lives in the coordinator and travels with the tasks:
-  // any worker can serve any client, so nothing is pinned, except on the
-  // wall clock, where a client's speed is its worker's (worker_slowdown).
-  o.pin_clients = IsAsyncAlgorithm(config.algorithm().name()) &&
-                  config.async().clock() == v1::AsyncConfig::CLOCK_WALL;
-  o.worker_slowdown.assign(d.worker_slowdown().begin(), d.worker_slowdown().end());
-  o.heartbeat_interval = absl::Seconds(d.heartbeat_interval_s());
-  o.heartbeat_patience = d.heartbeat_patience();
-  o.max_workers = d.max_workers();
-  return o;
-}
 
 std::string SelfDirectory() {
   std::error_code ec;
@@ -93,9 +75,28 @@ absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv,
 
 }  // namespace
 
+CoordinatorOptions CoordinatorOptionsFromConfig(const v1::ExperimentConfig& config) {
+  const auto& d = config.distributed();
+  CoordinatorOptions o;
+  o.round_deadline = absl::Seconds(d.round_deadline_s());
+  o.min_workers = d.min_workers();
+  o.start_timeout = absl::Seconds(d.start_timeout_s());
+  o.long_poll = absl::Seconds(d.long_poll_s());
+  // Client state lives in the coordinator and travels with the tasks:
+  // any worker can serve any client, so nothing is pinned, except on the
+  // wall clock, where a client's speed is its worker's (worker_slowdown).
+  o.pin_clients = IsAsyncAlgorithm(config.algorithm().name()) &&
+                  config.async().clock() == v1::AsyncConfig::CLOCK_WALL;
+  o.worker_slowdown.assign(d.worker_slowdown().begin(), d.worker_slowdown().end());
+  o.heartbeat_interval = absl::Seconds(d.heartbeat_interval_s());
+  o.heartbeat_patience = d.heartbeat_patience();
+  o.max_workers = d.max_workers();
+  return o;
+}
+
 absl::StatusOr<RunSummary> ServeRun(CoordinatorRun& run,
                                     const ServeOptions& options) {
-  CoordinatorOptions coordinator_options = OptionsFromConfig(run.config);
+  CoordinatorOptions coordinator_options = CoordinatorOptionsFromConfig(run.config);
   if (run.resumed) {
     // Worker ids of the previous incarnation must not match new ones.
     coordinator_options.first_worker_id =

@@ -15,10 +15,15 @@
 #include "common/auth/auth.h"
 #include "common/base/stop_signal.h"
 #include "absl/time/time.h"
+#include "server/coordinator/coordinator.h"
 #include "server/coordinator/progress.h"
 #include "server/coordinator/run_builder.h"
 
 namespace fedsim {
+
+// The coordinator's options from the config's `distributed` section (and
+// pinning on the wall clock), as ServeRun and LaunchRun use them.
+CoordinatorOptions CoordinatorOptionsFromConfig(const v1::ExperimentConfig& config);
 
 struct ServeOptions {
   std::string listen = "0.0.0.0:50051";

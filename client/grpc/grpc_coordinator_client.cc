@@ -48,8 +48,10 @@ class GrpcCoordinatorClient : public CoordinatorClient {
     args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
     args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
     ApplyChannelAuthArgs(options_.auth, args);
-    auto channel = grpc::CreateCustomChannel(
-        options_.target, MakeChannelCredentials(options_.auth), args);
+    auto channel = options_.channel != nullptr
+                       ? options_.channel
+                       : grpc::CreateCustomChannel(options_.target,
+                                                   MakeChannelCredentials(options_.auth), args);
     std::shared_ptr<v1::Coordinator::Stub> stub = v1::Coordinator::NewStub(channel);
     std::unique_lock<std::mutex> lock(mu_);
     channel_ = std::move(channel);

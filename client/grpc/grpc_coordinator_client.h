@@ -9,6 +9,7 @@
 #include <string>
 
 #include "client/worker/coordinator_client.h"
+#include "grpcpp/channel.h"
 #include "common/auth/auth.h"
 
 namespace fedsim {
@@ -20,6 +21,10 @@ struct GrpcClientOptions {
   // Authentication (docs/security.md). A refused token or certificate, and a
   // failed TLS handshake, come back as kUnauthenticated/kPermissionDenied.
   ClientAuthConfig auth;
+  // If set, every call goes over this channel instead of one to `target`
+  // (tests: CoordinatorServer::InProcessChannel, no network); `auth` and
+  // the keepalive settings are then the channel's own.
+  std::shared_ptr<grpc::Channel> channel;
 };
 
 // Creates the client. The channel connects lazily; calls fail with

@@ -571,7 +571,9 @@ void ApplyDefaults(v1::ExperimentConfig& c) {
   if (!ckpt->has_every()) ckpt->set_every(1);
   if (!ckpt->has_keep()) ckpt->set_keep(3);
   if (!ckpt->has_min_interval_s()) {
-    ckpt->set_min_interval_s(IsAsyncAlgorithm(c.algorithm().name()) ? 1.0 : 0.0);
+    const bool slow_to_save = IsAsyncAlgorithm(c.algorithm().name()) ||
+                              AlgorithmTraitsOf(c.algorithm().name()).server_memory();
+    ckpt->set_min_interval_s(slow_to_save ? 1.0 : 0.0);
   }
 
   auto* agg = c.mutable_aggregation();
@@ -842,6 +844,14 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
                absl::StrCat("clients.straggler_fraction = ", stragglers,
                             " with data.source = lsa; stragglers are for "
                             "local SGD algorithms"))
+      .Require(stragglers == 0.0 || traits.stragglers(),
+               absl::StrCat("clients.straggler_fraction = ", stragglers,
+                            " with algorithm.name = ", algo_name,
+                            "; stragglers are simulated for ",
+                            AlgorithmsWith([](const v1::AlgorithmTraits& t) {
+                              return t.stragglers();
+                            }),
+                            " only"))
       .Require(!keeps_partial_work ||
                    (c.local().max_steps() > 0 ? c.local().max_steps() >= 2
                                               : c.local().epochs() >= 2),

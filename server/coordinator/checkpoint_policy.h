@@ -7,6 +7,8 @@
 #ifndef FEDSIM_SERVER_COORDINATOR_CHECKPOINT_POLICY_H_
 #define FEDSIM_SERVER_COORDINATOR_CHECKPOINT_POLICY_H_
 
+#include <cstdint>
+
 #include "absl/status/statusor.h"
 #include "common/base/clock.h"
 #include "server/coordinator/checkpoint.h"
@@ -30,6 +32,18 @@ CheckpointData MakeCheckpointData(const CoordinatorRun& run, const StepReport& r
 absl::StatusOr<bool> MaybeCheckpoint(CoordinatorRun& run, const StepReport& report,
                                      bool last, const RunSummary& summary,
                                      double wall_time_s, Clock& clock);
+
+// The largest checkpoint `run` can write must fit in one protobuf message
+// (2 GiB): the model, the strategy's state (FedVARP and MIFA keep N d
+// values) and every client's state at its full layout. With checkpoints on
+// (checkpoint.every > 0), kInvalidArgument with one line naming the sizes
+// when it would not, so that the run fails before it computes anything.
+// Rounds only (the asynchronous engines keep at most a model per client).
+// `limit`: tests pass a small one.
+inline constexpr std::int64_t kMaxCheckpointBytes =
+    (std::int64_t{1} << 31) - (std::int64_t{1} << 26);
+absl::Status CheckCheckpointSize(const CoordinatorRun& run,
+                                 std::int64_t limit = kMaxCheckpointBytes);
 
 }  // namespace fedsim
 

@@ -13,6 +13,7 @@
 #include "common/random/stream.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "server/coordinator/checkpoint.h"
+#include "server/coordinator/checkpoint_policy.h"
 #include "server/coordinator/engine_factory.h"
 
 namespace fedsim {
@@ -140,6 +141,7 @@ absl::StatusOr<CoordinatorRun> BuildRun(const v1::ExperimentConfig& config,
                           MakeEngine(config, e, runtime, run.incarnation, run.log.get(),
                                      std::move(initial)));
   run.engine = std::move(setup.engine);
+  FEDSIM_RETURN_IF_ERROR(CheckCheckpointSize(run));
   if (resume == nullptr) {
     FEDSIM_RETURN_IF_ERROR(run.log->Event(setup.run_start));
   } else {

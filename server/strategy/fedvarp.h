@@ -2,8 +2,8 @@
 //
 // FedVARP (Jhunjhunwala, Sharma, Nagarkatti, Joshi, UAI 2022) exactly as the
 // FedAU paper's official code runs it (IBM/fedau 6e9cce9, main.py L99-222,
-// `-weighting fedvarp`; ALGORITHMS.md §2.3, /work/notes/fedvarp_mifa.md
-// §1.3). Clients run plain local SGD (I = local.max_steps steps of size
+// `-weighting fedvarp`; ALGORITHMS.md §2.3, docs/fedvarp_mifa.md
+// §1). Clients run plain local SGD (I = local.max_steps steps of size
 // gamma on minibatches of b, the same spec for every participant) and return
 // Delta_n^t, their model after training minus x_t. The server keeps the last
 // update y_n of each of the N clients and their mean ybar, both 0 at first:
@@ -50,8 +50,8 @@
 //
 // The server optimiser (server_optimizer.h) is NOT supported: the options
 // have no field for it and eta is a plain step size, as in the official
-// code; the config validation is to refuse another optimiser (and
-// stragglers, also unsupported) for fedvarp.
+// code; the config refuses another optimiser (and stragglers, also
+// unsupported) for fedvarp (the traits of its enum value).
 //
 // The aggregation weight reported for each participant (events.jsonl) is
 // its coefficient 1/|S_t| in the correction term (eta is not included; the

@@ -3,7 +3,7 @@
 // MIFA (Gu, Huang, Zhang, Huang, NeurIPS 2021, "Fast Federated Learning in
 // the Presence of Arbitrary Device Unavailability") exactly as the FedAU
 // paper's official code runs it (IBM/fedau 6e9cce9, main.py L99-222,
-// `-weighting mifa`; ALGORITHMS.md §2.3, /work/notes/fedvarp_mifa.md §1.4).
+// `-weighting mifa`; ALGORITHMS.md §2.3, docs/fedvarp_mifa.md §1).
 // Clients run plain local SGD (I = local.max_steps steps of size gamma on
 // minibatches of b, the same spec for every participant) and return
 // Delta_n^t, their model after training minus x_t. The server keeps the last
@@ -49,8 +49,8 @@
 //
 // The server optimiser (server_optimizer.h) is NOT supported: the options
 // have no field for it and eta is a plain step size, as in the official
-// code; the config validation is to refuse another optimiser (and
-// stragglers, also unsupported) for mifa.
+// code; the config refuses another optimiser (and stragglers, also
+// unsupported) for mifa (the traits of its enum value).
 //
 // The aggregation weight reported for each participant (events.jsonl) is
 // its coefficient 1/N (eta is not included; the stale entries of the other

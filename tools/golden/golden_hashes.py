@@ -4,6 +4,9 @@ change any numerical result).
 
   tools/golden/golden_hashes.py record [--bin build/bin]   writes the list
   tools/golden/golden_hashes.py check  [--bin build/bin]   compares with it
+  tools/golden/golden_hashes.py add    [--bin build/bin]   as check, then
+      appends the new runs (a new config or test) to the list; fails, and
+      writes nothing, if a listed run differs or is missing
 
 Runs every config of configs/ with `fedsim run` (embedded; the wall-clock
 config is left out: real time is not reproducible), and the runtime
@@ -79,7 +82,7 @@ def collect(bin_dir, work):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("command", choices=["record", "check"])
+    p.add_argument("command", choices=["record", "check", "add"])
     p.add_argument("--bin", default=os.path.join(ROOT, "build", "bin"))
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="fedsim_golden_") as work:
@@ -99,20 +102,31 @@ def main():
                 continue
             name, model_hash, digest = line.split()
             want[name] = (model_hash, digest)
-    bad = 0
+    new = sorted(set(got) - set(want))
+    bad = 0  # listed runs that differ or are missing
     for name in sorted(set(want) | set(got)):
         if name not in got:
             print(f"golden: {name}: missing (in the list, not run)")
             bad += 1
         elif name not in want:
             print(f"golden: {name}: new (run, not in the list): {got[name][0]}")
-            bad += 1
         elif got[name] != want[name]:
             print(f"golden: {name}: model_hash {got[name][0]}, expected {want[name][0]}"
                   f"{' (model.bin differs)' if got[name][1] != want[name][1] else ''}")
             bad += 1
-    print(f"golden: {len(got) - bad} of {len(want)} runs identical")
-    return 1 if bad else 0
+    print(f"golden: {len(want) - bad} of {len(want)} runs identical")
+    if bad or (new and args.command == "check"):
+        return 1
+    if args.command == "add" and new:
+        with open(LIST) as f:
+            lines = f.read().splitlines()
+        header = [line for line in lines if line.startswith("#")]
+        body = [line for line in lines if line.strip() and not line.startswith("#")]
+        body += [f"{name} {got[name][0]} {got[name][1]}" for name in new]
+        with open(LIST, "w") as f:
+            f.write("\n".join(header + sorted(body)) + "\n")
+        print(f"golden: {len(new)} new runs added to {os.path.relpath(LIST, ROOT)}")
+    return 0
 
 
 if __name__ == "__main__":

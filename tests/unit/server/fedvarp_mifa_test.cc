@@ -1,7 +1,7 @@
 // FedVARP and MIFA as the FedAU code runs them (server/strategy/fedvarp.h,
-// mifa.h; /work/notes/fedvarp_mifa.md): the first two rounds against the
+// mifa.h; docs/fedvarp_mifa.md): the first two rounds against the
 // closed forms of §3 on isotropic quadratics, the N = 4 worked example of
-// §3.4 bit for bit, the unbiased fixed point under heterogeneous Bernoulli
+// §3.3 bit for bit, the unbiased fixed point under heterogeneous Bernoulli
 // participation (§4.1, where a FedAvg-like average is biased), full
 // participation against fedsim's FedAvg with equal client sizes (§5), empty
 // rounds, checkpoint state round trips and the refusals.
@@ -157,8 +157,8 @@ TEST(FedVarpMifaTest, PlanHandsEveryParticipantTheLocalSpec) {
       EXPECT_EQ(tasks[i].local.max_steps, 3);
       EXPECT_EQ(tasks[i].local.lr, 0.07);
       EXPECT_EQ(tasks[i].local.batch_size, 0);
-      EXPECT_EQ(tasks[i].server_control, nullptr);
-      EXPECT_EQ(tasks[i].scaffold_option, ScaffoldOption::kNone);
+      EXPECT_FALSE(tasks[i].scaffold.has_value());
+      EXPECT_FALSE(tasks[i].scafflsa.has_value());
     }
   }
 }
@@ -251,10 +251,10 @@ TEST(MifaClosedFormTest, FirstTwoRounds) {
 }
 
 // ---------------------------------------------------------------------------
-// §3.4: N = 4, d = 2, a = (0,0), (1,2), (5,-1), (2,4), x_0 = (1,1),
+// §3.3: N = 4, d = 2, a = (0,0), (1,2), (5,-1), (2,4), x_0 = (1,1),
 // gamma = 0.1, I = 5 (c = 0.40951), eta = 1, S_0 = {0,1}, S_1 = {1,2}.
 // The float64 values are those of a literal port of main.py's arithmetic
-// in the same operation order (Python floats); the decimals of the notes'
+// in the same operation order (Python floats); the decimals of §3.3's table
 // table are within 1e-15 of them.
 
 Quadratics WorkedExample() {
@@ -276,7 +276,7 @@ TEST(FedVarpMifaWorkedExampleTest, NotesTableBitForBit) {
     ExpectNear(x, V({0.795245, 1.0}), 1e-15, "FedVARP x_1 (table)");
     ExpectBitEqual(s.stored_mean(), V({-0.10237749999999998, 2.7755575615628914e-17}),
                    "FedVARP ybar_1");
-    ExpectNear(s.stored_mean(), V({-0.1023775, 0.0}), 1e-15, "FedVARP ybar_1 (notes)");
+    ExpectNear(s.stored_mean(), V({-0.1023775, 0.0}), 1e-15, "FedVARP ybar_1 (§3.3)");
     ExpectBitEqual(s.stored_update(ClientId(0)),
                    V({-0.40950999999999993, -0.40950999999999993}), "y_0");
     ExpectBitEqual(s.stored_update(ClientId(1)), V({0.0, 0.40951000000000004}), "y_1");
@@ -325,7 +325,7 @@ TEST(FedVarpMifaFixedPointTest, BernoulliParticipationConvergesToThePlainMean) {
   Quadratics q;
   q.a = {V({-4.0, 3.0}), V({-2.0, 1.0}), V({0.5, 0.0}), V({2.0, -1.0}), V({3.0, -2.5})};
   q.gamma = 0.05;
-  q.steps = 5;  // c = 0.2262, eta c = 0.2262 with eta = 1 (notes: eta c <= 0.3)
+  q.steps = 5;  // c = 0.2262, eta c = 0.2262 with eta = 1 (§4.1: eta c <= 0.3)
   const std::vector<double> p = {0.05, 0.1, 0.3, 0.6, 0.9};
   const FlatVector mean = q.Mean();  // (-0.1, 0.1)
   const Round rounds = 4000;
@@ -369,7 +369,7 @@ TEST(FedVarpMifaFixedPointTest, BernoulliParticipationConvergesToThePlainMean) {
   // decays geometrically, at a rate set by how often the rarest client
   // refreshes its y_n (every ~1/p_min = 20 rounds; eta c = 0.23 <= 0.3, the
   // stable range of §4.1), down to rounding (~1e-16 on values of order 1;
-  // the notes' port reached <= 1e-12 after 4000 rounds on a similar
+  // a Python port of main.py reached <= 1e-12 after 4000 rounds on a similar
   // setting). 1e-9 leaves room for a slower decay should the trace (seed)
   // change and is 9 orders of magnitude below the bias of the
   // participation-weighted average checked at the end.
