@@ -6,6 +6,7 @@
 // test's thread pushing results at chosen times. Runs under TSan too.
 #include <fstream>
 #include <future>
+#include <limits>
 #include <string>
 #include <thread>
 #include <vector>
@@ -223,6 +224,53 @@ TEST(CoordinatorClockTest, WallClockWindowsEndOnTheFakeClocksMultiples) {
   EXPECT_EQ(clients(steps[1]), (std::vector<std::int64_t>{tasks[2].client.value}));
   EXPECT_EQ(steps[2]["tick"], 3000000);
   EXPECT_TRUE(clients(steps[2]).empty());
+}
+
+// A round whose quorum can no longer be reached closes at once, not at its
+// deadline: with min_quorum = 3 of 3 clients, a malformed update (NaN) is
+// refused and ends its task, and the round fails (round_failed) while the
+// fake clock stands still; the next round runs. No time passes in the
+// whole run.
+TEST(CoordinatorClockTest, UnreachableQuorumClosesTheRoundWithoutWaiting) {
+  CoordinatorRun run = test::PrepareDistributedRun(
+      std::string(kConfig) + "rounds: 2\ndistributed: {min_quorum: 3}\n",
+      "coordinator_clock_quorum");
+  test::FakeClock clock;
+  const absl::Time start = clock.Now();
+  Coordinator c(Options(clock), &run);
+  const WorkerId a = *c.Join("a");
+  std::unique_ptr<Pending> first = StartPull(c, a, clock);
+  absl::StatusOr<RunSummary> summary;
+  std::thread runner([&] { summary = c.Run(); });
+  std::vector<Task> round0 = {*first->future.get()->task, PullNow(c, a, clock),
+                              PullNow(c, a, clock)};
+  ASSERT_TRUE(c.PushResult(a, test::ConstantResult(run, round0[0])).ok());
+  ClientResult bad = test::ConstantResult(run, round0[1]);
+  bad.update[0] = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_EQ(c.PushResult(a, bad).status().code(), absl::StatusCode::kInvalidArgument);
+  // Round 1 is handed out without the clock moving.
+  for (int i = 0; i < 3; ++i) {
+    const Task t = PullNow(c, a, clock);
+    EXPECT_EQ(t.round, 1);
+    ASSERT_TRUE(c.PushResult(a, test::ConstantResult(run, t)).ok());
+  }
+  runner.join();
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  const std::vector<nlohmann::json> failed = Events(run, "round_failed");
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed[0]["round"], 0);
+  EXPECT_EQ(failed[0]["valid_results"], 1);
+  // At the close: the unanswered task times out, the accepted result is
+  // cancelled with its round, the refused one was dropped.
+  const std::vector<nlohmann::json> timed_out = Events(run, "task_timed_out");
+  ASSERT_EQ(timed_out.size(), 1u);
+  EXPECT_EQ(timed_out[0]["task"], round0[2].id.value);
+  const TaskTally tally = run.engine->tally();
+  EXPECT_EQ(tally.aggregated, 3);
+  EXPECT_EQ(tally.cancelled, 1);
+  EXPECT_EQ(tally.dropped, 1);
+  EXPECT_DOUBLE_EQ(summary->wall_time_s, 0.0);
+  EXPECT_EQ(clock.Now(), start);
 }
 
 }  // namespace
