@@ -13,6 +13,10 @@
 //                  --steps T [--delta D] [--json] ...
 //       The RDP accountant: epsilon, or the noise multiplier for a target
 //       (tools/privacy_cli.h; docs/dp.md).
+//   fedsim config CONFIG | --fields
+//       The config with every default filled in, checked, as the run
+//       directory's config.json; or every key of the schema with its type,
+//       default and range (the table of docs/config.md).
 //
 // Exit codes: 0 success; 2 bad config or data (one line on stderr naming
 // the key, the value and the rule); 1 a run that failed after it started.
@@ -30,6 +34,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "algorithms/registry.h"
 #include "common/config/config.h"
 #include "runtime/console.h"
 #include "common/base/stop_signal.h"
@@ -68,7 +73,19 @@ constexpr char kUsage[] =
     "                [--logy] [--logx] [--smooth K] [--size WxH]  (fedsim report --help)\n"
     "  fedsim privacy --sampling-rate Q (--noise-multiplier Z | --target-epsilon E)\n"
     "                 --steps T [--delta D] [--max-order N] [--fractional-orders=B]\n"
-    "                 [--orders A,B,...] [--conversion tight|classical] [--json]";
+    "                 [--orders A,B,...] [--conversion tight|classical] [--json]\n"
+    "  fedsim config CONFIG | --fields";
+
+constexpr char kConfigUsage[] =
+    "usage: fedsim config CONFIG\n"
+    "       fedsim config --fields\n"
+    "\n"
+    "CONFIG: prints the experiment config with every default filled in, as\n"
+    "JSON (the run directory's config.json), after the config's own checks\n"
+    "(a run also checks the data); exit 2 with one line naming the key, the\n"
+    "value and the rule if it is refused. --fields: prints every key of the\n"
+    "schema with its type, default and range as a Markdown table\n"
+    "(docs/config.md).";
 
 constexpr char kRunUsage[] =
     "usage: fedsim run CONFIG [--out DIR] [--threads N] [--quiet | --json] [--tensorboard]\n"
@@ -245,6 +262,30 @@ int RunCommand(const std::string& command, const std::string& config_path) {
   return 0;
 }
 
+// `fedsim config`: the resolved config, or the schema's field table.
+int ConfigCommand(int argc, char** argv) {
+  const std::vector<std::string> args(argv + 2, argv + argc);
+  if (args.size() == 1 && (args[0] == "--help" || args[0] == "-h" || args[0] == "--helpfull")) {
+    std::fprintf(stdout, "%s\n", kConfigUsage);
+    return 0;
+  }
+  if (args.size() == 1 && args[0] == "--fields") {
+    std::fputs(fedsim::ConfigFieldTable().c_str(), stdout);
+    return 0;
+  }
+  if (args.size() != 1 || args[0].empty() || args[0][0] == '-') {
+    std::fprintf(stderr, "fedsim config: expected one CONFIG file or --fields\n%s\n",
+                 kConfigUsage);
+    return 2;
+  }
+  absl::StatusOr<fedsim::v1::ExperimentConfig> config = fedsim::LoadConfigFile(args[0]);
+  if (!config.ok()) return Fail(2, config.status());
+  if (absl::Status s = fedsim::ValidateAlgorithm(*config); !s.ok()) return Fail(2, s);
+  std::fputs(fedsim::ConfigToJson(*config).c_str(), stdout);
+  std::fputs("\n", stdout);
+  return 0;
+}
+
 int Main(int argc, char** argv) {
   // `fedsim`, `fedsim help` and `fedsim --help` without a command.
   if (argc < 2 || (argc == 2 && WantsHelpOrHelpCommand(argv[1]))) {
@@ -264,6 +305,7 @@ int Main(int argc, char** argv) {
   }
   // `report` passes its (Python argparse) options through untouched.
   if (argc >= 2 && std::string(argv[1]) == "report") return ReportCommand(argc, argv);
+  if (argc >= 2 && std::string(argv[1]) == "config") return ConfigCommand(argc, argv);
   const std::string first = argv[1];
   if ((first == "run" || first == "launch") && fedsim::WantsHelp(argc, argv, 2)) {
     fedsim::PrintHelp(stdout, first == "run" ? kRunUsage : kLaunchUsage,

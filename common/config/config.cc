@@ -6,6 +6,7 @@
 #include <limits>
 #include <numeric>
 #include <sstream>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -13,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/base/check.h"
 #include "common/base/status_macros.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/reflection.h"
@@ -208,6 +210,147 @@ absl::Status MapOnto(const YAML::Node& node, pb::Message& msg,
   return absl::OkStatus();
 }
 
+// The declarative part of the config (options.proto's FieldRule on the
+// fields of config.proto): defaults and ranges, read from the descriptors.
+
+const v1::FieldRule& RuleOf(const pb::FieldDescriptor* f) {
+  return f->options().GetExtension(v1::field);
+}
+
+// Whether `d` or a message below it declares a default (ApplyDefaults
+// creates such sections, so config.json shows every default).
+bool HasDefaults(const pb::Descriptor* d) {
+  for (int i = 0; i < d->field_count(); ++i) {
+    const pb::FieldDescriptor* f = d->field(i);
+    if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE) {
+      if (!f->is_repeated() && f->message_type() != d && HasDefaults(f->message_type())) {
+        return true;
+      }
+    } else if (!RuleOf(f).default_().empty()) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void ApplyFieldDefaults(pb::Message& m, const std::string& path) {
+  const pb::Descriptor* d = m.GetDescriptor();
+  const pb::Reflection* r = m.GetReflection();
+  for (int i = 0; i < d->field_count(); ++i) {
+    const pb::FieldDescriptor* f = d->field(i);
+    const std::string key = JoinPath(path, f->name());
+    if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE) {
+      if (f->is_repeated()) {
+        for (int j = 0; j < r->FieldSize(m, f); ++j) {
+          ApplyFieldDefaults(*r->MutableRepeatedMessage(&m, f, j), absl::StrCat(key, "[", j, "]"));
+        }
+      } else if (HasDefaults(f->message_type())) {
+        ApplyFieldDefaults(*r->MutableMessage(&m, f), key);
+      }
+      continue;
+    }
+    const std::string& text = RuleOf(f).default_();
+    if (text.empty() || f->is_repeated()) continue;
+    const bool unset = f->has_presence() ? !r->HasField(m, f)
+                       : f->cpp_type() == pb::FieldDescriptor::CPPTYPE_ENUM
+                           ? r->GetEnumValue(m, f) == 0
+                           : false;
+    if (!unset) continue;
+    // A default that does not parse is a defect of config.proto, which
+    // ConfigTest.EveryDeclaredDefaultParses catches.
+    const absl::Status s = SetScalar(m, f, YAML::Node(text), key);
+    FEDSIM_CHECK(s.ok()) << s;
+  }
+}
+
+// The value of a numeric field (element `index` of a repeated one) as
+// text, in the form the messages use, and as a double to compare.
+std::pair<std::string, double> NumberOf(const pb::Message& m, const pb::FieldDescriptor* f,
+                                        int index) {
+  const pb::Reflection* r = m.GetReflection();
+  const bool rep = f->is_repeated();
+  switch (f->cpp_type()) {
+    case pb::FieldDescriptor::CPPTYPE_INT32: {
+      const std::int64_t v = rep ? r->GetRepeatedInt32(m, f, index) : r->GetInt32(m, f);
+      return {absl::StrCat(v), static_cast<double>(v)};
+    }
+    case pb::FieldDescriptor::CPPTYPE_INT64: {
+      const std::int64_t v = rep ? r->GetRepeatedInt64(m, f, index) : r->GetInt64(m, f);
+      return {absl::StrCat(v), static_cast<double>(v)};
+    }
+    case pb::FieldDescriptor::CPPTYPE_UINT32: {
+      const std::uint64_t v = rep ? r->GetRepeatedUInt32(m, f, index) : r->GetUInt32(m, f);
+      return {absl::StrCat(v), static_cast<double>(v)};
+    }
+    case pb::FieldDescriptor::CPPTYPE_UINT64: {
+      const std::uint64_t v = rep ? r->GetRepeatedUInt64(m, f, index) : r->GetUInt64(m, f);
+      return {absl::StrCat(v), static_cast<double>(v)};
+    }
+    case pb::FieldDescriptor::CPPTYPE_FLOAT: {
+      const double v = rep ? r->GetRepeatedFloat(m, f, index) : r->GetFloat(m, f);
+      return {absl::StrCat(v), v};
+    }
+    default: {
+      const double v = rep ? r->GetRepeatedDouble(m, f, index) : r->GetDouble(m, f);
+      return {absl::StrCat(v), v};
+    }
+  }
+}
+
+// A bound in the form of the field's values: integers without a decimal
+// point.
+std::string BoundText(const pb::FieldDescriptor* f, double bound) {
+  if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_DOUBLE ||
+      f->cpp_type() == pb::FieldDescriptor::CPPTYPE_FLOAT) {
+    return absl::StrCat(bound);
+  }
+  return absl::StrCat(static_cast<std::int64_t>(bound));
+}
+
+// "config: KEY = VALUE; must be OP BOUND" for the first value, in field
+// order (depth first), outside its declared range.
+absl::Status CheckFieldRanges(const pb::Message& m, const std::string& path) {
+  const pb::Descriptor* d = m.GetDescriptor();
+  const pb::Reflection* r = m.GetReflection();
+  for (int i = 0; i < d->field_count(); ++i) {
+    const pb::FieldDescriptor* f = d->field(i);
+    const std::string key = JoinPath(path, f->name());
+    if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE) {
+      if (f->is_repeated()) {
+        for (int j = 0; j < r->FieldSize(m, f); ++j) {
+          FEDSIM_RETURN_IF_ERROR(
+              CheckFieldRanges(r->GetRepeatedMessage(m, f, j), absl::StrCat(key, "[", j, "]")));
+        }
+      } else if (r->HasField(m, f)) {
+        FEDSIM_RETURN_IF_ERROR(CheckFieldRanges(r->GetMessage(m, f), key));
+      }
+      continue;
+    }
+    const v1::FieldRule& rule = RuleOf(f);
+    if (!rule.has_min() && !rule.has_max()) continue;
+    const int n = f->is_repeated() ? r->FieldSize(m, f) : 1;
+    if (!f->is_repeated() && f->has_presence() && !r->HasField(m, f)) continue;
+    for (int j = 0; j < n; ++j) {
+      const auto [text, value] = NumberOf(m, f, j);
+      const std::string name = f->is_repeated() ? absl::StrCat(key, "[", j, "]") : key;
+      const auto fail = [&](const char* op, double bound) {
+        return absl::InvalidArgumentError(absl::StrCat("config: ", name, " = ", text,
+                                                       "; must be ", op, " ",
+                                                       BoundText(f, bound)));
+      };
+      if (rule.has_min() &&
+          !(rule.min_exclusive() ? value > rule.min() : value >= rule.min())) {
+        return fail(rule.min_exclusive() ? ">" : ">=", rule.min());
+      }
+      if (rule.has_max() &&
+          !(rule.max_exclusive() ? value < rule.max() : value <= rule.max())) {
+        return fail(rule.max_exclusive() ? "<" : "<=", rule.max());
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 // Range checks in the style of Ceres' OPTION_GE: the message names the key,
 // its value and the rule.
 class Checker {
@@ -344,53 +487,19 @@ std::int64_t FxTicksPerUnit(std::int64_t n, double fx_percent) {
 }
 
 void ApplyDefaults(v1::ExperimentConfig& c) {
-  if (!c.has_seed()) c.set_seed(1);
   const bool rounds_given = c.has_rounds();
-  if (!c.has_rounds()) c.set_rounds(100);
+  // Every default declared in config.proto (FieldRule.default); then the
+  // defaults that depend on other fields (FieldRule.default_rule), by
+  // section.
+  ApplyFieldDefaults(c, "");
 
   auto* data = c.mutable_data();
-  if (data->source() == v1::DataConfig::SOURCE_UNSPECIFIED) {
-    data->set_source(v1::DataConfig::SOURCE_FASHION_MNIST);
-  }
   if (data->source() == v1::DataConfig::SOURCE_FASHION_MNIST &&
       data->path().empty()) {
     data->set_path("third_party/data/fashion-mnist");
   }
-  if (!data->has_label_column()) data->set_label_column(-1);
-  if (!data->has_has_header()) data->set_has_header(false);
-  if (!data->has_num_features()) data->set_num_features(0);
-  if (!data->has_classification()) data->set_classification(true);
-  auto* ls = data->mutable_least_squares();
-  if (!ls->has_examples_per_client()) ls->set_examples_per_client(50);
-  if (!ls->has_dim()) ls->set_dim(5);
-  if (!ls->has_noise_std()) ls->set_noise_std(0.1);
-  if (!ls->has_heterogeneity()) ls->set_heterogeneity(0.0);
-  if (!ls->has_test_examples()) ls->set_test_examples(500);
-  auto* fp = data->mutable_fedprox_synthetic();
-  if (!fp->has_alpha()) fp->set_alpha(1.0);
-  if (!fp->has_beta()) fp->set_beta(1.0);
-  if (!fp->has_iid()) fp->set_iid(false);
 
   auto* lsa = c.mutable_lsa();
-  if (lsa->problem() == v1::LsaConfig::PROBLEM_UNSPECIFIED) {
-    lsa->set_problem(v1::LsaConfig::PROBLEM_GARNET);
-  }
-  if (lsa->oracle() == v1::LsaConfig::ORACLE_UNSPECIFIED) {
-    lsa->set_oracle(v1::LsaConfig::ORACLE_IID);
-  }
-  if (!lsa->has_states()) lsa->set_states(30);
-  if (!lsa->has_actions()) lsa->set_actions(2);
-  if (!lsa->has_branching()) lsa->set_branching(2);
-  if (!lsa->has_features()) lsa->set_features(8);
-  if (!lsa->has_gamma()) lsa->set_gamma(0.95);
-  if (!lsa->has_kernel_heterogeneity()) lsa->set_kernel_heterogeneity(0.02);
-  if (!lsa->has_reward_heterogeneity()) lsa->set_reward_heterogeneity(0.02);
-  if (!lsa->has_environment_seed()) lsa->set_environment_seed(42);
-  if (!lsa->has_noise_std()) lsa->set_noise_std(0.1);
-  if (!lsa->has_theta0_offset()) lsa->set_theta0_offset(1.0);
-  for (auto& mdp : *lsa->mutable_mdps()) {
-    if (!mdp.has_gamma()) mdp.set_gamma(0.95);
-  }
   const bool lsa_source = data->source() == v1::DataConfig::SOURCE_LSA;
 
   const bool natural_source =
@@ -412,9 +521,6 @@ void ApplyDefaults(v1::ExperimentConfig& c) {
             ? v1::ClientsConfig::PARTITION_NATURAL
             : v1::ClientsConfig::PARTITION_IID);
   }
-  if (!clients->has_dirichlet_alpha()) clients->set_dirichlet_alpha(0.5);
-  if (!clients->has_shards_per_client()) clients->set_shards_per_client(2);
-  if (!clients->has_straggler_fraction()) clients->set_straggler_fraction(0.0);
 
   auto* model = c.mutable_model();
   if (model->objective() == v1::ModelConfig::OBJECTIVE_UNSPECIFIED) {
@@ -423,61 +529,17 @@ void ApplyDefaults(v1::ExperimentConfig& c) {
             ? v1::ModelConfig::OBJECTIVE_LEAST_SQUARES
             : v1::ModelConfig::OBJECTIVE_SOFTMAX);
   }
-  if (!model->has_hidden_units()) model->set_hidden_units(64);
-  if (!model->has_l2()) model->set_l2(0.0);
 
   auto* algo = c.mutable_algorithm();
   if (algo->name() == v1::AlgorithmConfig::NAME_UNSPECIFIED) {
     algo->set_name(lsa_source ? v1::AlgorithmConfig::NAME_FEDLSA
                               : v1::AlgorithmConfig::NAME_FEDAVG);
   }
-  if (!algo->has_communication_probability()) algo->set_communication_probability(0.0);
-  if (!algo->has_server_lr()) algo->set_server_lr(1.0);
-  if (!algo->has_fedau_cutoff()) algo->set_fedau_cutoff(0);
-  if (!algo->has_fedau_count_from_join()) algo->set_fedau_count_from_join(true);
-  auto* opt = algo->mutable_server_optimizer();
-  if (opt->kind() == v1::ServerOptimizerConfig::KIND_UNSPECIFIED) {
-    opt->set_kind(v1::ServerOptimizerConfig::KIND_SGD);
-  }
-  if (!opt->has_momentum()) opt->set_momentum(0.9);
-  if (!opt->has_beta1()) opt->set_beta1(0.9);
-  if (!opt->has_beta2()) opt->set_beta2(0.99);
-  if (!opt->has_tau()) opt->set_tau(1e-3);
-  if (!algo->has_prox_mu()) algo->set_prox_mu(0.0);
-  if (algo->scaffold_option() == v1::AlgorithmConfig::SCAFFOLD_OPTION_UNSPECIFIED) {
-    algo->set_scaffold_option(v1::AlgorithmConfig::SCAFFOLD_OPTION_II);
-  }
   if (!algo->has_keep_stragglers()) {
     algo->set_keep_stragglers(algo->name() == v1::AlgorithmConfig::NAME_FEDPROX);
   }
-  if (algo->async_weights() == v1::AlgorithmConfig::ASYNC_WEIGHTS_UNSPECIFIED) {
-    algo->set_async_weights(v1::AlgorithmConfig::ASYNC_WEIGHTS_WEIGHT);
-  }
-  if (algo->importance() == v1::AlgorithmConfig::IMPORTANCE_UNSPECIFIED) {
-    algo->set_importance(v1::AlgorithmConfig::IMPORTANCE_UNIFORM);
-  }
-  if (!algo->has_window()) algo->set_window(0.5);
-  if (!algo->has_buffer_size()) algo->set_buffer_size(5);
-  if (!algo->has_staleness_scaling()) algo->set_staleness_scaling(false);
 
   auto* async = c.mutable_async();
-  if (!async->has_horizon()) async->set_horizon(0.0);
-  if (async->compute_time() == v1::AsyncConfig::COMPUTE_TIME_UNSPECIFIED) {
-    async->set_compute_time(v1::AsyncConfig::COMPUTE_TIME_FX);
-  }
-  if (!async->has_fx_percent()) async->set_fx_percent(0.0);
-  if (!async->has_log_normal_sigma()) async->set_log_normal_sigma(0.5);
-  auto* net = async->mutable_network_delay();
-  if (net->kind() == v1::TimeDistribution::KIND_UNSPECIFIED) {
-    net->set_kind(v1::TimeDistribution::KIND_NONE);
-  }
-  if (!net->has_mean()) net->set_mean(0.1);
-  if (!net->has_sigma()) net->set_sigma(0.5);
-  if (!async->has_eval_interval()) async->set_eval_interval(0.0);
-  if (!async->has_max_staleness()) async->set_max_staleness(0);
-  if (async->clock() == v1::AsyncConfig::CLOCK_UNSPECIFIED) {
-    async->set_clock(v1::AsyncConfig::CLOCK_VIRTUAL);
-  }
   // The tick: exact F-X times on the virtual clock (FxTicksPerUnit);
   // microseconds otherwise (random times, traces, the wall clock).
   if (!async->has_ticks_per_unit()) {
@@ -492,107 +554,35 @@ void ApplyDefaults(v1::ExperimentConfig& c) {
   }
 
   auto* part = c.mutable_participation();
-  if (part->model() == v1::ParticipationConfig::MODEL_UNSPECIFIED) {
-    part->set_model(v1::ParticipationConfig::MODEL_UNIFORM);
-  }
   // LSA agents all take part by default (the SCAFFLSA setting).
   if (!part->has_client_fraction()) part->set_client_fraction(lsa_source ? 1.0 : 0.1);
-  if (part->probabilities() == v1::ParticipationConfig::PROBABILITIES_UNSPECIFIED) {
-    part->set_probabilities(v1::ParticipationConfig::PROBABILITIES_CONSTANT);
-  }
-  if (!part->has_p_mean()) part->set_p_mean(0.1);
-  if (!part->has_p_min()) part->set_p_min(0.02);
-  if (!part->has_label_alpha()) part->set_label_alpha(0.1);
-  if (!part->has_markov_a()) part->set_markov_a(0.05);
-  if (!part->has_cycle_period()) part->set_cycle_period(100);
 
   auto* local = c.mutable_local();
-  if (!local->has_epochs()) local->set_epochs(1);
-  if (!local->has_batch_size()) local->set_batch_size(32);
-  if (!local->has_lr()) local->set_lr(0.05);
-  if (!local->has_max_steps()) local->set_max_steps(0);
-  if (!local->has_momentum()) local->set_momentum(0.0);
-  if (!local->has_fresh_batches()) local->set_fresh_batches(false);
-  if (!local->has_grad_clip_norm()) local->set_grad_clip_norm(0.0);
   auto* dp = local->mutable_dp();
-  if (dp->mode() == v1::DpConfig::MODE_UNSPECIFIED) dp->set_mode(v1::DpConfig::MODE_NONE);
-  if (!dp->has_clip()) dp->set_clip(1.0);
   if (!dp->has_error_clip()) dp->set_error_clip(dp->clip());
-  if (!dp->has_target_epsilon()) dp->set_target_epsilon(0.0);
   // A target epsilon calibrates z (at BuildExperiment); otherwise z = 1.
   if (!dp->has_noise_multiplier() && !(dp->target_epsilon() > 0.0)) {
     dp->set_noise_multiplier(1.0);
   }
-  if (!dp->has_delta()) dp->set_delta(1e-5);
-  if (!dp->has_epsilon_budget()) dp->set_epsilon_budget(0.0);
-  if (dp->conversion() == v1::DpConfig::CONVERSION_UNSPECIFIED) {
-    dp->set_conversion(v1::DpConfig::CONVERSION_TIGHT);
-  }
-  if (!dp->has_max_order()) dp->set_max_order(256);
-  if (!dp->has_fractional_orders()) dp->set_fractional_orders(true);
-
-  auto* eval = c.mutable_eval();
-  if (!eval->has_every()) eval->set_every(1);
-  if (!eval->has_train_loss()) eval->set_train_loss(true);
-
-  auto* runtime = c.mutable_runtime();
-  if (!runtime->has_threads()) runtime->set_threads(1);
-
-  auto* logging = c.mutable_logging();
-  if (!logging->has_tensorboard()) logging->set_tensorboard(false);
 
   auto* dist = c.mutable_distributed();
-  if (!dist->has_round_deadline_s()) dist->set_round_deadline_s(600.0);
-  if (!dist->has_min_workers()) dist->set_min_workers(1);
-  if (!dist->has_start_timeout_s()) dist->set_start_timeout_s(120.0);
-  if (!dist->has_long_poll_s()) dist->set_long_poll_s(10.0);
-  if (!dist->has_max_message_bytes()) dist->set_max_message_bytes(64 << 20);
-  if (!dist->has_min_quorum()) dist->set_min_quorum(1);
-  if (!dist->has_heartbeat_interval_s()) dist->set_heartbeat_interval_s(30.0);
-  if (!dist->has_heartbeat_patience()) dist->set_heartbeat_patience(2);
   // 1 MiB, or half the message limit if that is smaller (a chunk and its
   // request header must fit in one message).
   if (!dist->has_chunk_bytes()) {
     dist->set_chunk_bytes(std::min<int64_t>(1 << 20, dist->max_message_bytes() / 2));
   }
-  if (!dist->has_max_workers()) dist->set_max_workers(1000);
-  if (!dist->has_max_inflight_per_worker()) dist->set_max_inflight_per_worker(16);
-  if (!dist->has_max_upload_buffer_bytes()) {
-    dist->set_max_upload_buffer_bytes(int64_t{1} << 30);
-  }
-  if (!dist->has_max_concurrent_streams()) dist->set_max_concurrent_streams(100);
-  if (!dist->has_rejection_events_per_minute()) dist->set_rejection_events_per_minute(100);
   if (!dist->has_resource_quota_bytes()) {
     dist->set_resource_quota_bytes(
         std::max<int64_t>(int64_t{2} << 30, 2 * dist->max_message_bytes()));
   }
 
   auto* ckpt = c.mutable_checkpoint();
-  if (!ckpt->has_every()) ckpt->set_every(1);
-  if (!ckpt->has_keep()) ckpt->set_keep(3);
   if (!ckpt->has_min_interval_s()) {
     const bool slow_to_save = IsAsyncAlgorithm(c.algorithm().name()) ||
                               AlgorithmTraitsOf(c.algorithm().name()).server_memory();
     ckpt->set_min_interval_s(slow_to_save ? 1.0 : 0.0);
   }
 
-  auto* agg = c.mutable_aggregation();
-  if (agg->rule() == v1::AggregationConfig::RULE_UNSPECIFIED) {
-    agg->set_rule(v1::AggregationConfig::RULE_MEAN);
-  }
-  if (!agg->has_trim_fraction()) agg->set_trim_fraction(0.1);
-  if (!agg->has_byzantine()) agg->set_byzantine(0);
-  if (!agg->has_multi_krum_m()) agg->set_multi_krum_m(0);
-  if (!agg->has_max_update_norm()) agg->set_max_update_norm(0.0);
-  if (agg->norm_bound_action() == v1::AggregationConfig::NORM_BOUND_ACTION_UNSPECIFIED) {
-    agg->set_norm_bound_action(v1::AggregationConfig::NORM_BOUND_ACTION_REJECT);
-  }
-  auto* adv = c.mutable_adversary();
-  if (!adv->has_fraction()) adv->set_fraction(0.0);
-  if (adv->attack() == v1::AdversaryConfig::ATTACK_UNSPECIFIED) {
-    adv->set_attack(v1::AdversaryConfig::ATTACK_SIGN_FLIP);
-  }
-  if (!adv->has_scale()) adv->set_scale(100.0);
 }
 
 namespace {
@@ -613,14 +603,10 @@ absl::Status ValidateRobust(const v1::ExperimentConfig& c) {
   const bool async = IsAsyncAlgorithm(algo.name());
   const std::int64_t n_clients = c.clients().count();
   const auto f = static_cast<std::int64_t>(agg.byzantine());
-  check.Ge("aggregation.trim_fraction", agg.trim_fraction(), 0.0)
-      .Require(agg.trim_fraction() < 0.5,
+  check.Require(agg.trim_fraction() < 0.5,
                absl::StrCat("aggregation.trim_fraction = ", agg.trim_fraction(),
                             "; must be < 0.5 (trimmed_mean keeps the middle "
                             "1 - 2 beta of the values)"))
-      .Ge("aggregation.byzantine", agg.byzantine(), 0)
-      .Ge("aggregation.multi_krum_m", agg.multi_krum_m(), 0)
-      .Ge("aggregation.max_update_norm", agg.max_update_norm(), 0.0)
       .Require(std::isfinite(agg.max_update_norm()),
                absl::StrCat("aggregation.max_update_norm = ", agg.max_update_norm(),
                             "; must be finite"))
@@ -692,9 +678,7 @@ absl::Status ValidateRobust(const v1::ExperimentConfig& c) {
       break;
   }
   const bool adversary = adv.fraction() > 0.0 || adv.clients_size() > 0;
-  check.Ge("adversary.fraction", adv.fraction(), 0.0)
-      .Le("adversary.fraction", adv.fraction(), 1.0)
-      .Require(adv.fraction() == 0.0 || adv.clients_size() == 0,
+  check.Require(adv.fraction() == 0.0 || adv.clients_size() == 0,
                absl::StrCat("adversary.fraction = ", adv.fraction(),
                             " and adversary.clients both set; give one of them"))
       .Require(std::isfinite(adv.scale()),
@@ -703,8 +687,7 @@ absl::Status ValidateRobust(const v1::ExperimentConfig& c) {
                absl::StrCat("adversary with algorithm.name = ", algo_name,
                             "; Byzantine clients are simulated in synchronous rounds only"));
   for (int i = 0; i < adv.clients_size(); ++i) {
-    check.Ge(absl::StrCat("adversary.clients[", i, "]"), adv.clients(i), int64_t{0})
-        .Require(adv.clients(i) < n_clients,
+    check.Require(adv.clients(i) < n_clients,
                  absl::StrCat("adversary.clients[", i, "] = ", adv.clients(i),
                               "; must be < clients.count = ", n_clients));
   }
@@ -714,6 +697,9 @@ absl::Status ValidateRobust(const v1::ExperimentConfig& c) {
 }  // namespace
 
 absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
+  // The ranges declared in config.proto (FieldRule.min/max), then the
+  // rules that involve other fields, by section.
+  FEDSIM_RETURN_IF_ERROR(CheckFieldRanges(c, ""));
   Checker check;
   const auto& data = c.data();
   const auto& clients = c.clients();
@@ -736,24 +722,11 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
                    c.algorithm().communication_probability() > 0.0,
                "local.max_steps = 0; FedLSA and SCAFFLSA need H = local.max_steps >= 1 "
                "local steps (or algorithm.communication_probability > 0)")
-      .Ge("algorithm.communication_probability",
-          c.algorithm().communication_probability(), 0.0)
-      .Le("algorithm.communication_probability",
-          c.algorithm().communication_probability(), 1.0)
       // SCAFFLSA with partial participation (client_fraction < 1 or a
       // participation model other than uniform) is fedsim's EXTENSION, not
       // the paper's algorithm: docs/lsa.md, "Extension: partial
       // participation".
-      .Ge("lsa.states", lsa.states(), 2)
-      .Ge("lsa.actions", lsa.actions(), 2)
-      .Ge("lsa.branching", lsa.branching(), 1)
       .Le("lsa.branching", lsa.branching(), lsa.states())
-      .Ge("lsa.features", lsa.features(), 1)
-      .Ge("lsa.gamma", lsa.gamma(), 0.0)
-      .Require(lsa.gamma() < 1.0, "lsa.gamma must be < 1")
-      .Ge("lsa.kernel_heterogeneity", lsa.kernel_heterogeneity(), 0.0)
-      .Ge("lsa.reward_heterogeneity", lsa.reward_heterogeneity(), 0.0)
-      .Ge("lsa.noise_std", lsa.noise_std(), 0.0)
       .Require(!lsa_source || lsa.problem() != v1::LsaConfig::PROBLEM_TD ||
                    lsa.mdps_size() == c.clients().count(),
                absl::StrCat("clients.count = ", c.clients().count(), " but lsa.mdps lists ",
@@ -767,23 +740,11 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
   const bool dp_on = dp.mode() != v1::DpConfig::MODE_NONE;
   const std::string dp_mode =
       absl::AsciiStrToLower(v1::DpConfig::Mode_Name(dp.mode()).substr(5));
-  check.Gt("local.dp.clip", dp.clip(), 0.0)
-      .Gt("local.dp.error_clip", dp.error_clip(), 0.0)
-      .Require(!dp.has_noise_multiplier() || dp.noise_multiplier() >= 0.0,
-               absl::StrCat("local.dp.noise_multiplier = ", dp.noise_multiplier(),
-                            "; must be >= 0"))
-      .Gt("local.dp.delta", dp.delta(), 0.0)
-      .Require(dp.delta() < 1.0,
-               absl::StrCat("local.dp.delta = ", dp.delta(), "; must be < 1"))
-      .Ge("local.dp.target_epsilon", dp.target_epsilon(), 0.0)
-      .Require(!(dp.target_epsilon() > 0.0 && dp.has_noise_multiplier()),
+  check.Require(!(dp.target_epsilon() > 0.0 && dp.has_noise_multiplier()),
                absl::StrCat("local.dp.target_epsilon = ", dp.target_epsilon(),
                             " with local.dp.noise_multiplier = ",
                             dp.noise_multiplier(),
                             "; set one of them (a target calibrates the noise)"))
-      .Ge("local.dp.epsilon_budget", dp.epsilon_budget(), 0.0)
-      .Ge("local.dp.max_order", dp.max_order(), 2)
-      .Le("local.dp.max_order", dp.max_order(), 1024)
       .Require(!dp_on || !lsa_source,
                absl::StrCat("local.dp.mode = ", dp_mode,
                             " with data.source = lsa; DP-SGD needs a model "
@@ -812,20 +773,6 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
                              AlgorithmsWith([](const v1::AlgorithmTraits& t) {
                                return t.server_optimizer();
                              })))
-      .Ge("algorithm.server_optimizer.momentum", opt.momentum(), 0.0)
-      .Require(opt.momentum() < 1.0,
-               absl::StrCat("algorithm.server_optimizer.momentum = ", opt.momentum(),
-                            "; must be < 1"))
-      .Ge("algorithm.server_optimizer.beta1", opt.beta1(), 0.0)
-      .Require(opt.beta1() < 1.0,
-               absl::StrCat("algorithm.server_optimizer.beta1 = ", opt.beta1(),
-                            "; must be < 1"))
-      .Ge("algorithm.server_optimizer.beta2", opt.beta2(), 0.0)
-      .Require(opt.beta2() < 1.0,
-               absl::StrCat("algorithm.server_optimizer.beta2 = ", opt.beta2(),
-                            "; must be < 1"))
-      .Gt("algorithm.server_optimizer.tau", opt.tau(), 0.0)
-      .Ge("algorithm.prox_mu", algo.prox_mu(), 0.0)
       .Require(algo.prox_mu() == 0.0 || traits.prox_term(),
                absl::StrCat("algorithm.prox_mu = ", algo.prox_mu(),
                             " with algorithm.name = ", algo_name,
@@ -838,8 +785,6 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
                absl::StrCat("local.dp.mode is not none with algorithm.name = ",
                             algo_name, "; DP local training does not support ",
                             traits.no_local_dp()))
-      .Ge("clients.straggler_fraction", stragglers, 0.0)
-      .Le("clients.straggler_fraction", stragglers, 1.0)
       .Require(stragglers == 0.0 || !lsa_source,
                absl::StrCat("clients.straggler_fraction = ", stragglers,
                             " with data.source = lsa; stragglers are for "
@@ -862,25 +807,12 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
                                 : absl::StrCat("local.epochs = ", c.local().epochs()),
                             "; a kept straggler does 1 to E - 1 epochs (1 to "
                             "I - 1 steps), so E (or I) must be >= 2"));
-  check.Ge("rounds", c.rounds(), 1)
-      .Require(!idx_source || !data.path().empty(),
+  check.Require(!idx_source || !data.path().empty(),
                "data.path is empty; an IDX source needs the directory of its files")
       .Require(!file_source || !data.train_file().empty(),
                "data.train_file is empty; CSV and LIBSVM sources need it")
       .Require(!file_source || !data.test_file().empty(),
                "data.test_file is empty; CSV and LIBSVM sources need it")
-      .Ge("data.num_features", data.num_features(), int64_t{0})
-      .Ge("data.least_squares.examples_per_client",
-          data.least_squares().examples_per_client(), 1)
-      .Ge("data.least_squares.dim", data.least_squares().dim(), 1)
-      .Ge("data.least_squares.noise_std", data.least_squares().noise_std(), 0.0)
-      .Ge("data.least_squares.heterogeneity",
-          data.least_squares().heterogeneity(), 0.0)
-      .Ge("data.least_squares.test_examples",
-          data.least_squares().test_examples(), 1)
-      .Ge("data.fedprox_synthetic.alpha", data.fedprox_synthetic().alpha(), 0.0)
-      .Ge("data.fedprox_synthetic.beta", data.fedprox_synthetic().beta(), 0.0)
-      .Ge("clients.count", clients.count(), 1)
       .Require(clients.partition() != v1::ClientsConfig::PARTITION_NATURAL ||
                    natural_ok,
                "clients.partition = natural; only synthetic sources have a "
@@ -889,24 +821,6 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
                    clients.partition() == v1::ClientsConfig::PARTITION_NATURAL,
                "clients.partition must be natural for data.source = "
                "fedprox_synthetic (its devices are the clients)")
-      .Gt("clients.dirichlet_alpha", clients.dirichlet_alpha(), 0.0)
-      .Ge("clients.shards_per_client", clients.shards_per_client(), 1)
-      .Ge("model.hidden_units", c.model().hidden_units(), 1)
-      .Ge("model.l2", c.model().l2(), 0.0)
-      .Gt("participation.client_fraction",
-          c.participation().client_fraction(), 0.0)
-      .Le("participation.client_fraction",
-          c.participation().client_fraction(), 1.0)
-      .Gt("algorithm.server_lr", c.algorithm().server_lr(), 0.0)
-      .Ge("algorithm.fedau_cutoff", c.algorithm().fedau_cutoff(), int64_t{0})
-      .Gt("participation.p_mean", part.p_mean(), 0.0)
-      .Le("participation.p_mean", part.p_mean(), 1.0)
-      .Ge("participation.p_min", part.p_min(), 0.0)
-      .Le("participation.p_min", part.p_min(), 1.0)
-      .Gt("participation.label_alpha", part.label_alpha(), 0.0)
-      .Gt("participation.markov_a", part.markov_a(), 0.0)
-      .Le("participation.markov_a", part.markov_a(), 1.0)
-      .Ge("participation.cycle_period", part.cycle_period(), 1)
       .Require(part.model() != v1::ParticipationConfig::MODEL_TRACE ||
                    !part.trace_file().empty(),
                "participation.trace_file is empty; participation.model = trace "
@@ -921,23 +835,10 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
                absl::StrCat("participation.join_rounds lists ", part.join_rounds_size(),
                             " rounds; it needs none or one per client (clients.count = ",
                             clients.count(), ")"));
-  for (int i = 0; i < part.p_size(); ++i) {
-    check.Gt(absl::StrCat("participation.p[", i, "]"), part.p(i), 0.0)
-        .Le(absl::StrCat("participation.p[", i, "]"), part.p(i), 1.0);
-  }
-  for (int i = 0; i < part.join_rounds_size(); ++i) {
-    check.Ge(absl::StrCat("participation.join_rounds[", i, "]"), part.join_rounds(i),
-             int64_t{0});
-  }
   const bool async_algorithm = IsAsyncAlgorithm(c.algorithm().name());
   const auto& async = c.async();
   const auto& net = async.network_delay();
-  check.Ge("local.momentum", c.local().momentum(), 0.0)
-      .Require(c.local().momentum() < 1.0,
-               absl::StrCat("local.momentum = ", c.local().momentum(),
-                            "; must be < 1"))
-      .Ge("local.grad_clip_norm", c.local().grad_clip_norm(), 0.0)
-      .Require(!c.local().fresh_batches() ||
+  check.Require(!c.local().fresh_batches() ||
                    (c.local().max_steps() >= 1 && c.local().batch_size() >= 1),
                absl::StrCat("local.fresh_batches = true with local.max_steps = ",
                             c.local().max_steps(), " and local.batch_size = ",
@@ -956,8 +857,6 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
                absl::StrCat("participation.model is not uniform with algorithm.name = ",
                             algo_name, "; asynchronous algorithms keep every client "
                             "working (their speeds are set in the async section)"))
-      .Gt("algorithm.window", c.algorithm().window(), 0.0)
-      .Ge("algorithm.buffer_size", c.algorithm().buffer_size(), 1)
       .Require(c.algorithm().name() != v1::AlgorithmConfig::NAME_FEDBUFF ||
                    c.algorithm().buffer_size() <= clients.count(),
                absl::StrCat("algorithm.buffer_size = ", c.algorithm().buffer_size(),
@@ -966,25 +865,16 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
                    c.algorithm().name() == v1::AlgorithmConfig::NAME_FEDBUFF,
                absl::StrCat("algorithm.staleness_scaling = true with algorithm.name = ",
                             algo_name, "; it is a FedBuff option"))
-      .Ge("async.ticks_per_unit", async.ticks_per_unit(), int64_t{1})
-      .Le("async.ticks_per_unit", async.ticks_per_unit(), int64_t{1000000000})
-      .Ge("async.horizon", async.horizon(), 0.0)
-      .Le("async.horizon", async.horizon(), 1e9)
-      .Ge("async.fx_percent", async.fx_percent(), 0.0)
       .Require(async.fx_percent() < 100.0,
                absl::StrCat("async.fx_percent = ", async.fx_percent(),
                             "; must be < 100 (the fastest client needs 1 - X/100 > 0)"))
-      .Gt("async.log_normal_sigma", async.log_normal_sigma(), 0.0)
       .Require(async.compute_time() != v1::AsyncConfig::COMPUTE_TIME_TRACE ||
                    !async.trace_file().empty(),
                "async.trace_file is empty; async.compute_time = trace needs the "
                "file of per-task times")
       .Require(net.kind() == v1::TimeDistribution::KIND_NONE || net.mean() > 0.0,
                absl::StrCat("async.network_delay.mean = ", net.mean(),
-                            "; must be > 0"))
-      .Gt("async.network_delay.sigma", net.sigma(), 0.0)
-      .Ge("async.eval_interval", async.eval_interval(), 0.0)
-      .Ge("async.max_staleness", async.max_staleness(), int64_t{0});
+                            "; must be > 0"));
   // On the wall clock task times are real: the virtual clock's time models
   // do not apply (docs/async.md, "The wall clock").
   if (async.clock() == v1::AsyncConfig::CLOCK_WALL) {
@@ -1003,55 +893,19 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
                                "measures real task times (set worker speeds with "
                                "distributed.worker_slowdown)"));
   }
-  for (int i = 0; i < c.distributed().worker_slowdown_size(); ++i) {
-    check.Ge(absl::StrCat("distributed.worker_slowdown[", i, "]"),
-             c.distributed().worker_slowdown(i), 1.0)
-        .Le(absl::StrCat("distributed.worker_slowdown[", i, "]"),
-            c.distributed().worker_slowdown(i), 1000.0);
-  }
   // Window, horizon and eval interval must be whole ticks >= 1.
   const double tpu = static_cast<double>(async.ticks_per_unit());
   check.Require(!async_algorithm ||
                     c.algorithm().window() * tpu >= 1.0,
                 absl::StrCat("algorithm.window = ", c.algorithm().window(),
                              "; must be at least one tick (1 / async.ticks_per_unit)"));
-  check
-      .Ge("local.epochs", c.local().epochs(), 1)
-      .Ge("local.batch_size", c.local().batch_size(), int64_t{0})
-      .Gt("local.lr", c.local().lr(), 0.0)
-      .Ge("local.max_steps", c.local().max_steps(), int64_t{0})
-      .Ge("eval.every", c.eval().every(), 1)
-      .Ge("runtime.threads", c.runtime().threads(), 1)
-      .Le("runtime.threads", c.runtime().threads(), 1024)
-      .Gt("distributed.round_deadline_s", c.distributed().round_deadline_s(), 0.0)
-      .Ge("distributed.min_workers", c.distributed().min_workers(), 1)
-      .Gt("distributed.start_timeout_s", c.distributed().start_timeout_s(), 0.0)
-      .Gt("distributed.long_poll_s", c.distributed().long_poll_s(), 0.0)
-      .Ge("distributed.max_message_bytes", c.distributed().max_message_bytes(),
-          int64_t{1} << 20)
-      .Le("distributed.max_message_bytes", c.distributed().max_message_bytes(),
-          int64_t{1} << 30)
-      .Ge("distributed.min_quorum", c.distributed().min_quorum(), 1)
-      .Gt("distributed.heartbeat_interval_s", c.distributed().heartbeat_interval_s(), 0.0)
-      .Ge("distributed.heartbeat_patience", c.distributed().heartbeat_patience(), 1)
-      .Ge("distributed.chunk_bytes", c.distributed().chunk_bytes(), int64_t{1024})
-      .Le("distributed.chunk_bytes", c.distributed().chunk_bytes(),
+  check.Le("distributed.chunk_bytes", c.distributed().chunk_bytes(),
           c.distributed().max_message_bytes() / 2)
-      .Ge("distributed.max_workers", c.distributed().max_workers(), 1)
-      .Ge("distributed.max_inflight_per_worker",
-          c.distributed().max_inflight_per_worker(), 1)
       .Ge("distributed.max_upload_buffer_bytes",
           c.distributed().max_upload_buffer_bytes(),
           c.distributed().max_message_bytes())
-      .Ge("distributed.max_concurrent_streams",
-          c.distributed().max_concurrent_streams(), 1)
       .Ge("distributed.resource_quota_bytes", c.distributed().resource_quota_bytes(),
-          2 * c.distributed().max_message_bytes())
-      .Ge("distributed.rejection_events_per_minute",
-          c.distributed().rejection_events_per_minute(), 0)
-      .Ge("checkpoint.every", c.checkpoint().every(), 0)
-      .Ge("checkpoint.keep", c.checkpoint().keep(), 1)
-      .Ge("checkpoint.min_interval_s", c.checkpoint().min_interval_s(), 0.0);
+          2 * c.distributed().max_message_bytes());
   FEDSIM_RETURN_IF_ERROR(check.status());
   return ValidateRobust(c);
 }
@@ -1084,6 +938,86 @@ std::string ConfigToJson(const v1::ExperimentConfig& config) {
   std::string out;
   // Printing a well-formed message cannot fail.
   (void)pb::util::MessageToJsonString(config, &out, options);
+  return out;
+}
+
+namespace {
+
+std::string TypeText(const pb::FieldDescriptor* f) {
+  std::string t;
+  switch (f->cpp_type()) {
+    case pb::FieldDescriptor::CPPTYPE_INT32:
+    case pb::FieldDescriptor::CPPTYPE_INT64:
+    case pb::FieldDescriptor::CPPTYPE_UINT32:
+    case pb::FieldDescriptor::CPPTYPE_UINT64:
+      t = "integer";
+      break;
+    case pb::FieldDescriptor::CPPTYPE_DOUBLE:
+    case pb::FieldDescriptor::CPPTYPE_FLOAT:
+      t = "number";
+      break;
+    case pb::FieldDescriptor::CPPTYPE_BOOL:
+      t = "bool";
+      break;
+    case pb::FieldDescriptor::CPPTYPE_STRING:
+      t = "text";
+      break;
+    case pb::FieldDescriptor::CPPTYPE_ENUM: {
+      const pb::EnumDescriptor* e = f->enum_type();
+      const std::string prefix = EnumPrefix(e);
+      std::vector<std::string> names;
+      for (int i = 0; i < e->value_count(); ++i) {
+        if (e->value(i)->number() == 0) continue;
+        std::string n = e->value(i)->name();
+        if (n.rfind(prefix, 0) == 0) n = n.substr(prefix.size());
+        names.push_back(absl::AsciiStrToLower(n));
+      }
+      t = absl::StrJoin(names, " \\| ");
+      break;
+    }
+    case pb::FieldDescriptor::CPPTYPE_MESSAGE:
+      break;
+  }
+  return f->is_repeated() ? absl::StrCat("list of ", t) : t;
+}
+
+std::string RangeText(const pb::FieldDescriptor* f) {
+  const v1::FieldRule& rule = RuleOf(f);
+  if (rule.has_min() && rule.has_max()) {
+    return absl::StrCat("in ", rule.min_exclusive() ? "(" : "[", BoundText(f, rule.min()), ", ",
+                        BoundText(f, rule.max()), rule.max_exclusive() ? ")" : "]");
+  }
+  if (rule.has_min()) {
+    return absl::StrCat(rule.min_exclusive() ? "> " : ">= ", BoundText(f, rule.min()));
+  }
+  if (rule.has_max()) {
+    return absl::StrCat(rule.max_exclusive() ? "< " : "<= ", BoundText(f, rule.max()));
+  }
+  return "";
+}
+
+void FieldRows(const pb::Descriptor* d, const std::string& path, std::string& out) {
+  for (int i = 0; i < d->field_count(); ++i) {
+    const pb::FieldDescriptor* f = d->field(i);
+    std::string key = JoinPath(path, f->name());
+    if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE) {
+      FieldRows(f->message_type(), f->is_repeated() ? key + "[]" : key, out);
+      continue;
+    }
+    const v1::FieldRule& rule = RuleOf(f);
+    const std::string def = !rule.default_rule().empty() ? rule.default_rule()
+                            : !rule.default_().empty()   ? absl::StrCat("`", rule.default_(), "`")
+                                                         : "";
+    absl::StrAppend(&out, "| `", key, "` | ", TypeText(f), " | ", def, " | ", RangeText(f),
+                    " |\n");
+  }
+}
+
+}  // namespace
+
+std::string ConfigFieldTable() {
+  std::string out = "| key | type | default | range |\n| --- | --- | --- | --- |\n";
+  FieldRows(v1::ExperimentConfig::descriptor(), "", out);
   return out;
 }
 

@@ -47,11 +47,16 @@ std::int64_t FxTicksPerUnit(std::int64_t n, double fx_percent);
 // Parses YAML text onto an ExperimentConfig without defaults or validation.
 absl::StatusOr<v1::ExperimentConfig> ParseConfigYaml(absl::string_view yaml);
 
-// Fills every unset field with its documented default. Idempotent.
+// Fills every unset field with its default: the ones declared on the
+// fields of config.proto (FieldRule.default), then those that depend on
+// other fields (FieldRule.default_rule says how), by section. Creates every
+// section that has a default, so config.json shows them. Idempotent.
 void ApplyDefaults(v1::ExperimentConfig& config);
 
-// Checks the ranges and cross-field rules of a defaulted config. Returns the
-// first violation.
+// Checks a defaulted config: first the ranges declared on the fields
+// (FieldRule.min/max, every value in field order: "config: KEY = VALUE;
+// must be OP BOUND"), then the rules that involve several fields, by
+// section. Returns the first violation.
 absl::Status ValidateConfig(const v1::ExperimentConfig& config);
 
 // Reads `path`, parses, applies defaults and validates.
@@ -63,6 +68,11 @@ absl::StatusOr<v1::ExperimentConfig> LoadConfigText(absl::string_view yaml);
 // The config as JSON (field names as in the proto, every field printed).
 // JSON is YAML, so the output loads back with LoadConfigFile.
 std::string ConfigToJson(const v1::ExperimentConfig& config);
+
+// Every key of the schema as a Markdown table (key, type, default, range),
+// from the options on config.proto's fields (`fedsim config --fields`; the
+// table of docs/config.md, which a test keeps equal to it).
+std::string ConfigFieldTable();
 
 }  // namespace fedsim
 

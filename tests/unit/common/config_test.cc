@@ -7,9 +7,11 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/config/config.h"
 #include "common/config/experiment.h"
 #include "fedsim/v1/config.pb.h"
+#include "fedsim/v1/options.pb.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/util/message_differencer.h"
@@ -754,6 +756,83 @@ TEST(ConfigTest, AsyncExampleConfigsLoad) {
   ASSERT_TRUE(wall.ok()) << wall.status();
   EXPECT_EQ(wall->async().clock(), v1::AsyncConfig::CLOCK_WALL);
   EXPECT_EQ(wall->distributed().worker_slowdown_size(), 2);
+}
+
+// The declarative schema (options.proto's FieldRule on config.proto's
+// fields): every declared default parses and lies in its field's range,
+// every optional key has a default or says how it gets one, and a range
+// violation is reported in the one-line form of every other rule.
+namespace pb = ::google::protobuf;
+
+void EveryField(const pb::Descriptor* d, const std::string& path,
+                std::vector<std::pair<std::string, const pb::FieldDescriptor*>>& out) {
+  for (int i = 0; i < d->field_count(); ++i) {
+    const pb::FieldDescriptor* f = d->field(i);
+    const std::string key = path.empty() ? f->name() : absl::StrCat(path, ".", f->name());
+    if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE) {
+      EveryField(f->message_type(), key, out);
+    } else {
+      out.emplace_back(key, f);
+    }
+  }
+}
+
+TEST(ConfigSchemaTest, EveryDeclaredDefaultIsAppliedAndInRange) {
+  v1::ExperimentConfig c;
+  c.mutable_lsa()->add_mdps();  // a repeated section's defaults too
+  ApplyDefaults(c);
+  EXPECT_EQ(c.lsa().mdps(0).gamma(), 0.95);
+  std::vector<std::pair<std::string, const pb::FieldDescriptor*>> fields;
+  EveryField(v1::ExperimentConfig::descriptor(), "", fields);
+  int declared = 0;
+  for (const auto& [key, f] : fields) {
+    const v1::FieldRule& rule = f->options().GetExtension(v1::field);
+    if (rule.default_().empty()) continue;
+    ++declared;
+    EXPECT_FALSE(f->is_repeated()) << key << ": a default on a list";
+    // The default parses as a value of its key (lists of sections aside:
+    // lsa.mdps' gamma is checked above).
+    if (key.rfind("lsa.mdps.", 0) == 0) continue;
+    const std::vector<std::string> parts = absl::StrSplit(key, '.');
+    std::string yaml;
+    for (std::size_t i = 0; i + 1 < parts.size(); ++i) absl::StrAppend(&yaml, parts[i], ": {");
+    absl::StrAppend(&yaml, parts.back(), ": ", rule.default_(),
+                    std::string(parts.size() - 1, '}'));
+    absl::StatusOr<v1::ExperimentConfig> parsed = ParseConfigYaml(yaml);
+    EXPECT_TRUE(parsed.ok()) << key << " = " << rule.default_() << ": " << parsed.status();
+  }
+  EXPECT_GT(declared, 100);
+  // The defaults of an empty config pass every range.
+  EXPECT_TRUE(LoadConfigText("{}").ok()) << LoadConfigText("{}").status();
+}
+
+TEST(ConfigSchemaTest, EveryOptionalKeyHasADefaultOrSaysHowItGetsOne) {
+  std::vector<std::pair<std::string, const pb::FieldDescriptor*>> fields;
+  EveryField(v1::ExperimentConfig::descriptor(), "", fields);
+  for (const auto& [key, f] : fields) {
+    if (!f->has_presence() && f->cpp_type() != pb::FieldDescriptor::CPPTYPE_ENUM) continue;
+    if (f->is_repeated()) continue;
+    const v1::FieldRule& rule = f->options().GetExtension(v1::field);
+    EXPECT_TRUE(!rule.default_().empty() || !rule.default_rule().empty())
+        << key << " has neither a default nor a default_rule";
+  }
+}
+
+TEST(ConfigSchemaTest, RangesAreReportedFromTheSchema) {
+  EXPECT_EQ(ErrorOf("clients: {dirichlet_alpha: 0}"),
+            "config: clients.dirichlet_alpha = 0; must be > 0");
+  EXPECT_EQ(ErrorOf("distributed: {max_message_bytes: 5}"),
+            "config: distributed.max_message_bytes = 5; must be >= 1048576");
+  EXPECT_EQ(ErrorOf("runtime: {threads: 2000}"), "config: runtime.threads = 2000; must be <= 1024");
+  EXPECT_EQ(ErrorOf("algorithm: {server_optimizer: {beta2: 1}}"),
+            "config: algorithm.server_optimizer.beta2 = 1; must be < 1");
+  EXPECT_EQ(ErrorOf("data: {source: lsa}\nlsa: {problem: td, mdps: [{gamma: 1}]}\n"
+                    "clients: {count: 1}"),
+            "config: lsa.mdps[0].gamma = 1; must be < 1");
+  // A key that depends on others is checked only once set.
+  EXPECT_EQ(ErrorOf("local: {dp: {mode: clip, noise_multiplier: -1}}"),
+            "config: local.dp.noise_multiplier = -1; must be >= 0");
+  EXPECT_TRUE(LoadConfigText("local: {dp: {mode: clip, target_epsilon: 3}}").ok());
 }
 
 }  // namespace
