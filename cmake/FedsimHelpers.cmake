@@ -34,7 +34,8 @@ endfunction()
 function(fedsim_cc_binary)
   cmake_parse_arguments(B "" "NAME" "SRCS;DEPS" ${ARGN})
   add_executable(${B_NAME} ${B_SRCS})
-  target_link_libraries(${B_NAME} PRIVATE ${B_DEPS})
+  # Every binary checks its CPU first (common/base/cpu_check.cc).
+  target_link_libraries(${B_NAME} PRIVATE ${B_DEPS} fedsim_cpu_check)
   target_compile_options(${B_NAME} PRIVATE ${FEDSIM_WARNINGS})
 endfunction()
 
@@ -44,7 +45,7 @@ endfunction()
 function(fedsim_cc_test)
   cmake_parse_arguments(T "" "NAME" "SRCS;DEPS;LABELS" ${ARGN})
   add_executable(${T_NAME} ${T_SRCS})
-  target_link_libraries(${T_NAME} PRIVATE ${T_DEPS} GTest::gmock_main)
+  target_link_libraries(${T_NAME} PRIVATE ${T_DEPS} GTest::gmock_main fedsim_cpu_check)
   target_compile_options(${T_NAME} PRIVATE ${FEDSIM_WARNINGS})
   if(FEDSIM_UNITY_BUILD)
     # Test files put their helpers in a namespace named after the file

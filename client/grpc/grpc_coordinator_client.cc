@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "client/grpc/credentials.h"
+#include "common/base/build_info.h"
 #include "common/base/keepalive.h"
 #include "common/codec/chunks.h"
 #include "common/codec/flat_bytes.h"
@@ -82,6 +83,7 @@ class GrpcCoordinatorClient : public CoordinatorClient {
     if (tracked.cancelled()) return absl::CancelledError("worker stopping");
     v1::JoinRequest request;
     request.set_worker_name(worker_name);
+    request.set_build_isa(std::string(BuildIsa()));
     SignJoinRequest(options_.auth, absl::Now(), request);
     v1::JoinResponse response;
     grpc::Status s = stub()->Join(&ctx, request, &response);

@@ -112,6 +112,7 @@ absl::StatusOr<std::string> WriteCheckpoint(const std::string& run_dir,
   c.set_tasks_dropped(s.tally.dropped);
   c.set_tasks_cancelled(s.tally.cancelled);
   c.set_incarnation(data.incarnation);
+  c.set_build_isa(data.build_isa);
   c.set_pushes_rejected(s.tally.rejected_pushes);
   c.set_pushes_duplicate(s.tally.duplicate_pushes);
   c.set_budget_spent(s.budget_spent);
@@ -228,6 +229,7 @@ absl::StatusOr<CheckpointData> ReadCheckpoint(const std::string& path) {
   s.tally.dropped = c.tasks_dropped();
   s.tally.cancelled = c.tasks_cancelled();
   data.incarnation = c.incarnation();
+  data.build_isa = c.build_isa();
   s.tally.rejected_pushes = c.pushes_rejected();
   s.tally.duplicate_pushes = c.pushes_duplicate();
   s.budget_spent = c.budget_spent();

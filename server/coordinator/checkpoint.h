@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/base/build_info.h"
 #include "common/base/client_state.h"
 #include "fedsim/v1/config.pb.h"
 #include "server/coordinator/engine.h"
@@ -42,6 +43,9 @@ struct CheckpointData {
   std::map<std::int64_t, ClientState> clients;
   double wall_time_s = 0.0;                     // run time so far
   double best_accuracy = NAN;
+  // The vector ISA level of the build that wrote it (build_info.h); empty
+  // in checkpoints from before fedsim recorded it.
+  std::string build_isa = std::string(BuildIsa());
 };
 
 // The checkpoint directory of a run directory.

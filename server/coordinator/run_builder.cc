@@ -5,6 +5,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/build_info.h"
 #include "common/base/status_macros.h"
 #include "common/codec/flat_bytes.h"
 #include "algorithms/registry.h"
@@ -143,6 +144,7 @@ absl::StatusOr<CoordinatorRun> BuildRun(const v1::ExperimentConfig& config,
   run.engine = std::move(setup.engine);
   FEDSIM_RETURN_IF_ERROR(CheckCheckpointSize(run));
   if (resume == nullptr) {
+    setup.run_start["build"] = {{"isa", std::string(BuildIsa())}, {"simd", BuildSimd()}};
     FEDSIM_RETURN_IF_ERROR(run.log->Event(setup.run_start));
   } else {
     FEDSIM_RETURN_IF_ERROR(RestoreRun(run, *resume, runtime));
@@ -176,6 +178,8 @@ absl::StatusOr<CoordinatorRun> PrepareOrResumeRun(
     return BuildRun(config, out_dir, runtime, nullptr);
   }
   if (!loaded.ok()) return loaded.status();
+  FEDSIM_RETURN_IF_ERROR(CheckSameBuildIsa(
+      absl::StrCat("--resume: checkpoint '", loaded->path, "'"), loaded->data.build_isa));
   const v1::ExperimentConfig& saved = loaded->data.config;
   if (!google::protobuf::util::MessageDifferencer::Equals(ResultRelevant(saved),
                                                           ResultRelevant(config))) {

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/base/build_info.h"
 #include "common/base/keepalive.h"
 #include "common/codec/task_codec.h"
 #include "algorithms/registry.h"
@@ -118,6 +119,12 @@ class CoordinatorServer::Impl final : public v1::Coordinator::CallbackService {
         : absl::StatusOr<std::string>(request->worker_name());
     if (!name.ok()) {
       finish(ToGrpc(name.status()));
+      return reactor;
+    }
+    if (absl::Status same = CheckSameBuildIsa(
+            absl::StrCat("worker '", request->worker_name(), "'"), request->build_isa());
+        !same.ok()) {
+      finish(ToGrpc(same));
       return reactor;
     }
     absl::StatusOr<WorkerId> id = coordinator_->Join(*name, request->worker_name());

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/build_info.h"
 #include "common/config/config.h"
 #include "fedsim/v1/service.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
@@ -113,6 +114,7 @@ class Env {
     grpc::ClientContext ctx;
     v1::JoinRequest join;
     join.set_worker_name("fuzz-harness");
+    join.set_build_isa(std::string(BuildIsa()));
     v1::JoinResponse joined;
     grpc::Status s = stub_->Join(&ctx, join, &joined);
     FUZZ_CHECK(s.ok(), s.error_message());
@@ -183,7 +185,10 @@ int Join(const std::uint8_t* data, std::size_t size) {
   Deadline(ctx, 2000);
   v1::JoinResponse response;
   grpc::Status s = env.stub().Join(&ctx, request, &response);
-  FUZZ_CHECK(s.ok() || s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED,
+  // A worker of another build level is refused (build_info.h).
+  FUZZ_CHECK(s.ok() || s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED ||
+                 (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION &&
+                  request.build_isa() != BuildIsa()),
              s.error_message());
   if (s.ok()) {
     FUZZ_CHECK(response.worker_id() > 0, "worker id 0");

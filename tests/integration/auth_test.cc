@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/base/build_info.h"
 #include "common/auth/auth.h"
 #include "common/auth/pki.h"
 #include "common/config/config.h"
@@ -157,6 +158,7 @@ v1::JoinRequest SignedJoin(const std::string& name, const std::string& secret,
                            absl::Time stamp) {
   v1::JoinRequest r;
   r.set_worker_name(name);
+  r.set_build_isa(std::string(BuildIsa()));
   r.set_auth_timestamp_ms(absl::ToUnixMillis(stamp));
   r.set_auth_nonce(RandomBytes(kNonceBytes));
   r.set_auth_hmac(JoinHmac(secret, name, r.auth_timestamp_ms(), r.auth_nonce()));
@@ -413,6 +415,7 @@ TEST(AuthTest, MtlsBindsTheWorkerToItsCertificate) {
   auto bob = Stub(served.target(), Tls(pki.ca, &pki.bob));
   v1::JoinRequest request;
   request.set_worker_name("i-am-carol");  // the certificate decides
+  request.set_build_isa(std::string(BuildIsa()));
   v1::JoinResponse a, b;
   ASSERT_TRUE(Join(*alice, request, &a).ok());
   ASSERT_TRUE(Join(*bob, request, &b).ok());

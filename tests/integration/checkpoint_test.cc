@@ -12,11 +12,13 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/config/config.h"
 #include "gtest/gtest.h"
 #include "runtime/distributed.h"
+#include "common/base/build_info.h"
 #include "runtime/embedded.h"
 #include "server/coordinator/checkpoint.h"
 #include "server/coordinator/run_builder.h"
@@ -282,6 +284,34 @@ TEST(CheckpointTest, ResumeRefusesAnotherConfigButTakesOtherThreads) {
   threads.mutable_checkpoint()->set_keep(7);
   Resume(threads, dir, 3);
   EXPECT_EQ(Column(dir, "model_hash"), Column(reference, "model_hash"));
+}
+
+// Issue 20: builds for different vector ISA levels differ in their last
+// bits, so a checkpoint records its build's level and --resume refuses
+// another; run_start records it too.
+TEST(CheckpointTest, ResumeRefusesACheckpointOfAnotherIsaLevel) {
+  const v1::ExperimentConfig config =
+      Config(absl::StrCat(kDice, "checkpoint: {every: 1, keep: 1000}\n"));
+  const std::string dir = Dir("isa");
+  RunFresh(config, dir);
+  EXPECT_NE(ReadFile(dir + "/events.jsonl")
+                .find(absl::StrCat("\"build\":{\"isa\":\"", BuildIsa(), "\"")),
+            std::string::npos);
+  const auto files = Checkpoints(dir);
+  ASSERT_FALSE(files.empty());
+  absl::StatusOr<CheckpointData> data = ReadCheckpoint(files.back().second);
+  ASSERT_TRUE(data.ok()) << data.status();
+  EXPECT_EQ(data->build_isa, BuildIsa());
+  data->build_isa = "x86-64-v9";
+  ASSERT_TRUE(WriteCheckpoint(dir, *data, 1000).ok());
+  absl::StatusOr<CoordinatorRun> run = PrepareOrResumeRun(config, dir, "embedded");
+  ASSERT_FALSE(run.ok());
+  EXPECT_EQ(run.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(absl::StartsWith(
+      run.status().message(),
+      absl::StrCat("--resume: checkpoint '", files.back().second,
+                   "' comes from a build for x86-64-v9 and this one is for ", BuildIsa(), ";")))
+      << run.status();
 }
 
 // The coordinator owns the clients' state in a distributed run too, so

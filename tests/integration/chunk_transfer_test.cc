@@ -17,6 +17,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "common/base/build_info.h"
 #include "common/codec/flat_bytes.h"
 #include "common/config/config.h"
 #include "fedsim/v1/service.grpc.pb.h"
@@ -138,6 +139,7 @@ class ChunkRpcTest : public ::testing::Test {
     grpc::ClientContext join_ctx;
     v1::JoinRequest join;
     join.set_worker_name("test");
+    join.set_build_isa(std::string(BuildIsa()));
     v1::JoinResponse joined;
     ASSERT_TRUE(stub_->Join(&join_ctx, join, &joined).ok());
     worker_ = joined.worker_id();
@@ -348,6 +350,7 @@ TEST_F(ChunkRpcTest, JoinPastMaxWorkersIsResourceExhausted) {
   grpc::ClientContext ctx1, ctx2;
   v1::JoinRequest join;
   join.set_worker_name("second");
+  join.set_build_isa(std::string(BuildIsa()));
   v1::JoinResponse joined;
   ASSERT_TRUE(stub_->Join(&ctx1, join, &joined).ok());
   join.set_worker_name("third");  // "second" again would be that worker rejoining
@@ -355,6 +358,26 @@ TEST_F(ChunkRpcTest, JoinPastMaxWorkersIsResourceExhausted) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_EQ(s.error_message(),
             "Join: 2 workers are registered; distributed.max_workers = 2");
+}
+
+// Issue 20: a worker built for another vector ISA level would change the
+// results' last bits; its Join is refused, naming both levels.
+TEST_F(ChunkRpcTest, JoinOfAWorkerOfAnotherIsaLevelIsFailedPrecondition) {
+  Start("chunk_bytes: 4096");
+  for (const char* isa : {"x86-64-v9", ""}) {
+    if (std::string(isa).empty() && BuildIsa() == "x86-64") continue;  // the same level
+    grpc::ClientContext ctx;
+    v1::JoinRequest join;
+    join.set_worker_name("old");
+    join.set_build_isa(isa);
+    v1::JoinResponse joined;
+    grpc::Status s = stub_->Join(&ctx, join, &joined);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << isa;
+    EXPECT_TRUE(absl::StartsWith(s.error_message(), "worker 'old' comes from a build for "))
+        << s.error_message();
+    EXPECT_TRUE(absl::StrContains(s.error_message(), absl::StrCat("this one is for ", BuildIsa())))
+        << s.error_message();
+  }
 }
 
 TEST_F(ChunkRpcTest, UploadCapsBoundHeldBytesAndLeaveFreesThem) {

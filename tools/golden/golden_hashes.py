@@ -12,14 +12,19 @@ Runs every config of configs/ with `fedsim run` (embedded; the wall-clock
 config is left out: real time is not reproducible), and the runtime
 equivalence and checkpoint tests of integration_test with their run
 directories kept (gtest's TEST_TMPDIR), and takes from each run directory
-the last model_hash of metrics.csv and the SHA-256 of model.bin. The list is
-tools/golden/model_hashes.txt: one line per run, `NAME MODEL_HASH
+the last model_hash of metrics.csv and the SHA-256 of model.bin.
+
+Builds for different vector ISA levels differ in their last bits
+(docs/architecture.md, "Vector ISA and determinism"), so there is one list
+per level, tools/golden/model_hashes.LEVEL.txt (the level read from the
+runs' run_start event): one line per run, `NAME MODEL_HASH
 MODEL_BIN_SHA256`. `check` prints every run whose hashes differ, or that is
 missing or new, and exits 1 if there is one.
 """
 import argparse
 import csv
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -27,7 +32,10 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-LIST = os.path.join(HERE, "model_hashes.txt")
+
+
+def list_path(isa):
+    return os.path.join(HERE, f"model_hashes.{isa}.txt")
 # Real time: not reproducible by design (docs/async.md, "The wall clock").
 SKIP_CONFIGS = {"fedfix_wall.yaml"}
 TEST_FILTER = "RuntimeEquivalenceTest.*:CheckpointTest.*"
@@ -48,8 +56,20 @@ def run_hashes(run_dir):
     return rows[-1]["model_hash"], digest
 
 
+def build_isa(run_dir):
+    """The vector ISA level in a run's run_start event."""
+    with open(os.path.join(run_dir, "events.jsonl")) as f:
+        for line in f:
+            event = json.loads(line)
+            if event.get("event") == "run_start":
+                return event.get("build", {}).get("isa")
+    return None
+
+
 def collect(bin_dir, work):
+    """({run: (model_hash, model.bin digest)}, the build's ISA level)."""
     out = {}
+    isa = None
     configs = sorted(c for c in os.listdir(os.path.join(ROOT, "configs"))
                      if c.endswith(".yaml") and c not in SKIP_CONFIGS)
     for name in configs:
@@ -63,6 +83,7 @@ def collect(bin_dir, work):
         if hashes is None:
             sys.exit(f"golden: configs/{name} left no metrics.csv/model.bin")
         out[f"configs/{name}"] = hashes
+        isa = isa or build_isa(run_dir)
         print(f"  configs/{name}: {hashes[0]}", file=sys.stderr)
     tmp = os.path.join(work, "tests")
     os.makedirs(tmp)
@@ -77,7 +98,9 @@ def collect(bin_dir, work):
             hashes = run_hashes(dirpath)
             if hashes is not None:
                 out["tests/" + os.path.relpath(dirpath, tmp)] = hashes
-    return out
+    if not isa:
+        sys.exit("golden: the runs' run_start events name no build.isa")
+    return out, isa
 
 
 def main():
@@ -86,15 +109,21 @@ def main():
     p.add_argument("--bin", default=os.path.join(ROOT, "build", "bin"))
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="fedsim_golden_") as work:
-        got = collect(os.path.abspath(args.bin), work)
+        got, isa = collect(os.path.abspath(args.bin), work)
+    LIST = list_path(isa)
     if args.command == "record":
         with open(LIST, "w") as f:
-            f.write("# tools/golden/golden_hashes.py record: run, last model_hash, "
-                    "SHA-256 of model.bin\n")
+            f.write(f"# tools/golden/golden_hashes.py record, a build for {isa}: run, "
+                    "last model_hash, SHA-256 of model.bin\n")
             for name in sorted(got):
                 f.write(f"{name} {got[name][0]} {got[name][1]}\n")
         print(f"golden: {len(got)} runs recorded in {os.path.relpath(LIST, ROOT)}")
         return 0
+    if not os.path.isfile(LIST):
+        print(f"golden: no list for builds of {isa} ({os.path.relpath(LIST, ROOT)}); "
+              "`record` writes one")
+        return 1
+    print(f"golden: a build for {isa}, against {os.path.relpath(LIST, ROOT)}")
     want = {}
     with open(LIST) as f:
         for line in f:

@@ -330,7 +330,8 @@ TEST(ObjectiveLossTest, LeastSquaresByHand) {
   batch.x << 1, 0,  //
       0, 1,         //
       1, 1;
-  batch.y = Eigen::Vector3d(0.0, 1.0, -1.0);
+  batch.y.resize(3);
+  batch.y << 0.0, 1.0, -1.0;
   const FlatVector w = Eigen::Vector2d(1.0, 2.0);
   // Residuals x.w - y = (1, 1, 4): loss (1 + 1 + 16) / 6 = 3, plus
   // (0.5 / 2) (1 + 4) = 1.25. Gradient X^T r / 3 + 0.5 w = (5/3, 5/3) +
