@@ -15,11 +15,6 @@ namespace {
 
 using ClientRows = std::vector<std::vector<std::int64_t>>;
 
-// Enough for any sensible (alpha, clients, rows); a spec that still leaves a
-// client empty after this many draws needs a larger alpha or fewer clients,
-// and saying so beats looping for minutes.
-constexpr int kMaxDirichletDraws = 1000;
-
 std::vector<std::int64_t> AllRows(std::int64_t n) {
   std::vector<std::int64_t> rows(n);
   std::iota(rows.begin(), rows.end(), std::int64_t{0});
@@ -55,7 +50,6 @@ absl::StatusOr<ClientRows> PartitionDirichlet(const Dataset& train,
         "training set has num_classes = ",
         train.num_classes));
   }
-  std::vector<std::vector<std::int64_t>> by_class(train.num_classes);
   for (std::int64_t i = 0; i < train.size(); ++i) {
     const double y = train.labels[i];
     if (!(y >= 0 && y < train.num_classes) || y != std::floor(y)) {
@@ -63,45 +57,42 @@ absl::StatusOr<ClientRows> PartitionDirichlet(const Dataset& train,
           "partition: training row ", i, " has label ", y,
           ", not a class index in [0, ", train.num_classes, ")"));
     }
-    by_class[static_cast<std::size_t>(y)].push_back(i);
   }
 
+  // One row for every client first: the first K rows of a uniform
+  // permutation, row perm[k] to client k. Every client is non-empty by
+  // construction, whatever alpha and K (no redraws), which is what lets the
+  // partition scale to 10^6 clients.
   const int k_clients = spec.num_clients;
+  std::vector<std::int64_t> perm = AllRows(train.size());
+  rng.Shuffle(std::span<std::int64_t>(perm));
   ClientRows parts(k_clients);
-  for (int draw = 0; draw < kMaxDirichletDraws; ++draw) {
-    for (auto& part : parts) part.clear();
-    for (std::vector<std::int64_t>& rows : by_class) {
-      if (rows.empty()) continue;
-      rng.Shuffle(std::span<std::int64_t>(rows));
-      const std::vector<double> p =
-          rng.Dirichlet(k_clients, spec.dirichlet_alpha);
-      const auto n_c = static_cast<std::int64_t>(rows.size());
-      // Cut at floor(cumulative share * n_c), as Hsu et al.'s reference code
-      // does; the last client takes the rest, so rounding loses no row.
-      double cumulative = 0.0;
-      std::int64_t begin = 0;
-      for (int k = 0; k < k_clients; ++k) {
-        std::int64_t end = n_c;
-        if (k + 1 < k_clients) {
-          cumulative += p[k];
-          end = std::clamp(static_cast<std::int64_t>(cumulative * n_c), begin,
-                           n_c);
-        }
-        parts[k].insert(parts[k].end(), rows.begin() + begin,
-                        rows.begin() + end);
-        begin = end;
-      }
-    }
-    const bool all_nonempty =
-        std::none_of(parts.begin(), parts.end(),
-                     [](const auto& part) { return part.empty(); });
-    if (all_nonempty) return parts;
+  for (int k = 0; k < k_clients; ++k) parts[k].push_back(perm[k]);
+  // The other n - K rows by class, in the permutation's order (so each
+  // class's rows are uniformly shuffled), then Hsu et al.'s split.
+  std::vector<std::vector<std::int64_t>> by_class(train.num_classes);
+  for (std::size_t i = static_cast<std::size_t>(k_clients); i < perm.size(); ++i) {
+    by_class[static_cast<std::size_t>(train.labels[perm[i]])].push_back(perm[i]);
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "partition: dirichlet_alpha = ", spec.dirichlet_alpha,
-      " left some of the ", k_clients, " clients without rows in each of ",
-      kMaxDirichletDraws, " draws over ", train.size(),
-      " training rows; use a larger alpha or fewer clients"));
+  for (const std::vector<std::int64_t>& rows : by_class) {
+    if (rows.empty()) continue;
+    const std::vector<double> p = rng.Dirichlet(k_clients, spec.dirichlet_alpha);
+    const auto n_c = static_cast<std::int64_t>(rows.size());
+    // Cut at floor(cumulative share * n_c), as Hsu et al.'s reference code
+    // does; the last client takes the rest, so rounding loses no row.
+    double cumulative = 0.0;
+    std::int64_t begin = 0;
+    for (int k = 0; k < k_clients; ++k) {
+      std::int64_t end = n_c;
+      if (k + 1 < k_clients) {
+        cumulative += p[k];
+        end = std::clamp(static_cast<std::int64_t>(cumulative * n_c), begin, n_c);
+      }
+      parts[k].insert(parts[k].end(), rows.begin() + begin, rows.begin() + end);
+      begin = end;
+    }
+  }
+  return parts;
 }
 
 absl::StatusOr<ClientRows> PartitionShards(const Dataset& train,

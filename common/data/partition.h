@@ -17,10 +17,13 @@ namespace fedsim {
 enum class PartitionKind {
   // Shuffle, then cut into num_clients parts whose sizes differ by at most 1.
   kIid,
-  // Label skew (Hsu et al. 2019): for every class c draw p_c ~ Dir(alpha 1_K)
-  // over the K clients and cut class c's shuffled rows in those proportions.
-  // Redrawn (bounded) until every client has at least one row; if 1000
-  // draws all leave a client empty, PartitionRows fails (kInvalidArgument).
+  // Label skew (Hsu et al. 2019), every client non-empty by construction:
+  // shuffle all n rows and give client k the k-th row of the permutation;
+  // split the other n - K rows as Hsu et al.: for every class c, draw
+  // p_c ~ Dir(alpha 1_K) over the K clients and cut class c's remaining
+  // rows (in the permutation's order) at floor(sum_{j<=k} p_c,j * m_c), the
+  // last client taking the rest. No redraws, O(n + C K) time: it serves 10^6
+  // clients. The first K rows shift the label shares by at most K / n.
   kDirichlet,
   // McMahan et al.'s pathological split: sort rows by label, cut into
   // num_clients * shards_per_client equal shards, deal shards_per_client

@@ -20,6 +20,7 @@
 
 #include "common/random/stream.h"
 #include "gtest/gtest.h"
+#include "tests/testing/statistics.h"
 
 namespace fedsim {
 namespace gaussian_ziggurat_test {
@@ -51,21 +52,8 @@ double NormalPdf(double x) {
   return std::exp(-0.5 * x * x) / std::sqrt(2.0 * std::numbers::pi);
 }
 
-// sqrt(n) * sup |F_n - F| of sorted draws against a continuous CDF.
-template <typename Cdf>
-double KolmogorovSmirnov(std::vector<double> x, Cdf cdf) {
-  std::sort(x.begin(), x.end());
-  const double n = static_cast<double>(x.size());
-  double d = 0.0;
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    const double f = cdf(x[i]);
-    d = std::max({d, f - static_cast<double>(i) / n,
-                  static_cast<double>(i + 1) / n - f});
-  }
-  return std::sqrt(n) * d;
-}
-// P(sqrt(n) D > 1.95) = 0.001 (Kolmogorov distribution, large n).
-constexpr double kKs001 = 1.95;
+using test::KolmogorovSmirnov;
+using test::kKs001;
 
 TEST(GaussianZigguratTest, TablesAreTheDocumentedZiggurat) {
   const GaussianZigguratTables& t = GetGaussianZigguratTables();
