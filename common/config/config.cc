@@ -576,13 +576,6 @@ void ApplyDefaults(v1::ExperimentConfig& c) {
         std::max<int64_t>(int64_t{2} << 30, 2 * dist->max_message_bytes()));
   }
 
-  auto* ckpt = c.mutable_checkpoint();
-  if (!ckpt->has_min_interval_s()) {
-    const bool slow_to_save = IsAsyncAlgorithm(c.algorithm().name()) ||
-                              AlgorithmTraitsOf(c.algorithm().name()).server_memory();
-    ckpt->set_min_interval_s(slow_to_save ? 1.0 : 0.0);
-  }
-
 }
 
 namespace {

@@ -47,7 +47,7 @@ participation: {client_fraction: 1}
 local: {epochs: 2, batch_size: 10, lr: 0.05}
 distributed: {min_workers: 3, round_deadline_s: 30, long_poll_s: 1, heartbeat_interval_s: 0.2, heartbeat_patience: 2}
 YAML
-sed 's/^distributed: {/checkpoint: {every: 4}\ndistributed: {/' "$work/exp.yaml" > "$work/exp-ckpt.yaml"
+sed 's/^distributed: {/checkpoint: {every: 4, min_interval_s: 0}\ndistributed: {/' "$work/exp.yaml" > "$work/exp-ckpt.yaml"
 
 column() {
   awk -F, -v name="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == name) c = i; next }

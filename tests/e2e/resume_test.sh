@@ -28,6 +28,7 @@ algorithm: {name: fedau}
 participation: {model: markov, probabilities: list, p: [0.2, 0.3, 0.5, 0.7, 0.9, 0.2, 0.3, 0.5, 0.7, 0.9], markov_a: 0.3}
 local: {epochs: 1, batch_size: 5, lr: 0.05, dp: {mode: clip, clip: 1, noise_multiplier: 1.1}}
 distributed: {min_workers: 2, round_deadline_s: 60, long_poll_s: 1}
+checkpoint: {min_interval_s: 0}  # every round, so the kill lands where this test says
 YAML
 
 # column DIR NAME: one metrics.csv column, found by its header.

@@ -93,7 +93,7 @@ std::string CrashedCopy(const std::string& reference, std::int64_t crash_after,
 void ExpectResumedEqualsReference(const std::string& yaml, const std::string& name,
                                   const std::vector<std::int64_t>& crash_rounds) {
   const v1::ExperimentConfig config =
-      Config(absl::StrCat(yaml, "checkpoint: {every: 1, keep: 1000}\n"));
+      Config(absl::StrCat(yaml, "checkpoint: {every: 1, keep: 1000, min_interval_s: 0}\n"));
   const std::string reference = Dir(name + "_ref");
   RunFresh(config, reference);
   const std::vector<std::string> hashes = Column(reference, "model_hash");
@@ -213,7 +213,7 @@ TEST(CheckpointTest, FedAdamMomentsResumeBitIdentically) {
 
 TEST(CheckpointTest, KeepsTheFirstAndTheNewest) {
   const v1::ExperimentConfig config =
-      Config(absl::StrCat(kDice, "checkpoint: {every: 2, keep: 2}\n"));
+      Config(absl::StrCat(kDice, "checkpoint: {every: 2, keep: 2, min_interval_s: 0}\n"));
   const std::string dir = Dir("keep");
   RunFresh(config, dir);
   std::vector<std::int64_t> rounds;
@@ -221,7 +221,7 @@ TEST(CheckpointTest, KeepsTheFirstAndTheNewest) {
   // Written after rounds 2, 4, 6 (next round 2, 4, 6); the first stays.
   EXPECT_EQ(rounds, (std::vector<std::int64_t>{2, 4, 6}));
   v1::ExperimentConfig every3 =
-      Config(absl::StrCat(kDice, "checkpoint: {every: 3, keep: 1}\n"));
+      Config(absl::StrCat(kDice, "checkpoint: {every: 3, keep: 1, min_interval_s: 0}\n"));
   every3.set_rounds(7);
   const std::string dir3 = Dir("keep3");
   RunFresh(every3, dir3);
@@ -239,7 +239,7 @@ TEST(CheckpointTest, OffWritesNone) {
 
 TEST(CheckpointTest, CorruptedNewestFallsBackToTheOneBefore) {
   const v1::ExperimentConfig config =
-      Config(absl::StrCat(kFedAu, "checkpoint: {every: 1, keep: 1000}\n"));
+      Config(absl::StrCat(kFedAu, "checkpoint: {every: 1, keep: 1000, min_interval_s: 0}\n"));
   const std::string reference = Dir("corrupt_ref");
   RunFresh(config, reference);
   const std::string dir = CrashedCopy(reference, 5, "corrupt");
@@ -268,7 +268,7 @@ TEST(CheckpointTest, CorruptedNewestFallsBackToTheOneBefore) {
 
 TEST(CheckpointTest, ResumeRefusesAnotherConfigButTakesOtherThreads) {
   const v1::ExperimentConfig config =
-      Config(absl::StrCat(kFedAu, "checkpoint: {every: 1, keep: 1000}\n"));
+      Config(absl::StrCat(kFedAu, "checkpoint: {every: 1, keep: 1000, min_interval_s: 0}\n"));
   const std::string reference = Dir("mismatch_ref");
   RunFresh(config, reference);
   const std::string dir = CrashedCopy(reference, 3, "mismatch");
@@ -291,7 +291,7 @@ TEST(CheckpointTest, ResumeRefusesAnotherConfigButTakesOtherThreads) {
 // another; run_start records it too.
 TEST(CheckpointTest, ResumeRefusesACheckpointOfAnotherIsaLevel) {
   const v1::ExperimentConfig config =
-      Config(absl::StrCat(kDice, "checkpoint: {every: 1, keep: 1000}\n"));
+      Config(absl::StrCat(kDice, "checkpoint: {every: 1, keep: 1000, min_interval_s: 0}\n"));
   const std::string dir = Dir("isa");
   RunFresh(config, dir);
   EXPECT_NE(ReadFile(dir + "/events.jsonl")
@@ -338,7 +338,7 @@ void ExpectDistributedResumeEqualsReference(const std::string& yaml,
                                             const std::string& name,
                                             std::int64_t crash) {
   const v1::ExperimentConfig config =
-      Config(absl::StrCat(yaml, "checkpoint: {every: 1, keep: 1000}\n"));
+      Config(absl::StrCat(yaml, "checkpoint: {every: 1, keep: 1000, min_interval_s: 0}\n"));
   const std::string embedded = Dir(name + "_emb");
   RunFresh(config, embedded);
   const std::string reference = Dir(name + "_dref");

@@ -226,7 +226,7 @@ TEST(CoordinatorFaultsTest, RejectedResultMakesQuorumUnreachable) {
 }
 
 TEST(CoordinatorFaultsTest, RequestStopSavesTheLastCompletedRound) {
-  CoordinatorRun run = Prepare("stop", "checkpoint: {every: 2}\n");
+  CoordinatorRun run = Prepare("stop", "checkpoint: {every: 2, min_interval_s: 0}\n");
   Coordinator c(FastOptions(), &run);
   const WorkerId a = *c.Join("a");
   absl::StatusOr<RunSummary> summary;
