@@ -27,6 +27,7 @@
 #include "server/strategy/fedavg.h"
 #include "server/strategy/scaffold.h"
 #include "tests/testing/run_dir.h"
+#include "tests/testing/vectors.h"
 
 namespace fedsim {
 namespace baselines_test {
@@ -221,7 +222,7 @@ TEST_P(ScaffoldQuadraticTest, ConvergesToTheExactOptimumWhereFedAvgIsBiased) {
   FedAvgOptions fo;
   fo.local = local;
   FedAvg fedavg(fo, {8, 8});
-  FlatVector xs = Eigen::Vector2d(2.4, 1.6), xf = xs;
+  FlatVector xs = test::Vec({2.4, 1.6}), xf = xs;
   std::vector<FlatVector> c_i(2);
   for (Round t = 0; t < 3000; ++t) {
     std::vector<ClientResult> rs, rf;

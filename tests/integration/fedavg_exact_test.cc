@@ -13,6 +13,7 @@
 #include "runtime/embedded.h"
 #include "server/coordinator/run_builder.h"
 #include "server/strategy/fedavg.h"
+#include "tests/testing/vectors.h"
 
 namespace fedsim {
 namespace fedavg_exact_test {
@@ -115,15 +116,15 @@ TEST_P(FedAvgQuadraticTest, LocalStepsConvergeToTheBiasedLimit) {
   FlatVector g;
   Batch batch;
   GatherBatch(clients[0], all_rows, batch);
-  (*ls)->Evaluate(Eigen::Vector2d(0, 0), batch, &g);
-  EXPECT_EQ(g, Eigen::Vector2d(-0.5, 0));  // -b_1
+  (*ls)->Evaluate(test::Vec({0, 0}), batch, &g);
+  EXPECT_EQ(g, test::Vec({-0.5, 0}));  // -b_1
 
   FedAvgOptions options;
   options.local.epochs = row.h;  // B = 0: H full-batch steps
   options.local.batch_size = 0;
   options.local.lr = 0.1;
   FedAvg fedavg(options, {8, 8});
-  FlatVector w = Eigen::Vector2d(2.4, 1.6);
+  FlatVector w = test::Vec({2.4, 1.6});
   const std::vector<ClientId> both = {ClientId(0), ClientId(1)};
   for (Round t = 0; t < 3000; ++t) {
     std::vector<ClientResult> results;

@@ -17,6 +17,7 @@
 #include "runtime/embedded.h"
 #include "server/coordinator/run_builder.h"
 #include "server/strategy/fedlsa.h"
+#include "tests/testing/vectors.h"
 
 namespace fedsim {
 namespace lsa_test {
@@ -89,17 +90,17 @@ TEST(LsaTwoStateTest, ProblemMatchesTheClosedForm) {
   ASSERT_TRUE(e.ok()) << e.status();
   const LsaProblem& p = e->lsa->problem;
   ASSERT_EQ(p.agents.size(), 2u);
-  Eigen::Matrix2d a1, a2;
+  Eigen::MatrixXd a1(2, 2), a2(2, 2);
   a1 << 0.5, -0.25, -0.25, 0.5;
   a2 << 0.375, -0.125, -0.125, 0.375;
   EXPECT_LT((p.agents[0].a_bar - a1).norm(), 1e-15);
   EXPECT_LT((p.agents[1].a_bar - a2).norm(), 1e-15);
   for (const LsaAgent& a : p.agents) {
-    EXPECT_LT((a.b_bar - Eigen::Vector2d(0.5, 0.0)).norm(), 1e-15);
+    EXPECT_LT((a.b_bar - test::Vec({0.5, 0.0})).norm(), 1e-15);
   }
-  EXPECT_LT((p.agents[0].theta_star - Eigen::Vector2d(4.0 / 3, 2.0 / 3)).norm(), 1e-14);
-  EXPECT_LT((p.agents[1].theta_star - Eigen::Vector2d(1.5, 0.5)).norm(), 1e-14);
-  EXPECT_LT((p.theta_star - Eigen::Vector2d(1.4, 0.6)).norm(), 1e-14);
+  EXPECT_LT((p.agents[0].theta_star - test::Vec({4.0 / 3, 2.0 / 3})).norm(), 1e-14);
+  EXPECT_LT((p.agents[1].theta_star - test::Vec({1.5, 0.5})).norm(), 1e-14);
+  EXPECT_LT((p.theta_star - test::Vec({1.4, 0.6})).norm(), 1e-14);
 
   // §8.1's table: beta's first component; the second is its negative.
   EXPECT_LT(FedLsaBias(p, 0.1, 1).norm(), 1e-15);
@@ -133,7 +134,7 @@ TEST_P(LsaTwoStateRunTest, FedLsaConvergesToThetaStarPlusBeta) {
 TEST_P(LsaTwoStateRunTest, ScaffLsaConvergesToThetaStar) {
   const EtaH c = GetParam();
   const RunResult r = RunLsa(TwoState("scafflsa", c.eta, c.h, c.rounds));
-  EXPECT_LT((r.theta - Eigen::Vector2d(1.4, 0.6)).cwiseAbs().maxCoeff(), 1e-10)
+  EXPECT_LT((r.theta - test::Vec({1.4, 0.6})).cwiseAbs().maxCoeff(), 1e-10)
       << "theta = " << r.theta.transpose();
 }
 
@@ -154,7 +155,7 @@ TEST(ScaffLsaTest, ControlVariatesSumToZeroEveryRoundAndReachXiStar) {
   o.num_clients = 2;
   FedLsa server(o);
   std::vector<ClientState> states(2);
-  auto theta = std::make_shared<FlatVector>(Eigen::Vector2d(2.4, 1.6));
+  auto theta = std::make_shared<FlatVector>(test::Vec({2.4, 1.6}));
   const std::vector<ClientId> all = {ClientId(0), ClientId(1)};
   for (Round t = 0; t < 600; ++t) {
     std::vector<ClientResult> results;
@@ -179,9 +180,9 @@ TEST(ScaffLsaTest, ControlVariatesSumToZeroEveryRoundAndReachXiStar) {
     ASSERT_TRUE(server.Aggregate(t, results, next).ok());
     theta = std::make_shared<FlatVector>(next);
   }
-  EXPECT_LT((states[0].vectors.at("scafflsa.xi") - Eigen::Vector2d(0.05, -0.05))
+  EXPECT_LT((states[0].vectors.at("scafflsa.xi") - test::Vec({0.05, -0.05}))
                 .cwiseAbs().maxCoeff(), 1e-10);
-  EXPECT_LT((states[1].vectors.at("scafflsa.xi") - Eigen::Vector2d(-0.05, 0.05))
+  EXPECT_LT((states[1].vectors.at("scafflsa.xi") - test::Vec({-0.05, 0.05}))
                 .cwiseAbs().maxCoeff(), 1e-10);
 }
 
@@ -223,7 +224,7 @@ TEST_P(ScaffLsaPartialTest, ScaffLsaReachesThetaStarFedLsaDoesNot) {
   const Partial c = GetParam();
   const RunResult scafflsa =
       RunLsa(TwoStateN("scafflsa", c.n, c.participation, c.eta, c.h, c.rounds));
-  EXPECT_LT((scafflsa.theta - Eigen::Vector2d(1.4, 0.6)).cwiseAbs().maxCoeff(), 1e-12)
+  EXPECT_LT((scafflsa.theta - test::Vec({1.4, 0.6})).cwiseAbs().maxCoeff(), 1e-12)
       << "theta = " << scafflsa.theta.transpose();
   EXPECT_LT(Mean(scafflsa.sq_error, scafflsa.sq_error.size() - 200), 1e-24);
   const RunResult fedlsa =
@@ -288,7 +289,7 @@ void ExpectControlVariatesSumToZero(int n, double client_fraction, Loss loss,
   FedLsa server(o);
   std::vector<ClientState> states(n);
   std::vector<Anchor> anchors(n);  // the test's own books
-  auto theta = std::make_shared<FlatVector>(Eigen::Vector2d(2.4, 1.6));
+  auto theta = std::make_shared<FlatVector>(test::Vec({2.4, 1.6}));
   const auto per_round = static_cast<std::size_t>(std::llround(client_fraction * n));
   std::uint64_t lcg = 12345;
   std::int64_t next_id = 1;
@@ -342,8 +343,8 @@ void ExpectControlVariatesSumToZero(int n, double client_fraction, Loss loss,
       anchors[static_cast<std::size_t>(r.client.value)] = {t, theta};
     }
     const auto with_pending = [&](int c) {
-      Eigen::Vector2d xi = states[c].Has("scafflsa.xi") ? states[c].vectors.at("scafflsa.xi")
-                                                        : Eigen::Vector2d::Zero();
+      FlatVector xi = states[c].Has("scafflsa.xi") ? states[c].vectors.at("scafflsa.xi")
+                                                        : FlatVector::Zero(2);
       if (states[c].Has("scafflsa.last_iterate") && anchors[c].model != nullptr &&
           states[c].vectors.at("scafflsa.last_round")[0] ==
               static_cast<double>(anchors[c].round)) {
@@ -351,17 +352,17 @@ void ExpectControlVariatesSumToZero(int n, double client_fraction, Loss loss,
       }
       return xi;
     };
-    Eigen::Vector2d sum = Eigen::Vector2d::Zero();
+    FlatVector sum = FlatVector::Zero(2);
     for (int c = 0; c < n; ++c) sum += with_pending(c);
     ASSERT_LT(sum.cwiseAbs().maxCoeff(), 1e-12) << "round " << t;
     if (t == rounds - 1) {
       // Every agent's xi_c, with its pending update, is xi*_c of §8.1, and
       // theta is theta*.
       EXPECT_GT(lost, rounds / 8);
-      EXPECT_LT((*theta - Eigen::Vector2d(1.4, 0.6)).cwiseAbs().maxCoeff(), 1e-12);
+      EXPECT_LT((*theta - test::Vec({1.4, 0.6})).cwiseAbs().maxCoeff(), 1e-12);
       for (int c = 0; c < n; ++c) {
-        const Eigen::Vector2d star =
-            c % 2 == 0 ? Eigen::Vector2d(0.05, -0.05) : Eigen::Vector2d(-0.05, 0.05);
+        const FlatVector star =
+            c % 2 == 0 ? test::Vec({0.05, -0.05}) : test::Vec({-0.05, 0.05});
         EXPECT_LT((with_pending(c) - star).cwiseAbs().maxCoeff(), 1e-10) << "agent " << c;
       }
     }

@@ -24,6 +24,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/statistics.h"
+#include "tests/testing/vectors.h"
 
 namespace fedsim {
 namespace data_test {
@@ -151,7 +152,7 @@ TEST(LoaderIdxTest, ReadsExactValues) {
   for (int i = 0; i < 12; ++i) {
     EXPECT_EQ(raw->features(i / 4, i % 4), 10.0f * i) << i;
   }
-  EXPECT_EQ(raw->labels, Eigen::Vector3d(4, 0, 1));
+  EXPECT_EQ(raw->labels, test::Vec({4, 0, 1}));
   EXPECT_EQ(raw->num_classes, 5);
 
   absl::StatusOr<Dataset> scaled = LoadIdx(images, labels);
@@ -274,7 +275,7 @@ TEST(LoaderCsvTest, ReadsFixtureExactly) {
   RowMajorMatrixF expected(3, 3);
   expected << 0.5f, 1.0f, -2.0f, 1.5f, 2.25f, 300.0f, -0.125f, 4.0f, 0.0f;
   EXPECT_EQ(data->features, expected);
-  EXPECT_EQ(data->labels, Eigen::Vector3d(0, 2, 1));
+  EXPECT_EQ(data->labels, test::Vec({0, 2, 1}));
   EXPECT_EQ(data->num_classes, 3);
 }
 
@@ -304,7 +305,7 @@ TEST(LoaderCsvTest, LabelColumnDelimiterRegressionAndCrlf) {
   RowMajorMatrixF expected(2, 2);
   expected << 1, 2, 3, 4;
   EXPECT_EQ(data->features, expected);
-  EXPECT_EQ(data->labels, Eigen::Vector2d(0.25, -1.5));
+  EXPECT_EQ(data->labels, test::Vec({0.25, -1.5}));
   EXPECT_EQ(data->num_classes, 0);
 
   options.label_column = 3;
@@ -359,7 +360,7 @@ TEST(LoaderLibsvmTest, ReadsFixtureExactly) {
       0, 0, 0, 0,                   //
       1, 1, 0, 0.75f;
   EXPECT_EQ(data->features, expected);
-  EXPECT_EQ(data->labels, Eigen::Vector4d(1, 0, 1, 0));
+  EXPECT_EQ(data->labels, test::Vec({1, 0, 1, 0}));
   EXPECT_EQ(data->num_classes, 2);
 }
 
@@ -389,7 +390,7 @@ TEST(LoaderLibsvmTest, MultiClassLabelsAreClassIndices) {
   const std::string path = tmp.Write("multi", "0 1:1\n2 2:1\n1 1:3\n");
   absl::StatusOr<Dataset> data = LoadLibsvm(path);
   ASSERT_TRUE(data.ok()) << data.status();
-  EXPECT_EQ(data->labels, Eigen::Vector3d(0, 2, 1));
+  EXPECT_EQ(data->labels, test::Vec({0, 2, 1}));
   EXPECT_EQ(data->num_classes, 3);
 
   const std::string negative = tmp.Write("neg", "0 1:1\n-2 1:1\n");

@@ -19,6 +19,7 @@
 #include "common/random/stream.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/vectors.h"
 
 namespace fedsim {
 namespace objectives_test {
@@ -332,7 +333,7 @@ TEST(ObjectiveLossTest, LeastSquaresByHand) {
       1, 1;
   batch.y.resize(3);
   batch.y << 0.0, 1.0, -1.0;
-  const FlatVector w = Eigen::Vector2d(1.0, 2.0);
+  const FlatVector w = test::Vec({1.0, 2.0});
   // Residuals x.w - y = (1, 1, 4): loss (1 + 1 + 16) / 6 = 3, plus
   // (0.5 / 2) (1 + 4) = 1.25. Gradient X^T r / 3 + 0.5 w = (5/3, 5/3) +
   // (0.5, 1).
@@ -372,8 +373,8 @@ TEST(ObjectiveLossTest, LogisticIsStableForLargeMargins) {
   Batch batch;
   batch.x.resize(3, 1);
   batch.x << 1000, -1000, 1000;
-  batch.y = Eigen::Vector3d(1.0, 0.0, 0.0);
-  const FlatVector params = Eigen::Vector2d(1.0, 0.0);
+  batch.y = test::Vec({1.0, 0.0, 0.0});
+  const FlatVector params = test::Vec({1.0, 0.0});
   // Losses 0, 0 and 1000 (a confidently wrong prediction); dL/dz = 0, 0, 1.
   FlatVector gradient;
   EXPECT_DOUBLE_EQ(objective->Evaluate(params, batch, &gradient),
@@ -429,14 +430,14 @@ TEST(ObjectiveLossTest, SoftmaxLayoutIsColumnMajorThenBias) {
 TEST(ObjectiveLossTest, SoftmaxIsStableForHugeLogits) {
   const auto objective = MakeOrDie(Spec(ObjectiveKind::kSoftmax, 1, 2));
   ASSERT_NE(objective, nullptr);
-  const FlatVector params = Eigen::Vector4d(1e4, 0.0, 0.0, 0.0);
+  const FlatVector params = test::Vec({1e4, 0.0, 0.0, 0.0});
   Batch batch;
   batch.x = RowMajorMatrixD::Constant(1, 1, 1.0);
   batch.y = Eigen::VectorXd::Constant(1, 1.0);
   // Logits (1e4, 0) with label 1: loss 1e4, P - Y = (1, -1).
   FlatVector gradient;
   EXPECT_EQ(objective->Evaluate(params, batch, &gradient), 1e4);
-  EXPECT_EQ(gradient, Eigen::Vector4d(1.0, -1.0, 1.0, -1.0));
+  EXPECT_EQ(gradient, test::Vec({1.0, -1.0, 1.0, -1.0}));
 }
 
 TEST(ObjectiveLossTest, MlpByHand) {
@@ -506,11 +507,11 @@ TEST(ObjectiveNumCorrectTest, LogisticPredictsOneOnlyForPositiveMargin) {
   const auto objective = MakeOrDie(Spec(ObjectiveKind::kLogistic, 1, 2));
   ASSERT_NE(objective, nullptr);
   EXPECT_TRUE(objective->IsClassifier());
-  const FlatVector params = Eigen::Vector2d(1.0, 0.0);
+  const FlatVector params = test::Vec({1.0, 0.0});
   Batch batch;
   batch.x.resize(4, 1);
   batch.x << 1, -1, 0, 2;  // predictions 1, 0, 0 (z = 0), 1
-  batch.y = Eigen::Vector4d(1, 0, 1, 0);
+  batch.y = test::Vec({1, 0, 1, 0});
   EXPECT_EQ(objective->NumCorrect(params, batch), 2);
 }
 
@@ -534,7 +535,7 @@ TEST(ObjectiveNumCorrectTest, LeastSquaresIsRegression) {
   EXPECT_FALSE(objective->IsClassifier());
   Batch batch;
   batch.x = RowMajorMatrixD::Zero(2, 2);
-  batch.y = Eigen::Vector2d::Zero();
+  batch.y = FlatVector::Zero(2);
   EXPECT_EQ(objective->NumCorrect(FlatVector::Zero(2), batch), 0);
 }
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/testing/vectors.h"
 
 namespace fedsim {
 namespace fedlsa_test {
@@ -118,8 +119,8 @@ TEST(FedLsaTest, AnchorsFollowAggregatedRoundsAndRoundTripThroughState) {
   }
   ClientResult r;
   r.client = ClientId(2);
-  r.update = Eigen::Vector2d(1.0, -2.0);
-  FlatVector global = Eigen::Vector2d(0.5, 0.25);
+  r.update = test::Vec({1.0, -2.0});
+  FlatVector global = test::Vec({0.5, 0.25});
   ASSERT_TRUE(server.Aggregate(0, std::vector<ClientResult>{r}, global).ok());
   FedLsa restored(o);
   ASSERT_TRUE(restored.DecodeState(server.EncodeState()).ok());
@@ -131,7 +132,7 @@ TEST(FedLsaTest, AnchorsFollowAggregatedRoundsAndRoundTripThroughState) {
     EXPECT_FALSE(plan[0].scafflsa.has_value());  // planned, not aggregated
     EXPECT_FALSE(plan[1].scafflsa.has_value());  // never planned
     ASSERT_TRUE(plan[2].scafflsa.has_value());
-    EXPECT_EQ(*plan[2].scafflsa->anchor, Eigen::Vector2d(1.5, -1.75));
+    EXPECT_EQ(*plan[2].scafflsa->anchor, test::Vec({1.5, -1.75}));
     EXPECT_EQ(plan[2].scafflsa->anchor_round, 0);
   }
   // A newer aggregation replaces the anchor; agents of one round share it.
