@@ -20,6 +20,15 @@ inline bool& Smoke() {
   return smoke;
 }
 
+// Counts `per_iteration` floating-point operations per benchmark iteration
+// into the counter "flop", a rate (per second of the benchmark's time: real
+// time with UseRealTime, CPU time otherwise); bench/report.py reads it.
+inline void SetFlops(benchmark::State& state, double per_iteration) {
+  state.counters["flop"] = benchmark::Counter(
+      per_iteration * static_cast<double>(state.iterations()),
+      benchmark::Counter::kIsRate);
+}
+
 // Registers the binary's benchmarks (each binary defines it); called after
 // --smoke is known, so sizes can depend on it.
 void RegisterBenchmarks();

@@ -7,8 +7,8 @@
 #   bench/setup.sh                         # once, optional: PyTorch, Flower
 #   bench/run.sh [--build-dir build] [--out DIR] [--only LIST] [--smoke]
 #
-# LIST is a comma-separated subset of aggregation,training,e2e,scale,wire
-# (default: all). Results go to bench/results/<UTC time>/ unless --out.
+# LIST is a comma-separated subset of floors,aggregation,training,e2e,scale,
+# wire (default: all; e2e and training need floors for their floor rows). Results go to bench/results/<UTC time>/ unless --out.
 # --smoke: tiny sizes and few rounds, every binary and script once except
 # the Flower baseline (the ctest test bench_smoke); its numbers mean nothing.
 # Baselines that are not installed are skipped with a line saying why.
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 build=build
 out=""
-only="aggregation,training,e2e,scale,wire"
+only="floors,aggregation,training,e2e,scale,wire"
 smoke=0
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -41,9 +41,15 @@ fi
 mkdir -p "$out"
 [ $smoke = 1 ] && touch "$out/SMOKE"
 py=bench/.venv/bin/python3
+# numpy for the floors and the plain loop: bench/.venv's (PyPI wheel, with
+# OpenBLAS), else the system's.
+nppy=""
+for p in "$py" python3 /usr/bin/python3; do
+  if command -v "$p" > /dev/null && "$p" -c "import numpy" > /dev/null 2>&1; then nppy=$p; break; fi
+done
 want() { [[ ",$only," == *",$1,"* ]]; }
 say() { echo "bench: $*" >&2; }
-metrics() { python3 bench/report.py metrics "$1"; }
+metrics() { python3 bench/report.py metrics "$1" "${2:-on}"; }
 has_py_module() { [ -x "$py" ] && "$py" -c "import $1" > /dev/null 2>&1; }
 
 {
@@ -62,6 +68,20 @@ else
       --benchmark_enable_random_interleaving=true)
 fi
 
+if want floors; then
+  say "0 floors: GEMM rate (numpy's BLAS), STREAM copy and triad bandwidth"
+  if [ -n "$nppy" ]; then
+    fargs=()
+    [ $smoke = 1 ] && fargs=(--n 256 --repeats 1)
+    "$nppy" bench/floors.py "${fargs[@]}" > "$out/gemm.jsonl"
+  else
+    echo "skipped: no python3 with numpy (bench/setup.sh, or apt-get install python3-numpy)" > "$out/gemm.skipped"
+    say "0 GEMM rate $(cat "$out/gemm.skipped")"
+  fi
+  "$bin/bench_aggregation" "${gb[@]}" --benchmark_filter='^stream_' \
+    --benchmark_out="$out/stream.json" --benchmark_out_format=json > "$out/stream.txt"
+fi
+
 if want aggregation; then
   say "1 aggregation (K = 100 updates of d = 10^6, STREAM copy and triad)"
   "$bin/bench_aggregation" "${gb[@]}" --benchmark_out="$out/aggregation.json" \
@@ -69,7 +89,7 @@ if want aggregation; then
 fi
 
 if want training; then
-  say "2, 3 local SGD, Eigen floor, DP-SGD (Fashion-MNIST, softmax)"
+  say "2, 3 local SGD, DP-SGD (Fashion-MNIST, softmax)"
   "$bin/bench_training" "${gb[@]}" --benchmark_out="$out/training.json" \
     --benchmark_out_format=json > "$out/training.txt"
   if has_py_module torch; then
@@ -85,10 +105,14 @@ if want training; then
   fi
 fi
 
-# A quickstart config with fewer rounds (configs/quickstart.yaml otherwise).
-quickstart_config() {  # ROUNDS FILE
+# A quickstart config with fewer rounds (configs/quickstart.yaml otherwise),
+# THREADS runtime threads (default 2), evaluation on (default) or off (only
+# after the last round, which bench/report.py then leaves out).
+quickstart_config() {  # ROUNDS FILE [THREADS] [on|off]
+  local ev=(-e "s/^  every: .*/  every: 1/")
+  [ "${4:-on}" = off ] && ev=(-e "s/^  every: .*/  every: 1000000/" -e "s/^  train_loss: .*/  train_loss: false/")
   sed -e "s/^rounds: .*/rounds: $1/" -e "s/^name: .*/name: bench_quickstart/" \
-    configs/quickstart.yaml > "$2"
+    -e "s/^  threads: .*/  threads: ${3:-2}/" "${ev[@]}" configs/quickstart.yaml > "$2"
 }
 
 # Network namespaces give the wire benchmark a loopback of its own.
@@ -112,35 +136,67 @@ if want e2e || want wire; then
 fi
 
 if want e2e; then
-  say "4 quickstart, $rounds rounds: embedded, then launch --workers $workers"
-  "$bin/fedsim" run "$cfg" --out "$out/e2e_embedded" --quiet > /dev/null
-  emb=$(metrics "$out/e2e_embedded")
+  say "4 quickstart, $rounds rounds: embedded (2 and 1 threads, evaluation on and off), then launch --workers $workers"
+  : > "$out/quickstart.jsonl"
+  for threads in 2 1; do
+    for ev in on off; do
+      qcfg=$out/quickstart_${rounds}_t${threads}_$ev.yaml
+      quickstart_config $rounds "$qcfg" $threads $ev
+      "$bin/fedsim" run "$qcfg" --out "$out/e2e_t${threads}_$ev" --quiet > /dev/null
+      echo "{\"threads\": $threads, \"eval\": \"$ev\", \"metrics\": $(metrics "$out/e2e_t${threads}_$ev" $ev)}" >> "$out/quickstart.jsonl"
+    done
+  done
+  emb=$(metrics "$out/e2e_t2_on")
   [ -n "$netns" ] && tx0=$(lo_tx)
   in_ns "$bin/fedsim" launch "$cfg" --workers $workers --out "$out/e2e_launch" --quiet > /dev/null
   [ -n "$netns" ] && tx1=$(lo_tx)
   lau=$(metrics "$out/e2e_launch")
-  flw=null
+  # The plain loops on fedsim's own split.
+  "$bin/bench_export_partition" "$cfg" "$out/partition.txt"
+  pargs=(--partition "$out/partition.txt" --rounds $rounds --threads 2)
+  [ $smoke = 1 ] && pargs+=(--train-rows 2000)
+  : > "$out/plain.jsonl"
+  backends=()
+  if [ -n "$nppy" ]; then backends+=(numpy); else
+    echo "skipped: no python3 with numpy (bench/setup.sh, or apt-get install python3-numpy)" > "$out/numpy.skipped"
+    say "4 numpy loop $(cat "$out/numpy.skipped")"
+  fi
+  if has_py_module torch; then backends+=(torch); else
+    echo "skipped: bench/.venv has no torch (run bench/setup.sh; it needs PyPI)" > "$out/torch_loop.skipped"
+    say "4 PyTorch loop $(cat "$out/torch_loop.skipped")"
+  fi
+  for backend in "${backends[@]}"; do
+    p=$nppy; [ "$backend" = torch ] && p=$py
+    for dtype in float64 float32; do
+      for ev in on off; do
+        say "4 plain $backend loop, $dtype, evaluation $ev"
+        extra=(); [ $ev = off ] && extra=(--no-eval)
+        "$p" bench/plain_quickstart.py --backend "$backend" --dtype $dtype "${pargs[@]}" "${extra[@]}" >> "$out/plain.jsonl"
+      done
+    done
+  done
+  flw=null flw_off=null
   flower_skipped=null
   if [ $smoke = 1 ]; then
     flower_skipped='"skipped in --smoke runs (starting Ray alone takes most of a minute)"'
   elif has_py_module flwr && has_py_module torch; then
-    say "4 Flower simulation, $flower_rounds rounds (same split, model, hyper-parameters)"
-    fcfg=$out/quickstart_$flower_rounds.yaml
-    quickstart_config $flower_rounds "$fcfg"
-    "$bin/bench_export_partition" "$fcfg" "$out/partition.txt"
-    if "$py" bench/flower_quickstart.py --partition "$out/partition.txt" \
-         --rounds $flower_rounds --out "$out/flower.json" \
-         > "$out/flower.log" 2>&1; then
-      flw=$(cat "$out/flower.json")
-    else
-      flower_skipped="\"failed: see $out/flower.log\""
-      say "4 Flower failed: $(tail -1 "$out/flower.log")"
-    fi
+    for ev in on off; do
+      say "4 Flower simulation, $flower_rounds rounds, evaluation $ev (same split, model, hyper-parameters)"
+      extra=(); [ $ev = off ] && extra=(--no-eval)
+      if "$py" bench/flower_quickstart.py --partition "$out/partition.txt" \
+           --rounds $flower_rounds --out "$out/flower_$ev.json" "${extra[@]}" \
+           > "$out/flower_$ev.log" 2>&1; then
+        if [ $ev = on ]; then flw=$(cat "$out/flower_on.json"); else flw_off=$(cat "$out/flower_off.json"); fi
+      else
+        flower_skipped="\"failed: see $out/flower_$ev.log\""
+        say "4 Flower failed: $(tail -1 "$out/flower_$ev.log")"
+      fi
+    done
   else
     flower_skipped='"skipped: bench/.venv has no flwr or torch (run bench/setup.sh; it needs PyPI)"'
     say "4 Flower $flower_skipped"
   fi
-  echo "{\"workers\": $workers, \"embedded\": $emb, \"launch\": $lau, \"flower\": $flw, \"flower_skipped\": $flower_skipped}" > "$out/e2e.json"
+  echo "{\"workers\": $workers, \"embedded\": $emb, \"launch\": $lau, \"flower\": $flw, \"flower_off\": $flw_off, \"flower_skipped\": $flower_skipped}" > "$out/e2e.json"
 fi
 
 if want wire; then
@@ -178,17 +234,17 @@ fi
 
 if want scale; then
   rows_per_client=20 dim=20 srounds=100
-  sizes="1000 10000 100000"
+  sizes="1000 10000 100000 1000000"
   [ $smoke = 1 ] && sizes="100 1000" srounds=5
   : > "$out/scale.jsonl"
   for n in $sizes; do
     data=$out/scale_data_$n
     python3 bench/scale_data.py "$data" $((n * rows_per_client)) $dim
     frac=$(python3 -c "print(100 / $n)")
-    # Three times: as configured by default (a checkpoint after every
-    # round, fsynced), with at most one checkpoint in 10 s
-    # (checkpoint.min_interval_s) and with checkpoints off (the round's
-    # computation alone).
+    # Three times: as configured by default (checkpoint.every 1 with
+    # min_interval_s 1: at most one fsynced checkpoint a second), with at
+    # most one in 10 s and with checkpoints off (the round's computation
+    # alone).
     for ckpt in 1 10s 0; do
       case $ckpt in
         10s) ckpt_yaml="{every: 1, min_interval_s: 10}" ;;
