@@ -1,6 +1,13 @@
 #include "server/grpc/coordinator_server.h"
 
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -19,6 +26,41 @@
 
 namespace fedsim {
 namespace {
+
+// Whether `listen` (HOST:PORT, HOST may be [v6]) names a TCP port that
+// another process holds: a bind of our own, without SO_REUSEPORT, fails
+// with EADDRINUSE. Asked before gRPC binds so that the user sees one line
+// from fedsim instead of gRPC's multi-line log; port 0 and addresses this
+// cannot parse are left to gRPC (which also refuses a port in use, since
+// SO_REUSEPORT is off).
+bool PortInUse(const std::string& listen) {
+  const std::size_t colon = listen.rfind(':');
+  if (colon == std::string::npos || colon + 1 >= listen.size()) return false;
+  std::string host = listen.substr(0, colon);
+  const std::string port = listen.substr(colon + 1);
+  if (port == "0") return false;
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &found) != 0) {
+    return false;
+  }
+  bool in_use = false;
+  for (addrinfo* a = found; a != nullptr && !in_use; a = a->ai_next) {
+    const int fd = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+    if (fd < 0) continue;
+    const int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, a->ai_addr, a->ai_addrlen) != 0 && errno == EADDRINUSE) in_use = true;
+    close(fd);
+  }
+  freeaddrinfo(found);
+  return in_use;
+}
 
 grpc::Status ToGrpc(const absl::Status& s) {
   // absl and gRPC share the canonical code numbers.
@@ -339,6 +381,11 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     const v1::ExperimentConfig& config) {
   auto impl = std::make_unique<Impl>(options, coordinator, config,
                                      coordinator->num_parameters());
+  if (!options.listen.empty() && PortInUse(options.listen)) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on '", options.listen,
+        "': the port is in use (another coordinator?); choose another with --listen"));
+  }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   // An empty address serves only InProcessChannel() (tests, fuzzers).
@@ -368,11 +415,17 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
                              kServerMinPingIntervalMs);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  // gRPC sets SO_REUSEPORT by default on Linux: a second coordinator on a
+  // port in use would bind too, and the kernel would split the workers'
+  // connections between the two runs without a word. One coordinator per
+  // address: the second one fails to start.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(impl.get());
   impl->server_ = builder.BuildAndStart();
   if (impl->server_ == nullptr || (!options.listen.empty() && impl->port_ == 0)) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on '", options.listen, "'"));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on '", options.listen,
+        "': the port is in use or the address is not this host's"));
   }
   impl->server_->GetHealthCheckService()->SetServingStatus(true);
   return std::unique_ptr<CoordinatorServer>(new CoordinatorServer(std::move(impl)));

@@ -177,4 +177,28 @@ if [ "$code" -eq 2 ] && [ "$(wc -l < "$work/both.stderr")" -eq 1 ] &&
 else
   echo "FAIL --quiet --json: exit $code"; cat "$work/both.stderr"; fail=1
 fi
+# A second coordinator on a port in use fails with one line (gRPC's
+# default SO_REUSEPORT would let it bind and split the workers between the
+# two runs).
+printf '%s\n' "$base" > "$work/port.yaml"
+"$bin/fedsim-server" --config "$work/port.yaml" --out "$work/port1" --listen 127.0.0.1:0 \
+  --quiet > "$work/port1.stdout" 2> "$work/port1.stderr" &
+first=$!
+port=""
+for _ in $(seq 100); do
+  port=$(sed -n 's/.*listening on .*(port \([0-9]*\)).*/\1/p' "$work/port1.stderr")
+  [ -n "$port" ] && break
+  sleep 0.05
+done
+timeout 20 "$bin/fedsim-server" --config "$work/port.yaml" --out "$work/port2" \
+  --listen "127.0.0.1:$port" --quiet > /dev/null 2> "$work/port2.stderr"
+code=$?
+kill "$first" 2> /dev/null; wait "$first" 2> /dev/null
+if [ -n "$port" ] && [ "$code" -ne 0 ] && [ "$code" -ne 124 ] &&
+   [ "$(wc -l < "$work/port2.stderr")" -eq 1 ] &&
+   grep -q "^fedsim-server: cannot listen on '127.0.0.1:$port': the port is in use" "$work/port2.stderr"; then
+  echo "ok   second coordinator on a busy port: exit $code, $(cat "$work/port2.stderr")"
+else
+  echo "FAIL second coordinator on port '$port': exit $code"; cat "$work/port1.stderr" "$work/port2.stderr"; fail=1
+fi
 exit $fail
