@@ -15,14 +15,16 @@ import sys
 
 
 def write(dirname, prefix, rows, dim, rng):
-    pixels = rng.randbytes(rows * dim)
-    labels = bytes(1 if b > 127 else 0 for b in pixels[::dim])
-    with open(os.path.join(dirname, prefix + "-images-idx3-ubyte"), "wb") as f:
-        f.write(struct.pack(">IIII", 0x803, rows, 1, dim))
-        f.write(pixels)
-    with open(os.path.join(dirname, prefix + "-labels-idx1-ubyte"), "wb") as f:
-        f.write(struct.pack(">II", 0x801, rows))
-        f.write(labels)
+    # In blocks of 2^20 rows: randbytes of more than 2^28 bytes overflows.
+    block = 1 << 20
+    with open(os.path.join(dirname, prefix + "-images-idx3-ubyte"), "wb") as images, \
+         open(os.path.join(dirname, prefix + "-labels-idx1-ubyte"), "wb") as labels:
+        images.write(struct.pack(">IIII", 0x803, rows, 1, dim))
+        labels.write(struct.pack(">II", 0x801, rows))
+        for begin in range(0, rows, block):
+            pixels = rng.randbytes(min(block, rows - begin) * dim)
+            images.write(pixels)
+            labels.write(bytes(1 if b > 127 else 0 for b in pixels[::dim]))
 
 
 def main():
