@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -77,6 +78,22 @@ class Objective {
                                      std::int64_t& num_correct) const {
     num_correct = NumCorrect(params, batch);
     return Evaluate(params, batch, nullptr);
+  }
+
+  // EvaluateWithCorrect on rows [begin, end) of `data`, read where they
+  // are stored (float32, no float64 copy), for objectives with such a path
+  // (all four built-in ones: the linear models' forward pass and the MLP's
+  // first layer go through common/kernels/linear_rows.h); nullopt by
+  // default, and the caller then gathers a Batch. The values equal EvaluateWithCorrect's on the gathered
+  // rows up to rounding, not bit for bit: the forward pass sums in feature
+  // order, Eigen's GEMM in its own blocks.
+  // REQUIRES: 0 <= begin < end <= data.size(), data.dim() features.
+  virtual std::optional<double> EvaluateRowsWithCorrect(const FlatVector& params,
+                                                        const Dataset& data,
+                                                        std::int64_t begin, std::int64_t end,
+                                                        std::int64_t& num_correct) const {
+    (void)params, (void)data, (void)begin, (void)end, (void)num_correct;
+    return std::nullopt;
   }
 
   // Writes the initial parameters. Linear models start at zero; the MLP uses

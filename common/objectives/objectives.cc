@@ -44,6 +44,7 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "Eigen/Core"
@@ -54,6 +55,7 @@
 #include "common/base/check.h"
 #include "common/base/types.h"
 #include "common/data/dataset.h"
+#include "common/kernels/linear_rows.h"
 #include "common/objectives/objective.h"
 #include "common/random/stream.h"
 
@@ -178,6 +180,25 @@ class ObjectiveBase : public Objective {
         << batch.y.size() << " labels for " << batch.size() << " examples";
   }
 
+  // The checks of EvaluateRowsWithCorrect's inputs.
+  void CheckRows(const FlatVector& params, const Dataset& data, std::int64_t begin,
+                 std::int64_t end) const {
+    FEDSIM_CHECK(params.size() == num_parameters_)
+        << "params has " << params.size() << " values, expected " << num_parameters_;
+    FEDSIM_CHECK(data.dim() == d_) << "rows have " << data.dim() << " features, expected " << d_;
+    FEDSIM_CHECK(0 <= begin && begin < end && end <= data.size())
+        << "rows [" << begin << ", " << end << ") of " << data.size();
+  }
+
+  // X w + b for rows [begin, end) of `data`, in place (linear_rows.h).
+  Eigen::VectorXd LinearOfRows(const double* w, double bias, const Dataset& data,
+                               std::int64_t begin, std::int64_t end) const {
+    const PackedLinear layer = PackLinear(w, &bias, d_, 1);
+    Eigen::VectorXd z(end - begin);
+    LinearRowsF32(layer, data.features.row(begin).data(), end - begin, z.data());
+    return z;
+  }
+
   // Resizes the gradient; the gradient must not alias the parameters, which
   // are still read after the gradient is first written.
   void PrepareGradient(const FlatVector& params, FlatVector* gradient) const {
@@ -248,6 +269,17 @@ class LeastSquares final : public ObjectiveBase {
 
   std::int64_t NumCorrect(const FlatVector&, const Batch&) const override {
     return 0;
+  }
+
+  std::optional<double> EvaluateRowsWithCorrect(const FlatVector& params, const Dataset& data,
+                                                std::int64_t begin, std::int64_t end,
+                                                std::int64_t& num_correct) const override {
+    CheckRows(params, data, begin, end);
+    Eigen::VectorXd r = LinearOfRows(params.data(), 0.0, data, begin, end);
+    r -= data.labels.segment(begin, end - begin);
+    num_correct = 0;
+    return AddL2(params, 0.5 * r.squaredNorm() * (1.0 / static_cast<double>(end - begin)),
+                 nullptr);
   }
 
   void Initialize(FlatVector& params, RngStream&) const override {
@@ -328,13 +360,19 @@ class Logistic final : public ObjectiveBase {
   std::int64_t NumCorrect(const FlatVector& params,
                           const Batch& batch) const override {
     CheckInputs(params, batch);
-    const Eigen::VectorXd z = Margins(params, batch);
-    std::int64_t hits = 0;
-    for (Index i = 0; i < z.size(); ++i) {
-      const double predicted = z[i] > 0.0 ? 1.0 : 0.0;
-      if (predicted == batch.y[i]) ++hits;
-    }
-    return hits;
+    return Hits(Margins(params, batch), batch.y);
+  }
+
+  std::optional<double> EvaluateRowsWithCorrect(const FlatVector& params, const Dataset& data,
+                                                std::int64_t begin, std::int64_t end,
+                                                std::int64_t& num_correct) const override {
+    CheckRows(params, data, begin, end);
+    const Eigen::VectorXd z = LinearOfRows(params.data(), params[d_], data, begin, end);
+    const auto y = data.labels.segment(begin, end - begin);
+    num_correct = Hits(z, y);
+    double total = 0.0;  // as Evaluate sums it
+    for (Index i = 0; i < z.size(); ++i) total += Softplus(z[i]) - y[i] * z[i];
+    return AddL2(params, total * (1.0 / static_cast<double>(z.size())), nullptr);
   }
 
   void Initialize(FlatVector& params, RngStream&) const override {
@@ -344,6 +382,17 @@ class Logistic final : public ObjectiveBase {
   bool IsClassifier() const override { return true; }
 
  private:
+  // Examples whose predicted class (1 where z > 0) is the label.
+  template <typename Labels>
+  static std::int64_t Hits(const Eigen::VectorXd& z, const Labels& y) {
+    std::int64_t hits = 0;
+    for (Index i = 0; i < z.size(); ++i) {
+      const double predicted = z[i] > 0.0 ? 1.0 : 0.0;
+      if (predicted == y[i]) ++hits;
+    }
+    return hits;
+  }
+
   // z = X w + b.
   Eigen::VectorXd Margins(const FlatVector& params, const Batch& batch) const {
     Eigen::VectorXd z(batch.size());
@@ -420,6 +469,21 @@ class Softmax final : public ObjectiveBase {
     num_correct = CountArgMaxHits(g, batch.y);  // before g is overwritten
     const double inv_b = 1.0 / static_cast<double>(batch.size());
     return AddL2(params, SoftmaxCrossEntropyInPlace(batch.y, g) * inv_b, nullptr);
+  }
+
+  std::optional<double> EvaluateRowsWithCorrect(const FlatVector& params, const Dataset& data,
+                                                std::int64_t begin, std::int64_t end,
+                                                std::int64_t& num_correct) const override {
+    CheckRows(params, data, begin, end);
+    const Index rows = end - begin;
+    const PackedLinear layer = PackLinear(params.data(), params.data() + d_ * c_, d_,
+                                          static_cast<int>(c_));
+    RowMajorMatrixD g(rows, c_);
+    LinearRowsF32(layer, data.features.row(begin).data(), rows, g.data());
+    const Eigen::VectorXd y = data.labels.segment(begin, rows);
+    num_correct = CountArgMaxHits(g, y);  // before g is overwritten
+    const double inv_b = 1.0 / static_cast<double>(rows);
+    return AddL2(params, SoftmaxCrossEntropyInPlace(y, g) * inv_b, nullptr);
   }
 
   void Initialize(FlatVector& params, RngStream&) const override {
@@ -500,6 +564,29 @@ class Mlp final : public ObjectiveBase {
     RowMajorMatrixD logits;
     Forward(params, batch, a, logits);
     return CountArgMaxHits(logits, batch.y);
+  }
+
+  // The first layer on the stored float32 rows (common/kernels/
+  // linear_rows.h), the rest as Forward.
+  std::optional<double> EvaluateRowsWithCorrect(const FlatVector& params, const Dataset& data,
+                                                std::int64_t begin, std::int64_t end,
+                                                std::int64_t& num_correct) const override {
+    CheckRows(params, data, begin, end);
+    const Index rows = end - begin;
+    const PackedLinear layer1 = PackLinear(params.data(), params.data() + b1_offset_, d_,
+                                           static_cast<int>(h_));
+    RowMajorMatrixD a(rows, h_);
+    LinearRowsF32(layer1, data.features.row(begin).data(), rows, a.data());
+    a = a.cwiseMax(0.0);
+    const ConstMatrixMap w2(params.data() + w2_offset_, h_, c_);
+    const ConstVectorRef b2(params.data() + b2_offset_, c_);
+    RowMajorMatrixD g(rows, c_);
+    g.noalias() = a * w2;
+    g.rowwise() += b2.transpose();
+    const Eigen::VectorXd y = data.labels.segment(begin, rows);
+    num_correct = CountArgMaxHits(g, y);  // before g is overwritten
+    const double inv_b = 1.0 / static_cast<double>(rows);
+    return AddL2(params, SoftmaxCrossEntropyInPlace(y, g) * inv_b, nullptr);
   }
 
   // He initialisation: W1 ~ N(0, 2/d), then W2 ~ N(0, 2/h), drawn in

@@ -3,6 +3,9 @@
 // Evaluates a global model on the training and test sets: mean loss and
 // accuracy. Rows are processed in chunks of kEvalChunk; chunk results are
 // summed in chunk order, so the numbers do not depend on the thread count.
+// A chunk is read where it is stored (float32) when the objective has such
+// a path (Objective::EvaluateRowsWithCorrect: every built-in objective);
+// otherwise its rows are copied to float64 into one buffer per thread.
 #ifndef FEDSIM_SERVER_COORDINATOR_EVALUATOR_H_
 #define FEDSIM_SERVER_COORDINATOR_EVALUATOR_H_
 

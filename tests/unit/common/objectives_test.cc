@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <thread>
@@ -259,6 +260,36 @@ TEST_P(ObjectiveCaseTest, EvaluateWithCorrectIsEvaluateAndNumCorrect) {
   const double loss = objective->EvaluateWithCorrect(params, batch, correct);
   EXPECT_EQ(loss, objective->Evaluate(params, batch, nullptr));
   EXPECT_EQ(correct, objective->NumCorrect(params, batch));
+}
+
+// The evaluator's in-place path (float32 rows, no float64 copy), which
+// every objective has, agrees with EvaluateWithCorrect on the gathered rows
+// to rounding.
+TEST_P(ObjectiveCaseTest, EvaluateRowsInPlaceAgreesWithTheGatheredBatch) {
+  const ObjectiveSpec& spec = GetParam().spec;
+  const auto objective = MakeOrDie(spec);
+  ASSERT_NE(objective, nullptr);
+  RngStream rng(37, RngPurpose::kTest, -1, 0);
+  const Batch random = RandomBatch(spec, 70, rng);
+  const FlatVector params =
+      RandomParams(objective->NumParameters(), GetParam().param_scale, rng);
+  Dataset data;
+  data.features = random.x.cast<float>();
+  data.labels = random.y;
+  data.num_classes = spec.num_classes;
+  for (auto [begin, end] : {std::pair<std::int64_t, std::int64_t>{0, 70}, {5, 66}, {69, 70}}) {
+    std::int64_t in_place_correct = -1;
+    const std::optional<double> in_place =
+        objective->EvaluateRowsWithCorrect(params, data, begin, end, in_place_correct);
+    ASSERT_TRUE(in_place.has_value());
+    Batch gathered;
+    GatherRange(data, begin, end, gathered);
+    std::int64_t correct = -1;
+    const double loss = objective->EvaluateWithCorrect(params, gathered, correct);
+    EXPECT_NEAR(*in_place, loss, 1e-13 * std::max(1.0, std::abs(loss)))
+        << "rows [" << begin << ", " << end << ")";
+    EXPECT_EQ(in_place_correct, correct) << "rows [" << begin << ", " << end << ")";
+  }
 }
 
 TEST_P(ObjectiveCaseTest, L2TermIsAddedOnce) {

@@ -1,0 +1,128 @@
+#include "common/kernels/linear_rows.h"
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <utility>
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define FEDSIM_LINEAR_ROWS_AVX2 1
+#endif
+
+#include "common/base/check.h"
+
+namespace fedsim {
+namespace {
+
+#if FEDSIM_LINEAR_ROWS_AVX2
+
+// Four rows at a time, vectorised across the rows: lane r of t holds
+// x(r, j), and output k of the four rows accumulates in acc[k] += t *
+// broadcast(w(j, k)), K outputs [k0, k0 + K) in registers. The rows are
+// read 4 floats at a time, converted and transposed in registers (4 x 4);
+// a broadcast of w is a plain load. Rows at or beyond `valid` repeat the
+// last valid row and are not written.
+template <int K>
+void FourRows(const PackedLinear& p, int k0, const float* x, int valid, double* out) {
+  const std::int64_t d = p.d;
+  const float* r0 = x;
+  const float* r1 = x + (valid > 1 ? 1 : 0) * d;
+  const float* r2 = x + (valid > 2 ? 2 : valid - 1) * d;
+  const float* r3 = x + (valid > 3 ? 3 : valid - 1) * d;
+  const double* w = p.w.data() + k0;
+  const std::int64_t ld = p.padded;
+  // Unrolled (GCC does not unroll at -O2) so that acc stays in registers.
+  __m256d acc[K];
+#pragma GCC unroll 16
+  for (int k = 0; k < K; ++k) acc[k] = _mm256_setzero_pd();
+  const auto step = [&](__m256d t, const double* wj) {
+#pragma GCC unroll 16
+    for (int k = 0; k < K; ++k) {
+      acc[k] = _mm256_fmadd_pd(t, _mm256_broadcast_sd(wj + k), acc[k]);
+    }
+  };
+  std::int64_t j = 0;
+  for (; j + 4 <= d; j += 4) {
+    const __m256d a0 = _mm256_cvtps_pd(_mm_loadu_ps(r0 + j));
+    const __m256d a1 = _mm256_cvtps_pd(_mm_loadu_ps(r1 + j));
+    const __m256d a2 = _mm256_cvtps_pd(_mm_loadu_ps(r2 + j));
+    const __m256d a3 = _mm256_cvtps_pd(_mm_loadu_ps(r3 + j));
+    const __m256d u0 = _mm256_unpacklo_pd(a0, a1);  // x0j x1j x0j+2 x1j+2
+    const __m256d u1 = _mm256_unpackhi_pd(a0, a1);  // x0j+1 x1j+1 x0j+3 x1j+3
+    const __m256d u2 = _mm256_unpacklo_pd(a2, a3);
+    const __m256d u3 = _mm256_unpackhi_pd(a2, a3);
+    const double* wj = w + j * ld;
+    step(_mm256_permute2f128_pd(u0, u2, 0x20), wj);           // column j
+    step(_mm256_permute2f128_pd(u1, u3, 0x20), wj + ld);      // j + 1
+    step(_mm256_permute2f128_pd(u0, u2, 0x31), wj + 2 * ld);  // j + 2
+    step(_mm256_permute2f128_pd(u1, u3, 0x31), wj + 3 * ld);  // j + 3
+  }
+  for (; j < d; ++j) {
+    step(_mm256_set_pd(r3[j], r2[j], r1[j], r0[j]), w + j * ld);
+  }
+  alignas(32) double lanes[4];
+  for (int k = 0; k < K; ++k) {
+    _mm256_store_pd(lanes, acc[k]);
+    const double b = p.bias[static_cast<std::size_t>(k0 + k)];
+    for (int r = 0; r < valid; ++r) out[r * p.c + k0 + k] = lanes[r] + b;
+  }
+}
+
+using FourRowsFn = void (*)(const PackedLinear&, int, const float*, int, double*);
+
+template <int... I>
+constexpr auto MakeTable(std::integer_sequence<int, I...>) {
+  return std::array<FourRowsFn, sizeof...(I)>{FourRows<I + 1>...};
+}
+
+// FourRows<1> ... FourRows<kMaxOutputs>: 12 accumulators, a row vector
+// and a broadcast fit the 16 AVX registers.
+constexpr int kMaxOutputs = 12;
+constexpr auto kTable = MakeTable(std::make_integer_sequence<int, kMaxOutputs>());
+
+#endif  // FEDSIM_LINEAR_ROWS_AVX2
+
+}  // namespace
+
+PackedLinear PackLinear(const double* w_colmajor, const double* bias, std::int64_t d, int c) {
+  FEDSIM_CHECK(d >= 1 && c >= 1) << "d " << d << ", c " << c;
+  PackedLinear p;
+  p.d = d;
+  p.c = c;
+  p.padded = (c + 3) / 4 * 4;
+  p.w.assign(static_cast<std::size_t>(d * p.padded), 0.0);
+  p.bias.assign(static_cast<std::size_t>(p.padded), 0.0);
+  for (std::int64_t j = 0; j < d; ++j) {
+    for (int k = 0; k < c; ++k) p.w[j * p.padded + k] = w_colmajor[k * d + j];
+  }
+  std::copy(bias, bias + c, p.bias.begin());
+  return p;
+}
+
+void LinearRowsF32(const PackedLinear& p, const float* x, std::int64_t rows, double* out) {
+#if FEDSIM_LINEAR_ROWS_AVX2
+  for (int k0 = 0; k0 < p.c; k0 += kMaxOutputs) {
+    const FourRowsFn fn = kTable[static_cast<std::size_t>(std::min(kMaxOutputs, p.c - k0) - 1)];
+    for (std::int64_t i = 0; i < rows; i += 4) {
+      fn(p, k0, x + i * p.d, static_cast<int>(std::min<std::int64_t>(4, rows - i)), out + i * p.c);
+    }
+  }
+#else
+  // The same sums, one row at a time, the outputs innermost (contiguous in
+  // the packed W, so the compiler may vectorise across them).
+  std::vector<double> acc(static_cast<std::size_t>(p.padded));
+  for (std::int64_t i = 0; i < rows; ++i) {
+    const float* xi = x + i * p.d;
+    std::fill(acc.begin(), acc.end(), 0.0);
+    for (std::int64_t j = 0; j < p.d; ++j) {
+      const double xij = static_cast<double>(xi[j]);
+      const double* wj = p.w.data() + j * p.padded;
+      for (int k = 0; k < p.padded; ++k) acc[k] += xij * wj[k];
+    }
+    for (int k = 0; k < p.c; ++k) out[i * p.c + k] = acc[k] + p.bias[k];
+  }
+#endif
+}
+
+}  // namespace fedsim
