@@ -236,7 +236,7 @@ EOF
 fi
 
 if want scale; then
-  rows_per_client=20 dim=20 srounds=100
+  rows_per_client=20 dim=20 srounds=2000
   sizes="1000 10000 100000 1000000"
   [ $smoke = 1 ] && sizes="100 1000" srounds=5
   : > "$out/scale.jsonl"
