@@ -25,6 +25,7 @@
 #include "common/random/stream.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/datasets.h"
 
 namespace fedsim {
 namespace dp_trainer_test {
@@ -65,17 +66,7 @@ std::vector<std::int64_t> AllRows(std::int64_t n) {
 // A classification data set with N(0, 1) features.
 Dataset Classification(std::int64_t n, std::int64_t d, int classes) {
   RngStream rng(21, RngPurpose::kTest, -1, -1);
-  Dataset data;
-  data.features.resize(n, d);
-  data.labels.resize(n);
-  data.num_classes = classes;
-  for (std::int64_t i = 0; i < n; ++i) {
-    for (std::int64_t j = 0; j < d; ++j) {
-      data.features(i, j) = static_cast<float>(rng.Gaussian());
-    }
-    data.labels[i] = static_cast<double>(rng.UniformInt(classes));
-  }
-  return data;
+  return test::GaussianRows(n, d, classes, rng);
 }
 
 // All-zero features and labels: every per-example least-squares gradient is

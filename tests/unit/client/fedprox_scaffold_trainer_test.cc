@@ -16,6 +16,7 @@
 #include "common/objectives/objective.h"
 #include "common/random/stream.h"
 #include "gtest/gtest.h"
+#include "tests/testing/datasets.h"
 
 namespace fedsim {
 namespace fedprox_scaffold_trainer_test {
@@ -31,16 +32,7 @@ bool SameBits(const FlatVector& a, const FlatVector& b) {
 
 Dataset MakeData() {
   RngStream rng(5, RngPurpose::kTest, -1, -1);
-  Dataset data;
-  data.features.resize(kRows, kDim);
-  data.labels.resize(kRows);
-  for (std::int64_t i = 0; i < kRows; ++i) {
-    for (std::int64_t j = 0; j < kDim; ++j) {
-      data.features(i, j) = static_cast<float>(rng.Gaussian());
-    }
-    data.labels[i] = rng.Gaussian();
-  }
-  return data;
+  return test::GaussianRows(kRows, kDim, 0, rng);
 }
 
 std::unique_ptr<Objective> LeastSquares() {

@@ -20,6 +20,7 @@
 #include "common/objectives/objective.h"
 #include "common/random/stream.h"
 #include "gtest/gtest.h"
+#include "tests/testing/datasets.h"
 
 namespace fedsim {
 namespace local_trainer_test {
@@ -35,16 +36,7 @@ bool SameBits(const FlatVector& a, const FlatVector& b) {
 // A regression data set of `n` rows with N(0, 1) features.
 Dataset MakeData(std::int64_t n) {
   RngStream rng(11, RngPurpose::kTest, -1, -1);
-  Dataset data;
-  data.features.resize(n, kDim);
-  data.labels.resize(n);
-  for (std::int64_t i = 0; i < n; ++i) {
-    for (std::int64_t j = 0; j < kDim; ++j) {
-      data.features(i, j) = static_cast<float>(rng.Gaussian());
-    }
-    data.labels[i] = rng.Gaussian();
-  }
-  return data;
+  return test::GaussianRows(n, kDim, 0, rng);
 }
 
 std::unique_ptr<Objective> LeastSquares(double l2 = 0.0) {

@@ -15,6 +15,7 @@
 #include "common/random/stream.h"
 #include "gtest/gtest.h"
 #include "server/coordinator/evaluator.h"
+#include "tests/testing/datasets.h"
 
 namespace fedsim {
 namespace evaluator_test {
@@ -25,17 +26,7 @@ bool SameBits(double a, double b) { return std::memcmp(&a, &b, sizeof(double)) =
 // n rows (more than two chunks, the last partial), d features.
 Dataset RandomData(std::int64_t n, std::int64_t d, int classes) {
   RngStream rng(3, RngPurpose::kTest, -1, 0);
-  Dataset data;
-  data.features.resize(n, d);
-  data.labels.resize(n);
-  data.num_classes = classes;
-  for (std::int64_t i = 0; i < n; ++i) {
-    for (std::int64_t j = 0; j < d; ++j) {
-      data.features(i, j) = static_cast<float>(rng.Gaussian());
-    }
-    data.labels[i] = classes > 0 ? static_cast<double>(rng.UniformInt(static_cast<std::uint64_t>(classes))) : rng.Gaussian();
-  }
-  return data;
+  return test::GaussianRows(n, d, classes, rng);
 }
 
 // An objective without the in-place evaluation path: `inner`'s values
