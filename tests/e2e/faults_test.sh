@@ -100,10 +100,20 @@ start_run() {
     worker[$i]=$!; pids+=($!)
   done
 }
+# dump_run NAME: what a failed scenario left, on the test's output (the
+# work directory is removed at exit): the run's last events and every log.
+dump_run() {
+  local name=$1 f
+  echo "--- $name: last events"
+  tail -n 40 "$work/$name/events.jsonl" 2>/dev/null | cut -c1-300
+  for f in "$work/$name"-*.log; do
+    [ -f "$f" ] && { echo "--- $(basename "$f")"; tail -n 15 "$f"; }
+  done
+}
 finish_run() {  # finish_run NAME: the server and the workers exit 0
   local name=$1 code
   wait $server; code=$?
-  [ $code -eq 0 ] || { say_fail "$name: server exited $code"; tail -5 "$work/$name-server.log"; }
+  [ $code -eq 0 ] || { say_fail "$name: server exited $code"; tail -5 "$work/$name-server.log"; dump_run "$name"; }
   for i in 1 2 3; do
     [ -z "${worker[$i]}" ] && continue
     wait "${worker[$i]}"; code=$?
