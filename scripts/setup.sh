@@ -2,7 +2,8 @@
 # Installs what fedsim needs on Debian 12 (as root), skipping what is present,
 # puts TensorBoard (PyPI) into .venv/ for the test that reads fedsim's event
 # files back (optional: skipped when PyPI cannot be reached), and fetches Fashion-MNIST from Debian's dataset-fashion-mnist package into
-# third_party/data/fashion-mnist, checking the SHA-256 sums of DATA.md.
+# third_party/data/fashion-mnist, checking the SHA-256 sums of DATA.md, with
+# uncompressed copies next to the .gz files (checked too; faster start-up).
 #
 #   scripts/setup.sh            packages + data
 #   scripts/setup.sh --no-data  packages only
@@ -57,7 +58,24 @@ sums="b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7  train-im
 0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056  train-labels-idx1-ubyte.gz
 cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa  t10k-images-idx3-ubyte.gz
 8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05  t10k-labels-idx1-ubyte.gz"
+# Uncompressed copies next to the .gz files: the IDX loader prefers them,
+# and inflating 26 MB was half of a run's start-up (docs/performance.md).
+raw_sums="c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888  train-images-idx3-ubyte
+bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9  train-labels-idx1-ubyte
+5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b  t10k-images-idx3-ubyte
+0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34  t10k-labels-idx1-ubyte"
+unpack() {
+  (cd "$data" && echo "$raw_sums" | sha256sum --check --quiet --status 2> /dev/null) && return 0
+  for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do
+    gunzip -c "$data/$f.gz" > "$data/$f.tmp" && mv "$data/$f.tmp" "$data/$f"
+  done
+  if ! (cd "$data" && echo "$raw_sums" | sha256sum --check --quiet); then
+    echo "setup: the uncompressed Fashion-MNIST copies in $data do not match (see scripts/setup.sh)" >&2
+    exit 1
+  fi
+}
 if [ -d "$data" ] && (cd "$data" && echo "$sums" | sha256sum --check --quiet --status); then
+  unpack
   echo "setup: Fashion-MNIST present and verified in $data"
   exit 0
 fi
@@ -79,4 +97,5 @@ if ! (cd "$data" && echo "$sums" | sha256sum --check --quiet); then
   echo "setup: Fashion-MNIST checksum mismatch in $data (see DATA.md)" >&2
   exit 1
 fi
+unpack
 echo "setup: Fashion-MNIST verified in $data"
