@@ -85,13 +85,21 @@ same_as_ref() {  # same_as_ref LABEL DIR [REFERENCE_DIR]
   echo "FAIL reference run"; exit 1; }
 ref_hash=$(column "$work/ref" model_hash | tail -1)
 
-# start_run NAME CONFIG [ENV...]: fedsim-server and 3 workers on a free port.
+# start_run NAME CONFIG [ENV...]: fedsim-server on a port the kernel picks
+# (no collision with the other tests running beside this one), and 3
+# workers once it says which.
 start_run() {
   local name=$1 config=$2; shift 2
-  port=$((20000 + RANDOM % 20000))
   "$bin/fedsim-server" --config "$config" --out "$work/$name" \
-    --listen "127.0.0.1:$port" --quiet > "$work/$name-server.log" 2>&1 &
+    --listen "127.0.0.1:0" --quiet > "$work/$name-server.log" 2>&1 &
   server=$!; pids+=($server)
+  port=""
+  for _ in $(seq 400); do
+    port=$(sed -n 's/.*listening on .*(port \([0-9]*\)).*/\1/p' "$work/$name-server.log")
+    [ -n "$port" ] && break
+    sleep 0.05
+  done
+  [ -n "$port" ] || { say_fail "$name: the server did not say its port"; cat "$work/$name-server.log"; }
   for i in 1 2 3; do
     # slow_env (optional): extra environment for worker $slow_worker only.
     env "$@" ${slow_env:+$( [ "$i" = "${slow_worker:-}" ] && echo "$slow_env")} \

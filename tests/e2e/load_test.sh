@@ -54,11 +54,18 @@ YAML
 "$bin/fedsim" run "$work/exp.yaml" --out "$work/embedded" --quiet > /dev/null 2>&1 ||
   { echo "FAIL load: the embedded baseline run failed"; exit 1; }
 
-port=$((20000 + RANDOM % 20000))
 start=$SECONDS
+# A port the kernel picks: no collision with the tests running beside this.
 "$bin/fedsim-server" --config "$work/exp.yaml" --out "$work/run" \
-  --listen "127.0.0.1:$port" --quiet > "$work/server.log" 2>&1 &
+  --listen "127.0.0.1:0" --quiet > "$work/server.log" 2>&1 &
 server=$!; pids+=($server)
+port=""
+for _ in $(seq 400); do
+  port=$(sed -n 's/.*listening on .*(port \([0-9]*\)).*/\1/p' "$work/server.log")
+  [ -n "$port" ] && break
+  sleep 0.05
+done
+[ -n "$port" ] || { echo "FAIL load: the server did not say its port"; cat "$work/server.log"; exit 1; }
 wpids=()
 for i in $(seq 1 $workers); do
   "$bin/fedsim-client" --server "127.0.0.1:$port" --name "w$i" \
