@@ -68,9 +68,16 @@ diff <(hashes "$work/run/metrics.csv") <(hashes "$work/embedded/metrics.csv") > 
 w1=$(grep '"event":"worker_joined"' "$work/run/events.jsonl" | grep '"name":"w1"' |
   sed 's/.*"worker":\([0-9]*\).*/\1/')
 [ -n "$w1" ] || fail "w1 never joined"
-# ...and delivered in every round, 0..5.
+# ...and delivered in round 0 (every worker polls before it starts) and in
+# later rounds. Not necessarily in every round: a round (10 tasks of about
+# a millisecond and one evaluation) can end before the delayed worker's
+# next poll has crossed its 50 ms link, and the other worker then takes all
+# of that round's tasks.
 rounds=$(grep '"event":"result_accepted"' "$work/run/events.jsonl" | grep "\"worker\":$w1[,}]" |
   sed 's/.*"round":\([0-9]*\).*/\1/' | sort -un | tr '\n' ' ' || true)
-[ "$rounds" = "0 1 2 3 4 5 " ] || fail "the delayed worker delivered in rounds '$rounds', expected 0..5"
+case " $rounds" in
+  " 0 "?*) ;;
+  *) fail "the delayed worker delivered in rounds '$rounds', expected round 0 and at least one later round" ;;
+esac
 echo "netns run: 6 rows equal to the embedded run; delayed worker w1 delivered in rounds $rounds"
 echo "PASS"
