@@ -4,6 +4,8 @@
 set -u
 bin=${1:?usage: cli_test.sh BIN_DIR SOURCE_DIR}
 src=${2:?}
+# shellcheck source=tests/e2e/server_lib.sh
+. "$src/tests/e2e/server_lib.sh"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fail=0
@@ -184,12 +186,7 @@ printf '%s\n' "$base" > "$work/port.yaml"
 "$bin/fedsim-server" --config "$work/port.yaml" --out "$work/port1" --listen 127.0.0.1:0 \
   --quiet > "$work/port1.stdout" 2> "$work/port1.stderr" &
 first=$!
-port=""
-for _ in $(seq 100); do
-  port=$(sed -n 's/.*listening on .*(port \([0-9]*\)).*/\1/p' "$work/port1.stderr")
-  [ -n "$port" ] && break
-  sleep 0.05
-done
+port=$(server_port "$work/port1.stderr")
 timeout 20 "$bin/fedsim-server" --config "$work/port.yaml" --out "$work/port2" \
   --listen "127.0.0.1:$port" --quiet > /dev/null 2> "$work/port2.stderr"
 code=$?

@@ -25,6 +25,8 @@
 # Prints the measured numbers (docs/reliability.md, "Faults").
 set -u
 bin=${1:?usage: faults_test.sh BIN_DIR SOURCE_DIR}
+# shellcheck source=tests/e2e/server_lib.sh
+. "${2:?usage: faults_test.sh BIN_DIR SOURCE_DIR}/tests/e2e/server_lib.sh"
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -93,13 +95,8 @@ start_run() {
   "$bin/fedsim-server" --config "$config" --out "$work/$name" \
     --listen "127.0.0.1:0" --quiet > "$work/$name-server.log" 2>&1 &
   server=$!; pids+=($server)
-  port=""
-  for _ in $(seq 400); do
-    port=$(sed -n 's/.*listening on .*(port \([0-9]*\)).*/\1/p' "$work/$name-server.log")
-    [ -n "$port" ] && break
-    sleep 0.05
-  done
-  [ -n "$port" ] || { say_fail "$name: the server did not say its port"; cat "$work/$name-server.log"; }
+  port=$(server_port "$work/$name-server.log") ||
+    { say_fail "$name: the server did not say its port"; cat "$work/$name-server.log"; }
   for i in 1 2 3; do
     # slow_env (optional): extra environment for worker $slow_worker only.
     env "$@" ${slow_env:+$( [ "$i" = "${slow_worker:-}" ] && echo "$slow_env")} \

@@ -21,6 +21,8 @@
 # the first fifth of the rounds.
 set -u
 bin=${1:?usage: load_test.sh BIN_DIR SOURCE_DIR}
+# shellcheck source=tests/e2e/server_lib.sh
+. "${2:?usage: load_test.sh BIN_DIR SOURCE_DIR}/tests/e2e/server_lib.sh"
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -59,13 +61,8 @@ start=$SECONDS
 "$bin/fedsim-server" --config "$work/exp.yaml" --out "$work/run" \
   --listen "127.0.0.1:0" --quiet > "$work/server.log" 2>&1 &
 server=$!; pids+=($server)
-port=""
-for _ in $(seq 400); do
-  port=$(sed -n 's/.*listening on .*(port \([0-9]*\)).*/\1/p' "$work/server.log")
-  [ -n "$port" ] && break
-  sleep 0.05
-done
-[ -n "$port" ] || { echo "FAIL load: the server did not say its port"; cat "$work/server.log"; exit 1; }
+port=$(server_port "$work/server.log") ||
+  { echo "FAIL load: the server did not say its port"; cat "$work/server.log"; exit 1; }
 wpids=()
 for i in $(seq 1 $workers); do
   "$bin/fedsim-client" --server "127.0.0.1:$port" --name "w$i" \
