@@ -7,8 +7,13 @@
 #include "common/kernels/vector_ops.h"
 
 namespace fedsim {
+namespace {
 
-absl::StatusOr<LocalTrainingOutput> RunLocalDpSgd(
+// RunLocalDpSgd on mini-batches and per-example gradients of precision T
+// (the objective's precision); clipping factors, the privatised gradient,
+// the noise, the error buffer and the parameters in double.
+template <typename T>
+absl::StatusOr<LocalTrainingOutput> RunLocalDpSgdIn(
     const Objective& objective, const Dataset& train,
     std::span<const std::int64_t> rows, const FlatVector& start,
     const LocalTrainingSpec& spec, const DpSpec& dp, RngStream& sampling,
@@ -70,10 +75,10 @@ absl::StatusOr<LocalTrainingOutput> RunLocalDpSgd(
 
   FlatVector w = start;
   FlatVector v(d), grad(d), residual(d), fed_back(d);
-  RowMajorMatrixD per_example, delta;
+  Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> per_example, delta;
   Eigen::VectorXd factors, squared_norms;
   std::vector<std::int64_t> sampled;
-  Batch batch;
+  BatchT<T> batch;
   double loss_sum = 0.0;
   std::int64_t loss_count = 0;
   for (std::int64_t step = 0; step < total_steps; ++step) {
@@ -108,11 +113,11 @@ absl::StatusOr<LocalTrainingOutput> RunLocalDpSgd(
         loss = objective.Evaluate(w, batch, nullptr);
         objective.PerExampleGradients(w, batch, per_example);
         ClipFactors(per_example, dp.clip, factors);
-        v.noalias() = per_example.transpose() * factors;  // sum_i f_i g_i
+        SumRows(per_example, factors, v);  // sum_i f_i g_i
         v /= lot;
         if (dice) {
           const Eigen::VectorXd kept_out = 1.0 - factors.array();
-          residual.noalias() = per_example.transpose() * kept_out;
+          SumRows(per_example, kept_out, residual);
           residual /= lot;  // mean of g_i - clip(g_i, C1)
         }
       }
@@ -145,6 +150,21 @@ absl::StatusOr<LocalTrainingOutput> RunLocalDpSgd(
   out.mean_loss =
       loss_count > 0 ? loss_sum / static_cast<double>(loss_count) : 0.0;
   return out;
+}
+
+}  // namespace
+
+absl::StatusOr<LocalTrainingOutput> RunLocalDpSgd(
+    const Objective& objective, const Dataset& train,
+    std::span<const std::int64_t> rows, const FlatVector& start,
+    const LocalTrainingSpec& spec, const DpSpec& dp, RngStream& sampling,
+    RngStream& noise, FlatVector* error_buffer) {
+  if (objective.precision() == Precision::kFloat32) {
+    return RunLocalDpSgdIn<float>(objective, train, rows, start, spec, dp, sampling, noise,
+                                  error_buffer);
+  }
+  return RunLocalDpSgdIn<double>(objective, train, rows, start, spec, dp, sampling, noise,
+                                 error_buffer);
 }
 
 }  // namespace fedsim

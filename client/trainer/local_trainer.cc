@@ -8,8 +8,13 @@
 #include "common/kernels/vector_ops.h"
 
 namespace fedsim {
+namespace {
 
-absl::StatusOr<LocalTrainingOutput> RunLocalSgd(
+// RunLocalSgd on mini-batches of precision T (the objective's precision):
+// the batches and the objective's products in T, the parameters, the
+// gradient and the step in double in both precisions.
+template <typename T>
+absl::StatusOr<LocalTrainingOutput> RunLocalSgdIn(
     const Objective& objective, const Dataset& train,
     std::span<const std::int64_t> rows, const FlatVector& start,
     const LocalTrainingSpec& spec, RngStream& rng,
@@ -77,7 +82,7 @@ absl::StatusOr<LocalTrainingOutput> RunLocalSgd(
     }
   };
   std::vector<std::int64_t> order(rows.begin(), rows.end());
-  Batch batch;
+  BatchT<T> batch;
   // Full-batch training gathers the rows once, in their given order.
   if (spec.batch_size == 0) GatherBatch(train, order, batch);
   double loss_sum = 0.0;
@@ -133,6 +138,19 @@ absl::StatusOr<LocalTrainingOutput> RunLocalSgd(
   out.num_steps = steps;
   out.mean_loss = loss_count > 0 ? loss_sum / static_cast<double>(loss_count) : 0.0;
   return out;
+}
+
+}  // namespace
+
+absl::StatusOr<LocalTrainingOutput> RunLocalSgd(
+    const Objective& objective, const Dataset& train,
+    std::span<const std::int64_t> rows, const FlatVector& start,
+    const LocalTrainingSpec& spec, RngStream& rng,
+    const FlatVector* gradient_offset) {
+  if (objective.precision() == Precision::kFloat32) {
+    return RunLocalSgdIn<float>(objective, train, rows, start, spec, rng, gradient_offset);
+  }
+  return RunLocalSgdIn<double>(objective, train, rows, start, spec, rng, gradient_offset);
 }
 
 }  // namespace fedsim

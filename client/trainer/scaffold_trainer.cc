@@ -32,10 +32,16 @@ absl::StatusOr<ScaffoldClientOutput> RunScaffoldClient(
                                                  spec, rng, &offset));
   FlatVector next(d);
   if (option == ScaffoldOption::kOptionI) {
-    std::vector<std::int64_t> all(rows.begin(), rows.end());
-    Batch batch;
-    GatherBatch(train, all, batch);
-    objective.Evaluate(x, batch, &next);
+    // The full gradient at x, in the objective's precision.
+    if (objective.precision() == Precision::kFloat32) {
+      BatchF batch;
+      GatherBatch(train, rows, batch);
+      objective.Evaluate(x, batch, &next);
+    } else {
+      Batch batch;
+      GatherBatch(train, rows, batch);
+      objective.Evaluate(x, batch, &next);
+    }
   } else {
     // c_i - c + (x - y) / (K eta_l), with x - y = -Delta y.
     const double k_eta =

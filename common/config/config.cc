@@ -529,6 +529,11 @@ void ApplyDefaults(v1::ExperimentConfig& c) {
             ? v1::ModelConfig::OBJECTIVE_LEAST_SQUARES
             : v1::ModelConfig::OBJECTIVE_SOFTMAX);
   }
+  if (model->precision() == v1::ModelConfig::PRECISION_UNSPECIFIED) {
+    model->set_precision(model->objective() == v1::ModelConfig::OBJECTIVE_LEAST_SQUARES
+                             ? v1::ModelConfig::PRECISION_FLOAT64
+                             : v1::ModelConfig::PRECISION_FLOAT32);
+  }
 
   auto* algo = c.mutable_algorithm();
   if (algo->name() == v1::AlgorithmConfig::NAME_UNSPECIFIED) {

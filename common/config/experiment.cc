@@ -304,6 +304,9 @@ absl::StatusOr<Experiment> BuildExperiment(const v1::ExperimentConfig& config,
   spec.num_classes = exp.data.train.num_classes;
   spec.hidden_units = config.model().hidden_units();
   spec.l2 = config.model().l2();
+  spec.precision = config.model().precision() == v1::ModelConfig::PRECISION_FLOAT32
+                       ? Precision::kFloat32
+                       : Precision::kFloat64;
   switch (config.model().objective()) {
     case v1::ModelConfig::OBJECTIVE_LEAST_SQUARES:
       spec.kind = ObjectiveKind::kLeastSquares;

@@ -41,17 +41,24 @@ struct Dataset {
   std::int64_t dim() const { return features.cols(); }
 };
 
-// A mini-batch gathered from a Dataset, in double precision.
-struct Batch {
-  RowMajorMatrixD x;  // b x d
-  Eigen::VectorXd y;  // b
+// A mini-batch gathered from a Dataset in the compute precision T of the
+// model (model.precision): Batch (float64) or BatchF (float32, a plain copy
+// of the stored rows). Labels stay double in both.
+template <typename T>
+struct BatchT {
+  Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> x;  // b x d
+  Eigen::VectorXd y;                                                    // b
   std::int64_t size() const { return x.rows(); }
 };
+using Batch = BatchT<double>;
+using BatchF = BatchT<float>;
 
 // Copies rows `rows` of `data` into `batch` (resized as needed).
 // REQUIRES: every index is in [0, data.size()).
 void GatherBatch(const Dataset& data, std::span<const std::int64_t> rows,
                  Batch& batch);
+void GatherBatch(const Dataset& data, std::span<const std::int64_t> rows,
+                 BatchF& batch);
 
 // Copies rows [begin, end) of `data` into `batch`.
 void GatherRange(const Dataset& data, std::int64_t begin, std::int64_t end,

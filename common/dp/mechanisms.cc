@@ -74,6 +74,29 @@ void ClipFactors(const RowMajorMatrixD& gradients, double clip,
   }
 }
 
+void ClipFactors(const RowMajorMatrixF& gradients, double clip,
+                 Eigen::VectorXd& factors) {
+  FEDSIM_CHECK(clip > 0.0);
+  factors.resize(gradients.rows());
+  for (Eigen::Index i = 0; i < gradients.rows(); ++i) {
+    const double norm = gradients.row(i).cast<double>().norm();
+    factors[i] = norm > clip ? clip / norm : 1.0;
+  }
+}
+
+void SumRows(const RowMajorMatrixD& gradients, const Eigen::VectorXd& weights,
+             Eigen::VectorXd& out) {
+  out.resize(gradients.cols());
+  out.noalias() = gradients.transpose() * weights;
+}
+
+void SumRows(const RowMajorMatrixF& gradients, const Eigen::VectorXd& weights,
+             Eigen::VectorXd& out) {
+  Eigen::VectorXf sum(gradients.cols());
+  sum.noalias() = gradients.transpose() * weights.cast<float>();
+  out = sum.cast<double>();
+}
+
 void ClipFactorsFromSquaredNorms(const Eigen::VectorXd& squared_norms, double clip,
                                  Eigen::VectorXd& factors) {
   FEDSIM_CHECK(clip > 0.0);

@@ -71,6 +71,18 @@ void PoissonSample(std::span<const std::int64_t> rows, double q, RngStream& rng,
 // Then clip(g_i, C) = f_i g_i has norm min(||g_i||, C). REQUIRES: C > 0.
 void ClipFactors(const RowMajorMatrixD& gradients, double clip,
                  Eigen::VectorXd& factors);
+// float32 per-example gradients (model.precision float32): the norms are
+// accumulated in double.
+void ClipFactors(const RowMajorMatrixF& gradients, double clip,
+                 Eigen::VectorXd& factors);
+
+// out = sum_i weights_i g_i over the rows g_i of `gradients` (out resized
+// to gradients.cols()); for float32 rows the products and the sum are in
+// float32, converted to double at the end.
+void SumRows(const RowMajorMatrixD& gradients, const Eigen::VectorXd& weights,
+             Eigen::VectorXd& out);
+void SumRows(const RowMajorMatrixF& gradients, const Eigen::VectorXd& weights,
+             Eigen::VectorXd& out);
 
 // The same factors from the squared norms ||g_i||^2 (ghost clipping).
 void ClipFactorsFromSquaredNorms(const Eigen::VectorXd& squared_norms, double clip,

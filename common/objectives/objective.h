@@ -8,6 +8,16 @@
 // Every objective is the mean of a per-example loss over the batch, plus an
 // optional L2 term (l2 / 2) * ||params||^2 that is added once per batch.
 //
+// Precision (model.precision, docs/architecture.md "Precision"): the
+// parameters, gradients and losses at this interface are double in both
+// precisions. What a precision selects is the arithmetic of the local
+// computation: every method taking a Batch computes in float64; every
+// method taking a BatchF (float32 rows) converts the parameters to float32
+// once, runs the matrix products in float32, and returns the gradient
+// converted to double (per-example losses and the softmax are still
+// evaluated in double, a few values per example). `precision()` tells the
+// trainers which of the two to use; both work on every objective.
+//
 // Thread safety: Objective methods are const and may be called concurrently.
 #ifndef FEDSIM_COMMON_OBJECTIVES_OBJECTIVE_H_
 #define FEDSIM_COMMON_OBJECTIVES_OBJECTIVE_H_
@@ -24,9 +34,14 @@
 
 namespace fedsim {
 
+enum class Precision { kFloat64, kFloat32 };
+
 class Objective {
  public:
   virtual ~Objective() = default;
+
+  // The precision local training computes in (ObjectiveSpec::precision).
+  virtual Precision precision() const = 0;
 
   // Length of the flat parameter vector.
   virtual std::int64_t NumParameters() const = 0;
@@ -36,12 +51,16 @@ class Objective {
   // same quantity. REQUIRES: params.size() == NumParameters(), batch.size() > 0.
   virtual double Evaluate(const FlatVector& params, const Batch& batch,
                           FlatVector* gradient) const = 0;
+  virtual double Evaluate(const FlatVector& params, const BatchF& batch,
+                          FlatVector* gradient) const = 0;
 
   // Per-example gradients of the per-example loss (without the L2 term),
   // one row per example: gradients is resized to batch.size() x
   // NumParameters(). Computed in matrix form, not by looping Evaluate.
   virtual void PerExampleGradients(const FlatVector& params, const Batch& batch,
                                    RowMajorMatrixD& gradients) const = 0;
+  virtual void PerExampleGradients(const FlatVector& params, const BatchF& batch,
+                                   RowMajorMatrixF& gradients) const = 0;
 
   // Ghost clipping (docs/dp.md): for a model whose per-example gradient
   // (without the L2 term) is an outer product, g_i = delta_i (x) [x_i; 1]
@@ -58,11 +77,21 @@ class Objective {
     (void)params, (void)batch, (void)delta, (void)squared_norms, (void)loss;
     return false;
   }
+  virtual bool OuterProductFactors(const FlatVector& params, const BatchF& batch,
+                                   RowMajorMatrixF& delta,
+                                   Eigen::VectorXd& squared_norms,
+                                   double& loss) const {
+    (void)params, (void)batch, (void)delta, (void)squared_norms, (void)loss;
+    return false;
+  }
 
   // sum_i weights_i g_i, from the `delta` OuterProductFactors wrote for
   // `batch`, into `out` (resized to NumParameters()).
   // REQUIRES: OuterProductFactors returned true for this model.
   virtual void WeightedOuterProductSum(const Batch& batch, const RowMajorMatrixD& delta,
+                                       const Eigen::VectorXd& weights,
+                                       FlatVector& out) const;
+  virtual void WeightedOuterProductSum(const BatchF& batch, const RowMajorMatrixF& delta,
                                        const Eigen::VectorXd& weights,
                                        FlatVector& out) const;
 
@@ -112,6 +141,7 @@ struct ObjectiveSpec {
   int num_classes = 0;            // C (softmax, mlp); 2 for logistic
   int hidden_units = 0;           // mlp only
   double l2 = 0.0;                // coefficient of (l2 / 2) ||params||^2
+  Precision precision = Precision::kFloat64;  // of local training
 };
 
 // Builds the objective. Fails with kInvalidArgument if the spec does not fit

@@ -46,6 +46,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 
 #include "Eigen/Core"
 #include "absl/status/status.h"
@@ -65,6 +66,60 @@ namespace {
 using Eigen::Index;
 using ConstMatrixMap = Eigen::Map<const Eigen::MatrixXd>;
 using MatrixMap = Eigen::Map<Eigen::MatrixXd>;
+
+// Types in the compute precision T (double or float).
+template <typename T>
+using Vec = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+template <typename T>
+using ColMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
+template <typename T>
+using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <typename T>
+using ConstMatMap = Eigen::Map<const ColMat<T>>;
+template <typename T>
+using MatMap = Eigen::Map<ColMat<T>>;
+template <typename T>
+using ConstVecMap = Eigen::Map<const Vec<T>>;
+
+// The parameters in precision T: `params` itself for double (a reference,
+// so that the float64 path is the very expression it always was), a float
+// copy otherwise (converted once per call, P values).
+template <typename T>
+decltype(auto) ParamsIn(const FlatVector& params) {
+  if constexpr (std::is_same_v<T, double>) {
+    return (params);
+  } else {
+    return Vec<T>(params.template cast<T>());
+  }
+}
+
+// Where a gradient computed in precision T goes: the caller's vector for
+// double, a float buffer converted into it by Finish() otherwise.
+template <typename T>
+class GradientIn {
+ public:
+  GradientIn(FlatVector& out, Index n) : out_(out) {
+    if constexpr (std::is_same_v<T, double>) {
+      out_.resize(n);
+    } else {
+      buffer_.resize(n);
+    }
+  }
+  Vec<T>& vec() {
+    if constexpr (std::is_same_v<T, double>) {
+      return out_;
+    } else {
+      return buffer_;
+    }
+  }
+  void Finish() {
+    if constexpr (!std::is_same_v<T, double>) out_ = buffer_.template cast<double>();
+  }
+
+ private:
+  FlatVector& out_;
+  Vec<T> buffer_;  // float only
+};
 
 // Limit on the parameter count accepted by MakeObjective: 2^40 doubles is
 // 8 TiB, far beyond any model fedsim runs, and keeps the count products
@@ -95,7 +150,8 @@ inline Index ClassOf(double label, int num_classes) {
 }
 
 // The arg max of a row of logits, the lowest index on ties.
-inline Index ArgMax(const double* row, Index num_classes) {
+template <typename T>
+inline Index ArgMax(const T* row, Index num_classes) {
   Index best = 0;
   for (Index c = 1; c < num_classes; ++c) {
     if (row[c] > row[best]) best = c;
@@ -104,27 +160,32 @@ inline Index ArgMax(const double* row, Index num_classes) {
 }
 
 // Replaces each row of `logits` (B x C) by softmax(row) - onehot(y_i) and
-// returns the summed cross-entropy sum_i -log softmax(row_i)[y_i].
-double SoftmaxCrossEntropyInPlace(const Eigen::VectorXd& labels,
-                                  RowMajorMatrixD& logits) {
+// returns the summed cross-entropy sum_i -log softmax(row_i)[y_i]. The
+// exponentials, their sum and the log are taken in double in both
+// precisions (B x C values, next to the B x d x C of the products).
+template <typename T>
+double SoftmaxCrossEntropyInPlace(const Eigen::VectorXd& labels, RowMat<T>& logits) {
   const Index num_rows = logits.rows();
   const Index num_classes = logits.cols();
   double total = 0.0;
   for (Index i = 0; i < num_rows; ++i) {
-    double* row = logits.row(i).data();
+    T* row = logits.row(i).data();
     const Index label = ClassOf(labels[i], static_cast<int>(num_classes));
     const double max = row[ArgMax(row, num_classes)];
-    const double shifted_label_logit = row[label] - max;
+    const double shifted_label_logit = static_cast<double>(row[label]) - max;
     double sum = 0.0;
     for (Index c = 0; c < num_classes; ++c) {
-      row[c] = std::exp(row[c] - max);
-      sum += row[c];
+      const double e = std::exp(static_cast<double>(row[c]) - max);
+      row[c] = static_cast<T>(e);
+      sum += e;
     }
     // sum >= 1 (the max term is e^0), so the log is finite.
     total += std::log(sum) - shifted_label_logit;
     const double inv_sum = 1.0 / sum;
-    for (Index c = 0; c < num_classes; ++c) row[c] *= inv_sum;
-    row[label] -= 1.0;
+    for (Index c = 0; c < num_classes; ++c) {
+      row[c] = static_cast<T>(static_cast<double>(row[c]) * inv_sum);
+    }
+    row[label] = static_cast<T>(static_cast<double>(row[label]) - 1.0);
   }
   return total;
 }
@@ -147,14 +208,15 @@ std::int64_t CountArgMaxHits(const RowMajorMatrixD& logits,
 // products as the column-block form diag(G.col(c)) * A, which Eigen
 // evaluated one strided coefficient at a time (several times slower; the
 // largest cost of a DP-SGD step, docs/performance.md).
-void WriteOuterProductRows(const RowMajorMatrixD& a, const RowMajorMatrixD& g,
-                           Index offset, RowMajorMatrixD& out) {
+template <typename T>
+void WriteOuterProductRows(const RowMat<T>& a, const RowMat<T>& g, Index offset,
+                           RowMat<T>& out) {
+  using RowVec = Eigen::Matrix<T, 1, Eigen::Dynamic>;
   const Index width = a.cols();
   for (Index i = 0; i < a.rows(); ++i) {
-    double* row = out.row(i).data() + offset;
+    T* row = out.row(i).data() + offset;
     for (Index c = 0; c < g.cols(); ++c) {
-      Eigen::Map<Eigen::RowVectorXd>(row + c * width, width) =
-          g(i, c) * a.row(i);
+      Eigen::Map<RowVec>(row + c * width, width) = g(i, c) * a.row(i);
     }
   }
 }
@@ -163,13 +225,15 @@ void WriteOuterProductRows(const RowMajorMatrixD& a, const RowMajorMatrixD& g,
 class ObjectiveBase : public Objective {
  public:
   ObjectiveBase(std::int64_t num_features, std::int64_t num_parameters,
-                double l2)
-      : d_(num_features), num_parameters_(num_parameters), l2_(l2) {}
+                double l2, Precision precision)
+      : d_(num_features), num_parameters_(num_parameters), l2_(l2), precision_(precision) {}
 
   std::int64_t NumParameters() const final { return num_parameters_; }
+  Precision precision() const final { return precision_; }
 
  protected:
-  void CheckInputs(const FlatVector& params, const Batch& batch) const {
+  template <typename T>
+  void CheckInputs(const FlatVector& params, const BatchT<T>& batch) const {
     FEDSIM_CHECK(params.size() == num_parameters_)
         << "params has " << params.size() << " values, expected "
         << num_parameters_;
@@ -199,13 +263,6 @@ class ObjectiveBase : public Objective {
     return z;
   }
 
-  // Resizes the gradient; the gradient must not alias the parameters, which
-  // are still read after the gradient is first written.
-  void PrepareGradient(const FlatVector& params, FlatVector* gradient) const {
-    FEDSIM_CHECK(gradient != &params) << "gradient aliases params";
-    gradient->resize(num_parameters_);
-  }
-
   // Adds (l2 / 2) ||params||^2 to the loss and l2 * params to the gradient.
   double AddL2(const FlatVector& params, double loss,
                FlatVector* gradient) const {
@@ -219,51 +276,127 @@ class ObjectiveBase : public Objective {
  private:
   const std::int64_t num_parameters_;
   const double l2_;
+  const Precision precision_;
 };
 
-class LeastSquares final : public ObjectiveBase {
+// The overrides of both precisions, forwarded to the model's templates
+// (Derived::EvaluateT, PerExampleT and, for the outer-product models with
+// kOuterProduct = true, FactorsT and WeightedSumT).
+template <class Derived>
+class ObjectiveImpl : public ObjectiveBase {
  public:
-  LeastSquares(std::int64_t d, double l2) : ObjectiveBase(d, d, l2) {}
+  using ObjectiveBase::ObjectiveBase;
 
   double Evaluate(const FlatVector& params, const Batch& batch,
-                  FlatVector* gradient) const override {
+                  FlatVector* gradient) const final {
+    return self().EvaluateT(params, batch, gradient);
+  }
+  double Evaluate(const FlatVector& params, const BatchF& batch,
+                  FlatVector* gradient) const final {
+    return self().EvaluateT(params, batch, gradient);
+  }
+  void PerExampleGradients(const FlatVector& params, const Batch& batch,
+                           RowMajorMatrixD& gradients) const final {
+    self().PerExampleT(params, batch, gradients);
+  }
+  void PerExampleGradients(const FlatVector& params, const BatchF& batch,
+                           RowMajorMatrixF& gradients) const final {
+    self().PerExampleT(params, batch, gradients);
+  }
+  bool OuterProductFactors(const FlatVector& params, const Batch& batch, RowMajorMatrixD& delta,
+                           Eigen::VectorXd& squared_norms, double& loss) const final {
+    return Factors(params, batch, delta, squared_norms, loss);
+  }
+  bool OuterProductFactors(const FlatVector& params, const BatchF& batch, RowMajorMatrixF& delta,
+                           Eigen::VectorXd& squared_norms, double& loss) const final {
+    return Factors(params, batch, delta, squared_norms, loss);
+  }
+  void WeightedOuterProductSum(const Batch& batch, const RowMajorMatrixD& delta,
+                               const Eigen::VectorXd& weights, FlatVector& out) const final {
+    WeightedSum(batch, delta, weights, out);
+  }
+  void WeightedOuterProductSum(const BatchF& batch, const RowMajorMatrixF& delta,
+                               const Eigen::VectorXd& weights, FlatVector& out) const final {
+    WeightedSum(batch, delta, weights, out);
+  }
+
+ private:
+  const Derived& self() const { return static_cast<const Derived&>(*this); }
+
+  template <typename T>
+  bool Factors(const FlatVector& params, const BatchT<T>& batch, RowMat<T>& delta,
+               Eigen::VectorXd& squared_norms, double& loss) const {
+    if constexpr (Derived::kOuterProduct) {
+      self().FactorsT(params, batch, delta, squared_norms, loss);
+      return true;
+    } else {
+      (void)params, (void)batch, (void)delta, (void)squared_norms, (void)loss;
+      return false;
+    }
+  }
+
+  template <typename T>
+  void WeightedSum(const BatchT<T>& batch, const RowMat<T>& delta,
+                   const Eigen::VectorXd& weights, FlatVector& out) const {
+    if constexpr (Derived::kOuterProduct) {
+      GradientIn<T> sum(out, NumParameters());
+      self().WeightedSumT(batch, delta, weights, sum.vec());
+      sum.Finish();
+    } else {
+      Objective::WeightedOuterProductSum(batch, delta, weights, out);
+    }
+  }
+};
+
+class LeastSquares final : public ObjectiveImpl<LeastSquares> {
+ public:
+  static constexpr bool kOuterProduct = true;
+
+  LeastSquares(std::int64_t d, double l2, Precision precision)
+      : ObjectiveImpl(d, d, l2, precision) {}
+
+  template <typename T>
+  double EvaluateT(const FlatVector& params, const BatchT<T>& batch,
+                   FlatVector* gradient) const {
     CheckInputs(params, batch);
-    Eigen::VectorXd r = Residuals(params, batch);
+    Vec<T> r = Residuals(ParamsIn<T>(params), batch);
     const double inv_b = 1.0 / static_cast<double>(batch.size());
-    const double loss = 0.5 * r.squaredNorm() * inv_b;
+    const double loss = 0.5 * r.template cast<double>().squaredNorm() * inv_b;
     if (gradient != nullptr) {
-      PrepareGradient(params, gradient);
-      r *= inv_b;
-      gradient->noalias() = batch.x.transpose() * r;
+      FEDSIM_CHECK(gradient != &params) << "gradient aliases params";
+      GradientIn<T> grad(*gradient, NumParameters());
+      r *= static_cast<T>(inv_b);
+      grad.vec().noalias() = batch.x.transpose() * r;
+      grad.Finish();
     }
     return AddL2(params, loss, gradient);
   }
 
-  void PerExampleGradients(const FlatVector& params, const Batch& batch,
-                           RowMajorMatrixD& gradients) const override {
+  template <typename T>
+  void PerExampleT(const FlatVector& params, const BatchT<T>& batch,
+                   RowMat<T>& gradients) const {
     CheckInputs(params, batch);
-    const Eigen::VectorXd r = Residuals(params, batch);
+    const Vec<T> r = Residuals(ParamsIn<T>(params), batch);
     gradients.resize(batch.size(), d_);
     gradients.noalias() = r.asDiagonal() * batch.x;
   }
 
-  bool OuterProductFactors(const FlatVector& params, const Batch& batch,
-                           RowMajorMatrixD& delta, Eigen::VectorXd& squared_norms,
-                           double& loss) const override {
+  template <typename T>
+  void FactorsT(const FlatVector& params, const BatchT<T>& batch, RowMat<T>& delta,
+                Eigen::VectorXd& squared_norms, double& loss) const {
     CheckInputs(params, batch);
-    const Eigen::VectorXd r = Residuals(params, batch);
+    const Vec<T> r = Residuals(ParamsIn<T>(params), batch);
     const double inv_b = 1.0 / static_cast<double>(batch.size());
-    loss = AddL2(params, 0.5 * r.squaredNorm() * inv_b, nullptr);
+    loss = AddL2(params, 0.5 * r.template cast<double>().squaredNorm() * inv_b, nullptr);
     delta = r;
-    squared_norms = r.array().square() * batch.x.rowwise().squaredNorm().array();
-    return true;
+    squared_norms =
+        (r.array().square() * batch.x.rowwise().squaredNorm().array()).template cast<double>();
   }
 
-  void WeightedOuterProductSum(const Batch& batch, const RowMajorMatrixD& delta,
-                               const Eigen::VectorXd& weights,
-                               FlatVector& out) const override {
-    const Eigen::VectorXd wd = weights.cwiseProduct(delta.col(0));
-    out.resize(NumParameters());
+  template <typename T>
+  void WeightedSumT(const BatchT<T>& batch, const RowMat<T>& delta,
+                    const Eigen::VectorXd& weights, Vec<T>& out) const {
+    const Vec<T> wd = weights.template cast<T>().cwiseProduct(delta.col(0));
     out.noalias() = batch.x.transpose() * wd;
   }
 
@@ -290,69 +423,82 @@ class LeastSquares final : public ObjectiveBase {
 
  private:
   // r = X w - y.
-  static Eigen::VectorXd Residuals(const FlatVector& w, const Batch& batch) {
-    Eigen::VectorXd r(batch.size());
+  template <typename T>
+  static Vec<T> Residuals(const Vec<T>& w, const BatchT<T>& batch) {
+    Vec<T> r(batch.size());
     r.noalias() = batch.x * w;
-    r -= batch.y;
+    r -= batch.y.template cast<T>();
     return r;
   }
 };
 
-class Logistic final : public ObjectiveBase {
+class Logistic final : public ObjectiveImpl<Logistic> {
  public:
-  Logistic(std::int64_t d, double l2) : ObjectiveBase(d, d + 1, l2) {}
+  static constexpr bool kOuterProduct = true;
 
-  double Evaluate(const FlatVector& params, const Batch& batch,
-                  FlatVector* gradient) const override {
+  Logistic(std::int64_t d, double l2, Precision precision)
+      : ObjectiveImpl(d, d + 1, l2, precision) {}
+
+  template <typename T>
+  double EvaluateT(const FlatVector& params, const BatchT<T>& batch,
+                   FlatVector* gradient) const {
     CheckInputs(params, batch);
-    Eigen::VectorXd z = Margins(params, batch);
+    Vec<T> z = Margins(ParamsIn<T>(params), batch);
     const Index b = batch.size();
     const double inv_b = 1.0 / static_cast<double>(b);
     double total = 0.0;
-    for (Index i = 0; i < b; ++i) total += Softplus(z[i]) - batch.y[i] * z[i];
+    for (Index i = 0; i < b; ++i) {
+      const double zi = z[i];
+      total += Softplus(zi) - batch.y[i] * zi;
+    }
     if (gradient != nullptr) {
-      PrepareGradient(params, gradient);
+      FEDSIM_CHECK(gradient != &params) << "gradient aliases params";
+      GradientIn<T> grad(*gradient, NumParameters());
       // z becomes (sigmoid(z) - y) / B, the gradient with respect to z.
       for (Index i = 0; i < b; ++i) {
-        z[i] = (Sigmoid(z[i]) - batch.y[i]) * inv_b;
+        z[i] = static_cast<T>((Sigmoid(z[i]) - batch.y[i]) * inv_b);
       }
-      gradient->head(d_).noalias() = batch.x.transpose() * z;
-      (*gradient)[d_] = z.sum();
+      grad.vec().head(d_).noalias() = batch.x.transpose() * z;
+      grad.vec()[d_] = z.sum();
+      grad.Finish();
     }
     return AddL2(params, total * inv_b, gradient);
   }
 
-  void PerExampleGradients(const FlatVector& params, const Batch& batch,
-                           RowMajorMatrixD& gradients) const override {
+  template <typename T>
+  void PerExampleT(const FlatVector& params, const BatchT<T>& batch,
+                   RowMat<T>& gradients) const {
     CheckInputs(params, batch);
-    Eigen::VectorXd s = Margins(params, batch);
-    for (Index i = 0; i < s.size(); ++i) s[i] = Sigmoid(s[i]) - batch.y[i];
+    Vec<T> s = Margins(ParamsIn<T>(params), batch);
+    for (Index i = 0; i < s.size(); ++i) s[i] = static_cast<T>(Sigmoid(s[i]) - batch.y[i]);
     gradients.resize(batch.size(), d_ + 1);
     gradients.leftCols(d_).noalias() = s.asDiagonal() * batch.x;
     gradients.col(d_) = s;
   }
 
-  bool OuterProductFactors(const FlatVector& params, const Batch& batch,
-                           RowMajorMatrixD& delta, Eigen::VectorXd& squared_norms,
-                           double& loss) const override {
+  template <typename T>
+  void FactorsT(const FlatVector& params, const BatchT<T>& batch, RowMat<T>& delta,
+                Eigen::VectorXd& squared_norms, double& loss) const {
     CheckInputs(params, batch);
-    const Eigen::VectorXd z = Margins(params, batch);
+    const Vec<T> z = Margins(ParamsIn<T>(params), batch);
     const Index b = batch.size();
     double total = 0.0;  // as Evaluate sums it
-    for (Index i = 0; i < b; ++i) total += Softplus(z[i]) - batch.y[i] * z[i];
+    for (Index i = 0; i < b; ++i) {
+      const double zi = z[i];
+      total += Softplus(zi) - batch.y[i] * zi;
+    }
     loss = AddL2(params, total * (1.0 / static_cast<double>(b)), nullptr);
     delta.resize(b, 1);
-    for (Index i = 0; i < b; ++i) delta(i, 0) = Sigmoid(z[i]) - batch.y[i];
-    squared_norms = delta.col(0).array().square() *
-                    (batch.x.rowwise().squaredNorm().array() + 1.0);
-    return true;
+    for (Index i = 0; i < b; ++i) delta(i, 0) = static_cast<T>(Sigmoid(z[i]) - batch.y[i]);
+    squared_norms = (delta.col(0).array().square() *
+                     (batch.x.rowwise().squaredNorm().array() + T(1)))
+                        .template cast<double>();
   }
 
-  void WeightedOuterProductSum(const Batch& batch, const RowMajorMatrixD& delta,
-                               const Eigen::VectorXd& weights,
-                               FlatVector& out) const override {
-    const Eigen::VectorXd wd = weights.cwiseProduct(delta.col(0));
-    out.resize(NumParameters());
+  template <typename T>
+  void WeightedSumT(const BatchT<T>& batch, const RowMat<T>& delta,
+                    const Eigen::VectorXd& weights, Vec<T>& out) const {
+    const Vec<T> wd = weights.template cast<T>().cwiseProduct(delta.col(0));
     out.head(d_).noalias() = batch.x.transpose() * wd;
     out[d_] = wd.sum();
   }
@@ -394,64 +540,70 @@ class Logistic final : public ObjectiveBase {
   }
 
   // z = X w + b.
-  Eigen::VectorXd Margins(const FlatVector& params, const Batch& batch) const {
-    Eigen::VectorXd z(batch.size());
+  template <typename T>
+  Vec<T> Margins(const Vec<T>& params, const BatchT<T>& batch) const {
+    Vec<T> z(batch.size());
     z.noalias() = batch.x * params.head(d_);
     z.array() += params[d_];
     return z;
   }
 };
 
-class Softmax final : public ObjectiveBase {
+class Softmax final : public ObjectiveImpl<Softmax> {
  public:
-  Softmax(std::int64_t d, int num_classes, double l2)
-      : ObjectiveBase(d, d * num_classes + num_classes, l2), c_(num_classes) {}
+  static constexpr bool kOuterProduct = true;
 
-  double Evaluate(const FlatVector& params, const Batch& batch,
-                  FlatVector* gradient) const override {
+  Softmax(std::int64_t d, int num_classes, double l2, Precision precision)
+      : ObjectiveImpl(d, d * num_classes + num_classes, l2, precision), c_(num_classes) {}
+
+  template <typename T>
+  double EvaluateT(const FlatVector& params, const BatchT<T>& batch,
+                   FlatVector* gradient) const {
     CheckInputs(params, batch);
-    RowMajorMatrixD g = Logits(params, batch);
+    RowMat<T> g = Logits(ParamsIn<T>(params), batch);
     const double inv_b = 1.0 / static_cast<double>(batch.size());
     const double loss = SoftmaxCrossEntropyInPlace(batch.y, g) * inv_b;
     if (gradient != nullptr) {
-      PrepareGradient(params, gradient);
-      g *= inv_b;  // (P - Y) / B
-      MatrixMap grad_w(gradient->data(), d_, c_);
+      FEDSIM_CHECK(gradient != &params) << "gradient aliases params";
+      GradientIn<T> grad(*gradient, NumParameters());
+      g *= static_cast<T>(inv_b);  // (P - Y) / B
+      MatMap<T> grad_w(grad.vec().data(), d_, c_);
       grad_w.noalias() = batch.x.transpose() * g;
-      gradient->tail(c_) = g.colwise().sum().transpose();
+      grad.vec().tail(c_) = g.colwise().sum().transpose();
+      grad.Finish();
     }
     return AddL2(params, loss, gradient);
   }
 
-  void PerExampleGradients(const FlatVector& params, const Batch& batch,
-                           RowMajorMatrixD& gradients) const override {
+  template <typename T>
+  void PerExampleT(const FlatVector& params, const BatchT<T>& batch,
+                   RowMat<T>& gradients) const {
     CheckInputs(params, batch);
-    RowMajorMatrixD g = Logits(params, batch);
+    RowMat<T> g = Logits(ParamsIn<T>(params), batch);
     SoftmaxCrossEntropyInPlace(batch.y, g);  // g = P - Y
     gradients.resize(batch.size(), NumParameters());
-    WriteOuterProductRows(batch.x, g, 0, gradients);
+    WriteOuterProductRows<T>(batch.x, g, 0, gradients);
     gradients.rightCols(c_) = g;
   }
 
-  bool OuterProductFactors(const FlatVector& params, const Batch& batch,
-                           RowMajorMatrixD& delta, Eigen::VectorXd& squared_norms,
-                           double& loss) const override {
+  template <typename T>
+  void FactorsT(const FlatVector& params, const BatchT<T>& batch, RowMat<T>& delta,
+                Eigen::VectorXd& squared_norms, double& loss) const {
     CheckInputs(params, batch);
-    delta = Logits(params, batch);
+    delta = Logits(ParamsIn<T>(params), batch);
     const double inv_b = 1.0 / static_cast<double>(batch.size());
     loss = AddL2(params, SoftmaxCrossEntropyInPlace(batch.y, delta) * inv_b, nullptr);
     // delta = P - Y; ||delta_i (x) [x_i; 1]||^2 = ||delta_i||^2 (||x_i||^2 + 1).
-    squared_norms = delta.rowwise().squaredNorm().array() *
-                    (batch.x.rowwise().squaredNorm().array() + 1.0);
-    return true;
+    squared_norms = (delta.rowwise().squaredNorm().array() *
+                     (batch.x.rowwise().squaredNorm().array() + T(1)))
+                        .template cast<double>();
   }
 
-  void WeightedOuterProductSum(const Batch& batch, const RowMajorMatrixD& delta,
-                               const Eigen::VectorXd& weights,
-                               FlatVector& out) const override {
-    RowMajorMatrixD wd = weights.asDiagonal() * delta;
-    out.resize(NumParameters());
-    MatrixMap sum_w(out.data(), d_, c_);
+  template <typename T>
+  void WeightedSumT(const BatchT<T>& batch, const RowMat<T>& delta,
+                    const Eigen::VectorXd& weights, Vec<T>& out) const {
+    RowMat<T> wd = weights.template cast<T>().asDiagonal() * delta;
+    MatMap<T> sum_w(out.data(), d_, c_);
     sum_w.noalias() = batch.x.transpose() * wd;
     out.tail(c_) = wd.colwise().sum().transpose();
   }
@@ -494,10 +646,11 @@ class Softmax final : public ObjectiveBase {
 
  private:
   // X W + 1 b^T (B x C).
-  RowMajorMatrixD Logits(const FlatVector& params, const Batch& batch) const {
-    const ConstMatrixMap w(params.data(), d_, c_);
-    const ConstVectorRef bias(params.data() + d_ * c_, c_);
-    RowMajorMatrixD logits(batch.size(), c_);
+  template <typename T>
+  RowMat<T> Logits(const Vec<T>& params, const BatchT<T>& batch) const {
+    const ConstMatMap<T> w(params.data(), d_, c_);
+    const ConstVecMap<T> bias(params.data() + d_ * c_, c_);
+    RowMat<T> logits(batch.size(), c_);
     logits.noalias() = batch.x * w;
     logits.rowwise() += bias.transpose();
     return logits;
@@ -506,54 +659,62 @@ class Softmax final : public ObjectiveBase {
   const Index c_;
 };
 
-class Mlp final : public ObjectiveBase {
+class Mlp final : public ObjectiveImpl<Mlp> {
  public:
-  Mlp(std::int64_t d, int hidden_units, int num_classes, double l2)
-      : ObjectiveBase(d,
+  static constexpr bool kOuterProduct = false;
+
+  Mlp(std::int64_t d, int hidden_units, int num_classes, double l2, Precision precision)
+      : ObjectiveImpl(d,
                       d * hidden_units + hidden_units +
                           std::int64_t{hidden_units} * num_classes +
                           num_classes,
-                      l2),
+                      l2, precision),
         h_(hidden_units),
         c_(num_classes),
         b1_offset_(d * hidden_units),
         w2_offset_(b1_offset_ + hidden_units),
         b2_offset_(w2_offset_ + std::int64_t{hidden_units} * num_classes) {}
 
-  double Evaluate(const FlatVector& params, const Batch& batch,
-                  FlatVector* gradient) const override {
+  template <typename T>
+  double EvaluateT(const FlatVector& params, const BatchT<T>& batch,
+                   FlatVector* gradient) const {
     CheckInputs(params, batch);
-    RowMajorMatrixD a;
-    RowMajorMatrixD g;
-    Forward(params, batch, a, g);
+    const auto& p = ParamsIn<T>(params);
+    RowMat<T> a;
+    RowMat<T> g;
+    Forward(p, batch, a, g);
     const double inv_b = 1.0 / static_cast<double>(batch.size());
     const double loss = SoftmaxCrossEntropyInPlace(batch.y, g) * inv_b;
     if (gradient != nullptr) {
-      PrepareGradient(params, gradient);
-      g *= inv_b;  // (P - Y) / B
-      MatrixMap grad_w2(gradient->data() + w2_offset_, h_, c_);
+      FEDSIM_CHECK(gradient != &params) << "gradient aliases params";
+      GradientIn<T> grad(*gradient, NumParameters());
+      g *= static_cast<T>(inv_b);  // (P - Y) / B
+      MatMap<T> grad_w2(grad.vec().data() + w2_offset_, h_, c_);
       grad_w2.noalias() = a.transpose() * g;
-      gradient->segment(b2_offset_, c_) = g.colwise().sum().transpose();
-      const RowMajorMatrixD delta = HiddenDelta(params, a, g);
-      MatrixMap grad_w1(gradient->data(), d_, h_);
+      grad.vec().segment(b2_offset_, c_) = g.colwise().sum().transpose();
+      const RowMat<T> delta = HiddenDelta(p, a, g);
+      MatMap<T> grad_w1(grad.vec().data(), d_, h_);
       grad_w1.noalias() = batch.x.transpose() * delta;
-      gradient->segment(b1_offset_, h_) = delta.colwise().sum().transpose();
+      grad.vec().segment(b1_offset_, h_) = delta.colwise().sum().transpose();
+      grad.Finish();
     }
     return AddL2(params, loss, gradient);
   }
 
-  void PerExampleGradients(const FlatVector& params, const Batch& batch,
-                           RowMajorMatrixD& gradients) const override {
+  template <typename T>
+  void PerExampleT(const FlatVector& params, const BatchT<T>& batch,
+                   RowMat<T>& gradients) const {
     CheckInputs(params, batch);
-    RowMajorMatrixD a;
-    RowMajorMatrixD g;
-    Forward(params, batch, a, g);
+    const auto& p = ParamsIn<T>(params);
+    RowMat<T> a;
+    RowMat<T> g;
+    Forward(p, batch, a, g);
     SoftmaxCrossEntropyInPlace(batch.y, g);  // g = P - Y
-    const RowMajorMatrixD delta = HiddenDelta(params, a, g);
+    const RowMat<T> delta = HiddenDelta(p, a, g);
     gradients.resize(batch.size(), NumParameters());
-    WriteOuterProductRows(batch.x, delta, 0, gradients);
+    WriteOuterProductRows<T>(batch.x, delta, 0, gradients);
     gradients.middleCols(b1_offset_, h_) = delta;
-    WriteOuterProductRows(a, g, w2_offset_, gradients);
+    WriteOuterProductRows<T>(a, g, w2_offset_, gradients);
     gradients.rightCols(c_) = g;
   }
 
@@ -605,16 +766,17 @@ class Mlp final : public ObjectiveBase {
 
  private:
   // a = relu(X W1 + 1 b1^T) (B x h), logits = a W2 + 1 b2^T (B x C).
-  void Forward(const FlatVector& params, const Batch& batch,
-               RowMajorMatrixD& a, RowMajorMatrixD& logits) const {
-    const ConstMatrixMap w1(params.data(), d_, h_);
-    const ConstVectorRef b1(params.data() + b1_offset_, h_);
-    const ConstMatrixMap w2(params.data() + w2_offset_, h_, c_);
-    const ConstVectorRef b2(params.data() + b2_offset_, c_);
+  template <typename T>
+  void Forward(const Vec<T>& params, const BatchT<T>& batch, RowMat<T>& a,
+               RowMat<T>& logits) const {
+    const ConstMatMap<T> w1(params.data(), d_, h_);
+    const ConstVecMap<T> b1(params.data() + b1_offset_, h_);
+    const ConstMatMap<T> w2(params.data() + w2_offset_, h_, c_);
+    const ConstVecMap<T> b2(params.data() + b2_offset_, c_);
     a.resize(batch.size(), h_);
     a.noalias() = batch.x * w1;
     a.rowwise() += b1.transpose();
-    a = a.cwiseMax(0.0);
+    a = a.cwiseMax(T(0));
     logits.resize(batch.size(), c_);
     logits.noalias() = a * w2;
     logits.rowwise() += b2.transpose();
@@ -623,13 +785,12 @@ class Mlp final : public ObjectiveBase {
   // Back-propagates the logit gradient g through W2 and the ReLU:
   // (g W2^T) ⊙ 1[a > 0]. a > 0 exactly where the pre-activation is > 0, so
   // relu'(0) = 0.
-  RowMajorMatrixD HiddenDelta(const FlatVector& params,
-                              const RowMajorMatrixD& a,
-                              const RowMajorMatrixD& g) const {
-    const ConstMatrixMap w2(params.data() + w2_offset_, h_, c_);
-    RowMajorMatrixD delta(a.rows(), h_);
+  template <typename T>
+  RowMat<T> HiddenDelta(const Vec<T>& params, const RowMat<T>& a, const RowMat<T>& g) const {
+    const ConstMatMap<T> w2(params.data() + w2_offset_, h_, c_);
+    RowMat<T> delta(a.rows(), h_);
     delta.noalias() = g * w2.transpose();
-    delta.array() = (a.array() > 0.0).select(delta.array(), 0.0);
+    delta.array() = (a.array() > T(0)).select(delta.array(), T(0));
     return delta;
   }
 
@@ -651,6 +812,12 @@ absl::Status Invalid(absl::string_view field, absl::string_view value,
 }  // namespace
 
 void Objective::WeightedOuterProductSum(const Batch&, const RowMajorMatrixD&,
+                                        const Eigen::VectorXd&, FlatVector&) const {
+  FEDSIM_CHECK(false) << "WeightedOuterProductSum: this model has no outer-product "
+                         "per-example gradients (OuterProductFactors returned false)";
+}
+
+void Objective::WeightedOuterProductSum(const BatchF&, const RowMajorMatrixF&,
                                         const Eigen::VectorXd&, FlatVector&) const {
   FEDSIM_CHECK(false) << "WeightedOuterProductSum: this model has no outer-product "
                          "per-example gradients (OuterProductFactors returned false)";
@@ -703,15 +870,15 @@ absl::StatusOr<std::unique_ptr<Objective>> MakeObjective(
 
   switch (kind) {
     case ObjectiveKind::kLeastSquares:
-      return std::make_unique<LeastSquares>(spec.num_features, spec.l2);
+      return std::make_unique<LeastSquares>(spec.num_features, spec.l2, spec.precision);
     case ObjectiveKind::kLogistic:
-      return std::make_unique<Logistic>(spec.num_features, spec.l2);
+      return std::make_unique<Logistic>(spec.num_features, spec.l2, spec.precision);
     case ObjectiveKind::kSoftmax:
-      return std::make_unique<Softmax>(spec.num_features, spec.num_classes,
-                                       spec.l2);
+      return std::make_unique<Softmax>(spec.num_features, spec.num_classes, spec.l2,
+                                       spec.precision);
     case ObjectiveKind::kMlp:
-      return std::make_unique<Mlp>(spec.num_features, spec.hidden_units,
-                                   spec.num_classes, spec.l2);
+      return std::make_unique<Mlp>(spec.num_features, spec.hidden_units, spec.num_classes,
+                                   spec.l2, spec.precision);
   }
   return absl::InternalError("model: unreachable objective kind");
 }

@@ -215,6 +215,11 @@ absl::StatusOr<CheckpointData> ReadCheckpoint(const std::string& path) {
   }
   CheckpointData data;
   data.config = c.config();
+  // A checkpoint from before model.precision existed was computed in
+  // float64 (docs/checkpoint.md): it resumes with `model.precision: float64`.
+  if (data.config.model().precision() == v1::ModelConfig::PRECISION_UNSPECIFIED) {
+    data.config.mutable_model()->set_precision(v1::ModelConfig::PRECISION_FLOAT64);
+  }
   data.runtime = c.runtime();
   EngineSnapshot& s = data.engine;
   s.next_round = c.next_round();

@@ -314,6 +314,33 @@ TEST(CheckpointTest, ResumeRefusesACheckpointOfAnotherIsaLevel) {
       << run.status();
 }
 
+// model.precision: a checkpoint from before the key (none in its config)
+// was computed in float64 and reads as such, so it resumes under float64
+// (least_squares' default here) and is refused under float32.
+TEST(CheckpointTest, ACheckpointWithoutPrecisionResumesAsFloat64) {
+  const v1::ExperimentConfig float64 =
+      Config(absl::StrCat(kFedAu, "checkpoint: {every: 1, keep: 1000, min_interval_s: 0}\n"));
+  ASSERT_EQ(float64.model().precision(), v1::ModelConfig::PRECISION_FLOAT64);
+  v1::ExperimentConfig float32 = float64;
+  float32.mutable_model()->set_precision(v1::ModelConfig::PRECISION_FLOAT32);
+  const std::string reference = Dir("precision_ref");
+  RunFresh(float64, reference);
+  const std::string dir = CrashedCopy(reference, 3, "precision");
+  const auto files = Checkpoints(dir);
+  ASSERT_FALSE(files.empty());
+  absl::StatusOr<CheckpointData> data = ReadCheckpoint(files.back().second);
+  ASSERT_TRUE(data.ok()) << data.status();
+  EXPECT_EQ(data->config.model().precision(), v1::ModelConfig::PRECISION_FLOAT64);
+  data->config.mutable_model()->clear_precision();  // as an older fedsim wrote it
+  ASSERT_TRUE(WriteCheckpoint(dir, *data, 1000).ok());
+  absl::StatusOr<CoordinatorRun> refused = PrepareOrResumeRun(float32, dir, "embedded");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("precision"), std::string::npos) << refused.status();
+  Resume(float64, dir, 3);
+  EXPECT_EQ(Column(dir, "model_hash"), Column(reference, "model_hash"));
+}
+
 // The coordinator owns the clients' state in a distributed run too, so
 // its checkpoints hold it: a distributed run resumed from a mid-run
 // checkpoint (3 worker processes) ends bit-identical to the uninterrupted

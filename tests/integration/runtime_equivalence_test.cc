@@ -77,6 +77,22 @@ TEST(RuntimeEquivalenceTest, FedAvgIsBitIdenticalAcrossThreadsAndProcesses) {
   EXPECT_NE(h.front(), h.back());
 }
 
+// model.precision float64 (the float32 default is the test above) is
+// bit-identical across runtimes too, and a different model from float32's.
+TEST(RuntimeEquivalenceTest, Float64FedAvgIsBitIdenticalAcrossThreadsAndProcesses) {
+  std::string yaml = kSoftmax;
+  const std::string model = "model: {objective: softmax}";
+  ASSERT_NE(yaml.find(model), std::string::npos);
+  yaml.replace(yaml.find(model), model.size(), "model: {objective: softmax, precision: float64}");
+  const std::string two = RunIt(absl::StrCat(yaml, "runtime: {threads: 2}\n"),
+                                Mode::kEmbedded, "fedavg64_2");
+  const std::string dist = RunIt(yaml, Mode::kLaunch, "fedavg64_dist");
+  ExpectIdentical(two, dist);
+  const std::string float32 = RunIt(absl::StrCat(kSoftmax, "runtime: {threads: 2}\n"),
+                                    Mode::kEmbedded, "fedavg32_2");
+  EXPECT_NE(Hashes(two).back(), Hashes(float32).back());
+}
+
 // SCAFFLSA keeps control variates and a Markov chain's state per client:
 // the coordinator owns them and sends them with the tasks (any worker
 // serves any client), and the result is that of the embedded run.

@@ -55,6 +55,7 @@ TEST(ConfigTest, EmptyDocumentGivesTheDocumentedDefaults) {
   EXPECT_EQ(c.clients().count(), 100);
   EXPECT_EQ(c.clients().partition(), v1::ClientsConfig::PARTITION_IID);
   EXPECT_EQ(c.model().objective(), v1::ModelConfig::OBJECTIVE_SOFTMAX);
+  EXPECT_EQ(c.model().precision(), v1::ModelConfig::PRECISION_FLOAT32);
   EXPECT_EQ(c.algorithm().name(), v1::AlgorithmConfig::NAME_FEDAVG);
   EXPECT_EQ(c.algorithm().server_lr(), 1.0);
   EXPECT_EQ(c.participation().model(), v1::ParticipationConfig::MODEL_UNIFORM);
@@ -89,12 +90,28 @@ TEST(ConfigTest, SourceDependentDefaults) {
   const v1::ExperimentConfig ls =
       LoadOrDie("data: {source: synthetic_least_squares}");
   EXPECT_EQ(ls.model().objective(), v1::ModelConfig::OBJECTIVE_LEAST_SQUARES);
+  EXPECT_EQ(ls.model().precision(), v1::ModelConfig::PRECISION_FLOAT64);
   EXPECT_EQ(ls.clients().partition(), v1::ClientsConfig::PARTITION_NATURAL);
   EXPECT_EQ(ls.clients().count(), 100);
   const v1::ExperimentConfig fp = LoadOrDie("data: {source: fedprox_synthetic}");
   EXPECT_EQ(fp.model().objective(), v1::ModelConfig::OBJECTIVE_SOFTMAX);
   EXPECT_EQ(fp.clients().partition(), v1::ClientsConfig::PARTITION_NATURAL);
   EXPECT_EQ(fp.clients().count(), 30);
+  EXPECT_EQ(fp.model().precision(), v1::ModelConfig::PRECISION_FLOAT32);
+}
+
+TEST(ConfigTest, PrecisionIsKeptWhenGivenAndChecked) {
+  EXPECT_EQ(LoadOrDie("model: {precision: float64}").model().precision(),
+            v1::ModelConfig::PRECISION_FLOAT64);
+  EXPECT_EQ(LoadOrDie("data: {source: synthetic_least_squares}\nmodel: {precision: float32}")
+                .model()
+                .precision(),
+            v1::ModelConfig::PRECISION_FLOAT32);
+  const std::string error = ErrorOf("model: {precision: float16}");
+  EXPECT_THAT(error, HasSubstr("model.precision"));
+  EXPECT_THAT(error, HasSubstr("float16"));
+  EXPECT_THAT(error, HasSubstr("float32"));
+  EXPECT_THAT(error, HasSubstr("float64"));
 }
 
 TEST(ConfigTest, ExplicitValuesAreKept) {

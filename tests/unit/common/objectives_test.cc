@@ -344,6 +344,97 @@ TEST_P(ObjectiveCaseTest, ConcurrentCallsAgreeWithSerialOnes) {
   }
 }
 
+// model.precision float32: the BatchF overloads compute the products in
+// float32 from the same rows. On a batch whose values are floats (as the
+// stored data always is), every value agrees with the float64 overload to
+// float32's rounding, and at least one gradient value differs from it (the
+// products really ran in single precision).
+BatchF ToFloat(const Batch& batch) {
+  BatchF f;
+  f.x = batch.x.cast<float>();
+  f.y = batch.y;
+  return f;
+}
+
+Batch ToDouble(const BatchF& batch) {
+  Batch d;
+  d.x = batch.x.cast<double>();
+  d.y = batch.y;
+  return d;
+}
+
+// |a - b| <= tol * max(1, |b|) elementwise.
+testing::AssertionResult CloseTo(const Eigen::MatrixXd& a, const Eigen::MatrixXd& b, double tol) {
+  if (a.rows() != b.rows() || a.cols() != b.cols()) {
+    return testing::AssertionFailure() << a.rows() << "x" << a.cols() << " against " << b.rows()
+                                       << "x" << b.cols();
+  }
+  for (Eigen::Index i = 0; i < a.rows(); ++i) {
+    for (Eigen::Index j = 0; j < a.cols(); ++j) {
+      if (!(std::abs(a(i, j) - b(i, j)) <= tol * std::max(1.0, std::abs(b(i, j))))) {
+        return testing::AssertionFailure() << "(" << i << ", " << j << "): " << a(i, j)
+                                           << " against " << b(i, j);
+      }
+    }
+  }
+  return testing::AssertionSuccess();
+}
+
+TEST_P(ObjectiveCaseTest, Float32OverloadsAgreeWithFloat64ToSinglePrecision) {
+  ObjectiveSpec spec = GetParam().spec;
+  spec.precision = Precision::kFloat32;
+  const auto objective = MakeOrDie(spec);
+  ASSERT_NE(objective, nullptr);
+  EXPECT_EQ(objective->precision(), Precision::kFloat32);
+  RngStream rng(47, RngPurpose::kTest, -1, 0);
+  const BatchF batch_f = ToFloat(RandomBatch(spec, 40, rng));
+  const Batch batch = ToDouble(batch_f);
+  const FlatVector params =
+      RandomParams(objective->NumParameters(), GetParam().param_scale, rng);
+  constexpr double kTol = 2e-5;  // a few float32 ulps of sums of 40 x 6 terms
+
+  FlatVector grad64, grad32;
+  const double loss64 = objective->Evaluate(params, batch, &grad64);
+  const double loss32 = objective->Evaluate(params, batch_f, &grad32);
+  EXPECT_NEAR(loss32, loss64, kTol * std::max(1.0, std::abs(loss64)));
+  EXPECT_TRUE(CloseTo(grad32, grad64, kTol));
+  EXPECT_NE(grad32, grad64) << "the float32 overload computed in double";
+  EXPECT_EQ(objective->Evaluate(params, batch_f, nullptr), loss32);
+
+  RowMajorMatrixD rows64;
+  RowMajorMatrixF rows32;
+  objective->PerExampleGradients(params, batch, rows64);
+  objective->PerExampleGradients(params, batch_f, rows32);
+  EXPECT_TRUE(CloseTo(rows32.cast<double>(), rows64, kTol));
+
+  RowMajorMatrixD delta64;
+  RowMajorMatrixF delta32;
+  Eigen::VectorXd norms64, norms32;
+  double factors_loss64 = 0.0, factors_loss32 = 0.0;
+  const bool linear64 =
+      objective->OuterProductFactors(params, batch, delta64, norms64, factors_loss64);
+  const bool linear32 =
+      objective->OuterProductFactors(params, batch_f, delta32, norms32, factors_loss32);
+  ASSERT_EQ(linear32, linear64);
+  ASSERT_EQ(linear32, spec.kind != ObjectiveKind::kMlp);
+  if (!linear32) return;
+  EXPECT_EQ(factors_loss32, loss32);
+  EXPECT_TRUE(CloseTo(delta32.cast<double>(), delta64, kTol));
+  EXPECT_TRUE(CloseTo(norms32, norms64, kTol));
+  Eigen::VectorXd weights(batch.size());
+  for (std::int64_t i = 0; i < batch.size(); ++i) weights[i] = 0.2 + 0.3 * static_cast<double>(i % 4);
+  FlatVector sum64, sum32;
+  objective->WeightedOuterProductSum(batch, delta64, weights, sum64);
+  objective->WeightedOuterProductSum(batch_f, delta32, weights, sum32);
+  EXPECT_TRUE(CloseTo(sum32, sum64, kTol));
+}
+
+TEST(ObjectivePrecisionTest, Float64IsTheSpecDefault) {
+  const auto objective = MakeOrDie(Spec(ObjectiveKind::kSoftmax, 3, 2));
+  ASSERT_NE(objective, nullptr);
+  EXPECT_EQ(objective->precision(), Precision::kFloat64);
+}
+
 INSTANTIATE_TEST_SUITE_P(
     AllKinds, ObjectiveCaseTest, ::testing::ValuesIn(AllCases()),
     [](const ::testing::TestParamInfo<Case>& param_info) {

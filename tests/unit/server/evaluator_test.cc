@@ -35,12 +35,21 @@ class GatherOnly final : public Objective {
  public:
   explicit GatherOnly(std::unique_ptr<Objective> inner) : inner_(std::move(inner)) {}
   std::int64_t NumParameters() const override { return inner_->NumParameters(); }
+  Precision precision() const override { return inner_->precision(); }
   double Evaluate(const FlatVector& params, const Batch& batch,
+                  FlatVector* gradient) const override {
+    return inner_->Evaluate(params, batch, gradient);
+  }
+  double Evaluate(const FlatVector& params, const BatchF& batch,
                   FlatVector* gradient) const override {
     return inner_->Evaluate(params, batch, gradient);
   }
   void PerExampleGradients(const FlatVector& params, const Batch& batch,
                            RowMajorMatrixD& gradients) const override {
+    inner_->PerExampleGradients(params, batch, gradients);
+  }
+  void PerExampleGradients(const FlatVector& params, const BatchF& batch,
+                           RowMajorMatrixF& gradients) const override {
     inner_->PerExampleGradients(params, batch, gradients);
   }
   std::int64_t NumCorrect(const FlatVector& params, const Batch& batch) const override {
