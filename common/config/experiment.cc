@@ -295,6 +295,7 @@ absl::StatusOr<Experiment> BuildExperiment(const v1::ExperimentConfig& config,
     if (!rows.ok()) return AnnotateStatus(rows.status(), "clients");
     exp.data.client_rows = *std::move(rows);
   }
+  MakeClientRowsContiguous(exp.data);
   for (const auto& rows : exp.data.client_rows) {
     exp.client_sizes.push_back(static_cast<std::int64_t>(rows.size()));
   }

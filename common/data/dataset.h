@@ -74,6 +74,15 @@ struct FederatedData {
   std::optional<Eigen::VectorXd> optimum;
 };
 
+// Reorders data.train so that every client's rows are contiguous, in
+// client order and, within a client, in its list's order; rows of no client
+// follow, in their old order. client_rows is renumbered to match, so every
+// client reads the same rows in the same order as before: a run's
+// trajectory is unchanged bit for bit (model_hash), only the memory it
+// walks is local (docs/performance.md). A row listed by several clients
+// moves with the first and is shared by the others.
+void MakeClientRowsContiguous(FederatedData& data);
+
 }  // namespace fedsim
 
 #endif  // FEDSIM_COMMON_DATA_DATASET_H_

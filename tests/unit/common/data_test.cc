@@ -837,6 +837,50 @@ TEST(SyntheticFedProxTest, RejectsBadSpecs) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// Client-contiguous rows: every client reads the same rows, in the same
+// order, as before; its rows now form one block, in client order; a row
+// of two clients moves with the first; rows of no client go last, in
+// their old order; nothing is lost or duplicated.
+TEST(ClientContiguousTest, RenumbersWithoutChangingWhatClientsRead) {
+  FederatedData data;
+  constexpr std::int64_t n = 12, d = 5;
+  data.train.features.resize(n, d);
+  data.train.labels.resize(n);
+  for (std::int64_t r = 0; r < n; ++r) {
+    for (std::int64_t j = 0; j < d; ++j) data.train.features(r, j) = static_cast<float>(10 * r + j);
+    data.train.labels[r] = static_cast<double>(r % 3);
+  }
+  data.train.num_classes = 3;
+  // Rows 2 and 7 belong to nobody; row 5 to clients 0 and 2.
+  data.client_rows = {{9, 5, 0}, {11, 4, 1, 3}, {5, 8, 6, 10}};
+  const FederatedData before = data;
+  MakeClientRowsContiguous(data);
+
+  ASSERT_EQ(data.train.size(), n);
+  ASSERT_EQ(data.client_rows.size(), before.client_rows.size());
+  for (std::size_t k = 0; k < data.client_rows.size(); ++k) {
+    ASSERT_EQ(data.client_rows[k].size(), before.client_rows[k].size());
+    for (std::size_t j = 0; j < data.client_rows[k].size(); ++j) {
+      const std::int64_t now = data.client_rows[k][j], was = before.client_rows[k][j];
+      EXPECT_EQ(data.train.features.row(now), before.train.features.row(was)) << k << " " << j;
+      EXPECT_EQ(data.train.labels[now], before.train.labels[was]) << k << " " << j;
+    }
+  }
+  EXPECT_EQ(data.client_rows[0], (std::vector<std::int64_t>{0, 1, 2}));
+  EXPECT_EQ(data.client_rows[1], (std::vector<std::int64_t>{3, 4, 5, 6}));
+  EXPECT_EQ(data.client_rows[2], (std::vector<std::int64_t>{1, 7, 8, 9}));  // shares row 1
+  // Old rows 2 and 7, unlisted, last and in order.
+  EXPECT_EQ(data.train.features.row(10), before.train.features.row(2));
+  EXPECT_EQ(data.train.features.row(11), before.train.features.row(7));
+  std::multiset<float> first_before, first_after;
+  for (std::int64_t r = 0; r < n; ++r) {
+    first_before.insert(before.train.features(r, 0));
+    first_after.insert(data.train.features(r, 0));
+  }
+  EXPECT_EQ(first_after, first_before);
+  EXPECT_EQ(data.train.num_classes, 3);
+}
+
 }  // namespace
 }  // namespace data_test
 }  // namespace fedsim
