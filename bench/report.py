@@ -212,36 +212,36 @@ def table(results):
     for e in load_jsonl(os.path.join(results, "torch.jsonl")):
         torch[(e["name"], e["dtype"])] = e["samples_per_s"]
     for batch in (10, 32, 128):
-        ours = best(tr.get("local_sgd/batch:%d" % batch, []), "items_per_second")
-        ours_flop = best(tr.get("local_sgd/batch:%d" % batch, []), "flop")
-        # fedsim computes in float64 (one thread here): the dgemm rate.
-        rate = gemm.get(("float64", 1))
-        dp = best(tr.get("dp_sgd/batch:%d" % batch, []), "items_per_second")
-        ghost = best(tr.get("dp_sgd_ghost/batch:%d" % batch, []), "items_per_second")
-        if ours is not None and ours_flop and rate:
-            floor = ours * rate / ours_flop  # samples/s at the GEMM rate
-            t.add("2 local SGD vs GEMM floor (float64, 1 thread), B=%d" % batch,
-                  "samples/s", fmt(ours), fmt(floor), fmt(floor / ours) + "x floor's time",
-                  "(info)", "", ours_flop / 1e9,
-                  ours * QS_D * 4 / 1e9)
-        for dtype in ("float64", "float32"):
+        for dtype, suffix in (("float64", ""), ("float32", "_f32")):
+            ours = best(tr.get("local_sgd%s/batch:%d" % (suffix, batch), []), "items_per_second")
+            ours_flop = best(tr.get("local_sgd%s/batch:%d" % (suffix, batch), []), "flop")
+            # One thread here: that precision's GEMM rate.
+            rate = gemm.get((dtype, 1))
+            dp = best(tr.get("dp_sgd%s/batch:%d" % (suffix, batch), []), "items_per_second")
+            ghost = best(tr.get("dp_sgd_ghost%s/batch:%d" % (suffix, batch), []), "items_per_second")
+            if ours is not None and ours_flop and rate:
+                floor = ours * rate / ours_flop  # samples/s at the GEMM rate
+                t.add("2 local SGD vs GEMM floor (%s, 1 thread), B=%d" % (dtype, batch),
+                      "samples/s", fmt(ours), fmt(floor), fmt(floor / ours) + "x floor's time",
+                      "(info)", "", ours_flop / 1e9,
+                      ours * QS_D * 4 / 1e9)
             pt = torch.get(("torch_sgd/%d" % batch, dtype))
             if ours is not None and pt is not None:
                 r = ours / pt
                 goal = ">= 3x" if batch == 10 and dtype == "float64" else "(info)"
-                t.add("2 local SGD vs PyTorch %s, B=%d" % (dtype, batch),
+                t.add("2 local SGD vs PyTorch %s, B=%d (fedsim %s)" % (dtype, batch, dtype),
                       "samples/s", fmt(ours), fmt(pt), fmt(r) + "x",
                       goal, verdict(r >= 3) if goal != "(info)" else "")
-        if ours is not None and dp is not None:
-            r = ours / dp
-            t.add("3 DP-SGD step vs non-private, B=%d" % batch, "samples/s",
-                  fmt(dp), fmt(ours), fmt(r) + "x time", "<= 2x",
-                  verdict(r <= 2.0))
-        if ours is not None and ghost is not None:
-            r = ours / ghost
-            t.add("3 DP-SGD step, ghost clipping, vs non-private, B=%d" % batch,
-                  "samples/s", fmt(ghost), fmt(ours), fmt(r) + "x time", "<= 2x",
-                  verdict(r <= 2.0))
+            if ours is not None and dp is not None:
+                r = ours / dp
+                t.add("3 DP-SGD step vs non-private, %s, B=%d" % (dtype, batch), "samples/s",
+                      fmt(dp), fmt(ours), fmt(r) + "x time", "<= 2x",
+                      verdict(r <= 2.0))
+            if ours is not None and ghost is not None:
+                r = ours / ghost
+                t.add("3 DP-SGD step, ghost clipping, vs non-private, %s, B=%d" % (dtype, batch),
+                      "samples/s", fmt(ghost), fmt(ours), fmt(r) + "x time", "<= 2x",
+                      verdict(r <= 2.0))
     # The DP noise of one step (d = 7850): the ziggurat sampler against the
     # polar method it replaced, in the same run.
     polar = best(tr.get("noise_polar/d:7850", []), "items_per_second")
@@ -378,13 +378,15 @@ def quickstart(t, results, e2e, gemm, copy_bw):
             t.add("4 quickstart, evaluation %s: 2 threads vs 1" % ev, "s/round",
                   fmt(mine), fmt(ours[(1, ev)]), fmt(r) + "x faster", ">= 1.8x",
                   verdict(r >= 1.8), *rates)
-    # Against the floors. fedsim computes in float64: the dgemm rate.
+    # Against the floors. The quickstart trains in float32 (model.precision's
+    # default for softmax): the sgemm rate; it evaluates in float64: dgemm.
     rate = gemm.get(("float64", 2))
+    rate32 = gemm.get(("float32", 2))
     off, on = ours.get((2, "off")), ours.get((2, "on"))
-    if rate and off:
+    if rate32 and off:
         flops, nbytes = quickstart_work("off", 4)
-        floor = flops / rate
-        t.add("4 quickstart training vs GEMM floor (float64, 2 threads)", "ms/round",
+        floor = flops / rate32
+        t.add("4 quickstart training vs GEMM floor (float32, 2 threads)", "ms/round",
               fmt(off * 1e3), fmt(floor * 1e3), fmt(off / floor) + "x floor's time",
               "<= 2.5x", verdict(off / floor <= 2.5), flops / off / 1e9, nbytes / off / 1e9)
     if rate and off and on and 2 in copy_bw:

@@ -14,6 +14,8 @@
 //   dp_sgd_ghost/B the same with local.dp.ghost_clipping: norms and the
 //                  clipped sum from the outer-product factors, no B x d
 //                  matrix of per-example gradients
+//   *_f32/B        the same three in model.precision float32 (the default
+//                  for softmax): float32 batches and products
 //   noise_polar/d  one step's DP noise the old way, x[i] += s * Gaussian()
 //                  for d = 7850 values (Marsaglia's polar method)
 //   noise_ziggurat/d  the same with AddGaussianNoise, the DP noise since
@@ -49,7 +51,8 @@ constexpr double kLr = 0.05;
 
 struct Setup {
   Dataset train;
-  std::unique_ptr<Objective> objective;
+  std::unique_ptr<Objective> objective;    // float64
+  std::unique_ptr<Objective> objective32;  // float32
   std::vector<std::int64_t> rows;
   std::string error;
 };
@@ -77,6 +80,8 @@ const Setup& GetSetup() {
     spec.num_features = s->train.dim();
     spec.num_classes = s->train.num_classes;
     s->objective = *MakeObjective(spec);
+    spec.precision = Precision::kFloat32;
+    s->objective32 = *MakeObjective(spec);
     const std::int64_t n = Smoke() ? 200 : 6000;
     s->rows.resize(static_cast<std::size_t>(n));
     std::iota(s->rows.begin(), s->rows.end(), 0);
@@ -97,15 +102,16 @@ LocalTrainingSpec Spec(std::int64_t batch) {
   return spec;
 }
 
-void LocalSgd(benchmark::State& state) {
+void LocalSgd(benchmark::State& state, bool float32) {
   const Setup& s = GetSetup();
   if (!s.error.empty()) return state.SkipWithError(s.error.c_str());
+  const Objective& objective = float32 ? *s.objective32 : *s.objective;
   const LocalTrainingSpec spec = Spec(state.range(0));
   const FlatVector start = FlatVector::Zero(s.objective->NumParameters());
   Round round = 0;
   for (auto _ : state) {
     RngStream rng(1, RngPurpose::kShuffle, 0, round++);
-    auto out = RunLocalSgd(*s.objective, s.train, s.rows, start, spec, rng);
+    auto out = RunLocalSgd(objective, s.train, s.rows, start, spec, rng);
     if (!out.ok()) {
       return state.SkipWithError(std::string(out.status().message()).c_str());
     }
@@ -116,9 +122,10 @@ void LocalSgd(benchmark::State& state) {
                                             NumRows()));
 }
 
-void DpSgdWith(benchmark::State& state, bool ghost) {
+void DpSgdWith(benchmark::State& state, bool ghost, bool float32) {
   const Setup& s = GetSetup();
   if (!s.error.empty()) return state.SkipWithError(s.error.c_str());
+  const Objective& objective = float32 ? *s.objective32 : *s.objective;
   const LocalTrainingSpec spec = Spec(state.range(0));
   DpSpec dp;
   dp.mode = DpMode::kClip;
@@ -130,7 +137,7 @@ void DpSgdWith(benchmark::State& state, bool ghost) {
   for (auto _ : state) {
     RngStream sampling(1, RngPurpose::kDpSampling, 0, round);
     RngStream noise(1, RngPurpose::kDpNoise, 0, round++);
-    auto out = RunLocalDpSgd(*s.objective, s.train, s.rows, start, spec, dp,
+    auto out = RunLocalDpSgd(objective, s.train, s.rows, start, spec, dp,
                              sampling, noise, nullptr);
     if (!out.ok()) {
       return state.SkipWithError(std::string(out.status().message()).c_str());
@@ -161,16 +168,23 @@ void NoiseWith(benchmark::State& state, bool ziggurat) {
 void NoisePolar(benchmark::State& state) { NoiseWith(state, false); }
 void NoiseZiggurat(benchmark::State& state) { NoiseWith(state, true); }
 
-void DpSgd(benchmark::State& state) { DpSgdWith(state, false); }
-void DpSgdGhost(benchmark::State& state) { DpSgdWith(state, true); }
+void LocalSgd64(benchmark::State& state) { LocalSgd(state, false); }
+void LocalSgd32(benchmark::State& state) { LocalSgd(state, true); }
+void DpSgd(benchmark::State& state) { DpSgdWith(state, false, false); }
+void DpSgdGhost(benchmark::State& state) { DpSgdWith(state, true, false); }
+void DpSgd32(benchmark::State& state) { DpSgdWith(state, false, true); }
+void DpSgdGhost32(benchmark::State& state) { DpSgdWith(state, true, true); }
 
 }  // namespace
 
 void RegisterBenchmarks() {
   GetSetup();  // loads the data before any timing
-  for (auto* b : {benchmark::RegisterBenchmark("local_sgd", LocalSgd),
+  for (auto* b : {benchmark::RegisterBenchmark("local_sgd", LocalSgd64),
                   benchmark::RegisterBenchmark("dp_sgd", DpSgd),
-                  benchmark::RegisterBenchmark("dp_sgd_ghost", DpSgdGhost)}) {
+                  benchmark::RegisterBenchmark("dp_sgd_ghost", DpSgdGhost),
+                  benchmark::RegisterBenchmark("local_sgd_f32", LocalSgd32),
+                  benchmark::RegisterBenchmark("dp_sgd_f32", DpSgd32),
+                  benchmark::RegisterBenchmark("dp_sgd_ghost_f32", DpSgdGhost32)}) {
     b->ArgName("batch")->Arg(10)->Arg(32)->Arg(128)->Unit(
         benchmark::kMillisecond);
   }
