@@ -307,6 +307,39 @@ TEST(DpMechanismsTest, ClippedNormsAreExactlyMinOfNormAndC) {
   EXPECT_EQ(f[7], 1.0);  // a zero row is kept as is
 }
 
+// model.precision float32: the factors of float32 rows are those of the
+// same values in double (norms summed in double, in another order: equal
+// to a few ulps), and the weighted row sum agrees to float32 rounding.
+TEST(DpMechanismsTest, Float32RowsClipAsTheirDoubleValues) {
+  RngStream rng(9, RngPurpose::kTest, -1, -1);
+  RowMajorMatrixF g(30, 7851);  // the softmax's 7850 and a lane tail
+  for (Eigen::Index i = 0; i < g.rows(); ++i) {
+    const double scale = std::pow(10.0, (static_cast<double>(i) - 15.0) / 6.0);
+    for (Eigen::Index j = 0; j < g.cols(); ++j) {
+      g(i, j) = static_cast<float>(scale * rng.Gaussian());
+    }
+  }
+  g.row(4).setZero();
+  const RowMajorMatrixD d = g.cast<double>();
+  Eigen::VectorXd f32, f64;
+  ClipFactors(g, 30.0, f32);
+  ClipFactors(d, 30.0, f64);
+  ASSERT_EQ(f32.size(), f64.size());
+  int clipped = 0;
+  for (Eigen::Index i = 0; i < f32.size(); ++i) {
+    EXPECT_NEAR(f32[i], f64[i], 1e-14 * f64[i]) << i;
+    if (f64[i] < 1.0) ++clipped;
+  }
+  EXPECT_EQ(f32[4], 1.0);
+  EXPECT_GT(clipped, 5);
+  EXPECT_LT(clipped, 25);
+  Eigen::VectorXd sum32, sum64;
+  SumRows(g, f64, sum32);
+  SumRows(d, f64, sum64);
+  ASSERT_EQ(sum32.size(), g.cols());
+  EXPECT_LE((sum32 - sum64).cwiseAbs().maxCoeff(), 1e-5 * sum64.cwiseAbs().maxCoeff());
+}
+
 // Mean and std of `x`.
 std::pair<double, double> Moments(const std::vector<double>& x) {
   const double n = static_cast<double>(x.size());
