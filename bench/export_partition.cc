@@ -27,7 +27,8 @@ int main(int argc, char** argv) {
     std::cerr << config.status().message() << "\n";
     return 2;
   }
-  auto experiment = fedsim::BuildExperiment(*config);
+  // The files' row order: the baselines read the data files themselves.
+  auto experiment = fedsim::BuildExperiment(*config, "", /*keep_row_order=*/true);
   if (!experiment.ok()) {
     std::cerr << experiment.status().message() << "\n";
     return 2;

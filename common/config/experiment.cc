@@ -267,7 +267,8 @@ absl::StatusOr<DpSetup> ResolveDp(const v1::ExperimentConfig& config,
 }
 
 absl::StatusOr<Experiment> BuildExperiment(const v1::ExperimentConfig& config,
-                                           const std::string& data_dir) {
+                                           const std::string& data_dir,
+                                           bool keep_row_order) {
   if (config.data().source() == v1::DataConfig::SOURCE_LSA) {
     return BuildLsaExperiment(config);
   }
@@ -295,7 +296,7 @@ absl::StatusOr<Experiment> BuildExperiment(const v1::ExperimentConfig& config,
     if (!rows.ok()) return AnnotateStatus(rows.status(), "clients");
     exp.data.client_rows = *std::move(rows);
   }
-  MakeClientRowsContiguous(exp.data);
+  if (!keep_row_order) MakeClientRowsContiguous(exp.data);
   for (const auto& rows : exp.data.client_rows) {
     exp.client_sizes.push_back(static_cast<std::int64_t>(rows.size()));
   }

@@ -63,8 +63,15 @@ struct Experiment {
 // missing data file is kNotFound; a malformed file, a partition that does
 // not fit (more clients than rows) or a model that does not fit the data is
 // kInvalidArgument. Every message names the config key involved.
+//
+// Unless `keep_row_order` is set, the training rows are then reordered so
+// that every client's rows are contiguous (MakeClientRowsContiguous: the
+// same run, faster); client_rows index the reordered set. Tools that hand
+// the split to code reading the data files themselves (bench/
+// export_partition.cc) keep the files' row order.
 absl::StatusOr<Experiment> BuildExperiment(const v1::ExperimentConfig& config,
-                                           const std::string& data_dir = "");
+                                           const std::string& data_dir = "",
+                                           bool keep_row_order = false);
 
 // The DP settings of a validated config for clients of sizes `client_sizes`.
 // With local.dp.target_epsilon > 0 the noise multiplier is calibrated so that

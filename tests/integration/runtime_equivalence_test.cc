@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/config/config.h"
+#include "common/config/experiment.h"
 #include "gtest/gtest.h"
 #include "runtime/distributed.h"
 #include "runtime/embedded.h"
@@ -91,6 +92,38 @@ TEST(RuntimeEquivalenceTest, Float64FedAvgIsBitIdenticalAcrossThreadsAndProcesse
   const std::string float32 = RunIt(absl::StrCat(kSoftmax, "runtime: {threads: 2}\n"),
                                     Mode::kEmbedded, "fedavg32_2");
   EXPECT_NE(Hashes(two).back(), Hashes(float32).back());
+}
+
+// Client-contiguous rows (BuildExperiment's default) change where rows
+// live, not which rows a client reads or in which order: against the
+// files' order (keep_row_order, what bench_export_partition hands to the
+// baselines), every client's j-th row has the same features and label.
+TEST(RuntimeEquivalenceTest, ContiguousRowsAreTheSameRowsPerClient) {
+  absl::StatusOr<v1::ExperimentConfig> config = LoadConfigText(
+      "clients: {count: 50, partition: dirichlet, dirichlet_alpha: 0.5}\n");
+  ASSERT_TRUE(config.ok()) << config.status();
+  absl::StatusOr<Experiment> moved = BuildExperiment(*config);
+  absl::StatusOr<Experiment> kept = BuildExperiment(*config, "", /*keep_row_order=*/true);
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  ASSERT_EQ(moved->data.client_rows.size(), 50u);
+  ASSERT_EQ(kept->data.client_rows.size(), 50u);
+  std::int64_t next = 0;
+  bool order_differs = false;
+  for (std::size_t k = 0; k < 50; ++k) {
+    const auto& m = moved->data.client_rows[k];
+    const auto& o = kept->data.client_rows[k];
+    ASSERT_EQ(m.size(), o.size()) << k;
+    for (std::size_t j = 0; j < m.size(); ++j) {
+      ASSERT_EQ(m[j], next++) << "client " << k << " is not one block";
+      order_differs = order_differs || m[j] != o[j];
+      ASSERT_EQ(moved->data.train.features.row(m[j]), kept->data.train.features.row(o[j]))
+          << k << " " << j;
+      ASSERT_EQ(moved->data.train.labels[m[j]], kept->data.train.labels[o[j]]) << k << " " << j;
+    }
+  }
+  EXPECT_TRUE(order_differs);
+  EXPECT_EQ(moved->data.test.features, kept->data.test.features);
 }
 
 // SCAFFLSA keeps control variates and a Markov chain's state per client:
