@@ -81,6 +81,67 @@ constexpr auto MakeTable(std::integer_sequence<int, I...>) {
 constexpr int kMaxOutputs = 12;
 constexpr auto kTable = MakeTable(std::make_integer_sequence<int, kMaxOutputs>());
 
+// Single precision: eight rows at a time, lane r of a column vector holding
+// x(r, j), K outputs in registers. Rows r and r + 4 share a 256-bit load
+// pair (low and high halves), and a 4 x 4 transpose within each half
+// turns four features of eight rows into four column vectors.
+template <int K>
+void EightRowsF(const PackedLinearF& p, int k0, const float* x, int valid, double* out) {
+  const std::int64_t d = p.d;
+  const float* r[8];
+  for (int q = 0; q < 8; ++q) r[q] = x + (q < valid ? q : valid - 1) * d;
+  const float* w = p.w.data() + k0;
+  const std::int64_t ld = p.c;
+  __m256 acc[K];
+#pragma GCC unroll 16
+  for (int k = 0; k < K; ++k) acc[k] = _mm256_setzero_ps();
+  const auto step = [&](__m256 t, const float* wj) {
+#pragma GCC unroll 16
+    for (int k = 0; k < K; ++k) {
+      acc[k] = _mm256_fmadd_ps(t, _mm256_broadcast_ss(wj + k), acc[k]);
+    }
+  };
+  const auto pair = [&](int q, std::int64_t j) {  // rows q (low) and q + 4 (high)
+    return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(r[q] + j)),
+                                _mm_loadu_ps(r[q + 4] + j), 1);
+  };
+  std::int64_t j = 0;
+  for (; j + 4 <= d; j += 4) {
+    const __m256 a0 = pair(0, j), a1 = pair(1, j), a2 = pair(2, j), a3 = pair(3, j);
+    const __m256 t0 = _mm256_unpacklo_ps(a0, a1);  // x0j x1j x0j+1 x1j+1 | rows 4, 5
+    const __m256 t1 = _mm256_unpackhi_ps(a0, a1);  // x0j+2 x1j+2 x0j+3 x1j+3 | ...
+    const __m256 t2 = _mm256_unpacklo_ps(a2, a3);
+    const __m256 t3 = _mm256_unpackhi_ps(a2, a3);
+    const float* wj = w + j * ld;
+    step(_mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0)), wj);           // column j
+    step(_mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2)), wj + ld);      // j + 1
+    step(_mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0)), wj + 2 * ld);  // j + 2
+    step(_mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2)), wj + 3 * ld);  // j + 3
+  }
+  for (; j < d; ++j) {
+    step(_mm256_set_ps(r[7][j], r[6][j], r[5][j], r[4][j], r[3][j], r[2][j], r[1][j], r[0][j]),
+         w + j * ld);
+  }
+  alignas(32) float lanes[8];
+  for (int k = 0; k < K; ++k) {
+    _mm256_store_ps(lanes, acc[k]);
+    const double b = p.bias[static_cast<std::size_t>(k0 + k)];
+    for (int q = 0; q < valid; ++q) out[q * p.c + k0 + k] = static_cast<double>(lanes[q]) + b;
+  }
+}
+
+using EightRowsFn = void (*)(const PackedLinearF&, int, const float*, int, double*);
+
+template <int... I>
+constexpr auto MakeTableF(std::integer_sequence<int, I...>) {
+  return std::array<EightRowsFn, sizeof...(I)>{EightRowsF<I + 1>...};
+}
+
+// Up to 10 outputs a pass (a softmax over 10 classes in one pass): 10
+// accumulators and the transpose's temporaries fill the 16 registers.
+constexpr int kMaxOutputsF = 10;
+constexpr auto kTableF = MakeTableF(std::make_integer_sequence<int, kMaxOutputsF>());
+
 #endif  // FEDSIM_LINEAR_ROWS_AVX2
 
 }  // namespace
@@ -121,6 +182,42 @@ void LinearRowsF32(const PackedLinear& p, const float* x, std::int64_t rows, dou
       for (int k = 0; k < p.padded; ++k) acc[k] += xij * wj[k];
     }
     for (int k = 0; k < p.c; ++k) out[i * p.c + k] = acc[k] + p.bias[k];
+  }
+#endif
+}
+
+PackedLinearF PackLinearF(const double* w_colmajor, const double* bias, std::int64_t d, int c) {
+  FEDSIM_CHECK(d >= 1 && c >= 1) << "d " << d << ", c " << c;
+  PackedLinearF p;
+  p.d = d;
+  p.c = c;
+  p.w.resize(static_cast<std::size_t>(d * c));
+  for (std::int64_t j = 0; j < d; ++j) {
+    for (int k = 0; k < c; ++k) p.w[j * c + k] = static_cast<float>(w_colmajor[k * d + j]);
+  }
+  p.bias.assign(bias, bias + c);
+  return p;
+}
+
+void LinearRowsF32Single(const PackedLinearF& p, const float* x, std::int64_t rows, double* out) {
+#if FEDSIM_LINEAR_ROWS_AVX2
+  for (int k0 = 0; k0 < p.c; k0 += kMaxOutputsF) {
+    const EightRowsFn fn =
+        kTableF[static_cast<std::size_t>(std::min(kMaxOutputsF, p.c - k0) - 1)];
+    for (std::int64_t i = 0; i < rows; i += 8) {
+      fn(p, k0, x + i * p.d, static_cast<int>(std::min<std::int64_t>(8, rows - i)), out + i * p.c);
+    }
+  }
+#else
+  std::vector<float> acc(static_cast<std::size_t>(p.c));
+  for (std::int64_t i = 0; i < rows; ++i) {
+    const float* xi = x + i * p.d;
+    std::fill(acc.begin(), acc.end(), 0.0f);
+    for (std::int64_t j = 0; j < p.d; ++j) {
+      const float* wj = p.w.data() + j * p.c;
+      for (int k = 0; k < p.c; ++k) acc[k] += xi[j] * wj[k];
+    }
+    for (int k = 0; k < p.c; ++k) out[i * p.c + k] = static_cast<double>(acc[k]) + p.bias[k];
   }
 #endif
 }

@@ -46,6 +46,28 @@ PackedLinear PackLinear(const double* w_colmajor, const double* bias, std::int64
 // stride c. x: rows x layer.d floats, row i at x + i * layer.d.
 void LinearRowsF32(const PackedLinear& layer, const float* x, std::int64_t rows, double* out);
 
+// The same layer in single precision, for models whose precision is
+// float32 (model.precision; docs/architecture.md, "Precision"): W and b
+// rounded to float32 once, the products and sums in float32, 8 rows at a
+// time, twice the lanes of the float64 kernel.
+//
+// Numerical contract: out(i, k) = (double)(((0 + x_i0 w_0k) + x_i1 w_1k) +
+// ... + x_i,d-1 w_d-1,k) + b_k, the sum in float32 in feature order with
+// float32 W (each step a fused multiply-add when the build targets FMA, a
+// multiply then an add otherwise), converted to double, then b_k (float64)
+// added in double. Each output depends on its own row only.
+struct PackedLinearF {
+  std::int64_t d = 0;
+  int c = 0;
+  std::vector<float> w;      // d x c, row-major
+  std::vector<double> bias;  // c
+};
+
+PackedLinearF PackLinearF(const double* w_colmajor, const double* bias, std::int64_t d, int c);
+
+void LinearRowsF32Single(const PackedLinearF& layer, const float* x, std::int64_t rows,
+                         double* out);
+
 }  // namespace fedsim
 
 #endif  // FEDSIM_COMMON_KERNELS_LINEAR_ROWS_H_

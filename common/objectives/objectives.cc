@@ -254,12 +254,24 @@ class ObjectiveBase : public Objective {
         << "rows [" << begin << ", " << end << ") of " << data.size();
   }
 
-  // X w + b for rows [begin, end) of `data`, in place (linear_rows.h).
+  // out = X W + 1 b^T (rows x c, row-major) for rows [begin, end) of
+  // `data`, read in place (linear_rows.h), in the model's precision: the
+  // float32 kernel for float32 models, the float64 one otherwise.
+  void LinearRows(const double* w_colmajor, const double* bias, int c, const Dataset& data,
+                  std::int64_t begin, std::int64_t end, double* out) const {
+    const float* x = data.features.row(begin).data();
+    if (precision_ == Precision::kFloat32) {
+      LinearRowsF32Single(PackLinearF(w_colmajor, bias, d_, c), x, end - begin, out);
+    } else {
+      LinearRowsF32(PackLinear(w_colmajor, bias, d_, c), x, end - begin, out);
+    }
+  }
+
+  // X w + b for rows [begin, end) of `data`.
   Eigen::VectorXd LinearOfRows(const double* w, double bias, const Dataset& data,
                                std::int64_t begin, std::int64_t end) const {
-    const PackedLinear layer = PackLinear(w, &bias, d_, 1);
     Eigen::VectorXd z(end - begin);
-    LinearRowsF32(layer, data.features.row(begin).data(), end - begin, z.data());
+    LinearRows(w, &bias, 1, data, begin, end, z.data());
     return z;
   }
 
@@ -628,10 +640,9 @@ class Softmax final : public ObjectiveImpl<Softmax> {
                                                 std::int64_t& num_correct) const override {
     CheckRows(params, data, begin, end);
     const Index rows = end - begin;
-    const PackedLinear layer = PackLinear(params.data(), params.data() + d_ * c_, d_,
-                                          static_cast<int>(c_));
     RowMajorMatrixD g(rows, c_);
-    LinearRowsF32(layer, data.features.row(begin).data(), rows, g.data());
+    LinearRows(params.data(), params.data() + d_ * c_, static_cast<int>(c_), data, begin, end,
+               g.data());
     const Eigen::VectorXd y = data.labels.segment(begin, rows);
     num_correct = CountArgMaxHits(g, y);  // before g is overwritten
     const double inv_b = 1.0 / static_cast<double>(rows);
@@ -734,10 +745,9 @@ class Mlp final : public ObjectiveImpl<Mlp> {
                                                 std::int64_t& num_correct) const override {
     CheckRows(params, data, begin, end);
     const Index rows = end - begin;
-    const PackedLinear layer1 = PackLinear(params.data(), params.data() + b1_offset_, d_,
-                                           static_cast<int>(h_));
     RowMajorMatrixD a(rows, h_);
-    LinearRowsF32(layer1, data.features.row(begin).data(), rows, a.data());
+    LinearRows(params.data(), params.data() + b1_offset_, static_cast<int>(h_), data, begin,
+               end, a.data());
     a = a.cwiseMax(0.0);
     const ConstMatrixMap w2(params.data() + w2_offset_, h_, c_);
     const ConstVectorRef b2(params.data() + b2_offset_, c_);

@@ -265,8 +265,14 @@ TEST_P(ObjectiveCaseTest, EvaluateWithCorrectIsEvaluateAndNumCorrect) {
 // The evaluator's in-place path (float32 rows, no float64 copy), which
 // every objective has, agrees with EvaluateWithCorrect on the gathered rows
 // to rounding.
+// Both precisions: float64 reads the rows in place to rounding (1e-13);
+// float32 (the single-precision kernel) to float32's.
 TEST_P(ObjectiveCaseTest, EvaluateRowsInPlaceAgreesWithTheGatheredBatch) {
-  const ObjectiveSpec& spec = GetParam().spec;
+ for (const Precision precision : {Precision::kFloat64, Precision::kFloat32}) {
+  SCOPED_TRACE(precision == Precision::kFloat32 ? "float32" : "float64");
+  const double tol = precision == Precision::kFloat32 ? 2e-5 : 1e-13;
+  ObjectiveSpec spec = GetParam().spec;
+  spec.precision = precision;
   const auto objective = MakeOrDie(spec);
   ASSERT_NE(objective, nullptr);
   RngStream rng(37, RngPurpose::kTest, -1, 0);
@@ -286,10 +292,14 @@ TEST_P(ObjectiveCaseTest, EvaluateRowsInPlaceAgreesWithTheGatheredBatch) {
     GatherRange(data, begin, end, gathered);
     std::int64_t correct = -1;
     const double loss = objective->EvaluateWithCorrect(params, gathered, correct);
-    EXPECT_NEAR(*in_place, loss, 1e-13 * std::max(1.0, std::abs(loss)))
+    EXPECT_NEAR(*in_place, loss, tol * std::max(1.0, std::abs(loss)))
         << "rows [" << begin << ", " << end << ")";
+    if (precision == Precision::kFloat32) {
+      EXPECT_NE(*in_place, loss) << "the float32 rows were evaluated in double";
+    }
     EXPECT_EQ(in_place_correct, correct) << "rows [" << begin << ", " << end << ")";
   }
+ }
 }
 
 TEST_P(ObjectiveCaseTest, L2TermIsAddedOnce) {
