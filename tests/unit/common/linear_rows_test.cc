@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <vector>
 
 #include "common/kernels/linear_rows.h"
@@ -59,32 +61,76 @@ Problem Random(std::int64_t rows, std::int64_t d, int c, std::int64_t key) {
   return p;
 }
 
-TEST(LinearRowsTest, ExactOnASmallCase) {
-  // X = [[1, 2], [3, -1]], W = [[1, 0.5], [-1, 2]] (d = 2, c = 2), b = (0.25, -0.5).
+// A kernel under test, bound to its packed layer: (x, rows, out).
+using Kernel = std::function<void(const float*, std::int64_t, double*)>;
+// Packs (w, b, d, c) for one of the two kernels.
+using MakeKernel = std::function<Kernel(const std::vector<double>&, const std::vector<double>&,
+                                        std::int64_t, int)>;
+
+Kernel Double(const std::vector<double>& w, const std::vector<double>& b, std::int64_t d,
+              int c) {
+  auto layer = std::make_shared<PackedLinear>(PackLinear(w.data(), b.data(), d, c));
+  return [layer](const float* x, std::int64_t rows, double* out) {
+    LinearRowsF32(*layer, x, rows, out);
+  };
+}
+
+Kernel Single(const std::vector<double>& w, const std::vector<double>& b, std::int64_t d,
+              int c) {
+  auto layer = std::make_shared<PackedLinearF>(PackLinearF(w.data(), b.data(), d, c));
+  return [layer](const float* x, std::int64_t rows, double* out) {
+    LinearRowsF32Single(*layer, x, rows, out);
+  };
+}
+
+// X = [[1, 2], [3, -1]], W = [[1, 0.5], [-1, 2]] (d = 2, c = 2), b = (0.25,
+// -0.5): every product and sum exact in both precisions.
+void ExpectExactOnASmallCase(const MakeKernel& make) {
   const std::vector<float> x = {1, 2, 3, -1};
-  const std::vector<double> w_colmajor = {1, -1, 0.5, 2};
-  const std::vector<double> bias = {0.25, -0.5};
-  const PackedLinear layer = PackLinear(w_colmajor.data(), bias.data(), 2, 2);
+  const Kernel kernel = make({1, -1, 0.5, 2}, {0.25, -0.5}, 2, 2);
   std::vector<double> out(4);
-  LinearRowsF32(layer, x.data(), 2, out.data());
+  kernel(x.data(), 2, out.data());
   EXPECT_EQ(out, (std::vector<double>{1 - 2 + 0.25, 0.5 + 4 - 0.5, 3 + 1 + 0.25, 1.5 - 2 - 0.5}));
 }
 
-TEST(LinearRowsTest, EveryWidthAndRowTailFollowsTheContractBitForBit) {
-  // d = 37: four-feature steps and a tail; rows 1..9: full blocks of four and
-  // every tail; c = 1..13 and 25: every register block width, and blocks of
-  // 12 outputs followed by a rest.
+// Rows computed in two calls, split anywhere, give the same bits as one.
+void ExpectSplitIndependent(const MakeKernel& make) {
+  const std::int64_t rows = 23, d = 50;
+  const int c = 10;
+  const Problem p = Random(rows, d, c, 1);
+  const Kernel kernel = make(p.w, p.bias, d, c);
+  std::vector<double> whole(static_cast<std::size_t>(rows * c));
+  kernel(p.x.data(), rows, whole.data());
+  for (std::int64_t split : {1, 3, 5, 8, 22}) {
+    std::vector<double> parts(whole.size());
+    kernel(p.x.data(), split, parts.data());
+    kernel(p.x.data() + split * d, rows - split, parts.data() + split * c);
+    for (std::size_t i = 0; i < whole.size(); ++i) {
+      ASSERT_TRUE(SameBits(whole[i], parts[i])) << "split " << split << ", value " << i;
+    }
+  }
+}
+
+TEST(LinearRowsTest, ExactOnASmallCase) { ExpectExactOnASmallCase(Double); }
+
+// Every output width 1..max_width and rest_width, and every row count up
+// to max_rows (d = 37: four-feature steps and a tail), against
+// `reference`, bit for bit.
+using ReferenceFn = std::vector<double> (*)(const std::vector<float>&, std::int64_t, std::int64_t,
+                                            const std::vector<double>&,
+                                            const std::vector<double>&, int);
+void ExpectContract(const MakeKernel& make, ReferenceFn reference, int max_width,
+                    int rest_width, std::int64_t max_rows) {
   std::vector<int> widths;
-  for (int c = 1; c <= 13; ++c) widths.push_back(c);
-  widths.push_back(25);
+  for (int c = 1; c <= max_width; ++c) widths.push_back(c);
+  widths.push_back(rest_width);
   for (int c : widths) {
-    for (std::int64_t rows = 1; rows <= 9; ++rows) {
+    for (std::int64_t rows = 1; rows <= max_rows; ++rows) {
       const std::int64_t d = 37;
-      const Problem p = Random(rows, d, c, c * 100 + rows);
-      const PackedLinear layer = PackLinear(p.w.data(), p.bias.data(), d, c);
+      const Problem p = Random(rows, d, c, c * 1000 + rows);
       std::vector<double> out(static_cast<std::size_t>(rows * c), NAN);
-      LinearRowsF32(layer, p.x.data(), rows, out.data());
-      const std::vector<double> want = Reference(p.x, rows, d, p.w, p.bias, c);
+      make(p.w, p.bias, d, c)(p.x.data(), rows, out.data());
+      const std::vector<double> want = reference(p.x, rows, d, p.w, p.bias, c);
       for (std::size_t i = 0; i < out.size(); ++i) {
         ASSERT_TRUE(SameBits(out[i], want[i]))
             << "c " << c << ", rows " << rows << ", value " << i << ": " << out[i]
@@ -94,22 +140,13 @@ TEST(LinearRowsTest, EveryWidthAndRowTailFollowsTheContractBitForBit) {
   }
 }
 
-TEST(LinearRowsTest, ARowsValuesDoNotDependOnHowRowsAreSplit) {
-  const std::int64_t rows = 23, d = 50;
-  const int c = 10;
-  const Problem p = Random(rows, d, c, 1);
-  const PackedLinear layer = PackLinear(p.w.data(), p.bias.data(), d, c);
-  std::vector<double> whole(static_cast<std::size_t>(rows * c));
-  LinearRowsF32(layer, p.x.data(), rows, whole.data());
-  for (std::int64_t split : {1, 3, 5, 22}) {
-    std::vector<double> parts(whole.size());
-    LinearRowsF32(layer, p.x.data(), split, parts.data());
-    LinearRowsF32(layer, p.x.data() + split * d, rows - split, parts.data() + split * c);
-    for (std::size_t i = 0; i < whole.size(); ++i) {
-      ASSERT_TRUE(SameBits(whole[i], parts[i])) << "split " << split << ", value " << i;
-    }
-  }
+TEST(LinearRowsTest, EveryWidthAndRowTailFollowsTheContractBitForBit) {
+  // Rows 1..9: blocks of four and every tail; c = 1..13 and 25: every
+  // register block width, and blocks of 12 outputs followed by a rest.
+  ExpectContract(Double, Reference, 13, 25, 9);
 }
+
+TEST(LinearRowsTest, ARowsValuesDoNotDependOnHowRowsAreSplit) { ExpectSplitIndependent(Double); }
 
 // The single-precision kernel's contract as the plain loop: a float32 sum
 // in feature order of x_ij * float(w_jk), fused exactly when the build is,
@@ -136,38 +173,12 @@ std::vector<double> ReferenceSingle(const std::vector<float>& x, std::int64_t ro
   return out;
 }
 
-TEST(LinearRowsSingleTest, ExactOnASmallCase) {
-  const std::vector<float> x = {1, 2, 3, -1};
-  const std::vector<double> w_colmajor = {1, -1, 0.5, 2};
-  const std::vector<double> bias = {0.25, -0.5};
-  const PackedLinearF layer = PackLinearF(w_colmajor.data(), bias.data(), 2, 2);
-  std::vector<double> out(4);
-  LinearRowsF32Single(layer, x.data(), 2, out.data());
-  EXPECT_EQ(out, (std::vector<double>{1 - 2 + 0.25, 0.5 + 4 - 0.5, 3 + 1 + 0.25, 1.5 - 2 - 0.5}));
-}
+TEST(LinearRowsSingleTest, ExactOnASmallCase) { ExpectExactOnASmallCase(Single); }
 
 TEST(LinearRowsSingleTest, EveryWidthAndRowTailFollowsTheContractBitForBit) {
-  // d = 37: four-feature steps and a tail; rows 1..17: blocks of eight and
-  // every tail; c = 1..11 and 23: every register block width, and blocks
-  // of 10 outputs followed by a rest.
-  std::vector<int> widths;
-  for (int c = 1; c <= 11; ++c) widths.push_back(c);
-  widths.push_back(23);
-  for (int c : widths) {
-    for (std::int64_t rows = 1; rows <= 17; ++rows) {
-      const std::int64_t d = 37;
-      const Problem p = Random(rows, d, c, c * 1000 + rows);
-      const PackedLinearF layer = PackLinearF(p.w.data(), p.bias.data(), d, c);
-      std::vector<double> out(static_cast<std::size_t>(rows * c), NAN);
-      LinearRowsF32Single(layer, p.x.data(), rows, out.data());
-      const std::vector<double> want = ReferenceSingle(p.x, rows, d, p.w, p.bias, c);
-      for (std::size_t i = 0; i < out.size(); ++i) {
-        ASSERT_TRUE(SameBits(out[i], want[i]))
-            << "c " << c << ", rows " << rows << ", value " << i << ": " << out[i]
-            << " != " << want[i];
-      }
-    }
-  }
+  // Rows 1..17: blocks of eight and every tail; c = 1..11 and 23: every
+  // register block width, and blocks of 10 outputs followed by a rest.
+  ExpectContract(Single, ReferenceSingle, 11, 23, 17);
 }
 
 TEST(LinearRowsSingleTest, AgreesWithTheDoubleKernelToSinglePrecision) {
@@ -190,20 +201,7 @@ TEST(LinearRowsSingleTest, AgreesWithTheDoubleKernelToSinglePrecision) {
 }
 
 TEST(LinearRowsSingleTest, ARowsValuesDoNotDependOnHowRowsAreSplit) {
-  const std::int64_t rows = 23, d = 50;
-  const int c = 10;
-  const Problem p = Random(rows, d, c, 1);
-  const PackedLinearF layer = PackLinearF(p.w.data(), p.bias.data(), d, c);
-  std::vector<double> whole(static_cast<std::size_t>(rows * c));
-  LinearRowsF32Single(layer, p.x.data(), rows, whole.data());
-  for (std::int64_t split : {1, 3, 8, 22}) {
-    std::vector<double> parts(whole.size());
-    LinearRowsF32Single(layer, p.x.data(), split, parts.data());
-    LinearRowsF32Single(layer, p.x.data() + split * d, rows - split, parts.data() + split * c);
-    for (std::size_t i = 0; i < whole.size(); ++i) {
-      ASSERT_TRUE(SameBits(whole[i], parts[i])) << "split " << split << ", value " << i;
-    }
-  }
+  ExpectSplitIndependent(Single);
 }
 
 }  // namespace
