@@ -530,7 +530,10 @@ void ApplyDefaults(v1::ExperimentConfig& c) {
             : v1::ModelConfig::OBJECTIVE_SOFTMAX);
   }
   if (model->precision() == v1::ModelConfig::PRECISION_UNSPECIFIED) {
-    model->set_precision(model->objective() == v1::ModelConfig::OBJECTIVE_LEAST_SQUARES
+    // LSA has no objective; float64 there keeps its resolved config what
+    // it was before the key (checkpoints of LSA runs stay resumable).
+    model->set_precision(model->objective() == v1::ModelConfig::OBJECTIVE_LEAST_SQUARES ||
+                                 lsa_source
                              ? v1::ModelConfig::PRECISION_FLOAT64
                              : v1::ModelConfig::PRECISION_FLOAT32);
   }

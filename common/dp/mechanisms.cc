@@ -5,6 +5,7 @@
 #include <span>
 
 #include "common/base/check.h"
+#include "common/kernels/vector_ops.h"
 
 namespace fedsim {
 
@@ -73,34 +74,6 @@ void ClipFactors(const RowMajorMatrixD& gradients, double clip,
     factors[i] = norm > clip ? clip / norm : 1.0;
   }
 }
-
-namespace {
-
-// sum_j x_j^2 in double over float32 values, in 8 lanes (element j into
-// lane j % 8) added in lane order at the end: a fixed order, so the same
-// bits on every thread count, and a loop the compiler vectorises (a single
-// double accumulator it may not reorder, and Eigen's cast<double>().norm()
-// ran one element at a time: a third of a float32 DP-SGD step).
-double SquaredNormInDouble(const float* x, Eigen::Index n) {
-  constexpr int kLanes = 8;
-  double lane[kLanes] = {};
-  Eigen::Index j = 0;
-  for (; j + kLanes <= n; j += kLanes) {
-    for (int l = 0; l < kLanes; ++l) {
-      const double v = x[j + l];
-      lane[l] += v * v;
-    }
-  }
-  for (int l = 0; j < n; ++j, ++l) {
-    const double v = x[j];
-    lane[l] += v * v;
-  }
-  double sum = 0.0;
-  for (int l = 0; l < kLanes; ++l) sum += lane[l];
-  return sum;
-}
-
-}  // namespace
 
 void ClipFactors(const RowMajorMatrixF& gradients, double clip,
                  Eigen::VectorXd& factors) {

@@ -47,9 +47,9 @@ PackedLinear PackLinear(const double* w_colmajor, const double* bias, std::int64
 void LinearRowsF32(const PackedLinear& layer, const float* x, std::int64_t rows, double* out);
 
 // The same layer in single precision, for models whose precision is
-// float32 (model.precision; docs/architecture.md, "Precision"): W and b
-// rounded to float32 once, the products and sums in float32, 8 rows at a
-// time, twice the lanes of the float64 kernel.
+// float32 (model.precision; docs/architecture.md, "Precision"): W rounded
+// to float32 once (b stays double), the products and sums in float32, 8
+// rows at a time, twice the lanes of the float64 kernel.
 //
 // Numerical contract: out(i, k) = (double)(((0 + x_i0 w_0k) + x_i1 w_1k) +
 // ... + x_i,d-1 w_d-1,k) + b_k, the sum in float32 in feature order with

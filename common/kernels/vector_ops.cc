@@ -116,4 +116,23 @@ double ClipToNorm(Eigen::Ref<Eigen::VectorXd> x, double c) {
   return factor;
 }
 
+double SquaredNormInDouble(const float* x, std::int64_t n) {
+  constexpr int kLanes = 8;
+  double lane[kLanes] = {};
+  std::int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    for (int l = 0; l < kLanes; ++l) {
+      const double v = x[j + l];
+      lane[l] += v * v;
+    }
+  }
+  for (int l = 0; j < n; ++j, ++l) {
+    const double v = x[j];
+    lane[l] += v * v;
+  }
+  double sum = 0.0;
+  for (int l = 0; l < kLanes; ++l) sum += lane[l];
+  return sum;
+}
+
 }  // namespace fedsim

@@ -62,6 +62,12 @@ bool AllFinite(const Eigen::Ref<const Eigen::VectorXd>& x);
 // last bits of every run.
 void UseFixedEigenBlocking();
 
+// sum_j x_j^2 of n float32 values, accumulated in double in 8 lanes
+// (element j into lane j % 8), the lanes added in order at the end: a
+// fixed order (the same bits on any thread count) that the compiler
+// vectorises. Clipping norms of float32 gradients (model.precision float32).
+double SquaredNormInDouble(const float* x, std::int64_t n);
+
 // Scales x to norm at most c: x *= min(1, c / ||x||). Returns the factor used.
 // REQUIRES: c >= 0.
 double ClipToNorm(Eigen::Ref<Eigen::VectorXd> x, double c);

@@ -57,6 +57,7 @@
 #include "common/base/types.h"
 #include "common/data/dataset.h"
 #include "common/kernels/linear_rows.h"
+#include "common/kernels/vector_ops.h"
 #include "common/objectives/objective.h"
 #include "common/random/stream.h"
 
@@ -120,6 +121,21 @@ class GradientIn {
   FlatVector& out_;
   Vec<T> buffer_;  // float only
 };
+
+// ||x_i||^2 of every row, in double: Eigen's own row norms for double
+// rows (the float64 path as it always was), 8-lane double sums for float32
+// rows, so that ghost clipping's norms (and its clipping decisions) are as
+// exact in float32 as the per-example path's (dp/mechanisms.h).
+template <typename T>
+Eigen::VectorXd RowSquaredNorms(const RowMat<T>& x) {
+  if constexpr (std::is_same_v<T, double>) {
+    return x.rowwise().squaredNorm();
+  } else {
+    Eigen::VectorXd norms(x.rows());
+    for (Index i = 0; i < x.rows(); ++i) norms[i] = SquaredNormInDouble(x.row(i).data(), x.cols());
+    return norms;
+  }
+}
 
 // Limit on the parameter count accepted by MakeObjective: 2^40 doubles is
 // 8 TiB, far beyond any model fedsim runs, and keeps the count products
@@ -401,8 +417,11 @@ class LeastSquares final : public ObjectiveImpl<LeastSquares> {
     const double inv_b = 1.0 / static_cast<double>(batch.size());
     loss = AddL2(params, 0.5 * r.template cast<double>().squaredNorm() * inv_b, nullptr);
     delta = r;
-    squared_norms =
-        (r.array().square() * batch.x.rowwise().squaredNorm().array()).template cast<double>();
+    if constexpr (std::is_same_v<T, double>) {
+      squared_norms = r.array().square() * batch.x.rowwise().squaredNorm().array();
+    } else {
+      squared_norms = r.template cast<double>().array().square() * RowSquaredNorms(batch.x).array();
+    }
   }
 
   template <typename T>
@@ -502,9 +521,13 @@ class Logistic final : public ObjectiveImpl<Logistic> {
     loss = AddL2(params, total * (1.0 / static_cast<double>(b)), nullptr);
     delta.resize(b, 1);
     for (Index i = 0; i < b; ++i) delta(i, 0) = static_cast<T>(Sigmoid(z[i]) - batch.y[i]);
-    squared_norms = (delta.col(0).array().square() *
-                     (batch.x.rowwise().squaredNorm().array() + T(1)))
-                        .template cast<double>();
+    if constexpr (std::is_same_v<T, double>) {
+      squared_norms = delta.col(0).array().square() *
+                      (batch.x.rowwise().squaredNorm().array() + 1.0);
+    } else {
+      squared_norms = delta.col(0).template cast<double>().array().square() *
+                      (RowSquaredNorms(batch.x).array() + 1.0);
+    }
   }
 
   template <typename T>
@@ -606,9 +629,13 @@ class Softmax final : public ObjectiveImpl<Softmax> {
     const double inv_b = 1.0 / static_cast<double>(batch.size());
     loss = AddL2(params, SoftmaxCrossEntropyInPlace(batch.y, delta) * inv_b, nullptr);
     // delta = P - Y; ||delta_i (x) [x_i; 1]||^2 = ||delta_i||^2 (||x_i||^2 + 1).
-    squared_norms = (delta.rowwise().squaredNorm().array() *
-                     (batch.x.rowwise().squaredNorm().array() + T(1)))
-                        .template cast<double>();
+    if constexpr (std::is_same_v<T, double>) {
+      squared_norms = delta.rowwise().squaredNorm().array() *
+                      (batch.x.rowwise().squaredNorm().array() + 1.0);
+    } else {
+      squared_norms =
+          RowSquaredNorms(delta).array() * (RowSquaredNorms(batch.x).array() + 1.0);
+    }
   }
 
   template <typename T>

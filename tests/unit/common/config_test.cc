@@ -98,6 +98,8 @@ TEST(ConfigTest, SourceDependentDefaults) {
   EXPECT_EQ(fp.clients().partition(), v1::ClientsConfig::PARTITION_NATURAL);
   EXPECT_EQ(fp.clients().count(), 30);
   EXPECT_EQ(fp.model().precision(), v1::ModelConfig::PRECISION_FLOAT32);
+  EXPECT_EQ(LoadOrDie("data: {source: lsa}\nlocal: {max_steps: 5}").model().precision(),
+            v1::ModelConfig::PRECISION_FLOAT64);
 }
 
 TEST(ConfigTest, PrecisionIsKeptWhenGivenAndChecked) {

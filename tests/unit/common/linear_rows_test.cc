@@ -113,9 +113,9 @@ void ExpectSplitIndependent(const MakeKernel& make) {
 
 TEST(LinearRowsTest, ExactOnASmallCase) { ExpectExactOnASmallCase(Double); }
 
-// Every output width 1..max_width and rest_width, and every row count up
-// to max_rows (d = 37: four-feature steps and a tail), against
-// `reference`, bit for bit.
+// Every output width 1..max_width and rest_width, every row count up to
+// max_rows, and d from 1 to 4 and 37 to 39 (four-feature steps and every
+// tail), against `reference`, bit for bit.
 using ReferenceFn = std::vector<double> (*)(const std::vector<float>&, std::int64_t, std::int64_t,
                                             const std::vector<double>&,
                                             const std::vector<double>&, int);
@@ -125,18 +125,19 @@ void ExpectContract(const MakeKernel& make, ReferenceFn reference, int max_width
   for (int c = 1; c <= max_width; ++c) widths.push_back(c);
   widths.push_back(rest_width);
   for (int c : widths) {
+   for (const std::int64_t d : {1, 2, 3, 4, 37, 38, 39}) {  // every feature tail
     for (std::int64_t rows = 1; rows <= max_rows; ++rows) {
-      const std::int64_t d = 37;
-      const Problem p = Random(rows, d, c, c * 1000 + rows);
+      const Problem p = Random(rows, d, c, c * 1000 + rows + 100000 * d);
       std::vector<double> out(static_cast<std::size_t>(rows * c), NAN);
       make(p.w, p.bias, d, c)(p.x.data(), rows, out.data());
       const std::vector<double> want = reference(p.x, rows, d, p.w, p.bias, c);
       for (std::size_t i = 0; i < out.size(); ++i) {
         ASSERT_TRUE(SameBits(out[i], want[i]))
-            << "c " << c << ", rows " << rows << ", value " << i << ": " << out[i]
-            << " != " << want[i];
+            << "c " << c << ", d " << d << ", rows " << rows << ", value " << i << ": "
+            << out[i] << " != " << want[i];
       }
     }
+   }
   }
 }
 
