@@ -64,9 +64,10 @@ struct Experiment {
 // not fit (more clients than rows) or a model that does not fit the data is
 // kInvalidArgument. Every message names the config key involved.
 //
-// Unless `keep_row_order` is set, the training rows are then reordered so
-// that every client's rows are contiguous (MakeClientRowsContiguous: the
-// same run, faster); client_rows index the reordered set. Tools that hand
+// Unless `keep_row_order` is set or the training set has more than 2^21
+// rows, the training rows are then reordered so that every client's rows
+// are contiguous (MakeClientRowsContiguous: the same run, faster);
+// client_rows index the reordered set. Tools that hand
 // the split to code reading the data files themselves (bench/
 // export_partition.cc) keep the files' row order.
 absl::StatusOr<Experiment> BuildExperiment(const v1::ExperimentConfig& config,
