@@ -341,6 +341,25 @@ TEST(CheckpointTest, ACheckpointWithoutPrecisionResumesAsFloat64) {
   EXPECT_EQ(Column(dir, "model_hash"), Column(reference, "model_hash"));
 }
 
+// The same for an LSA run (no objective; precision resolves to float64 so
+// that its checkpoints from before the key resume with the config as is).
+TEST(CheckpointTest, AnLsaCheckpointWithoutPrecisionResumesWithTheSameConfig) {
+  const v1::ExperimentConfig config =
+      Config(absl::StrCat(kScaffLsa, "checkpoint: {every: 1, keep: 1000, min_interval_s: 0}\n"));
+  ASSERT_EQ(config.model().precision(), v1::ModelConfig::PRECISION_FLOAT64);
+  const std::string reference = Dir("precision_lsa_ref");
+  RunFresh(config, reference);
+  const std::string dir = CrashedCopy(reference, 3, "precision_lsa");
+  const auto files = Checkpoints(dir);
+  ASSERT_FALSE(files.empty());
+  absl::StatusOr<CheckpointData> data = ReadCheckpoint(files.back().second);
+  ASSERT_TRUE(data.ok()) << data.status();
+  data->config.mutable_model()->clear_precision();  // as an older fedsim wrote it
+  ASSERT_TRUE(WriteCheckpoint(dir, *data, 1000).ok());
+  Resume(config, dir, 3);
+  EXPECT_EQ(Column(dir, "model_hash"), Column(reference, "model_hash"));
+}
+
 // The coordinator owns the clients' state in a distributed run too, so
 // its checkpoints hold it: a distributed run resumed from a mid-run
 // checkpoint (3 worker processes) ends bit-identical to the uninterrupted
