@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -314,6 +315,27 @@ TEST(CheckpointTest, ResumeRefusesACheckpointOfAnotherIsaLevel) {
       << run.status();
 }
 
+// Runs `config` to the end in `name`_ref, then makes `name` a copy crashed
+// after round 3 whose newest checkpoint has no model.precision, as a
+// fedsim from before the key wrote it (after checking it read as
+// float64). Returns {the reference's directory, the crashed copy's}.
+std::pair<std::string, std::string> CrashedCopyWithoutPrecision(
+    const v1::ExperimentConfig& config, const std::string& name) {
+  const std::string reference = Dir(name + "_ref");
+  RunFresh(config, reference);
+  const std::string dir = CrashedCopy(reference, 3, name);
+  const auto files = Checkpoints(dir);
+  EXPECT_FALSE(files.empty());
+  if (files.empty()) return {reference, dir};
+  absl::StatusOr<CheckpointData> data = ReadCheckpoint(files.back().second);
+  EXPECT_TRUE(data.ok()) << data.status();
+  if (!data.ok()) return {reference, dir};
+  EXPECT_EQ(data->config.model().precision(), v1::ModelConfig::PRECISION_FLOAT64);
+  data->config.mutable_model()->clear_precision();
+  EXPECT_TRUE(WriteCheckpoint(dir, *data, 1000).ok());
+  return {reference, dir};
+}
+
 // model.precision: a checkpoint from before the key (none in its config)
 // was computed in float64 and reads as such, so it resumes under float64
 // (least_squares' default here) and is refused under float32.
@@ -323,16 +345,7 @@ TEST(CheckpointTest, ACheckpointWithoutPrecisionResumesAsFloat64) {
   ASSERT_EQ(float64.model().precision(), v1::ModelConfig::PRECISION_FLOAT64);
   v1::ExperimentConfig float32 = float64;
   float32.mutable_model()->set_precision(v1::ModelConfig::PRECISION_FLOAT32);
-  const std::string reference = Dir("precision_ref");
-  RunFresh(float64, reference);
-  const std::string dir = CrashedCopy(reference, 3, "precision");
-  const auto files = Checkpoints(dir);
-  ASSERT_FALSE(files.empty());
-  absl::StatusOr<CheckpointData> data = ReadCheckpoint(files.back().second);
-  ASSERT_TRUE(data.ok()) << data.status();
-  EXPECT_EQ(data->config.model().precision(), v1::ModelConfig::PRECISION_FLOAT64);
-  data->config.mutable_model()->clear_precision();  // as an older fedsim wrote it
-  ASSERT_TRUE(WriteCheckpoint(dir, *data, 1000).ok());
+  const auto [reference, dir] = CrashedCopyWithoutPrecision(float64, "precision");
   absl::StatusOr<CoordinatorRun> refused = PrepareOrResumeRun(float32, dir, "embedded");
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
@@ -347,15 +360,7 @@ TEST(CheckpointTest, AnLsaCheckpointWithoutPrecisionResumesWithTheSameConfig) {
   const v1::ExperimentConfig config =
       Config(absl::StrCat(kScaffLsa, "checkpoint: {every: 1, keep: 1000, min_interval_s: 0}\n"));
   ASSERT_EQ(config.model().precision(), v1::ModelConfig::PRECISION_FLOAT64);
-  const std::string reference = Dir("precision_lsa_ref");
-  RunFresh(config, reference);
-  const std::string dir = CrashedCopy(reference, 3, "precision_lsa");
-  const auto files = Checkpoints(dir);
-  ASSERT_FALSE(files.empty());
-  absl::StatusOr<CheckpointData> data = ReadCheckpoint(files.back().second);
-  ASSERT_TRUE(data.ok()) << data.status();
-  data->config.mutable_model()->clear_precision();  // as an older fedsim wrote it
-  ASSERT_TRUE(WriteCheckpoint(dir, *data, 1000).ok());
+  const auto [reference, dir] = CrashedCopyWithoutPrecision(config, "precision_lsa");
   Resume(config, dir, 3);
   EXPECT_EQ(Column(dir, "model_hash"), Column(reference, "model_hash"));
 }
