@@ -110,9 +110,11 @@ fi
 
 # A quickstart config with fewer rounds (configs/quickstart.yaml otherwise),
 # THREADS runtime threads (default 2), evaluation on (default) or off (only
-# after the last round, which bench/report.py then leaves out).
+# after the last round, which bench/report.py then leaves out). With
+# evaluation on, train_loss reads every training row, as the plain loops
+# and Flower do (the default config samples 10,000: eval.train_rows).
 quickstart_config() {  # ROUNDS FILE [THREADS] [on|off]
-  local ev=(-e "s/^  every: .*/  every: 1/")
+  local ev=(-e "s/^  every: .*/  every: 1/" -e "s/^  train_loss: .*/  train_loss: true\n  train_rows: 0/")
   [ "${4:-on}" = off ] && ev=(-e "s/^  every: .*/  every: 1000000/" -e "s/^  train_loss: .*/  train_loss: false/")
   sed -e "s/^rounds: .*/rounds: $1/" -e "s/^name: .*/name: bench_quickstart/" \
     -e "s/^  threads: .*/  threads: ${3:-2}/" "${ev[@]}" configs/quickstart.yaml > "$2"

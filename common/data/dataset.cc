@@ -110,6 +110,21 @@ void MakeClientRowsContiguous(FederatedData& data) {
   for (auto& rows : data.client_rows) {
     for (std::int64_t& r : rows) r = new_of_old[r];
   }
+  for (std::int64_t& r : data.eval_rows) r = new_of_old[r];
+}
+
+Dataset SelectRows(const Dataset& data, std::span<const std::int64_t> rows) {
+  Dataset out;
+  out.num_classes = data.num_classes;
+  out.features.resize(static_cast<Eigen::Index>(rows.size()), data.dim());
+  out.labels.resize(static_cast<Eigen::Index>(rows.size()));
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const std::int64_t r = rows[i];
+    FEDSIM_CHECK(r >= 0 && r < data.size()) << "row " << r;
+    out.features.row(static_cast<Eigen::Index>(i)) = data.features.row(r);
+    out.labels[static_cast<Eigen::Index>(i)] = data.labels[r];
+  }
+  return out;
 }
 
 }  // namespace fedsim

@@ -72,7 +72,13 @@ struct FederatedData {
   Dataset test;
   std::vector<std::vector<std::int64_t>> client_rows;
   std::optional<Eigen::VectorXd> optimum;
+  // The training rows train_loss is computed on (eval.train_rows), in the
+  // data files' order; empty: every row.
+  std::vector<std::int64_t> eval_rows;
 };
+
+// Copies the rows `rows` of `data`, in that order, into a new data set.
+Dataset SelectRows(const Dataset& data, std::span<const std::int64_t> rows);
 
 // Reorders data.train so that every client's rows are contiguous, in
 // client order and, within a client, in its list's order; rows of no client
@@ -80,7 +86,8 @@ struct FederatedData {
 // client reads the same rows in the same order as before: a run's
 // trajectory is unchanged bit for bit (model_hash), only the memory it
 // walks is local (docs/performance.md). A row listed by several clients
-// moves with the first and is shared by the others.
+// moves with the first and is shared by the others. eval_rows is
+// renumbered too, and keeps its order.
 void MakeClientRowsContiguous(FederatedData& data);
 
 }  // namespace fedsim

@@ -127,7 +127,10 @@ struct StepReport {
 // What an engine reads of the experiment; every pointer must outlive it.
 struct EngineInputs {
   const Objective* objective = nullptr;         // null: no loss evaluation
+  // The rows train_loss is computed on: the training set, or its sample
+  // (eval.train_rows), then owned by train_sample.
   const Dataset* train = nullptr;
+  std::shared_ptr<const Dataset> train_sample;
   const Dataset* test = nullptr;
   std::vector<std::int64_t> client_sizes;       // n_k
   std::optional<FlatVector> optimum;            // for dist_to_opt
@@ -149,7 +152,7 @@ struct EngineInputs {
 
 // How Publish evaluates.
 struct EvalOptions {
-  bool train_loss = true;  // also the loss on the whole training set
+  bool train_loss = true;  // also the loss on EngineInputs::train
   int threads = 1;
 };
 

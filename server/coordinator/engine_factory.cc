@@ -20,6 +20,23 @@
 namespace fedsim {
 namespace {
 
+// inputs.train: the training set, or the sample of eval.train_rows copied
+// out of it (in the data files' order).
+std::int64_t TrainLossRows(const Experiment& e) {
+  return e.data.eval_rows.empty() ? e.data.train.size()
+                                  : static_cast<std::int64_t>(e.data.eval_rows.size());
+}
+
+void SetTrainLossRows(const Experiment& e, EngineInputs& inputs) {
+  if (e.data.eval_rows.empty()) {
+    inputs.train = &e.data.train;
+    return;
+  }
+  inputs.train_sample =
+      std::make_shared<const Dataset>(SelectRows(e.data.train, e.data.eval_rows));
+  inputs.train = inputs.train_sample.get();
+}
+
 // What both clocks' engines take from the config.
 void FillAsyncEngineOptions(const v1::ExperimentConfig& config, AsyncEngineOptions& eo) {
   const v1::AsyncConfig& a = config.async();
@@ -172,13 +189,15 @@ absl::StatusOr<EngineSetup> MakeEngine(const v1::ExperimentConfig& config, const
                                   {"clients", e.num_clients()},
                                   {"parameters", e.num_parameters()},
                                   {"train_rows", e.data.train.size()},
+       {"train_loss_rows", TrainLossRows(e)},
+                                  {"train_loss_rows", TrainLossRows(e)},
                                   {"test_rows", e.data.test.size()},
                                   {"rounds", config.rounds()},
                                   {"seed", config.seed()},
                                   {"model_hash", ModelHash(initial)}};
     EngineInputs inputs;
     inputs.objective = e.objective.get();
-    inputs.train = &e.data.train;
+    SetTrainLossRows(e, inputs);
     inputs.test = &e.data.test;
     inputs.client_sizes = e.client_sizes;
     inputs.optimum = e.data.optimum;
@@ -263,6 +282,7 @@ absl::StatusOr<EngineSetup> MakeEngine(const v1::ExperimentConfig& config, const
        {"clients", e.num_clients()},
        {"parameters", e.num_parameters()},
        {"train_rows", e.data.train.size()},
+       {"train_loss_rows", TrainLossRows(e)},
        {"test_rows", e.data.test.size()},
        {"rounds", config.rounds()},
        {"seed", config.seed()},
@@ -290,7 +310,7 @@ absl::StatusOr<EngineSetup> MakeEngine(const v1::ExperimentConfig& config, const
   options.incarnation = incarnation;
   EngineInputs inputs;
   inputs.objective = e.objective.get();
-  inputs.train = &e.data.train;
+  SetTrainLossRows(e, inputs);
   inputs.test = &e.data.test;
   inputs.client_sizes = e.client_sizes;
   inputs.optimum = e.data.optimum;
