@@ -46,4 +46,9 @@ case "${FEDSIM_OUT:-}" in
     fi
     ;;
 esac
+# The workers' shared row cache (a named volume is created root-owned).
+if [ -n "${FEDSIM_DATA_CACHE:-}" ] && [ -d "$FEDSIM_DATA_CACHE" ] &&
+   [ "$(owner "$FEDSIM_DATA_CACHE")" = 0:0 ]; then
+  chown "$uid:$gid" "$FEDSIM_DATA_CACHE"
+fi
 exec setpriv --reuid="$uid" --regid="$gid" --clear-groups -- "$@"

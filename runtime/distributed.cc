@@ -18,6 +18,7 @@
 #include "absl/time/clock.h"
 #include "common/base/status_macros.h"
 #include "common/config/config.h"
+#include "common/config/experiment.h"
 #include "runtime/launch_auth.h"
 #include "common/base/stop_signal.h"
 #include "server/coordinator/coordinator.h"
@@ -26,6 +27,35 @@
 
 namespace fedsim {
 namespace {
+
+// A private directory under the system's temporary folder, removed with
+// everything in it when the object goes.
+class TempDir {
+ public:
+  static absl::StatusOr<TempDir> Make(const std::string& prefix) {
+    std::error_code ec;
+    const std::filesystem::path tmp = std::filesystem::temp_directory_path(ec);
+    std::string pattern =
+        absl::StrCat(ec ? std::string("/tmp") : tmp.string(), "/", prefix, "-XXXXXX");
+    if (::mkdtemp(pattern.data()) == nullptr) {
+      return absl::InternalError(absl::StrCat("cannot create a directory ", pattern, ": ",
+                                              std::strerror(errno)));
+    }
+    return TempDir(std::move(pattern));
+  }
+  TempDir(TempDir&& other) noexcept : path_(std::move(other.path_)) { other.path_.clear(); }
+  TempDir& operator=(TempDir&&) = delete;
+  ~TempDir() {
+    if (path_.empty()) return;
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  explicit TempDir(std::string path) : path_(std::move(path)) {}
+  std::string path_;
+};
 
 namespace fs = std::filesystem;
 
@@ -208,6 +238,19 @@ absl::StatusOr<RunSummary> LaunchRun(CoordinatorRun& run,
 
   FEDSIM_ASSIGN_OR_RETURN(LaunchSecrets secrets,
                           MakeLaunchSecrets(options.auth, options.workers));
+  // The prepared rows go into one file that the coordinator and every
+  // worker map: the workers hold one copy between them (the page cache's)
+  // instead of one each, and start without loading or partitioning.
+  // Sharing is an economy, not a need: if it fails (a full temporary
+  // folder), every worker loads its own copy, as without it.
+  absl::StatusOr<TempDir> cache = TempDir::Make("fedsim-rows");
+  absl::Status shared = cache.ok() ? ShareRowsThroughCache(*run.experiment, run.config, "",
+                                                           cache->path(), /*durable=*/false)
+                                   : cache.status();
+  if (!shared.ok()) {
+    std::fprintf(stderr, "fedsim launch: rows not shared (%s); every worker loads its own\n",
+                 std::string(shared.message()).c_str());
+  }
 
   // Round 0 waits for every local worker: a worker that joined after a
   // short run had ended would retry against a closed server until killed.
@@ -232,6 +275,7 @@ absl::StatusOr<RunSummary> LaunchRun(CoordinatorRun& run,
           absl::StrCat("--name=worker-", i),
           absl::StrCat("--exit_with_parent=", ::getpid())};
       if (!data_dir.empty()) argv.push_back(absl::StrCat("--data_dir=", data_dir));
+      if (shared.ok()) argv.push_back(absl::StrCat("--data_cache=", cache->path()));
       for (std::string& flag : secrets.WorkerFlags(i)) argv.push_back(std::move(flag));
       absl::StatusOr<pid_t> pid =
           Spawn(argv, (log_dir / absl::StrCat("worker-", i, ".log")).string());

@@ -1,6 +1,7 @@
 // fedsim-client: a worker process hosting virtual clients.
 //
 //   fedsim-client --server HOST:PORT [--worker_name NAME] [--data_dir DIR] [--parallel T]
+//                 [--data_cache DIR]
 //
 // --worker_name (alias --name; env FEDSIM_WORKER_NAME or FEDSIM_NAME) is the
 // worker's stable identity: a worker restarted under the same name is the
@@ -46,6 +47,9 @@ ABSL_FLAG(std::string, worker_name, "",
           "the worker's stable identity (default: HOST-PID); env FEDSIM_WORKER_NAME");
 ABSL_FLAG(std::string, name, "", "alias of --worker_name; env FEDSIM_NAME");
 ABSL_FLAG(std::string, data_dir, "", "replaces data.path of the config; env FEDSIM_DATA_DIR");
+ABSL_FLAG(std::string, data_cache, "",
+          "folder where the workers of a host share the prepared rows (one file, mapped "
+          "by all); env FEDSIM_DATA_CACHE");
 ABSL_FLAG(int, parallel, 1, "tasks trained concurrently by this process");
 ABSL_FLAG(int, exit_with_parent, 0,
           "PID of the launching process: exit when it dies (fedsim launch)");
@@ -76,10 +80,13 @@ std::string FlagOrEnv(const std::string& flag, const char* env,
 constexpr char kUsage[] =
     "usage: fedsim-client --server HOST:PORT [--worker_name NAME] [--parallel N]\n"
     "                     [--auth none|token|tls|mtls] [--data_dir DIR]\n"
+    "                     [--data_cache DIR]\n"
     "\n"
     "A worker process: joins the coordinator at --server, receives the\n"
     "experiment config, builds the same data partition, then trains the\n"
     "virtual clients' tasks it is given until the run ends (exit 0).\n"
+    "Workers of one host given the same --data_cache share one copy of the\n"
+    "prepared rows (the first writes a file there, all map it).\n"
     "Every flag can also come from the FEDSIM_* variable its help names.\n"
     "SIGTERM/SIGINT: the worker leaves (its task is re-issued) and exits 0.\n"
     "Exit codes: 0 done, 2 bad flags, 1 the coordinator unreachable or refusing.";
@@ -142,6 +149,7 @@ int main(int argc, char** argv) {
                                            std::string(host) + "-" +
                                                std::to_string(::getpid())));
   options.data_dir = FlagOrEnv(absl::GetFlag(FLAGS_data_dir), "FEDSIM_DATA_DIR", "");
+  options.data_cache = FlagOrEnv(absl::GetFlag(FLAGS_data_cache), "FEDSIM_DATA_CACHE", "");
   options.parallel = absl::GetFlag(FLAGS_parallel);
   options.max_unreachable = absl::Seconds(absl::GetFlag(FLAGS_max_unreachable_s));
   // No single call waits longer than the worker tolerates the coordinator

@@ -74,9 +74,10 @@ class WorkerLoop {
         slowdown_ = reply->slowdown;
         if (experiment_ == nullptr) {
           config_ = reply->config;
-          absl::StatusOr<Experiment> exp =
-              BuildExperiment(config_, options_.data_dir);
+          absl::StatusOr<Experiment> exp = BuildExperiment(
+              config_, options_.data_dir, /*keep_row_order=*/false, options_.data_cache);
           if (!exp.ok()) return AnnotateStatus(exp.status(), "worker setup");
+          if (!exp->data_note.empty()) Log(options_.name, exp->data_note);
           absl::StatusOr<const Algorithm*> algorithm =
               FindAlgorithm(config_.algorithm().name());
           if (!algorithm.ok()) return AnnotateStatus(algorithm.status(), "worker setup");

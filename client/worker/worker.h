@@ -41,6 +41,10 @@ struct WorkerOptions {
   std::string name = "worker";
   // Replaces config.data.path (the worker's copy of the data).
   std::string data_dir;
+  // Non-empty: share the prepared rows with the other workers of this host
+  // through a file in this folder (BuildExperiment's row_cache_dir): the
+  // first worker writes it, the others map it.
+  std::string data_cache;
   // Pull-train-push loops run concurrently in this process.
   int parallel = 1;
   // Give up when the coordinator has been unreachable this long.

@@ -1,13 +1,24 @@
 #include "common/config/experiment.h"
 
+#include <sys/stat.h>
+
+#include <algorithm>
 #include <filesystem>
 #include <future>
 #include <utility>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 
 #include "absl/strings/str_cat.h"
 #include "common/base/status_macros.h"
 #include "common/config/config.h"
+#include "common/base/build_info.h"
+#include "common/codec/flat_bytes.h"
 #include "common/data/loaders.h"
+#include "common/data/row_cache.h"
 #include "common/data/partition.h"
 #include "common/data/synthetic.h"
 #include "common/random/stream.h"
@@ -266,12 +277,12 @@ absl::StatusOr<DpSetup> ResolveDp(const v1::ExperimentConfig& config,
   return dp;
 }
 
-absl::StatusOr<Experiment> BuildExperiment(const v1::ExperimentConfig& config,
-                                           const std::string& data_dir,
-                                           bool keep_row_order) {
-  if (config.data().source() == v1::DataConfig::SOURCE_LSA) {
-    return BuildLsaExperiment(config);
-  }
+namespace {
+
+// The data of an experiment: loaded or generated, partitioned, the
+// train_loss sample drawn, the rows reordered (BuildExperiment's comment).
+absl::StatusOr<FederatedData> PrepareData(const v1::ExperimentConfig& config,
+                                          const std::string& data_dir, bool keep_row_order) {
   Experiment exp;
   FEDSIM_ASSIGN_OR_RETURN(exp.data, LoadData(config, data_dir));
 
@@ -313,6 +324,120 @@ absl::StatusOr<Experiment> BuildExperiment(const v1::ExperimentConfig& config,
   constexpr std::int64_t kMaxRowsToReorder = std::int64_t{1} << 21;
   if (!keep_row_order && exp.data.train.size() <= kMaxRowsToReorder) {
     MakeClientRowsContiguous(exp.data);
+  }
+  return std::move(exp.data);
+}
+
+// What identifies the data a config makes: the config keys that shape it
+// and the data files' names, sizes and modification times.
+absl::StatusOr<std::string> RowCacheKey(const v1::ExperimentConfig& config,
+                                        const std::string& data_dir) {
+  v1::DataConfig data = config.data();
+  const std::string path = data_dir.empty() ? data.path() : data_dir;
+  data.clear_path();
+  std::string text = absl::StrCat("fedsim row cache 1\nisa ", BuildIsa(), "\nseed ",
+                                  config.seed(), "\ntrain_rows ", config.eval().train_rows(),
+                                  "\n");
+  std::string bytes;
+  google::protobuf::io::StringOutputStream stream(&bytes);
+  {
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    data.SerializeToCodedStream(&coded);
+    config.clients().SerializeToCodedStream(&coded);
+  }
+  absl::StrAppend(&text, absl::BytesToHexString(bytes), "\n");
+  if (!path.empty()) {
+    std::error_code ec;
+    std::vector<std::filesystem::path> files;
+    if (std::filesystem::is_directory(path, ec)) {
+      for (const auto& entry : std::filesystem::directory_iterator(path, ec)) {
+        if (entry.is_regular_file(ec)) files.push_back(entry.path());
+      }
+      std::sort(files.begin(), files.end());
+    } else if (std::filesystem::is_regular_file(path, ec)) {
+      files.push_back(path);
+    }
+    for (const std::filesystem::path& f : files) {
+      struct stat st {};
+      if (::stat(f.c_str(), &st) != 0) continue;
+      absl::StrAppend(&text, f.filename().string(), " ", st.st_size, " ",
+                      st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec, "\n");
+    }
+  }
+  return absl::BytesToHexString(Sha256Digest(text));
+}
+
+std::string RowCachePath(const std::string& dir, const std::string& key) {
+  return (std::filesystem::path(dir) / absl::StrCat(key, ".rows")).string();
+}
+
+}  // namespace
+
+absl::Status ShareRowsThroughCache(Experiment& e, const v1::ExperimentConfig& config,
+                                   const std::string& data_dir, const std::string& cache_dir,
+                                   bool durable) {
+  if (config.data().source() == v1::DataConfig::SOURCE_LSA) return absl::OkStatus();
+  FEDSIM_ASSIGN_OR_RETURN(const std::string key, RowCacheKey(config, data_dir));
+  const std::string path = RowCachePath(cache_dir, key);
+  FEDSIM_ASSIGN_OR_RETURN(RowCacheLock lock, RowCacheLock::Acquire(path));
+  absl::StatusOr<FederatedData> mapped = MapRowCache(path, key);
+  if (!mapped.ok()) {
+    if (!absl::IsNotFound(mapped.status())) {
+      e.data_note = absl::StrCat(mapped.status().message(), "; rewritten");
+    }
+    FEDSIM_RETURN_IF_ERROR(WriteRowCache(e.data, path, key, durable));
+    mapped = MapRowCache(path, key);
+    if (!mapped.ok()) return mapped.status();
+  }
+  e.data = *std::move(mapped);
+  if (e.data_note.empty()) e.data_note = absl::StrCat("rows shared through ", path);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Experiment> BuildExperiment(const v1::ExperimentConfig& config,
+                                           const std::string& data_dir,
+                                           bool keep_row_order,
+                                           const std::string& row_cache_dir) {
+  if (config.data().source() == v1::DataConfig::SOURCE_LSA) {
+    return BuildLsaExperiment(config);
+  }
+  Experiment exp;
+  if (row_cache_dir.empty()) {
+    FEDSIM_ASSIGN_OR_RETURN(exp.data, PrepareData(config, data_dir, keep_row_order));
+  } else {
+    if (keep_row_order) {
+      return absl::InvalidArgumentError("a row cache holds reordered rows (keep_row_order)");
+    }
+    FEDSIM_ASSIGN_OR_RETURN(const std::string key, RowCacheKey(config, data_dir));
+    const std::string path = RowCachePath(row_cache_dir, key);
+    // One process builds and writes; the others wait here, then map. A
+    // cache that cannot be used (a folder that is not writable, a full
+    // disk) costs sharing, not the run: the rows are then this process's
+    // own, and data_note says why.
+    absl::StatusOr<RowCacheLock> lock = RowCacheLock::Acquire(path);
+    absl::StatusOr<FederatedData> mapped =
+        lock.ok() ? MapRowCache(path, key) : absl::StatusOr<FederatedData>(lock.status());
+    if (mapped.ok()) {
+      exp.data = *std::move(mapped);
+      exp.data_note = absl::StrCat("rows mapped from ", path);
+    } else {
+      if (lock.ok() && !absl::IsNotFound(mapped.status())) {
+        exp.data_note = absl::StrCat(mapped.status().message(), "; ");
+      }
+      FEDSIM_ASSIGN_OR_RETURN(exp.data, PrepareData(config, data_dir, false));
+      absl::Status written = lock.ok() ? WriteRowCache(exp.data, path, key, /*durable=*/true)
+                                       : lock.status();
+      if (written.ok()) mapped = MapRowCache(path, key);
+      if (written.ok() && mapped.ok()) {
+        exp.data = *std::move(mapped);
+        absl::StrAppend(&exp.data_note, "rows written to ", path);
+      } else {
+        absl::StrAppend(&exp.data_note, "row cache not used (",
+                        written.ok() ? mapped.status().message() : written.message(),
+                        "): rows loaded by this process alone");
+      }
+    }
   }
   for (const auto& rows : exp.data.client_rows) {
     exp.client_sizes.push_back(static_cast<std::int64_t>(rows.size()));

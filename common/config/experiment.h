@@ -47,6 +47,8 @@ struct Experiment {
   std::vector<std::int64_t> client_sizes;
   // Set when local.dp.mode is not none.
   std::optional<DpSetup> dp;
+  // With a row cache: where the rows came from (for the process's log).
+  std::string data_note;
 
   std::int64_t num_clients() const {
     return static_cast<std::int64_t>(client_sizes.size());
@@ -70,9 +72,29 @@ struct Experiment {
 // client_rows index the reordered set. Tools that hand
 // the split to code reading the data files themselves (bench/
 // export_partition.cc) keep the files' row order.
+//
+// A non-empty `row_cache_dir` shares the prepared data between processes
+// (common/data/row_cache.h): the first process to build it writes it there
+// as one file, named by a key of the data files (names, sizes, modification
+// times), the config keys that shape the data (data, clients, seed,
+// eval.train_rows) and the build's ISA level; every process, this one
+// included, then maps that file, so the rows are held once per host
+// however many processes use them. A cache file that is not whole or not
+// for this key is rebuilt. `data_note` says which happened.
 absl::StatusOr<Experiment> BuildExperiment(const v1::ExperimentConfig& config,
                                            const std::string& data_dir = "",
-                                           bool keep_row_order = false);
+                                           bool keep_row_order = false,
+                                           const std::string& row_cache_dir = "");
+
+// For an experiment `e` already built from `config` (and `data_dir`):
+// writes its data to `cache_dir` unless a file for the same key is there,
+// then moves e's rows onto the mapping of that file (e's own copy is
+// freed). Processes started afterwards with BuildExperiment(...,
+// cache_dir) map the same file. `durable`: fsync the file (a cache that
+// must survive a crash). LSA experiments have no rows: nothing to do.
+absl::Status ShareRowsThroughCache(Experiment& e, const v1::ExperimentConfig& config,
+                                   const std::string& data_dir, const std::string& cache_dir,
+                                   bool durable);
 
 // The DP settings of a validated config for clients of sizes `client_sizes`.
 // With local.dp.target_epsilon > 0 the noise multiplier is calibrated so that

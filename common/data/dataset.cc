@@ -14,7 +14,7 @@ namespace {
 // prefetcher cannot guess where the next row starts, so without this every
 // row begins with a full memory latency and its lines trickle in.
 inline void PrefetchRow(const Dataset& data, std::int64_t r) {
-  const auto* p = reinterpret_cast<const char*>(data.features.row(r).data());
+  const auto* p = reinterpret_cast<const char*>(data.row(r));
   const std::int64_t bytes = data.dim() * static_cast<std::int64_t>(sizeof(float));
   for (std::int64_t k = 0; k < bytes; k += 64) __builtin_prefetch(p + k);
 }
@@ -38,7 +38,7 @@ void Gather(const Dataset& data, std::span<const std::int64_t> rows, BatchT<T>& 
       PrefetchRow(data, ahead);
     }
     const std::int64_t r = rows[i];
-    batch.x.row(i) = data.features.row(r).template cast<T>();
+    batch.x.row(i) = data.rows().row(r).template cast<T>();
     batch.y[i] = data.labels[r];
   }
 }
@@ -58,12 +58,13 @@ void GatherBatch(const Dataset& data, std::span<const std::int64_t> rows,
 void GatherRange(const Dataset& data, std::int64_t begin, std::int64_t end,
                  Batch& batch) {
   FEDSIM_CHECK(0 <= begin && begin <= end && end <= data.size());
-  batch.x = data.features.middleRows(begin, end - begin).cast<double>();
+  batch.x = data.rows().middleRows(begin, end - begin).cast<double>();
   batch.y = data.labels.segment(begin, end - begin);
 }
 
 void MakeClientRowsContiguous(FederatedData& data) {
   Dataset& train = data.train;
+  FEDSIM_CHECK(train.shared == nullptr) << "shared rows are read-only";
   const std::int64_t n = train.size();
   constexpr std::int64_t kUnplaced = -1;
   std::vector<std::int64_t> new_of_old(static_cast<std::size_t>(n), kUnplaced);
@@ -121,7 +122,7 @@ Dataset SelectRows(const Dataset& data, std::span<const std::int64_t> rows) {
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const std::int64_t r = rows[i];
     FEDSIM_CHECK(r >= 0 && r < data.size()) << "row " << r;
-    out.features.row(static_cast<Eigen::Index>(i)) = data.features.row(r);
+    out.features.row(static_cast<Eigen::Index>(i)) = data.rows().row(r);
     out.labels[static_cast<Eigen::Index>(i)] = data.labels[r];
   }
   return out;

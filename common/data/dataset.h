@@ -11,6 +11,7 @@
 #define FEDSIM_COMMON_DATA_DATASET_H_
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <vector>
@@ -31,14 +32,37 @@ using RowMajorMatrixD =
 // allocation failure.
 inline constexpr std::int64_t kMaxDatasetValues = std::int64_t{1} << 31;
 
+// Read-only rows held outside a Dataset (a mapped row cache file,
+// common/data/row_cache.h): `keep` owns the memory (unmaps it when the last
+// holder goes).
+struct SharedRows {
+  const float* data = nullptr;  // rows x cols, row-major
+  std::int64_t rows = 0;
+  std::int64_t cols = 0;
+  std::shared_ptr<const void> keep;
+};
+
 struct Dataset {
-  RowMajorMatrixF features;  // n x d
+  // The rows when the data set owns them (n x d); empty when `shared` holds
+  // them. Writers (loaders, generators) fill `features`; readers go through
+  // rows() / row(), which see either.
+  RowMajorMatrixF features;
   Eigen::VectorXd labels;    // n
   // Number of classes for classification; 0 for regression targets.
   int num_classes = 0;
+  // Set: the rows live there (read-only), and `features` is empty.
+  std::shared_ptr<const SharedRows> shared;
 
-  std::int64_t size() const { return features.rows(); }
-  std::int64_t dim() const { return features.cols(); }
+  using ConstRows = Eigen::Map<const RowMajorMatrixF>;
+  ConstRows rows() const {
+    return shared ? ConstRows(shared->data, shared->rows, shared->cols)
+                  : ConstRows(features.data(), features.rows(), features.cols());
+  }
+  const float* row(std::int64_t r) const {
+    return (shared ? shared->data : features.data()) + r * dim();
+  }
+  std::int64_t size() const { return shared ? shared->rows : features.rows(); }
+  std::int64_t dim() const { return shared ? shared->cols : features.cols(); }
 };
 
 // A mini-batch gathered from a Dataset in the compute precision T of the

@@ -275,7 +275,7 @@ class ObjectiveBase : public Objective {
   // float32 kernel for float32 models, the float64 one otherwise.
   void LinearRows(const double* w_colmajor, const double* bias, int c, const Dataset& data,
                   std::int64_t begin, std::int64_t end, double* out) const {
-    const float* x = data.features.row(begin).data();
+    const float* x = data.row(begin);
     if (precision_ == Precision::kFloat32) {
       LinearRowsF32Single(PackLinearF(w_colmajor, bias, d_, c), x, end - begin, out);
     } else {

@@ -64,8 +64,8 @@ ln -s "$bin" "$tree/build/bin"
 readme_project=${project}readme
 (cd "$tree" && env -u FEDSIM_CONFIGS -u FEDSIM_RUNS -u FEDSIM_DATA -u FEDSIM_UID -u FEDSIM_GID \
    COMPOSE_PROJECT_NAME=$readme_project timeout 600 bash -c "$readme_line") > "$work/readme.log" 2>&1 ||
-  { tail -30 "$work/readme.log"; "${COMPOSE[@]}" -p "$readme_project" -f "$tree/deploy/docker-compose.yml" down > /dev/null 2>&1; fail "the README's line '$readme_line' failed"; }
-"${COMPOSE[@]}" -p "$readme_project" -f "$tree/deploy/docker-compose.yml" down --timeout 5 > /dev/null 2>&1 || true
+  { tail -30 "$work/readme.log"; "${COMPOSE[@]}" -p "$readme_project" -f "$tree/deploy/docker-compose.yml" down --volumes > /dev/null 2>&1; fail "the README's line '$readme_line' failed"; }
+"${COMPOSE[@]}" -p "$readme_project" -f "$tree/deploy/docker-compose.yml" down --volumes --timeout 5 > /dev/null 2>&1 || true
 run=$tree/runs/compose
 owner=$(stat -c %u "$run/metrics.csv") || fail "the README's line left no metrics.csv"
 [ "$owner" != 0 ] || fail "the README's line wrote its run directory as root"
@@ -116,6 +116,18 @@ for c in $(dc ps -q client); do
   code=$(timeout 120 docker wait "$c") || fail "worker $c did not exit"
   [ "$code" = 0 ] || fail "worker $c exit code $code"
 done
+# The workers shared the rows through the `rows` volume: at most one
+# wrote the file (none if an earlier run of this project left it), the
+# others mapped it.
+written=0; mapped=0
+for c in $(dc ps -q client); do
+  log=$(docker logs "$c" 2>&1)
+  grep -q "rows written to /fedsim/cache/" <<< "$log" && written=$((written + 1))
+  grep -q "rows mapped from /fedsim/cache/" <<< "$log" && mapped=$((mapped + 1))
+done
+[ "$written" -le 1 ] && [ $((written + mapped)) = 3 ] ||
+  fail "row cache: $written workers wrote it, $mapped mapped it (expected at most 1 and 3 in all)"
+echo "row cache: $written worker wrote it, $mapped mapped it"
 run=$work/runs/compose
 [ "$(stat -c %u "$run/metrics.csv")" = "$uid" ] || fail "metrics.csv owner $(stat -c %u "$run/metrics.csv") != $uid"
 rows=$(csv_rows "$run/metrics.csv")

@@ -28,6 +28,8 @@ cleanup() {
     docker service logs --tail 20 "${stack}_client" 2>&1 || true
   fi
   docker stack rm "$stack" > /dev/null 2>&1 || true
+  # The workers' row cache volume goes once its containers are gone.
+  wait_for 60 docker volume rm "${stack}_rows" > /dev/null 2>&1 || true
   if [ "$made_swarm" = 1 ]; then
     # The stack's network goes once its tasks are gone.
     wait_for 60 sh -c "! docker network inspect ${stack}_default > /dev/null 2>&1" || true
