@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
+#include <span>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -83,8 +85,18 @@ absl::StatusOr<LocalTrainingOutput> RunLocalSgdIn(
   };
   std::vector<std::int64_t> order(rows.begin(), rows.end());
   BatchT<T> batch;
-  // Full-batch training gathers the rows once, in their given order.
-  if (spec.batch_size == 0) GatherBatch(train, order, batch);
+  bool gathered_all = false;
+  // The loss of a step on `batch_rows` and its gradient (into grad): on the
+  // rows where they are stored if the objective can (EvaluateOnRows), else
+  // on a gathered batch (full-batch training gathers once, `whole`).
+  const auto loss_on = [&](std::span<const std::int64_t> batch_rows, bool whole) {
+    if (std::optional<double> loss = objective.EvaluateOnRows(w, train, batch_rows, &grad)) {
+      return *loss;
+    }
+    if (!gathered_all) GatherBatch(train, batch_rows, batch);
+    gathered_all = whole;
+    return objective.Evaluate(w, batch, &grad);
+  };
   double loss_sum = 0.0;
   std::int64_t loss_count = 0;
   std::int64_t steps = 0;
@@ -94,9 +106,7 @@ absl::StatusOr<LocalTrainingOutput> RunLocalSgdIn(
     // without replacement, independently at every step.
     for (; steps < total_steps; ++steps) {
       rng.Shuffle(std::span<std::int64_t>(order));
-      GatherBatch(train, std::span<const std::int64_t>(order).subspan(0, b),
-                  batch);
-      const double loss = objective.Evaluate(w, batch, &grad);
+      const double loss = loss_on(std::span<const std::int64_t>(order).subspan(0, b), false);
       if (!std::isfinite(loss)) {
         return absl::OutOfRangeError(absl::StrCat(
             "local training diverged: loss = ", loss, " at step ", steps,
@@ -111,13 +121,9 @@ absl::StatusOr<LocalTrainingOutput> RunLocalSgdIn(
     if (spec.batch_size != 0) rng.Shuffle(std::span<std::int64_t>(order));
     for (std::int64_t begin = 0; begin < n && steps < total_steps; begin += b) {
       const std::int64_t end = std::min(n, begin + b);
-      if (spec.batch_size != 0) {
-        GatherBatch(
-            train,
-            std::span<const std::int64_t>(order).subspan(begin, end - begin),
-            batch);
-      }
-      const double loss = objective.Evaluate(w, batch, &grad);
+      const double loss =
+          loss_on(std::span<const std::int64_t>(order).subspan(begin, end - begin),
+                  spec.batch_size == 0);
       if (!std::isfinite(loss)) {
         return absl::OutOfRangeError(absl::StrCat(
             "local training diverged: loss = ", loss, " at step ", steps,

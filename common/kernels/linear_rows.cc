@@ -85,11 +85,14 @@ constexpr auto kTable = MakeTable(std::make_integer_sequence<int, kMaxOutputs>()
 // x(r, j), K outputs in registers. Rows r and r + 4 share a 256-bit load
 // pair (low and high halves), and a 4 x 4 transpose within each half
 // turns four features of eight rows into four column vectors.
+// Row q at rows[q]; rows at or beyond `valid` repeat the last valid row
+// and are not written.
 template <int K>
-void EightRowsF(const PackedLinearF& p, int k0, const float* x, int valid, double* out) {
+void EightRowsF(const PackedLinearF& p, int k0, const float* const* rows, int valid,
+                double* out) {
   const std::int64_t d = p.d;
   const float* r[8];
-  for (int q = 0; q < 8; ++q) r[q] = x + (q < valid ? q : valid - 1) * d;
+  for (int q = 0; q < 8; ++q) r[q] = rows[q < valid ? q : valid - 1];
   const float* w = p.w.data() + k0;
   const std::int64_t ld = p.c;
   __m256 acc[K];
@@ -130,7 +133,7 @@ void EightRowsF(const PackedLinearF& p, int k0, const float* x, int valid, doubl
   }
 }
 
-using EightRowsFn = void (*)(const PackedLinearF&, int, const float*, int, double*);
+using EightRowsFn = void (*)(const PackedLinearF&, int, const float* const*, int, double*);
 
 template <int... I>
 constexpr auto MakeTableF(std::integer_sequence<int, I...>) {
@@ -141,6 +144,53 @@ constexpr auto MakeTableF(std::integer_sequence<int, I...>) {
 // accumulators and the transpose's temporaries fill the 16 registers.
 constexpr int kMaxOutputsF = 10;
 constexpr auto kTableF = MakeTableF(std::make_integer_sequence<int, kMaxOutputsF>());
+
+// The weight gradient for outputs [k0, k0 + K): eight features at a time,
+// lane l of acc[k] holding grad(j + l, k0 + k), the rows in order.
+// `mask` selects the valid lanes of a last, partial block of features.
+template <int K>
+void GradBlockF(const float* const* rows, std::int64_t n, std::int64_t j, const float* g,
+                int c, int k0, const std::int32_t* mask_lanes, int lanes_valid, std::int64_t d,
+                double* grad) {
+  const __m256i mask = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mask_lanes));
+  __m256 acc[K];
+#pragma GCC unroll 16
+  for (int k = 0; k < K; ++k) acc[k] = _mm256_setzero_ps();
+  for (std::int64_t i = 0; i < n; ++i) {
+    const __m256 x = lanes_valid == 8 ? _mm256_loadu_ps(rows[i] + j)
+                                      : _mm256_maskload_ps(rows[i] + j, mask);
+    const float* gi = g + i * c + k0;
+#pragma GCC unroll 16
+    for (int k = 0; k < K; ++k) {
+      acc[k] = _mm256_fmadd_ps(x, _mm256_broadcast_ss(gi + k), acc[k]);
+    }
+  }
+  alignas(32) double out[8];
+#pragma GCC unroll 16
+  for (int k = 0; k < K; ++k) {
+    double* col = grad + static_cast<std::int64_t>(k0 + k) * d + j;
+    if (lanes_valid == 8) {
+      _mm256_storeu_pd(col, _mm256_cvtps_pd(_mm256_castps256_ps128(acc[k])));
+      _mm256_storeu_pd(col + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(acc[k], 1)));
+    } else {
+      _mm256_store_pd(out, _mm256_cvtps_pd(_mm256_castps256_ps128(acc[k])));
+      _mm256_store_pd(out + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(acc[k], 1)));
+      for (int l = 0; l < lanes_valid; ++l) col[l] = out[l];
+    }
+  }
+}
+
+using GradBlockFn = void (*)(const float* const*, std::int64_t, std::int64_t, const float*,
+                             int, int, const std::int32_t*, int, std::int64_t, double*);
+
+template <int... I>
+constexpr auto MakeGradTable(std::integer_sequence<int, I...>) {
+  return std::array<GradBlockFn, sizeof...(I)>{GradBlockF<I + 1>...};
+}
+
+// 12 accumulators, the row's features and a broadcast fit the 16 registers.
+constexpr int kMaxGradOutputs = 12;
+constexpr auto kGradTable = MakeGradTable(std::make_integer_sequence<int, kMaxGradOutputs>());
 
 #endif  // FEDSIM_LINEAR_ROWS_AVX2
 
@@ -192,32 +242,87 @@ PackedLinearF PackLinearF(const double* w_colmajor, const double* bias, std::int
   p.d = d;
   p.c = c;
   p.w.resize(static_cast<std::size_t>(d * c));
-  for (std::int64_t j = 0; j < d; ++j) {
-    for (int k = 0; k < c; ++k) p.w[j * c + k] = static_cast<float>(w_colmajor[k * d + j]);
+  // Training packs W at every step, so this transpose is on the hot path:
+  // blocks of 8 features, converted column by column into a small tile
+  // (contiguous reads, vectorised), then written out row by row
+  // (contiguous writes).
+  float* out = p.w.data();
+  constexpr std::int64_t kBlock = 8;
+  std::vector<float> tile(static_cast<std::size_t>(kBlock * c));
+  std::int64_t j0 = 0;
+  for (; j0 + kBlock <= d; j0 += kBlock) {
+    for (int k = 0; k < c; ++k) {
+      const double* col = w_colmajor + static_cast<std::int64_t>(k) * d + j0;
+      float* t = tile.data() + k * kBlock;
+      for (std::int64_t l = 0; l < kBlock; ++l) t[l] = static_cast<float>(col[l]);
+    }
+    for (std::int64_t l = 0; l < kBlock; ++l) {
+      float* row = out + (j0 + l) * c;
+      for (int k = 0; k < c; ++k) row[k] = tile[static_cast<std::size_t>(k * kBlock + l)];
+    }
+  }
+  for (std::int64_t j = j0; j < d; ++j) {
+    for (int k = 0; k < c; ++k) out[j * c + k] = static_cast<float>(w_colmajor[k * d + j]);
   }
   p.bias.assign(bias, bias + c);
   return p;
 }
 
 void LinearRowsF32Single(const PackedLinearF& p, const float* x, std::int64_t rows, double* out) {
+  const float* at[8];
+  for (std::int64_t i = 0; i < rows; i += 8) {
+    const std::int64_t block = std::min<std::int64_t>(8, rows - i);
+    for (std::int64_t q = 0; q < block; ++q) at[q] = x + (i + q) * p.d;
+    LinearRowsF32SingleAt(p, at, block, out + i * p.c);
+  }
+}
+
+void LinearRowsF32SingleAt(const PackedLinearF& p, const float* const* rows, std::int64_t n,
+                           double* out) {
 #if FEDSIM_LINEAR_ROWS_AVX2
   for (int k0 = 0; k0 < p.c; k0 += kMaxOutputsF) {
     const EightRowsFn fn =
         kTableF[static_cast<std::size_t>(std::min(kMaxOutputsF, p.c - k0) - 1)];
-    for (std::int64_t i = 0; i < rows; i += 8) {
-      fn(p, k0, x + i * p.d, static_cast<int>(std::min<std::int64_t>(8, rows - i)), out + i * p.c);
+    for (std::int64_t i = 0; i < n; i += 8) {
+      fn(p, k0, rows + i, static_cast<int>(std::min<std::int64_t>(8, n - i)), out + i * p.c);
     }
   }
 #else
   std::vector<float> acc(static_cast<std::size_t>(p.c));
-  for (std::int64_t i = 0; i < rows; ++i) {
-    const float* xi = x + i * p.d;
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float* xi = rows[i];
     std::fill(acc.begin(), acc.end(), 0.0f);
     for (std::int64_t j = 0; j < p.d; ++j) {
       const float* wj = p.w.data() + j * p.c;
       for (int k = 0; k < p.c; ++k) acc[k] += xi[j] * wj[k];
     }
     for (int k = 0; k < p.c; ++k) out[i * p.c + k] = static_cast<double>(acc[k]) + p.bias[k];
+  }
+#endif
+}
+
+void LinearGradF32(const float* const* rows, std::int64_t n, std::int64_t d, const float* g,
+                   int c, double* grad) {
+  FEDSIM_CHECK(n >= 1 && d >= 1 && c >= 1) << "n " << n << ", d " << d << ", c " << c;
+#if FEDSIM_LINEAR_ROWS_AVX2
+  for (int k0 = 0; k0 < c; k0 += kMaxGradOutputs) {
+    const GradBlockFn fn =
+        kGradTable[static_cast<std::size_t>(std::min(kMaxGradOutputs, c - k0) - 1)];
+    // The lanes of the last, partial block of features.
+    const int tail = static_cast<int>(d % 8);
+    std::int32_t mask[8];
+    for (int l = 0; l < 8; ++l) mask[l] = l < tail ? -1 : 0;
+    std::int64_t j = 0;
+    for (; j + 8 <= d; j += 8) fn(rows, n, j, g, c, k0, mask, 8, d, grad);
+    if (j < d) fn(rows, n, j, g, c, k0, mask, tail, d, grad);
+  }
+#else
+  for (int k = 0; k < c; ++k) {
+    for (std::int64_t j = 0; j < d; ++j) {
+      float acc = 0.0f;
+      for (std::int64_t i = 0; i < n; ++i) acc += rows[i][j] * g[i * c + k];
+      grad[static_cast<std::int64_t>(k) * d + j] = static_cast<double>(acc);
+    }
   }
 #endif
 }

@@ -68,6 +68,25 @@ PackedLinearF PackLinearF(const double* w_colmajor, const double* bias, std::int
 void LinearRowsF32Single(const PackedLinearF& layer, const float* x, std::int64_t rows,
                          double* out);
 
+// The same for n rows anywhere: row i at rows[i] (a mini-batch read where
+// its rows are stored, with no gather). Same contract.
+void LinearRowsF32SingleAt(const PackedLinearF& layer, const float* const* rows, std::int64_t n,
+                           double* out);
+
+// The weight gradient of a linear layer in single precision, for n rows
+// anywhere (row i at rows[i], d features) and output gradients g (n x c,
+// row-major, float32): grad(j, k) = sum_i x_i[j] g(i, k), written
+// column-major as doubles (grad[k * d + j], the layout of the linear
+// objectives' parameters). Reads every row in place: no gather, no
+// packing.
+//
+// Numerical contract: grad(j, k) = (double)(((0 + x_0j g_0k) + x_1j g_1k)
+// + ... + x_n-1,j g_n-1,k), the sum in float32 in row order (each step a
+// fused multiply-add when the build targets FMA, a multiply then an add
+// otherwise), converted to double. REQUIRES: n, d, c >= 1.
+void LinearGradF32(const float* const* rows, std::int64_t n, std::int64_t d, const float* g,
+                   int c, double* grad);
+
 }  // namespace fedsim
 
 #endif  // FEDSIM_COMMON_KERNELS_LINEAR_ROWS_H_

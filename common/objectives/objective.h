@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -127,6 +128,22 @@ class Objective {
     return std::nullopt;
   }
 
+  // Evaluate(params, batch of `rows` of `data`, gradient) for a training
+  // step, reading the rows where they are stored (no gathered batch, no
+  // GEMM packing), for objectives with such a path: the float32 linear
+  // models (softmax and logistic regression, common/kernels/linear_rows.h:
+  // logits as the float32 evaluator computes them, the loss and softmax in
+  // float64, the weight gradient summed in float32 in row order, the bias
+  // gradient in float64). nullopt otherwise; the caller then gathers a
+  // batch and calls Evaluate. The values equal Evaluate's on the gathered
+  // rows up to float32 rounding, not bit for bit.
+  // REQUIRES: rows non-empty, each in [0, data.size()).
+  virtual std::optional<double> EvaluateOnRows(const FlatVector& params, const Dataset& data,
+                                               std::span<const std::int64_t> rows,
+                                               FlatVector* gradient) const {
+    (void)params, (void)data, (void)rows, (void)gradient;
+    return std::nullopt;
+  }
   // Writes the initial parameters. Linear models start at zero; the MLP uses
   // a scaled Gaussian (He) initialisation drawn from `rng`.
   virtual void Initialize(FlatVector& params, RngStream& rng) const = 0;

@@ -45,8 +45,10 @@
 #include <limits>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include "Eigen/Core"
 #include "absl/status/status.h"
@@ -283,6 +285,21 @@ class ObjectiveBase : public Objective {
     }
   }
 
+  // The checks of EvaluateOnRows's inputs, and the rows' addresses.
+  std::vector<const float*> RowPointers(const FlatVector& params, const Dataset& data,
+                                        std::span<const std::int64_t> rows) const {
+    FEDSIM_CHECK(params.size() == num_parameters_)
+        << "params has " << params.size() << " values, expected " << num_parameters_;
+    FEDSIM_CHECK(data.dim() == d_) << "rows have " << data.dim() << " features, expected " << d_;
+    FEDSIM_CHECK(!rows.empty()) << "empty batch";
+    std::vector<const float*> at(rows.size());
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      FEDSIM_CHECK(rows[i] >= 0 && rows[i] < data.size()) << "row " << rows[i];
+      at[i] = data.row(rows[i]);
+    }
+    return at;
+  }
+
   // X w + b for rows [begin, end) of `data`.
   Eigen::VectorXd LinearOfRows(const double* w, double bias, const Dataset& data,
                                std::int64_t begin, std::int64_t end) const {
@@ -496,6 +513,34 @@ class Logistic final : public ObjectiveImpl<Logistic> {
     return AddL2(params, total * inv_b, gradient);
   }
 
+  std::optional<double> EvaluateOnRows(const FlatVector& params, const Dataset& data,
+                                       std::span<const std::int64_t> rows,
+                                       FlatVector* gradient) const override {
+    if (precision() != Precision::kFloat32) return std::nullopt;
+    const std::vector<const float*> at = RowPointers(params, data, rows);
+    const auto b = static_cast<Index>(rows.size());
+    Eigen::VectorXd z(b);
+    const double bias = params[d_];
+    LinearRowsF32SingleAt(PackLinearF(params.data(), &bias, d_, 1), at.data(), b, z.data());
+    const double inv_b = 1.0 / static_cast<double>(b);
+    double total = 0.0;
+    for (Index i = 0; i < b; ++i) total += Softplus(z[i]) - data.labels[rows[i]] * z[i];
+    if (gradient != nullptr) {
+      FEDSIM_CHECK(gradient != &params) << "gradient aliases params";
+      gradient->resize(NumParameters());
+      std::vector<float> s(static_cast<std::size_t>(b));
+      double bias_grad = 0.0;
+      for (Index i = 0; i < b; ++i) {
+        const double si = (Sigmoid(z[i]) - data.labels[rows[i]]) * inv_b;
+        s[static_cast<std::size_t>(i)] = static_cast<float>(si);
+        bias_grad += si;
+      }
+      LinearGradF32(at.data(), b, d_, s.data(), 1, gradient->data());
+      (*gradient)[d_] = bias_grad;
+    }
+    return AddL2(params, total * inv_b, gradient);
+  }
+
   template <typename T>
   void PerExampleT(const FlatVector& params, const BatchT<T>& batch,
                    RowMat<T>& gradients) const {
@@ -606,6 +651,38 @@ class Softmax final : public ObjectiveImpl<Softmax> {
       grad_w.noalias() = batch.x.transpose() * g;
       grad.vec().tail(c_) = g.colwise().sum().transpose();
       grad.Finish();
+    }
+    return AddL2(params, loss, gradient);
+  }
+
+  std::optional<double> EvaluateOnRows(const FlatVector& params, const Dataset& data,
+                                       std::span<const std::int64_t> rows,
+                                       FlatVector* gradient) const override {
+    if (precision() != Precision::kFloat32) return std::nullopt;
+    const std::vector<const float*> at = RowPointers(params, data, rows);
+    const auto b = static_cast<Index>(rows.size());
+    RowMajorMatrixD g(b, c_);
+    LinearRowsF32SingleAt(PackLinearF(params.data(), params.data() + d_ * c_, d_,
+                                      static_cast<int>(c_)),
+                          at.data(), b, g.data());
+    Eigen::VectorXd y(b);
+    for (Index i = 0; i < b; ++i) y[i] = data.labels[rows[i]];
+    const double inv_b = 1.0 / static_cast<double>(b);
+    const double loss = SoftmaxCrossEntropyInPlace(y, g) * inv_b;  // g = P - Y
+    if (gradient != nullptr) {
+      FEDSIM_CHECK(gradient != &params) << "gradient aliases params";
+      gradient->resize(NumParameters());
+      std::vector<float> gf(static_cast<std::size_t>(b * c_));
+      double* bias_grad = gradient->data() + d_ * c_;
+      std::fill(bias_grad, bias_grad + c_, 0.0);
+      for (Index i = 0; i < b; ++i) {
+        for (Index k = 0; k < c_; ++k) {
+          const double gik = g(i, k) * inv_b;  // (P - Y) / B
+          gf[static_cast<std::size_t>(i * c_ + k)] = static_cast<float>(gik);
+          bias_grad[k] += gik;
+        }
+      }
+      LinearGradF32(at.data(), b, d_, gf.data(), static_cast<int>(c_), gradient->data());
     }
     return AddL2(params, loss, gradient);
   }

@@ -205,6 +205,97 @@ TEST(LinearRowsSingleTest, ARowsValuesDoNotDependOnHowRowsAreSplit) {
   ExpectSplitIndependent(Single);
 }
 
+// Rows anywhere: the same values, bit for bit, as the contiguous kernel on
+// the rows copied into place, for every row tail, in any order, with
+// repeated rows.
+TEST(LinearRowsSingleTest, RowsAnywhereGiveTheContiguousKernelsBits) {
+  const std::int64_t stored = 40, d = 37;
+  const int c = 10;
+  const Problem p = Random(stored, d, c, 5);
+  const PackedLinearF layer = PackLinearF(p.w.data(), p.bias.data(), d, c);
+  RngStream rng(3, RngPurpose::kTest, 0, 0);
+  for (std::int64_t n = 1; n <= 19; ++n) {
+    std::vector<const float*> at;
+    std::vector<float> copied;
+    for (std::int64_t i = 0; i < n; ++i) {
+      const auto r = static_cast<std::int64_t>(rng.UniformInt(stored));
+      at.push_back(p.x.data() + r * d);
+      copied.insert(copied.end(), p.x.begin() + r * d, p.x.begin() + (r + 1) * d);
+    }
+    std::vector<double> anywhere(static_cast<std::size_t>(n * c)), contiguous(anywhere.size());
+    LinearRowsF32SingleAt(layer, at.data(), n, anywhere.data());
+    LinearRowsF32Single(layer, copied.data(), n, contiguous.data());
+    for (std::size_t i = 0; i < anywhere.size(); ++i) {
+      ASSERT_TRUE(SameBits(anywhere[i], contiguous[i])) << "n " << n << " value " << i;
+    }
+  }
+}
+
+// LinearGradF32's contract as the plain loop: grad(j, k) = a float32 sum in
+// row order of x_ij * g_ik, fused exactly when the build is, as a double.
+std::vector<double> ReferenceGrad(const std::vector<const float*>& rows, std::int64_t d,
+                                  const std::vector<float>& g, int c) {
+  std::vector<double> out(static_cast<std::size_t>(d * c));
+  for (int k = 0; k < c; ++k) {
+    for (std::int64_t j = 0; j < d; ++j) {
+      float acc = 0.0f;
+      for (std::size_t i = 0; i < rows.size(); ++i) {
+#if defined(__AVX2__) && defined(__FMA__)
+        acc = std::fma(rows[i][j], g[i * c + k], acc);
+#else
+        acc = acc + rows[i][j] * g[i * c + k];
+#endif
+      }
+      out[static_cast<std::size_t>(k * d + j)] = static_cast<double>(acc);
+    }
+  }
+  return out;
+}
+
+TEST(LinearGradTest, EveryWidthAndFeatureTailFollowsTheContractBitForBit) {
+  // d = 1..17 and 784: every tail of an 8-feature block; c = 1..13 and 25:
+  // every register block width (12), and blocks followed by a rest.
+  std::vector<std::int64_t> dims;
+  for (std::int64_t d = 1; d <= 17; ++d) dims.push_back(d);
+  dims.push_back(784);
+  std::vector<int> widths;
+  for (int c = 1; c <= 13; ++c) widths.push_back(c);
+  widths.push_back(25);
+  std::int64_t key = 0;
+  for (const std::int64_t d : dims) {
+    for (const int c : widths) {
+      const std::int64_t n = 1 + (key % 7) * 5;  // 1 .. 31 rows
+      const Problem p = Random(n + 3, d, c, 100 + key++);
+      std::vector<const float*> rows;
+      for (std::int64_t i = 0; i < n; ++i) rows.push_back(p.x.data() + ((i * 5) % (n + 3)) * d);
+      std::vector<float> g;
+      for (std::int64_t i = 0; i < n * c; ++i) {
+        g.push_back(static_cast<float>(p.w[static_cast<std::size_t>(i % (d * c))] *
+                                       std::pow(10.0, (i % 3) - 1.0)));
+      }
+      // Poisoned output: every value must be written.
+      std::vector<double> got(static_cast<std::size_t>(d * c), std::nan(""));
+      LinearGradF32(rows.data(), n, d, g.data(), c, got.data());
+      const std::vector<double> want = ReferenceGrad(rows, d, g, c);
+      for (std::size_t i = 0; i < got.size(); ++i) {
+        ASSERT_TRUE(SameBits(got[i], want[i]))
+            << "d " << d << " c " << c << " n " << n << " value " << i << ": " << got[i]
+            << " vs " << want[i];
+      }
+    }
+  }
+}
+
+TEST(LinearGradTest, SumsInSinglePrecision) {
+  // 1 + 2^-30 is 1 in float32: a kernel summing in double would keep it.
+  const float x0[1] = {1.0f}, x1[1] = {1.0f};
+  const float* rows[2] = {x0, x1};
+  const float g[2] = {1.0f, std::ldexp(1.0f, -30)};
+  double grad = 0.0;
+  LinearGradF32(rows, 2, 1, g, 1, &grad);
+  EXPECT_EQ(grad, 1.0);
+}
+
 }  // namespace
 }  // namespace linear_rows_test
 }  // namespace fedsim

@@ -445,6 +445,49 @@ TEST(ObjectivePrecisionTest, Float64IsTheSpecDefault) {
   EXPECT_EQ(objective->precision(), Precision::kFloat64);
 }
 
+// The training step on rows read in place (float32 linear models): the
+// loss and gradient of the gathered batch in float64 to float32's
+// rounding, for rows in any order (repeats included), and really computed
+// in single precision. Other models and float64 have no such path.
+TEST_P(ObjectiveCaseTest, EvaluateOnRowsAgreesWithTheGatheredBatch) {
+  for (const Precision precision : {Precision::kFloat64, Precision::kFloat32}) {
+    SCOPED_TRACE(precision == Precision::kFloat32 ? "float32" : "float64");
+    ObjectiveSpec spec = GetParam().spec;
+    spec.precision = precision;
+    const auto objective = MakeOrDie(spec);
+    ASSERT_NE(objective, nullptr);
+    RngStream rng(41, RngPurpose::kTest, -1, 0);
+    const Batch random = RandomBatch(spec, 50, rng);
+    const FlatVector params =
+        RandomParams(objective->NumParameters(), GetParam().param_scale, rng);
+    Dataset data;
+    data.features = random.x.cast<float>();
+    data.labels = random.y;
+    data.num_classes = spec.num_classes;
+    const std::vector<std::int64_t> rows = {7, 3, 49, 3, 0, 21, 22, 23, 11, 40, 5, 5, 18};
+    FlatVector grad_in_place;
+    const std::optional<double> in_place =
+        objective->EvaluateOnRows(params, data, rows, &grad_in_place);
+    const bool linear = spec.kind == ObjectiveKind::kSoftmax ||
+                        spec.kind == ObjectiveKind::kLogistic;
+    if (precision == Precision::kFloat64 || !linear) {
+      EXPECT_FALSE(in_place.has_value());
+      continue;
+    }
+    ASSERT_TRUE(in_place.has_value());
+    Batch gathered;
+    GatherBatch(data, rows, gathered);
+    FlatVector grad;
+    const double loss = objective->Evaluate(params, gathered, &grad);
+    constexpr double kTol = 2e-5;
+    EXPECT_NEAR(*in_place, loss, kTol * std::max(1.0, std::abs(loss)));
+    EXPECT_TRUE(CloseTo(grad_in_place, grad, kTol));
+    EXPECT_NE(grad_in_place, grad) << "the float32 step computed in double";
+    // Without a gradient: the same loss.
+    EXPECT_EQ(objective->EvaluateOnRows(params, data, rows, nullptr), in_place);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(
     AllKinds, ObjectiveCaseTest, ::testing::ValuesIn(AllCases()),
     [](const ::testing::TestParamInfo<Case>& param_info) {
