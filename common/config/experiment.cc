@@ -328,42 +328,77 @@ absl::StatusOr<FederatedData> PrepareData(const v1::ExperimentConfig& config,
   return std::move(exp.data);
 }
 
-// What identifies the data a config makes: the config keys that shape it
-// and the data files' names, sizes and modification times.
+// Bump when what BuildExperiment makes of the same files and config
+// changes (a loader, the partition, the sample, the reordering): a row
+// cache written by an older fedsim is then never mapped by a newer one.
+constexpr int kDataPipelineVersion = 1;
+
+// The files a config reads: data.path's regular files (IDX folders), or
+// train_file and test_file (CSV, LIBSVM) resolved as LoadData resolves
+// them; none for generated data.
+std::vector<std::filesystem::path> DataFiles(const v1::ExperimentConfig& config,
+                                             const std::string& data_dir) {
+  const auto& d = config.data();
+  std::vector<std::filesystem::path> files;
+  std::error_code ec;
+  if (d.source() == v1::DataConfig::SOURCE_CSV || d.source() == v1::DataConfig::SOURCE_LIBSVM) {
+    for (const std::string& f : {d.train_file(), d.test_file()}) {
+      files.push_back(data_dir.empty() ? std::filesystem::path(f)
+                                       : std::filesystem::path(data_dir) /
+                                             std::filesystem::path(f).filename());
+    }
+    return files;
+  }
+  const std::string path = data_dir.empty() ? d.path() : data_dir;
+  if (!path.empty() && std::filesystem::is_directory(path, ec)) {
+    for (const auto& entry : std::filesystem::directory_iterator(path, ec)) {
+      if (entry.is_regular_file(ec)) files.push_back(entry.path());
+    }
+    std::sort(files.begin(), files.end());
+  }
+  return files;
+}
+
+// What identifies the data a config makes: the data pipeline's version,
+// the ISA level, the config keys that shape the data, and every data file
+// by canonical path, size and modification time. Each part is written
+// with its length, so no two inputs give the same text.
 absl::StatusOr<std::string> RowCacheKey(const v1::ExperimentConfig& config,
                                         const std::string& data_dir) {
+  std::string text;
+  const auto add = [&text](absl::string_view part) {
+    absl::StrAppend(&text, part.size(), ":", part, "\n");
+  };
+  add(absl::StrCat("fedsim row cache, pipeline ", kDataPipelineVersion));
+  add(BuildIsa());
+  add(absl::StrCat(config.seed()));
+  add(absl::StrCat(config.eval().train_rows()));
   v1::DataConfig data = config.data();
-  const std::string path = data_dir.empty() ? data.path() : data_dir;
-  data.clear_path();
-  std::string text = absl::StrCat("fedsim row cache 1\nisa ", BuildIsa(), "\nseed ",
-                                  config.seed(), "\ntrain_rows ", config.eval().train_rows(),
-                                  "\n");
-  std::string bytes;
-  google::protobuf::io::StringOutputStream stream(&bytes);
-  {
-    google::protobuf::io::CodedOutputStream coded(&stream);
-    coded.SetSerializationDeterministic(true);
-    data.SerializeToCodedStream(&coded);
-    config.clients().SerializeToCodedStream(&coded);
+  data.clear_path();  // the files below say where the data is
+  data.clear_train_file();
+  data.clear_test_file();
+  for (const google::protobuf::Message* m :
+       {static_cast<const google::protobuf::Message*>(&data),
+        static_cast<const google::protobuf::Message*>(&config.clients())}) {
+    std::string bytes;
+    {
+      google::protobuf::io::StringOutputStream stream(&bytes);
+      google::protobuf::io::CodedOutputStream coded(&stream);
+      coded.SetSerializationDeterministic(true);
+      m->SerializeToCodedStream(&coded);
+    }
+    add(bytes);
   }
-  absl::StrAppend(&text, absl::BytesToHexString(bytes), "\n");
-  if (!path.empty()) {
+  for (const std::filesystem::path& f : DataFiles(config, data_dir)) {
     std::error_code ec;
-    std::vector<std::filesystem::path> files;
-    if (std::filesystem::is_directory(path, ec)) {
-      for (const auto& entry : std::filesystem::directory_iterator(path, ec)) {
-        if (entry.is_regular_file(ec)) files.push_back(entry.path());
-      }
-      std::sort(files.begin(), files.end());
-    } else if (std::filesystem::is_regular_file(path, ec)) {
-      files.push_back(path);
+    const std::filesystem::path canonical = std::filesystem::weakly_canonical(f, ec);
+    struct stat st {};
+    if (::stat(f.c_str(), &st) != 0) {
+      add(absl::StrCat((ec ? f : canonical).string(), " missing"));
+      continue;
     }
-    for (const std::filesystem::path& f : files) {
-      struct stat st {};
-      if (::stat(f.c_str(), &st) != 0) continue;
-      absl::StrAppend(&text, f.filename().string(), " ", st.st_size, " ",
-                      st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec, "\n");
-    }
+    add(absl::StrCat((ec ? f : canonical).string(), " ", st.st_size, " ", st.st_mtim.tv_sec,
+                     ".", st.st_mtim.tv_nsec));
   }
   return absl::BytesToHexString(Sha256Digest(text));
 }
@@ -407,7 +442,9 @@ absl::StatusOr<Experiment> BuildExperiment(const v1::ExperimentConfig& config,
     FEDSIM_ASSIGN_OR_RETURN(exp.data, PrepareData(config, data_dir, keep_row_order));
   } else {
     if (keep_row_order) {
-      return absl::InvalidArgumentError("a row cache holds reordered rows (keep_row_order)");
+      return absl::InvalidArgumentError(absl::StrCat(
+          "row cache ", row_cache_dir, ": holds reordered rows; keep_row_order needs a build "
+          "without it"));
     }
     FEDSIM_ASSIGN_OR_RETURN(const std::string key, RowCacheKey(config, data_dir));
     const std::string path = RowCachePath(row_cache_dir, key);

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -103,13 +104,30 @@ class Fd {
 absl::Status WriteRowCache(const FederatedData& data, const std::string& path,
                            const std::string& key, bool durable) {
   if (key.size() != kKeyChars) {
-    return absl::InvalidArgumentError(absl::StrCat("row cache key has ", key.size(),
-                                                   " characters, expected ", kKeyChars));
+    return absl::InvalidArgumentError(absl::StrCat("row cache ", path, ": key has ",
+                                                   key.size(), " characters, expected ",
+                                                   kKeyChars));
   }
   if (data.test.size() > 0 && data.test.dim() != data.train.dim()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "row cache: test rows have ", data.test.dim(), " features, training rows ",
+        "row cache ", path, ": test rows have ", data.test.dim(), " features, training rows ",
         data.train.dim()));
+  }
+  // What a writer that died left (a crash between create and rename):
+  // writers take the lock, so no other writer is at work on these.
+  {
+    std::error_code ec;
+    const std::filesystem::path target(path);
+    const std::string prefix = target.filename().string() + ".tmp.";
+    for (const auto& entry :
+         std::filesystem::directory_iterator(target.parent_path().empty()
+                                                 ? std::filesystem::path(".")
+                                                 : target.parent_path(),
+                                             ec)) {
+      if (entry.path().filename().string().rfind(prefix, 0) == 0) {
+        std::filesystem::remove(entry.path(), ec);
+      }
+    }
   }
   Sizes s;
   s.train_rows = data.train.size();
@@ -162,6 +180,12 @@ absl::Status WriteRowCache(const FederatedData& data, const std::string& path,
     ::unlink(tmp.c_str());
     return status;
   }
+  if (durable) {
+    // The rename itself survives a crash once the folder is synced.
+    const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+    Fd dir(::open(parent.empty() ? "." : parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dir.get() < 0 || ::fsync(dir.get()) != 0) return Errno("cannot sync the folder of", path);
+  }
   return absl::OkStatus();
 }
 
@@ -188,8 +212,8 @@ absl::StatusOr<FederatedData> MapRowCache(const std::string& path, const std::st
   });
   const char* bytes = static_cast<const char*>(base);
   if (std::memcmp(bytes, kMagic, sizeof(kMagic)) != 0) return bad("not a row cache file");
-  if (std::memcmp(bytes + sizeof(kMagic), key.data(), kKeyChars) != 0 ||
-      key.size() != kKeyChars) {
+  if (key.size() != kKeyChars ||
+      std::memcmp(bytes + sizeof(kMagic), key.data(), kKeyChars) != 0) {
     return bad("written for other data or another config (key differs)");
   }
   Sizes s;
@@ -197,11 +221,15 @@ absl::StatusOr<FederatedData> MapRowCache(const std::string& path, const std::st
   if (s.version != kVersion) {
     return bad(absl::StrCat("version ", s.version, ", this build reads ", kVersion));
   }
-  if (s.train_rows < 0 || s.dim < 0 || s.test_rows < 0 || s.clients < 0 ||
-      s.client_rows < 0 || s.eval_rows < 0 || s.optimum < -1 || s.num_classes < 0 ||
-      s.train_rows * s.dim > kMaxDatasetValues || s.test_rows * s.dim > kMaxDatasetValues ||
-      s.clients > kMaxDatasetValues || s.client_rows > kMaxDatasetValues ||
-      s.eval_rows > s.train_rows || s.optimum > kMaxDatasetValues) {
+  // Every size bounded on its own before any product (no overflow).
+  const auto in = [](std::int64_t v, std::int64_t lo, std::int64_t hi) {
+    return v >= lo && v <= hi;
+  };
+  if (!in(s.train_rows, 0, kMaxDatasetValues) || !in(s.dim, 0, kMaxDatasetValues) ||
+      !in(s.test_rows, 0, kMaxDatasetValues) || !in(s.clients, 0, kMaxDatasetValues) ||
+      !in(s.client_rows, 0, kMaxDatasetValues) || !in(s.eval_rows, 0, s.train_rows) ||
+      !in(s.optimum, -1, kMaxDatasetValues) || !in(s.num_classes, 0, 1 << 24) ||
+      s.train_rows * s.dim > kMaxDatasetValues || s.test_rows * s.dim > kMaxDatasetValues) {
     return bad("sizes out of range");
   }
   const Layout l = LayoutOf(s);
@@ -264,7 +292,9 @@ absl::StatusOr<FederatedData> MapRowCache(const std::string& path, const std::st
 
 absl::StatusOr<RowCacheLock> RowCacheLock::Acquire(const std::string& path) {
   const std::string lock_path = absl::StrCat(path, ".lock");
-  const int fd = ::open(lock_path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+  int fd = ::open(lock_path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+  // A lock file another user made (flock needs no write access).
+  if (fd < 0 && errno == EACCES) fd = ::open(lock_path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Errno("cannot create", lock_path);
   while (::flock(fd, LOCK_EX) != 0) {
     if (errno != EINTR) {

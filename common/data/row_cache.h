@@ -30,7 +30,10 @@ namespace fedsim {
 
 // Writes `data` to `path` under `key` (64 hex digits): to a temporary file
 // in the same folder, renamed into place, so a reader sees a whole file or
-// none. `durable`: fsync before the rename (a cache that outlives a crash).
+// none; temporary files a crashed writer left for `path` are removed
+// first. `durable`: fsync the file before the rename and the folder after
+// it (a cache that outlives a crash). REQUIRES: no other process writes
+// `path` meanwhile (hold its RowCacheLock).
 absl::Status WriteRowCache(const FederatedData& data, const std::string& path,
                            const std::string& key, bool durable);
 

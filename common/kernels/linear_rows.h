@@ -82,8 +82,9 @@ void LinearRowsF32SingleAt(const PackedLinearF& layer, const float* const* rows,
 //
 // Numerical contract: grad(j, k) = (double)(((0 + x_0j g_0k) + x_1j g_1k)
 // + ... + x_n-1,j g_n-1,k), the sum in float32 in row order (each step a
-// fused multiply-add when the build targets FMA, a multiply then an add
-// otherwise), converted to double. REQUIRES: n, d, c >= 1.
+// fused multiply-add in builds with AVX2 and FMA, x86-64-v3 and up; a
+// multiply then an add in other builds, -ffp-contract=off), converted to
+// double. REQUIRES: n, d, c >= 1.
 void LinearGradF32(const float* const* rows, std::int64_t n, std::int64_t d, const float* g,
                    int c, double* grad);
 

@@ -27,8 +27,9 @@ std::int64_t TrainLossRows(const Experiment& e) {
                                   : static_cast<std::int64_t>(e.data.eval_rows.size());
 }
 
-void SetTrainLossRows(const Experiment& e, EngineInputs& inputs) {
-  if (e.data.eval_rows.empty()) {
+void SetTrainLossRows(const v1::ExperimentConfig& config, const Experiment& e,
+                      EngineInputs& inputs) {
+  if (e.data.eval_rows.empty() || !config.eval().train_loss()) {
     inputs.train = &e.data.train;
     return;
   }
@@ -189,7 +190,6 @@ absl::StatusOr<EngineSetup> MakeEngine(const v1::ExperimentConfig& config, const
                                   {"clients", e.num_clients()},
                                   {"parameters", e.num_parameters()},
                                   {"train_rows", e.data.train.size()},
-       {"train_loss_rows", TrainLossRows(e)},
                                   {"train_loss_rows", TrainLossRows(e)},
                                   {"test_rows", e.data.test.size()},
                                   {"rounds", config.rounds()},
@@ -197,7 +197,7 @@ absl::StatusOr<EngineSetup> MakeEngine(const v1::ExperimentConfig& config, const
                                   {"model_hash", ModelHash(initial)}};
     EngineInputs inputs;
     inputs.objective = e.objective.get();
-    SetTrainLossRows(e, inputs);
+    SetTrainLossRows(config, e, inputs);
     inputs.test = &e.data.test;
     inputs.client_sizes = e.client_sizes;
     inputs.optimum = e.data.optimum;
@@ -310,7 +310,7 @@ absl::StatusOr<EngineSetup> MakeEngine(const v1::ExperimentConfig& config, const
   options.incarnation = incarnation;
   EngineInputs inputs;
   inputs.objective = e.objective.get();
-  SetTrainLossRows(e, inputs);
+  SetTrainLossRows(config, e, inputs);
   inputs.test = &e.data.test;
   inputs.client_sizes = e.client_sizes;
   inputs.optimum = e.data.optimum;

@@ -180,7 +180,14 @@ absl::StatusOr<CoordinatorRun> PrepareOrResumeRun(
   if (!loaded.ok()) return loaded.status();
   FEDSIM_RETURN_IF_ERROR(CheckSameBuildIsa(
       absl::StrCat("--resume: checkpoint '", loaded->path, "'"), loaded->data.build_isa));
-  const v1::ExperimentConfig& saved = loaded->data.config;
+  v1::ExperimentConfig& saved = loaded->data.config;
+  // A checkpoint from before eval.train_rows computed train_loss over every
+  // training row: it resumes with `eval.train_rows: 0` (docs/checkpoint.md).
+  // LSA runs have no rows, where the key means nothing: any value resumes.
+  if (!saved.eval().has_train_rows()) {
+    saved.mutable_eval()->set_train_rows(
+        saved.data().source() == v1::DataConfig::SOURCE_LSA ? config.eval().train_rows() : 0);
+  }
   if (!google::protobuf::util::MessageDifferencer::Equals(ResultRelevant(saved),
                                                           ResultRelevant(config))) {
     std::string difference;

@@ -316,9 +316,9 @@ TEST(CheckpointTest, ResumeRefusesACheckpointOfAnotherIsaLevel) {
 }
 
 // Runs `config` to the end in `name`_ref, then makes `name` a copy crashed
-// after round 3 whose newest checkpoint has no model.precision, as a
-// fedsim from before the key wrote it (after checking it read as
-// float64). Returns {the reference's directory, the crashed copy's}.
+// after round 3 whose newest checkpoint has no model.precision and no
+// eval.train_rows, as a fedsim from before the keys wrote it (after
+// checking it read as float64). Returns {the reference's directory, the crashed copy's}.
 std::pair<std::string, std::string> CrashedCopyWithoutPrecision(
     const v1::ExperimentConfig& config, const std::string& name) {
   const std::string reference = Dir(name + "_ref");
@@ -332,6 +332,7 @@ std::pair<std::string, std::string> CrashedCopyWithoutPrecision(
   if (!data.ok()) return {reference, dir};
   EXPECT_EQ(data->config.model().precision(), v1::ModelConfig::PRECISION_FLOAT64);
   data->config.mutable_model()->clear_precision();
+  data->config.mutable_eval()->clear_train_rows();  // nor eval.train_rows
   EXPECT_TRUE(WriteCheckpoint(dir, *data, 1000).ok());
   return {reference, dir};
 }
@@ -350,7 +351,15 @@ TEST(CheckpointTest, ACheckpointWithoutPrecisionResumesAsFloat64) {
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(refused.status().message().find("precision"), std::string::npos) << refused.status();
-  Resume(float64, dir, 3);
+  // Nor eval.train_rows: such a checkpoint computed train_loss over every
+  // row, and resumes with eval.train_rows: 0, not with the sample.
+  refused = PrepareOrResumeRun(float64, dir, "embedded");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("train_rows"), std::string::npos)
+      << refused.status();
+  v1::ExperimentConfig every_row = float64;
+  every_row.mutable_eval()->set_train_rows(0);
+  Resume(every_row, dir, 3);
   EXPECT_EQ(Column(dir, "model_hash"), Column(reference, "model_hash"));
 }
 

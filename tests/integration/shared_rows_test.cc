@@ -3,6 +3,7 @@
 // the same data as a private build, bit for bit, one copy in all.
 #include <sys/stat.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -105,6 +106,43 @@ TEST(SharedRowsTest, ADamagedOrStaleCacheIsRebuiltAndAnUnwritableFolderIsNotFata
       << alone->data_note;
   EXPECT_EQ(alone->data.train.shared, nullptr);
   ExpectSameData(*own, *alone);
+}
+
+// A data file rewritten under the same name (CSV: train_file) is other
+// data: its cache file is another, and the new rows are what is mapped.
+TEST(SharedRowsTest, ARewrittenDataFileGetsItsOwnCacheFile) {
+  const std::string dir = Dir("csv");
+  const std::string cache = dir + "/cache";
+  std::filesystem::create_directories(cache);
+  const auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir + "/" + name) << text;
+  };
+  std::string rows;
+  for (int i = 0; i < 40; ++i) {
+    rows += std::to_string(i % 3) + "," + std::to_string(i) + "," + std::to_string(2 * i) + "\n";
+  }
+  write("train.csv", rows);
+  write("test.csv", "0,1,2\n1,3,4\n");
+  const v1::ExperimentConfig config = Config(
+      "data: {source: csv, train_file: " + dir + "/train.csv, test_file: " + dir +
+      "/test.csv, label_column: 0}\nclients: {count: 4}\nmodel: {objective: softmax}\n");
+  absl::StatusOr<Experiment> first = BuildExperiment(config, "", false, cache);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->data_note.rfind("rows written to", 0), 0u) << first->data_note;
+  // As many bytes again, one value changed. (The kernel stamps files with a
+  // coarse clock, a few ms: a rewrite that fast could keep the time, so the
+  // test moves it on by a second as a later edit would.)
+  const auto before = std::filesystem::last_write_time(dir + "/train.csv");
+  write("train.csv", "1" + rows.substr(1));
+  std::filesystem::last_write_time(dir + "/train.csv", before + std::chrono::seconds(1));
+  absl::StatusOr<Experiment> second = BuildExperiment(config, "", false, cache);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->data_note.rfind("rows written to", 0), 0u) << second->data_note;
+  EXPECT_EQ(CacheFiles(cache).size(), 2u);
+  absl::StatusOr<Experiment> own = BuildExperiment(config);
+  ASSERT_TRUE(own.ok());
+  ExpectSameData(*own, *second);
+  EXPECT_NE(first->data.train.labels, second->data.train.labels);
 }
 
 TEST(SharedRowsTest, ShareRowsMovesABuiltExperimentOntoTheMapping) {

@@ -151,6 +151,13 @@ TEST(RowCacheTest, RefusesFilesThatAreNotAWholeCacheForTheKey) {
                  [](const std::string& p) { std::filesystem::resize_file(p, 100); });
   expect_refused("sizes", kKey, "sizes out of range",
                  [](const std::string& p) { Poke(p, 80, Int64(-3)); });
+  // 2 rows of 2^62 features: the product would overflow to a small size.
+  expect_refused("overflow", kKey, "sizes out of range", [](const std::string& p) {
+    Poke(p, 80, Int64(2));
+    Poke(p, 88, Int64(std::int64_t{1} << 62));
+  });
+  expect_refused("classes", kKey, "sizes out of range",
+                 [](const std::string& p) { Poke(p, 104, Int64(std::int64_t{1} << 40)); });
   // Sections start at 4096: training rows (7 x 3 floats, one page), test
   // rows (one page), training labels at 3 * 4096.
   expect_refused("label", kKey, "label 3 is not a class of 3",
