@@ -76,6 +76,7 @@ absl::StatusOr<LocalTrainingOutput> RunLocalDpSgdIn(
   FlatVector w = start;
   FlatVector v(d), grad(d), residual(d), fed_back(d);
   Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> per_example, delta;
+  RowMajorMatrixD delta_in_place;
   Eigen::VectorXd factors, squared_norms;
   std::vector<std::int64_t> sampled;
   BatchT<T> batch;
@@ -87,9 +88,25 @@ absl::StatusOr<LocalTrainingOutput> RunLocalDpSgdIn(
     v.setZero();
     if (dice) residual.setZero();  // only DiceSGD feeds it back
     if (b > 0) {
-      GatherBatch(train, sampled, batch);
-      double loss;
-      if (!clipping) {
+      double loss = 0.0;
+      // Ghost clipping on the rows where they are stored (float32 linear
+      // models): no batch gathered. Every other step gathers one.
+      const bool in_place =
+          clipping && dp.ghost_clipping &&
+          objective.OuterProductFactorsOnRows(w, train, sampled, delta_in_place, squared_norms,
+                                              loss);
+      if (!in_place) GatherBatch(train, sampled, batch);
+      if (in_place) {
+        ClipFactorsFromSquaredNorms(squared_norms, dp.clip, factors);
+        objective.WeightedOuterProductSumOnRows(train, sampled, delta_in_place, factors, v);
+        v /= lot;
+        if (dice) {
+          const Eigen::VectorXd kept_out = 1.0 - factors.array();
+          objective.WeightedOuterProductSumOnRows(train, sampled, delta_in_place, kept_out,
+                                                  residual);
+          residual /= lot;  // mean of g_i - clip(g_i, C1)
+        }
+      } else if (!clipping) {
         // No clipping: the objective's mean gradient, rescaled from the
         // realised to the expected lot size (a factor of exactly 1 at q = 1).
         loss = objective.Evaluate(w, batch, &grad);

@@ -30,6 +30,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/base/types.h"
+#include "common/base/check.h"
 #include "common/data/dataset.h"
 #include "common/random/stream.h"
 
@@ -96,6 +97,28 @@ class Objective {
                                        const Eigen::VectorXd& weights,
                                        FlatVector& out) const;
 
+  // OuterProductFactors and WeightedOuterProductSum for `rows` of `data`
+  // read where they are stored (no gathered batch), for objectives with
+  // such a path: the float32 linear models (softmax, logistic), on the
+  // kernels of EvaluateOnRows; delta in float64. false otherwise (write
+  // nothing; the caller gathers a batch). The values equal those of the
+  // gathered batch up to float32 rounding.
+  virtual bool OuterProductFactorsOnRows(const FlatVector& params, const Dataset& data,
+                                         std::span<const std::int64_t> rows,
+                                         RowMajorMatrixD& delta,
+                                         Eigen::VectorXd& squared_norms, double& loss) const {
+    (void)params, (void)data, (void)rows, (void)delta, (void)squared_norms, (void)loss;
+    return false;
+  }
+  // REQUIRES: OuterProductFactorsOnRows returned true for these rows.
+  virtual void WeightedOuterProductSumOnRows(const Dataset& data,
+                                             std::span<const std::int64_t> rows,
+                                             const RowMajorMatrixD& delta,
+                                             const Eigen::VectorXd& weights,
+                                             FlatVector& out) const {
+    (void)data, (void)rows, (void)delta, (void)weights, (void)out;
+    FEDSIM_CHECK(false) << "no in-place outer-product path";
+  }
   // Number of examples of `batch` whose predicted class equals the label.
   // Regression objectives return 0.
   virtual std::int64_t NumCorrect(const FlatVector& params,

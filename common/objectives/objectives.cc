@@ -300,6 +300,33 @@ class ObjectiveBase : public Objective {
     return at;
   }
 
+  // sum_i weights_i delta_i (x) [x_i; 1] for a linear model of
+  // delta.cols() outputs (weights in column-major order, then the biases):
+  // the weight part by LinearGradF32 on the rows in place, from the
+  // products weights_i delta_ik rounded to float32; the biases in double.
+  void WeightedSumOnRows(const Dataset& data, std::span<const std::int64_t> rows,
+                         const RowMajorMatrixD& delta, const Eigen::VectorXd& weights,
+                         FlatVector& out) const {
+    const auto b = static_cast<Index>(rows.size());
+    const Index c = delta.cols();
+    FEDSIM_CHECK(delta.rows() == b && weights.size() == b && b > 0)
+        << delta.rows() << " deltas and " << weights.size() << " weights for " << b << " rows";
+    std::vector<const float*> at(rows.size());
+    for (std::size_t i = 0; i < rows.size(); ++i) at[i] = data.row(rows[i]);
+    out.resize(num_parameters_);
+    std::vector<float> g(static_cast<std::size_t>(b * c));
+    double* bias = out.data() + d_ * c;
+    std::fill(bias, bias + c, 0.0);
+    for (Index i = 0; i < b; ++i) {
+      for (Index k = 0; k < c; ++k) {
+        const double wd = weights[i] * delta(i, k);
+        g[static_cast<std::size_t>(i * c + k)] = static_cast<float>(wd);
+        bias[k] += wd;
+      }
+    }
+    LinearGradF32(at.data(), b, d_, g.data(), static_cast<int>(c), out.data());
+  }
+
   // X w + b for rows [begin, end) of `data`.
   Eigen::VectorXd LinearOfRows(const double* w, double bias, const Dataset& data,
                                std::int64_t begin, std::int64_t end) const {
@@ -541,6 +568,35 @@ class Logistic final : public ObjectiveImpl<Logistic> {
     return AddL2(params, total * inv_b, gradient);
   }
 
+  bool OuterProductFactorsOnRows(const FlatVector& params, const Dataset& data,
+                                 std::span<const std::int64_t> rows, RowMajorMatrixD& delta,
+                                 Eigen::VectorXd& squared_norms, double& loss) const override {
+    if (precision() != Precision::kFloat32) return false;
+    const std::vector<const float*> at = RowPointers(params, data, rows);
+    const auto b = static_cast<Index>(rows.size());
+    Eigen::VectorXd z(b);
+    const double bias = params[d_];
+    LinearRowsF32SingleAt(PackLinearF(params.data(), &bias, d_, 1), at.data(), b, z.data());
+    double total = 0.0;  // as EvaluateOnRows sums it
+    delta.resize(b, 1);
+    squared_norms.resize(b);
+    for (Index i = 0; i < b; ++i) {
+      const double y = data.labels[rows[i]];
+      total += Softplus(z[i]) - y * z[i];
+      delta(i, 0) = Sigmoid(z[i]) - y;
+      squared_norms[i] = delta(i, 0) * delta(i, 0) * (SquaredNormInDouble(at[i], d_) + 1.0);
+    }
+    loss = AddL2(params, total * (1.0 / static_cast<double>(b)), nullptr);
+    return true;
+  }
+
+  void WeightedOuterProductSumOnRows(const Dataset& data, std::span<const std::int64_t> rows,
+                                     const RowMajorMatrixD& delta,
+                                     const Eigen::VectorXd& weights,
+                                     FlatVector& out) const override {
+    WeightedSumOnRows(data, rows, delta, weights, out);
+  }
+
   template <typename T>
   void PerExampleT(const FlatVector& params, const BatchT<T>& batch,
                    RowMat<T>& gradients) const {
@@ -685,6 +741,35 @@ class Softmax final : public ObjectiveImpl<Softmax> {
       LinearGradF32(at.data(), b, d_, gf.data(), static_cast<int>(c_), gradient->data());
     }
     return AddL2(params, loss, gradient);
+  }
+
+  bool OuterProductFactorsOnRows(const FlatVector& params, const Dataset& data,
+                                 std::span<const std::int64_t> rows, RowMajorMatrixD& delta,
+                                 Eigen::VectorXd& squared_norms, double& loss) const override {
+    if (precision() != Precision::kFloat32) return false;
+    const std::vector<const float*> at = RowPointers(params, data, rows);
+    const auto b = static_cast<Index>(rows.size());
+    delta.resize(b, c_);
+    LinearRowsF32SingleAt(PackLinearF(params.data(), params.data() + d_ * c_, d_,
+                                      static_cast<int>(c_)),
+                          at.data(), b, delta.data());
+    Eigen::VectorXd y(b);
+    for (Index i = 0; i < b; ++i) y[i] = data.labels[rows[i]];
+    loss = AddL2(params, SoftmaxCrossEntropyInPlace(y, delta) * (1.0 / static_cast<double>(b)),
+                 nullptr);  // delta = P - Y
+    // ||delta_i (x) [x_i; 1]||^2 = ||delta_i||^2 (||x_i||^2 + 1).
+    squared_norms.resize(b);
+    for (Index i = 0; i < b; ++i) {
+      squared_norms[i] = delta.row(i).squaredNorm() * (SquaredNormInDouble(at[i], d_) + 1.0);
+    }
+    return true;
+  }
+
+  void WeightedOuterProductSumOnRows(const Dataset& data, std::span<const std::int64_t> rows,
+                                     const RowMajorMatrixD& delta,
+                                     const Eigen::VectorXd& weights,
+                                     FlatVector& out) const override {
+    WeightedSumOnRows(data, rows, delta, weights, out);
   }
 
   template <typename T>

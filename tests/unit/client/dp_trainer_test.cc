@@ -384,6 +384,48 @@ TEST(DpTrainerTest, GhostClippingMatchesMaterialisedPerExampleGradients) {
   }
 }
 
+// In float32 the linear models' ghost clipping reads the rows in place
+// (Objective::OuterProductFactorsOnRows): the same mechanism, the same
+// draws, so it ends where the float64 materialised step ends, to float32's
+// rounding, under DP-SGD and DiceSGD.
+TEST(DpTrainerTest, Float32GhostClippingOnRowsMatchesFloat64) {
+  const Dataset data = Classification(60, 5, 3);
+  ObjectiveSpec ospec;
+  ospec.kind = ObjectiveKind::kSoftmax;
+  ospec.num_features = 5;
+  ospec.num_classes = 3;
+  ospec.precision = Precision::kFloat32;
+  absl::StatusOr<std::unique_ptr<Objective>> float32 = MakeObjective(ospec);
+  ASSERT_TRUE(float32.ok()) << float32.status();
+  const auto float64 = MakeSoftmax(5, 3);
+  LocalTrainingSpec spec;
+  spec.batch_size = 8;
+  spec.lr = 0.5;
+  spec.epochs = 3;
+  for (const DpMode mode : {DpMode::kClip, DpMode::kDiceSgd}) {
+    SCOPED_TRACE(mode == DpMode::kClip ? "clip" : "dicesgd");
+    DpSpec dp;
+    dp.mode = mode;
+    dp.clip = 0.3;
+    dp.error_clip = 0.2;
+    dp.noise_multiplier = 0.5;
+    FlatVector error_a, error_b;
+    const LocalTrainingOutput a =
+        Train(*float64, data, FlatVector::Zero(18), spec, dp, {4, 2, 1}, &error_a);
+    dp.ghost_clipping = true;
+    const LocalTrainingOutput b =
+        Train(**float32, data, FlatVector::Zero(18), spec, dp, {4, 2, 1}, &error_b);
+    EXPECT_EQ(a.num_steps, b.num_steps);
+    EXPECT_GT(a.update.norm(), 0.1);
+    EXPECT_LE((a.update - b.update).cwiseAbs().maxCoeff(), 1e-5 * a.update.norm());
+    EXPECT_NE(a.update, b.update);
+    EXPECT_NEAR(a.mean_loss, b.mean_loss, 1e-5 * std::abs(a.mean_loss));
+    if (mode == DpMode::kDiceSgd) {
+      EXPECT_LE((error_a - error_b).cwiseAbs().maxCoeff(), 1e-5 * error_a.norm());
+    }
+  }
+}
+
 TEST(DpTrainerTest, GhostClippingRefusesTheMlp) {
   ObjectiveSpec ospec;
   ospec.kind = ObjectiveKind::kMlp;

@@ -488,6 +488,59 @@ TEST_P(ObjectiveCaseTest, EvaluateOnRowsAgreesWithTheGatheredBatch) {
   }
 }
 
+// Ghost clipping on rows read in place (float32 linear models): delta, the
+// per-example squared norms, the loss and weighted sums of the gathered
+// float64 batch, to float32's rounding. Other models and float64: false.
+TEST_P(ObjectiveCaseTest, OuterProductFactorsOnRowsAgreeWithTheGatheredBatch) {
+  for (const Precision precision : {Precision::kFloat64, Precision::kFloat32}) {
+    SCOPED_TRACE(precision == Precision::kFloat32 ? "float32" : "float64");
+    ObjectiveSpec spec = GetParam().spec;
+    spec.precision = precision;
+    const auto objective = MakeOrDie(spec);
+    ASSERT_NE(objective, nullptr);
+    RngStream rng(43, RngPurpose::kTest, -1, 0);
+    const Batch random = RandomBatch(spec, 30, rng);
+    const FlatVector params =
+        RandomParams(objective->NumParameters(), GetParam().param_scale, rng);
+    Dataset data;
+    data.features = random.x.cast<float>();
+    data.labels = random.y;
+    data.num_classes = spec.num_classes;
+    const std::vector<std::int64_t> rows = {4, 29, 0, 4, 17, 8, 9, 10, 2};
+    RowMajorMatrixD delta;
+    Eigen::VectorXd norms;
+    double loss = 0.0;
+    const bool in_place =
+        objective->OuterProductFactorsOnRows(params, data, rows, delta, norms, loss);
+    const bool linear = spec.kind == ObjectiveKind::kSoftmax ||
+                        spec.kind == ObjectiveKind::kLogistic;
+    if (precision == Precision::kFloat64 || !linear) {
+      EXPECT_FALSE(in_place);
+      continue;
+    }
+    ASSERT_TRUE(in_place);
+    Batch gathered;
+    GatherBatch(data, rows, gathered);
+    RowMajorMatrixD delta64;
+    Eigen::VectorXd norms64;
+    double loss64 = 0.0;
+    ASSERT_TRUE(objective->OuterProductFactors(params, gathered, delta64, norms64, loss64));
+    constexpr double kTol = 2e-5;
+    EXPECT_NEAR(loss, loss64, kTol * std::max(1.0, std::abs(loss64)));
+    EXPECT_TRUE(CloseTo(delta, delta64, kTol));
+    EXPECT_TRUE(CloseTo(norms, norms64, kTol));
+    Eigen::VectorXd weights(static_cast<Eigen::Index>(rows.size()));
+    for (Eigen::Index i = 0; i < weights.size(); ++i) weights[i] = 0.1 + 0.2 * (i % 5);
+    FlatVector sum, sum64;
+    objective->WeightedOuterProductSumOnRows(data, rows, delta, weights, sum);
+    objective->WeightedOuterProductSum(gathered, delta64, weights, sum64);
+    EXPECT_TRUE(CloseTo(sum, sum64, kTol));
+    EXPECT_NE(sum, sum64) << "the weighted sum ran in double";
+    // The factors' loss is the in-place training step's.
+    EXPECT_EQ(objective->EvaluateOnRows(params, data, rows, nullptr), loss);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(
     AllKinds, ObjectiveCaseTest, ::testing::ValuesIn(AllCases()),
     [](const ::testing::TestParamInfo<Case>& param_info) {
