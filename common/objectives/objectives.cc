@@ -300,6 +300,19 @@ class ObjectiveBase : public Objective {
     return at;
   }
 
+  // For a linear model of c outputs (W column-major, then the c biases),
+  // on `rows` of `data` read in place: writes X W + 1 b^T (b x c,
+  // row-major, double) into `out` with the float32 logits kernel and
+  // returns the rows' addresses.
+  std::vector<const float*> LinearOnRows(const FlatVector& params, const Dataset& data,
+                                         std::span<const std::int64_t> rows, int c,
+                                         double* out) const {
+    std::vector<const float*> at = RowPointers(params, data, rows);
+    LinearRowsF32SingleAt(PackLinearF(params.data(), params.data() + d_ * c, d_, c), at.data(),
+                          static_cast<std::int64_t>(rows.size()), out);
+    return at;
+  }
+
   // sum_i weights_i delta_i (x) [x_i; 1] for a linear model of
   // delta.cols() outputs (weights in column-major order, then the biases):
   // the weight part by LinearGradF32 on the rows in place, from the
@@ -544,11 +557,9 @@ class Logistic final : public ObjectiveImpl<Logistic> {
                                        std::span<const std::int64_t> rows,
                                        FlatVector* gradient) const override {
     if (precision() != Precision::kFloat32) return std::nullopt;
-    const std::vector<const float*> at = RowPointers(params, data, rows);
     const auto b = static_cast<Index>(rows.size());
     Eigen::VectorXd z(b);
-    const double bias = params[d_];
-    LinearRowsF32SingleAt(PackLinearF(params.data(), &bias, d_, 1), at.data(), b, z.data());
+    const std::vector<const float*> at = LinearOnRows(params, data, rows, 1, z.data());
     const double inv_b = 1.0 / static_cast<double>(b);
     double total = 0.0;
     for (Index i = 0; i < b; ++i) total += Softplus(z[i]) - data.labels[rows[i]] * z[i];
@@ -572,11 +583,9 @@ class Logistic final : public ObjectiveImpl<Logistic> {
                                  std::span<const std::int64_t> rows, RowMajorMatrixD& delta,
                                  Eigen::VectorXd& squared_norms, double& loss) const override {
     if (precision() != Precision::kFloat32) return false;
-    const std::vector<const float*> at = RowPointers(params, data, rows);
     const auto b = static_cast<Index>(rows.size());
     Eigen::VectorXd z(b);
-    const double bias = params[d_];
-    LinearRowsF32SingleAt(PackLinearF(params.data(), &bias, d_, 1), at.data(), b, z.data());
+    const std::vector<const float*> at = LinearOnRows(params, data, rows, 1, z.data());
     double total = 0.0;  // as EvaluateOnRows sums it
     delta.resize(b, 1);
     squared_norms.resize(b);
@@ -715,12 +724,10 @@ class Softmax final : public ObjectiveImpl<Softmax> {
                                        std::span<const std::int64_t> rows,
                                        FlatVector* gradient) const override {
     if (precision() != Precision::kFloat32) return std::nullopt;
-    const std::vector<const float*> at = RowPointers(params, data, rows);
     const auto b = static_cast<Index>(rows.size());
     RowMajorMatrixD g(b, c_);
-    LinearRowsF32SingleAt(PackLinearF(params.data(), params.data() + d_ * c_, d_,
-                                      static_cast<int>(c_)),
-                          at.data(), b, g.data());
+    const std::vector<const float*> at =
+        LinearOnRows(params, data, rows, static_cast<int>(c_), g.data());
     Eigen::VectorXd y(b);
     for (Index i = 0; i < b; ++i) y[i] = data.labels[rows[i]];
     const double inv_b = 1.0 / static_cast<double>(b);
@@ -747,12 +754,10 @@ class Softmax final : public ObjectiveImpl<Softmax> {
                                  std::span<const std::int64_t> rows, RowMajorMatrixD& delta,
                                  Eigen::VectorXd& squared_norms, double& loss) const override {
     if (precision() != Precision::kFloat32) return false;
-    const std::vector<const float*> at = RowPointers(params, data, rows);
     const auto b = static_cast<Index>(rows.size());
     delta.resize(b, c_);
-    LinearRowsF32SingleAt(PackLinearF(params.data(), params.data() + d_ * c_, d_,
-                                      static_cast<int>(c_)),
-                          at.data(), b, delta.data());
+    const std::vector<const float*> at =
+        LinearOnRows(params, data, rows, static_cast<int>(c_), delta.data());
     Eigen::VectorXd y(b);
     for (Index i = 0; i < b; ++i) y[i] = data.labels[rows[i]];
     loss = AddL2(params, SoftmaxCrossEntropyInPlace(y, delta) * (1.0 / static_cast<double>(b)),

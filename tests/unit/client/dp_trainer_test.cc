@@ -347,23 +347,35 @@ TEST(DpTrainerTest, DiceSgdRemovesTheClippingBias) {
               dice_error, clip_error);
 }
 
+// The ghost clipping tests' setting: 3 epochs of lots of 8, most examples
+// clipped (C = 0.3), noise on.
+LocalTrainingSpec GhostTestSpec() {
+  LocalTrainingSpec spec;
+  spec.batch_size = 8;
+  spec.lr = 0.5;
+  spec.epochs = 3;
+  return spec;
+}
+
+DpSpec GhostTestDp(DpMode mode) {
+  DpSpec dp;
+  dp.mode = mode;
+  dp.clip = 0.3;
+  dp.error_clip = 0.2;
+  dp.noise_multiplier = 0.5;
+  return dp;
+}
+
 // Ghost clipping computes the same clipped sums without the B x d matrix:
 // softmax regression under DP-SGD and DiceSGD (with noise: the same draws,
 // the same sampling) ends where the materialised step ends, to rounding.
 TEST(DpTrainerTest, GhostClippingMatchesMaterialisedPerExampleGradients) {
   const Dataset data = Classification(60, 5, 3);
   const auto objective = MakeSoftmax(5, 3);
-  LocalTrainingSpec spec;
-  spec.batch_size = 8;
-  spec.lr = 0.5;
-  spec.epochs = 3;
+  const LocalTrainingSpec spec = GhostTestSpec();
   for (const DpMode mode : {DpMode::kClip, DpMode::kDiceSgd}) {
     SCOPED_TRACE(mode == DpMode::kClip ? "clip" : "dicesgd");
-    DpSpec dp;
-    dp.mode = mode;
-    dp.clip = 0.3;  // most examples are clipped
-    dp.error_clip = 0.2;
-    dp.noise_multiplier = 0.5;
+    DpSpec dp = GhostTestDp(mode);
     FlatVector error_a, error_b;
     const LocalTrainingOutput a =
         Train(*objective, data, FlatVector::Zero(18), spec, dp, {4, 2, 1}, &error_a);
@@ -398,17 +410,10 @@ TEST(DpTrainerTest, Float32GhostClippingOnRowsMatchesFloat64) {
   absl::StatusOr<std::unique_ptr<Objective>> float32 = MakeObjective(ospec);
   ASSERT_TRUE(float32.ok()) << float32.status();
   const auto float64 = MakeSoftmax(5, 3);
-  LocalTrainingSpec spec;
-  spec.batch_size = 8;
-  spec.lr = 0.5;
-  spec.epochs = 3;
+  const LocalTrainingSpec spec = GhostTestSpec();
   for (const DpMode mode : {DpMode::kClip, DpMode::kDiceSgd}) {
     SCOPED_TRACE(mode == DpMode::kClip ? "clip" : "dicesgd");
-    DpSpec dp;
-    dp.mode = mode;
-    dp.clip = 0.3;
-    dp.error_clip = 0.2;
-    dp.noise_multiplier = 0.5;
+    DpSpec dp = GhostTestDp(mode);
     FlatVector error_a, error_b;
     const LocalTrainingOutput a =
         Train(*float64, data, FlatVector::Zero(18), spec, dp, {4, 2, 1}, &error_a);

@@ -445,6 +445,35 @@ TEST(ObjectivePrecisionTest, Float64IsTheSpecDefault) {
   EXPECT_EQ(objective->precision(), Precision::kFloat64);
 }
 
+// An objective of the case's kind in `precision`, random parameters, and
+// `n` random examples stored as float32 rows (as loaded data is), for the
+// in-place paths.
+struct StoredRows {
+  std::unique_ptr<Objective> objective;
+  FlatVector params;
+  Dataset data;
+  // Whether the objective has the in-place training paths (the float32
+  // linear models).
+  bool in_place = false;
+};
+
+StoredRows MakeStoredRows(const Case& c, Precision precision, std::uint64_t seed,
+                          std::int64_t n) {
+  StoredRows out;
+  ObjectiveSpec spec = c.spec;
+  spec.precision = precision;
+  out.objective = MakeOrDie(spec);
+  RngStream rng(seed, RngPurpose::kTest, -1, 0);
+  const Batch random = RandomBatch(spec, n, rng);
+  out.params = RandomParams(out.objective->NumParameters(), c.param_scale, rng);
+  out.data.features = random.x.cast<float>();
+  out.data.labels = random.y;
+  out.data.num_classes = spec.num_classes;
+  out.in_place = precision == Precision::kFloat32 &&
+                 (spec.kind == ObjectiveKind::kSoftmax || spec.kind == ObjectiveKind::kLogistic);
+  return out;
+}
+
 // The training step on rows read in place (float32 linear models): the
 // loss and gradient of the gathered batch in float64 to float32's
 // rounding, for rows in any order (repeats included), and really computed
@@ -452,25 +481,15 @@ TEST(ObjectivePrecisionTest, Float64IsTheSpecDefault) {
 TEST_P(ObjectiveCaseTest, EvaluateOnRowsAgreesWithTheGatheredBatch) {
   for (const Precision precision : {Precision::kFloat64, Precision::kFloat32}) {
     SCOPED_TRACE(precision == Precision::kFloat32 ? "float32" : "float64");
-    ObjectiveSpec spec = GetParam().spec;
-    spec.precision = precision;
-    const auto objective = MakeOrDie(spec);
-    ASSERT_NE(objective, nullptr);
-    RngStream rng(41, RngPurpose::kTest, -1, 0);
-    const Batch random = RandomBatch(spec, 50, rng);
-    const FlatVector params =
-        RandomParams(objective->NumParameters(), GetParam().param_scale, rng);
-    Dataset data;
-    data.features = random.x.cast<float>();
-    data.labels = random.y;
-    data.num_classes = spec.num_classes;
+    const StoredRows c = MakeStoredRows(GetParam(), precision, 41, 50);
+    const Objective* objective = c.objective.get();
+    const FlatVector& params = c.params;
+    const Dataset& data = c.data;
     const std::vector<std::int64_t> rows = {7, 3, 49, 3, 0, 21, 22, 23, 11, 40, 5, 5, 18};
     FlatVector grad_in_place;
     const std::optional<double> in_place =
         objective->EvaluateOnRows(params, data, rows, &grad_in_place);
-    const bool linear = spec.kind == ObjectiveKind::kSoftmax ||
-                        spec.kind == ObjectiveKind::kLogistic;
-    if (precision == Precision::kFloat64 || !linear) {
+    if (!c.in_place) {
       EXPECT_FALSE(in_place.has_value());
       continue;
     }
@@ -494,27 +513,17 @@ TEST_P(ObjectiveCaseTest, EvaluateOnRowsAgreesWithTheGatheredBatch) {
 TEST_P(ObjectiveCaseTest, OuterProductFactorsOnRowsAgreeWithTheGatheredBatch) {
   for (const Precision precision : {Precision::kFloat64, Precision::kFloat32}) {
     SCOPED_TRACE(precision == Precision::kFloat32 ? "float32" : "float64");
-    ObjectiveSpec spec = GetParam().spec;
-    spec.precision = precision;
-    const auto objective = MakeOrDie(spec);
-    ASSERT_NE(objective, nullptr);
-    RngStream rng(43, RngPurpose::kTest, -1, 0);
-    const Batch random = RandomBatch(spec, 30, rng);
-    const FlatVector params =
-        RandomParams(objective->NumParameters(), GetParam().param_scale, rng);
-    Dataset data;
-    data.features = random.x.cast<float>();
-    data.labels = random.y;
-    data.num_classes = spec.num_classes;
+    const StoredRows c = MakeStoredRows(GetParam(), precision, 43, 30);
+    const Objective* objective = c.objective.get();
+    const FlatVector& params = c.params;
+    const Dataset& data = c.data;
     const std::vector<std::int64_t> rows = {4, 29, 0, 4, 17, 8, 9, 10, 2};
     RowMajorMatrixD delta;
     Eigen::VectorXd norms;
     double loss = 0.0;
     const bool in_place =
         objective->OuterProductFactorsOnRows(params, data, rows, delta, norms, loss);
-    const bool linear = spec.kind == ObjectiveKind::kSoftmax ||
-                        spec.kind == ObjectiveKind::kLogistic;
-    if (precision == Precision::kFloat64 || !linear) {
+    if (!c.in_place) {
       EXPECT_FALSE(in_place);
       continue;
     }
