@@ -317,9 +317,12 @@ class ObjectiveBase : public Objective {
   // delta.cols() outputs (weights in column-major order, then the biases):
   // the weight part by LinearGradF32 on the rows in place, from the
   // products weights_i delta_ik rounded to float32; the biases in double.
-  void WeightedSumOnRows(const Dataset& data, std::span<const std::int64_t> rows,
-                         const RowMajorMatrixD& delta, const Eigen::VectorXd& weights,
-                         FlatVector& out) const {
+  // The models whose OuterProductFactorsOnRows returns true (softmax and
+  // logistic regression in float32) have exactly this layout.
+  void WeightedOuterProductSumOnRows(const Dataset& data, std::span<const std::int64_t> rows,
+                                     const RowMajorMatrixD& delta,
+                                     const Eigen::VectorXd& weights,
+                                     FlatVector& out) const final {
     const auto b = static_cast<Index>(rows.size());
     const Index c = delta.cols();
     FEDSIM_CHECK(delta.rows() == b && weights.size() == b && b > 0)
@@ -599,13 +602,6 @@ class Logistic final : public ObjectiveImpl<Logistic> {
     return true;
   }
 
-  void WeightedOuterProductSumOnRows(const Dataset& data, std::span<const std::int64_t> rows,
-                                     const RowMajorMatrixD& delta,
-                                     const Eigen::VectorXd& weights,
-                                     FlatVector& out) const override {
-    WeightedSumOnRows(data, rows, delta, weights, out);
-  }
-
   template <typename T>
   void PerExampleT(const FlatVector& params, const BatchT<T>& batch,
                    RowMat<T>& gradients) const {
@@ -768,13 +764,6 @@ class Softmax final : public ObjectiveImpl<Softmax> {
       squared_norms[i] = delta.row(i).squaredNorm() * (SquaredNormInDouble(at[i], d_) + 1.0);
     }
     return true;
-  }
-
-  void WeightedOuterProductSumOnRows(const Dataset& data, std::span<const std::int64_t> rows,
-                                     const RowMajorMatrixD& delta,
-                                     const Eigen::VectorXd& weights,
-                                     FlatVector& out) const override {
-    WeightedSumOnRows(data, rows, delta, weights, out);
   }
 
   template <typename T>
