@@ -230,6 +230,29 @@ TEST(LinearRowsSingleTest, RowsAnywhereGiveTheContiguousKernelsBits) {
   }
 }
 
+// PackLinearF is W transposed and rounded to float32, exactly, for every
+// width (blocks of 8 outputs in registers and the rest) and feature tail.
+TEST(LinearRowsSingleTest, PackIsTheTransposeRoundedToFloat) {
+  std::vector<std::int64_t> dims;
+  for (std::int64_t d = 1; d <= 20; ++d) dims.push_back(d);
+  dims.push_back(784);
+  for (const std::int64_t d : dims) {
+    for (int c = 1; c <= 25; ++c) {
+      const Problem p = Random(1, d, c, 7000 + c * 100 + d);
+      const PackedLinearF packed = PackLinearF(p.w.data(), p.bias.data(), d, c);
+      ASSERT_EQ(packed.w.size(), static_cast<std::size_t>(d * c));
+      for (std::int64_t j = 0; j < d; ++j) {
+        for (int k = 0; k < c; ++k) {
+          ASSERT_EQ(packed.w[static_cast<std::size_t>(j * c + k)],
+                    static_cast<float>(p.w[static_cast<std::size_t>(k * d + j)]))
+              << "d " << d << " c " << c << " (" << j << ", " << k << ")";
+        }
+      }
+      EXPECT_EQ(packed.bias, p.bias);
+    }
+  }
+}
+
 // LinearGradF32's contract as the plain loop: grad(j, k) = a float32 sum in
 // row order of x_ij * g_ik, fused exactly when the build is, as a double.
 std::vector<double> ReferenceGrad(const std::vector<const float*>& rows, std::int64_t d,
