@@ -27,7 +27,7 @@ model: {{objective: softmax}}
 participation: {{client_fraction: 0.3333333333333333}}
 algorithm: {algo}
 local: {{epochs: 20, batch_size: 10, lr: 0.01}}
-eval: {{every: {every}}}
+eval: {{every: {every}, train_rows: 0}}
 runtime: {{threads: {threads}}}
 """
 
