@@ -26,6 +26,7 @@
 #include "absl/strings/numbers.h"
 #include "common/base/stop_signal.h"
 #include "common/config/config.h"
+#include "common/config/experiment.h"
 #include "runtime/console.h"
 #include "runtime/distributed.h"
 #include "tools/cli_help.h"
@@ -46,6 +47,9 @@ ABSL_FLAG(std::string, tls_key, "", "tls/mtls: server private key (PEM); env FED
 ABSL_FLAG(std::string, tls_ca, "",
           "mtls: CA certificate (PEM) that client certificates must chain to; "
           "env FEDSIM_TLS_CA");
+ABSL_FLAG(std::string, data_cache, "",
+          "folder shared with this host's workers' --data_cache: the coordinator writes the "
+          "prepared rows there and maps them, as the workers do; env FEDSIM_DATA_CACHE");
 ABSL_FLAG(bool, quiet, false, "print only the summary");
 ABSL_FLAG(bool, rpc_stats, false,
           "print the per-RPC statistics table to stderr at the end "
@@ -67,7 +71,7 @@ std::string FlagOrEnv(const std::string& flag, const char* env,
 
 constexpr char kUsage[] =
     "usage: fedsim-server --config CONFIG [--listen ADDR] [--out DIR] [--min_workers N]\n"
-    "                     [--auth none|token|tls|mtls] [--resume=true]\n"
+    "                     [--auth none|token|tls|mtls] [--resume=true] [--data_cache DIR]\n"
     "\n"
     "The coordinator as a standalone process: serves fedsim.v1.Coordinator and\n"
     "grpc.health.v1.Health, waits for distributed.min_workers workers\n"
@@ -122,6 +126,21 @@ int main(int argc, char** argv) {
     return 2;
   }
   fedsim::InstallCoordinatorFaults(*run);
+  // One copy of the rows for the coordinator and the workers of this host
+  // (docs/deploy.md); a folder that cannot be used costs only the sharing.
+  if (const std::string cache =
+          FlagOrEnv(absl::GetFlag(FLAGS_data_cache), "FEDSIM_DATA_CACHE", "");
+      !cache.empty()) {
+    const absl::Status shared =
+        fedsim::ShareRowsThroughCache(*run->experiment, run->config, "", cache,
+                                      /*durable=*/true);
+    if (shared.ok()) {
+      std::fprintf(stderr, "fedsim-server: %s\n", run->experiment->data_note.c_str());
+    } else {
+      std::fprintf(stderr, "fedsim-server: rows not shared (%s); this process keeps its own\n",
+                   std::string(shared.message()).c_str());
+    }
+  }
   if (run->resumed) {
     std::fprintf(stderr, "fedsim-server: resuming %s at round %lld\n", out.c_str(),
                  static_cast<long long>(fedsim::CompletedRounds(*run)));
