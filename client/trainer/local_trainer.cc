@@ -87,10 +87,11 @@ absl::StatusOr<LocalTrainingOutput> RunLocalSgdIn(
   BatchT<T> batch;
   bool gathered_all = false;
   // The loss of a step on `batch_rows` and its gradient (into grad): on the
-  // rows where they are stored if the objective can (EvaluateOnRows), else
+  // rows where they are stored if the objective can (TrainOnRows; a
+  // network's Dropout masks come from the task's stream `rng`), else
   // on a gathered batch (full-batch training gathers once, `whole`).
   const auto loss_on = [&](std::span<const std::int64_t> batch_rows, bool whole) {
-    if (std::optional<double> loss = objective.EvaluateOnRows(w, train, batch_rows, &grad)) {
+    if (std::optional<double> loss = objective.TrainOnRows(w, train, batch_rows, &grad, rng)) {
       return *loss;
     }
     if (!gathered_all) GatherBatch(train, batch_rows, batch);

@@ -523,6 +523,10 @@ void ApplyDefaults(v1::ExperimentConfig& c) {
   }
 
   auto* model = c.mutable_model();
+  if (model->objective() == v1::ModelConfig::OBJECTIVE_UNSPECIFIED &&
+      (!model->architecture().empty() || model->layers_size() > 0)) {
+    model->set_objective(v1::ModelConfig::OBJECTIVE_NETWORK);
+  }
   if (model->objective() == v1::ModelConfig::OBJECTIVE_UNSPECIFIED) {
     model->set_objective(
         data->source() == v1::DataConfig::SOURCE_SYNTHETIC_LEAST_SQUARES
@@ -702,6 +706,35 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
   // rules that involve other fields, by section.
   FEDSIM_RETURN_IF_ERROR(CheckFieldRanges(c, ""));
   Checker check;
+  const auto& model = c.model();
+  const bool network = model.objective() == v1::ModelConfig::OBJECTIVE_NETWORK;
+  const std::string objective_name =
+      absl::AsciiStrToLower(v1::ModelConfig::Objective_Name(model.objective()).substr(10));
+  check.Require(network || (model.architecture().empty() && model.layers_size() == 0),
+                absl::StrCat("model.objective = ", objective_name,
+                             " with model.architecture or model.layers; a network's "
+                             "objective is network (leave model.objective out)"))
+      .Require(!network || !model.architecture().empty() || model.layers_size() > 0,
+               "model.objective = network needs model.architecture (a preset) or "
+               "model.layers")
+      .Require(model.architecture().empty() || model.layers_size() == 0,
+               absl::StrCat("model.architecture = ", model.architecture(),
+                            " with model.layers; give one of them"))
+      .Require(model.input_shape_size() == 0 || model.layers_size() > 0,
+               "model.input_shape without model.layers; a preset has its own input shape")
+      .Require(model.input_shape_size() == 0 || model.input_shape_size() == 1 ||
+                   model.input_shape_size() == 3,
+               absl::StrCat("model.input_shape has ", model.input_shape_size(),
+                            " values; need [C, H, W] or [F]"))
+      .Require(!model.has_dropout() || model.dropout() == 0.0 || !model.architecture().empty(),
+               "model.dropout without model.architecture; in model.layers, set p on "
+               "each dropout layer")
+      .Require(model.init_file().empty() || network,
+               absl::StrCat("model.init_file with model.objective = ", objective_name,
+                            "; init_file starts a network (model.architecture or "
+                            "model.layers)"))
+      .Require(!network || c.data().source() != v1::DataConfig::SOURCE_LSA,
+               "model.objective = network with data.source = lsa; LSA has no network");
   const auto& data = c.data();
   const auto& clients = c.clients();
   const bool file_source = data.source() == v1::DataConfig::SOURCE_CSV ||
@@ -750,9 +783,15 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
                absl::StrCat("local.dp.mode = ", dp_mode,
                             " with data.source = lsa; DP-SGD needs a model "
                             "trained by local SGD"))
-      .Require(!dp.ghost_clipping() || c.model().objective() != v1::ModelConfig::OBJECTIVE_MLP,
-               "local.dp.ghost_clipping = true with model.objective = mlp; ghost "
-               "clipping needs a linear model (least_squares, logistic, softmax)")
+      .Require(!dp.ghost_clipping() || (c.model().objective() != v1::ModelConfig::OBJECTIVE_MLP &&
+                                         c.model().objective() !=
+                                             v1::ModelConfig::OBJECTIVE_NETWORK),
+               absl::StrCat("local.dp.ghost_clipping = true with model.objective = ",
+                            absl::AsciiStrToLower(v1::ModelConfig::Objective_Name(
+                                                      c.model().objective())
+                                                      .substr(10)),
+                            "; ghost clipping needs a linear model (least_squares, "
+                            "logistic, softmax)"))
       .Require(!dp_on || c.model().l2() == 0.0,
                absl::StrCat("model.l2 = ", c.model().l2(), " with local.dp.mode = ",
                             dp_mode, "; DP local training does not support the "

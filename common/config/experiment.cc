@@ -3,6 +3,8 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cmath>
+#include <memory>
 #include <filesystem>
 #include <future>
 #include <utility>
@@ -21,6 +23,8 @@
 #include "common/data/row_cache.h"
 #include "common/data/partition.h"
 #include "common/data/synthetic.h"
+#include "common/nn/network.h"
+#include "common/objectives/network_objective.h"
 #include "common/random/stream.h"
 
 namespace fedsim {
@@ -279,6 +283,102 @@ absl::StatusOr<DpSetup> ResolveDp(const v1::ExperimentConfig& config,
 
 namespace {
 
+nn::LayerSpec LayerFromConfig(const v1::LayerConfig& c) {
+  nn::LayerSpec l;
+  switch (c.type()) {
+    case v1::LayerConfig::TYPE_CONV2D: l.kind = nn::LayerKind::kConv2d; break;
+    case v1::LayerConfig::TYPE_MAXPOOL2D: l.kind = nn::LayerKind::kMaxPool2d; break;
+    case v1::LayerConfig::TYPE_RELU: l.kind = nn::LayerKind::kRelu; break;
+    case v1::LayerConfig::TYPE_DROPOUT: l.kind = nn::LayerKind::kDropout; break;
+    case v1::LayerConfig::TYPE_FLATTEN: l.kind = nn::LayerKind::kFlatten; break;
+    case v1::LayerConfig::TYPE_LINEAR: l.kind = nn::LayerKind::kLinear; break;
+    case v1::LayerConfig::TYPE_EMBEDDING: l.kind = nn::LayerKind::kEmbedding; break;
+    case v1::LayerConfig::TYPE_LSTM: l.kind = nn::LayerKind::kLstm; break;
+    default: break;
+  }
+  l.out = c.out();
+  l.kernel = c.kernel();
+  l.stride = c.stride();
+  l.padding = c.padding();
+  l.same = c.same();
+  l.p = c.p();
+  l.vocab = c.vocab();
+  l.num_layers = c.num_layers() == 0 ? 1 : c.num_layers();
+  l.init = c.init() == v1::LayerConfig::INIT_KAIMING_NORMAL ? nn::Init::kKaimingNormal
+                                                             : nn::Init::kTorchDefault;
+  return l;
+}
+
+// Token ids (the input of an embedding) must be integers in [0, vocab).
+absl::Status CheckTokens(const Dataset& data, const char* which, int vocab) {
+  const auto rows = data.rows();
+  for (Eigen::Index r = 0; r < rows.rows(); ++r) {
+    for (Eigen::Index k = 0; k < rows.cols(); ++k) {
+      const float v = rows(r, k);
+      if (!(v >= 0.0f && v < static_cast<float>(vocab) && v == std::trunc(v))) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "data: ", which, " row ", r, " feature ", k, " = ", v,
+            "; the network starts with an embedding, whose inputs are token ids, integers in "
+            "[0, ", vocab, ")"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The network of model.architecture or model.layers, checked against the
+// data: its input takes a row's features, its outputs are the classes.
+absl::StatusOr<std::shared_ptr<const nn::Network>> BuildNetwork(const v1::ModelConfig& model,
+                                                                const FederatedData& data) {
+  const std::int64_t d = data.train.dim();
+  std::string what;
+  absl::StatusOr<nn::Network> net = absl::InternalError("no network");
+  if (!model.architecture().empty()) {
+    what = absl::StrCat("model.architecture = ", model.architecture());
+    net = nn::MakePreset(model.architecture(), model.dropout());
+  } else {
+    what = "model.layers";
+    nn::NetworkSpec spec;
+    if (model.input_shape_size() == 3) {
+      spec.input = {nn::Shape::Kind::kImage, model.input_shape(0), model.input_shape(1),
+                    model.input_shape(2)};
+    } else {
+      spec.input = {nn::Shape::Kind::kFlat,
+                    model.input_shape_size() == 1 ? model.input_shape(0)
+                                                  : static_cast<int>(d),
+                    1, 1};
+    }
+    for (int i = 0; i < model.layers_size(); ++i) {
+      const v1::LayerConfig& l = model.layers(i);
+      if (l.type() == v1::LayerConfig::TYPE_UNSPECIFIED) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "model.layers[", i, "].type is missing; one of conv2d, "
+            "maxpool2d, relu, dropout, flatten, linear, embedding, lstm"));
+      }
+      spec.layers.push_back(LayerFromConfig(l));
+    }
+    net = nn::Network::Create(spec);
+  }
+  if (!net.ok()) return net.status();
+  const nn::Shape& in = net->shapes().front();
+  if (in.size() != d) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " takes rows of ", in.size(), " features (", in.ToString(),
+        "); the data's rows have ", d));
+  }
+  if (net->NumOutputs() != data.train.num_classes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " has ", net->NumOutputs(), " outputs; the data has ", data.train.num_classes,
+        " classes (a classifier's last layer has one output a class)"));
+  }
+  if (const int vocab = net->TokenVocabulary(); vocab > 0) {
+    FEDSIM_RETURN_IF_ERROR(CheckTokens(data.train, "training", vocab));
+    FEDSIM_RETURN_IF_ERROR(CheckTokens(data.test, "test", vocab));
+  }
+  return std::make_shared<const nn::Network>(*std::move(net));
+}
+
+
 // The data of an experiment: loaded or generated, partitioned, the
 // train_loss sample drawn, the rows reordered (BuildExperiment's comment).
 absl::StatusOr<FederatedData> PrepareData(const v1::ExperimentConfig& config,
@@ -503,6 +603,16 @@ absl::StatusOr<Experiment> BuildExperiment(const v1::ExperimentConfig& config,
     case v1::ModelConfig::OBJECTIVE_MLP:
       spec.kind = ObjectiveKind::kMlp;
       break;
+    case v1::ModelConfig::OBJECTIVE_NETWORK: {
+      FEDSIM_ASSIGN_OR_RETURN(std::shared_ptr<const nn::Network> net,
+                              BuildNetwork(config.model(), exp.data));
+      FEDSIM_ASSIGN_OR_RETURN(exp.objective,
+                              MakeNetworkObjective(std::move(net), spec.l2, spec.precision));
+      if (config.local().dp().mode() != v1::DpConfig::MODE_NONE) {
+        FEDSIM_ASSIGN_OR_RETURN(exp.dp, ResolveDp(config, exp.client_sizes));
+      }
+      return exp;
+    }
     default:
       spec.kind = ObjectiveKind::kSoftmax;
   }

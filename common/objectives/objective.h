@@ -35,6 +35,9 @@
 #include "common/random/stream.h"
 
 namespace fedsim {
+namespace nn {
+class Network;
+}  // namespace nn
 
 enum class Precision { kFloat64, kFloat32 };
 
@@ -167,6 +170,20 @@ class Objective {
     (void)params, (void)data, (void)rows, (void)gradient;
     return std::nullopt;
   }
+  // EvaluateOnRows for a training step: a model with random layers
+  // (a network's Dropout) draws them from `rng`, the task's stream; the
+  // others ignore it and draw nothing (their runs keep their bits).
+  virtual std::optional<double> TrainOnRows(const FlatVector& params, const Dataset& data,
+                                            std::span<const std::int64_t> rows,
+                                            FlatVector* gradient, RngStream& rng) const {
+    (void)rng;
+    return EvaluateOnRows(params, data, rows, gradient);
+  }
+
+  // The network of a neural-network model (common/nn/network.h), null for
+  // the others.
+  virtual const nn::Network* network() const { return nullptr; }
+
   // Writes the initial parameters. Linear models start at zero; the MLP uses
   // a scaled Gaussian (He) initialisation drawn from `rng`.
   virtual void Initialize(FlatVector& params, RngStream& rng) const = 0;

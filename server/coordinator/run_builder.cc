@@ -12,6 +12,7 @@
 #include "common/config/config.h"
 #include "common/kernels/vector_ops.h"
 #include "common/random/stream.h"
+#include "common/runlog/run_log.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "server/coordinator/checkpoint.h"
 #include "server/coordinator/checkpoint_policy.h"
@@ -126,6 +127,25 @@ absl::StatusOr<CoordinatorRun> BuildRun(const v1::ExperimentConfig& config,
   } else {
     RngStream init_rng(config.seed(), RngPurpose::kModelInit, -1, -1);
     e.objective->Initialize(initial, init_rng);
+  }
+  if (!config.model().init_file().empty()) {
+    absl::StatusOr<FlatVector> given = ReadModelFile(config.model().init_file());
+    if (!given.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("model.init_file = ",
+                                                     config.model().init_file(), ": ",
+                                                     given.status().message()));
+    }
+    if (given->size() != initial.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "model.init_file = ", config.model().init_file(), " holds ", given->size(),
+          " parameters; the model has ", initial.size()));
+    }
+    if (!given->allFinite()) {
+      return absl::InvalidArgumentError(absl::StrCat("model.init_file = ",
+                                                     config.model().init_file(),
+                                                     " holds a NaN or an infinity"));
+    }
+    initial = *std::move(given);
   }
   if (resume != nullptr) {
     const EngineKind want = !async ? EngineKind::kRounds

@@ -802,6 +802,10 @@ TEST(ConfigSchemaTest, EveryDeclaredDefaultIsAppliedAndInRange) {
   c.mutable_lsa()->add_mdps();  // a repeated section's defaults too
   ApplyDefaults(c);
   EXPECT_EQ(c.lsa().mdps(0).gamma(), 0.95);
+  v1::ExperimentConfig layers;
+  layers.mutable_model()->add_layers();
+  ApplyDefaults(layers);
+  EXPECT_EQ(layers.model().layers(0).init(), v1::LayerConfig::INIT_TORCH);
   std::vector<std::pair<std::string, const pb::FieldDescriptor*>> fields;
   EveryField(v1::ExperimentConfig::descriptor(), "", fields);
   int declared = 0;
@@ -811,8 +815,8 @@ TEST(ConfigSchemaTest, EveryDeclaredDefaultIsAppliedAndInRange) {
     ++declared;
     EXPECT_FALSE(f->is_repeated()) << key << ": a default on a list";
     // The default parses as a value of its key (lists of sections aside:
-    // lsa.mdps' gamma is checked above).
-    if (key.rfind("lsa.mdps.", 0) == 0) continue;
+    // lsa.mdps' gamma is checked above, model.layers' init below).
+    if (key.rfind("lsa.mdps.", 0) == 0 || key.rfind("model.layers.", 0) == 0) continue;
     const std::vector<std::string> parts = absl::StrSplit(key, '.');
     std::string yaml;
     for (std::size_t i = 0; i + 1 < parts.size(); ++i) absl::StrAppend(&yaml, parts[i], ": {");

@@ -1,0 +1,152 @@
+// File: bench/network_bench.cc
+//
+// Networks (issue 21, docs/performance.md): one client's local epoch of a
+// preset (docs/networks.md) by fedsim's RunLocalSgd, float32, one thread,
+// on n rows (600 and 6,000; --smoke: 40) at batch B (10, 32, 128):
+//
+//   net_epoch/<preset>/rows:n/batch:B
+//   dp_epoch/fedau_cnn_mnist/rows:600/batch:32   DP-SGD (per-example
+//                  clipping, C = 1, z = 1, Poisson lots of expected size B),
+//                  against net_epoch at the same size
+//
+// The rows are synthetic in the preset's shape (uniform [0, 1) pixels;
+// token ids uniform in [0, 100) for the LSTM; labels uniform): the work of
+// a dense network does not depend on the values. bench/torch_network.py
+// runs PyTorch on the same sizes. items_per_second is examples per second;
+// the counter `flop` counts 3 x the forward pass's multiply-adds x 2 per
+// example (forward, and the two products of the backward pass).
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "bench/bench_main.h"
+#include "client/trainer/dp_trainer.h"
+#include "client/trainer/local_trainer.h"
+#include "common/data/dataset.h"
+#include "common/nn/network.h"
+#include "common/objectives/network_objective.h"
+#include "common/random/stream.h"
+
+namespace fedsim::bench {
+namespace {
+
+struct Setup {
+  std::shared_ptr<const nn::Network> net;
+  std::unique_ptr<Objective> objective;
+  Dataset train;
+  FlatVector start;
+  double forward_flop = 0;  // per example
+};
+
+double ForwardFlop(const nn::Network& net) {
+  double flop = 0;
+  for (std::size_t i = 0; i < net.spec().layers.size(); ++i) {
+    const nn::LayerSpec& l = net.spec().layers[i];
+    const nn::Shape& in = net.shapes()[i];
+    const nn::Shape& out = net.shapes()[i + 1];
+    switch (l.kind) {
+      case nn::LayerKind::kConv2d:
+        flop += 2.0 * out.size() * in.c * l.kernel * l.kernel;
+        break;
+      case nn::LayerKind::kLinear:
+        flop += 2.0 * in.c * out.c;
+        break;
+      case nn::LayerKind::kLstm:
+        for (int k = 0; k < l.num_layers; ++k) {
+          flop += 2.0 * in.h * ((k == 0 ? in.c : l.out) + l.out) * 4.0 * l.out;
+        }
+        break;
+      default:
+        break;
+    }
+  }
+  return flop;
+}
+
+const Setup& GetSetup(const std::string& preset, std::int64_t rows) {
+  static std::map<std::pair<std::string, std::int64_t>, std::unique_ptr<Setup>> cache;
+  std::unique_ptr<Setup>& s = cache[{preset, rows}];
+  if (s != nullptr) return *s;
+  s = std::make_unique<Setup>();
+  s->net = std::make_shared<const nn::Network>(*nn::MakePreset(preset));
+  s->objective = *MakeNetworkObjective(s->net, 0.0, Precision::kFloat32);
+  s->forward_flop = ForwardFlop(*s->net);
+  const std::int64_t d = s->net->shapes().front().size();
+  const int vocab = s->net->TokenVocabulary();
+  RngStream rng(1, RngPurpose::kTest, -1, -1);
+  s->train.features.resize(rows, d);
+  s->train.labels.resize(rows);
+  s->train.num_classes = s->net->NumOutputs();
+  for (std::int64_t r = 0; r < rows; ++r) {
+    for (std::int64_t k = 0; k < d; ++k) {
+      s->train.features(r, k) = vocab > 0 ? static_cast<float>(rng.UniformInt(vocab))
+                                          : static_cast<float>(rng.Uniform01());
+    }
+    s->train.labels[r] = static_cast<double>(rng.UniformInt(s->train.num_classes));
+  }
+  RngStream init(1, RngPurpose::kModelInit, -1, -1);
+  s->objective->Initialize(s->start, init);
+  return *s;
+}
+
+void Epoch(benchmark::State& state, const std::string& preset, bool dp) {
+  const std::int64_t rows = state.range(0);
+  const Setup& s = GetSetup(preset, rows);
+  std::vector<std::int64_t> all(static_cast<std::size_t>(rows));
+  std::iota(all.begin(), all.end(), 0);
+  LocalTrainingSpec spec;
+  spec.epochs = 1;
+  spec.batch_size = state.range(1);
+  spec.lr = 0.01;
+  DpSpec dp_spec;
+  dp_spec.mode = DpMode::kClip;
+  dp_spec.clip = 1.0;
+  dp_spec.noise_multiplier = 1.0;
+  Round round = 0;
+  for (auto _ : state) {
+    RngStream rng(1, RngPurpose::kShuffle, 0, round);
+    absl::StatusOr<LocalTrainingOutput> out;
+    if (dp) {
+      RngStream sampling(1, RngPurpose::kDpSampling, 0, round);
+      RngStream noise(1, RngPurpose::kDpNoise, 0, round);
+      out = RunLocalDpSgd(*s.objective, s.train, all, s.start, spec, dp_spec, sampling, noise,
+                          nullptr);
+    } else {
+      out = RunLocalSgd(*s.objective, s.train, all, s.start, spec, rng);
+    }
+    ++round;
+    if (!out.ok()) return state.SkipWithError(std::string(out.status().message()).c_str());
+    benchmark::DoNotOptimize(out->update.data());
+  }
+  state.SetItemsProcessed(state.iterations() * rows);
+  SetFlops(state, 3.0 * s.forward_flop * static_cast<double>(rows));
+}
+
+}  // namespace
+
+void RegisterBenchmarks() {
+  const std::vector<std::int64_t> rows =
+      Smoke() ? std::vector<std::int64_t>{40} : std::vector<std::int64_t>{600, 6000};
+  for (const std::string preset :
+       {"fedau_cnn_mnist", "fedfix_cnn_cifar", "fedfix_lstm_shakespeare"}) {
+    auto* b = benchmark::RegisterBenchmark(
+        ("net_epoch/" + preset).c_str(),
+        [preset](benchmark::State& state) { Epoch(state, preset, false); });
+    b->ArgNames({"rows", "batch"})->Unit(benchmark::kMillisecond)->UseRealTime();
+    for (std::int64_t n : rows) {
+      for (std::int64_t batch : {10, 32, 128}) b->Args({n, batch});
+    }
+  }
+  auto* dp = benchmark::RegisterBenchmark(
+      "dp_epoch/fedau_cnn_mnist",
+      [](benchmark::State& state) { Epoch(state, "fedau_cnn_mnist", true); });
+  dp->ArgNames({"rows", "batch"})->Args({rows.front(), 32})->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
+}
+
+}  // namespace fedsim::bench
+
+FEDSIM_BENCH_MAIN()

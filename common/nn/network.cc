@@ -1,0 +1,948 @@
+#include "common/nn/network.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/base/check.h"
+
+namespace fedsim::nn {
+namespace {
+
+using Eigen::Index;
+template <typename T>
+using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <typename T>
+using Vec = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+template <typename T>
+using Mat = Eigen::Map<RowMat<T>>;
+template <typename T>
+using CMat = Eigen::Map<const RowMat<T>>;
+template <typename T>
+using CVec = Eigen::Map<const Vec<T>>;
+// Rows of a time-major sequence that belong to one example: T rows of
+// `cols` values, `batch` rows apart.
+template <typename T>
+using CStrided = Eigen::Map<const RowMat<T>, 0, Eigen::OuterStride<>>;
+
+bool Parametrised(LayerKind kind) {
+  return kind == LayerKind::kConv2d || kind == LayerKind::kLinear ||
+         kind == LayerKind::kEmbedding || kind == LayerKind::kLstm;
+}
+
+int Stride(const LayerSpec& l) {
+  if (l.stride > 0) return l.stride;
+  return l.kind == LayerKind::kMaxPool2d ? l.kernel : 1;
+}
+
+int Padding(const LayerSpec& l) { return l.same ? (l.kernel - 1) / 2 : l.padding; }
+
+template <typename T>
+void Resize(std::vector<T>& v, std::int64_t n) {
+  v.resize(static_cast<std::size_t>(n));
+}
+
+template <typename T>
+T Sigmoid(T x) {
+  return T(1) / (T(1) + std::exp(-x));
+}
+
+// dst = lhs * rhs (or dst += lhs * rhs): Eigen's GEMM (GEMV for a vector
+// result), whose results do not depend on where the operands lie in
+// memory. Products so small that Eigen would evaluate them coefficient by
+// coefficient (a lazy product, whose vectorised dot products peel the
+// first elements by alignment, so that two copies of the same data at
+// different addresses can sum in different orders) are summed here in
+// index order instead. Every product of the network goes through this:
+// the same bits on any thread, in any worker process.
+template <typename Dst, typename Lhs, typename Rhs>
+void Product(Dst&& dst, const Lhs& lhs, const Rhs& rhs, bool add = false) {
+  using S = typename std::decay_t<Dst>::Scalar;
+  if (lhs.cols() + dst.rows() + dst.cols() < 20) {
+    for (Index i = 0; i < dst.rows(); ++i) {
+      for (Index j = 0; j < dst.cols(); ++j) {
+        S sum = add ? dst(i, j) : S(0);
+        for (Index k = 0; k < lhs.cols(); ++k) sum += lhs(i, k) * rhs(k, j);
+        dst(i, j) = sum;
+      }
+    }
+    return;
+  }
+  if (add) {
+    dst.noalias() += lhs * rhs;
+  } else {
+    dst.noalias() = lhs * rhs;
+  }
+}
+
+// out[c] = sum over j of m[c * stride + offset + j], j < count, in order (a
+// bias gradient: a plain loop, never an Eigen reduction, whose order
+// depends on alignment).
+template <typename T>
+void SumRows(const T* m, std::int64_t rows, std::int64_t stride, std::int64_t offset,
+             std::int64_t count, T* out) {
+  for (std::int64_t c = 0; c < rows; ++c) {
+    const T* row = m + c * stride + offset;
+    T sum = T(0);
+    for (std::int64_t j = 0; j < count; ++j) sum += row[j];
+    out[c] = sum;
+  }
+}
+
+// out[k] = sum over rows r of m[r * stride + k], k < cols, rows in order.
+template <typename T>
+void SumColumns(const T* m, std::int64_t rows, std::int64_t cols, std::int64_t stride, T* out) {
+  std::fill_n(out, cols, T(0));
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const T* row = m + r * stride;
+    for (std::int64_t k = 0; k < cols; ++k) out[k] += row[k];
+  }
+}
+
+}  // namespace
+
+std::string LayerSpec::ToString() const {
+  switch (kind) {
+    case LayerKind::kConv2d:
+      return absl::StrCat("conv2d(", out, ", kernel ", kernel, ", stride ", Stride(*this),
+                          same ? ", padding same" : absl::StrCat(", padding ", padding), ")");
+    case LayerKind::kMaxPool2d:
+      return absl::StrCat("maxpool2d(kernel ", kernel, ", stride ", Stride(*this), ")");
+    case LayerKind::kRelu:
+      return "relu";
+    case LayerKind::kDropout:
+      return absl::StrCat("dropout(p ", p, ")");
+    case LayerKind::kFlatten:
+      return "flatten";
+    case LayerKind::kLinear:
+      return absl::StrCat("linear(", out, ")");
+    case LayerKind::kEmbedding:
+      return absl::StrCat("embedding(vocab ", vocab, ", dim ", out, ")");
+    case LayerKind::kLstm:
+      return absl::StrCat("lstm(hidden ", out, ", layers ", num_layers, ")");
+  }
+  return "?";
+}
+
+std::string Shape::ToString() const {
+  switch (kind) {
+    case Kind::kImage:
+      return absl::StrCat(c, "x", h, "x", w);
+    case Kind::kFlat:
+      return absl::StrCat(c);
+    case Kind::kSequence:
+      return absl::StrCat(h, "x", c, " (sequence)");
+  }
+  return "?";
+}
+
+absl::StatusOr<Network> Network::Create(const NetworkSpec& spec,
+                                        std::vector<std::string> names) {
+  Network net;
+  net.spec_ = spec;
+  const Shape& in = spec.input;
+  if (in.c < 1 || in.h < 1 || in.w < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model input shape ", in.ToString(), ": every dimension must be >= 1"));
+  }
+  if (spec.layers.empty()) {
+    return absl::InvalidArgumentError("model.layers is empty; a network needs at least one layer");
+  }
+  net.shapes_.push_back(in);
+  std::size_t named = 0;
+  for (std::size_t i = 0; i < spec.layers.size(); ++i) {
+    const LayerSpec& l = spec.layers[i];
+    const Shape s = net.shapes_.back();
+    Shape o = s;
+    std::int64_t count = 0;
+    const auto bad = [&](const std::string& rule) {
+      return absl::InvalidArgumentError(absl::StrCat("model layer ", i, " (", l.ToString(),
+                                                     ") gets input shape ", s.ToString(),
+                                                     ": ", rule));
+    };
+    std::string prefix;
+    if (Parametrised(l.kind)) {
+      prefix = named < names.size() ? names[named] : absl::StrCat(i);
+      ++named;
+    }
+    const auto add = [&](const std::string& suffix, std::vector<std::int64_t> shape) {
+      std::int64_t size = 1;
+      for (std::int64_t d : shape) size *= d;
+      net.tensors_.push_back({absl::StrCat(prefix, suffix), std::move(shape),
+                              net.num_parameters_ + count, size});
+      count += size;
+    };
+    switch (l.kind) {
+      case LayerKind::kConv2d: {
+        if (s.kind != Shape::Kind::kImage) return bad("conv2d needs an image (C x H x W) input");
+        if (l.out < 1 || l.kernel < 1 || l.stride < 0 || l.padding < 0) {
+          return bad("needs out_channels >= 1, kernel >= 1, stride >= 1, padding >= 0");
+        }
+        if (l.same && (l.kernel % 2 == 0 || Stride(l) != 1)) {
+          return bad("padding same needs an odd kernel and stride 1");
+        }
+        const int p = Padding(l), st = Stride(l);
+        const int ho = (s.h + 2 * p - l.kernel) / st + 1;
+        const int wo = (s.w + 2 * p - l.kernel) / st + 1;
+        if (s.h + 2 * p < l.kernel || s.w + 2 * p < l.kernel) {
+          return bad(absl::StrCat("the kernel ", l.kernel, " is larger than the padded input"));
+        }
+        o = Shape{Shape::Kind::kImage, l.out, ho, wo};
+        add(".weight", {l.out, s.c, l.kernel, l.kernel});
+        add(".bias", {l.out});
+        break;
+      }
+      case LayerKind::kMaxPool2d: {
+        if (s.kind != Shape::Kind::kImage) return bad("maxpool2d needs an image input");
+        if (l.kernel < 1 || l.stride < 0) return bad("needs kernel >= 1, stride >= 1");
+        if (s.h < l.kernel || s.w < l.kernel) return bad("the window is larger than the input");
+        o = Shape{Shape::Kind::kImage, s.c, (s.h - l.kernel) / Stride(l) + 1,
+                  (s.w - l.kernel) / Stride(l) + 1};
+        break;
+      }
+      case LayerKind::kRelu:
+        break;
+      case LayerKind::kDropout:
+        if (!(l.p >= 0.0 && l.p < 1.0)) return bad(absl::StrCat("p = ", l.p, "; need 0 <= p < 1"));
+        break;
+      case LayerKind::kFlatten:
+        if (s.kind == Shape::Kind::kSequence) {
+          return bad("flatten of a sequence; an lstm already outputs its last step");
+        }
+        o = Shape{Shape::Kind::kFlat, static_cast<int>(s.size()), 1, 1};
+        break;
+      case LayerKind::kLinear:
+        if (s.kind != Shape::Kind::kFlat) {
+          return bad("linear needs a flat input (add flatten before it)");
+        }
+        if (l.out < 1) return bad("needs out_features >= 1");
+        o = Shape{Shape::Kind::kFlat, l.out, 1, 1};
+        add(".weight", {l.out, s.c});
+        add(".bias", {l.out});
+        break;
+      case LayerKind::kEmbedding:
+        if (i != 0) return bad("embedding must be the first layer (its inputs are token ids)");
+        if (s.kind != Shape::Kind::kFlat) return bad("embedding needs flat rows of token ids");
+        if (l.vocab < 1 || l.out < 1) return bad("needs vocab >= 1 and dim >= 1");
+        o = Shape{Shape::Kind::kSequence, l.out, s.c, 1};
+        add(".weight", {l.vocab, l.out});
+        break;
+      case LayerKind::kLstm: {
+        if (s.kind != Shape::Kind::kSequence) {
+          return bad("lstm needs a sequence input (an embedding before it)");
+        }
+        if (l.out < 1 || l.num_layers < 1) return bad("needs hidden >= 1 and layers >= 1");
+        for (int k = 0; k < l.num_layers; ++k) {
+          const std::int64_t in_k = k == 0 ? s.c : l.out;
+          add(absl::StrCat(".weight_ih_l", k), {4 * std::int64_t{l.out}, in_k});
+          add(absl::StrCat(".weight_hh_l", k), {4 * std::int64_t{l.out}, l.out});
+          add(absl::StrCat(".bias_ih_l", k), {4 * std::int64_t{l.out}});
+          add(absl::StrCat(".bias_hh_l", k), {4 * std::int64_t{l.out}});
+        }
+        o = Shape{Shape::Kind::kFlat, l.out, 1, 1};
+        break;
+      }
+    }
+    net.param_offset_.push_back(net.num_parameters_);
+    net.param_count_.push_back(count);
+    net.num_parameters_ += count;
+    net.shapes_.push_back(o);
+  }
+  if (net.shapes_.back().kind != Shape::Kind::kFlat) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model layers end with shape ", net.shapes_.back().ToString(),
+        "; the last layer must give flat logits (end with flatten and linear)"));
+  }
+  if (net.num_parameters_ == 0) {
+    return absl::InvalidArgumentError("model layers have no parameters (add a linear layer)");
+  }
+  return net;
+}
+
+bool Network::HasDropout() const {
+  for (const LayerSpec& l : spec_.layers) {
+    if (l.kind == LayerKind::kDropout && l.p > 0.0) return true;
+  }
+  return false;
+}
+
+int Network::TokenVocabulary() const {
+  return spec_.layers.front().kind == LayerKind::kEmbedding ? spec_.layers.front().vocab : 0;
+}
+
+void Network::Initialize(std::span<double> params, RngStream& rng) const {
+  FEDSIM_CHECK(static_cast<std::int64_t>(params.size()) == num_parameters_);
+  const auto uniform = [&](std::int64_t offset, std::int64_t count, double bound) {
+    for (std::int64_t k = 0; k < count; ++k) {
+      params[static_cast<std::size_t>(offset + k)] = bound * (2.0 * rng.Uniform01() - 1.0);
+    }
+  };
+  const auto normal = [&](std::int64_t offset, std::int64_t count, double stddev) {
+    for (std::int64_t k = 0; k < count; ++k) {
+      params[static_cast<std::size_t>(offset + k)] = stddev * rng.Gaussian();
+    }
+  };
+  for (std::size_t i = 0; i < spec_.layers.size(); ++i) {
+    const LayerSpec& l = spec_.layers[i];
+    const Shape& s = shapes_[i];
+    std::int64_t at = param_offset_[i];
+    switch (l.kind) {
+      case LayerKind::kConv2d:
+      case LayerKind::kLinear: {
+        const std::int64_t fan_in =
+            l.kind == LayerKind::kConv2d ? std::int64_t{s.c} * l.kernel * l.kernel : s.c;
+        const std::int64_t weights = fan_in * l.out;
+        if (l.init == Init::kKaimingNormal) {
+          normal(at, weights, std::sqrt(2.0 / static_cast<double>(fan_in)));
+          std::fill_n(params.begin() + at + weights, l.out, 0.0);
+        } else {
+          const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
+          uniform(at, weights + l.out, bound);
+        }
+        break;
+      }
+      case LayerKind::kEmbedding:
+        normal(at, param_count_[i], 1.0);
+        break;
+      case LayerKind::kLstm:
+        uniform(at, param_count_[i], 1.0 / std::sqrt(static_cast<double>(l.out)));
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+template <typename T, typename Src>
+void Network::Forward(const T* params, const Src* const* rows, std::int64_t n,
+                      Workspace<T>& ws, RngStream* dropout) const {
+  FEDSIM_CHECK(n > 0) << "empty batch";
+  const std::size_t num_layers = spec_.layers.size();
+  ws.n_ = n;
+  ws.act_.resize(num_layers + 1);
+  ws.aux_.resize(num_layers);
+  ws.aux2_.resize(num_layers);
+  ws.argmax_.resize(num_layers);
+  ws.given_mask_.resize(num_layers, false);
+
+  // The input in the layers' layout.
+  const Shape& in = shapes_[0];
+  std::vector<T>& x0 = ws.act_[0];
+  Resize(x0, n * in.size());
+  if (in.kind == Shape::Kind::kImage) {
+    const std::int64_t hw = std::int64_t{in.h} * in.w;
+    for (int c = 0; c < in.c; ++c) {
+      for (std::int64_t b = 0; b < n; ++b) {
+        const Src* src = rows[b] + c * hw;
+        T* dst = x0.data() + (c * n + b) * hw;
+        for (std::int64_t k = 0; k < hw; ++k) dst[k] = static_cast<T>(src[k]);
+      }
+    }
+  } else {
+    const std::int64_t f = in.size();
+    for (std::int64_t b = 0; b < n; ++b) {
+      for (std::int64_t k = 0; k < f; ++k) x0[b * f + k] = static_cast<T>(rows[b][k]);
+    }
+  }
+
+  for (std::size_t i = 0; i < num_layers; ++i) {
+    const LayerSpec& l = spec_.layers[i];
+    const Shape& s = shapes_[i];
+    const Shape& o = shapes_[i + 1];
+    const T* x = ws.act_[i].data();
+    std::vector<T>& out = ws.act_[i + 1];
+    Resize(out, n * o.size());
+    T* y = out.data();
+    const T* p = params + param_offset_[i];
+    switch (l.kind) {
+      case LayerKind::kConv2d: {
+        const int k = l.kernel, st = Stride(l), pad = Padding(l);
+        const std::int64_t hw_in = std::int64_t{s.h} * s.w;
+        const std::int64_t hw_out = std::int64_t{o.h} * o.w;
+        const std::int64_t m = n * hw_out;
+        const std::int64_t kk = std::int64_t{s.c} * k * k;
+        std::vector<T>& col = ws.aux_[i];
+        Resize(col, kk * m);
+        for (int ci = 0; ci < s.c; ++ci) {
+          for (int kh = 0; kh < k; ++kh) {
+            for (int kw = 0; kw < k; ++kw) {
+              T* dst = col.data() + ((std::int64_t{ci} * k + kh) * k + kw) * m;
+              for (std::int64_t b = 0; b < n; ++b) {
+                const T* plane = x + (ci * n + b) * hw_in;
+                for (int oh = 0; oh < o.h; ++oh) {
+                  T* d = dst + (b * o.h + oh) * o.w;
+                  const int ih = oh * st - pad + kh;
+                  if (ih < 0 || ih >= s.h) {
+                    std::fill_n(d, o.w, T(0));
+                    continue;
+                  }
+                  const T* src = plane + std::int64_t{ih} * s.w;
+                  for (int ow = 0; ow < o.w; ++ow) {
+                    const int iw = ow * st - pad + kw;
+                    d[ow] = (iw >= 0 && iw < s.w) ? src[iw] : T(0);
+                  }
+                }
+              }
+            }
+          }
+        }
+        const CMat<T> w(p, l.out, kk);
+        const CVec<T> bias(p + l.out * kk, l.out);
+        Mat<T> ym(y, l.out, m);
+        Product(ym, w, CMat<T>(col.data(), kk, m));
+        ym.colwise() += bias;
+        break;
+      }
+      case LayerKind::kMaxPool2d: {
+        const int k = l.kernel, st = Stride(l);
+        const std::int64_t hw_in = std::int64_t{s.h} * s.w;
+        const std::int64_t hw_out = std::int64_t{o.h} * o.w;
+        std::vector<std::int32_t>& arg = ws.argmax_[i];
+        Resize(arg, n * o.size());
+        for (std::int64_t plane = 0; plane < s.c * n; ++plane) {
+          const T* src = x + plane * hw_in;
+          for (int oh = 0; oh < o.h; ++oh) {
+            for (int ow = 0; ow < o.w; ++ow) {
+              // PyTorch's rule: the first maximum in row-major window order
+              // wins; a NaN wins over everything.
+              T best = -std::numeric_limits<T>::infinity();
+              std::int32_t at = (oh * st) * s.w + ow * st;
+              for (int kh = 0; kh < k; ++kh) {
+                for (int kw = 0; kw < k; ++kw) {
+                  const std::int32_t idx = (oh * st + kh) * s.w + ow * st + kw;
+                  const T v = src[idx];
+                  if (v > best || std::isnan(v)) {
+                    best = v;
+                    at = idx;
+                  }
+                }
+              }
+              const std::int64_t j = plane * hw_out + std::int64_t{oh} * o.w + ow;
+              y[j] = best;
+              arg[static_cast<std::size_t>(j)] = at;
+            }
+          }
+        }
+        break;
+      }
+      case LayerKind::kRelu:
+        for (std::int64_t j = 0; j < n * o.size(); ++j) y[j] = x[j] < T(0) ? T(0) : x[j];
+        break;
+      case LayerKind::kDropout: {
+        std::vector<T>& mask = ws.aux_[i];
+        const std::int64_t size = n * o.size();
+        if (ws.given_mask_[i]) {
+          FEDSIM_CHECK(static_cast<std::int64_t>(mask.size()) == size);
+        } else if (dropout != nullptr && l.p > 0.0) {
+          Resize(mask, size);
+          const T keep = static_cast<T>(1.0 / (1.0 - l.p));
+          for (std::int64_t j = 0; j < size; ++j) {
+            mask[static_cast<std::size_t>(j)] = dropout->Uniform01() < l.p ? T(0) : keep;
+          }
+        } else {
+          mask.clear();
+        }
+        if (mask.empty()) {
+          std::copy_n(x, size, y);
+        } else {
+          for (std::int64_t j = 0; j < size; ++j) y[j] = x[j] * mask[static_cast<std::size_t>(j)];
+        }
+        break;
+      }
+      case LayerKind::kFlatten:
+        if (s.kind == Shape::Kind::kImage) {
+          const std::int64_t hw = std::int64_t{s.h} * s.w;
+          for (int c = 0; c < s.c; ++c) {
+            for (std::int64_t b = 0; b < n; ++b) {
+              std::copy_n(x + (c * n + b) * hw, hw, y + b * o.c + c * hw);
+            }
+          }
+        } else {
+          std::copy_n(x, n * o.size(), y);
+        }
+        break;
+      case LayerKind::kLinear: {
+        const CMat<T> w(p, l.out, s.c);
+        const CVec<T> bias(p + std::int64_t{l.out} * s.c, l.out);
+        Mat<T> ym(y, n, l.out);
+        Product(ym, CMat<T>(x, n, s.c), w.transpose());
+        ym.rowwise() += bias.transpose();
+        break;
+      }
+      case LayerKind::kEmbedding: {
+        const int steps = o.h, dim = o.c;
+        for (std::int64_t b = 0; b < n; ++b) {
+          for (int t = 0; t < steps; ++t) {
+            const T v = x[b * steps + t];
+            const auto id = static_cast<std::int64_t>(v);
+            FEDSIM_CHECK(v >= T(0) && static_cast<T>(id) == v && id < l.vocab)
+                << "token id " << v << " is not an integer in [0, " << l.vocab << ")";
+            std::copy_n(p + id * dim, dim, y + (t * n + b) * dim);
+          }
+        }
+        break;
+      }
+      case LayerKind::kLstm: {
+        const int steps = s.h, hid = l.out, g4 = 4 * l.out;
+        const std::int64_t tn = std::int64_t{steps} * n;
+        // Per LSTM layer k: gates (tn x 4H, after their activations), then
+        // the cell states (tn x H); the hidden states go to aux2_.
+        std::vector<T>& gates_cells = ws.aux_[i];
+        std::vector<T>& hidden = ws.aux2_[i];
+        Resize(gates_cells, l.num_layers * tn * (g4 + hid));
+        Resize(hidden, l.num_layers * tn * hid);
+        const T* layer_in = x;
+        int in_k = s.c;
+        const T* pk = p;
+        for (int k = 0; k < l.num_layers; ++k) {
+          const CMat<T> w_ih(pk, g4, in_k);
+          const CMat<T> w_hh(pk + std::int64_t{g4} * in_k, g4, hid);
+          const CVec<T> b_ih(pk + std::int64_t{g4} * (in_k + hid), g4);
+          const CVec<T> b_hh(pk + std::int64_t{g4} * (in_k + hid + 1), g4);
+          T* gates = gates_cells.data() + k * tn * (g4 + hid);
+          T* cells = gates + tn * g4;
+          T* hs = hidden.data() + k * tn * hid;
+          Mat<T> gm(gates, tn, g4);
+          Product(gm, CMat<T>(layer_in, tn, in_k), w_ih.transpose());
+          gm.rowwise() += (b_ih + b_hh).transpose();
+          for (int t = 0; t < steps; ++t) {
+            T* gt = gates + t * n * g4;
+            if (t > 0) {
+              Product(Mat<T>(gt, n, g4), CMat<T>(hs + (t - 1) * n * hid, n, hid),
+                      w_hh.transpose(), /*add=*/true);
+            }
+            for (std::int64_t b = 0; b < n; ++b) {
+              T* g = gt + b * g4;
+              const T* c_prev = t > 0 ? cells + ((t - 1) * n + b) * hid : nullptr;
+              T* c = cells + (t * n + b) * hid;
+              T* h = hs + (t * n + b) * hid;
+              for (int j = 0; j < hid; ++j) {
+                const T gi = Sigmoid(g[j]);
+                const T gf = Sigmoid(g[hid + j]);
+                const T gg = std::tanh(g[2 * hid + j]);
+                const T go = Sigmoid(g[3 * hid + j]);
+                g[j] = gi;
+                g[hid + j] = gf;
+                g[2 * hid + j] = gg;
+                g[3 * hid + j] = go;
+                c[j] = (c_prev != nullptr ? gf * c_prev[j] : T(0)) + gi * gg;
+                h[j] = go * std::tanh(c[j]);
+              }
+            }
+          }
+          layer_in = hs;
+          pk += std::int64_t{g4} * (in_k + hid + 2);
+          in_k = hid;
+        }
+        std::copy_n(layer_in + (steps - 1) * n * hid, n * hid, y);
+        break;
+      }
+    }
+  }
+}
+
+template <typename T>
+void Network::Backward(const T* params, std::type_identity_t<const T*> dlogits,
+                       Workspace<T>& ws, std::type_identity_t<T*> grad,
+                       std::type_identity_t<RowMat<T>>* per_example) const {
+  const std::int64_t n = ws.n_;
+  FEDSIM_CHECK(n > 0 && ws.act_.size() == spec_.layers.size() + 1) << "Backward before Forward";
+  FEDSIM_CHECK((grad == nullptr) != (per_example == nullptr));
+  if (per_example != nullptr) per_example->resize(n, num_parameters_);
+  // Where layer i's gradient for parameter offset `at` of example b goes.
+  const auto target = [&](std::int64_t b, std::int64_t at) {
+    return per_example != nullptr ? per_example->row(b).data() + at : grad + at;
+  };
+  // The first layer whose input gradient is needed: any parametrised
+  // layer before layer i needs layer i to pass the gradient down.
+  std::size_t first_param = spec_.layers.size();
+  for (std::size_t i = 0; i < spec_.layers.size(); ++i) {
+    if (param_count_[i] > 0) {
+      first_param = i;
+      break;
+    }
+  }
+  Resize(ws.grad_in_, n * NumOutputs());
+  std::copy_n(dlogits, n * NumOutputs(), ws.grad_in_.data());
+
+  for (std::size_t ii = spec_.layers.size(); ii-- > first_param;) {
+    const LayerSpec& l = spec_.layers[ii];
+    const Shape& s = shapes_[ii];
+    const Shape& o = shapes_[ii + 1];
+    const bool need_dx = ii > first_param;
+    const T* x = ws.act_[ii].data();
+    const T* y = ws.act_[ii + 1].data();
+    const T* dy = ws.grad_in_.data();
+    if (need_dx) Resize(ws.grad_out_, n * s.size());
+    T* dx = ws.grad_out_.data();
+    const T* p = params + param_offset_[ii];
+    const std::int64_t at = param_offset_[ii];
+    switch (l.kind) {
+      case LayerKind::kConv2d: {
+        const int k = l.kernel, st = Stride(l), pad = Padding(l);
+        const std::int64_t hw_in = std::int64_t{s.h} * s.w;
+        const std::int64_t hw_out = std::int64_t{o.h} * o.w;
+        const std::int64_t m = n * hw_out;
+        const std::int64_t kk = std::int64_t{s.c} * k * k;
+        const CMat<T> col(ws.aux_[ii].data(), kk, m);
+        const CMat<T> dym(dy, l.out, m);
+        if (per_example == nullptr) {
+          Product(Mat<T>(grad + at, l.out, kk), dym, col.transpose());
+          SumRows(dy, l.out, m, 0, m, grad + at + l.out * kk);
+        } else {
+          for (std::int64_t b = 0; b < n; ++b) {
+            T* g = target(b, at);
+            Product(Mat<T>(g, l.out, kk), dym.middleCols(b * hw_out, hw_out),
+                    col.middleCols(b * hw_out, hw_out).transpose());
+            SumRows(dy, l.out, m, b * hw_out, hw_out, g + l.out * kk);
+          }
+        }
+        if (need_dx) {
+          std::vector<T>& dcol = ws.scratch_;
+          Resize(dcol, kk * m);
+          Product(Mat<T>(dcol.data(), kk, m), CMat<T>(p, l.out, kk).transpose(), dym);
+          std::fill_n(dx, n * s.size(), T(0));
+          for (int ci = 0; ci < s.c; ++ci) {
+            for (int kh = 0; kh < k; ++kh) {
+              for (int kw = 0; kw < k; ++kw) {
+                const T* src = dcol.data() + ((std::int64_t{ci} * k + kh) * k + kw) * m;
+                for (std::int64_t b = 0; b < n; ++b) {
+                  T* plane = dx + (ci * n + b) * hw_in;
+                  for (int oh = 0; oh < o.h; ++oh) {
+                    const int ih = oh * st - pad + kh;
+                    if (ih < 0 || ih >= s.h) continue;
+                    const T* d = src + (b * o.h + oh) * o.w;
+                    T* row = plane + std::int64_t{ih} * s.w;
+                    for (int ow = 0; ow < o.w; ++ow) {
+                      const int iw = ow * st - pad + kw;
+                      if (iw >= 0 && iw < s.w) row[iw] += d[ow];
+                    }
+                  }
+                }
+              }
+            }
+          }
+        }
+        break;
+      }
+      case LayerKind::kMaxPool2d: {
+        const std::int64_t hw_in = std::int64_t{s.h} * s.w;
+        const std::int64_t hw_out = std::int64_t{o.h} * o.w;
+        const std::vector<std::int32_t>& arg = ws.argmax_[ii];
+        std::fill_n(dx, n * s.size(), T(0));
+        for (std::int64_t plane = 0; plane < s.c * n; ++plane) {
+          for (std::int64_t j = 0; j < hw_out; ++j) {
+            const std::int64_t q = plane * hw_out + j;
+            dx[plane * hw_in + arg[static_cast<std::size_t>(q)]] += dy[q];
+          }
+        }
+        break;
+      }
+      case LayerKind::kRelu:
+        for (std::int64_t j = 0; j < n * s.size(); ++j) dx[j] = y[j] > T(0) ? dy[j] : T(0);
+        break;
+      case LayerKind::kDropout: {
+        const std::vector<T>& mask = ws.aux_[ii];
+        if (mask.empty()) {
+          std::copy_n(dy, n * s.size(), dx);
+        } else {
+          for (std::int64_t j = 0; j < n * s.size(); ++j) {
+            dx[j] = dy[j] * mask[static_cast<std::size_t>(j)];
+          }
+        }
+        break;
+      }
+      case LayerKind::kFlatten:
+        if (s.kind == Shape::Kind::kImage) {
+          const std::int64_t hw = std::int64_t{s.h} * s.w;
+          for (int c = 0; c < s.c; ++c) {
+            for (std::int64_t b = 0; b < n; ++b) {
+              std::copy_n(dy + b * o.c + c * hw, hw, dx + (c * n + b) * hw);
+            }
+          }
+        } else {
+          std::copy_n(dy, n * s.size(), dx);
+        }
+        break;
+      case LayerKind::kLinear: {
+        const CMat<T> xm(x, n, s.c);
+        const CMat<T> dym(dy, n, l.out);
+        const std::int64_t wsize = std::int64_t{l.out} * s.c;
+        if (per_example == nullptr) {
+          Product(Mat<T>(grad + at, l.out, s.c), dym.transpose(), xm);
+          SumColumns(dy, n, l.out, l.out, grad + at + wsize);
+        } else {
+          for (std::int64_t b = 0; b < n; ++b) {
+            T* g = target(b, at);
+            Product(Mat<T>(g, l.out, s.c), dym.row(b).transpose(), xm.row(b));
+            Eigen::Map<Vec<T>>(g + wsize, l.out) = dym.row(b).transpose();
+          }
+        }
+        if (need_dx) Product(Mat<T>(dx, n, s.c), dym, CMat<T>(p, l.out, s.c));
+        break;
+      }
+      case LayerKind::kEmbedding: {
+        const int steps = o.h, dim = o.c;
+        for (std::int64_t b = 0; b < n; ++b) {
+          if (per_example != nullptr || b == 0) std::fill_n(target(b, at), param_count_[ii], T(0));
+        }
+        for (int t = 0; t < steps; ++t) {
+          for (std::int64_t b = 0; b < n; ++b) {
+            const auto id = static_cast<std::int64_t>(x[b * steps + t]);
+            T* g = target(b, at) + id * dim;
+            const T* d = dy + (t * n + b) * dim;
+            for (int e = 0; e < dim; ++e) g[e] += d[e];
+          }
+        }
+        break;
+      }
+      case LayerKind::kLstm: {
+        const int steps = s.h, hid = l.out, g4 = 4 * l.out;
+        const std::int64_t tn = std::int64_t{steps} * n;
+        // dH of the current LSTM layer's outputs (tn x H): the top one only
+        // has its last step's.
+        std::vector<T>& dhs = ws.scratch_;
+        Resize(dhs, tn * hid);
+        std::fill(dhs.begin(), dhs.end(), T(0));
+        std::copy_n(dy, n * hid, dhs.data() + (steps - 1) * n * hid);
+        std::vector<T>& buf = ws.scratch2_;
+        Resize(buf, tn * g4 + 2 * n * hid);
+        T* dgates = buf.data();
+        T* dh_next = dgates + tn * g4;
+        T* dc_next = dh_next + n * hid;
+        // Parameter offsets of LSTM layer k.
+        std::vector<std::int64_t> offs(static_cast<std::size_t>(l.num_layers));
+        {
+          std::int64_t off = 0;
+          for (int k = 0; k < l.num_layers; ++k) {
+            offs[static_cast<std::size_t>(k)] = off;
+            off += std::int64_t{g4} * ((k == 0 ? s.c : hid) + hid + 2);
+          }
+        }
+        for (int k = l.num_layers; k-- > 0;) {
+          const int in_k = k == 0 ? s.c : hid;
+          const T* pk = p + offs[static_cast<std::size_t>(k)];
+          const std::int64_t atk = at + offs[static_cast<std::size_t>(k)];
+          const T* gates = ws.aux_[ii].data() + k * tn * (g4 + hid);
+          const T* cells = gates + tn * g4;
+          const T* hs = ws.aux2_[ii].data() + k * tn * hid;
+          const T* layer_in = k == 0 ? x : ws.aux2_[ii].data() + (k - 1) * tn * hid;
+          const CMat<T> w_hh(pk + std::int64_t{g4} * in_k, g4, hid);
+          std::fill_n(dh_next, 2 * n * hid, T(0));
+          for (int t = steps; t-- > 0;) {
+            for (std::int64_t b = 0; b < n; ++b) {
+              const std::int64_t r = t * n + b;
+              const T* g = gates + r * g4;
+              const T* c = cells + r * hid;
+              const T* c_prev = t > 0 ? cells + (r - n) * hid : nullptr;
+              const T* dh_out = dhs.data() + r * hid;
+              T* dg = dgates + r * g4;
+              T* dhn = dh_next + b * hid;
+              T* dcn = dc_next + b * hid;
+              for (int j = 0; j < hid; ++j) {
+                const T gi = g[j], gf = g[hid + j], gg = g[2 * hid + j], go = g[3 * hid + j];
+                const T dh = dh_out[j] + dhn[j];
+                const T tc = std::tanh(c[j]);
+                const T dc = dcn[j] + dh * go * (T(1) - tc * tc);
+                dg[j] = dc * gg * gi * (T(1) - gi);
+                dg[hid + j] = c_prev != nullptr ? dc * c_prev[j] * gf * (T(1) - gf) : T(0);
+                dg[2 * hid + j] = dc * gi * (T(1) - gg * gg);
+                dg[3 * hid + j] = dh * tc * go * (T(1) - go);
+                dcn[j] = dc * gf;
+              }
+            }
+            if (t > 0) {
+              Product(Mat<T>(dh_next, n, hid), CMat<T>(dgates + t * n * g4, n, g4), w_hh);
+            }
+          }
+          const CMat<T> dg_all(dgates, tn, g4);
+          const std::int64_t w_ih_size = std::int64_t{g4} * in_k;
+          const std::int64_t w_hh_size = std::int64_t{g4} * hid;
+          if (per_example == nullptr) {
+            Product(Mat<T>(grad + atk, g4, in_k), dg_all.transpose(),
+                    CMat<T>(layer_in, tn, in_k));
+            Mat<T> g_hh(grad + atk + w_ih_size, g4, hid);
+            if (steps > 1) {
+              Product(g_hh, CMat<T>(dgates + n * g4, tn - n, g4).transpose(),
+                      CMat<T>(hs, tn - n, hid));
+            } else {
+              g_hh.setZero();
+            }
+            T* b_ih = grad + atk + w_ih_size + w_hh_size;
+            SumColumns(dgates, tn, g4, g4, b_ih);
+            std::copy_n(b_ih, g4, b_ih + g4);
+          } else {
+            for (std::int64_t b = 0; b < n; ++b) {
+              T* g = target(b, atk);
+              const CStrided<T> dgb(dgates + b * g4, steps, g4, Eigen::OuterStride<>(n * g4));
+              const CStrided<T> xb(layer_in + b * in_k, steps, in_k,
+                                   Eigen::OuterStride<>(n * in_k));
+              Product(Mat<T>(g, g4, in_k), dgb.transpose(), xb);
+              Mat<T> g_hh(g + w_ih_size, g4, hid);
+              if (steps > 1) {
+                const CStrided<T> dgb1(dgates + (n + b) * g4, steps - 1, g4,
+                                       Eigen::OuterStride<>(n * g4));
+                const CStrided<T> hb(hs + b * hid, steps - 1, hid, Eigen::OuterStride<>(n * hid));
+                Product(g_hh, dgb1.transpose(), hb);
+              } else {
+                g_hh.setZero();
+              }
+              T* b_ih = g + w_ih_size + w_hh_size;
+              SumColumns(dgates + b * g4, steps, g4, n * g4, b_ih);
+              std::copy_n(b_ih, g4, b_ih + g4);
+            }
+          }
+          // The gradient of this layer's inputs: the next layer down's
+          // outputs, or the embedding's.
+          if (k > 0) {
+            Product(Mat<T>(dhs.data(), tn, hid), dg_all, CMat<T>(pk, g4, in_k));
+          } else if (need_dx) {
+            Product(Mat<T>(dx, tn, in_k), dg_all, CMat<T>(pk, g4, in_k));
+          }
+        }
+        break;
+      }
+    }
+    if (need_dx) std::swap(ws.grad_in_, ws.grad_out_);
+  }
+}
+
+template void Network::Forward<float, float>(const float*, const float* const*, std::int64_t,
+                                             Workspace<float>&, RngStream*) const;
+template void Network::Forward<double, float>(const double*, const float* const*,
+                                              std::int64_t, Workspace<double>&,
+                                              RngStream*) const;
+template void Network::Forward<double, double>(const double*, const double* const*,
+                                               std::int64_t, Workspace<double>&,
+                                               RngStream*) const;
+template void Network::Forward<float, double>(const float*, const double* const*,
+                                              std::int64_t, Workspace<float>&,
+                                              RngStream*) const;
+template void Network::Backward<float>(const float*, const float*, Workspace<float>&, float*,
+                                       RowMat<float>*) const;
+template void Network::Backward<double>(const double*, const double*, Workspace<double>&,
+                                        double*, RowMat<double>*) const;
+
+// ---------------------------------------------------------------------------
+// Presets (../shared/MODELS.md).
+
+namespace {
+
+LayerSpec Conv(int out, int kernel, int padding, Init init, bool same = false) {
+  LayerSpec l;
+  l.kind = LayerKind::kConv2d;
+  l.out = out;
+  l.kernel = kernel;
+  l.padding = padding;
+  l.same = same;
+  l.init = init;
+  return l;
+}
+LayerSpec Pool(int kernel) {
+  LayerSpec l;
+  l.kind = LayerKind::kMaxPool2d;
+  l.kernel = kernel;
+  return l;
+}
+LayerSpec Simple(LayerKind kind) {
+  LayerSpec l;
+  l.kind = kind;
+  return l;
+}
+LayerSpec Drop(double p) {
+  LayerSpec l;
+  l.kind = LayerKind::kDropout;
+  l.p = p;
+  return l;
+}
+LayerSpec Dense(int out, Init init) {
+  LayerSpec l;
+  l.kind = LayerKind::kLinear;
+  l.out = out;
+  l.init = init;
+  return l;
+}
+
+struct Preset {
+  const char* name;
+  Shape input;
+  std::vector<LayerSpec> layers;
+  std::vector<std::string> names;  // module names, as the source's state_dict
+};
+
+std::vector<Preset> Presets(double dropout) {
+  const Init kn = Init::kKaimingNormal;
+  const Init pt = Init::kTorchDefault;
+  const LayerSpec relu = Simple(LayerKind::kRelu);
+  const LayerSpec flat = Simple(LayerKind::kFlatten);
+  std::vector<Preset> out;
+  // FedAU: model/cnn_*.py (nn.Sequential blocks "conv" and "fc"; the
+  // state_dict names follow their indices).
+  out.push_back({"fedau_cnn_mnist",
+                 {Shape::Kind::kImage, 1, 28, 28},
+                 {Conv(32, 3, 1, kn), relu, Pool(2), Conv(32, 3, 1, kn), relu, Pool(2), flat,
+                  Dense(128, kn), relu, Dense(10, pt)},
+                 {"conv.0", "conv.3", "fc1.0", "fc2"}});
+  out.push_back({"fedau_cnn_svhn",
+                 {Shape::Kind::kImage, 3, 32, 32},
+                 {Conv(32, 3, 1, kn), relu, Pool(2), Conv(32, 3, 1, kn), relu, Pool(2), flat,
+                  Dense(128, kn), relu, Dense(10, pt)},
+                 {"conv.0", "conv.3", "fc1.0", "fc2"}});
+  out.push_back({"fedau_cnn_cifar10",
+                 {Shape::Kind::kImage, 3, 32, 32},
+                 {Conv(32, 3, 1, kn), relu, Pool(2), Conv(32, 3, 1, kn), relu, Pool(2), flat,
+                  Dense(256, kn), relu, Dense(64, kn), relu, Dense(10, pt)},
+                 {"conv.0", "conv.3", "fc1.0", "fc1.2", "fc2"}});
+  // FedFix: FL/create_model.py CNN_CIFAR_dropout (conv3 has no ReLU).
+  out.push_back({"fedfix_cnn_cifar",
+                 {Shape::Kind::kImage, 3, 32, 32},
+                 {Conv(32, 3, 0, pt), relu, Pool(2), Drop(dropout), Conv(64, 3, 0, pt), relu,
+                  Pool(2), Drop(dropout), Conv(64, 3, 0, pt), Drop(dropout), flat, Dense(64, pt),
+                  relu, Dense(10, pt)},
+                 {"conv1", "conv2", "conv3", "fc1", "fc2"}});
+  // FedFix: LSTM_Shakespeare (embed, lstm, fc on the last step).
+  {
+    LayerSpec embed;
+    embed.kind = LayerKind::kEmbedding;
+    embed.vocab = 100;
+    embed.out = 8;
+    LayerSpec lstm;
+    lstm.kind = LayerKind::kLstm;
+    lstm.out = 100;
+    lstm.num_layers = 2;
+    out.push_back({"fedfix_lstm_shakespeare",
+                   {Shape::Kind::kFlat, 80, 1, 1},
+                   {embed, lstm, Dense(100, pt)},
+                   {"embed", "lstm", "fc"}});
+  }
+  // LEAF's FEMNIST CNN (TensorFlow; PyTorch's default initialisation here).
+  out.push_back({"leaf_cnn_femnist",
+                 {Shape::Kind::kImage, 1, 28, 28},
+                 {Conv(32, 5, 0, pt, true), relu, Pool(2), Conv(64, 5, 0, pt, true), relu,
+                  Pool(2), flat, Dense(2048, pt), relu, Dense(62, pt)},
+                 {"conv1", "conv2", "fc1", "fc2"}});
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> PresetNames() {
+  std::vector<std::string> names;
+  for (const Preset& p : Presets(0.0)) names.push_back(p.name);
+  return names;
+}
+
+absl::StatusOr<Network> MakePreset(const std::string& name, double dropout) {
+  for (Preset& p : Presets(dropout)) {
+    if (name == p.name) return Network::Create({p.input, std::move(p.layers)}, std::move(p.names));
+  }
+  return absl::InvalidArgumentError(absl::StrCat("model.architecture = ", name,
+                                                 ": not a preset; one of ",
+                                                 absl::StrJoin(PresetNames(), ", ")));
+}
+
+}  // namespace fedsim::nn
