@@ -254,6 +254,44 @@ def table(results):
         if os.path.exists(skipped):
             t.notes.append("PyTorch: " + open(skipped).read().strip())
 
+    # 7. Networks: a local epoch against PyTorch's, and DP-SGD's against
+    # the non-private one (issue 21).
+    nw = load_gbench(os.path.join(results, "network.json"))
+    tnw = {}
+    for e in load_jsonl(os.path.join(results, "torch_network.jsonl")):
+        tnw[(e["preset"], e["rows"], e["batch"])] = e["samples_per_s"]
+    for name in sorted(nw):
+        parts = name.split("/")
+        if parts[0] != "net_epoch":
+            continue
+        preset = parts[1]
+        rows = int(parts[2].split(":")[1])
+        batch = int(parts[3].split(":")[1])
+        ours = best(nw[name], "items_per_second")
+        flop = best(nw[name], "flop")
+        pt = tnw.get((preset, rows, batch))
+        if ours is None:
+            continue
+        if "lstm" in preset:
+            goal, need = ">= 2x", 2.0
+        else:
+            goal, need = (">= 1x", 1.0) if batch < 128 else (">= 0.7x", 0.7)
+        t.add("7 %s local epoch, %d rows, B=%d vs PyTorch" % (preset, rows, batch),
+              "samples/s", fmt(ours), fmt(pt), fmt(ours / pt) + "x" if pt else "n/a",
+              goal, verdict(ours / pt >= need) if pt else "", flop / 1e9 if flop else None)
+    dp = [n for n in nw if n.startswith("dp_epoch/")]
+    for name in dp:
+        base = "net_epoch/" + name[len("dp_epoch/"):]
+        ours = best(nw.get(base, []), "items_per_second")
+        priv = best(nw[name], "items_per_second")
+        if ours and priv:
+            t.add("7 DP-SGD epoch vs non-private, %s" % name[len("dp_epoch/"):], "samples/s",
+                  fmt(priv), fmt(ours), fmt(ours / priv) + "x time", "<= 3x",
+                  verdict(ours / priv <= 3.0))
+    if nw and not tnw and os.path.exists(os.path.join(results, "torch_network.skipped")):
+        t.notes.append("PyTorch networks: " +
+                       open(os.path.join(results, "torch_network.skipped")).read().strip())
+
     # 4. End to end.
     e2e = load_json(os.path.join(results, "e2e.json")) or {}
     emb, lau, flw = e2e.get("embedded"), e2e.get("launch"), e2e.get("flower")
@@ -418,7 +456,7 @@ def check_smoke(t):
     distributed quickstart runs must end on the same model."""
     have = " ".join(r[0] for r in t.rows)
     missing = [p for p in ("0 floor: STREAM copy", "1 aggregation", "2 local SGD",
-                           "3 DP-SGD", "4 quickstart: launch", "4 quickstart, evaluation on",
+                           "3 DP-SGD", "7 fedau_cnn_mnist local epoch", "7 DP-SGD epoch", "4 quickstart: launch", "4 quickstart, evaluation on",
                            "4 quickstart, evaluation off: 2 threads vs 1", "5 FedAU scale")
                if p not in have]
     if "6 wire" not in have and not any(n.startswith("wire: needs") for n in t.notes):

@@ -7,8 +7,8 @@
 #   bench/setup.sh                         # once, optional: PyTorch, Flower
 #   bench/run.sh [--build-dir build] [--out DIR] [--only LIST] [--smoke]
 #
-# LIST is a comma-separated subset of floors,aggregation,training,e2e,scale,
-# wire (default: all; e2e and training need floors for their floor rows). Results go to bench/results/<UTC time>/ unless --out.
+# LIST is a comma-separated subset of floors,aggregation,training,networks,
+# e2e,scale,wire (default: all; e2e and training need floors for their floor rows). Results go to bench/results/<UTC time>/ unless --out.
 # --smoke: tiny sizes and few rounds, every binary and script once except
 # the Flower baseline (the ctest test bench_smoke); its numbers mean nothing.
 # Baselines that are not installed are skipped with a line saying why.
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 build=build
 out=""
-only="floors,aggregation,training,e2e,scale,wire"
+only="floors,aggregation,training,networks,e2e,scale,wire"
 smoke=0
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 bin=$build/bin
-for b in bench_aggregation bench_training bench_export_partition fedsim fedsim-client; do
+for b in bench_aggregation bench_training bench_network bench_export_partition fedsim fedsim-client; do
   if [ ! -x "$bin/$b" ]; then
     echo "bench/run.sh: $bin/$b is missing; build with BUILD_BENCHMARKS=ON scripts/build.sh (or pass --build-dir)" >&2
     exit 1
@@ -105,6 +105,21 @@ if want training; then
   else
     echo "skipped: bench/.venv has no torch (run bench/setup.sh; it needs PyPI)" > "$out/torch.skipped"
     say "2 PyTorch baseline $(cat "$out/torch.skipped")"
+  fi
+fi
+
+if want networks; then
+  say "7 networks: one client's local epoch of fedau_cnn_mnist, fedfix_cnn_cifar, fedfix_lstm_shakespeare (1 thread, float32)"
+  "$bin/bench_network" "${gb[@]}" --benchmark_out="$out/network.json" \
+    --benchmark_out_format=json > "$out/network.txt"
+  if has_py_module torch; then
+    say "7 PyTorch baseline of the same epochs"
+    nargs=(--repeats 3)
+    [ $smoke = 1 ] && nargs=(--repeats 1 --rows 40)
+    "$py" bench/torch_network.py "${nargs[@]}" > "$out/torch_network.jsonl"
+  else
+    echo "skipped: bench/.venv has no torch (run bench/setup.sh; it needs PyPI)" > "$out/torch_network.skipped"
+    say "7 PyTorch baseline $(cat "$out/torch_network.skipped")"
   fi
 fi
 

@@ -6,7 +6,7 @@ set -u
 root=${1:?usage: layering_test.sh SOURCE_DIR}
 cd "$root" || exit 2
 status=0
-pure_dirs="server/strategy server/clock server/participation client/trainer common/kernels common/objectives common/data common/random common/base common/dp common/lsa"
+pure_dirs="server/strategy server/clock server/participation client/trainer common/kernels common/nn common/objectives common/data common/random common/base common/dp common/lsa"
 for dir in $pure_dirs; do
   [ -d "$dir" ] || continue
   hits=$(grep -rnE '#include [<"](grpcpp?/|google/protobuf/|fedsim/v1/)' "$dir" --include='*.h' --include='*.cc' || true)

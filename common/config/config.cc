@@ -802,6 +802,20 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
   const auto& opt = algo.server_optimizer();
   const std::string algo_name = AlgorithmConfigName(algo.name());
   const v1::AlgorithmTraits& traits = AlgorithmTraitsOf(algo.name());
+  {
+    const auto& local = c.local();
+    const std::string schedule = absl::AsciiStrToLower(
+        v1::LocalConfig::LrSchedule_Name(local.lr_schedule()).substr(12));
+    check.Require(local.lr_schedule() == v1::LocalConfig::LR_SCHEDULE_CONSTANT ||
+                      traits.family() == v1::AlgorithmTraits::FAMILY_ROUNDS,
+                  absl::StrCat("local.lr_schedule = ", schedule, " with algorithm.name = ",
+                               algo_name, "; a schedule applies to the synchronous rounds "
+                               "of local SGD (not LSA, not the asynchronous algorithms)"))
+        .Require(local.lr_schedule() != v1::LocalConfig::LR_SCHEDULE_COSINE ||
+                     local.lr_min() < local.lr(),
+                 absl::StrCat("local.lr_min = ", local.lr_min(), " with local.lr = ", local.lr(),
+                              "; cosine annealing needs lr_min < lr"));
+  }
   const double stragglers = clients.straggler_fraction();
   const bool keeps_partial_work = algo.keep_stragglers() && stragglers > 0.0;
   check.Require(opt.kind() == v1::ServerOptimizerConfig::KIND_SGD || traits.server_optimizer(),

@@ -1,6 +1,7 @@
 #include "common/nn/network.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -24,6 +25,7 @@ template <typename T>
 using CMat = Eigen::Map<const RowMat<T>>;
 template <typename T>
 using CVec = Eigen::Map<const Vec<T>>;
+
 // Rows of a time-major sequence that belong to one example: T rows of
 // `cols` values, `batch` rows apart.
 template <typename T>
@@ -46,10 +48,68 @@ void Resize(std::vector<T>& v, std::int64_t n) {
   v.resize(static_cast<std::size_t>(n));
 }
 
-template <typename T>
-T Sigmoid(T x) {
-  return T(1) / (T(1) + std::exp(-x));
+// The output columns ow in [lo, hi) whose input column ow * stride - pad +
+// kw lies in [0, width): the rest read the zero padding.
+std::pair<int, int> ValidColumns(int out_width, int width, int stride, int pad, int kw) {
+  int lo = 0;
+  while (lo < out_width && lo * stride - pad + kw < 0) ++lo;
+  int hi = out_width;
+  while (hi > lo && (hi - 1) * stride - pad + kw >= width) --hi;
+  return {lo, hi};
 }
+
+// take ? a : b without a branch (bit masks): max-pooling's comparisons
+// are data-dependent coin flips that a branch predictor cannot learn.
+template <typename V>
+V Select(bool take, V a, V b) {
+  using Bits = std::conditional_t<sizeof(V) == 8, std::uint64_t, std::uint32_t>;
+  static_assert(sizeof(V) == sizeof(Bits));
+  const Bits mask = Bits{0} - static_cast<Bits>(take);
+  const Bits out = (std::bit_cast<Bits>(a) & mask) | (std::bit_cast<Bits>(b) & ~mask);
+  return std::bit_cast<V>(out);
+}
+
+// Sigmoid and tanh over n values in place. float: Eigen's vectorised exp
+// and tanh (8 lanes on x86-64-v3) applied to every element alike, in full
+// packets and a last padded one, so that an element's value depends on
+// neither its address nor its position (Eigen's array expressions compute
+// a misaligned head with the scalar functions: bits that would depend on
+// where the buffer lies). double (gradient checks, parity tests): the
+// scalar functions.
+enum class Activation { kSigmoid, kTanh };
+
+template <Activation A>
+void Activate(float* x, std::int64_t n) {
+  using P = Eigen::internal::packet_traits<float>::type;
+  constexpr int kLanes = Eigen::internal::packet_traits<float>::size;
+  const auto op = [](P v) {
+    if constexpr (A == Activation::kTanh) {
+      return Eigen::internal::ptanh(v);
+    } else {
+      const P one = Eigen::internal::pset1<P>(1.0f);
+      return Eigen::internal::pdiv(
+          one, Eigen::internal::padd(one, Eigen::internal::pexp(Eigen::internal::pnegate(v))));
+    }
+  };
+  std::int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    Eigen::internal::pstoreu(x + i, op(Eigen::internal::ploadu<P>(x + i)));
+  }
+  if (i < n) {
+    alignas(64) float tail[kLanes] = {};
+    std::copy(x + i, x + n, tail);
+    Eigen::internal::pstoreu(tail, op(Eigen::internal::ploadu<P>(tail)));
+    std::copy(tail, tail + (n - i), x + i);
+  }
+}
+
+template <Activation A>
+void Activate(double* x, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    x[i] = A == Activation::kTanh ? std::tanh(x[i]) : 1.0 / (1.0 + std::exp(-x[i]));
+  }
+}
+
 
 // dst = lhs * rhs (or dst += lhs * rhs): Eigen's GEMM (GEMV for a vector
 // result), whose results do not depend on where the operands lie in
@@ -82,14 +142,22 @@ void Product(Dst&& dst, const Lhs& lhs, const Rhs& rhs, bool add = false) {
 // out[c] = sum over j of m[c * stride + offset + j], j < count, in order (a
 // bias gradient: a plain loop, never an Eigen reduction, whose order
 // depends on alignment).
+// Eight running sums (lane j % 8), added up in a fixed order at the end:
+// the same order whatever the address, and eight independent additions a
+// step instead of one chain.
 template <typename T>
 void SumRows(const T* m, std::int64_t rows, std::int64_t stride, std::int64_t offset,
              std::int64_t count, T* out) {
+  constexpr int kLanes = 8;
   for (std::int64_t c = 0; c < rows; ++c) {
     const T* row = m + c * stride + offset;
-    T sum = T(0);
-    for (std::int64_t j = 0; j < count; ++j) sum += row[j];
-    out[c] = sum;
+    T lane[kLanes] = {};
+    std::int64_t j = 0;
+    for (; j + kLanes <= count; j += kLanes) {
+      for (int q = 0; q < kLanes; ++q) lane[q] += row[j + q];
+    }
+    for (; j < count; ++j) lane[j % kLanes] += row[j];
+    out[c] = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
   }
 }
 
@@ -380,11 +448,15 @@ void Network::Forward(const T* params, const Src* const* rows, std::int64_t n,
                     std::fill_n(d, o.w, T(0));
                     continue;
                   }
-                  const T* src = plane + std::int64_t{ih} * s.w;
-                  for (int ow = 0; ow < o.w; ++ow) {
-                    const int iw = ow * st - pad + kw;
-                    d[ow] = (iw >= 0 && iw < s.w) ? src[iw] : T(0);
+                  const T* src = plane + std::int64_t{ih} * s.w - pad + kw;
+                  const auto [lo, hi] = ValidColumns(o.w, s.w, st, pad, kw);
+                  std::fill_n(d, lo, T(0));
+                  if (st == 1) {
+                    std::copy(src + lo, src + hi, d + lo);
+                  } else {
+                    for (int ow = lo; ow < hi; ++ow) d[ow] = src[ow * st];
                   }
+                  std::fill(d + hi, d + o.w, T(0));
                 }
               }
             }
@@ -408,17 +480,17 @@ void Network::Forward(const T* params, const Src* const* rows, std::int64_t n,
           for (int oh = 0; oh < o.h; ++oh) {
             for (int ow = 0; ow < o.w; ++ow) {
               // PyTorch's rule: the first maximum in row-major window order
-              // wins; a NaN wins over everything.
-              T best = -std::numeric_limits<T>::infinity();
+              // wins; a NaN wins over every number. Branch-free: `take`
+              // is v > best, or v is NaN while best is not.
               std::int32_t at = (oh * st) * s.w + ow * st;
+              T best = src[at];
               for (int kh = 0; kh < k; ++kh) {
-                for (int kw = 0; kw < k; ++kw) {
-                  const std::int32_t idx = (oh * st + kh) * s.w + ow * st + kw;
-                  const T v = src[idx];
-                  if (v > best || std::isnan(v)) {
-                    best = v;
-                    at = idx;
-                  }
+                const std::int32_t base = (oh * st + kh) * s.w + ow * st;
+                for (int kw = kh == 0 ? 1 : 0; kw < k; ++kw) {
+                  const T v = src[base + kw];
+                  const bool take = !(v <= best) & (best == best);
+                  best = Select(take, v, best);
+                  at = Select(take, base + kw, at);
                 }
               }
               const std::int64_t j = plane * hw_out + std::int64_t{oh} * o.w + ow;
@@ -429,9 +501,11 @@ void Network::Forward(const T* params, const Src* const* rows, std::int64_t n,
         }
         break;
       }
-      case LayerKind::kRelu:
-        for (std::int64_t j = 0; j < n * o.size(); ++j) y[j] = x[j] < T(0) ? T(0) : x[j];
+      case LayerKind::kRelu: {
+        // A select, not max: a NaN stays NaN.
+        for (std::int64_t j = 0; j < n * o.size(); ++j) y[j] = Select(x[j] < T(0), T(0), x[j]);
         break;
+      }
       case LayerKind::kDropout: {
         std::vector<T>& mask = ws.aux_[i];
         const std::int64_t size = n * o.size();
@@ -489,11 +563,12 @@ void Network::Forward(const T* params, const Src* const* rows, std::int64_t n,
       case LayerKind::kLstm: {
         const int steps = s.h, hid = l.out, g4 = 4 * l.out;
         const std::int64_t tn = std::int64_t{steps} * n;
-        // Per LSTM layer k: gates (tn x 4H, after their activations), then
-        // the cell states (tn x H); the hidden states go to aux2_.
+        // Per LSTM layer k: gates (tn x 4H, after their activations), the
+        // cell states and their tanh (tn x H each); the hidden states go to
+        // aux2_.
         std::vector<T>& gates_cells = ws.aux_[i];
         std::vector<T>& hidden = ws.aux2_[i];
-        Resize(gates_cells, l.num_layers * tn * (g4 + hid));
+        Resize(gates_cells, l.num_layers * tn * (g4 + 2 * hid));
         Resize(hidden, l.num_layers * tn * hid);
         const T* layer_in = x;
         int in_k = s.c;
@@ -503,8 +578,9 @@ void Network::Forward(const T* params, const Src* const* rows, std::int64_t n,
           const CMat<T> w_hh(pk + std::int64_t{g4} * in_k, g4, hid);
           const CVec<T> b_ih(pk + std::int64_t{g4} * (in_k + hid), g4);
           const CVec<T> b_hh(pk + std::int64_t{g4} * (in_k + hid + 1), g4);
-          T* gates = gates_cells.data() + k * tn * (g4 + hid);
+          T* gates = gates_cells.data() + k * tn * (g4 + 2 * hid);
           T* cells = gates + tn * g4;
+          T* tanh_cells = cells + tn * hid;
           T* hs = hidden.data() + k * tn * hid;
           Mat<T> gm(gates, tn, g4);
           Product(gm, CMat<T>(layer_in, tn, in_k), w_ih.transpose());
@@ -516,22 +592,20 @@ void Network::Forward(const T* params, const Src* const* rows, std::int64_t n,
                       w_hh.transpose(), /*add=*/true);
             }
             for (std::int64_t b = 0; b < n; ++b) {
-              T* g = gt + b * g4;
+              T* g = gt + b * g4;  // i, f, g, o
+              Activate<Activation::kSigmoid>(g, 2 * std::int64_t{hid});
+              Activate<Activation::kTanh>(g + 2 * hid, hid);
+              Activate<Activation::kSigmoid>(g + 3 * hid, hid);
               const T* c_prev = t > 0 ? cells + ((t - 1) * n + b) * hid : nullptr;
               T* c = cells + (t * n + b) * hid;
-              T* h = hs + (t * n + b) * hid;
+              T* tc = tanh_cells + (t * n + b) * hid;
               for (int j = 0; j < hid; ++j) {
-                const T gi = Sigmoid(g[j]);
-                const T gf = Sigmoid(g[hid + j]);
-                const T gg = std::tanh(g[2 * hid + j]);
-                const T go = Sigmoid(g[3 * hid + j]);
-                g[j] = gi;
-                g[hid + j] = gf;
-                g[2 * hid + j] = gg;
-                g[3 * hid + j] = go;
-                c[j] = (c_prev != nullptr ? gf * c_prev[j] : T(0)) + gi * gg;
-                h[j] = go * std::tanh(c[j]);
+                c[j] = (c_prev != nullptr ? g[hid + j] * c_prev[j] : T(0)) + g[j] * g[2 * hid + j];
               }
+              std::copy_n(c, hid, tc);
+              Activate<Activation::kTanh>(tc, hid);
+              T* h = hs + (t * n + b) * hid;
+              for (int j = 0; j < hid; ++j) h[j] = g[3 * hid + j] * tc[j];
             }
           }
           layer_in = hs;
@@ -616,10 +690,12 @@ void Network::Backward(const T* params, std::type_identity_t<const T*> dlogits,
                     const int ih = oh * st - pad + kh;
                     if (ih < 0 || ih >= s.h) continue;
                     const T* d = src + (b * o.h + oh) * o.w;
-                    T* row = plane + std::int64_t{ih} * s.w;
-                    for (int ow = 0; ow < o.w; ++ow) {
-                      const int iw = ow * st - pad + kw;
-                      if (iw >= 0 && iw < s.w) row[iw] += d[ow];
+                    T* row = plane + std::int64_t{ih} * s.w - pad + kw;
+                    const auto [lo, hi] = ValidColumns(o.w, s.w, st, pad, kw);
+                    if (st == 1) {
+                      for (int ow = lo; ow < hi; ++ow) row[ow] += d[ow];
+                    } else {
+                      for (int ow = lo; ow < hi; ++ow) row[ow * st] += d[ow];
                     }
                   }
                 }
@@ -635,15 +711,15 @@ void Network::Backward(const T* params, std::type_identity_t<const T*> dlogits,
         const std::vector<std::int32_t>& arg = ws.argmax_[ii];
         std::fill_n(dx, n * s.size(), T(0));
         for (std::int64_t plane = 0; plane < s.c * n; ++plane) {
-          for (std::int64_t j = 0; j < hw_out; ++j) {
-            const std::int64_t q = plane * hw_out + j;
-            dx[plane * hw_in + arg[static_cast<std::size_t>(q)]] += dy[q];
-          }
+          T* dplane = dx + plane * hw_in;
+          const std::int32_t* a = arg.data() + plane * hw_out;
+          const T* d = dy + plane * hw_out;
+          for (std::int64_t j = 0; j < hw_out; ++j) dplane[a[j]] += d[j];
         }
         break;
       }
       case LayerKind::kRelu:
-        for (std::int64_t j = 0; j < n * s.size(); ++j) dx[j] = y[j] > T(0) ? dy[j] : T(0);
+        for (std::int64_t j = 0; j < n * s.size(); ++j) dx[j] = Select(y[j] > T(0), dy[j], T(0));
         break;
       case LayerKind::kDropout: {
         const std::vector<T>& mask = ws.aux_[ii];
@@ -727,8 +803,9 @@ void Network::Backward(const T* params, std::type_identity_t<const T*> dlogits,
           const int in_k = k == 0 ? s.c : hid;
           const T* pk = p + offs[static_cast<std::size_t>(k)];
           const std::int64_t atk = at + offs[static_cast<std::size_t>(k)];
-          const T* gates = ws.aux_[ii].data() + k * tn * (g4 + hid);
+          const T* gates = ws.aux_[ii].data() + k * tn * (g4 + 2 * hid);
           const T* cells = gates + tn * g4;
+          const T* tanh_cells = cells + tn * hid;
           const T* hs = ws.aux2_[ii].data() + k * tn * hid;
           const T* layer_in = k == 0 ? x : ws.aux2_[ii].data() + (k - 1) * tn * hid;
           const CMat<T> w_hh(pk + std::int64_t{g4} * in_k, g4, hid);
@@ -737,7 +814,7 @@ void Network::Backward(const T* params, std::type_identity_t<const T*> dlogits,
             for (std::int64_t b = 0; b < n; ++b) {
               const std::int64_t r = t * n + b;
               const T* g = gates + r * g4;
-              const T* c = cells + r * hid;
+              const T* tcs = tanh_cells + r * hid;
               const T* c_prev = t > 0 ? cells + (r - n) * hid : nullptr;
               const T* dh_out = dhs.data() + r * hid;
               T* dg = dgates + r * g4;
@@ -746,7 +823,7 @@ void Network::Backward(const T* params, std::type_identity_t<const T*> dlogits,
               for (int j = 0; j < hid; ++j) {
                 const T gi = g[j], gf = g[hid + j], gg = g[2 * hid + j], go = g[3 * hid + j];
                 const T dh = dh_out[j] + dhn[j];
-                const T tc = std::tanh(c[j]);
+                const T tc = tcs[j];
                 const T dc = dcn[j] + dh * go * (T(1) - tc * tc);
                 dg[j] = dc * gg * gi * (T(1) - gi);
                 dg[hid + j] = c_prev != nullptr ? dc * c_prev[j] * gf * (T(1) - gf) : T(0);

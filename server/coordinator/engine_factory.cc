@@ -308,6 +308,20 @@ absl::StatusOr<EngineSetup> MakeEngine(const v1::ExperimentConfig& config, const
   // Quorum applies to worker processes only: embedded tasks cannot be lost.
   if (runtime == "distributed") options.min_quorum = config.distributed().min_quorum();
   options.incarnation = incarnation;
+  const auto& local = config.local();
+  switch (local.lr_schedule()) {
+    case v1::LocalConfig::LR_SCHEDULE_STEP:
+      options.lr_schedule.kind = LrSchedule::Kind::kStep;
+      break;
+    case v1::LocalConfig::LR_SCHEDULE_COSINE:
+      options.lr_schedule.kind = LrSchedule::Kind::kCosine;
+      break;
+    default:
+      break;
+  }
+  options.lr_schedule.step_rounds = local.lr_step_rounds();
+  options.lr_schedule.gamma = local.lr_gamma();
+  options.lr_schedule.lr_min = local.lr_min();
   EngineInputs inputs;
   inputs.objective = e.objective.get();
   SetTrainLossRows(config, e, inputs);

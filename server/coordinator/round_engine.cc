@@ -44,6 +44,7 @@ std::vector<Task> RoundEngine::TakeTasks() {
     t.client = spec.client;
     t.params = params;
     t.local = spec.local;
+    t.local.lr = options_.lr_schedule.LrAt(spec.local.lr, round_, options_.rounds);
     t.scaffold = spec.scaffold;
     t.scafflsa = spec.scafflsa;
     open_[t.id.value] = OpenTask{t.client, TaskState::kOpen, ExtraVectors(t)};

@@ -19,6 +19,8 @@
 #ifndef FEDSIM_SERVER_COORDINATOR_ROUND_ENGINE_H_
 #define FEDSIM_SERVER_COORDINATOR_ROUND_ENGINE_H_
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -33,6 +35,29 @@
 
 namespace fedsim {
 
+// local.lr_schedule (config.proto): the learning rate of round r of
+// `rounds`, from the configured lr.
+struct LrSchedule {
+  enum class Kind { kConstant, kStep, kCosine };
+  Kind kind = Kind::kConstant;
+  std::int64_t step_rounds = 1;
+  double gamma = 0.1;
+  double lr_min = 0.0;
+  double LrAt(double lr, Round r, std::int64_t rounds) const {
+    switch (kind) {
+      case Kind::kStep:
+        return lr * std::pow(gamma, static_cast<double>(r / step_rounds));
+      case Kind::kCosine:
+        return lr_min + (lr - lr_min) * 0.5 *
+                            (1.0 + std::cos(M_PI * static_cast<double>(r) /
+                                            static_cast<double>(std::max<std::int64_t>(rounds, 1))));
+      case Kind::kConstant:
+        break;
+    }
+    return lr;
+  }
+};
+
 struct RoundEngineOptions {
   std::uint64_t seed = 1;
   std::int64_t rounds = 1;
@@ -45,6 +70,8 @@ struct RoundEngineOptions {
   // The run's incarnation (types.h, MakeTaskId): 0 for a fresh run, the
   // checkpoint's plus one for a resumed one. Task ids carry it.
   std::int64_t incarnation = 0;
+  // local.lr_schedule: the factor of every task's lr in round r.
+  LrSchedule lr_schedule;
 };
 
 class RoundEngine : public Engine {

@@ -20,6 +20,7 @@
 #include "runtime/distributed.h"
 #include "runtime/embedded.h"
 #include "server/coordinator/run_builder.h"
+#include "tests/testing/run_config.h"
 #include "tests/testing/run_dir.h"
 
 namespace fedsim {
@@ -51,24 +52,8 @@ std::map<std::string, std::vector<std::string>> Columns(const std::string& dir) 
 enum class Mode { kEmbedded, kLaunch };
 
 std::string RunIt(const std::string& yaml, Mode mode, const std::string& name) {
-  absl::StatusOr<v1::ExperimentConfig> config = LoadConfigText(yaml);
-  EXPECT_TRUE(config.ok()) << config.status();
-  const std::string dir = ::testing::TempDir() + "/dp_" + name;
-  absl::StatusOr<CoordinatorRun> run = PrepareRun(
-      *config, dir, mode == Mode::kEmbedded ? "embedded" : "distributed");
-  EXPECT_TRUE(run.ok()) << run.status();
-  if (!run.ok()) return dir;
-  absl::StatusOr<RunSummary> summary;
-  if (mode == Mode::kEmbedded) {
-    summary = RunEmbedded(*run);
-  } else {
-    LaunchOptions options;
-    options.workers = 2;
-    options.client_binary = FEDSIM_BINARY_DIR "/bin/fedsim-client";
-    summary = LaunchRun(*run, options);
-  }
-  EXPECT_TRUE(summary.ok()) << summary.status();
-  return dir;
+  return test::RunConfig(yaml, ::testing::TempDir() + "/dp_" + name,
+                         mode == Mode::kEmbedded ? 0 : 2);
 }
 
 // 6 clients of 40 rows; L = 10 (q = 1/4), 4 DiceSGD steps per task. Both

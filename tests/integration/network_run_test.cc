@@ -16,6 +16,7 @@
 #include "runtime/distributed.h"
 #include "runtime/embedded.h"
 #include "server/coordinator/run_builder.h"
+#include "tests/testing/run_config.h"
 #include "tests/testing/run_dir.h"
 
 namespace fedsim {
@@ -36,23 +37,8 @@ v1::ExperimentConfig Config(const std::string& yaml) {
 }
 
 std::string RunIt(const std::string& yaml, Mode mode, const std::string& name) {
-  const std::string dir = ::testing::TempDir() + "/network_" + name;
-  fs::remove_all(dir);
-  absl::StatusOr<CoordinatorRun> run =
-      PrepareRun(Config(yaml), dir, mode == Mode::kEmbedded ? "embedded" : "distributed");
-  EXPECT_TRUE(run.ok()) << run.status();
-  if (!run.ok()) return dir;
-  absl::StatusOr<RunSummary> summary;
-  if (mode == Mode::kEmbedded) {
-    summary = RunEmbedded(*run);
-  } else {
-    LaunchOptions options;
-    options.workers = 3;
-    options.client_binary = FEDSIM_BINARY_DIR "/bin/fedsim-client";
-    summary = LaunchRun(*run, options);
-  }
-  EXPECT_TRUE(summary.ok()) << summary.status();
-  return dir;
+  return test::RunConfig(yaml, ::testing::TempDir() + "/network_" + name,
+                         mode == Mode::kEmbedded ? 0 : 3);
 }
 
 void ExpectSameEverywhere(const std::string& yaml, const std::string& name) {
@@ -94,6 +80,69 @@ local: {epochs: 1, batch_size: 10, lr: 0.05, momentum: 0.9}
 
 TEST(NetworkRunTest, CnnWithDropoutIsBitIdenticalAcrossThreadsAndProcesses) {
   ExpectSameEverywhere(kCnn, "cnn");
+}
+
+// Every algorithm that trains by local SGD takes a network: the same
+// small CNN under FedProx, SCAFFOLD, FedAU, FedAdam, a robust rule, DP-SGD,
+// DiceSGD, and FedFix and FedBuff on the virtual clock; each moves the
+// model and gives the same bits on 1 and 2 threads (FedFix also over 3
+// worker processes).
+constexpr char kSmallCnn[] = R"(
+seed: 8
+data: {source: fedprox_synthetic, fedprox_synthetic: {alpha: 0.5, beta: 0.5}}
+clients: {count: 12, partition: natural}
+model:
+  input_shape: [1, 6, 10]
+  layers:
+    - {type: conv2d, out: 3, kernel: 3, padding: 1}
+    - {type: relu}
+    - {type: maxpool2d, kernel: 2}
+    - {type: flatten}
+    - {type: linear, out: 10}
+)";
+
+TEST(NetworkRunTest, EveryLocalSgdAlgorithmTrainsANetwork) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"fedprox", "rounds: 4\nalgorithm: {name: fedprox, prox_mu: 0.1}\n"
+                  "participation: {client_fraction: 0.5}\nlocal: {epochs: 1, batch_size: 10}\n"},
+      {"scaffold", "rounds: 4\nalgorithm: {name: scaffold}\n"
+                   "participation: {client_fraction: 0.5}\nlocal: {epochs: 1, batch_size: 10}\n"},
+      {"fedau", "rounds: 4\nalgorithm: {name: fedau}\n"
+                "participation: {model: bernoulli, p_mean: 0.5}\n"
+                "local: {max_steps: 3, batch_size: 10}\n"},
+      {"fedadam", "rounds: 4\nalgorithm: {name: fedavg, server_optimizer: {kind: adam}, "
+                  "server_lr: 0.01}\nparticipation: {client_fraction: 0.5}\n"
+                  "local: {epochs: 1, batch_size: 10}\n"},
+      {"median", "rounds: 4\nalgorithm: {name: fedavg}\naggregation: {rule: coordinate_median}\n"
+                 "participation: {client_fraction: 0.5}\nlocal: {epochs: 1, batch_size: 10}\n"},
+      {"dp", "rounds: 3\nalgorithm: {name: fedavg}\nparticipation: {client_fraction: 0.5}\n"
+             "local: {epochs: 1, batch_size: 10, dp: {mode: clip, clip: 1, "
+             "noise_multiplier: 1}}\n"},
+      {"dice", "rounds: 3\nalgorithm: {name: fedavg}\nparticipation: {client_fraction: 0.5}\n"
+               "local: {epochs: 1, batch_size: 10, dp: {mode: dicesgd, clip: 1, "
+               "noise_multiplier: 1}}\n"},
+      {"fedfix", "algorithm: {name: fedfix, window: 0.5}\nparticipation: {client_fraction: 1}\n"
+                 "local: {max_steps: 3, batch_size: 10, momentum: 0.9, fresh_batches: true}\n"
+                 "async: {compute_time: fx, fx_percent: 80, horizon: 3, eval_interval: 1}\n"},
+      {"fedbuff", "algorithm: {name: fedbuff, buffer_size: 3}\nparticipation: {client_fraction: 1}\n"
+                  "local: {max_steps: 3, batch_size: 10}\n"
+                  "async: {compute_time: fx, fx_percent: 80, horizon: 3, eval_interval: 1}\n"},
+  };
+  for (const auto& [name, extra] : cases) {
+    SCOPED_TRACE(name);
+    const std::string yaml = absl::StrCat(kSmallCnn, extra);
+    const std::string one =
+        RunIt(absl::StrCat(yaml, "runtime: {threads: 1}\n"), Mode::kEmbedded, "alg_" + name + "_1");
+    const std::string two =
+        RunIt(absl::StrCat(yaml, "runtime: {threads: 2}\n"), Mode::kEmbedded, "alg_" + name + "_2");
+    const std::vector<std::string> h = Hashes(one);
+    ASSERT_GE(h.size(), 2u);
+    EXPECT_NE(h.front(), h.back());
+    EXPECT_EQ(Hashes(two), h);
+    if (name == "fedfix") {
+      EXPECT_EQ(Hashes(RunIt(yaml, Mode::kLaunch, "alg_fedfix_dist")), h);
+    }
+  }
 }
 
 // Token sequences: 6 ids in [0, 8), labelled by their last id mod 4 (an

@@ -15,6 +15,7 @@
 #include "runtime/distributed.h"
 #include "runtime/embedded.h"
 #include "server/coordinator/run_builder.h"
+#include "tests/testing/run_config.h"
 #include "tests/testing/run_dir.h"
 
 namespace fedsim {
@@ -28,23 +29,8 @@ using test::Hashes;
 enum class Mode { kEmbedded, kLaunch };
 
 std::string RunIt(const std::string& yaml, Mode mode, const std::string& name) {
-  absl::StatusOr<v1::ExperimentConfig> config = LoadConfigText(yaml);
-  EXPECT_TRUE(config.ok()) << config.status();
-  const std::string dir = ::testing::TempDir() + "/equiv_" + name;
-  absl::StatusOr<CoordinatorRun> run = PrepareRun(
-      *config, dir, mode == Mode::kEmbedded ? "embedded" : "distributed");
-  EXPECT_TRUE(run.ok()) << run.status();
-  absl::StatusOr<RunSummary> summary;
-  if (mode == Mode::kEmbedded) {
-    summary = RunEmbedded(*run);
-  } else {
-    LaunchOptions options;
-    options.workers = 3;
-    options.client_binary = FEDSIM_BINARY_DIR "/bin/fedsim-client";
-    summary = LaunchRun(*run, options);
-  }
-  EXPECT_TRUE(summary.ok()) << summary.status();
-  return dir;
+  return test::RunConfig(yaml, ::testing::TempDir() + "/equiv_" + name,
+                         mode == Mode::kEmbedded ? 0 : 3);
 }
 
 void ExpectIdentical(const std::string& a, const std::string& b) {

@@ -862,3 +862,30 @@ TEST(ConfigSchemaTest, RangesAreReportedFromTheSchema) {
 }  // namespace
 }  // namespace config_test
 }  // namespace fedsim
+
+namespace fedsim {
+namespace config_test {
+namespace {
+
+TEST(LrScheduleConfigTest, SchedulesNeedSynchronousRoundsAndCosineNeedsLrMinBelowLr) {
+  absl::StatusOr<v1::ExperimentConfig> ok =
+      LoadConfigText("local: {lr: 0.1, lr_schedule: cosine, lr_min: 0.001}\n");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->local().lr_schedule(), v1::LocalConfig::LR_SCHEDULE_COSINE);
+  EXPECT_EQ(LoadConfigText("{}")->local().lr_schedule(), v1::LocalConfig::LR_SCHEDULE_CONSTANT);
+  absl::StatusOr<v1::ExperimentConfig> bad = LoadConfigText(
+      "algorithm: {name: fedbuff}\nlocal: {lr_schedule: step}\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()),
+              testing::HasSubstr("local.lr_schedule = step with algorithm.name = fedbuff; a "
+                                 "schedule applies to the synchronous rounds"));
+  bad = LoadConfigText("local: {lr: 0.1, lr_schedule: cosine, lr_min: 0.1}\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()),
+              testing::HasSubstr("local.lr_min = 0.1 with local.lr = 0.1; cosine annealing "
+                                 "needs lr_min < lr"));
+}
+
+}  // namespace
+}  // namespace config_test
+}  // namespace fedsim

@@ -320,3 +320,62 @@ TEST_F(RoundEngineTest, ScaffoldRoundsCountTheControlVariatesInTheBytes) {
 }  // namespace
 }  // namespace round_engine_test
 }  // namespace fedsim
+
+namespace fedsim {
+namespace round_engine_test {
+namespace {
+
+// local.lr_schedule: StepLR and CosineAnnealingLR stepped once a round.
+TEST(LrScheduleTest, ClosedForms) {
+  LrSchedule constant;
+  EXPECT_EQ(constant.LrAt(0.1, 7, 10), 0.1);
+  LrSchedule step;
+  step.kind = LrSchedule::Kind::kStep;
+  step.step_rounds = 3;
+  step.gamma = 0.5;
+  EXPECT_EQ(step.LrAt(0.8, 0, 10), 0.8);
+  EXPECT_EQ(step.LrAt(0.8, 2, 10), 0.8);
+  EXPECT_EQ(step.LrAt(0.8, 3, 10), 0.4);
+  EXPECT_EQ(step.LrAt(0.8, 9, 10), 0.1);
+  LrSchedule cosine;
+  cosine.kind = LrSchedule::Kind::kCosine;
+  cosine.lr_min = 0.01;
+  EXPECT_DOUBLE_EQ(cosine.LrAt(0.1, 0, 10), 0.1);
+  EXPECT_DOUBLE_EQ(cosine.LrAt(0.1, 5, 10), 0.01 + 0.09 * 0.5);
+  EXPECT_NEAR(cosine.LrAt(0.1, 10, 10), 0.01, 1e-15);
+}
+
+// The engine gives every task of round r the schedule's rate.
+TEST(LrScheduleTest, TasksCarryTheRoundsRate) {
+  RoundEngineOptions options;
+  options.rounds = 4;
+  options.lr_schedule.kind = LrSchedule::Kind::kStep;
+  options.lr_schedule.step_rounds = 2;
+  options.lr_schedule.gamma = 0.1;
+  Dataset train, test;
+  EngineInputs in;
+  in.client_sizes = {3, 5};
+  in.train = &train;
+  in.test = &test;
+  FedAvgOptions fo;
+  fo.local.lr = 0.5;
+  RoundEngine engine(options, in, std::make_unique<UniformCohort>(1, 2, 1.0),
+                     std::make_unique<FedAvg>(fo, in.client_sizes), FlatVector::Zero(2));
+  const std::vector<double> want = {0.5, 0.5, 0.05, 0.05};
+  for (int r = 0; r < 4; ++r) {
+    for (const Task& task : engine.TakeTasks()) {
+      EXPECT_DOUBLE_EQ(task.local.lr, want[static_cast<std::size_t>(r)]) << "round " << r;
+      ClientResult result;
+      result.task = task.id;
+      result.client = task.client;
+      result.update = FlatVector::Zero(2);
+      result.num_examples = in.client_sizes[static_cast<std::size_t>(task.client.value)];
+      ASSERT_TRUE(engine.Submit(result, 0).ok());
+    }
+    ASSERT_TRUE(test::FinishOne(engine, r).ok());
+  }
+}
+
+}  // namespace
+}  // namespace round_engine_test
+}  // namespace fedsim
