@@ -160,10 +160,9 @@ class NetworkObjective final : public Objective {
     CheckBatch(params, batch.x.cols(), batch.size(), batch.y.size());
     const auto labels = [&](std::int64_t i) { return batch.y[i]; };
     const auto row = [&](std::int64_t i) { return batch.x.row(i).data(); };
-    if (precision_ == Precision::kFloat32) {
-      return Run<float>(params, batch.size(), row, labels, gradient, dropout, correct);
-    }
-    return Run<double>(params, batch.size(), row, labels, gradient, dropout, correct);
+    // The batch's precision is the arithmetic's (objective.h): a float32
+    // batch computes in float32, a float64 one in float64.
+    return Run<U>(params, batch.size(), row, labels, gradient, dropout, correct);
   }
 
   double OnRows(const FlatVector& params, const Dataset& data,

@@ -1,6 +1,6 @@
 // File: common/objectives/objectives.cc
 //
-// The four objectives of objective.h. Notation: B = batch size, d = number of
+// The objectives of objective.h (the MLP through common/nn/network.h). Notation: B = batch size, d = number of
 // features, C = number of classes, h = hidden units, X = batch.x (B x d, row
 // major), y = batch.y.
 //
@@ -12,6 +12,9 @@
 //   kSoftmax       [W (d x C), b (C)]                              d*C + C
 //   kMlp           [W1 (d x h), b1 (h), W2 (h x C), b2 (C)]        d*h + h +
 //                                                                  h*C + C
+//                  (computed by common/nn as the network linear(h), relu,
+//                  linear(C): W1 column-major d x h is PyTorch's h x d
+//                  row-major Linear weight, the same memory)
 //
 // Every matrix is stored column-major: W(j, c) is at offset c * d + j of its
 // block, so column c (the weights of class c, or of hidden unit c) is
@@ -61,6 +64,8 @@
 #include "common/kernels/linear_rows.h"
 #include "common/kernels/vector_ops.h"
 #include "common/objectives/objective.h"
+#include "common/nn/network.h"
+#include "common/objectives/network_objective.h"
 #include "common/random/stream.h"
 
 namespace fedsim {
@@ -853,147 +858,6 @@ class Softmax final : public ObjectiveImpl<Softmax> {
   const Index c_;
 };
 
-class Mlp final : public ObjectiveImpl<Mlp> {
- public:
-  static constexpr bool kOuterProduct = false;
-
-  Mlp(std::int64_t d, int hidden_units, int num_classes, double l2, Precision precision)
-      : ObjectiveImpl(d,
-                      d * hidden_units + hidden_units +
-                          std::int64_t{hidden_units} * num_classes +
-                          num_classes,
-                      l2, precision),
-        h_(hidden_units),
-        c_(num_classes),
-        b1_offset_(d * hidden_units),
-        w2_offset_(b1_offset_ + hidden_units),
-        b2_offset_(w2_offset_ + std::int64_t{hidden_units} * num_classes) {}
-
-  template <typename T>
-  double EvaluateT(const FlatVector& params, const BatchT<T>& batch,
-                   FlatVector* gradient) const {
-    CheckInputs(params, batch);
-    const auto& p = ParamsIn<T>(params);
-    RowMat<T> a;
-    RowMat<T> g;
-    Forward(p, batch, a, g);
-    const double inv_b = 1.0 / static_cast<double>(batch.size());
-    const double loss = SoftmaxCrossEntropyInPlace(batch.y, g) * inv_b;
-    if (gradient != nullptr) {
-      FEDSIM_CHECK(gradient != &params) << "gradient aliases params";
-      GradientIn<T> grad(*gradient, NumParameters());
-      g *= static_cast<T>(inv_b);  // (P - Y) / B
-      MatMap<T> grad_w2(grad.vec().data() + w2_offset_, h_, c_);
-      grad_w2.noalias() = a.transpose() * g;
-      grad.vec().segment(b2_offset_, c_) = g.colwise().sum().transpose();
-      const RowMat<T> delta = HiddenDelta(p, a, g);
-      MatMap<T> grad_w1(grad.vec().data(), d_, h_);
-      grad_w1.noalias() = batch.x.transpose() * delta;
-      grad.vec().segment(b1_offset_, h_) = delta.colwise().sum().transpose();
-      grad.Finish();
-    }
-    return AddL2(params, loss, gradient);
-  }
-
-  template <typename T>
-  void PerExampleT(const FlatVector& params, const BatchT<T>& batch,
-                   RowMat<T>& gradients) const {
-    CheckInputs(params, batch);
-    const auto& p = ParamsIn<T>(params);
-    RowMat<T> a;
-    RowMat<T> g;
-    Forward(p, batch, a, g);
-    SoftmaxCrossEntropyInPlace(batch.y, g);  // g = P - Y
-    const RowMat<T> delta = HiddenDelta(p, a, g);
-    gradients.resize(batch.size(), NumParameters());
-    WriteOuterProductRows<T>(batch.x, delta, 0, gradients);
-    gradients.middleCols(b1_offset_, h_) = delta;
-    WriteOuterProductRows<T>(a, g, w2_offset_, gradients);
-    gradients.rightCols(c_) = g;
-  }
-
-  std::int64_t NumCorrect(const FlatVector& params,
-                          const Batch& batch) const override {
-    CheckInputs(params, batch);
-    RowMajorMatrixD a;
-    RowMajorMatrixD logits;
-    Forward(params, batch, a, logits);
-    return CountArgMaxHits(logits, batch.y);
-  }
-
-  // The first layer on the stored float32 rows (common/kernels/
-  // linear_rows.h), the rest as Forward.
-  std::optional<double> EvaluateRowsWithCorrect(const FlatVector& params, const Dataset& data,
-                                                std::int64_t begin, std::int64_t end,
-                                                std::int64_t& num_correct) const override {
-    CheckRows(params, data, begin, end);
-    const Index rows = end - begin;
-    RowMajorMatrixD a(rows, h_);
-    LinearRows(params.data(), params.data() + b1_offset_, static_cast<int>(h_), data, begin,
-               end, a.data());
-    a = a.cwiseMax(0.0);
-    const ConstMatrixMap w2(params.data() + w2_offset_, h_, c_);
-    const ConstVectorRef b2(params.data() + b2_offset_, c_);
-    RowMajorMatrixD g(rows, c_);
-    g.noalias() = a * w2;
-    g.rowwise() += b2.transpose();
-    const Eigen::VectorXd y = data.labels.segment(begin, rows);
-    num_correct = CountArgMaxHits(g, y);  // before g is overwritten
-    const double inv_b = 1.0 / static_cast<double>(rows);
-    return AddL2(params, SoftmaxCrossEntropyInPlace(y, g) * inv_b, nullptr);
-  }
-
-  // He initialisation: W1 ~ N(0, 2/d), then W2 ~ N(0, 2/h), drawn in
-  // parameter order; biases zero.
-  void Initialize(FlatVector& params, RngStream& rng) const override {
-    params.setZero(NumParameters());
-    const double scale1 = std::sqrt(2.0 / static_cast<double>(d_));
-    for (Index k = 0; k < b1_offset_; ++k) params[k] = scale1 * rng.Gaussian();
-    const double scale2 = std::sqrt(2.0 / static_cast<double>(h_));
-    for (Index k = w2_offset_; k < b2_offset_; ++k) {
-      params[k] = scale2 * rng.Gaussian();
-    }
-  }
-
-  bool IsClassifier() const override { return true; }
-
- private:
-  // a = relu(X W1 + 1 b1^T) (B x h), logits = a W2 + 1 b2^T (B x C).
-  template <typename T>
-  void Forward(const Vec<T>& params, const BatchT<T>& batch, RowMat<T>& a,
-               RowMat<T>& logits) const {
-    const ConstMatMap<T> w1(params.data(), d_, h_);
-    const ConstVecMap<T> b1(params.data() + b1_offset_, h_);
-    const ConstMatMap<T> w2(params.data() + w2_offset_, h_, c_);
-    const ConstVecMap<T> b2(params.data() + b2_offset_, c_);
-    a.resize(batch.size(), h_);
-    a.noalias() = batch.x * w1;
-    a.rowwise() += b1.transpose();
-    a = a.cwiseMax(T(0));
-    logits.resize(batch.size(), c_);
-    logits.noalias() = a * w2;
-    logits.rowwise() += b2.transpose();
-  }
-
-  // Back-propagates the logit gradient g through W2 and the ReLU:
-  // (g W2^T) ⊙ 1[a > 0]. a > 0 exactly where the pre-activation is > 0, so
-  // relu'(0) = 0.
-  template <typename T>
-  RowMat<T> HiddenDelta(const Vec<T>& params, const RowMat<T>& a, const RowMat<T>& g) const {
-    const ConstMatMap<T> w2(params.data() + w2_offset_, h_, c_);
-    RowMat<T> delta(a.rows(), h_);
-    delta.noalias() = g * w2.transpose();
-    delta.array() = (a.array() > T(0)).select(delta.array(), T(0));
-    return delta;
-  }
-
-  const Index h_;
-  const Index c_;
-  const Index b1_offset_;
-  const Index w2_offset_;
-  const Index b2_offset_;
-};
-
 // absl::string_view, not std::string_view: Debian's Abseil has its own
 // string_view type, which absl::StrCat requires.
 absl::Status Invalid(absl::string_view field, absl::string_view value,
@@ -1069,9 +933,29 @@ absl::StatusOr<std::unique_ptr<Objective>> MakeObjective(
     case ObjectiveKind::kSoftmax:
       return std::make_unique<Softmax>(spec.num_features, spec.num_classes, spec.l2,
                                        spec.precision);
-    case ObjectiveKind::kMlp:
-      return std::make_unique<Mlp>(spec.num_features, spec.hidden_units, spec.num_classes,
-                                   spec.l2, spec.precision);
+    case ObjectiveKind::kMlp: {
+      if (spec.num_features > std::numeric_limits<int>::max()) {
+        return Invalid("num_features", absl::StrCat(spec.num_features),
+                       "must be < 2^31 for the MLP");
+      }
+      // The MLP is the network [linear(h), relu, linear(C)] (common/nn):
+      // Kaiming-normal weights (N(0, 2 / fan_in), drawn W1 then W2) and
+      // zero biases, PyTorch's layout, which is the layout above.
+      nn::LayerSpec hidden;
+      hidden.kind = nn::LayerKind::kLinear;
+      hidden.out = spec.hidden_units;
+      hidden.init = nn::Init::kKaimingNormal;
+      nn::LayerSpec relu;
+      relu.kind = nn::LayerKind::kRelu;
+      nn::LayerSpec out = hidden;
+      out.out = spec.num_classes;
+      absl::StatusOr<nn::Network> net = nn::Network::Create(
+          {{nn::Shape::Kind::kFlat, static_cast<int>(spec.num_features), 1, 1},
+           {hidden, relu, out}});
+      if (!net.ok()) return net.status();
+      return MakeNetworkObjective(std::make_shared<const nn::Network>(*std::move(net)), spec.l2,
+                                  spec.precision);
+    }
   }
   return absl::InternalError("model: unreachable objective kind");
 }
