@@ -8,6 +8,9 @@
 //   dp_epoch/fedau_cnn_mnist/rows:600/batch:32   DP-SGD (per-example
 //                  clipping, C = 1, z = 1, Poisson lots of expected size B),
 //                  against net_epoch at the same size
+//   conv_layer/32x14x14_to_32/batch:128   two 3x3 convolutions of 32
+//                  channels alone, forward and backward, against the
+//                  machine's sgemm rate (bench/floors.py)
 //
 // The rows are synthetic in the preset's shape (uniform [0, 1) pixels;
 // token ids uniform in [0, 100) for the LSTM; labels uniform): the work of
@@ -125,6 +128,53 @@ void Epoch(benchmark::State& state, const std::string& preset, bool dp) {
   SetFlops(state, 3.0 * s.forward_flop * static_cast<double>(rows));
 }
 
+// Convolution layers alone, forward and backward, on one thread: two of
+// fedau_cnn_mnist's second convolution (32 -> 32 channels, 3x3, padding
+// 1, on 14x14 maps) with a ReLU between, batch B, then a linear layer of 2
+// outputs that gives the backward pass its gradient (0.2 % of the work).
+// `flop` counts the five products of the two convolutions (forward and
+// weight gradient of both, input gradient of the second), 2 x 32 x 288 x
+// 196 x B each.
+void ConvLayer(benchmark::State& state) {
+  const std::int64_t batch = state.range(0);
+  nn::LayerSpec conv;
+  conv.kind = nn::LayerKind::kConv2d;
+  conv.out = 32;
+  conv.kernel = 3;
+  conv.padding = 1;
+  nn::LayerSpec flat;
+  flat.kind = nn::LayerKind::kFlatten;
+  nn::LayerSpec lin;
+  lin.kind = nn::LayerKind::kLinear;
+  lin.out = 2;
+  nn::LayerSpec relu;
+  relu.kind = nn::LayerKind::kRelu;
+  // Two convolutions with a ReLU between: the second computes its input
+  // gradient, as fedau_cnn_mnist's does; the first does not.
+  const nn::Network net = *nn::Network::Create(
+      {{nn::Shape::Kind::kImage, 32, 14, 14}, {conv, relu, conv, flat, lin}});
+  RngStream rng(2, RngPurpose::kTest, -1, -1);
+  std::vector<double> p64(static_cast<std::size_t>(net.NumParameters()));
+  net.Initialize(p64, rng);
+  std::vector<float> params(p64.begin(), p64.end());
+  std::vector<float> x(static_cast<std::size_t>(batch * 32 * 196));
+  for (float& v : x) v = static_cast<float>(rng.Uniform01());
+  std::vector<const float*> rows;
+  for (std::int64_t b = 0; b < batch; ++b) rows.push_back(x.data() + b * 32 * 196);
+  std::vector<float> dlogits(static_cast<std::size_t>(batch * 2), 0.01f);
+  std::vector<float> grad(static_cast<std::size_t>(net.NumParameters()));
+  nn::Workspace<float> ws;
+  for (auto _ : state) {
+    net.Forward(params.data(), rows.data(), batch, ws, nullptr);
+    net.Backward(params.data(), dlogits.data(), ws, grad.data(), nullptr);
+    benchmark::DoNotOptimize(grad.data());
+  }
+  state.SetItemsProcessed(state.iterations() * batch);
+  // The second convolution: forward, weight and input gradients; the first
+  // (no input gradient): forward and weight gradient.
+  SetFlops(state, 5.0 * 2.0 * 32 * 288 * 196 * static_cast<double>(batch));
+}
+
 }  // namespace
 
 void RegisterBenchmarks() {
@@ -144,6 +194,11 @@ void RegisterBenchmarks() {
       "dp_epoch/fedau_cnn_mnist",
       [](benchmark::State& state) { Epoch(state, "fedau_cnn_mnist", true); });
   dp->ArgNames({"rows", "batch"})->Args({rows.front(), 32})->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("conv_layer/32x14x14_to_32", ConvLayer)
+      ->ArgName("batch")
+      ->Arg(Smoke() ? 4 : 128)
+      ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
 }
 

@@ -288,6 +288,16 @@ def table(results):
             t.add("7 DP-SGD epoch vs non-private, %s" % name[len("dp_epoch/"):], "samples/s",
                   fmt(priv), fmt(ours), fmt(ours / priv) + "x time", "<= 3x",
                   verdict(ours / priv <= 3.0))
+    for name in nw:
+        if not name.startswith("conv_layer/"):
+            continue
+        flop = best(nw[name], "flop")
+        rate = gemm.get(("float32", 1))
+        if flop and rate:
+            r = flop / rate
+            t.add("7 convolution layers, %s, vs GEMM floor (float32, 1 thread)"
+                  % name[len("conv_layer/"):], "GFLOP/s", fmt(flop / 1e9), fmt(rate / 1e9),
+                  fmt(r) + "x the floor's rate", ">= 0.5x", verdict(r >= 0.5), flop / 1e9)
     if nw and not tnw and os.path.exists(os.path.join(results, "torch_network.skipped")):
         t.notes.append("PyTorch networks: " +
                        open(os.path.join(results, "torch_network.skipped")).read().strip())

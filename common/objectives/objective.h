@@ -138,10 +138,11 @@ class Objective {
 
   // EvaluateWithCorrect on rows [begin, end) of `data`, read where they
   // are stored (float32, no float64 copy), for objectives with such a path
-  // (all four built-in ones: the linear models' forward pass and the MLP's
-  // first layer go through common/kernels/linear_rows.h, whose float32
-  // kernel serves float32 models; losses, the softmax and the rest of the
-  // MLP are float64 in both precisions); nullopt by
+  // (all built-in ones: the linear models' forward pass goes through
+  // common/kernels/linear_rows.h, whose float32 kernel serves float32
+  // models, and their losses and softmax are float64 in both precisions;
+  // networks and the MLP copy each chunk of rows once into their first
+  // layer's input, common/nn); nullopt by
   // default, and the caller then gathers a Batch. The values equal EvaluateWithCorrect's on the gathered
   // rows up to rounding, not bit for bit: the forward pass sums in feature
   // order, Eigen's GEMM in its own blocks.
