@@ -260,7 +260,12 @@ def table(results):
     tnw = {}
     for e in load_jsonl(os.path.join(results, "torch_network.jsonl")):
         tnw[(e["preset"], e["rows"], e["batch"])] = e["samples_per_s"]
-    for name in sorted(nw):
+    def epoch_key(name):  # preset, rows, batch in numeric order
+        parts = name.split("/")
+        if len(parts) < 4 or parts[0] != "net_epoch":
+            return (name, 0, 0)
+        return (parts[1], int(parts[2].split(":")[1]), int(parts[3].split(":")[1]))
+    for name in sorted(nw, key=epoch_key):
         parts = name.split("/")
         if parts[0] != "net_epoch":
             continue
@@ -285,7 +290,8 @@ def table(results):
         ours = best(nw.get(base, []), "items_per_second")
         priv = best(nw[name], "items_per_second")
         if ours and priv:
-            t.add("7 DP-SGD epoch vs non-private, %s" % name[len("dp_epoch/"):], "samples/s",
+            t.add("7 DP-SGD epoch vs non-private, %s" % name[len("dp_epoch/"):].replace(
+                "/real_time", ""), "samples/s",
                   fmt(priv), fmt(ours), fmt(ours / priv) + "x time", "<= 3x",
                   verdict(ours / priv <= 3.0))
     for name in nw:
@@ -296,7 +302,7 @@ def table(results):
         if flop and rate:
             r = flop / rate
             t.add("7 convolution layers, %s, vs GEMM floor (float32, 1 thread)"
-                  % name[len("conv_layer/"):], "GFLOP/s", fmt(flop / 1e9), fmt(rate / 1e9),
+                  % name[len("conv_layer/"):].replace("/real_time", ""), "GFLOP/s", fmt(flop / 1e9), fmt(rate / 1e9),
                   fmt(r) + "x the floor's rate", ">= 0.5x", verdict(r >= 0.5), flop / 1e9)
     if nw and not tnw and os.path.exists(os.path.join(results, "torch_network.skipped")):
         t.notes.append("PyTorch networks: " +

@@ -814,7 +814,26 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
         .Require(local.lr_schedule() != v1::LocalConfig::LR_SCHEDULE_COSINE ||
                      local.lr_min() < local.lr(),
                  absl::StrCat("local.lr_min = ", local.lr_min(), " with local.lr = ", local.lr(),
-                              "; cosine annealing needs lr_min < lr"));
+                              "; cosine annealing needs lr_min < lr"))
+        .Require(!local.has_lr_min() || local.lr_min() == 0.0 ||
+                     local.lr_schedule() == v1::LocalConfig::LR_SCHEDULE_COSINE,
+                 absl::StrCat("local.lr_min = ", local.lr_min(), " with local.lr_schedule = ",
+                              schedule, "; lr_min belongs to the cosine schedule"));
+    const bool step = local.lr_schedule() == v1::LocalConfig::LR_SCHEDULE_STEP;
+    // The last round's rate must stay a positive number (gamma^k underflows).
+    const double last_step_lr =
+        local.lr() * std::pow(local.lr_gamma(),
+                              static_cast<double>(std::max<std::int64_t>(c.rounds() - 1, 0) /
+                                                  local.lr_step_rounds()));
+    check.Require(step || (!local.has_lr_gamma() && !local.has_lr_step_rounds()) ||
+                      (local.lr_gamma() == 0.1 && local.lr_step_rounds() == 100),
+                  absl::StrCat("local.lr_gamma or local.lr_step_rounds with local.lr_schedule = ",
+                               schedule, "; they belong to the step schedule"))
+        .Require(!step || last_step_lr > 0.0,
+                 absl::StrCat("local.lr_schedule = step: lr ", local.lr(), " x lr_gamma ",
+                              local.lr_gamma(), "^", (c.rounds() - 1) / local.lr_step_rounds(),
+                              " underflows to 0 by the last round; raise lr_gamma or "
+                              "lr_step_rounds"));
   }
   const double stragglers = clients.straggler_fraction();
   const bool keeps_partial_work = algo.keep_stragglers() && stragglers > 0.0;

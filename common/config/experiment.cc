@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <memory>
 #include <filesystem>
 #include <future>
@@ -14,6 +15,7 @@
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/status_macros.h"
 #include "common/config/config.h"
@@ -309,6 +311,39 @@ nn::LayerSpec LayerFromConfig(const v1::LayerConfig& c) {
   return l;
 }
 
+// A key given to a layer that does not use it is an error, not silently
+// ignored (a maxpool2d with padding would otherwise run without it).
+absl::Status CheckLayerKeys(const v1::LayerConfig& l, int index) {
+  using L = v1::LayerConfig;
+  const std::string type = absl::AsciiStrToLower(L::Type_Name(l.type()).substr(5));
+  // Which keys each type takes.
+  bool out = false, kernel = false, stride = false, padding = false, p = false, vocab = false,
+       layers = false, init = false;
+  switch (l.type()) {
+    case L::TYPE_CONV2D: out = kernel = stride = padding = init = true; break;
+    case L::TYPE_MAXPOOL2D: kernel = stride = true; break;
+    case L::TYPE_DROPOUT: p = true; break;
+    case L::TYPE_LINEAR: out = init = true; break;
+    case L::TYPE_EMBEDDING: out = vocab = true; break;
+    case L::TYPE_LSTM: out = layers = true; break;
+    default: break;
+  }
+  const auto refuse = [&](const char* key, const std::string& value) {
+    return absl::InvalidArgumentError(absl::StrCat("model.layers[", index, "].", key, " = ", value,
+                                                   " does not apply to ", type));
+  };
+  if (!out && l.out() != 0) return refuse("out", absl::StrCat(l.out()));
+  if (!kernel && l.kernel() != 0) return refuse("kernel", absl::StrCat(l.kernel()));
+  if (!stride && l.stride() != 0) return refuse("stride", absl::StrCat(l.stride()));
+  if (!padding && l.padding() != 0) return refuse("padding", absl::StrCat(l.padding()));
+  if (!padding && l.same()) return refuse("same", "true");
+  if (!p && l.p() != 0.0) return refuse("p", absl::StrCat(l.p()));
+  if (!vocab && l.vocab() != 0) return refuse("vocab", absl::StrCat(l.vocab()));
+  if (!layers && l.num_layers() != 0) return refuse("num_layers", absl::StrCat(l.num_layers()));
+  if (!init && l.init() == L::INIT_KAIMING_NORMAL) return refuse("init", "kaiming_normal");
+  return absl::OkStatus();
+}
+
 // Token ids (the input of an embedding) must be integers in [0, vocab).
 absl::Status CheckTokens(const Dataset& data, const char* which, int vocab) {
   const auto rows = data.rows();
@@ -331,6 +366,10 @@ absl::Status CheckTokens(const Dataset& data, const char* which, int vocab) {
 absl::StatusOr<std::shared_ptr<const nn::Network>> BuildNetwork(const v1::ModelConfig& model,
                                                                 const FederatedData& data) {
   const std::int64_t d = data.train.dim();
+  if (d > std::numeric_limits<int>::max()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model: the data's rows have ", d, " features; a network takes < 2^31"));
+  }
   std::string what;
   absl::StatusOr<nn::Network> net = absl::InternalError("no network");
   if (!model.architecture().empty()) {
@@ -355,11 +394,17 @@ absl::StatusOr<std::shared_ptr<const nn::Network>> BuildNetwork(const v1::ModelC
             "model.layers[", i, "].type is missing; one of conv2d, "
             "maxpool2d, relu, dropout, flatten, linear, embedding, lstm"));
       }
+      FEDSIM_RETURN_IF_ERROR(CheckLayerKeys(l, i));
       spec.layers.push_back(LayerFromConfig(l));
     }
     net = nn::Network::Create(spec);
   }
   if (!net.ok()) return net.status();
+  if (model.dropout() > 0.0 && !net->HasDropout()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model.dropout = ", model.dropout(), " with ", what,
+        ", which has no Dropout layers (fedfix_cnn_cifar has)"));
+  }
   const nn::Shape& in = net->shapes().front();
   if (in.size() != d) {
     return absl::InvalidArgumentError(absl::StrCat(

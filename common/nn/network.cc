@@ -31,6 +31,13 @@ using CVec = Eigen::Map<const Vec<T>>;
 template <typename T>
 using CStrided = Eigen::Map<const RowMat<T>, 0, Eigen::OuterStride<>>;
 
+// Limits of Create: values of one example's activation (and each of its
+// dimensions), and parameters (2^31 doubles: 16 GiB). Sizes beyond them are
+// one-line errors, not overflows or failed allocations.
+constexpr std::int64_t kMaxDimension = std::int64_t{1} << 30;
+constexpr std::int64_t kMaxParameters = std::int64_t{1} << 31;
+constexpr int kMaxWindow = 1 << 20;  // kernel, stride, padding
+
 bool Parametrised(LayerKind kind) {
   return kind == LayerKind::kConv2d || kind == LayerKind::kLinear ||
          kind == LayerKind::kEmbedding || kind == LayerKind::kLstm;
@@ -213,9 +220,10 @@ absl::StatusOr<Network> Network::Create(const NetworkSpec& spec,
   Network net;
   net.spec_ = spec;
   const Shape& in = spec.input;
-  if (in.c < 1 || in.h < 1 || in.w < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("model input shape ", in.ToString(), ": every dimension must be >= 1"));
+  if (in.c < 1 || in.h < 1 || in.w < 1 || in.size() > kMaxDimension) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model input shape ", in.ToString(),
+        ": every dimension must be >= 1, and at most 2^30 values an example"));
   }
   if (spec.layers.empty()) {
     return absl::InvalidArgumentError("model.layers is empty; a network needs at least one layer");
@@ -232,6 +240,10 @@ absl::StatusOr<Network> Network::Create(const NetworkSpec& spec,
                                                      ") gets input shape ", s.ToString(),
                                                      ": ", rule));
     };
+    if (l.kernel > kMaxWindow || l.stride > kMaxWindow || l.padding > kMaxWindow) {
+      return bad(absl::StrCat("kernel ", l.kernel, ", stride ", l.stride, ", padding ", l.padding,
+                              "; each at most 2^20"));
+    }
     std::string prefix;
     if (Parametrised(l.kind)) {
       prefix = named < names.size() ? names[named] : absl::StrCat(i);
@@ -253,13 +265,14 @@ absl::StatusOr<Network> Network::Create(const NetworkSpec& spec,
         if (l.same && (l.kernel % 2 == 0 || Stride(l) != 1)) {
           return bad("padding same needs an odd kernel and stride 1");
         }
-        const int p = Padding(l), st = Stride(l);
-        const int ho = (s.h + 2 * p - l.kernel) / st + 1;
-        const int wo = (s.w + 2 * p - l.kernel) / st + 1;
+        if (l.same && l.padding > 0) return bad("give padding or same, not both");
+        const std::int64_t p = Padding(l), st = Stride(l);
         if (s.h + 2 * p < l.kernel || s.w + 2 * p < l.kernel) {
           return bad(absl::StrCat("the kernel ", l.kernel, " is larger than the padded input"));
         }
-        o = Shape{Shape::Kind::kImage, l.out, ho, wo};
+        o = Shape{Shape::Kind::kImage, l.out,
+                  static_cast<int>((s.h + 2 * p - l.kernel) / st + 1),
+                  static_cast<int>((s.w + 2 * p - l.kernel) / st + 1)};
         add(".weight", {l.out, s.c, l.kernel, l.kernel});
         add(".bias", {l.out});
         break;
@@ -280,6 +293,9 @@ absl::StatusOr<Network> Network::Create(const NetworkSpec& spec,
       case LayerKind::kFlatten:
         if (s.kind == Shape::Kind::kSequence) {
           return bad("flatten of a sequence; an lstm already outputs its last step");
+        }
+        if (s.size() > kMaxDimension) {
+          return bad(absl::StrCat(s.size(), " values an example; at most 2^30"));
         }
         o = Shape{Shape::Kind::kFlat, static_cast<int>(s.size()), 1, 1};
         break;
@@ -314,6 +330,14 @@ absl::StatusOr<Network> Network::Create(const NetworkSpec& spec,
         o = Shape{Shape::Kind::kFlat, l.out, 1, 1};
         break;
       }
+    }
+    if (o.size() > kMaxDimension) {
+      return bad(absl::StrCat("its output has ", o.size(), " values an example (",
+                              o.ToString(), "); at most 2^30"));
+    }
+    if (net.num_parameters_ + count > kMaxParameters) {
+      return bad(absl::StrCat("the network would have ", net.num_parameters_ + count,
+                              " parameters; at most 2^31"));
     }
     net.param_offset_.push_back(net.num_parameters_);
     net.param_count_.push_back(count);
@@ -448,13 +472,15 @@ void Network::Forward(const T* params, const Src* const* rows, std::int64_t n,
                     std::fill_n(d, o.w, T(0));
                     continue;
                   }
-                  const T* src = plane + std::int64_t{ih} * s.w - pad + kw;
+                  // Input column of output column ow: ow * st - pad + kw,
+                  // in [0, s.w) for ow in [lo, hi).
+                  const T* row = plane + std::int64_t{ih} * s.w;
                   const auto [lo, hi] = ValidColumns(o.w, s.w, st, pad, kw);
                   std::fill_n(d, lo, T(0));
                   if (st == 1) {
-                    std::copy(src + lo, src + hi, d + lo);
+                    std::copy(row + (lo - pad + kw), row + (hi - pad + kw), d + lo);
                   } else {
-                    for (int ow = lo; ow < hi; ++ow) d[ow] = src[ow * st];
+                    for (int ow = lo; ow < hi; ++ow) d[ow] = row[ow * st - pad + kw];
                   }
                   std::fill(d + hi, d + o.w, T(0));
                 }
@@ -552,8 +578,10 @@ void Network::Forward(const T* params, const Src* const* rows, std::int64_t n,
         for (std::int64_t b = 0; b < n; ++b) {
           for (int t = 0; t < steps; ++t) {
             const T v = x[b * steps + t];
+            FEDSIM_CHECK(v >= T(0) && v < static_cast<T>(l.vocab))
+                << "token id " << v << " is not an integer in [0, " << l.vocab << ")";
             const auto id = static_cast<std::int64_t>(v);
-            FEDSIM_CHECK(v >= T(0) && static_cast<T>(id) == v && id < l.vocab)
+            FEDSIM_CHECK(static_cast<T>(id) == v)
                 << "token id " << v << " is not an integer in [0, " << l.vocab << ")";
             std::copy_n(p + id * dim, dim, y + (t * n + b) * dim);
           }
@@ -690,12 +718,13 @@ void Network::Backward(const T* params, std::type_identity_t<const T*> dlogits,
                     const int ih = oh * st - pad + kh;
                     if (ih < 0 || ih >= s.h) continue;
                     const T* d = src + (b * o.h + oh) * o.w;
-                    T* row = plane + std::int64_t{ih} * s.w - pad + kw;
+                    T* row = plane + std::int64_t{ih} * s.w;
                     const auto [lo, hi] = ValidColumns(o.w, s.w, st, pad, kw);
                     if (st == 1) {
-                      for (int ow = lo; ow < hi; ++ow) row[ow] += d[ow];
+                      T* r = row + (lo - pad + kw);
+                      for (int ow = lo; ow < hi; ++ow) r[ow - lo] += d[ow];
                     } else {
-                      for (int ow = lo; ow < hi; ++ow) row[ow * st] += d[ow];
+                      for (int ow = lo; ow < hi; ++ow) row[ow * st - pad + kw] += d[ow];
                     }
                   }
                 }

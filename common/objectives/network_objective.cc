@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -36,8 +37,19 @@ struct ThreadBuffers {
   std::vector<T> grad;
   std::vector<T> chunk_grad;
   std::vector<T> dlogits;
+  // A chunk's row addresses, for rows stored as float (the data set's) or
+  // as double (a float64 batch).
   std::vector<const float*> float_rows;
-  std::vector<const T*> rows;
+  std::vector<const double*> double_rows;
+
+  template <typename Src>
+  std::vector<const Src*>& rows() {
+    if constexpr (std::is_same_v<Src, float>) {
+      return float_rows;
+    } else {
+      return double_rows;
+    }
+  }
 };
 
 template <typename T>
@@ -205,7 +217,7 @@ class NetworkObjective final : public Objective {
     const Index c = net_->NumOutputs();
     const double inv_n = 1.0 / static_cast<double>(n);
     double loss = 0.0;
-    std::vector<const Src*> ptrs;
+    std::vector<const Src*>& ptrs = tb.template rows<Src>();
     if (gradient != nullptr) {
       FEDSIM_CHECK(gradient != &params) << "gradient aliases params";
       tb.grad.assign(static_cast<std::size_t>(num_params), T(0));
@@ -269,7 +281,8 @@ class NetworkObjective final : public Objective {
     const U* p = ConvertParams<U>(params, tb);
     const std::int64_t n = batch.size();
     const Index c = net_->NumOutputs();
-    std::vector<const U*> ptrs(static_cast<std::size_t>(n));
+    std::vector<const U*>& ptrs = tb.template rows<U>();
+    ptrs.resize(static_cast<std::size_t>(n));
     for (std::int64_t i = 0; i < n; ++i) ptrs[static_cast<std::size_t>(i)] = batch.x.row(i).data();
     net_->Forward(p, ptrs.data(), n, tb.ws, nullptr);
     tb.dlogits.resize(static_cast<std::size_t>(n * c));

@@ -243,6 +243,8 @@ TEST(NetworkRunTest, NetworksThatDoNotFitFailWithOneLine) {
   EXPECT_EQ(error("model: {architecture: fedau_cnn_mnist}\n"),
             "model.architecture = fedau_cnn_mnist takes rows of 784 features (1x28x28); the "
             "data's rows have 60");
+  EXPECT_THAT(error("model: {architecture: fedau_cnn_mnist, dropout: 0.5}\n"),
+              testing::HasSubstr("which has no Dropout layers"));
   EXPECT_THAT(error("model: {architecture: vgg16}\n"),
               testing::HasSubstr("model.architecture = vgg16: not a preset; one of "
                                  "fedau_cnn_mnist, "));
@@ -263,6 +265,18 @@ TEST(NetworkRunTest, NetworksThatDoNotFitFailWithOneLine) {
                                  "ids, integers in [0, 5)"));
   EXPECT_THAT(error("model: {layers: [{kernel: 3}]}\n"),
               testing::HasSubstr("model.layers[0].type is missing"));
+  EXPECT_EQ(error("model: {input_shape: [1, 6, 10], layers: [{type: maxpool2d, kernel: 2, "
+                  "padding: 1}, {type: flatten}, {type: linear, out: 10}]}\n"),
+            "model.layers[0].padding = 1 does not apply to maxpool2d");
+  EXPECT_THAT(error("model: {input_shape: [1, 6, 10], layers: [{type: conv2d, out: 2, kernel: 3, "
+                    "padding: 1, same: true}, {type: flatten}, {type: linear, out: 10}]}\n"),
+              testing::HasSubstr("give padding or same, not both"));
+  EXPECT_EQ(error("model: {layers: [{type: linear, out: 10, init: kaiming_normal}, {type: relu, "
+                  "init: kaiming_normal}]}\n"),
+            "model.layers[1].init = kaiming_normal does not apply to relu");
+  EXPECT_THAT(error("model: {input_shape: [1, 6, 10], layers: [{type: conv2d, out: 65536, "
+                    "kernel: 1, padding: 1000}, {type: flatten}, {type: linear, out: 10}]}\n"),
+              testing::HasSubstr("at most 2^30"));
   EXPECT_THAT(error("model: {layers: [{type: linear, out: 10, colour: red}]}\n"),
               testing::HasSubstr("colour"));
   EXPECT_THAT(

@@ -879,6 +879,14 @@ TEST(LrScheduleConfigTest, SchedulesNeedSynchronousRoundsAndCosineNeedsLrMinBelo
   EXPECT_THAT(std::string(bad.status().message()),
               testing::HasSubstr("local.lr_schedule = step with algorithm.name = fedbuff; a "
                                  "schedule applies to the synchronous rounds"));
+  bad = LoadConfigText("local: {lr: 0.1, lr_schedule: step, lr_min: 0.01}\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()),
+              testing::HasSubstr("lr_min belongs to the cosine schedule"));
+  bad = LoadConfigText("rounds: 1000\nlocal: {lr: 0.1, lr_schedule: step, lr_gamma: 0.1, "
+                       "lr_step_rounds: 1}\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), testing::HasSubstr("underflows to 0"));
   bad = LoadConfigText("local: {lr: 0.1, lr_schedule: cosine, lr_min: 0.1}\n");
   ASSERT_FALSE(bad.ok());
   EXPECT_THAT(std::string(bad.status().message()),
