@@ -137,18 +137,10 @@ void Epoch(benchmark::State& state, const std::string& preset, bool dp) {
 // 196 x B each.
 void ConvLayer(benchmark::State& state) {
   const std::int64_t batch = state.range(0);
-  nn::LayerSpec conv;
-  conv.kind = nn::LayerKind::kConv2d;
-  conv.out = 32;
-  conv.kernel = 3;
-  conv.padding = 1;
-  nn::LayerSpec flat;
-  flat.kind = nn::LayerKind::kFlatten;
-  nn::LayerSpec lin;
-  lin.kind = nn::LayerKind::kLinear;
-  lin.out = 2;
-  nn::LayerSpec relu;
-  relu.kind = nn::LayerKind::kRelu;
+  const nn::LayerSpec conv{.kind = nn::LayerKind::kConv2d, .out = 32, .kernel = 3, .padding = 1};
+  const nn::LayerSpec relu{.kind = nn::LayerKind::kRelu};
+  const nn::LayerSpec flat{.kind = nn::LayerKind::kFlatten};
+  const nn::LayerSpec lin{.kind = nn::LayerKind::kLinear, .out = 2};
   // Two convolutions with a ReLU between: the second computes its input
   // gradient, as fedau_cnn_mnist's does; the first does not.
   const nn::Network net = *nn::Network::Create(

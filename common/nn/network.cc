@@ -939,38 +939,14 @@ template void Network::Backward<double>(const double*, const double*, Workspace<
 namespace {
 
 LayerSpec Conv(int out, int kernel, int padding, Init init, bool same = false) {
-  LayerSpec l;
-  l.kind = LayerKind::kConv2d;
-  l.out = out;
-  l.kernel = kernel;
-  l.padding = padding;
-  l.same = same;
-  l.init = init;
-  return l;
+  return {.kind = LayerKind::kConv2d, .out = out, .kernel = kernel, .padding = padding,
+          .same = same, .init = init};
 }
-LayerSpec Pool(int kernel) {
-  LayerSpec l;
-  l.kind = LayerKind::kMaxPool2d;
-  l.kernel = kernel;
-  return l;
-}
-LayerSpec Simple(LayerKind kind) {
-  LayerSpec l;
-  l.kind = kind;
-  return l;
-}
-LayerSpec Drop(double p) {
-  LayerSpec l;
-  l.kind = LayerKind::kDropout;
-  l.p = p;
-  return l;
-}
+LayerSpec Pool(int kernel) { return {.kind = LayerKind::kMaxPool2d, .kernel = kernel}; }
+LayerSpec Simple(LayerKind kind) { return {.kind = kind}; }
+LayerSpec Drop(double p) { return {.kind = LayerKind::kDropout, .p = p}; }
 LayerSpec Dense(int out, Init init) {
-  LayerSpec l;
-  l.kind = LayerKind::kLinear;
-  l.out = out;
-  l.init = init;
-  return l;
+  return {.kind = LayerKind::kLinear, .out = out, .init = init};
 }
 
 struct Preset {
@@ -1011,20 +987,12 @@ std::vector<Preset> Presets(double dropout) {
                   relu, Dense(10, pt)},
                  {"conv1", "conv2", "conv3", "fc1", "fc2"}});
   // FedFix: LSTM_Shakespeare (embed, lstm, fc on the last step).
-  {
-    LayerSpec embed;
-    embed.kind = LayerKind::kEmbedding;
-    embed.vocab = 100;
-    embed.out = 8;
-    LayerSpec lstm;
-    lstm.kind = LayerKind::kLstm;
-    lstm.out = 100;
-    lstm.num_layers = 2;
-    out.push_back({"fedfix_lstm_shakespeare",
-                   {Shape::Kind::kFlat, 80, 1, 1},
-                   {embed, lstm, Dense(100, pt)},
-                   {"embed", "lstm", "fc"}});
-  }
+  out.push_back({"fedfix_lstm_shakespeare",
+                 {Shape::Kind::kFlat, 80, 1, 1},
+                 {{.kind = LayerKind::kEmbedding, .out = 8, .vocab = 100},
+                  {.kind = LayerKind::kLstm, .out = 100, .num_layers = 2},
+                  Dense(100, pt)},
+                 {"embed", "lstm", "fc"}});
   // LEAF's FEMNIST CNN (TensorFlow; PyTorch's default initialisation here).
   out.push_back({"leaf_cnn_femnist",
                  {Shape::Kind::kImage, 1, 28, 28},

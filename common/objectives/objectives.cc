@@ -941,17 +941,13 @@ absl::StatusOr<std::unique_ptr<Objective>> MakeObjective(
       // The MLP is the network [linear(h), relu, linear(C)] (common/nn):
       // Kaiming-normal weights (N(0, 2 / fan_in), drawn W1 then W2) and
       // zero biases, PyTorch's layout, which is the layout above.
-      nn::LayerSpec hidden;
-      hidden.kind = nn::LayerKind::kLinear;
-      hidden.out = spec.hidden_units;
-      hidden.init = nn::Init::kKaimingNormal;
-      nn::LayerSpec relu;
-      relu.kind = nn::LayerKind::kRelu;
-      nn::LayerSpec out = hidden;
-      out.out = spec.num_classes;
       absl::StatusOr<nn::Network> net = nn::Network::Create(
           {{nn::Shape::Kind::kFlat, static_cast<int>(spec.num_features), 1, 1},
-           {hidden, relu, out}});
+           {{.kind = nn::LayerKind::kLinear, .out = spec.hidden_units,
+             .init = nn::Init::kKaimingNormal},
+            {.kind = nn::LayerKind::kRelu},
+            {.kind = nn::LayerKind::kLinear, .out = spec.num_classes,
+             .init = nn::Init::kKaimingNormal}}});
       if (!net.ok()) return net.status();
       return MakeNetworkObjective(std::make_shared<const nn::Network>(*std::move(net)), spec.l2,
                                   spec.precision);

@@ -24,13 +24,7 @@ using nn::Shape;
 using RowMatD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 LayerSpec L(LayerKind kind, int out = 0, int kernel = 0, int stride = 0, int padding = 0) {
-  LayerSpec l;
-  l.kind = kind;
-  l.out = out;
-  l.kernel = kernel;
-  l.stride = stride;
-  l.padding = padding;
-  return l;
+  return {.kind = kind, .out = out, .kernel = kernel, .stride = stride, .padding = padding};
 }
 
 TEST(NetworkPresetTest, ParameterCountsAreMODELSmd) {
