@@ -23,7 +23,11 @@ user would; each client's rows are gathered once per round.
 
   python3 bench/plain_quickstart.py --backend numpy|torch --dtype float64
       --partition FILE --rounds R [--threads 2] [--no-eval] [--data DIR]
-      [--train-rows N]
+      [--train-rows N] [--model fedau_cnn_mnist --max-steps 5]
+
+--model fedau_cnn_mnist (torch only) runs the FedAU CNN experiment
+(configs/fedau_cnn_fmnist.yaml: FedAU's MNIST CNN, --max-steps 5 local
+steps of 32) instead of softmax regression.
 
 Prints one JSON object: backend, dtype, threads, eval, rounds, per_round_s
 (time between the end of the first and of the last round / (R - 1), as
@@ -128,10 +132,19 @@ def torch_loop(args, x, y, x_test, y_test, partition):
     x_test = torch.from_numpy(x_test).to(dt) / 255
     y, y_test = torch.from_numpy(y), torch.from_numpy(y_test)
     parts = [torch.tensor(p, dtype=torch.int64) for p in partition]
-    model = torch.nn.Linear(784, 10).to(dt)
-    with torch.no_grad():
-        model.weight.zero_()
-        model.bias.zero_()
+    if args.model == "linear":
+        model = torch.nn.Linear(784, 10).to(dt)
+        with torch.no_grad():
+            model.weight.zero_()
+            model.bias.zero_()
+    else:
+        # A network preset (tools/nn_reference/torch_models.py): images as
+        # N x 1 x 28 x 28, PyTorch's default initialisation.
+        sys.path.insert(0, os.path.join(HERE, "..", "tools", "nn_reference"))
+        import torch_models
+        model = torch_models.make(args.model).to(dt)
+        x = x.reshape(-1, 1, 28, 28)
+        x_test = x_test.reshape(-1, 1, 28, 28)
     rng = np.random.default_rng(1)
     ends, examples, accuracy = [], [], float("nan")
     for _ in range(args.rounds):
@@ -143,12 +156,26 @@ def torch_loop(args, x, y, x_test, y_test, partition):
             xk, yk = x[parts[k]], y[parts[k]]
             model.load_state_dict(global_state)
             opt = torch.optim.SGD(model.parameters(), lr=args.lr)
-            order = torch.randperm(len(yk))
-            for s in range(0, len(yk), args.batch):
-                idx = order[s:s + args.batch]
-                opt.zero_grad()
-                F.cross_entropy(model(xk[idx]), yk[idx]).backward()
-                opt.step()
+            if args.max_steps:
+                # FedAU's I local steps: batches of a fresh order, reshuffled
+                # at every pass, exactly max_steps of them.
+                steps, order, s = 0, torch.randperm(len(yk)), 0
+                while steps < args.max_steps:
+                    if s >= len(yk):
+                        order, s = torch.randperm(len(yk)), 0
+                    idx = order[s:s + args.batch]
+                    s += args.batch
+                    opt.zero_grad()
+                    F.cross_entropy(model(xk[idx]), yk[idx]).backward()
+                    opt.step()
+                    steps += 1
+            else:
+                order = torch.randperm(len(yk))
+                for s in range(0, len(yk), args.batch):
+                    idx = order[s:s + args.batch]
+                    opt.zero_grad()
+                    F.cross_entropy(model(xk[idx]), yk[idx]).backward()
+                    opt.step()
             for name, v in model.state_dict().items():
                 sums[name] += len(yk) * v
             total += len(yk)
@@ -179,7 +206,14 @@ def main():
     parser.add_argument("--clients-per-round", type=int, default=10)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--model", default="linear",
+                        help="linear (softmax regression), or a network preset "
+                             "(torch backend only), e.g. fedau_cnn_mnist")
+    parser.add_argument("--max-steps", type=int, default=0,
+                        help="local steps per client (0: one epoch)")
     args = parser.parse_args()
+    if args.model != "linear" and args.backend != "torch":
+        sys.exit("plain_quickstart: --model " + args.model + " needs --backend torch")
     if args.rounds < 2:
         sys.exit("plain_quickstart: --rounds must be at least 2")
     # OpenBLAS (numpy's, and PyTorch's own pool) reads these at load time.
@@ -208,7 +242,7 @@ def main():
         ends, examples, accuracy = torch_loop(args, x, y, x_test, y_test, partition)
     result = {
         "backend": args.backend, "dtype": args.dtype, "threads": args.threads,
-        "eval": args.eval, "rounds": len(ends),
+        "eval": args.eval, "rounds": len(ends), "model": args.model,
         "per_round_s": (ends[-1] - ends[0]) / (len(ends) - 1),
         "train_examples_per_round": sum(examples) / len(examples),
         "eval_rows": len(y_test) + len(y) if args.eval else 0,

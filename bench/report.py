@@ -304,6 +304,15 @@ def table(results):
             t.add("7 convolution layers, %s, vs GEMM floor (float32, 1 thread)"
                   % name[len("conv_layer/"):].replace("/real_time", ""), "GFLOP/s", fmt(flop / 1e9), fmt(rate / 1e9),
                   fmt(r) + "x the floor's rate", ">= 0.5x", verdict(r >= 0.5), flop / 1e9)
+    cnn = load_json(os.path.join(results, "cnn_fedavg.json"))
+    cnn_pt = load_json(os.path.join(results, "cnn_torch_loop.json"))
+    if cnn:
+        # Without PyTorch (no bench/.venv, as in CI) the row has no baseline.
+        ours = cnn["fedsim"]["per_round_s"]
+        theirs = cnn_pt["per_round_s"] if cnn_pt else None
+        t.add("7 FedAU CNN FedAvg round (10 clients x 5 steps of 32), evaluation off: "
+              "fedsim vs plain PyTorch loop float32, 2 threads", "s/round", fmt(ours),
+              fmt(theirs), fmt(theirs / ours) + "x faster" if theirs else "n/a", "(info)", "")
     if nw and not tnw and os.path.exists(os.path.join(results, "torch_network.skipped")):
         t.notes.append("PyTorch networks: " +
                        open(os.path.join(results, "torch_network.skipped")).read().strip())
@@ -472,7 +481,8 @@ def check_smoke(t):
     distributed quickstart runs must end on the same model."""
     have = " ".join(r[0] for r in t.rows)
     missing = [p for p in ("0 floor: STREAM copy", "1 aggregation", "2 local SGD",
-                           "3 DP-SGD", "7 fedau_cnn_mnist local epoch", "7 DP-SGD epoch", "4 quickstart: launch", "4 quickstart, evaluation on",
+                           "3 DP-SGD", "7 fedau_cnn_mnist local epoch", "7 DP-SGD epoch",
+                           "7 FedAU CNN FedAvg round", "4 quickstart: launch", "4 quickstart, evaluation on",
                            "4 quickstart, evaluation off: 2 threads vs 1", "5 FedAU scale")
                if p not in have]
     if "6 wire" not in have and not any(n.startswith("wire: needs") for n in t.notes):

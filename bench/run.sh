@@ -117,6 +117,23 @@ if want networks; then
     nargs=(--repeats 3)
     [ $smoke = 1 ] && nargs=(--repeats 1 --rows 40)
     "$py" bench/torch_network.py "${nargs[@]}" > "$out/torch_network.jsonl"
+  fi
+  # The FedAU CNN experiment (configs/fedau_cnn_fmnist.yaml) without
+  # evaluation, fedsim on 2 threads against the plain PyTorch FedAvg loop
+  # on the same split and 2 threads.
+  crounds=20; [ $smoke = 1 ] && crounds=3
+  ccfg=$out/cnn_fedavg.yaml
+  sed -e "s/^rounds: .*/rounds: $crounds/" -e "s/^name: .*/name: bench_cnn_fedavg/" \
+    -e "s/^  every: .*/  every: 1000000\n  train_loss: false/" configs/fedau_cnn_fmnist.yaml > "$ccfg"
+  say "7 FedAU CNN FedAvg, $crounds rounds, evaluation off: fedsim, then the plain PyTorch loop"
+  "$bin/fedsim" run "$ccfg" --out "$out/cnn_fedavg" --quiet > /dev/null
+  echo "{\"fedsim\": $(metrics "$out/cnn_fedavg" off)}" > "$out/cnn_fedavg.json"
+  if has_py_module torch; then
+    "$bin/bench_export_partition" "$ccfg" "$out/cnn_partition.txt"
+    pargs=(--partition "$out/cnn_partition.txt" --rounds $crounds --threads 2 --no-eval
+           --model fedau_cnn_mnist --max-steps 5 --dtype float32)
+    [ $smoke = 1 ] && pargs+=(--train-rows 2000)
+    "$py" bench/plain_quickstart.py --backend torch "${pargs[@]}" > "$out/cnn_torch_loop.json"
   else
     echo "skipped: bench/.venv has no torch (run bench/setup.sh; it needs PyPI)" > "$out/torch_network.skipped"
     say "7 PyTorch baseline $(cat "$out/torch_network.skipped")"
