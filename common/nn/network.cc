@@ -650,14 +650,19 @@ void Network::Forward(const T* params, const Src* const* rows, std::int64_t n,
 template <typename T>
 void Network::Backward(const T* params, std::type_identity_t<const T*> dlogits,
                        Workspace<T>& ws, std::type_identity_t<T*> grad,
-                       std::type_identity_t<RowMat<T>>* per_example) const {
+                       std::type_identity_t<RowMat<T>>* per_example,
+                       std::int64_t first_row) const {
   const std::int64_t n = ws.n_;
   FEDSIM_CHECK(n > 0 && ws.act_.size() == spec_.layers.size() + 1) << "Backward before Forward";
   FEDSIM_CHECK((grad == nullptr) != (per_example == nullptr));
-  if (per_example != nullptr) per_example->resize(n, num_parameters_);
+  FEDSIM_CHECK(per_example == nullptr ||
+               (first_row >= 0 && per_example->rows() >= first_row + n &&
+                per_example->cols() == num_parameters_))
+      << "per-example gradients: rows " << first_row << " + " << n << " of a matrix of "
+      << (per_example != nullptr ? per_example->rows() : 0) << " rows";
   // Where layer i's gradient for parameter offset `at` of example b goes.
   const auto target = [&](std::int64_t b, std::int64_t at) {
-    return per_example != nullptr ? per_example->row(b).data() + at : grad + at;
+    return per_example != nullptr ? per_example->row(first_row + b).data() + at : grad + at;
   };
   // The first layer whose input gradient is needed: any parametrised
   // layer before layer i needs layer i to pass the gradient down.
@@ -929,9 +934,9 @@ template void Network::Forward<float, double>(const float*, const double* const*
                                               std::int64_t, Workspace<float>&,
                                               RngStream*) const;
 template void Network::Backward<float>(const float*, const float*, Workspace<float>&, float*,
-                                       RowMat<float>*) const;
+                                       RowMat<float>*, std::int64_t) const;
 template void Network::Backward<double>(const double*, const double*, Workspace<double>&,
-                                        double*, RowMat<double>*) const;
+                                        double*, RowMat<double>*, std::int64_t) const;
 
 // ---------------------------------------------------------------------------
 // Presets (../shared/MODELS.md).

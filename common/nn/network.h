@@ -145,14 +145,16 @@ class Network {
   // the loss with respect to the logits of the last Forward in `ws`).
   // Summed mode (per_example == nullptr): writes the parameter gradient
   // into `grad` (NumParameters() values, overwritten). Per-example mode:
-  // writes example i's gradient into row i of `per_example` (n x
-  // NumParameters(), row-major, resized), where example i's loss has
-  // gradient row i of dlogits.
+  // writes example i's gradient into row first_row + i of `per_example`
+  // (NumParameters() columns, row-major, at least first_row + n rows: the
+  // caller sizes it, so that a large batch can run in chunks), where
+  // example i's loss has gradient row i of dlogits.
   template <typename T>
   void Backward(const T* params, std::type_identity_t<const T*> dlogits, Workspace<T>& ws,
                 std::type_identity_t<T*> grad,
                 std::type_identity_t<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic,
-                                                   Eigen::RowMajor>>* per_example) const;
+                                                   Eigen::RowMajor>>* per_example,
+                std::int64_t first_row = 0) const;
 
  private:
   Network() = default;

@@ -281,14 +281,22 @@ class NetworkObjective final : public Objective {
     const U* p = ConvertParams<U>(params, tb);
     const std::int64_t n = batch.size();
     const Index c = net_->NumOutputs();
+    gradients.resize(n, NumParameters());
     std::vector<const U*>& ptrs = tb.template rows<U>();
-    ptrs.resize(static_cast<std::size_t>(n));
-    for (std::int64_t i = 0; i < n; ++i) ptrs[static_cast<std::size_t>(i)] = batch.x.row(i).data();
-    net_->Forward(p, ptrs.data(), n, tb.ws, nullptr);
-    tb.dlogits.resize(static_cast<std::size_t>(n * c));
-    CrossEntropy(tb.ws.logits(), n, c, [&](std::int64_t i) { return batch.y[i]; }, 1.0,
-                 tb.dlogits.data(), nullptr);
-    net_->Backward(p, tb.dlogits.data(), tb.ws, nullptr, &gradients);
+    // In chunks of kChunkRows, as Run: a row's gradient is its own, so the
+    // chunking changes no value, only the size of the buffers.
+    for (std::int64_t begin = 0; begin < n; begin += kChunkRows) {
+      const std::int64_t m = std::min(kChunkRows, n - begin);
+      ptrs.resize(static_cast<std::size_t>(m));
+      for (std::int64_t i = 0; i < m; ++i) {
+        ptrs[static_cast<std::size_t>(i)] = batch.x.row(begin + i).data();
+      }
+      net_->Forward(p, ptrs.data(), m, tb.ws, nullptr);
+      tb.dlogits.resize(static_cast<std::size_t>(m * c));
+      CrossEntropy(tb.ws.logits(), m, c, [&](std::int64_t i) { return batch.y[begin + i]; }, 1.0,
+                   tb.dlogits.data(), nullptr);
+      net_->Backward(p, tb.dlogits.data(), tb.ws, nullptr, &gradients, begin);
+    }
   }
 
   std::shared_ptr<const nn::Network> net_;

@@ -248,7 +248,7 @@ TEST(NetworkGradientTest, PerExampleGradientsSumToTheBatchGradient) {
 }
 
 // A batch larger than the objective's chunk (128 rows) gives the gradient
-// of the whole batch.
+// of the whole batch, and per-example gradients row by row.
 TEST(NetworkGradientTest, ChunkedBatchesGiveTheWholeBatchGradient) {
   NetworkSpec spec{{Shape::Kind::kImage, 1, 4, 4},
                    {L(LayerKind::kConv2d, 2, 3), L(LayerKind::kRelu), L(LayerKind::kFlatten),
@@ -260,6 +260,13 @@ TEST(NetworkGradientTest, ChunkedBatchesGiveTheWholeBatchGradient) {
   p.objective->PerExampleGradients(p.params, p.batch, per_example);
   const FlatVector mean = per_example.colwise().mean().transpose();
   EXPECT_LT((mean - grad).cwiseAbs().maxCoeff(), 1e-12);
+  // A row of the third chunk is its own example's gradient.
+  Batch one;
+  one.x = p.batch.x.row(270);
+  one.y = p.batch.y.segment(270, 1);
+  FlatVector g270;
+  p.objective->Evaluate(p.params, one, &g270);
+  EXPECT_LT((per_example.row(270).transpose() - g270).cwiseAbs().maxCoeff(), 1e-12);
   std::int64_t correct = 0;
   EXPECT_DOUBLE_EQ(p.objective->EvaluateWithCorrect(p.params, p.batch, correct), loss);
 }
