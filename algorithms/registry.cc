@@ -107,6 +107,7 @@ absl::StatusOr<ClientResult> LocalTrainingStep(const Experiment& e, std::uint64_
   in.rows = e.data.client_rows[k];
   in.num_examples = e.client_sizes[k];
   in.dp = e.dp.has_value() ? &e.dp->spec : nullptr;
+  in.augment = e.augment.has_value() ? &*e.augment : nullptr;
   return RunLocalTask(in, seed, task, state);
 }
 

@@ -35,7 +35,7 @@ absl::StatusOr<ClientResult> ScaffoldStep(const Experiment& e, std::uint64_t see
   }
   const auto k = static_cast<std::size_t>(task.client.value);
   return RunScaffoldTask(*e.objective, e.data.train, e.data.client_rows[k], e.client_sizes[k],
-                         seed, task, state);
+                         seed, task, state, e.augment.has_value() ? &*e.augment : nullptr);
 }
 
 void ScaffoldState(const v1::ExperimentConfig&, std::int64_t dim, ClientStateLayout& layout) {

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 packages=(
   g++ cmake ninja-build pkg-config make
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libabsl-dev libeigen3-dev libyaml-cpp-dev nlohmann-json3-dev zlib1g-dev libssl-dev
+  libabsl-dev libeigen3-dev libyaml-cpp-dev nlohmann-json3-dev zlib1g-dev libssl-dev libzip-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   ca-certificates openssl testssl.sh python3 gnuplot-nox iproute2 procps debootstrap
   python3-matplotlib python3-venv

@@ -13,6 +13,9 @@
 //                  --steps T [--delta D] [--json] ...
 //       The RDP accountant: epsilon, or the noise multiplier for a target
 //       (tools/privacy_cli.h; docs/dp.md).
+//   fedsim data inspect CONFIG|PATH [--json]
+//       Rows, features, classes, label histograms and clients of a data
+//       set as fedsim reads it (tools/data_cli.h; docs/data.md).
 //   fedsim config CONFIG | --fields
 //       The config with every default filled in, checked, as the run
 //       directory's config.json; or every key of the schema with its type,
@@ -42,6 +45,7 @@
 #include "runtime/embedded.h"
 #include "tools/cli_help.h"
 #include "tools/fault_injection.h"
+#include "tools/data_cli.h"
 #include "tools/privacy_cli.h"
 
 ABSL_FLAG(std::string, out, "", "run directory (default runs/<config name>)");
@@ -74,6 +78,7 @@ constexpr char kUsage[] =
     "  fedsim privacy --sampling-rate Q (--noise-multiplier Z | --target-epsilon E)\n"
     "                 --steps T [--delta D] [--max-order N] [--fractional-orders=B]\n"
     "                 [--orders A,B,...] [--conversion tight|classical] [--json]\n"
+    "  fedsim data inspect CONFIG|PATH [--json]\n"
     "  fedsim config CONFIG | --fields";
 
 constexpr char kConfigUsage[] =
@@ -306,6 +311,9 @@ int Main(int argc, char** argv) {
   // `report` passes its (Python argparse) options through untouched.
   if (argc >= 2 && std::string(argv[1]) == "report") return ReportCommand(argc, argv);
   if (argc >= 2 && std::string(argv[1]) == "config") return ConfigCommand(argc, argv);
+  if (argc >= 2 && std::string(argv[1]) == "data") {
+    return fedsim::DataCommand(std::vector<std::string>(argv + 2, argv + argc), stdout, stderr);
+  }
   const std::string first = argv[1];
   if ((first == "run" || first == "launch") && fedsim::WantsHelp(argc, argv, 2)) {
     fedsim::PrintHelp(stdout, first == "run" ? kRunUsage : kLaunchUsage,

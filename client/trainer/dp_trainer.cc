@@ -14,10 +14,10 @@ namespace {
 // the noise, the error buffer and the parameters in double.
 template <typename T>
 absl::StatusOr<LocalTrainingOutput> RunLocalDpSgdIn(
-    const Objective& objective, const Dataset& train,
+    const Objective& objective, const Dataset& data,
     std::span<const std::int64_t> rows, const FlatVector& start,
     const LocalTrainingSpec& spec, const DpSpec& dp, RngStream& sampling,
-    RngStream& noise, FlatVector* error_buffer) {
+    RngStream& noise, FlatVector* error_buffer, Augmenter* augment) {
   if (rows.empty()) {
     return absl::InvalidArgumentError("local training: the client has no rows");
   }
@@ -85,6 +85,12 @@ absl::StatusOr<LocalTrainingOutput> RunLocalDpSgdIn(
   for (std::int64_t step = 0; step < total_steps; ++step) {
     PoissonSample(rows, q, sampling, sampled);
     const auto b = static_cast<std::int64_t>(sampled.size());
+    // With augmentation the lot is its augmented copy (the same examples,
+    // each cropped and flipped as drawn).
+    const Dataset& train = augment != nullptr && b > 0 ? augment->Apply(data, sampled) : data;
+    const std::span<const std::int64_t> lot_rows =
+        augment != nullptr && b > 0 ? augment->Identity(b)
+                                    : std::span<const std::int64_t>(sampled);
     v.setZero();
     if (dice) residual.setZero();  // only DiceSGD feeds it back
     if (b > 0) {
@@ -93,16 +99,16 @@ absl::StatusOr<LocalTrainingOutput> RunLocalDpSgdIn(
       // models): no batch gathered. Every other step gathers one.
       const bool in_place =
           clipping && dp.ghost_clipping &&
-          objective.OuterProductFactorsOnRows(w, train, sampled, delta_in_place, squared_norms,
+          objective.OuterProductFactorsOnRows(w, train, lot_rows, delta_in_place, squared_norms,
                                               loss);
-      if (!in_place) GatherBatch(train, sampled, batch);
+      if (!in_place) GatherBatch(train, lot_rows, batch);
       if (in_place) {
         ClipFactorsFromSquaredNorms(squared_norms, dp.clip, factors);
-        objective.WeightedOuterProductSumOnRows(train, sampled, delta_in_place, factors, v);
+        objective.WeightedOuterProductSumOnRows(train, lot_rows, delta_in_place, factors, v);
         v /= lot;
         if (dice) {
           const Eigen::VectorXd kept_out = 1.0 - factors.array();
-          objective.WeightedOuterProductSumOnRows(train, sampled, delta_in_place, kept_out,
+          objective.WeightedOuterProductSumOnRows(train, lot_rows, delta_in_place, kept_out,
                                                   residual);
           residual /= lot;  // mean of g_i - clip(g_i, C1)
         }
@@ -175,13 +181,13 @@ absl::StatusOr<LocalTrainingOutput> RunLocalDpSgd(
     const Objective& objective, const Dataset& train,
     std::span<const std::int64_t> rows, const FlatVector& start,
     const LocalTrainingSpec& spec, const DpSpec& dp, RngStream& sampling,
-    RngStream& noise, FlatVector* error_buffer) {
+    RngStream& noise, FlatVector* error_buffer, Augmenter* augment) {
   if (objective.precision() == Precision::kFloat32) {
     return RunLocalDpSgdIn<float>(objective, train, rows, start, spec, dp, sampling, noise,
-                                  error_buffer);
+                                  error_buffer, augment);
   }
   return RunLocalDpSgdIn<double>(objective, train, rows, start, spec, dp, sampling, noise,
-                                 error_buffer);
+                                 error_buffer, augment);
 }
 
 }  // namespace fedsim

@@ -37,6 +37,7 @@
 #include "common/data/dataset.h"
 #include "common/dp/mechanisms.h"
 #include "common/objectives/objective.h"
+#include "common/data/augment.h"
 #include "common/random/stream.h"
 
 namespace fedsim {
@@ -45,12 +46,13 @@ namespace fedsim {
 // `error_buffer` is DiceSGD's e (resized to zeros if empty; updated in
 // place) and must be non-null for kDiceSgd. The objective's L2 term is not
 // supported (its gradient is not per example); use l2 = 0. Errors as
-// RunLocalSgd, plus kInvalidArgument for bad DP settings.
+// RunLocalSgd, plus kInvalidArgument for bad DP settings. `augment`, if
+// given, replaces every lot by its augmented copy (local.augment).
 absl::StatusOr<LocalTrainingOutput> RunLocalDpSgd(
     const Objective& objective, const Dataset& train,
     std::span<const std::int64_t> rows, const FlatVector& start,
     const LocalTrainingSpec& spec, const DpSpec& dp, RngStream& sampling,
-    RngStream& noise, FlatVector* error_buffer);
+    RngStream& noise, FlatVector* error_buffer, Augmenter* augment = nullptr);
 
 }  // namespace fedsim
 

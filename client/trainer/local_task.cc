@@ -1,5 +1,6 @@
 #include "client/trainer/local_task.h"
 
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -14,6 +15,11 @@ absl::StatusOr<ClientResult> RunLocalTask(const LocalTaskInputs& in, std::uint64
                                           const Task& task, ClientState* state) {
   const std::int64_t k = task.client.value;
   LocalTrainingOutput out;
+  std::optional<Augmenter> augmenter;
+  if (in.augment != nullptr && in.augment->enabled()) {
+    augmenter.emplace(*in.augment, RngStream(seed, RngPurpose::kAugment, k, task.round));
+  }
+  Augmenter* augment = augmenter.has_value() ? &*augmenter : nullptr;
   if (in.dp != nullptr) {
     if (task.local.prox_mu != 0.0) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -34,12 +40,14 @@ absl::StatusOr<ClientResult> RunLocalTask(const LocalTaskInputs& in, std::uint64
     }
     FEDSIM_ASSIGN_OR_RETURN(
         out, RunLocalDpSgd(*in.objective, *in.train, in.rows, *task.params, task.local, dp,
-                           sampling, noise, dp.mode == DpMode::kDiceSgd ? &error : nullptr));
+                           sampling, noise, dp.mode == DpMode::kDiceSgd ? &error : nullptr,
+                           augment));
     if (dp.mode == DpMode::kDiceSgd) state->vectors[kDiceSgdErrorBuffer] = std::move(error);
   } else {
     RngStream rng(seed, RngPurpose::kShuffle, k, task.round);
     FEDSIM_ASSIGN_OR_RETURN(
-        out, RunLocalSgd(*in.objective, *in.train, in.rows, *task.params, task.local, rng));
+        out, RunLocalSgd(*in.objective, *in.train, in.rows, *task.params, task.local, rng,
+                         nullptr, augment));
   }
   ClientResult r;
   r.task = task.id;

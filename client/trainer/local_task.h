@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "common/base/client_state.h"
 #include "common/base/task.h"
+#include "common/data/augment.h"
 #include "common/data/dataset.h"
 #include "common/dp/mechanisms.h"
 #include "common/objectives/objective.h"
@@ -29,6 +30,9 @@ struct LocalTaskInputs {
   // Local DP (null: none). DiceSGD keeps its error buffer in the client's
   // state, updated on a copy and kept only if the local work succeeded.
   const DpSpec* dp = nullptr;
+  // Augmentation of the client's image rows (null: none); its draws come
+  // from the stream (seed, kAugment, client, round).
+  const AugmentSpec* augment = nullptr;
 };
 
 // Runs `task`: without DP, local SGD with the shuffling stream (seed,

@@ -20,7 +20,7 @@ absl::StatusOr<LocalTrainingOutput> RunLocalSgdIn(
     const Objective& objective, const Dataset& train,
     std::span<const std::int64_t> rows, const FlatVector& start,
     const LocalTrainingSpec& spec, RngStream& rng,
-    const FlatVector* gradient_offset) {
+    const FlatVector* gradient_offset, Augmenter* augment) {
   if (rows.empty()) {
     return absl::InvalidArgumentError("local training: the client has no rows");
   }
@@ -90,11 +90,18 @@ absl::StatusOr<LocalTrainingOutput> RunLocalSgdIn(
   // rows where they are stored if the objective can (TrainOnRows; a
   // network's Dropout masks come from the task's stream `rng`), else
   // on a gathered batch (full-batch training gathers once, `whole`).
+  // With augmentation every step reads fresh augmented copies of its rows.
   const auto loss_on = [&](std::span<const std::int64_t> batch_rows, bool whole) {
-    if (std::optional<double> loss = objective.TrainOnRows(w, train, batch_rows, &grad, rng)) {
+    const Dataset* source = &train;
+    if (augment != nullptr) {
+      source = &augment->Apply(train, batch_rows);
+      batch_rows = augment->Identity(static_cast<std::int64_t>(batch_rows.size()));
+      whole = false;
+    }
+    if (std::optional<double> loss = objective.TrainOnRows(w, *source, batch_rows, &grad, rng)) {
       return *loss;
     }
-    if (!gathered_all) GatherBatch(train, batch_rows, batch);
+    if (!gathered_all) GatherBatch(*source, batch_rows, batch);
     gathered_all = whole;
     return objective.Evaluate(w, batch, &grad);
   };
@@ -153,11 +160,13 @@ absl::StatusOr<LocalTrainingOutput> RunLocalSgd(
     const Objective& objective, const Dataset& train,
     std::span<const std::int64_t> rows, const FlatVector& start,
     const LocalTrainingSpec& spec, RngStream& rng,
-    const FlatVector* gradient_offset) {
+    const FlatVector* gradient_offset, Augmenter* augment) {
   if (objective.precision() == Precision::kFloat32) {
-    return RunLocalSgdIn<float>(objective, train, rows, start, spec, rng, gradient_offset);
+    return RunLocalSgdIn<float>(objective, train, rows, start, spec, rng, gradient_offset,
+                                augment);
   }
-  return RunLocalSgdIn<double>(objective, train, rows, start, spec, rng, gradient_offset);
+  return RunLocalSgdIn<double>(objective, train, rows, start, spec, rng, gradient_offset,
+                               augment);
 }
 
 }  // namespace fedsim

@@ -29,6 +29,7 @@
 #include "common/base/types.h"
 #include "common/data/dataset.h"
 #include "common/objectives/objective.h"
+#include "common/data/augment.h"
 #include "common/random/stream.h"
 
 namespace fedsim {
@@ -43,11 +44,13 @@ struct LocalTrainingOutput {
 // kInvalidArgument if the client has no rows, the spec is out of range
 // (including prox_mu < 0) or the offset has the wrong size,
 // and with kOutOfRange if training diverges (a non-finite loss or parameter).
+// `augment`, if given, replaces every batch by its augmented copy
+// (local.augment; common/data/augment.h).
 absl::StatusOr<LocalTrainingOutput> RunLocalSgd(
     const Objective& objective, const Dataset& train,
     std::span<const std::int64_t> rows, const FlatVector& start,
     const LocalTrainingSpec& spec, RngStream& rng,
-    const FlatVector* gradient_offset = nullptr);
+    const FlatVector* gradient_offset = nullptr, Augmenter* augment = nullptr);
 
 }  // namespace fedsim
 

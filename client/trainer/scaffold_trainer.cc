@@ -1,5 +1,6 @@
 #include "client/trainer/scaffold_trainer.h"
 
+#include <optional>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -12,7 +13,8 @@ absl::StatusOr<ScaffoldClientOutput> RunScaffoldClient(
     const Objective& objective, const Dataset& train,
     std::span<const std::int64_t> rows, const FlatVector& x,
     const FlatVector& server_control, FlatVector& client_control,
-    const LocalTrainingSpec& spec, ScaffoldOption option, RngStream& rng) {
+    const LocalTrainingSpec& spec, ScaffoldOption option, RngStream& rng,
+    Augmenter* augment) {
   const std::int64_t d = objective.NumParameters();
   if (client_control.size() == 0) client_control = FlatVector::Zero(d);
   if (x.size() != d || server_control.size() != d || client_control.size() != d) {
@@ -29,7 +31,7 @@ absl::StatusOr<ScaffoldClientOutput> RunScaffoldClient(
   const FlatVector offset = server_control - client_control;
   ScaffoldClientOutput out;
   FEDSIM_ASSIGN_OR_RETURN(out.local, RunLocalSgd(objective, train, rows, x,
-                                                 spec, rng, &offset));
+                                                 spec, rng, &offset, augment));
   FlatVector next(d);
   if (option == ScaffoldOption::kOptionI) {
     // The full gradient at x, in the objective's precision.
@@ -60,7 +62,8 @@ absl::StatusOr<ScaffoldClientOutput> RunScaffoldClient(
 absl::StatusOr<ClientResult> RunScaffoldTask(const Objective& objective, const Dataset& train,
                                              std::span<const std::int64_t> rows,
                                              std::int64_t num_examples, std::uint64_t seed,
-                                             const Task& task, ClientState* state) {
+                                             const Task& task, ClientState* state,
+                                             const AugmentSpec* augment) {
   if (!task.scaffold.has_value()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "task ", task.id.value, ": no server control variate; SCAFFOLD sends c with every task"));
@@ -72,10 +75,16 @@ absl::StatusOr<ClientResult> RunScaffoldTask(const Objective& objective, const D
   FlatVector c_i;
   if (state->Has(kScaffoldControl)) c_i = state->vectors.at(kScaffoldControl);
   RngStream rng(seed, RngPurpose::kShuffle, task.client.value, task.round);
+  std::optional<Augmenter> augmenter;
+  if (augment != nullptr && augment->enabled()) {
+    augmenter.emplace(*augment, RngStream(seed, RngPurpose::kAugment, task.client.value,
+                                          task.round));
+  }
   FEDSIM_ASSIGN_OR_RETURN(
       ScaffoldClientOutput out,
       RunScaffoldClient(objective, train, rows, *task.params, *task.scaffold->server_control, c_i,
-                        task.local, task.scaffold->option, rng));
+                        task.local, task.scaffold->option, rng,
+                        augmenter.has_value() ? &*augmenter : nullptr));
   state->vectors[kScaffoldControl] = std::move(c_i);
   ClientResult r;
   r.task = task.id;

@@ -33,7 +33,8 @@ absl::StatusOr<ScaffoldClientOutput> RunScaffoldClient(
     const Objective& objective, const Dataset& train,
     std::span<const std::int64_t> rows, const FlatVector& x,
     const FlatVector& server_control, FlatVector& client_control,
-    const LocalTrainingSpec& spec, ScaffoldOption option, RngStream& rng);
+    const LocalTrainingSpec& spec, ScaffoldOption option, RngStream& rng,
+    Augmenter* augment = nullptr);
 
 // One client's SCAFFOLD task (§6.1), the whole client protocol: c_i comes
 // from `state` (zero before the client's first task), is updated on a copy
@@ -45,7 +46,8 @@ absl::StatusOr<ScaffoldClientOutput> RunScaffoldClient(
 absl::StatusOr<ClientResult> RunScaffoldTask(const Objective& objective, const Dataset& train,
                                              std::span<const std::int64_t> rows,
                                              std::int64_t num_examples, std::uint64_t seed,
-                                             const Task& task, ClientState* state);
+                                             const Task& task, ClientState* state,
+                                             const AugmentSpec* augment = nullptr);
 
 }  // namespace fedsim
 

@@ -18,6 +18,7 @@
 #include "algorithms/registry.h"
 #include "common/base/status_macros.h"
 #include "common/config/experiment.h"
+#include "common/data/numpy_format.h"
 #include "common/kernels/vector_ops.h"
 
 namespace fedsim {
@@ -255,6 +256,22 @@ class WorkerLoop {
     }
   }
 
+  // For rows read in place from x_train.npy (data.source = npy): how much
+  // of its mapping this process has paged in, i.e. the rows of the clients
+  // it trained (docs/data.md, "Memory").
+  void LogDataResidency() {
+    if (experiment_ == nullptr || experiment_->data.train.shared == nullptr ||
+        config_.data().source() != v1::DataConfig::SOURCE_NPY) {
+      return;
+    }
+    const SharedRows& rows = *experiment_->data.train.shared;
+    absl::StatusOr<std::int64_t> resident = MappedResidentBytes(rows.data);
+    if (!resident.ok()) return;
+    Log(options_.name,
+        absl::StrCat("data: ", *resident, " of ", rows.rows * rows.cols * 4,
+                     " bytes of x_train.npy's rows resident in this process"));
+  }
+
   void LeaveQuietly() {
     if (absl::Status s = client_.Leave(worker()); !s.ok() && !absl::IsNotFound(s)) {
       Log(options_.name, absl::StrCat("leave: ", s.ToString()));
@@ -298,6 +315,7 @@ absl::Status RunWorker(const WorkerOptions& options, CoordinatorClient& client) 
   loop.StopHeartbeats();
   heartbeats.join();
   loop.LeaveQuietly();
+  loop.LogDataResidency();
   for (const absl::Status& s : statuses) FEDSIM_RETURN_IF_ERROR(s);
   return absl::OkStatus();
 }

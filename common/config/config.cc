@@ -505,7 +505,18 @@ void ApplyDefaults(v1::ExperimentConfig& c) {
   const bool natural_source =
       data->source() == v1::DataConfig::SOURCE_FEDPROX_SYNTHETIC || lsa_source;
   auto* clients = c.mutable_clients();
-  if (!clients->has_count()) {
+  if (clients->partition() == v1::ClientsConfig::PARTITION_UNSPECIFIED &&
+      data->source() == v1::DataConfig::SOURCE_LEAF) {
+    clients->set_partition(v1::ClientsConfig::PARTITION_NATURAL);
+  }
+  // Sources whose files name the clients: unset, count means all of them
+  // (the number is known once the files are read).
+  const bool clients_from_files =
+      clients->partition() == v1::ClientsConfig::PARTITION_NATURAL &&
+      (data->source() == v1::DataConfig::SOURCE_NPZ ||
+       data->source() == v1::DataConfig::SOURCE_NPY ||
+       data->source() == v1::DataConfig::SOURCE_LEAF);
+  if (!clients->has_count() && !clients_from_files) {
     if (lsa_source && lsa->problem() == v1::LsaConfig::PROBLEM_TD) {
       clients->set_count(lsa->mdps_size());
     } else if (lsa_source && lsa->problem() == v1::LsaConfig::PROBLEM_LINEAR) {
@@ -520,6 +531,15 @@ void ApplyDefaults(v1::ExperimentConfig& c) {
                               v1::DataConfig::SOURCE_SYNTHETIC_LEAST_SQUARES
             ? v1::ClientsConfig::PARTITION_NATURAL
             : v1::ClientsConfig::PARTITION_IID);
+  }
+
+  if (data->source() == v1::DataConfig::SOURCE_CIFAR100 && !data->has_cifar100_labels()) {
+    data->set_cifar100_labels(v1::DataConfig::CIFAR100_LABELS_FINE);
+  }
+  if ((data->source() == v1::DataConfig::SOURCE_NPZ ||
+       data->source() == v1::DataConfig::SOURCE_NPY) &&
+      !data->has_image_layout()) {
+    data->set_image_layout(v1::DataConfig::IMAGE_LAYOUT_AUTO);
   }
 
   auto* model = c.mutable_model();
@@ -665,7 +685,10 @@ absl::Status ValidateRobust(const v1::ExperimentConfig& c) {
                         " needs at least ", k, " results a round, more than ",
                         cohort_text);
   };
-  switch (agg.rule()) {
+  // Clients named by the data files with clients.count unset: N is known
+  // when the files are read; the aggregator checks each round's results.
+  const bool count_known = c.clients().has_count();
+  switch (count_known ? agg.rule() : v1::AggregationConfig::RULE_MEAN) {
     case v1::AggregationConfig::RULE_KRUM:
       check.Require(cohort >= 2 * f + 3, need(2 * f + 3) + " (n >= 2f + 3)");
       break;
@@ -692,7 +715,7 @@ absl::Status ValidateRobust(const v1::ExperimentConfig& c) {
                absl::StrCat("adversary with algorithm.name = ", algo_name,
                             "; Byzantine clients are simulated in synchronous rounds only"));
   for (int i = 0; i < adv.clients_size(); ++i) {
-    check.Require(adv.clients(i) < n_clients,
+    check.Require(!count_known || adv.clients(i) < n_clients,
                  absl::StrCat("adversary.clients[", i, "] = ", adv.clients(i),
                               "; must be < clients.count = ", n_clients));
   }
@@ -746,9 +769,48 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
       AlgorithmTraitsOf(c.algorithm().name()).family() == v1::AlgorithmTraits::FAMILY_LSA;
   const auto& lsa = c.lsa();
   const auto& part = c.participation();
+  const bool clients_in_files = data.source() == v1::DataConfig::SOURCE_NPZ ||
+                                data.source() == v1::DataConfig::SOURCE_NPY ||
+                                data.source() == v1::DataConfig::SOURCE_LEAF;
   const bool natural_ok =
       data.source() == v1::DataConfig::SOURCE_FEDPROX_SYNTHETIC ||
-      data.source() == v1::DataConfig::SOURCE_SYNTHETIC_LEAST_SQUARES || lsa_source;
+      data.source() == v1::DataConfig::SOURCE_SYNTHETIC_LEAST_SQUARES || lsa_source ||
+      clients_in_files;
+  const bool natural_files =
+      clients_in_files && clients.partition() == v1::ClientsConfig::PARTITION_NATURAL;
+  const bool path_source = data.source() == v1::DataConfig::SOURCE_NPZ ||
+                           data.source() == v1::DataConfig::SOURCE_NPY ||
+                           data.source() == v1::DataConfig::SOURCE_CIFAR10 ||
+                           data.source() == v1::DataConfig::SOURCE_CIFAR100 ||
+                           data.source() == v1::DataConfig::SOURCE_LEAF;
+  const std::string source_name =
+      absl::AsciiStrToLower(v1::DataConfig::Source_Name(data.source()).substr(7));
+  check.Require(!path_source || !data.path().empty(),
+                absl::StrCat("data.path is empty; data.source = ", source_name,
+                             data.source() == v1::DataConfig::SOURCE_NPZ
+                                 ? " needs the .npz file"
+                                 : " needs the folder of its files"))
+      .Require(!data.has_cifar100_labels() ||
+                   data.source() == v1::DataConfig::SOURCE_CIFAR100,
+               absl::StrCat("data.cifar100_labels with data.source = ", source_name,
+                            "; it picks CIFAR-100's labels (data.source: cifar100)"))
+      .Require(!data.has_image_layout() ||
+                   data.source() == v1::DataConfig::SOURCE_NPZ ||
+                   data.source() == v1::DataConfig::SOURCE_NPY,
+               absl::StrCat("data.image_layout with data.source = ", source_name,
+                            "; it describes npz and npy image arrays"))
+      .Require((clients.min_samples() == 0 && clients.max_samples() == 0) || natural_files,
+               absl::StrCat("clients.min_samples / max_samples with data.source = ",
+                            source_name, " and clients.partition = ",
+                            absl::AsciiStrToLower(v1::ClientsConfig::Partition_Name(
+                                                      clients.partition())
+                                                      .substr(10)),
+                            "; they filter the clients the files name (npz, npy, leaf with "
+                            "partition natural)"))
+      .Require(clients.max_samples() == 0 || clients.max_samples() >= clients.min_samples(),
+               absl::StrCat("clients.max_samples = ", clients.max_samples(),
+                            " < clients.min_samples = ", clients.min_samples(),
+                            "; no client could be kept"));
   check.Require(lsa_source == lsa_algorithm,
                 lsa_source ? "data.source = lsa needs algorithm.name = fedlsa or scafflsa"
                            : "algorithm.name = fedlsa or scafflsa needs data.source = lsa")
@@ -888,8 +950,8 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
                "data.test_file is empty; CSV and LIBSVM sources need it")
       .Require(clients.partition() != v1::ClientsConfig::PARTITION_NATURAL ||
                    natural_ok,
-               "clients.partition = natural; only synthetic sources have a "
-               "natural split (use iid, dirichlet or shards)")
+               "clients.partition = natural; only synthetic sources, npz/npy "
+               "(client_train) and leaf have a natural split (use iid, dirichlet or shards)")
       .Require(data.source() != v1::DataConfig::SOURCE_FEDPROX_SYNTHETIC ||
                    clients.partition() == v1::ClientsConfig::PARTITION_NATURAL,
                "clients.partition must be natural for data.source = "
@@ -899,12 +961,13 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
                "participation.trace_file is empty; participation.model = trace "
                "needs the file listing each round's clients")
       .Require(part.probabilities() != v1::ParticipationConfig::PROBABILITIES_LIST ||
-                   part.p_size() == clients.count(),
+                   !clients.has_count() || part.p_size() == clients.count(),
                absl::StrCat("participation.p lists ", part.p_size(),
                             " probabilities; participation.probabilities = list "
                             "needs one per client (clients.count = ",
                             clients.count(), ")"))
-      .Require(part.join_rounds().empty() || part.join_rounds_size() == clients.count(),
+      .Require(part.join_rounds().empty() || !clients.has_count() ||
+                   part.join_rounds_size() == clients.count(),
                absl::StrCat("participation.join_rounds lists ", part.join_rounds_size(),
                             " rounds; it needs none or one per client (clients.count = ",
                             clients.count(), ")"));
@@ -931,7 +994,7 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
                             algo_name, "; asynchronous algorithms keep every client "
                             "working (their speeds are set in the async section)"))
       .Require(c.algorithm().name() != v1::AlgorithmConfig::NAME_FEDBUFF ||
-                   c.algorithm().buffer_size() <= clients.count(),
+                   !clients.has_count() || c.algorithm().buffer_size() <= clients.count(),
                absl::StrCat("algorithm.buffer_size = ", c.algorithm().buffer_size(),
                             "; must be <= clients.count = ", clients.count()))
       .Require(!c.algorithm().staleness_scaling() ||

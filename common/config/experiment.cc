@@ -21,6 +21,7 @@
 #include "common/config/config.h"
 #include "common/base/build_info.h"
 #include "common/codec/flat_bytes.h"
+#include "common/data/file_sources.h"
 #include "common/data/loaders.h"
 #include "common/data/row_cache.h"
 #include "common/data/partition.h"
@@ -46,13 +47,52 @@ absl::StatusOr<std::string> FindIdxFile(const std::string& dir,
       ".gz there (run scripts/setup.sh to fetch Fashion-MNIST)"));
 }
 
-absl::StatusOr<Dataset> LoadIdxPair(const std::string& dir,
-                                    const std::string& prefix) {
+absl::StatusOr<Dataset> LoadIdxPair(const std::string& dir, const std::string& prefix,
+                                    ImageShape* image) {
   FEDSIM_ASSIGN_OR_RETURN(std::string images,
                           FindIdxFile(dir, prefix + "-images-idx3-ubyte"));
   FEDSIM_ASSIGN_OR_RETURN(std::string labels,
                           FindIdxFile(dir, prefix + "-labels-idx1-ubyte"));
-  return LoadIdx(images, labels);
+  return LoadIdx(images, labels, 1.0 / 255.0, image);
+}
+
+// data.normalize_mean / normalize_std: (x - mean[c]) / std[c] on every
+// value of channel c, in float32 as torchvision's Normalize, on a copy of
+// mapped rows.
+absl::Status Normalize(const v1::DataConfig& d, FederatedData& data) {
+  if (d.normalize_mean_size() == 0 && d.normalize_std_size() == 0) return absl::OkStatus();
+  const std::int64_t channels = data.image.empty() ? 1 : data.image.channels;
+  for (const auto& [key, n] : {std::pair{"normalize_mean", d.normalize_mean_size()},
+                               std::pair{"normalize_std", d.normalize_std_size()}}) {
+    if (n != 1 && n != channels) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "data.", key, " has ", n, " values; the rows have ", channels,
+          data.image.empty() ? " channel (they are not images): give one value"
+                             : " channels: give one value a channel, or one for all"));
+    }
+  }
+  if (d.normalize_mean_size() == 0 || d.normalize_std_size() == 0) {
+    return absl::InvalidArgumentError(
+        "data.normalize_mean and data.normalize_std go together; one is missing");
+  }
+  const std::int64_t plane = data.image.empty() ? 0 : data.image.height * data.image.width;
+  for (Dataset* set : {&data.train, &data.test}) {
+    if (set->shared != nullptr) {
+      set->features = set->rows();
+      set->shared.reset();
+    }
+    const std::int64_t dim = set->dim();
+    for (std::int64_t r = 0; r < set->size(); ++r) {
+      float* row = set->features.row(r).data();
+      for (std::int64_t k = 0; k < dim; ++k) {
+        const int c = plane == 0 ? 0 : static_cast<int>(k / plane);
+        const auto mean = static_cast<float>(d.normalize_mean(d.normalize_mean_size() == 1 ? 0 : c));
+        const auto sd = static_cast<float>(d.normalize_std(d.normalize_std_size() == 1 ? 0 : c));
+        row[k] = (row[k] - mean) / sd;
+      }
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<FederatedData> LoadData(const v1::ExperimentConfig& config,
@@ -67,8 +107,8 @@ absl::StatusOr<FederatedData> LoadData(const v1::ExperimentConfig& config,
       // the training set (zlib is most of the start-up); the results do
       // not depend on it.
       std::future<absl::StatusOr<Dataset>> test =
-          std::async(std::launch::async, [&path] { return LoadIdxPair(path, "t10k"); });
-      absl::StatusOr<Dataset> train = LoadIdxPair(path, "train");
+          std::async(std::launch::async, [&path] { return LoadIdxPair(path, "t10k", nullptr); });
+      absl::StatusOr<Dataset> train = LoadIdxPair(path, "train", &out.image);
       absl::StatusOr<Dataset> test_data = test.get();
       if (!train.ok()) return train.status();
       if (!test_data.ok()) return test_data.status();
@@ -117,6 +157,38 @@ absl::StatusOr<FederatedData> LoadData(const v1::ExperimentConfig& config,
       spec.num_devices = config.clients().count();
       return MakeFedProxSynthetic(spec, config.seed());
     }
+    case v1::DataConfig::SOURCE_NPZ:
+    case v1::DataConfig::SOURCE_NPY: {
+      ArraySourceOptions options;
+      options.classification = d.classification();
+      options.layout = d.image_layout() == v1::DataConfig::IMAGE_LAYOUT_NCHW   ? ImageLayout::kNchw
+                       : d.image_layout() == v1::DataConfig::IMAGE_LAYOUT_NHWC ? ImageLayout::kNhwc
+                                                                               : ImageLayout::kAuto;
+      if (d.source() == v1::DataConfig::SOURCE_NPY) {
+        FEDSIM_ASSIGN_OR_RETURN(out, LoadNpyFolder(path, options));
+      } else {
+        // A worker's --data-dir names the folder of the config's file.
+        const std::string file =
+            data_dir.empty() ? d.path() : (fs::path(data_dir) / fs::path(d.path()).filename()).string();
+        FEDSIM_ASSIGN_OR_RETURN(out, LoadNpz(file, options));
+      }
+      break;
+    }
+    case v1::DataConfig::SOURCE_CIFAR10: {
+      FEDSIM_ASSIGN_OR_RETURN(out, LoadCifar(path, CifarLabels::kCifar10));
+      break;
+    }
+    case v1::DataConfig::SOURCE_CIFAR100: {
+      FEDSIM_ASSIGN_OR_RETURN(
+          out, LoadCifar(path, d.cifar100_labels() == v1::DataConfig::CIFAR100_LABELS_COARSE
+                                   ? CifarLabels::kCifar100Coarse
+                                   : CifarLabels::kCifar100Fine));
+      break;
+    }
+    case v1::DataConfig::SOURCE_LEAF: {
+      FEDSIM_ASSIGN_OR_RETURN(out, LoadLeaf(path));
+      break;
+    }
     default:
       return absl::InvalidArgumentError(
           absl::StrCat("config: data.source = ", d.source(), " is not supported"));
@@ -127,7 +199,30 @@ absl::StatusOr<FederatedData> LoadData(const v1::ExperimentConfig& config,
         " features but the test set has ", out.test.dim()));
   }
   out.train.num_classes = std::max(out.train.num_classes, out.test.num_classes);
+  if (d.has_num_classes()) {
+    if (out.train.num_classes == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "data.num_classes = ", d.num_classes(), " but the labels are real targets"));
+    }
+    if (d.num_classes() < out.train.num_classes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "data.num_classes = ", d.num_classes(), " but the data has label ",
+          out.train.num_classes - 1, "; it must exceed every label"));
+    }
+    out.train.num_classes = d.num_classes();
+  }
   out.test.num_classes = out.train.num_classes;
+  // Every label a class (a loader's own count could be smaller).
+  for (const Dataset* set : {&out.train, &out.test}) {
+    if (out.train.num_classes == 0 || set->labels.size() == 0) continue;
+    const double largest = set->labels.maxCoeff();
+    if (!(largest < out.train.num_classes) || !(set->labels.minCoeff() >= 0.0)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "data: a label ", largest, " of the ", set == &out.train ? "training" : "test",
+          " set is not a class of ", out.train.num_classes));
+    }
+  }
+  FEDSIM_RETURN_IF_ERROR(Normalize(d, out));
   return out;
 }
 
@@ -424,6 +519,175 @@ absl::StatusOr<std::shared_ptr<const nn::Network>> BuildNetwork(const v1::ModelC
 }
 
 
+// clients.partition = natural for sources whose files name the clients:
+// one client per id (in increasing id order: LEAF's users in file order),
+// rows in file order; clients outside [min_samples, max_samples] left out;
+// clients.count, if set, of the rest drawn uniformly (kPartition stream),
+// kept in id order. The rows of left-out clients go (training and test
+// rows; mapped training rows stay in the file and `kept_rows` lists the
+// others), and test rows of ids that are no kept client's.
+absl::Status NaturalPartition(const v1::ExperimentConfig& config, FederatedData& data,
+                              std::vector<std::int64_t>* kept_rows) {
+  const auto& c = config.clients();
+  if (data.train_row_clients.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "clients.partition = natural but data.path = '", config.data().path(),
+        "' names no clients (npz/npy: add client_train, one client id a training row)"));
+  }
+  const auto n = static_cast<std::int64_t>(data.train_row_clients.size());
+  std::vector<std::int64_t> order(static_cast<std::size_t>(n));
+  for (std::int64_t r = 0; r < n; ++r) order[static_cast<std::size_t>(r)] = r;
+  std::stable_sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) {
+    return data.train_row_clients[static_cast<std::size_t>(a)] <
+           data.train_row_clients[static_cast<std::size_t>(b)];
+  });
+  std::vector<std::vector<std::int64_t>> groups;
+  std::vector<std::int64_t> ids;
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    const std::int64_t id = data.train_row_clients[static_cast<std::size_t>(order[i])];
+    if (ids.empty() || ids.back() != id) {
+      ids.push_back(id);
+      groups.emplace_back();
+    }
+    groups.back().push_back(order[i]);
+  }
+  std::int64_t smallest = n, largest = 0;
+  std::vector<std::size_t> kept;
+  for (std::size_t k = 0; k < groups.size(); ++k) {
+    const auto size = static_cast<std::int64_t>(groups[k].size());
+    smallest = std::min(smallest, size);
+    largest = std::max(largest, size);
+    if (size >= c.min_samples() && (c.max_samples() == 0 || size <= c.max_samples())) {
+      kept.push_back(k);
+    }
+  }
+  if (kept.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "clients.min_samples = ", c.min_samples(), ", max_samples = ", c.max_samples(),
+        " leave no client: the data's ", groups.size(), " clients have ", smallest, " to ",
+        largest, " training rows"));
+  }
+  if (c.has_count()) {
+    if (c.count() > static_cast<std::int64_t>(kept.size())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "clients.count = ", c.count(), " but the data names ", kept.size(), " clients",
+          kept.size() < groups.size() ? " within clients.min_samples / max_samples" : "",
+          " (leave count unset for all of them)"));
+    }
+    RngStream rng(config.seed(), RngPurpose::kPartition, -1, -1);
+    std::vector<std::int64_t> pick =
+        rng.SampleWithoutReplacement(static_cast<std::int64_t>(kept.size()), c.count());
+    std::sort(pick.begin(), pick.end());
+    std::vector<std::size_t> chosen;
+    for (std::int64_t i : pick) chosen.push_back(kept[static_cast<std::size_t>(i)]);
+    kept = std::move(chosen);
+  }
+  data.client_rows.clear();
+  std::vector<std::string> names;
+  std::vector<std::int64_t> kept_ids;
+  for (std::size_t k : kept) {
+    kept_ids.push_back(ids[k]);
+    data.client_rows.push_back(std::move(groups[k]));
+    if (static_cast<std::size_t>(ids[k]) < data.client_names.size()) {
+      names.push_back(data.client_names[static_cast<std::size_t>(ids[k])]);
+    }
+  }
+  // The rows of left-out clients leave the training set (train_loss,
+  // run_start's train_rows): rows held in memory are dropped; rows read in
+  // place from a mapped file stay there, unread, and `kept_rows` says which
+  // rows train_loss may sample.
+  std::vector<std::int64_t> rows;
+  for (const auto& client : data.client_rows) rows.insert(rows.end(), client.begin(), client.end());
+  std::sort(rows.begin(), rows.end());
+  if (static_cast<std::int64_t>(rows.size()) < n) {
+    if (data.train.shared == nullptr) {
+      std::vector<std::int64_t> new_index(static_cast<std::size_t>(n), -1);
+      for (std::size_t i = 0; i < rows.size(); ++i) {
+        new_index[static_cast<std::size_t>(rows[i])] = static_cast<std::int64_t>(i);
+      }
+      const int classes = data.train.num_classes;
+      data.train = SelectRows(data.train, rows);
+      data.train.num_classes = classes;
+      for (auto& client : data.client_rows) {
+        for (std::int64_t& r : client) r = new_index[static_cast<std::size_t>(r)];
+      }
+      std::vector<std::int64_t> row_clients;
+      for (std::int64_t r : rows) {
+        row_clients.push_back(data.train_row_clients[static_cast<std::size_t>(r)]);
+      }
+      data.train_row_clients = std::move(row_clients);
+    } else {
+      *kept_rows = std::move(rows);
+    }
+  }
+  if (!data.test_row_clients.empty()) {
+    // A test row stays if it is a kept client's, or of no training client
+    // (LEAF's split by users); those of left-out clients go with them.
+    std::sort(kept_ids.begin(), kept_ids.end());
+    std::vector<std::int64_t> keep_test;
+    for (std::size_t r = 0; r < data.test_row_clients.size(); ++r) {
+      const std::int64_t id = data.test_row_clients[r];
+      if (id < 0 || std::binary_search(kept_ids.begin(), kept_ids.end(), id)) {
+        keep_test.push_back(static_cast<std::int64_t>(r));
+      }
+    }
+    if (keep_test.empty()) {
+      return absl::InvalidArgumentError(
+          "clients: the kept clients have no test rows (every test row belongs to a client left "
+          "out by clients.min_samples / max_samples / count, or with no training rows)");
+    }
+    if (static_cast<std::int64_t>(keep_test.size()) < data.test.size()) {
+      const int classes = data.test.num_classes;
+      data.test = SelectRows(data.test, keep_test);
+      data.test.num_classes = classes;
+      std::vector<std::int64_t> test_clients;
+      for (std::int64_t r : keep_test) {
+        test_clients.push_back(data.test_row_clients[static_cast<std::size_t>(r)]);
+      }
+      data.test_row_clients = std::move(test_clients);
+    }
+  }
+  data.client_names = std::move(names);
+  return absl::OkStatus();
+}
+
+// local.augment against the data: crops and flips need image rows.
+absl::StatusOr<std::optional<AugmentSpec>> ResolveAugment(const v1::ExperimentConfig& config,
+                                                          const FederatedData& data) {
+  const v1::AugmentConfig& a = config.local().augment();
+  if (a.crop_padding() == 0 && !a.horizontal_flip()) return std::nullopt;
+  if (data.image.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "local.augment crops and flips images, but data.source = ",
+        absl::AsciiStrToLower(v1::DataConfig::Source_Name(config.data().source()).substr(7)),
+        " gives rows that are not images (idx, cifar10/100, FEMNIST-shaped leaf and image "
+        "arrays of npz/npy are)"));
+  }
+  if (a.crop_padding() >= data.image.height || a.crop_padding() >= data.image.width) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "local.augment.crop_padding = ", a.crop_padding(), "; must be smaller than the ",
+        data.image.height, " x ", data.image.width, " images"));
+  }
+  AugmentSpec spec;
+  spec.image = data.image;
+  spec.crop_padding = a.crop_padding();
+  spec.horizontal_flip = a.horizontal_flip();
+  // A 0 pixel after data.normalize_*: (0 - mean) / std, as Normalize makes it.
+  const auto& d = config.data();
+  for (std::int64_t c = 0; c < data.image.channels; ++c) {
+    if (d.normalize_mean_size() == 0) {
+      spec.pad_value.push_back(0.0f);
+    } else {
+      const auto mean = static_cast<float>(
+          d.normalize_mean(d.normalize_mean_size() == 1 ? 0 : static_cast<int>(c)));
+      const auto sd = static_cast<float>(
+          d.normalize_std(d.normalize_std_size() == 1 ? 0 : static_cast<int>(c)));
+      spec.pad_value.push_back((0.0f - mean) / sd);
+    }
+  }
+  return spec;
+}
+
 // The data of an experiment: loaded or generated, partitioned, the
 // train_loss sample drawn, the rows reordered (BuildExperiment's comment).
 absl::StatusOr<FederatedData> PrepareData(const v1::ExperimentConfig& config,
@@ -432,7 +696,15 @@ absl::StatusOr<FederatedData> PrepareData(const v1::ExperimentConfig& config,
   FEDSIM_ASSIGN_OR_RETURN(exp.data, LoadData(config, data_dir));
 
   const auto& clients = config.clients();
-  if (clients.partition() != v1::ClientsConfig::PARTITION_NATURAL) {
+  const auto source = config.data().source();
+  // Set when a natural partition leaves out clients of mapped rows: the
+  // rows train_loss may use.
+  std::vector<std::int64_t> kept_rows;
+  if (clients.partition() == v1::ClientsConfig::PARTITION_NATURAL &&
+      (source == v1::DataConfig::SOURCE_NPZ || source == v1::DataConfig::SOURCE_NPY ||
+       source == v1::DataConfig::SOURCE_LEAF)) {
+    FEDSIM_RETURN_IF_ERROR(NaturalPartition(config, exp.data, &kept_rows));
+  } else if (clients.partition() != v1::ClientsConfig::PARTITION_NATURAL) {
     PartitionSpec spec;
     spec.num_clients = clients.count();
     spec.dirichlet_alpha = clients.dirichlet_alpha();
@@ -455,8 +727,19 @@ absl::StatusOr<FederatedData> PrepareData(const v1::ExperimentConfig& config,
   // train_loss's rows: drawn from the seed and the training set's size
   // only, before any reordering, so every partition and algorithm of a seed
   // is evaluated on the same rows, summed in the same order.
-  if (const std::int64_t k = config.eval().train_rows();
-      k > 0 && k < exp.data.train.size()) {
+  if (!kept_rows.empty()) {
+    const std::int64_t k = config.eval().train_rows();
+    const auto m = static_cast<std::int64_t>(kept_rows.size());
+    if (k > 0 && k < m) {
+      RngStream rng(config.seed(), RngPurpose::kEvalSample, -1, -1);
+      for (std::int64_t i : rng.SampleWithoutReplacement(m, k)) {
+        exp.data.eval_rows.push_back(kept_rows[static_cast<std::size_t>(i)]);
+      }
+    } else {
+      exp.data.eval_rows = std::move(kept_rows);
+    }
+  } else if (const std::int64_t k = config.eval().train_rows();
+             k > 0 && k < exp.data.train.size()) {
     RngStream rng(config.seed(), RngPurpose::kEvalSample, -1, -1);
     exp.data.eval_rows = rng.SampleWithoutReplacement(exp.data.train.size(), k);
   }
@@ -466,8 +749,11 @@ absl::StatusOr<FederatedData> PrepareData(const v1::ExperimentConfig& config,
   // 0.15 ms a round (docs/performance.md). Beyond kMaxRowsToReorder the
   // rows keep their order until the loaders place each row in its
   // client's block as they read it.
+  // Rows mapped from a .npy file stay where the file has them (read-only,
+  // paged in as clients read them).
   constexpr std::int64_t kMaxRowsToReorder = std::int64_t{1} << 21;
-  if (!keep_row_order && exp.data.train.size() <= kMaxRowsToReorder) {
+  if (!keep_row_order && exp.data.train.size() <= kMaxRowsToReorder &&
+      exp.data.train.shared == nullptr) {
     MakeClientRowsContiguous(exp.data);
   }
   return std::move(exp.data);
@@ -476,7 +762,7 @@ absl::StatusOr<FederatedData> PrepareData(const v1::ExperimentConfig& config,
 // Bump when what BuildExperiment makes of the same files and config
 // changes (a loader, the partition, the sample, the reordering): a row
 // cache written by an older fedsim is then never mapped by a newer one.
-constexpr int kDataPipelineVersion = 1;
+constexpr int kDataPipelineVersion = 2;
 
 // The files a config reads: data.path's regular files (IDX folders), or
 // train_file and test_file (CSV, LIBSVM) resolved as LoadData resolves
@@ -494,9 +780,16 @@ std::vector<std::filesystem::path> DataFiles(const v1::ExperimentConfig& config,
     }
     return files;
   }
+  if (d.source() == v1::DataConfig::SOURCE_NPZ) {
+    files.push_back(data_dir.empty() ? std::filesystem::path(d.path())
+                                     : std::filesystem::path(data_dir) /
+                                           std::filesystem::path(d.path()).filename());
+    return files;
+  }
   const std::string path = data_dir.empty() ? d.path() : data_dir;
   if (!path.empty() && std::filesystem::is_directory(path, ec)) {
-    for (const auto& entry : std::filesystem::directory_iterator(path, ec)) {
+    // LEAF's files are in train/ and test/.
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(path, ec)) {
       if (entry.is_regular_file(ec)) files.push_back(entry.path());
     }
     std::sort(files.begin(), files.end());
@@ -548,6 +841,15 @@ absl::StatusOr<std::string> RowCacheKey(const v1::ExperimentConfig& config,
   return absl::BytesToHexString(Sha256Digest(text));
 }
 
+// data.source = npy without normalisation: float32 training rows are the
+// file's own mapping, shared by every process through the page cache, so
+// a row cache would only copy them (decided once loaded: other dtypes are
+// converted into memory).
+bool MapsDataFiles(const v1::ExperimentConfig& config) {
+  return config.data().source() == v1::DataConfig::SOURCE_NPY &&
+         config.data().normalize_mean_size() == 0;
+}
+
 std::string RowCachePath(const std::string& dir, const std::string& key) {
   return (std::filesystem::path(dir) / absl::StrCat(key, ".rows")).string();
 }
@@ -558,6 +860,10 @@ absl::Status ShareRowsThroughCache(Experiment& e, const v1::ExperimentConfig& co
                                    const std::string& data_dir, const std::string& cache_dir,
                                    bool durable) {
   if (config.data().source() == v1::DataConfig::SOURCE_LSA) return absl::OkStatus();
+  if (MapsDataFiles(config) && e.data.train.shared != nullptr) {
+    e.data_note = "rows read in place from x_train.npy (data.source = npy)";
+    return absl::OkStatus();
+  }
   FEDSIM_ASSIGN_OR_RETURN(const std::string key, RowCacheKey(config, data_dir));
   const std::string path = RowCachePath(cache_dir, key);
   FEDSIM_ASSIGN_OR_RETURN(RowCacheLock lock, RowCacheLock::Acquire(path));
@@ -583,9 +889,24 @@ absl::StatusOr<Experiment> BuildExperiment(const v1::ExperimentConfig& config,
     return BuildLsaExperiment(config);
   }
   Experiment exp;
+  // data.source = npy: float32 rows are read in place from x_train.npy,
+  // which every process maps (a row cache would only copy them); other
+  // arrays are converted, and then shared through the cache as any data.
+  std::optional<FederatedData> prepared;
+  bool use_cache = !row_cache_dir.empty();
+  if (use_cache && MapsDataFiles(config)) {
+    FEDSIM_ASSIGN_OR_RETURN(FederatedData d, PrepareData(config, data_dir, keep_row_order));
+    if (d.train.shared != nullptr) {
+      exp.data = std::move(d);
+      exp.data_note = "rows read in place from x_train.npy (data.source = npy)";
+      use_cache = false;
+    } else {
+      prepared = std::move(d);
+    }
+  }
   if (row_cache_dir.empty()) {
     FEDSIM_ASSIGN_OR_RETURN(exp.data, PrepareData(config, data_dir, keep_row_order));
-  } else {
+  } else if (use_cache) {
     if (keep_row_order) {
       return absl::InvalidArgumentError(absl::StrCat(
           "row cache ", row_cache_dir, ": holds reordered rows; keep_row_order needs a build "
@@ -607,7 +928,11 @@ absl::StatusOr<Experiment> BuildExperiment(const v1::ExperimentConfig& config,
       if (lock.ok() && !absl::IsNotFound(mapped.status())) {
         exp.data_note = absl::StrCat(mapped.status().message(), "; ");
       }
-      FEDSIM_ASSIGN_OR_RETURN(exp.data, PrepareData(config, data_dir, false));
+      if (prepared.has_value()) {
+        exp.data = *std::move(prepared);
+      } else {
+        FEDSIM_ASSIGN_OR_RETURN(exp.data, PrepareData(config, data_dir, false));
+      }
       absl::Status written = lock.ok() ? WriteRowCache(exp.data, path, key, /*durable=*/true)
                                        : lock.status();
       if (written.ok()) mapped = MapRowCache(path, key);
@@ -624,6 +949,7 @@ absl::StatusOr<Experiment> BuildExperiment(const v1::ExperimentConfig& config,
   for (const auto& rows : exp.data.client_rows) {
     exp.client_sizes.push_back(static_cast<std::int64_t>(rows.size()));
   }
+  FEDSIM_ASSIGN_OR_RETURN(exp.augment, ResolveAugment(config, exp.data));
 
   ObjectiveSpec spec;
   spec.num_features = exp.data.train.dim();
@@ -671,6 +997,16 @@ absl::StatusOr<Experiment> BuildExperiment(const v1::ExperimentConfig& config,
     FEDSIM_ASSIGN_OR_RETURN(exp.dp, ResolveDp(config, exp.client_sizes));
   }
   return exp;
+}
+
+absl::StatusOr<FederatedData> LoadExperimentData(const v1::ExperimentConfig& config,
+                                                 const std::string& data_dir) {
+  return LoadData(config, data_dir);
+}
+
+absl::StatusOr<FederatedData> PrepareExperimentData(const v1::ExperimentConfig& config,
+                                                    const std::string& data_dir) {
+  return PrepareData(config, data_dir, /*keep_row_order=*/false);
 }
 
 }  // namespace fedsim

@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/base/client_state.h"
+#include "common/data/augment.h"
 #include "common/data/dataset.h"
 #include "common/dp/mechanisms.h"
 #include "common/dp/rdp_accountant.h"
@@ -47,6 +48,8 @@ struct Experiment {
   std::vector<std::int64_t> client_sizes;
   // Set when local.dp.mode is not none.
   std::optional<DpSetup> dp;
+  // Set when local.augment crops or flips (image rows only).
+  std::optional<AugmentSpec> augment;
   // With a row cache: where the rows came from (for the process's log).
   std::string data_note;
 
@@ -85,6 +88,16 @@ absl::StatusOr<Experiment> BuildExperiment(const v1::ExperimentConfig& config,
                                            const std::string& data_dir = "",
                                            bool keep_row_order = false,
                                            const std::string& row_cache_dir = "");
+
+// The data of BuildExperiment without the model: LoadExperimentData reads
+// or generates it as the files give it (train_row_clients and the other
+// fields of FederatedData filled, no partition); PrepareExperimentData also
+// partitions it, draws train_loss's rows and reorders the rows as
+// BuildExperiment does. `fedsim data inspect` shows either.
+absl::StatusOr<FederatedData> LoadExperimentData(const v1::ExperimentConfig& config,
+                                                 const std::string& data_dir = "");
+absl::StatusOr<FederatedData> PrepareExperimentData(const v1::ExperimentConfig& config,
+                                                    const std::string& data_dir = "");
 
 // For an experiment `e` already built from `config` (and `data_dir`):
 // writes its data to `cache_dir` unless a file for the same key is there,

@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "Eigen/Core"
@@ -31,6 +32,10 @@ using RowMajorMatrixD =
 // before anything is allocated, so an absurd size is an error, not an
 // allocation failure.
 inline constexpr std::int64_t kMaxDatasetValues = std::int64_t{1} << 31;
+
+// The largest class index a loader accepts: larger ones are a regression
+// target or a corrupt file, and would size every softmax layer absurdly.
+inline constexpr std::int64_t kMaxClassIndex = (std::int64_t{1} << 20) - 1;
 
 // Read-only rows held outside a Dataset (a mapped row cache file,
 // common/data/row_cache.h): `keep` owns the memory (unmaps it when the last
@@ -88,6 +93,18 @@ void GatherBatch(const Dataset& data, std::span<const std::int64_t> rows,
 void GatherRange(const Dataset& data, std::int64_t begin, std::int64_t end,
                  Batch& batch);
 
+// The layout of a row that is an image: channels x height x width, the
+// channel planes one after the other (PyTorch's C x H x W). All zero: the
+// rows are not images (tables, token sequences).
+struct ImageShape {
+  std::int64_t channels = 0;
+  std::int64_t height = 0;
+  std::int64_t width = 0;
+  bool empty() const { return channels == 0; }
+  std::int64_t size() const { return channels * height * width; }
+  bool operator==(const ImageShape&) const = default;
+};
+
 // A data set split among clients: the training rows of client k are
 // client_rows[k]. Synthetic generators with a known minimiser of the
 // federated objective fill `optimum`.
@@ -99,6 +116,18 @@ struct FederatedData {
   // The training rows train_loss is computed on (eval.train_rows), in the
   // data files' order; empty: every row.
   std::vector<std::int64_t> eval_rows;
+  // The rows' image layout, when the source says (IDX, CIFAR, image arrays).
+  ImageShape image;
+
+  // What sources with their own clients (a client_train array, LEAF's
+  // users) say, for clients.partition = natural: the client id of every
+  // training row (>= 0; rows of one client need not be adjacent), and of
+  // every test row when the test files name clients too (LEAF; -1: a row
+  // of no training client). Empty for other sources. client_names[id]
+  // names client `id` where the files do (LEAF's user names).
+  std::vector<std::int64_t> train_row_clients;
+  std::vector<std::int64_t> test_row_clients;
+  std::vector<std::string> client_names;
 };
 
 // Copies the rows `rows` of `data`, in that order, into a new data set.

@@ -24,11 +24,6 @@ namespace fedsim {
 namespace {
 
 
-// Class indices above this are almost certainly a regression target or a
-// corrupt file; accepting them would make num_classes (and every softmax
-// layer sized from it) absurdly large.
-constexpr std::int64_t kMaxClassIndex = (std::int64_t{1} << 20) - 1;
-
 // Read granularity: large enough for throughput, small enough that a file
 // much shorter than its header claims never causes a big allocation.
 constexpr std::size_t kChunkBytes = std::size_t{1} << 22;
@@ -298,7 +293,8 @@ int NumClasses(const std::vector<double>& labels) {
 }  // namespace
 
 absl::StatusOr<Dataset> LoadIdx(const std::string& images_path,
-                                const std::string& labels_path, double scale) {
+                                const std::string& labels_path, double scale,
+                                ImageShape* image) {
   if (!std::isfinite(scale)) {
     return absl::InvalidArgumentError(
         absl::StrCat("LoadIdx: scale = ", scale, "; must be finite"));
@@ -330,6 +326,7 @@ absl::StatusOr<Dataset> LoadIdx(const std::string& images_path,
         " values"));
   }
   const auto dim = static_cast<std::int64_t>(dim64);
+  if (image != nullptr) *image = {1, image_dims[1], image_dims[2]};
 
   FEDSIM_ASSIGN_OR_RETURN(const std::vector<unsigned char> label_bytes,
                           ReadIdxPayload(labels, n, "label"));

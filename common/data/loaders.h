@@ -17,10 +17,11 @@ namespace fedsim {
 // Reads an IDX image file (magic 0x00000803, uint8, n x rows x cols) and its
 // IDX label file (magic 0x00000801, uint8, n), each plain or gzip-compressed
 // (zlib reads both). Pixels are multiplied by `scale` (1/255 maps them to
-// [0, 1]); num_classes is 1 + the largest label.
+// [0, 1]); num_classes is 1 + the largest label. `image`, if given, gets
+// the images' layout (1 x rows x cols).
 absl::StatusOr<Dataset> LoadIdx(const std::string& images_path,
                                 const std::string& labels_path,
-                                double scale = 1.0 / 255.0);
+                                double scale = 1.0 / 255.0, ImageShape* image = nullptr);
 
 struct CsvOptions {
   // Column holding the label; negative counts from the end (-1 = last).

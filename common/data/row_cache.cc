@@ -19,7 +19,7 @@ namespace fedsim {
 namespace {
 
 constexpr char kMagic[8] = {'F', 'E', 'D', 'S', 'I', 'M', 'R', 'C'};
-constexpr std::int64_t kVersion = 1;
+constexpr std::int64_t kVersion = 2;
 constexpr std::int64_t kPage = 4096;
 constexpr std::size_t kKeyChars = 64;
 
@@ -34,6 +34,9 @@ struct Sizes {
   std::int64_t client_rows = 0;  // entries of all row lists
   std::int64_t eval_rows = 0;
   std::int64_t optimum = -1;     // length; -1: none
+  std::int64_t image_channels = 0;  // FederatedData::image (version 2)
+  std::int64_t image_height = 0;
+  std::int64_t image_width = 0;
 };
 constexpr std::size_t kSizesOffset = sizeof(kMagic) + kKeyChars;
 static_assert(kSizesOffset + sizeof(Sizes) <= kPage);
@@ -142,6 +145,9 @@ absl::Status WriteRowCache(const FederatedData& data, const std::string& path,
   s.client_rows = offsets.back();
   s.eval_rows = static_cast<std::int64_t>(data.eval_rows.size());
   if (data.optimum.has_value()) s.optimum = data.optimum->size();
+  s.image_channels = data.image.channels;
+  s.image_height = data.image.height;
+  s.image_width = data.image.width;
   const Layout l = LayoutOf(s);
 
   const std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
@@ -229,7 +235,10 @@ absl::StatusOr<FederatedData> MapRowCache(const std::string& path, const std::st
       !in(s.test_rows, 0, kMaxDatasetValues) || !in(s.clients, 0, kMaxDatasetValues) ||
       !in(s.client_rows, 0, kMaxDatasetValues) || !in(s.eval_rows, 0, s.train_rows) ||
       !in(s.optimum, -1, kMaxDatasetValues) || !in(s.num_classes, 0, 1 << 24) ||
-      s.train_rows * s.dim > kMaxDatasetValues || s.test_rows * s.dim > kMaxDatasetValues) {
+      s.train_rows * s.dim > kMaxDatasetValues || s.test_rows * s.dim > kMaxDatasetValues ||
+      !in(s.image_channels, 0, 1 << 20) || !in(s.image_height, 0, 1 << 20) ||
+      !in(s.image_width, 0, 1 << 20) ||
+      (s.image_channels != 0 && s.image_channels * s.image_height * s.image_width != s.dim)) {
     return bad("sizes out of range");
   }
   const Layout l = LayoutOf(s);
@@ -255,6 +264,7 @@ absl::StatusOr<FederatedData> MapRowCache(const std::string& path, const std::st
   out.train.shared = rows_of(l.train_x, s.train_rows);
   out.test.shared = rows_of(l.test_x, s.test_rows);
   out.train.num_classes = out.test.num_classes = static_cast<int>(s.num_classes);
+  out.image = {s.image_channels, s.image_height, s.image_width};
   out.train.labels = Eigen::Map<const Eigen::VectorXd>(doubles(l.train_y), s.train_rows);
   out.test.labels = Eigen::Map<const Eigen::VectorXd>(doubles(l.test_y), s.test_rows);
   for (const Eigen::VectorXd* labels : {&out.train.labels, &out.test.labels}) {

@@ -12,7 +12,8 @@
 // data or another partition is never used.
 //
 // Layout, little-endian: a 4096-byte header ("FEDSIMRC", version, the key
-// as 64 hex digits, then the sizes as int64), then, each starting on a
+// as 64 hex digits, then the sizes and the rows' image layout as int64),
+// then, each starting on a
 // 4096-byte boundary: training rows (float32, n x d), test rows (float32),
 // training labels (float64), test labels (float64), client row offsets
 // (int64, clients + 1), client rows (int64), sample rows (int64), the

@@ -34,6 +34,7 @@ enum class RngPurpose : std::uint32_t {
   kLsaOracle = 9,       // samples Z of an LSA / TD(0) oracle
   kCommunication = 10,  // Scaffnew-style random communication rounds
   kEvalSample = 11,     // the training rows train_loss is computed on
+  kAugment = 12,        // a client's crops and flips of image rows (local.augment)
   kComputeTime = 20,    // a client's compute time per task (virtual clock)
   kNetworkDelay = 21,   // a task's network delay (virtual clock)
   kStragglers = 30,     // which participants straggle, and how much work they do

@@ -22,6 +22,14 @@ absl::StatusOr<std::vector<double>> ClientProbabilities(
   const auto n = static_cast<std::size_t>(exp.num_clients());
   switch (p.probabilities()) {
     case v1::ParticipationConfig::PROBABILITIES_LIST:
+      // Checked here too: with clients named by the data files (clients.count
+      // unset) N is known only now.
+      if (static_cast<std::size_t>(p.p_size()) != n) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "config: participation.p lists ", p.p_size(),
+            " probabilities; participation.probabilities = list needs one per client (the "
+            "data has ", n, " clients)"));
+      }
       return std::vector<double>(p.p().begin(), p.p().end());
     case v1::ParticipationConfig::PROBABILITIES_DATA_CORRELATED: {
       if (exp.lsa != nullptr || exp.data.train.num_classes < 2 ||
@@ -116,6 +124,11 @@ absl::StatusOr<ParticipationSetup> MakeParticipation(
           "config: participation.model = ", p.model(), " is not implemented"));
   }
   if (!p.join_rounds().empty()) {
+    if (p.join_rounds_size() != n) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config: participation.join_rounds lists ", p.join_rounds_size(),
+          " rounds; it needs none or one per client (the data has ", n, " clients)"));
+    }
     out.model = std::make_unique<LateJoin>(
         std::move(out.model),
         std::vector<Round>(p.join_rounds().begin(), p.join_rounds().end()));

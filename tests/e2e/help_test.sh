@@ -30,6 +30,7 @@ for h in --help -h; do
   check "fedsim privacy $h" "--sampling-rate" "$bin/fedsim" privacy $h
   check "fedsim report $h" "RUN_DIR" "$bin/fedsim" report $h
   check "fedsim config $h" "--fields" "$bin/fedsim" config $h
+  check "fedsim data $h" "inspect" "$bin/fedsim" data $h
   check "fedsim-server $h" "--config" "$bin/fedsim-server" $h
   check "fedsim-client $h" "--server" "$bin/fedsim-client" $h
   check "fedsim-health $h" "--addr" "$bin/fedsim-health" $h

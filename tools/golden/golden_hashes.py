@@ -39,8 +39,11 @@ def list_path(isa):
 # Real time: not reproducible by design (docs/async.md, "The wall clock").
 # Network experiments of minutes: their kind of run is in the list through
 # NetworkRunTest (a CNN, an LSTM and the same preset on Fashion-MNIST).
+# DataSourcesRunTest pins the data formats' runs (LEAF, CIFAR with
+# augmentation, mapped .npy).
 SKIP_CONFIGS = {"fedfix_wall.yaml", "fedau_cnn_fmnist.yaml", "fedau_cnn_fmnist_central.yaml"}
-TEST_FILTER = "RuntimeEquivalenceTest.*:CheckpointTest.*:NetworkRunTest.*"
+TEST_FILTER = ("RuntimeEquivalenceTest.*:CheckpointTest.*:NetworkRunTest.*:"
+               "DataSourcesRunTest.*")
 
 
 def run_hashes(run_dir):
