@@ -76,4 +76,22 @@ void PrintHelp(std::FILE* out, absl::string_view usage,
   }
 }
 
+std::vector<std::string> TakeConfigOverrides(int& argc, char** argv) {
+  std::vector<std::string> out;
+  int kept = 1;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--set" || a == "-set") {
+      out.push_back(i + 1 < argc ? argv[++i] : "");
+    } else if (a.rfind("--set=", 0) == 0 || a.rfind("-set=", 0) == 0) {
+      out.push_back(a.substr(a.find('=') + 1));
+    } else {
+      argv[kept++] = argv[i];
+    }
+  }
+  argc = kept;
+  argv[argc] = nullptr;
+  return out;
+}
+
 }  // namespace fedsim

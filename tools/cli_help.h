@@ -32,6 +32,13 @@ std::vector<std::string> FlagsDefinedIn(absl::string_view file_suffix);
 void PrintHelp(std::FILE* out, absl::string_view usage,
                const std::vector<std::string>& flags);
 
+// Removes every config override "--set KEY=VALUE" (or "--set=KEY=VALUE")
+// from argv, before absl::ParseCommandLine sees them (Abseil's list flags
+// split at commas, which a VALUE such as [0.1, 0.2] holds), and returns
+// them in order. A trailing "--set" without a value is returned as "" (an
+// error for LoadConfigFile to report).
+std::vector<std::string> TakeConfigOverrides(int& argc, char** argv);
+
 }  // namespace fedsim
 
 #endif  // FEDSIM_TOOLS_CLI_HELP_H_

@@ -1,7 +1,9 @@
 // fedsim: the command-line front end.
 //
-//   fedsim run CONFIG [--out DIR] [--threads N] [--quiet | --json] [--tensorboard] [--resume]
-//       Runs the experiment embedded (one process, no network).
+//   fedsim run CONFIG [--set KEY=VALUE ...] [--out DIR] [--threads N] [--quiet | --json]
+//              [--tensorboard] [--resume]
+//       Runs the experiment embedded (one process, no network); each --set
+//       overrides one config key (checked as the file's own keys).
 //   fedsim launch CONFIG --workers P [--out DIR] [--quiet | --json] [--tensorboard] [--resume]
 //       Runs it as a coordinator plus P local fedsim-client processes.
 //       --resume continues an interrupted run from its newest checkpoint
@@ -13,6 +15,8 @@
 //                  --steps T [--delta D] [--json] ...
 //       The RDP accountant: epsilon, or the noise multiplier for a target
 //       (tools/privacy_cli.h; docs/dp.md).
+//   fedsim sweep CONFIG --grid KEY=V1,V2,... [--seeds 1-5] [--jobs J] [--out DIR] [--resume]
+//       A grid of runs, J at a time, resumable (tools/sweep_cli.h).
 //   fedsim data inspect CONFIG|PATH [--json]
 //       Rows, features, classes, label histograms and clients of a data
 //       set as fedsim reads it (tools/data_cli.h; docs/data.md).
@@ -47,6 +51,7 @@
 #include "tools/fault_injection.h"
 #include "tools/data_cli.h"
 #include "tools/privacy_cli.h"
+#include "tools/sweep_cli.h"
 
 ABSL_FLAG(std::string, out, "", "run directory (default runs/<config name>)");
 ABSL_FLAG(int, threads, 0, "override runtime.threads (>= 1)");
@@ -70,19 +75,22 @@ namespace {
 
 constexpr char kUsage[] =
     "usage:\n"
-    "  fedsim run CONFIG [--out DIR] [--threads N] [--quiet | --json] [--tensorboard] [--resume]\n"
-    "  fedsim launch CONFIG --workers P [--out DIR] [--quiet | --json] [--tensorboard] [--resume]\n"
-    "                [--auth none|token|tls|mtls]\n"
+    "  fedsim run CONFIG [--set KEY=VALUE ...] [--out DIR] [--threads N] [--quiet | --json]\n"
+    "                [--tensorboard] [--resume]\n"
+    "  fedsim launch CONFIG --workers P [--set KEY=VALUE ...] [--out DIR] [--quiet | --json]\n"
+    "                [--tensorboard] [--resume] [--auth none|token|tls|mtls]\n"
     "  fedsim report RUN_DIR... [--out DIR] [--metrics M,...] [--x round,wall,virtual]\n"
     "                [--logy] [--logx] [--smooth K] [--size WxH]  (fedsim report --help)\n"
     "  fedsim privacy --sampling-rate Q (--noise-multiplier Z | --target-epsilon E)\n"
     "                 --steps T [--delta D] [--max-order N] [--fractional-orders=B]\n"
     "                 [--orders A,B,...] [--conversion tight|classical] [--json]\n"
+    "  fedsim sweep CONFIG --grid KEY=V1,V2,... [--seeds 1-5] [--jobs J] [--out DIR]\n"
+    "               [--resume]  (fedsim sweep --help)\n"
     "  fedsim data inspect CONFIG|PATH [--json]\n"
-    "  fedsim config CONFIG | --fields";
+    "  fedsim config CONFIG [--set KEY=VALUE ...] | --fields";
 
 constexpr char kConfigUsage[] =
-    "usage: fedsim config CONFIG\n"
+    "usage: fedsim config CONFIG [--set KEY=VALUE ...]\n"
     "       fedsim config --fields\n"
     "\n"
     "CONFIG: prints the experiment config with every default filled in, as\n"
@@ -93,18 +101,21 @@ constexpr char kConfigUsage[] =
     "(docs/config.md).";
 
 constexpr char kRunUsage[] =
-    "usage: fedsim run CONFIG [--out DIR] [--threads N] [--quiet | --json] [--tensorboard]\n"
-    "                  [--resume]\n"
+    "usage: fedsim run CONFIG [--set KEY=VALUE ...] [--out DIR] [--threads N]\n"
+    "                  [--quiet | --json] [--tensorboard] [--resume]\n"
     "\n"
     "Runs the experiment CONFIG (YAML; docs/config.md) in this process, on\n"
     "runtime.threads threads, and writes its run directory (default\n"
-    "runs/<config name>; docs/run-directory.md). Exit codes: 0 done, 2 bad\n"
-    "flags, config or data (one line naming the key, the value and the rule),\n"
-    "1 a run that failed after it started.";
+    "runs/<config name>; docs/run-directory.md). --set section.key=VALUE\n"
+    "(repeatable) overrides a key of CONFIG, VALUE in YAML (0.1, fedavg,\n"
+    "[1, 2], {mu: 0.01}); config.json records the result. Exit codes: 0 done,\n"
+    "2 bad flags, config or data (one line naming the key, the value and the\n"
+    "rule), 1 a run that failed after it started.";
 
 constexpr char kLaunchUsage[] =
-    "usage: fedsim launch CONFIG --workers P [--out DIR] [--quiet | --json] [--tensorboard]\n"
-    "                     [--resume] [--auth none|token|tls|mtls] [--rpc_stats]\n"
+    "usage: fedsim launch CONFIG --workers P [--set KEY=VALUE ...] [--out DIR]\n"
+    "                     [--quiet | --json] [--tensorboard] [--resume]\n"
+    "                     [--auth none|token|tls|mtls] [--rpc_stats]\n"
     "\n"
     "Runs the experiment CONFIG as a coordinator in this process and P local\n"
     "fedsim-client worker processes talking gRPC over loopback; synchronous\n"
@@ -188,9 +199,12 @@ int ReportCommand(int argc, char** argv) {
   return 2;
 }
 
+// The --set overrides of the command line (TakeConfigOverrides).
+std::vector<std::string> g_overrides;
+
 int RunCommand(const std::string& command, const std::string& config_path) {
   absl::StatusOr<fedsim::v1::ExperimentConfig> config =
-      fedsim::LoadConfigFile(config_path);
+      fedsim::LoadConfigFile(config_path, g_overrides);
   if (!config.ok()) return Fail(2, config.status());
   if (absl::GetFlag(FLAGS_threads) != 0) {
     if (absl::GetFlag(FLAGS_threads) < 1) {
@@ -269,6 +283,7 @@ int RunCommand(const std::string& command, const std::string& config_path) {
 
 // `fedsim config`: the resolved config, or the schema's field table.
 int ConfigCommand(int argc, char** argv) {
+  g_overrides = fedsim::TakeConfigOverrides(argc, argv);
   const std::vector<std::string> args(argv + 2, argv + argc);
   if (args.size() == 1 && (args[0] == "--help" || args[0] == "-h" || args[0] == "--helpfull")) {
     std::fprintf(stdout, "%s\n", kConfigUsage);
@@ -283,7 +298,8 @@ int ConfigCommand(int argc, char** argv) {
                  kConfigUsage);
     return 2;
   }
-  absl::StatusOr<fedsim::v1::ExperimentConfig> config = fedsim::LoadConfigFile(args[0]);
+  absl::StatusOr<fedsim::v1::ExperimentConfig> config =
+      fedsim::LoadConfigFile(args[0], g_overrides);
   if (!config.ok()) return Fail(2, config.status());
   if (absl::Status s = fedsim::ValidateAlgorithm(*config); !s.ok()) return Fail(2, s);
   std::fputs(fedsim::ConfigToJson(*config).c_str(), stdout);
@@ -311,6 +327,14 @@ int Main(int argc, char** argv) {
   // `report` passes its (Python argparse) options through untouched.
   if (argc >= 2 && std::string(argv[1]) == "report") return ReportCommand(argc, argv);
   if (argc >= 2 && std::string(argv[1]) == "config") return ConfigCommand(argc, argv);
+  if (argc >= 2 && std::string(argv[1]) == "sweep") {
+    // The points run with this very binary.
+    std::error_code ec;
+    std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+    if (ec) self = argv[0];
+    return fedsim::SweepCommand(std::vector<std::string>(argv + 2, argv + argc), self, stdout,
+                                stderr);
+  }
   if (argc >= 2 && std::string(argv[1]) == "data") {
     return fedsim::DataCommand(std::vector<std::string>(argv + 2, argv + argc), stdout, stderr);
   }
@@ -325,6 +349,7 @@ int Main(int argc, char** argv) {
     return 0;
   }
   absl::SetProgramUsageMessage(kUsage);
+  g_overrides = fedsim::TakeConfigOverrides(argc, argv);
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() < 2) {
     std::fprintf(stderr, "%s\n", kUsage);

@@ -72,11 +72,13 @@ std::string FlagOrEnv(const std::string& flag, const char* env,
 constexpr char kUsage[] =
     "usage: fedsim-server --config CONFIG [--listen ADDR] [--out DIR] [--min_workers N]\n"
     "                     [--auth none|token|tls|mtls] [--resume=true] [--data_cache DIR]\n"
+    "                     [--set KEY=VALUE ...]\n"
     "\n"
     "The coordinator as a standalone process: serves fedsim.v1.Coordinator and\n"
     "grpc.health.v1.Health, waits for distributed.min_workers workers\n"
     "(fedsim-client --server HOST:PORT), runs the experiment and exits.\n"
     "Every flag can also come from the FEDSIM_* variable its help names.\n"
+    "--set section.key=VALUE (repeatable) overrides a key of CONFIG.\n"
     "SIGTERM/SIGINT stop the run gracefully (checkpoint, exit 0).\n"
     "Exit codes: 0 done, 2 bad flags, config or data, 1 a run that failed.";
 
@@ -86,6 +88,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   absl::SetProgramUsageMessage(kUsage);
+  const std::vector<std::string> overrides = fedsim::TakeConfigOverrides(argc, argv);
   absl::ParseCommandLine(argc, argv);
   // Before any thread starts: they all inherit the blocked signals.
   fedsim::StopSignal& stop_signal = fedsim::StopSignal::Install();
@@ -95,7 +98,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "fedsim-server: --config is required\n");
     return 2;
   }
-  auto config = fedsim::LoadConfigFile(config_path);
+  auto config = fedsim::LoadConfigFile(config_path, overrides);
   if (!config.ok()) {
     std::fprintf(stderr, "fedsim-server: %s\n", std::string(config.status().message()).c_str());
     return 2;

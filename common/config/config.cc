@@ -14,6 +14,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/match.h"
 #include "common/base/check.h"
 #include "common/base/status_macros.h"
 #include "google/protobuf/descriptor.h"
@@ -426,10 +428,51 @@ std::string AlgorithmsWith(bool (*pred)(const v1::AlgorithmTraits&)) {
 
 }  // namespace
 
-absl::StatusOr<v1::ExperimentConfig> ParseConfigYaml(absl::string_view yaml) {
+// Sets "a.b.c=value" in `root` (creating sections a and a.b as needed).
+absl::Status ApplyOverride(YAML::Node& root, const std::string& text) {
+  const auto bad = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--set ", absl::CHexEscape(text), ": ", why));
+  };
+  const std::size_t eq = text.find('=');
+  if (eq == std::string::npos) return bad("expected KEY=VALUE (e.g. local.lr=0.1)");
+  const std::vector<std::string> keys = absl::StrSplit(text.substr(0, eq), '.');
+  for (const std::string& k : keys) {
+    if (k.empty() || absl::StrContains(k, ' ')) {
+      return bad("the key must be section.key, dot-separated names (e.g. local.lr)");
+    }
+  }
+  YAML::Node value;
+  try {
+    value = YAML::Load(text.substr(eq + 1));
+  } catch (const YAML::Exception& e) {
+    return bad(absl::StrCat("the value is not valid YAML: ", absl::CHexEscape(e.msg)));
+  }
+  if (!root.IsDefined() || root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
+  // yaml-cpp nodes are handles: walk with fresh handles, never reassign one.
+  std::vector<YAML::Node> path = {root};
+  for (std::size_t i = 0; i + 1 < keys.size(); ++i) {
+    YAML::Node child = path.back()[keys[i]];
+    if (!child.IsDefined() || child.IsNull()) {
+      path.back()[keys[i]] = YAML::Node(YAML::NodeType::Map);
+      child = path.back()[keys[i]];
+    } else if (!child.IsMap()) {
+      return bad(absl::StrCat(absl::StrJoin(keys.begin(), keys.begin() + i + 1, "."),
+                              " is a value, not a section"));
+    }
+    path.push_back(child);
+  }
+  if (!path.back().IsMap()) return bad("the config is not a map of sections");
+  path.back()[keys.back()] = value;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::ExperimentConfig> ParseConfigYaml(absl::string_view yaml,
+                                                     const std::vector<std::string>& overrides) {
   YAML::Node root;
   try {
     root = YAML::Load(std::string(yaml));
+    for (const std::string& o : overrides) FEDSIM_RETURN_IF_ERROR(ApplyOverride(root, o));
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(
         "config: not valid YAML at line ", e.mark.line + 1, ", column ",
@@ -1046,14 +1089,20 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
   return ValidateRobust(c);
 }
 
-absl::StatusOr<v1::ExperimentConfig> LoadConfigText(absl::string_view yaml) {
-  FEDSIM_ASSIGN_OR_RETURN(v1::ExperimentConfig config, ParseConfigYaml(yaml));
+absl::StatusOr<v1::ExperimentConfig> LoadConfigText(absl::string_view yaml,
+                                                    const std::vector<std::string>& overrides) {
+  FEDSIM_ASSIGN_OR_RETURN(v1::ExperimentConfig config, ParseConfigYaml(yaml, overrides));
   ApplyDefaults(config);
   FEDSIM_RETURN_IF_ERROR(ValidateConfig(config));
   return config;
 }
 
-absl::StatusOr<v1::ExperimentConfig> LoadConfigFile(const std::string& path) {
+absl::StatusOr<v1::ExperimentConfig> LoadConfigText(absl::string_view yaml) {
+  return LoadConfigText(yaml, {});
+}
+
+absl::StatusOr<v1::ExperimentConfig> LoadConfigFile(const std::string& path,
+                                                    const std::vector<std::string>& overrides) {
   std::ifstream in(path);
   if (!in) {
     return absl::NotFoundError(
@@ -1061,9 +1110,13 @@ absl::StatusOr<v1::ExperimentConfig> LoadConfigFile(const std::string& path) {
   }
   std::stringstream buffer;
   buffer << in.rdbuf();
-  auto config = LoadConfigText(buffer.str());
+  auto config = LoadConfigText(buffer.str(), overrides);
   if (!config.ok()) return AnnotateStatus(config.status(), path);
   return config;
+}
+
+absl::StatusOr<v1::ExperimentConfig> LoadConfigFile(const std::string& path) {
+  return LoadConfigFile(path, {});
 }
 
 std::string ConfigToJson(const v1::ExperimentConfig& config) {

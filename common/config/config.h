@@ -12,6 +12,7 @@
 #define FEDSIM_COMMON_CONFIG_CONFIG_H_
 
 #include <string>
+#include <vector>
 #include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
@@ -45,7 +46,8 @@ bool IsAsyncAlgorithm(v1::AlgorithmConfig::Name name);
 std::int64_t FxTicksPerUnit(std::int64_t n, double fx_percent);
 
 // Parses YAML text onto an ExperimentConfig without defaults or validation.
-absl::StatusOr<v1::ExperimentConfig> ParseConfigYaml(absl::string_view yaml);
+absl::StatusOr<v1::ExperimentConfig> ParseConfigYaml(absl::string_view yaml,
+                                                     const std::vector<std::string>& overrides = {});
 
 // Fills every unset field with its default: the ones declared on the
 // fields of config.proto (FieldRule.default), then those that depend on
@@ -64,6 +66,19 @@ absl::StatusOr<v1::ExperimentConfig> LoadConfigFile(const std::string& path);
 
 // Parses, applies defaults and validates YAML text.
 absl::StatusOr<v1::ExperimentConfig> LoadConfigText(absl::string_view yaml);
+
+// The same, with command-line overrides ("fedsim run CONFIG --set
+// KEY=VALUE"): each "section.key=value" replaces (or adds) that key of the
+// YAML before it is read, so an override is checked exactly as the file's
+// own value would be, with the same one-line errors. VALUE is YAML: a
+// scalar (0.1, fedavg, true), a list ([0.1, 0.2]) or a map ({mu: 0.01}).
+// Overrides apply in order (a later one wins). A malformed override
+// ("no =", an empty key, a key below a scalar) is kInvalidArgument naming
+// it.
+absl::StatusOr<v1::ExperimentConfig> LoadConfigFile(const std::string& path,
+                                                    const std::vector<std::string>& overrides);
+absl::StatusOr<v1::ExperimentConfig> LoadConfigText(absl::string_view yaml,
+                                                    const std::vector<std::string>& overrides);
 
 // The config as JSON (field names as in the proto, every field printed).
 // JSON is YAML, so the output loads back with LoadConfigFile.

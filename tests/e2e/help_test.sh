@@ -31,6 +31,7 @@ for h in --help -h; do
   check "fedsim report $h" "RUN_DIR" "$bin/fedsim" report $h
   check "fedsim config $h" "--fields" "$bin/fedsim" config $h
   check "fedsim data $h" "inspect" "$bin/fedsim" data $h
+  check "fedsim sweep $h" "--grid" "$bin/fedsim" sweep $h
   check "fedsim-server $h" "--config" "$bin/fedsim-server" $h
   check "fedsim-client $h" "--server" "$bin/fedsim-client" $h
   check "fedsim-health $h" "--addr" "$bin/fedsim-health" $h

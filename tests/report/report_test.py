@@ -17,6 +17,7 @@ import csv
 import importlib.util
 import os
 import shutil
+import json
 import subprocess
 import sys
 import tempfile
@@ -335,6 +336,122 @@ class ReportTest(unittest.TestCase):
         self.assertEqual(result.returncode, 2, result.stderr)
         self.assertIn("Python 3 with matplotlib", result.stderr)
         self.assertIn("/nonexistent/python3", result.stderr)
+
+
+def write_run(path, config, rows, columns=("round", "wall_time_s", "test_accuracy", "test_loss",
+                                           "model_hash"), finished=True):
+    """A run directory with `config` (config.json) and metrics rows."""
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump(config, f)
+    with open(os.path.join(path, "metrics.csv"), "w") as f:
+        f.write(",".join(columns) + "\n")
+        for row in rows:
+            f.write(",".join(repr(v) if isinstance(v, float) else str(v) for v in row) + "\n")
+    with open(os.path.join(path, "events.jsonl"), "w") as f:
+        f.write(json.dumps({"event": "run_start", "algorithm": "FedAvg",
+                            "rounds": len(rows)}) + "\n")
+        if finished:
+            f.write(json.dumps({"event": "run_end", "rounds": len(rows)}) + "\n")
+
+
+class GroupTest(unittest.TestCase):
+    """Runs that differ only in the seed are summarised as a group: mean and
+    sample sd equal numpy's, and the band of known curves is what it must
+    be."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="fedsim_report_group_")
+        # Three seeds of lr 0.1 whose accuracy is c_s + 0.1 r (r = 0..4),
+        # wall time t = (1 + s / 10) r, so accuracy(t) is linear in t too;
+        # one run of lr 0.2 alone.
+        cls.offsets = {1: 0.3, 2: 0.35, 3: 0.5}
+        cls.dirs = []
+        for seed, c in cls.offsets.items():
+            rows = [(r, (1 + seed / 10) * r, c + 0.1 * r, 2.0 - c - 0.2 * r, "h")
+                    for r in range(5)]
+            d = os.path.join(cls.tmp, f"local.lr=0.1,seed={seed}")
+            write_run(d, {"seed": seed, "local": {"lr": 0.1}, "runtime": {"threads": seed}},
+                      rows)
+            cls.dirs.append(d)
+        cls.single = os.path.join(cls.tmp, "local.lr=0.2,seed=1")
+        write_run(cls.single, {"seed": 1, "local": {"lr": 0.2}, "runtime": {"threads": 1}},
+                  [(r, float(r), 0.2 + 0.15 * r, 1.0, "h") for r in range(5)])
+        cls.out = os.path.join(cls.tmp, "report")
+        cls.result = run_report(*cls.dirs, cls.single, "--out", cls.out, "--size", "400x300")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp)
+
+    def test_table_has_mean_and_sd_over_seeds(self):
+        import numpy as np
+        self.assertEqual(self.result.returncode, 0, self.result.stderr)
+        with open(os.path.join(self.out, "summary.csv"), newline="") as f:
+            rows = list(csv.DictReader(f))
+        self.assertEqual([(r["group"], r["n"]) for r in rows], [("lr=0.1", "3"), ("lr=0.2", "1")])
+        g = rows[0]
+        finals = np.array([c + 0.4 for c in self.offsets.values()])
+        self.assertAlmostEqual(float(g["final_test_accuracy_mean"]), finals.mean(), places=12)
+        self.assertAlmostEqual(float(g["final_test_accuracy_sd"]), finals.std(ddof=1), places=12)
+        losses = np.array([2.0 - c - 0.8 for c in self.offsets.values()])
+        self.assertAlmostEqual(float(g["best_test_loss_mean"]), losses.mean(), places=12)
+        self.assertAlmostEqual(float(g["best_test_loss_sd"]), losses.std(ddof=1), places=12)
+        walls = np.array([(1 + s / 10) * 4 for s in self.offsets])
+        self.assertAlmostEqual(float(g["wall_time_s_mean"]), walls.mean(), places=12)
+        self.assertEqual(rows[1]["final_test_accuracy_sd"], "")  # n = 1: no sd
+        self.assertEqual(g["runs"].split(), [os.path.basename(d) for d in self.dirs])
+        # The per-run rows are kept in runs.csv; the terminal shows mean ± sd.
+        with open(os.path.join(self.out, "runs.csv"), newline="") as f:
+            self.assertEqual(len(list(csv.DictReader(f))), 4)
+        self.assertIn(" ± ", self.result.stdout)
+
+    def test_band_of_known_curves(self):
+        import numpy as np
+        runs = [report.load_run(d) for d in self.dirs]
+        group = report.group_runs(runs, ["seed"])[0]
+        self.assertEqual(group.n, 3)
+        c = np.array(list(self.offsets.values()))
+        # Rounds: the mean curve and mean ± sd at every round.
+        xs, mean, low, high = report.group_curve(group, "round", "test_accuracy", "sd")
+        self.assertEqual(xs, [0, 1, 2, 3, 4])
+        for r, m, lo, hi in zip(xs, mean, low, high):
+            self.assertAlmostEqual(m, c.mean() + 0.1 * r, places=12)
+            self.assertAlmostEqual(hi - m, c.std(ddof=1), places=12)
+            self.assertAlmostEqual(m - lo, c.std(ddof=1), places=12)
+        # 95% CI: t(0.975, 2) sd / sqrt(3); min-max: the extreme runs.
+        _, mean, low, high = report.group_curve(group, "round", "test_accuracy", "ci")
+        self.assertAlmostEqual(high[0] - mean[0], 4.303 * c.std(ddof=1) / np.sqrt(3), places=9)
+        _, _, low, high = report.group_curve(group, "round", "test_accuracy", "minmax")
+        self.assertAlmostEqual(low[2], c.min() + 0.2, places=12)
+        self.assertAlmostEqual(high[2], c.max() + 0.2, places=12)
+        # Wall time: the grid spans [0, 4.4], the time every run covers, and
+        # accuracy(t) = c_s + 0.1 t / (1 + s / 10) interpolates exactly.
+        xs, mean, _, high = report.group_curve(group, "wall_time_s", "test_accuracy", "sd")
+        self.assertAlmostEqual(xs[0], 0.0)
+        self.assertAlmostEqual(xs[-1], 4.4)
+        for t, m, hi in zip(xs, mean, high):
+            ys = np.array([cs + 0.1 * t / (1 + s / 10) for s, cs in self.offsets.items()])
+            self.assertAlmostEqual(m, ys.mean(), places=9)
+            self.assertAlmostEqual(hi - m, ys.std(ddof=1), places=9)
+
+    def test_grouping_controls(self):
+        runs = [report.load_run(d) for d in self.dirs + [self.single]]
+        # The runtime section never splits a group; --group-by lr groups the
+        # two learning rates of seed 1 instead; --no-group: one per run.
+        self.assertEqual([g.n for g in report.group_runs(runs, ["seed"])], [3, 1])
+        self.assertEqual(sorted(g.n for g in report.group_runs(runs, ["local.lr"])), [1, 1, 2])
+        self.assertEqual([g.n for g in report.group_runs(runs, [])], [1, 1, 1, 1])
+        out = os.path.join(self.tmp, "ungrouped")
+        result = run_report(*self.dirs, "--out", out, "--no-group", "--no-plots")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(len(read_summary(out)), 3)
+
+    def test_plots_draw_the_groups(self):
+        pngs = sorted(f for f in os.listdir(self.out) if f.endswith(".png"))
+        self.assertIn("test_accuracy_vs_round.png", pngs)
+        self.assertIn("test_accuracy_vs_wall.png", pngs)
 
 
 if __name__ == "__main__":

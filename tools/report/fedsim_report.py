@@ -3,7 +3,7 @@
 
   fedsim report RUN_DIR... [--out DIR] [--metrics M,...] [--x round,wall,virtual]
                 [--logy M,...|all] [--logx] [--smooth K] [--size WxH] [--dpi N]
-                [--no-plots]
+                [--no-plots] [--group-by KEY,... | --no-group] [--band sd|ci|minmax|none]
 
 Reads each run directory (docs/run-directory.md): metrics.csv, events.jsonl
 and config.json. Runs that are still going are read safely: an incomplete
@@ -15,6 +15,15 @@ last line (no newline yet) is left out. Writes, in --out (default ./report):
   <metric>_vs_<x>.png       every metric against round and time, all runs
                             overlaid, the legend built from differing settings
   report.html               the tables and every plot, images embedded
+
+Runs whose configs differ only in the seed (or in the --group-by keys) are
+one group: the table then has a row per group with n and the mean and
+sample standard deviation (ddof 1) of each final and best metric over its
+runs (runs.csv keeps a row per run), and the plots draw each group's mean
+curve with a band (--band: sd, the default; ci, a 95% Student-t interval of
+the mean; minmax; none), time axes interpolated onto a common grid over the
+time all the group's runs cover. The runtime, checkpoint and logging
+sections never split a group. --no-group reports run by run.
 
 The table is also printed on stdout. A broken run (missing directory,
 damaged metrics.csv, a metric asked for that it lacks) gives one line on
@@ -321,6 +330,128 @@ def assign_labels(runs):
 
 
 # ---------------------------------------------------------------------------
+# Groups: the runs of one setting over seeds
+# ---------------------------------------------------------------------------
+
+# Sections that do not change what a run computes (as --resume allows them
+# to differ): they never split a group.
+NEUTRAL_PREFIXES = ("runtime.", "checkpoint.", "logging.", "distributed.")
+
+
+class Group:
+    def __init__(self, runs):
+        self.runs = runs
+        self.label = runs[0].label
+        self.name = runs[0].name
+
+    @property
+    def n(self):
+        return len(self.runs)
+
+
+def group_runs(runs, by):
+    """Runs whose flattened configs agree on every key but `by` (and the
+    neutral sections and 'name'), in first-seen order. `by` empty: one group
+    a run."""
+    if not by:
+        return [Group([r]) for r in runs]
+    groups, order = {}, []
+    for run in runs:
+        if run.config is None:
+            key = ("run", run.path)
+        else:
+            key = json.dumps({k: v for k, v in run.config.items()
+                              if k != "name" and k not in by
+                              and not k.startswith(NEUTRAL_PREFIXES)}, sort_keys=True)
+        if key not in groups:
+            groups[key] = []
+            order.append(key)
+        groups[key].append(run)
+    return [Group(groups[k]) for k in order]
+
+
+def label_groups(groups, by):
+    """A group's label: the settings that differ between groups (the `by`
+    keys and the neutral sections left out), as assign_labels builds them
+    for single runs; a run alone in its group takes its group's label."""
+    heads = [g.runs[0] for g in groups]
+    if len(heads) < 2:
+        for g in groups:
+            g.label = g.runs[0].name if g.n == 1 else "all runs"
+        return []
+    saved = [(r.label, r.config) for r in heads]
+    for r in heads:
+        if r.config is not None:
+            r.config = {k: v for k, v in r.config.items()
+                        if k not in by and not k.startswith(NEUTRAL_PREFIXES)}
+    keys = assign_labels(heads)
+    for g, r, (label, config) in zip(groups, heads, saved):
+        g.label = r.label
+        g.name = r.name
+        r.config = config
+        r.label = g.label if g.n == 1 else label
+    return keys
+
+
+class MeanSd:
+    """A mean with its sample standard deviation over n values."""
+    def __init__(self, values):
+        self.n = len(values)
+        self.mean = sum(values) / self.n if self.n else None
+        self.sd = (math.sqrt(sum((v - self.mean) ** 2 for v in values) / (self.n - 1))
+                   if self.n > 1 else None)
+
+
+# Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom.
+T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+       2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+       2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+
+
+def band_halfwidth(sd, n, band):
+    if band == "ci":
+        return (T95[n - 2] if n - 1 <= len(T95) else 1.96) * sd / math.sqrt(n)
+    return sd
+
+
+def summarize_groups(groups, metrics):
+    """One row per group: n, and the mean and sd over its runs of each
+    summary column of the per-run table."""
+    table = []
+    for g in groups:
+        per_run = summarize(g.runs, metrics)
+        finished = sum(1 for r in g.runs if r.finished)
+        row = [("group", g.label), ("n", g.n),
+               ("status", "finished" if finished == g.n else f"{g.n - finished} of {g.n} unfinished"),
+               ("algorithm", g.runs[0].algorithm),
+               ("rounds", min(r.rounds_done for r in g.runs))]
+        for i, (column, _) in enumerate(per_run[0]):
+            if column in ("run", "status", "algorithm", "settings", "rounds", "rounds_planned"):
+                continue
+            values = [r[i][1] for r in per_run if r[i][1] is not None]
+            row.append((column, MeanSd(values) if values else None))
+        row.append(("runs", " ".join(r.name for r in g.runs)))
+        table.append(row)
+    return table
+
+
+def expand_mean_sd(table):
+    """The table with every MeanSd cell as two columns, _mean and _sd."""
+    out = []
+    for row in table:
+        new = []
+        for column, value in row:
+            if isinstance(value, MeanSd) or (value is None and column not in
+                                             ("group", "n", "status", "algorithm", "rounds", "runs")):
+                new.append((f"{column}_mean", value.mean if value else None))
+                new.append((f"{column}_sd", value.sd if value else None))
+            else:
+                new.append((column, value))
+        out.append(new)
+    return out
+
+
+# ---------------------------------------------------------------------------
 # Summary table
 # ---------------------------------------------------------------------------
 
@@ -380,6 +511,10 @@ def summarize(runs, metrics):
 def fmt(value, exact=False):
     if value is None:
         return ""
+    if isinstance(value, MeanSd):
+        if value.sd is None:
+            return fmt(value.mean, exact)
+        return f"{fmt(value.mean, exact)} ± {fmt(value.sd, exact)}"
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, int):
@@ -466,12 +601,89 @@ def import_pyplot():
     return plt
 
 
-def plot(plt, runs, metric, axis, args, path):
-    """One PNG of `metric` against `axis` with every run that has both;
-    returns the number of curves drawn."""
+def group_curve(group, x_column, metric, band, points=200):
+    """The group's mean curve and its band: (xs, mean, low, high), or None
+    when its runs share no x range. Rounds: the rounds every run has;
+    times: a grid of `points` over the range every run covers, each run
+    interpolated linearly onto it."""
+    series = [r.series(x_column, metric) for r in group.runs]
+    series = [(xs, ys) for xs, ys in series if xs]
+    if len(series) < len(group.runs) or not series:
+        return None
+    if x_column == "round":
+        common = set(series[0][0])
+        for xs, _ in series[1:]:
+            common &= set(xs)
+        grid = sorted(common)
+        columns = [[dict(zip(xs, ys))[x] for x in grid] for xs, ys in series]
+    else:
+        lo = max(xs[0] for xs, _ in series)
+        hi = min(xs[-1] for xs, _ in series)
+        if not hi > lo:
+            return None
+        grid = [lo + (hi - lo) * i / (points - 1) for i in range(points)]
+        columns = [interpolate(xs, ys, grid) for xs, ys in series]
+    if not grid:
+        return None
+    mean, low, high = [], [], []
+    for i in range(len(grid)):
+        values = [c[i] for c in columns]
+        ms = MeanSd(values)
+        mean.append(ms.mean)
+        if band == "minmax":
+            low.append(min(values))
+            high.append(max(values))
+        elif band == "none" or ms.sd is None:
+            low.append(ms.mean)
+            high.append(ms.mean)
+        else:
+            w = band_halfwidth(ms.sd, ms.n, band)
+            low.append(ms.mean - w)
+            high.append(ms.mean + w)
+    return grid, mean, low, high
+
+
+def interpolate(xs, ys, grid):
+    """Piecewise-linear values of (xs, ys) (xs increasing) at grid points
+    inside [xs[0], xs[-1]]."""
+    out, j = [], 0
+    for x in grid:
+        while j + 1 < len(xs) - 1 and xs[j + 1] < x:
+            j += 1
+        if len(xs) == 1:
+            out.append(ys[0])
+            continue
+        x0, x1 = xs[j], xs[j + 1]
+        t = 0.0 if x1 == x0 else (x - x0) / (x1 - x0)
+        out.append(ys[j] + t * (ys[j + 1] - ys[j]))
+    return out
+
+
+BAND_TEXT = {"sd": "mean ± sd", "ci": "mean, 95% CI", "minmax": "mean, min-max",
+             "none": "mean"}
+
+
+def plot(plt, runs, metric, axis, args, path, groups=None):
+    """One PNG of `metric` against `axis` with every run (or group: its mean
+    and band) that has both; returns the number of curves drawn."""
     width, height = args.size
     fig, ax = plt.subplots(figsize=(width / args.dpi, height / args.dpi), dpi=args.dpi)
     curves = 0
+    for group in (groups or []):
+        if group.n < 2:
+            continue
+        curve = group_curve(group, X_AXES[axis], metric, args.band)
+        if curve is None:
+            continue
+        xs, mean, low, high = curve
+        line, = ax.plot(xs, smooth(mean, args.smooth), linewidth=1.6,
+                        label=f"{group.label} ({BAND_TEXT[args.band]}, n={group.n})")
+        if args.band != "none":
+            ax.fill_between(xs, smooth(low, args.smooth), smooth(high, args.smooth),
+                            color=line.get_color(), alpha=0.2, linewidth=0)
+        curves += 1
+    if groups:
+        runs = [g.runs[0] for g in groups if g.n == 1]
     for run in runs:
         xs, ys = run.series(X_AXES[axis], metric)
         if not xs:
@@ -612,7 +824,17 @@ def parse_args(argv):
                    help="plot size in pixels, WxH (default 800x500)")
     p.add_argument("--dpi", type=positive_int, default=100, help="dots per inch (default 100)")
     p.add_argument("--no-plots", action="store_true", help="only the tables")
+    p.add_argument("--group-by", type=parse_list, default=["seed"],
+                   help="config keys that vary within a group: runs that differ only in "
+                        "them are summarised together (default: seed)")
+    p.add_argument("--no-group", action="store_true",
+                   help="one row and one curve per run")
+    p.add_argument("--band", choices=sorted(BAND_TEXT), default="sd",
+                   help="a group's band: sd (default), ci (95%% Student t of the mean), "
+                        "minmax, none")
     args = p.parse_args(argv)
+    if args.no_group:
+        args.group_by = []
     axes = []
     for a in args.x:
         for name in (["wall", "virtual"] if a == "time" else [a]):
@@ -664,9 +886,19 @@ def main(argv):
     else:
         plot_metrics = measured
 
-    table = summarize(runs, quality_metrics(runs, args.metrics))
+    metrics_for_table = quality_metrics(runs, args.metrics)
+    table = summarize(runs, metrics_for_table)
+    groups = group_runs(runs, args.group_by)
+    grouped = any(g.n > 1 for g in groups)
     os.makedirs(args.out, exist_ok=True)
-    write_csv(table, os.path.join(args.out, "summary.csv"))
+    if grouped:
+        label_groups(groups, args.group_by)
+        write_csv(table, os.path.join(args.out, "runs.csv"))
+        table = summarize_groups(groups, metrics_for_table)
+        write_csv(expand_mean_sd(table), os.path.join(args.out, "summary.csv"))
+    else:
+        groups = None
+        write_csv(table, os.path.join(args.out, "summary.csv"))
     with open(os.path.join(args.out, "summary.md"), "w", encoding="utf-8") as f:
         f.write(markdown_table(table))
     print(text_table(table))
@@ -679,7 +911,8 @@ def main(argv):
                 if not any(run.series(X_AXES[axis], metric)[0] for run in runs):
                     continue
                 file_name = f"{metric}_vs_{axis}.png"
-                if plot(plt, runs, metric, axis, args, os.path.join(args.out, file_name)):
+                if plot(plt, runs, metric, axis, args, os.path.join(args.out, file_name),
+                        groups):
                     plots.append((file_name, f"{metric} vs {X_LABELS[axis]}"))
     html_path = os.path.join(args.out, "report.html")
     write_html(html_path, runs, table, keys, shared_settings(runs), plots, problems)

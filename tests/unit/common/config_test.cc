@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/config/config.h"
 #include "common/config/experiment.h"
@@ -892,6 +893,63 @@ TEST(LrScheduleConfigTest, SchedulesNeedSynchronousRoundsAndCosineNeedsLrMinBelo
   EXPECT_THAT(std::string(bad.status().message()),
               testing::HasSubstr("local.lr_min = 0.1 with local.lr = 0.1; cosine annealing "
                                  "needs lr_min < lr"));
+}
+
+}  // namespace
+}  // namespace config_test
+}  // namespace fedsim
+
+namespace fedsim {
+namespace config_test {
+namespace {
+
+// --set overrides (fedsim run CONFIG --set KEY=VALUE): scalars, enums,
+// nested sections, repeated fields and whole maps, each giving the config
+// the file would give; unknown keys and bad values fail with the very line
+// the file's own key or value would.
+TEST(ConfigOverrideTest, OverridesAreReadAsTheFilesOwnKeys) {
+  constexpr char kBase[] =
+      "data: {source: synthetic_least_squares}\nclients: {count: 4}\nlocal: {lr: 0.5}\n";
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"local.lr=0.1"}, "local: {lr: 0.1}\n"},                              // scalar
+      {{"algorithm.name=fedprox", "algorithm.prox_mu=0.01"},                  // enum, new key
+       "algorithm: {name: fedprox, prox_mu: 0.01}\n"},
+      {{"local.dp.mode=clip", "local.dp.clip=2"},                             // nested section
+       "local: {lr: 0.5, dp: {mode: clip, clip: 2}}\n"},
+      {{"participation.probabilities=list", "participation.p=[0.5, 0.25, 1, 1]",
+        "participation.model=bernoulli"},                                     // repeated
+       "participation: {model: bernoulli, probabilities: list, p: [0.5, 0.25, 1, 1]}\n"},
+      {{"local={epochs: 2, lr: 0.2}"}, "local: {epochs: 2, lr: 0.2}\n"},      // a map
+      {{"local.lr=0.3", "local.lr=0.4"}, "local: {lr: 0.4}\n"},             // the last wins
+  };
+  for (const auto& [overrides, yaml] : cases) {
+    absl::StatusOr<v1::ExperimentConfig> overridden = LoadConfigText(kBase, overrides);
+    ASSERT_TRUE(overridden.ok()) << overridden.status();
+    // The same keys written in the file (the base's own keys replaced).
+    std::string file = "data: {source: synthetic_least_squares}\nclients: {count: 4}\n";
+    if (yaml.rfind("local:", 0) != 0) file += "local: {lr: 0.5}\n";
+    absl::StatusOr<v1::ExperimentConfig> written = LoadConfigText(file + yaml);
+    ASSERT_TRUE(written.ok()) << written.status();
+    EXPECT_EQ(ConfigToJson(*overridden), ConfigToJson(*written)) << absl::StrJoin(overrides, " ");
+  }
+  const auto error = [&](const std::vector<std::string>& overrides) {
+    absl::StatusOr<v1::ExperimentConfig> c = LoadConfigText(kBase, overrides);
+    return c.ok() ? std::string("ok") : std::string(c.status().message());
+  };
+  EXPECT_EQ(error({"local.lr=-1"}), ErrorOf(std::string(kBase) + "local: {lr: -1}\n"));
+  EXPECT_EQ(error({"local.lrr=1"}), ErrorOf(std::string(kBase) + "local: {lrr: 1}\n"));
+  EXPECT_EQ(error({"algorithm.name=fedsgd"}),
+            ErrorOf(std::string(kBase) + "algorithm: {name: fedsgd}\n"));
+  EXPECT_EQ(error({"clients.count=[1, 2]"}),
+            ErrorOf(std::string(kBase) + "clients: {count: [1, 2]}\n"));
+  EXPECT_THAT(error({"local.lr"}), HasSubstr("--set local.lr: expected KEY=VALUE"));
+  EXPECT_THAT(error({"local..lr=1"}), HasSubstr("--set local..lr=1: the key must be"));
+  EXPECT_THAT(error({"local.lr.x=1"}), HasSubstr("--set local.lr.x=1: local.lr is a value"));
+  EXPECT_THAT(error({"local.lr=[1"}), HasSubstr("--set local.lr=[1: the value is not valid YAML"));
+  // An empty file takes overrides too.
+  absl::StatusOr<v1::ExperimentConfig> empty = LoadConfigText("", {"rounds=7"});
+  ASSERT_TRUE(empty.ok()) << empty.status();
+  EXPECT_EQ(empty->rounds(), 7);
 }
 
 }  // namespace
