@@ -137,17 +137,29 @@ absl::StatusOr<Axis> ParseSeeds(const std::string& text) {
   return axis;
 }
 
-// A run directory's name from a point's values.
+// A run directory's name from a point's values: "key=value,key=value".
+// In a value, letters, digits and ._- stay, ':' becomes '-' and ',' '+'
+// (a map {name: fedprox, prox_mu: 0} reads name-fedprox+prox_mu-0), blanks,
+// braces, brackets and quotes go, anything else becomes '_'.
 std::string NameOf(const std::vector<std::pair<std::string, std::string>>& values) {
   std::string name;
   for (const auto& [k, v] : values) {
     if (!name.empty()) name += ',';
-    name += k + "=" + v;
-  }
-  for (char& c : name) {
-    const bool ok = std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '=' ||
-                    c == ',' || c == '-' || c == '+' || c == '_';
-    if (!ok) c = '_';
+    name += k + "=";
+    for (const char c : v) {
+      if (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_') {
+        name += c;
+      } else if (c == ':') {
+        name += '-';
+      } else if (c == ',') {
+        name += '+';
+      } else if (c == ' ' || c == '{' || c == '}' || c == '[' || c == ']' || c == '"' ||
+                 c == '\'') {
+        continue;
+      } else {
+        name += '_';
+      }
+    }
   }
   return name.empty() ? "base" : name;
 }

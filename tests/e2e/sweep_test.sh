@@ -53,6 +53,8 @@ expect_2 set_unknown "local.lrr: unknown key" \
   "$bin/fedsim" run "$work/base.yaml" --set local.lrr=1 --out "$work/x" --quiet
 expect_2 set_value "local.lr = -1; must be > 0" \
   "$bin/fedsim" run "$work/base.yaml" --set local.lr=-1 --out "$work/x" --quiet
+expect_2 server_set "config: rounds = 'ten'; must be an integer" \
+  "$bin/fedsim-server" --config "$work/base.yaml" --set rounds=ten --out "$work/x"
 
 # --- an uninterrupted sweep ---------------------------------------------------
 grid=(--grid local.lr=0.001,0.002 --seeds 1-3 --jobs 2 --threads 1)

@@ -448,6 +448,22 @@ class GroupTest(unittest.TestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertEqual(len(read_summary(out)), 3)
 
+    def test_legend_and_facet(self):
+        # --legend picks the label keys; --facet draws a panel per value and
+        # leaves its key out of the legends (the table keeps it).
+        out = os.path.join(self.tmp, "facet")
+        result = run_report(*self.dirs, self.single, "--out", out, "--legend", "local.lr",
+                            "--facet", "local.lr", "--metrics", "test_accuracy", "--x", "round",
+                            "--size", "600x300")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        with open(os.path.join(out, "summary.csv"), newline="") as f:
+            self.assertEqual([r["group"] for r in csv.DictReader(f)], ["lr=0.1", "lr=0.2"])
+        self.assertTrue(os.path.isfile(os.path.join(out, "test_accuracy_vs_round.png")))
+        runs = [report.load_run(d) for d in self.dirs + [self.single]]
+        groups = report.group_runs(runs, ["seed"])
+        report.label_groups(groups, ["seed"], hide=("local.lr",))
+        self.assertEqual([g.label for g in groups], ["local.lr=0.1,seed=1", "local.lr=0.2,seed=1"])
+
     def test_plots_draw_the_groups(self):
         pngs = sorted(f for f in os.listdir(self.out) if f.endswith(".png"))
         self.assertIn("test_accuracy_vs_round.png", pngs)

@@ -285,10 +285,18 @@ def short_names(keys):
     return names
 
 
+# --legend: the keys that make the labels, instead of every differing one.
+LEGEND_KEYS = []
+
+
 def differing_settings(runs):
     """Sorted config keys whose values are not the same in every run that has
-    a config.json ('name' left out: it names, it does not set)."""
+    a config.json ('name' left out: it names, it does not set); with
+    --legend, those of its keys that differ, in its order."""
     configs = [r.config for r in runs if r.config is not None]
+    if LEGEND_KEYS:
+        return [k for k in LEGEND_KEYS
+                if len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
     if len(configs) < 2:
         return []
     keys = set()
@@ -370,7 +378,7 @@ def group_runs(runs, by):
     return [Group(groups[k]) for k in order]
 
 
-def label_groups(groups, by):
+def label_groups(groups, by, hide=()):
     """A group's label: the settings that differ between groups (the `by`
     keys and the neutral sections left out), as assign_labels builds them
     for single runs; a run alone in its group takes its group's label."""
@@ -383,8 +391,20 @@ def label_groups(groups, by):
     for r in heads:
         if r.config is not None:
             r.config = {k: v for k, v in r.config.items()
-                        if k not in by and not k.startswith(NEUTRAL_PREFIXES)}
-    keys = assign_labels(heads)
+                        if k not in by and k not in hide and not k.startswith(NEUTRAL_PREFIXES)}
+    if hide:
+        # Panels of a facet: the differing settings without the hidden key,
+        # repeated across panels by design (no directory names appended).
+        keys = differing_settings(heads)
+        names = short_names(keys)
+        for r in heads:
+            if r.config is not None and keys:
+                r.label = ", ".join(f"{names[k]}={display_value(r.config.get(k, '-'), k)}"
+                                    for k in keys)
+            else:
+                r.label = r.name
+    else:
+        keys = assign_labels(heads)
     for g, r, (label, config) in zip(groups, heads, saved):
         g.label = r.label
         g.name = r.name
@@ -663,11 +683,9 @@ BAND_TEXT = {"sd": "mean ± sd", "ci": "mean, 95% CI", "minmax": "mean, min-max"
              "none": "mean"}
 
 
-def plot(plt, runs, metric, axis, args, path, groups=None):
-    """One PNG of `metric` against `axis` with every run (or group: its mean
-    and band) that has both; returns the number of curves drawn."""
-    width, height = args.size
-    fig, ax = plt.subplots(figsize=(width / args.dpi, height / args.dpi), dpi=args.dpi)
+def draw(ax, runs, groups, metric, axis, args):
+    """The curves of `runs` (or of `groups`: a group of several runs as its
+    mean and band, a group of one as its run) on `ax`; returns how many."""
     curves = 0
     for group in (groups or []):
         if group.n < 2:
@@ -682,7 +700,7 @@ def plot(plt, runs, metric, axis, args, path, groups=None):
             ax.fill_between(xs, smooth(low, args.smooth), smooth(high, args.smooth),
                             color=line.get_color(), alpha=0.2, linewidth=0)
         curves += 1
-    if groups:
+    if groups is not None:
         runs = [g.runs[0] for g in groups if g.n == 1]
     for run in runs:
         xs, ys = run.series(X_AXES[axis], metric)
@@ -696,14 +714,46 @@ def plot(plt, runs, metric, axis, args, path, groups=None):
             ax.plot(xs, ys, label=run.label, linewidth=1.6,
                     marker="o" if len(xs) <= 20 else None, markersize=3)
         curves += 1
-    if curves:
+    return curves
+
+
+def facet_value(run, key):
+    if run.config is None or key not in run.config:
+        return "-"
+    return display_value(run.config[key], key)
+
+
+def plot(plt, runs, metric, axis, args, path, groups=None):
+    """One PNG of `metric` against `axis` with every run (or group: its mean
+    and band) that has both, in one panel per value of --facet if given;
+    returns the number of curves drawn."""
+    width, height = args.size
+    panels = [(None, runs, groups)]
+    if args.facet:
+        values = []
+        for r in runs:
+            if facet_value(r, args.facet) not in values:
+                values.append(facet_value(r, args.facet))
+        panels = [(v, [r for r in runs if facet_value(r, args.facet) == v],
+                   None if groups is None else
+                   [g for g in groups if facet_value(g.runs[0], args.facet) == v])
+                  for v in values]
+    fig, axes = plt.subplots(1, len(panels), figsize=(width / args.dpi, height / args.dpi),
+                             dpi=args.dpi, sharey=True, squeeze=False)
+    curves = 0
+    for ax, (value, panel_runs, panel_groups) in zip(axes[0], panels):
+        drawn = draw(ax, panel_runs, panel_groups, metric, axis, args)
+        curves += drawn
         ax.set_xlabel(X_LABELS[axis])
         if axis == "round":
             from matplotlib.ticker import MaxNLocator
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel(metric)
+        if ax is axes[0][0]:
+            ax.set_ylabel(metric)
         title = f"{metric} vs {X_LABELS[axis].split(' (')[0]}"
-        if args.smooth > 1:
+        if value is not None:
+            title = f"{short_names([args.facet])[args.facet]}={value}"
+        elif args.smooth > 1:
             title += f" (moving average of {args.smooth})"
         ax.set_title(title)
         if "all" in args.logy or metric in args.logy:
@@ -711,7 +761,11 @@ def plot(plt, runs, metric, axis, args, path, groups=None):
         if args.logx:
             ax.set_xscale("symlog" if axis == "round" else "log")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize="small", loc="best")
+        if drawn:
+            ax.legend(fontsize="x-small" if args.facet else "small", loc="best")
+    if curves:
+        if args.facet:
+            fig.suptitle(f"{metric} vs {X_LABELS[axis].split(' (')[0]}")
         fig.tight_layout()
         fig.savefig(path, dpi=args.dpi)
     plt.close(fig)
@@ -829,6 +883,11 @@ def parse_args(argv):
                         "them are summarised together (default: seed)")
     p.add_argument("--no-group", action="store_true",
                    help="one row and one curve per run")
+    p.add_argument("--legend", type=parse_list, default=[],
+                   help="config keys that make the labels (default: every key whose value "
+                        "differs between the runs)")
+    p.add_argument("--facet", default="",
+                   help="a config key: one panel per value of it (labels then leave it out)")
     p.add_argument("--band", choices=sorted(BAND_TEXT), default="sd",
                    help="a group's band: sd (default), ci (95%% Student t of the mean), "
                         "minmax, none")
@@ -848,6 +907,7 @@ def parse_args(argv):
 
 def main(argv):
     args = parse_args(argv)
+    LEGEND_KEYS[:] = args.legend
     problems = []
 
     def problem(message):
@@ -896,6 +956,9 @@ def main(argv):
         write_csv(table, os.path.join(args.out, "runs.csv"))
         table = summarize_groups(groups, metrics_for_table)
         write_csv(expand_mean_sd(table), os.path.join(args.out, "summary.csv"))
+        if args.facet:
+            # The plots' legends leave the panel's key out.
+            label_groups(groups, args.group_by, hide=(args.facet,))
     else:
         groups = None
         write_csv(table, os.path.join(args.out, "summary.csv"))
