@@ -448,6 +448,26 @@ class GroupTest(unittest.TestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertEqual(len(read_summary(out)), 3)
 
+    def test_values_at_x_and_jitter(self):
+        import numpy as np
+        out = os.path.join(self.tmp, "at")
+        result = run_report(*self.dirs, "--out", out, "--no-plots", "--metrics", "test_accuracy",
+                            "--at", "round=2.5,10", "--jitter")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        with open(os.path.join(out, "summary.csv"), newline="") as f:
+            g = next(csv.DictReader(f))
+        c = np.array(list(self.offsets.values()))
+        # The last measurement at or before round 2.5 is round 2's; at 10, the last.
+        self.assertAlmostEqual(float(g["test_accuracy_at_2.5_mean"]), c.mean() + 0.2, places=12)
+        self.assertAlmostEqual(float(g["test_accuracy_at_2.5_sd"]), c.std(ddof=1), places=12)
+        self.assertAlmostEqual(float(g["test_accuracy_at_10_mean"]), c.mean() + 0.4, places=12)
+        # Second half (rounds 3 and 4): one step of 0.1 per run.
+        self.assertAlmostEqual(float(g["test_accuracy_jitter_mean"]), 0.1, places=12)
+        self.assertEqual(float(g["rounds_mean"]), 5.0)
+        bad = run_report(*self.dirs, "--out", out, "--at", "time=1")
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("--at = 'time=1'", bad.stderr)
+
     def test_legend_and_facet(self):
         # --legend picks the label keys; --facet draws a panel per value and
         # leaves its key out of the legends (the table keeps it).

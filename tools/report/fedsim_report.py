@@ -287,6 +287,9 @@ def short_names(keys):
 
 # --legend: the keys that make the labels, instead of every differing one.
 LEGEND_KEYS = []
+# --at AXIS=X,... and --jitter: extra summary columns (set in main).
+AT = {"axis": None, "points": []}
+JITTER = {"on": False}
 
 
 def differing_settings(runs):
@@ -444,7 +447,7 @@ def summarize_groups(groups, metrics):
         row = [("group", g.label), ("n", g.n),
                ("status", "finished" if finished == g.n else f"{g.n - finished} of {g.n} unfinished"),
                ("algorithm", g.runs[0].algorithm),
-               ("rounds", min(r.rounds_done for r in g.runs))]
+               ("rounds", MeanSd([r.rounds_done for r in g.runs]))]
         for i, (column, _) in enumerate(per_run[0]):
             if column in ("run", "status", "algorithm", "settings", "rounds", "rounds_planned"):
                 continue
@@ -462,7 +465,7 @@ def expand_mean_sd(table):
         new = []
         for column, value in row:
             if isinstance(value, MeanSd) or (value is None and column not in
-                                             ("group", "n", "status", "algorithm", "rounds", "runs")):
+                                             ("group", "n", "status", "algorithm", "runs")):
                 new.append((f"{column}_mean", value.mean if value else None))
                 new.append((f"{column}_sd", value.sd if value else None))
             else:
@@ -508,6 +511,16 @@ def summarize(runs, metrics):
             if finite:
                 best = max(finite) if higher_is_better(m) else min(finite)
             row += [(f"final_{m}", final), (f"best_{m}", best)]
+            axis_column = X_AXES[AT["axis"]] if AT["axis"] else "round"
+            xs, ys = run.series(axis_column, m)
+            for x in AT["points"]:
+                # The last measurement at or before x (None before the first).
+                at = [y for xv, y in zip(xs, ys) if xv <= x + 1e-9]
+                row.append((f"{m}_at_{x:g}", at[-1] if at else None))
+            if JITTER["on"]:
+                half = [y for xv, y in zip(xs, ys) if xs and xv > xs[-1] / 2]
+                steps = [abs(b - a) for a, b in zip(half, half[1:])]
+                row.append((f"{m}_jitter", sum(steps) / len(steps) if steps else None))
         wall = None
         if run.run_end is not None and run.run_end.get("wall_time_s") is not None:
             wall = float(run.run_end["wall_time_s"])
@@ -717,10 +730,12 @@ def draw(ax, runs, groups, metric, axis, args):
     return curves
 
 
-def facet_value(run, key):
-    if run.config is None or key not in run.config:
-        return "-"
-    return display_value(run.config[key], key)
+def facet_value(run, keys):
+    """The panel of `run`: its values of the --facet keys."""
+    names = short_names(keys)
+    return ", ".join(
+        f"{names[k]}={display_value(run.config[k], k) if run.config and k in run.config else '-'}"
+        for k in keys)
 
 
 def plot(plt, runs, metric, axis, args, path, groups=None):
@@ -752,7 +767,7 @@ def plot(plt, runs, metric, axis, args, path, groups=None):
             ax.set_ylabel(metric)
         title = f"{metric} vs {X_LABELS[axis].split(' (')[0]}"
         if value is not None:
-            title = f"{short_names([args.facet])[args.facet]}={value}"
+            title = value
         elif args.smooth > 1:
             title += f" (moving average of {args.smooth})"
         ax.set_title(title)
@@ -883,11 +898,19 @@ def parse_args(argv):
                         "them are summarised together (default: seed)")
     p.add_argument("--no-group", action="store_true",
                    help="one row and one curve per run")
+    p.add_argument("--at", default="",
+                   help="AXIS=X,X,...: also tabulate each metric's last value at or before "
+                        "these x (AXIS round, wall or virtual), e.g. virtual=5,10,25,50")
+    p.add_argument("--jitter", action="store_true",
+                   help="also tabulate each metric's mean absolute change between consecutive "
+                        "measurements in the second half of the run (on the --at axis, else "
+                        "rounds)")
     p.add_argument("--legend", type=parse_list, default=[],
                    help="config keys that make the labels (default: every key whose value "
                         "differs between the runs)")
-    p.add_argument("--facet", default="",
-                   help="a config key: one panel per value of it (labels then leave it out)")
+    p.add_argument("--facet", type=parse_list, default=[],
+                   help="config keys: one panel per combination of their values (labels then "
+                        "leave them out)")
     p.add_argument("--band", choices=sorted(BAND_TEXT), default="sd",
                    help="a group's band: sd (default), ci (95%% Student t of the mean), "
                         "minmax, none")
@@ -902,12 +925,24 @@ def parse_args(argv):
             if name not in axes:
                 axes.append(name)
     args.x = axes
+    if args.at:
+        axis, _, points = args.at.partition("=")
+        try:
+            values = [float(v) for v in parse_list(points)]
+        except ValueError:
+            values = []
+        if axis not in X_AXES or not values:
+            p.error(f"--at = {args.at!r}; must be AXIS=X,X,... with AXIS round, wall or "
+                    "virtual (e.g. virtual=5,10,25,50)")
+        args.at = (axis, values)
     return args
 
 
 def main(argv):
     args = parse_args(argv)
     LEGEND_KEYS[:] = args.legend
+    AT["axis"], AT["points"] = args.at if args.at else (None, [])
+    JITTER["on"] = args.jitter
     problems = []
 
     def problem(message):
@@ -958,7 +993,7 @@ def main(argv):
         write_csv(expand_mean_sd(table), os.path.join(args.out, "summary.csv"))
         if args.facet:
             # The plots' legends leave the panel's key out.
-            label_groups(groups, args.group_by, hide=(args.facet,))
+            label_groups(groups, args.group_by, hide=tuple(args.facet))
     else:
         groups = None
         write_csv(table, os.path.join(args.out, "summary.csv"))
