@@ -468,6 +468,26 @@ class GroupTest(unittest.TestCase):
         self.assertEqual(bad.returncode, 2)
         self.assertIn("--at = 'time=1'", bad.stderr)
 
+    def test_sweep_points_are_labelled_by_their_grid_values(self):
+        # Runs of a `fedsim sweep` (sweep.json beside them): labels are the
+        # grid values that differ, as written in the grid, seed left out of
+        # group labels; --legend still wins.
+        sweep = os.path.join(self.tmp, "sweep")
+        points = []
+        for d in self.dirs + [self.single]:
+            name = os.path.basename(d)
+            shutil.copytree(d, os.path.join(sweep, name))
+            points.append({"dir": name, "overrides": name.split(",")})
+        with open(os.path.join(sweep, "sweep.json"), "w") as f:
+            json.dump({"points": points}, f)
+        runs = [report.load_run(os.path.join(sweep, p["dir"])) for p in points]
+        self.assertEqual(runs[0].sweep_values, [("local.lr", "0.1"), ("seed", "1")])
+        report.assign_labels(runs)
+        self.assertEqual(runs[1].label, "lr=0.1, seed=2")
+        groups = report.group_runs(runs, ["seed"])
+        report.label_groups(groups, ["seed"])
+        self.assertEqual([g.label for g in groups], ["lr=0.1", "lr=0.2"])
+
     def test_legend_and_facet(self):
         # --legend picks the label keys; --facet draws a panel per value and
         # leaves its key out of the legends (the table keeps it).

@@ -115,6 +115,9 @@ class Run:
         self.budget_spent = False
         self.incomplete_line = False
         self.label = self.name
+        # The point's (key, value) pairs when the run is a point of a
+        # `fedsim sweep` (its folder's sweep.json lists it), in grid order.
+        self.sweep_values = None
 
     # Values of one column: (x, y) pairs where both are present and finite.
     def series(self, x_column, metric):
@@ -166,6 +169,47 @@ class Run:
         return ""
 
 
+_SWEEPS = {}
+
+
+def sweep_values_of(path):
+    """The grid values of the sweep point at `path` ([(key, value)] from the
+    sweep.json beside it), or None."""
+    parent = os.path.dirname(os.path.normpath(os.path.abspath(path)))
+    index_path = os.path.join(parent, "sweep.json")
+    if index_path not in _SWEEPS:
+        try:
+            with open(index_path, encoding="utf-8") as f:
+                index = json.load(f)
+            _SWEEPS[index_path] = {p["dir"]: p["overrides"] for p in index.get("points", [])}
+        except (OSError, ValueError, KeyError, TypeError):
+            _SWEEPS[index_path] = {}
+    overrides = _SWEEPS[index_path].get(os.path.basename(os.path.normpath(path)))
+    if not overrides:
+        return None
+    return [tuple(o.split("=", 1)) for o in overrides if "=" in o]
+
+
+def sweep_labels(runs, exclude=()):
+    """Labels from the runs' sweep values that differ between them (keys in
+    `exclude` left out), when every run is a sweep point and --legend is not
+    given; None otherwise."""
+    if LEGEND_KEYS or not runs or any(r.sweep_values is None for r in runs):
+        return None
+    keys = []
+    for r in runs:
+        for k, _ in r.sweep_values:
+            if k not in keys and k not in exclude:
+                keys.append(k)
+    differ = [k for k in keys
+              if len({dict(r.sweep_values).get(k) for r in runs}) > 1]
+    if not differ:
+        return None
+    names = short_names(differ)
+    return [", ".join(f"{names[k]}={dict(r.sweep_values).get(k, '-')}" for k in differ)
+            for r in runs]
+
+
 def load_run(path):
     if not os.path.isdir(path):
         raise RunError(f"{path}: no such run directory")
@@ -193,6 +237,7 @@ def load_run(path):
             elif kind == "privacy_budget_spent":
                 run.budget_spent = True
 
+    run.sweep_values = sweep_values_of(path)
     config_path = os.path.join(path, "config.json")
     if os.path.isfile(config_path):
         try:
@@ -311,8 +356,14 @@ def differing_settings(runs):
 
 
 def assign_labels(runs):
-    """Legend labels "key=value, ..." from the differing settings; the run
-    directory's name when nothing differs (or without config.json)."""
+    """Legend labels "key=value, ..." from the differing settings (of the
+    sweep's grid when the runs are points of a sweep); the run directory's
+    name when nothing differs (or without config.json)."""
+    labels = sweep_labels(runs)
+    if labels is not None:
+        for run, label in zip(runs, labels):
+            run.label = label
+        return differing_settings(runs)
     keys = differing_settings(runs)
     names = short_names(keys)
     for run in runs:
@@ -390,6 +441,13 @@ def label_groups(groups, by, hide=()):
         for g in groups:
             g.label = g.runs[0].name if g.n == 1 else "all runs"
         return []
+    labels = sweep_labels(heads, exclude=tuple(by) + tuple(hide))
+    if labels is not None:
+        for g, label in zip(groups, labels):
+            g.label = label
+            if g.n == 1:
+                g.runs[0].label = label
+        return differing_settings(heads)
     saved = [(r.label, r.config) for r in heads]
     for r in heads:
         if r.config is not None:
