@@ -468,6 +468,20 @@ class GroupTest(unittest.TestCase):
         self.assertEqual(bad.returncode, 2)
         self.assertIn("--at = 'time=1'", bad.stderr)
 
+    def test_event_fields(self):
+        # run_start's rounds (5 for every run) and a field no run has.
+        out = os.path.join(self.tmp, "fields")
+        result = run_report(*self.dirs, "--out", out, "--no-plots", "--metrics", "test_accuracy",
+                            "--field", "run_start.rounds,run_end.nothing.here")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        with open(os.path.join(out, "summary.csv"), newline="") as f:
+            g = next(csv.DictReader(f))
+        self.assertEqual(float(g["run_start.rounds_mean"]), 5.0)
+        self.assertEqual(g["run_end.nothing.here_mean"], "")
+        bad = run_report(*self.dirs, "--out", out, "--field", "rounds")
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("--field = 'rounds'", bad.stderr)
+
     def test_sweep_points_are_labelled_by_their_grid_values(self):
         # Runs of a `fedsim sweep` (sweep.json beside them): labels are the
         # grid values that differ, as written in the grid, seed left out of

@@ -335,6 +335,22 @@ LEGEND_KEYS = []
 # --at AXIS=X,... and --jitter: extra summary columns (set in main).
 AT = {"axis": None, "points": []}
 JITTER = {"on": False}
+# --field EVENT.KEY,...: columns from a run's run_start or run_end event.
+FIELDS = []
+
+
+def event_field(run, spec):
+    """The number at `spec` ("run_start.dp.noise_multiplier") in the run's
+    run_start or run_end event, or None."""
+    event, _, path = spec.partition(".")
+    value = {"run_start": run.run_start, "run_end": run.run_end}.get(event)
+    for key in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return value
 
 
 def differing_settings(runs):
@@ -585,6 +601,8 @@ def summarize(runs, metrics):
         elif run.values("wall_time_s"):
             wall = run.values("wall_time_s")[-1]
         row.append(("wall_time_s", wall))
+        for spec in FIELDS:
+            row.append((spec, event_field(run, spec)))
         if has_virtual:
             v = run.values("virtual_time_s")
             row.append(("virtual_time_s", v[-1] if v else None))
@@ -959,6 +977,9 @@ def parse_args(argv):
     p.add_argument("--at", default="",
                    help="AXIS=X,X,...: also tabulate each metric's last value at or before "
                         "these x (AXIS round, wall or virtual), e.g. virtual=5,10,25,50")
+    p.add_argument("--field", type=parse_list, default=[],
+                   help="EVENT.KEY,...: also tabulate these numbers of each run's run_start or "
+                        "run_end event (e.g. run_start.dp.noise_multiplier, run_end.rounds)")
     p.add_argument("--jitter", action="store_true",
                    help="also tabulate each metric's mean absolute change between consecutive "
                         "measurements in the second half of the run (on the --at axis, else "
@@ -983,6 +1004,10 @@ def parse_args(argv):
             if name not in axes:
                 axes.append(name)
     args.x = axes
+    for spec in args.field:
+        if spec.partition(".")[0] not in ("run_start", "run_end") or "." not in spec:
+            p.error(f"--field = {spec!r}; must be run_start.KEY or run_end.KEY (dots for "
+                    "nested keys)")
     if args.at:
         axis, _, points = args.at.partition("=")
         try:
@@ -1001,6 +1026,7 @@ def main(argv):
     LEGEND_KEYS[:] = args.legend
     AT["axis"], AT["points"] = args.at if args.at else (None, [])
     JITTER["on"] = args.jitter
+    FIELDS[:] = args.field
     problems = []
 
     def problem(message):
