@@ -45,7 +45,8 @@ constexpr char kUsage[] =
     "\n"
     "Runs CONFIG at every point of the cartesian product of the grids (KEY a\n"
     "config key as for --set; values split at commas, or a YAML list\n"
-    "'[[1, 2], [3]]'), times the seeds (1-5 or 1,3,7), J runs at a time on T\n"
+    "'[[1, 2], [3]]'; linked keys K1,K2=[[a1, b1], [a2, b2]] take their values\n"
+    "together), times the seeds (1-5 or 1,3,7), J runs at a time on T\n"
     "threads each (default: cores / J). Every point's config is checked first.\n"
     "Run directories DIR/<key=value,...> (default DIR runs/sweep-<config name>),\n"
     "their output in DIR/logs/, an index in DIR/sweep.json. A failed point does\n"
@@ -54,9 +55,12 @@ constexpr char kUsage[] =
     "checkpoints. --launch P runs each point as `fedsim launch --workers P`.\n"
     "fedsim report DIR/* groups the seeds of each point (docs/report.md).";
 
+// One dimension of the grid: one key, or several keys that take their
+// values together ("K1,K2=[[a1, b1], [a2, b2]]": linked keys).
 struct Axis {
-  std::string key;
-  std::vector<std::string> values;
+  std::string key;                               // as given: "K" or "K1,K2"
+  std::vector<std::string> keys;                 // K1, K2, ...
+  std::vector<std::vector<std::string>> values;  // one value per key, per entry
 };
 
 struct Point {
@@ -73,7 +77,18 @@ absl::Status Usage(const std::string& why) {
   return absl::InvalidArgumentError(absl::StrCat(why, "\n", kUsage));
 }
 
-// "key=v1,v2" or "key=[v1, [a, b]]" (a YAML list: values that hold commas).
+// A YAML node as one override value: scalars as written, lists and maps in
+// flow style.
+std::string ValueText(const YAML::Node& v) {
+  if (v.IsScalar()) return v.Scalar();
+  YAML::Emitter e;
+  e << YAML::Flow << v;
+  return e.c_str();
+}
+
+// "key=v1,v2", "key=[v1, [a, b]]" (a YAML list: values that hold commas), or
+// linked keys "k1,k2=[[a1, b1], [a2, b2]]" (an entry per point, a value per
+// key).
 absl::StatusOr<Axis> ParseGrid(const std::string& text) {
   const std::size_t eq = text.find('=');
   if (eq == std::string::npos || eq == 0) {
@@ -82,7 +97,15 @@ absl::StatusOr<Axis> ParseGrid(const std::string& text) {
   }
   Axis axis;
   axis.key = text.substr(0, eq);
+  axis.keys = absl::StrSplit(axis.key, ',');
+  for (const std::string& k : axis.keys) {
+    if (k.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--grid ", text, ": an empty key in '", axis.key, "'"));
+    }
+  }
   const std::string rest = text.substr(eq + 1);
+  const bool linked = axis.keys.size() > 1;
   if (!rest.empty() && rest[0] == '[') {
     YAML::Node list;
     try {
@@ -94,21 +117,33 @@ absl::StatusOr<Axis> ParseGrid(const std::string& text) {
     if (!list.IsSequence()) {
       return absl::InvalidArgumentError(absl::StrCat("--grid ", text, ": not a YAML list"));
     }
-    for (const YAML::Node& v : list) {
-      if (v.IsScalar()) {
-        axis.values.push_back(v.Scalar());
-      } else {
-        YAML::Emitter e;
-        e << YAML::Flow << v;
-        axis.values.push_back(e.c_str());
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      const YAML::Node v = list[i];
+      if (!linked) {
+        axis.values.push_back({ValueText(v)});
+        continue;
       }
+      if (!v.IsSequence() || v.size() != axis.keys.size()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--grid ", axis.key, ": entry ", i + 1, " (", ValueText(v), ") must be a list of ",
+            axis.keys.size(), " values, one per key"));
+      }
+      std::vector<std::string> entry;
+      for (const YAML::Node& x : v) entry.push_back(ValueText(x));
+      axis.values.push_back(std::move(entry));
     }
+  } else if (linked) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--grid ", text, ": linked keys take a YAML list of lists, e.g. ", axis.key,
+        "=[[a1, b1], [a2, b2]]"));
   } else {
-    axis.values = absl::StrSplit(rest, ',');
+    for (absl::string_view v : absl::StrSplit(rest, ',')) axis.values.push_back({std::string(v)});
   }
-  for (const std::string& v : axis.values) {
-    if (v.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("--grid ", text, ": an empty value"));
+  for (const std::vector<std::string>& entry : axis.values) {
+    for (const std::string& v : entry) {
+      if (v.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat("--grid ", text, ": an empty value"));
+      }
     }
   }
   if (axis.values.empty()) {
@@ -121,14 +156,15 @@ absl::StatusOr<Axis> ParseGrid(const std::string& text) {
 absl::StatusOr<Axis> ParseSeeds(const std::string& text) {
   Axis axis;
   axis.key = "seed";
+  axis.keys = {"seed"};
   for (absl::string_view part : absl::StrSplit(text, ',')) {
     std::uint64_t a = 0, b = 0;
     const std::vector<absl::string_view> range = absl::StrSplit(part, '-');
     if (range.size() == 1 && absl::SimpleAtoi(range[0], &a)) {
-      axis.values.push_back(absl::StrCat(a));
+      axis.values.push_back({absl::StrCat(a)});
     } else if (range.size() == 2 && absl::SimpleAtoi(range[0], &a) &&
                absl::SimpleAtoi(range[1], &b) && a <= b && b - a < 100000) {
-      for (std::uint64_t s = a; s <= b; ++s) axis.values.push_back(absl::StrCat(s));
+      for (std::uint64_t s = a; s <= b; ++s) axis.values.push_back({absl::StrCat(s)});
     } else {
       return absl::InvalidArgumentError(absl::StrCat(
           "--seeds ", text, ": expected seeds >= 0 as A-B, A,B,C or A (e.g. 1-5)"));
@@ -231,8 +267,10 @@ absl::StatusOr<Options> Parse(const std::vector<std::string>& args) {
       if (!v.ok()) return v.status();
       absl::StatusOr<Axis> axis = ParseGrid(*v);
       if (!axis.ok()) return axis.status();
-      if (!keys.insert(axis->key).second) {
-        return absl::InvalidArgumentError(absl::StrCat("--grid ", axis->key, " given twice"));
+      for (const std::string& k : axis->keys) {
+        if (!keys.insert(k).second) {
+          return absl::InvalidArgumentError(absl::StrCat("--grid ", k, " given twice"));
+        }
       }
       o.axes.push_back(*std::move(axis));
     } else if (a == "--seeds") {
@@ -289,10 +327,12 @@ std::vector<Point> Points(const Options& o) {
   for (const Axis& axis : o.axes) {
     std::vector<Point> next;
     for (const Point& p : points) {
-      for (const std::string& v : axis.values) {
+      for (const std::vector<std::string>& entry : axis.values) {
         Point q = p;
-        q.values.emplace_back(axis.key, v);
-        q.overrides.push_back(axis.key + "=" + v);
+        for (std::size_t k = 0; k < axis.keys.size(); ++k) {
+          q.values.emplace_back(axis.keys[k], entry[k]);
+          q.overrides.push_back(axis.keys[k] + "=" + entry[k]);
+        }
         next.push_back(std::move(q));
       }
     }
@@ -312,7 +352,13 @@ json IndexOf(const Options& o, const std::vector<Point>& points) {
   index["config"] = o.config;
   index["set"] = o.base;
   index["grid"] = json::object();
-  for (const Axis& a : o.axes) index["grid"][a.key] = a.values;
+  for (const Axis& a : o.axes) {
+    json values = json::array();
+    for (const std::vector<std::string>& entry : a.values) {
+      values.push_back(a.keys.size() == 1 ? json(entry[0]) : json(entry));
+    }
+    index["grid"][a.key] = values;
+  }
   index["jobs"] = o.jobs;
   index["threads"] = o.threads;
   index["runtime"] = o.launch > 0 ? absl::StrCat("launch --workers ", o.launch) : "run";

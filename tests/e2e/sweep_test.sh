@@ -5,6 +5,7 @@
 #    directories with the right resolved configs and a sweep.json;
 #  - the same sweep killed midway (SIGKILL) and resumed reruns only the
 #    unfinished points and ends with the same model_hash columns;
+#  - linked keys (rounds,local.lr=[[..], [..]]) change together;
 #  - a bad grid value exits 2 before anything runs; a point that fails at
 #    run time is reported and the others finish;
 #  - fedsim report groups the seeds of each point.
@@ -127,6 +128,35 @@ for d in sorted(os.listdir(full)):
 EOF
 then ok "resumed sweep: the 6 model_hash columns equal the uninterrupted sweep's"; else bad "resumed sweep differs"; fi
 
+# --- linked keys: values that change together ----------------------------------
+if "$bin/fedsim" sweep "$work/base.yaml" \
+    --grid 'rounds,local.lr=[[2, 0.001], [3, 0.002]]' --grid local.batch_size=10,20 \
+    --jobs 2 --threads 1 --out "$work/linked" > "$work/linked.out" 2> "$work/linked.err" &&
+   python3 - "$work/linked" <<'EOF'
+import json, os, sys
+d = sys.argv[1]
+index = json.load(open(os.path.join(d, "sweep.json")))
+dirs = [p["dir"] for p in index["points"]]
+want = [f"rounds={r},local.lr={lr},local.batch_size={b}"
+        for r, lr in ((2, "0.001"), (3, "0.002")) for b in (10, 20)]
+assert dirs == want, dirs
+assert index["grid"]["rounds,local.lr"] == [["2", "0.001"], ["3", "0.002"]], index["grid"]
+for p in index["points"]:
+    c = json.load(open(os.path.join(d, p["dir"], "config.json")))
+    assert c["rounds"] == int(p["values"]["rounds"]) and \
+        c["local"]["lr"] == float(p["values"]["local.lr"]), (p, c)
+    rows = open(os.path.join(d, p["dir"], "metrics.csv")).read().splitlines()
+    assert len(rows) == 1 + c["rounds"], (p["dir"], len(rows))
+EOF
+then ok "linked keys: rounds and lr change together, 2 x 2 points"
+else bad "linked keys"; cat "$work/linked.out" "$work/linked.err"; fi
+expect_2 sweep_linked_short "--grid rounds,local.lr: entry 2 ([3]) must be a list of 2 values, one per key" \
+  "$bin/fedsim" sweep "$work/base.yaml" --grid 'rounds,local.lr=[[2, 0.1], [3]]' --out "$work/bad"
+expect_2 sweep_linked_commas "linked keys take a YAML list of lists" \
+  "$bin/fedsim" sweep "$work/base.yaml" --grid 'rounds,local.lr=2,3' --out "$work/bad"
+expect_2 sweep_linked_twice "--grid rounds given twice" \
+  "$bin/fedsim" sweep "$work/base.yaml" --grid 'rounds,local.lr=[[2, 0.1]]' --grid rounds=4 --out "$work/bad"
+
 # --- bad points, failed points, report -----------------------------------------
 expect_2 sweep_bad_value "point local.lr=0.1,local.epochs=zero" \
   "$bin/fedsim" sweep "$work/base.yaml" --grid local.lr=0.1 --grid local.epochs=1,zero --out "$work/bad"
@@ -140,7 +170,7 @@ printf 'rounds: 2\ndata: {source: csv, has_header: true, test_file: %s}\nclients
 code=$?
 if [ "$code" = 1 ] && grep -q "1 of 2 points done, 1 failed" "$work/failing.out" &&
    grep -q "failed data.train_file=.*missing.csv: .*missing.csv" "$work/failing.out"; then
-  ok "a failing point is reported, the other finishes: $(grep 'failed local' "$work/failing.out")"
+  ok "a failing point is reported, the other finishes: $(grep 'failed data' "$work/failing.out")"
 else
   bad "failing point: exit $code"; cat "$work/failing.out" "$work/failing.err"
 fi

@@ -518,6 +518,95 @@ class GroupTest(unittest.TestCase):
         report.label_groups(groups, ["seed"], hide=("local.lr",))
         self.assertEqual([g.label for g in groups], ["local.lr=0.1,seed=1", "local.lr=0.2,seed=1"])
 
+    def test_tail_and_derive(self):
+        import numpy as np
+        out = os.path.join(self.tmp, "tail")
+        # sq = accuracy squared; the last 40% of 5 rows are rounds 3 and 4.
+        result = run_report(*self.dirs, "--out", out, "--no-plots", "--metrics",
+                            "test_accuracy,sq", "--derive", "sq=test_accuracy**2",
+                            "--tail", "40%")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        with open(os.path.join(out, "summary.csv"), newline="") as f:
+            g = next(csv.DictReader(f))
+        c = np.array(list(self.offsets.values()))
+        tails = c + 0.35
+        self.assertAlmostEqual(float(g["test_accuracy_tail_mean"]), tails.mean(), places=12)
+        self.assertAlmostEqual(float(g["test_accuracy_tail_sd"]), tails.std(ddof=1), places=12)
+        sq = ((c + 0.3) ** 2 + (c + 0.4) ** 2) / 2
+        self.assertAlmostEqual(float(g["sq_tail_mean"]), sq.mean(), places=12)
+        self.assertAlmostEqual(float(g["final_sq_mean"]), ((c + 0.4) ** 2).mean(), places=12)
+        # On a time axis: wall time within 1.5 s of the last (t = (1 + s/10) r):
+        # rounds 3 and 4 for every seed.
+        out2 = os.path.join(self.tmp, "tail_wall")
+        result = run_report(*self.dirs, "--out", out2, "--no-plots", "--metrics",
+                            "test_accuracy", "--tail", "wall=1.5")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        with open(os.path.join(out2, "summary.csv"), newline="") as f:
+            g = next(csv.DictReader(f))
+        self.assertAlmostEqual(float(g["test_accuracy_tail_mean"]), tails.mean(), places=12)
+        # Config keys in an expression; bad expressions and tails exit 2.
+        runs = [report.load_run(d) for d in self.dirs]
+        report.derive_columns(runs[0], [report.compile_derive("x=round*local.lr+sqrt(4)")])
+        self.assertEqual([r["x"] for r in runs[0].rows], [0.1 * r + 2.0 for r in range(5)])
+        for bad_args, needle in ((["--derive", "x=__import__('os')"], "--derive"),
+                                 (["--derive", "1x=round"], "NAME=EXPR"),
+                                 (["--tail", "0%"], "--tail = '0%'"),
+                                 (["--tail", "time=1"], "--tail = 'time=1'")):
+            bad = run_report(*self.dirs, "--out", out, "--no-plots", *bad_args)
+            self.assertEqual(bad.returncode, 2, bad_args)
+            self.assertIn(needle, bad.stderr)
+        unknown = run_report(*self.dirs, "--out", out, "--no-plots", "--derive", "y=nothing*2")
+        self.assertEqual(unknown.returncode, 1)
+        self.assertIn("'nothing' is neither a metrics.csv column nor a numeric config key",
+                      unknown.stderr)
+
+    def test_vs_a_config_key(self):
+        import numpy as np
+        # lr 0.1 (3 seeds) and 0.2 (1 run), with a second setting (momentum)
+        # that splits the lines: x = lr, a line per momentum.
+        tmp = os.path.join(self.tmp, "vs")
+        dirs = []
+        for lr, momentum, seeds in ((0.1, 0, (1, 2, 3)), (0.2, 0, (1,)), (0.1, 0.9, (1, 2))):
+            for s in seeds:
+                d = os.path.join(tmp, f"lr{lr}_m{momentum}_s{s}")
+                write_run(d, {"seed": s, "local": {"lr": lr, "momentum": momentum}},
+                          [(r, float(r), lr * s + 0.01 * r, 1.0, "h") for r in range(3)])
+                with open(os.path.join(d, "events.jsonl"), "a") as f:
+                    f.write(json.dumps({"event": "run_start", "bound": 10 * lr}) + "\n")
+                dirs.append(d)
+        runs = [report.load_run(d) for d in dirs]
+        report.assign_labels(runs)
+        groups = report.group_runs(runs, ["seed"])
+        report.label_groups(groups, ["seed"])
+        args = report.parse_args([*dirs, "--vs", "local.lr", "--field", "run_start.bound"])
+        report.FIELDS[:] = args.field
+        try:
+            (panel, lines), = report.vs_series(runs, groups, "test_accuracy", "local.lr", args)
+        finally:
+            report.FIELDS[:] = []
+        self.assertIsNone(panel)
+        self.assertEqual([(label, xs) for label, xs, *_ in lines],
+                         [("momentum=0", [0.1, 0.2]), ("momentum=0.9", [0.1])])
+        stats = lines[0][2]
+        finals = np.array([0.1 * s + 0.02 for s in (1, 2, 3)])
+        self.assertAlmostEqual(stats[0].mean, finals.mean(), places=12)
+        self.assertAlmostEqual(stats[0].sd, finals.std(ddof=1), places=12)
+        self.assertEqual(stats[1].n, 1)
+        self.assertEqual(lines[0][4]["run_start.bound"], [1.0, 2.0])
+        # Labels are restored for the rest of the report.
+        self.assertEqual(groups[0].label, "lr=0.1, momentum=0")
+        out = os.path.join(tmp, "report")
+        result = run_report(*dirs, "--out", out, "--vs", "local.lr", "--field",
+                            "run_start.bound", "--metrics", "test_accuracy", "--x", "none",
+                            "--size", "400x300")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(sorted(f for f in os.listdir(out) if f.endswith(".png")),
+                         ["test_accuracy_vs_local.lr.png"])
+        bad = run_report(*dirs, "--out", out, "--vs", "algorithm.name", "--metrics",
+                         "test_accuracy", "--x", "round")
+        self.assertEqual(bad.returncode, 1)
+        self.assertIn("--vs algorithm.name:", bad.stderr)
+
     def test_plots_draw_the_groups(self):
         pngs = sorted(f for f in os.listdir(self.out) if f.endswith(".png"))
         self.assertIn("test_accuracy_vs_round.png", pngs)

@@ -4,6 +4,8 @@
   fedsim report RUN_DIR... [--out DIR] [--metrics M,...] [--x round,wall,virtual]
                 [--logy M,...|all] [--logx] [--smooth K] [--size WxH] [--dpi N]
                 [--no-plots] [--group-by KEY,... | --no-group] [--band sd|ci|minmax|none]
+                [--at AXIS=X,...] [--tail P%|AXIS=W] [--jitter] [--field EVENT.KEY,...]
+                [--derive NAME=EXPR ...] [--vs KEY,...] [--legend KEY,...] [--facet KEY,...]
 
 Reads each run directory (docs/run-directory.md): metrics.csv, events.jsonl
 and config.json. Runs that are still going are read safely: an incomplete
@@ -337,6 +339,135 @@ AT = {"axis": None, "points": []}
 JITTER = {"on": False}
 # --field EVENT.KEY,...: columns from a run's run_start or run_end event.
 FIELDS = []
+# --tail P% | AXIS=W: the mean of each metric over the end of the run.
+TAIL = {"fraction": None, "axis": None, "width": None}
+
+
+def tail_values(run, metric):
+    """The metric's measurements at the end of the run that --tail
+    averages: the last P% of them (at least one), or those within W of the
+    last on the AXIS."""
+    if TAIL["fraction"] is not None:
+        values = [v for v in run.values(metric) if math.isfinite(v)]
+        if not values:
+            return []
+        keep = max(1, math.ceil(len(values) * TAIL["fraction"] - 1e-9))
+        return values[-keep:]
+    xs, ys = run.series(X_AXES[TAIL["axis"]], metric)
+    return [y for x, y in zip(xs, ys) if x >= xs[-1] - TAIL["width"] - 1e-12]
+
+
+def tail_mean(run, metric):
+    values = tail_values(run, metric)
+    return sum(values) / len(values) if values else None
+
+
+def tail_column(metric):
+    return f"{metric}_tail"
+
+
+# --derive NAME=EXPR: metrics computed row by row from other columns and the
+# run's config (e.g. sq_err=dist_to_opt**2, steps=round*local.max_steps).
+DERIVE_FUNCTIONS = {"sqrt": math.sqrt, "log": math.log, "log10": math.log10,
+                    "exp": math.exp, "abs": abs, "min": min, "max": max}
+
+
+class DeriveError(Exception):
+    pass
+
+
+def compile_derive(text):
+    """(name, tree) of 'NAME=EXPR'; EXPR arithmetic (+ - * / ** and
+    parentheses) on numbers, metrics.csv columns, dotted config keys and
+    sqrt, log, log10, exp, abs, min, max. Raises DeriveError."""
+    import ast
+    name, eq, expr = text.partition("=")
+    name = name.strip()
+    if not eq or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or not expr.strip():
+        raise DeriveError(f"--derive = {text!r}; must be NAME=EXPR with NAME a column name "
+                          "(letters, digits, _), e.g. sq_err=dist_to_opt**2")
+    try:
+        tree = ast.parse(expr.strip(), mode="eval")
+    except SyntaxError as e:
+        raise DeriveError(f"--derive = {text!r}; not an expression ({e.msg})")
+    allowed = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Constant, ast.Name, ast.Load,
+               ast.Attribute, ast.Call, ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow,
+               ast.USub, ast.UAdd)
+    for node in ast.walk(tree):
+        if not isinstance(node, allowed):
+            raise DeriveError(f"--derive = {text!r}; {type(node).__name__} is not allowed "
+                              "(numbers, columns, config keys, + - * / **, "
+                              + ", ".join(DERIVE_FUNCTIONS) + ")")
+        if isinstance(node, ast.Constant) and not isinstance(node.value, (int, float)):
+            raise DeriveError(f"--derive = {text!r}; {node.value!r} is not a number")
+        if isinstance(node, ast.Call) and (not isinstance(node.func, ast.Name)
+                                           or node.func.id not in DERIVE_FUNCTIONS
+                                           or node.keywords):
+            raise DeriveError(f"--derive = {text!r}; functions are "
+                              + ", ".join(DERIVE_FUNCTIONS))
+    return name, tree.body
+
+
+def dotted(node):
+    """'a.b.c' of an attribute chain of names, or None."""
+    import ast
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    parts.append(node.id)
+    return ".".join(reversed(parts))
+
+
+def evaluate(node, row, config):
+    """The value of a --derive tree for one row; None when a column is
+    missing; raises DeriveError for an unknown name."""
+    import ast
+    import operator
+    if isinstance(node, ast.Constant):
+        return float(node.value)
+    if isinstance(node, (ast.Name, ast.Attribute)):
+        key = dotted(node)
+        if key in row:
+            return row[key]
+        if config is not None and key in config and isinstance(config[key], (int, float)) \
+                and not isinstance(config[key], bool):
+            return float(config[key])
+        raise DeriveError(f"'{key}' is neither a metrics.csv column nor a numeric config key")
+    if isinstance(node, ast.UnaryOp):
+        v = evaluate(node.operand, row, config)
+        return None if v is None else (-v if isinstance(node.op, ast.USub) else v)
+    if isinstance(node, ast.BinOp):
+        a, b = evaluate(node.left, row, config), evaluate(node.right, row, config)
+        if a is None or b is None:
+            return None
+        ops = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+               ast.Div: operator.truediv, ast.Pow: operator.pow}
+        try:
+            v = ops[type(node.op)](a, b)
+        except (ZeroDivisionError, OverflowError):
+            return math.nan
+        return v if isinstance(v, float) else math.nan  # complex powers
+    if isinstance(node, ast.Call):
+        args = [evaluate(a, row, config) for a in node.args]
+        if any(a is None for a in args):
+            return None
+        try:
+            return float(DERIVE_FUNCTIONS[node.func.id](*args))
+        except (ValueError, TypeError, OverflowError):
+            return math.nan
+    raise DeriveError(f"cannot evaluate {type(node).__name__}")
+
+
+def derive_columns(run, derived):
+    """Adds the --derive columns to the run's rows."""
+    for name, tree in derived:
+        for row in run.rows:
+            row[name] = evaluate(tree, row, run.config)
+        if name not in run.columns:
+            run.columns.append(name)
 
 
 def event_field(run, spec):
@@ -591,6 +722,8 @@ def summarize(runs, metrics):
                 # The last measurement at or before x (None before the first).
                 at = [y for xv, y in zip(xs, ys) if xv <= x + 1e-9]
                 row.append((f"{m}_at_{x:g}", at[-1] if at else None))
+            if TAIL["fraction"] is not None or TAIL["axis"] is not None:
+                row.append((tail_column(m), tail_mean(run, m)))
             if JITTER["on"]:
                 half = [y for xv, y in zip(xs, ys) if xs and xv > xs[-1] / 2]
                 steps = [abs(b - a) for a, b in zip(half, half[1:])]
@@ -863,6 +996,120 @@ def plot(plt, runs, metric, axis, args, path, groups=None):
     return curves
 
 
+def summary_value(run, metric):
+    """What a --vs plot draws for a run: the --tail mean if asked, else the
+    final value."""
+    if TAIL["fraction"] is not None or TAIL["axis"] is not None:
+        return tail_mean(run, metric)
+    values = run.values(metric)
+    return values[-1] if values else None
+
+
+def vs_series(runs, groups, metric, key, args):
+    """What a --vs plot of `metric` against the numeric config value `key`
+    draws: [(panel, [(label, xs, stats, refs)])], panel the --facet value
+    (None without), a line per combination of the other settings that
+    differ, `stats` a MeanSd of the final (or --tail) values of a group's
+    runs at each x, `refs` {field: [mean value at each x]} of the --field
+    numbers. Raises RunError naming a run without a numeric `key`."""
+    units = groups if groups is not None else [Group([r]) for r in runs]
+    for g in units:
+        for r in g.runs:
+            v = r.config.get(key) if r.config else None
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise RunError(f"--vs {key}: {r.path} has no numeric {key} "
+                               f"(config.json: {v!r})")
+    saved = [(g, g.label, g.name) for g in units] + [(r, r.label, r.name) for r in runs]
+    try:
+        by = args.group_by if groups is not None else []
+        label_groups(units, by, hide=tuple(args.facet) + (key,))
+        panels = {}
+        for g in units:
+            panel = facet_value(g.runs[0], args.facet) if args.facet else None
+            panels.setdefault(panel, {}).setdefault(g.label, []).append(g)
+        out = []
+        for panel, series in panels.items():
+            lines = []
+            for label, members in series.items():
+                points = []
+                for g in members:
+                    ys = [summary_value(r, metric) for r in g.runs]
+                    ys = [y for y in ys if y is not None and math.isfinite(y)]
+                    if not ys:
+                        continue
+                    refs = {}
+                    for spec in FIELDS:
+                        values = [v for v in (event_field(r, spec) for r in g.runs)
+                                  if v is not None]
+                        refs[spec] = sum(values) / len(values) if values else None
+                    points.append((float(g.runs[0].config[key]), MeanSd(ys), ys, refs))
+                if not points:
+                    continue
+                points.sort(key=lambda p: p[0])
+                lines.append((label, [p[0] for p in points], [p[1] for p in points],
+                              [p[2] for p in points],
+                              {spec: [p[3][spec] for p in points] for spec in FIELDS}))
+            out.append((panel, lines))
+        return out
+    finally:
+        for obj, label, name in saved:
+            obj.label, obj.name = label, name
+
+
+def plot_vs(plt, runs, groups, metric, key, args, path):
+    """One PNG of vs_series: a line per setting with error bars (--band)
+    over a group's runs, one panel per --facet value, each --field a black
+    dotted reference line (drawn once where lines share it). Returns the
+    number of lines drawn."""
+    panels = vs_series(runs, groups, metric, key, args)
+    width, height = args.size
+    fig, axes = plt.subplots(1, len(panels), figsize=(width / args.dpi, height / args.dpi),
+                             dpi=args.dpi, sharey=True, squeeze=False)
+    drawn = 0
+    tail = TAIL["fraction"] is not None or TAIL["axis"] is not None
+    for ax, (panel, lines) in zip(axes[0], panels):
+        references, labelled = [], set()
+        for label, xs, stats, values, refs in lines:
+            if args.band == "minmax":
+                errors = [[m.mean - min(v) for m, v in zip(stats, values)],
+                          [max(v) - m.mean for m, v in zip(stats, values)]]
+            elif args.band == "none" or all(m.sd is None for m in stats):
+                errors = None
+            else:
+                errors = [0.0 if m.sd is None else band_halfwidth(m.sd, m.n, args.band)
+                          for m in stats]
+            n = max(m.n for m in stats)
+            text = label if n == 1 else f"{label} ({BAND_TEXT[args.band]}, n={n})"
+            ax.errorbar(xs, [m.mean for m in stats], yerr=errors, marker="o", markersize=4,
+                        capsize=3, linewidth=1.6, label=text)
+            drawn += 1
+            for spec, ys in refs.items():
+                curve = [(x, y) for x, y in zip(xs, ys) if y is not None]
+                if curve and curve not in references:
+                    references.append(curve)
+                    ax.plot([c[0] for c in curve], [c[1] for c in curve], "k:", linewidth=1.2,
+                            label=None if spec in labelled else spec.split(".", 1)[1])
+                    labelled.add(spec)
+        ax.set_xlabel(key)
+        if ax is axes[0][0]:
+            ax.set_ylabel(f"{metric} ({'tail mean' if tail else 'final'})")
+        if panel is not None:
+            ax.set_title(panel)
+        if "all" in args.logy or metric in args.logy:
+            ax.set_yscale("log")
+        if args.logx:
+            ax.set_xscale("log")
+        ax.grid(True, alpha=0.3)
+        if lines:
+            ax.legend(fontsize="x-small" if args.facet else "small", loc="best")
+    if drawn:
+        fig.suptitle(f"{metric} vs {key}")
+        fig.tight_layout()
+        fig.savefig(path, dpi=args.dpi)
+    plt.close(fig)
+    return drawn
+
+
 # ---------------------------------------------------------------------------
 # HTML
 # ---------------------------------------------------------------------------
@@ -958,8 +1205,8 @@ def parse_args(argv):
                    help="comma-separated metrics.csv columns to tabulate and plot "
                         "(default: every measured one)")
     p.add_argument("--x", type=parse_list, default=["round", "time"],
-                   help="x axes: round, wall, virtual, time (= wall and virtual); "
-                        "default round,time")
+                   help="x axes: round, wall, virtual, time (= wall and virtual), none (no "
+                        "curves: only the --vs plots); default round,time")
     p.add_argument("--logy", type=parse_list, default=[],
                    help="metrics drawn on a log y axis, comma-separated, or 'all'")
     p.add_argument("--logx", action="store_true", help="log x axis")
@@ -990,6 +1237,18 @@ def parse_args(argv):
     p.add_argument("--facet", type=parse_list, default=[],
                    help="config keys: one panel per combination of their values (labels then "
                         "leave them out)")
+    p.add_argument("--tail", default="",
+                   help="P%% or AXIS=W: also tabulate each metric's mean over the last P "
+                        "percent of its measurements, or over the last W of the AXIS (round, "
+                        "wall, virtual), e.g. 10%% or virtual=1; --vs plots it")
+    p.add_argument("--derive", action="append", default=[], metavar="NAME=EXPR",
+                   help="a metric computed row by row: EXPR on numbers, metrics.csv columns, "
+                        "numeric config keys (dotted), + - * / ** and sqrt, log, log10, exp, "
+                        "abs, min, max; e.g. sq_err=dist_to_opt**2 (repeatable)")
+    p.add_argument("--vs", type=parse_list, default=[],
+                   help="config keys: also plot each metric's final (or --tail) value against "
+                        "each key's numeric value, a line per other setting, error bars over "
+                        "a group's runs, --field values as dotted reference lines")
     p.add_argument("--band", choices=sorted(BAND_TEXT), default="sd",
                    help="a group's band: sd (default), ci (95%% Student t of the mean), "
                         "minmax, none")
@@ -998,9 +1257,11 @@ def parse_args(argv):
         args.group_by = []
     axes = []
     for a in args.x:
+        if a == "none":  # only the --vs plots (or none)
+            continue
         for name in (["wall", "virtual"] if a == "time" else [a]):
             if name not in X_AXES:
-                p.error(f"--x = {a!r}; must be among round, wall, virtual, time")
+                p.error(f"--x = {a!r}; must be among round, wall, virtual, time, none")
             if name not in axes:
                 axes.append(name)
     args.x = axes
@@ -1018,6 +1279,33 @@ def parse_args(argv):
             p.error(f"--at = {args.at!r}; must be AXIS=X,X,... with AXIS round, wall or "
                     "virtual (e.g. virtual=5,10,25,50)")
         args.at = (axis, values)
+    if args.tail:
+        text = args.tail
+        if text.endswith("%"):
+            try:
+                percent = float(text[:-1])
+            except ValueError:
+                percent = -1.0
+            if not 0 < percent <= 100:
+                p.error(f"--tail = {text!r}; a percentage must be in (0, 100], e.g. 10%")
+            args.tail = (percent / 100.0, None, None)
+        else:
+            axis, _, width = text.partition("=")
+            try:
+                w = float(width)
+            except ValueError:
+                w = -1.0
+            if axis not in X_AXES or not w > 0:
+                p.error(f"--tail = {text!r}; must be P% or AXIS=W with AXIS round, wall or "
+                        "virtual and W > 0 (e.g. 10% or virtual=1)")
+            args.tail = (None, axis, w)
+    derived = []
+    for text in args.derive:
+        try:
+            derived.append(compile_derive(text))
+        except DeriveError as e:
+            p.error(str(e))
+    args.derive = derived
     return args
 
 
@@ -1027,6 +1315,7 @@ def main(argv):
     AT["axis"], AT["points"] = args.at if args.at else (None, [])
     JITTER["on"] = args.jitter
     FIELDS[:] = args.field
+    TAIL["fraction"], TAIL["axis"], TAIL["width"] = args.tail if args.tail else (None,) * 3
     problems = []
 
     def problem(message):
@@ -1043,6 +1332,12 @@ def main(argv):
         if run.incomplete_line:
             warn(f"{path}: metrics.csv ends in an incomplete line (run still going?); "
                  f"reporting its {run.rounds_done} complete rounds")
+        if args.derive:
+            try:
+                derive_columns(run, args.derive)
+            except DeriveError as e:
+                problem(f"{path}: --derive: {e}")
+                continue
         runs.append(run)
     if not runs:
         warn("no run could be read")
@@ -1096,6 +1391,17 @@ def main(argv):
                 if plot(plt, runs, metric, axis, args, os.path.join(args.out, file_name),
                         groups):
                     plots.append((file_name, f"{metric} vs {X_LABELS[axis]}"))
+            for key in args.vs:
+                file_name = f"{metric}_vs_{key}.png"
+                try:
+                    drawn = plot_vs(plt, runs, groups, metric, key, args,
+                                    os.path.join(args.out, file_name))
+                except RunError as e:
+                    problem(str(e))
+                    continue
+                if drawn:
+                    what = "tail mean" if args.tail else "final value"
+                    plots.append((file_name, f"{metric} ({what}) vs {key}"))
     html_path = os.path.join(args.out, "report.html")
     write_html(html_path, runs, table, keys, shared_settings(runs), plots, problems)
     print(f"{PROG}: {len(runs)} run(s), {len(plots)} plot(s), tables and "
