@@ -35,7 +35,7 @@ else
   ctest --test-dir build --output-on-failure -j "$jobs" --timeout 900 > "$release_log" 2>&1 &
   release_pid=$!
   trap 'kill "$release_pid" 2>/dev/null || true' EXIT
-  BUILD_DIR=build-asan SANITIZER='address;undefined' TARGETS=all scripts/build.sh
+  BUILD_DIR=build-asan SANITIZER='address;undefined' TARGETS=sanitizer_tests scripts/build.sh
   release_status=0
   wait "$release_pid" || release_status=$?
   step "tests (release): results"
@@ -44,9 +44,14 @@ else
   [ "$release_status" = 0 ] || { echo "release tests failed"; exit "$release_status"; }
   step "tests (ASan+UBSan)"
   # gRPC and protobuf keep process-lifetime singletons; LSan stays on.
+  # Left out here (they run in the release tests): the statistical claims of
+  # the papers, seconds of the same code paths as smaller tests, and the
+  # largest preset's PyTorch parity, whose layers the other presets' parity
+  # runs under ASan too (docs/testing.md).
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir build-asan --output-on-failure -j "$jobs" --timeout 900 -L 'unit|integration'
+    ctest --test-dir build-asan --output-on-failure -j "$jobs" --timeout 900 -L 'unit|integration' \
+      -E 'FedProxPaperTest|FedAuIntegrationTest.BeatsBoth|GarnetTest.ScaffLsaHasLinearSpeedUp|leaf_cnn_femnist'
 
   step "TSan build (coordinator)"
   BUILD_DIR=build-tsan SANITIZER=thread TARGETS=server_test scripts/build.sh
