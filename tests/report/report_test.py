@@ -517,6 +517,21 @@ class GroupTest(unittest.TestCase):
         groups = report.group_runs(runs, ["seed"])
         report.label_groups(groups, ["seed"], hide=("local.lr",))
         self.assertEqual([g.label for g in groups], ["local.lr=0.1,seed=1", "local.lr=0.2,seed=1"])
+        # A section's name stands for its keys.
+        report.LEGEND_KEYS[:] = ["local"]
+        try:
+            self.assertEqual(report.differing_settings(runs), ["local.lr"])
+        finally:
+            report.LEGEND_KEYS[:] = []
+        # Ungrouped runs in panels: the labels leave the panel's key out.
+        out = os.path.join(self.tmp, "facet_runs")
+        result = run_report(*self.dirs, "--out", out, "--no-group", "--facet", "seed",
+                            "--metrics", "test_accuracy", "--x", "round", "--size", "600x300")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        runs = [report.load_run(d) for d in self.dirs + [self.single]]
+        report.assign_labels(runs)
+        report.label_groups([report.Group([r]) for r in runs], [], hide=("seed",))
+        self.assertEqual([r.label for r in runs], ["lr=0.1"] * 3 + ["lr=0.2"])
 
     def test_tail_and_derive(self):
         import numpy as np
@@ -560,6 +575,21 @@ class GroupTest(unittest.TestCase):
         self.assertIn("'nothing' is neither a metrics.csv column nor a numeric config key",
                       unknown.stderr)
 
+    def test_groups_with_and_without_privacy_columns(self):
+        # A DP run beside the non-private group: every row has the same
+        # columns (the non-private group's epsilon is empty).
+        dp = os.path.join(self.tmp, "dp_run")
+        write_run(dp, {"seed": 1, "local": {"lr": 0.3}},
+                  [(r, float(r), 0.5, 1.0, "h", 0.5 * r) for r in range(3)],
+                  columns=("round", "wall_time_s", "test_accuracy", "test_loss", "model_hash",
+                           "epsilon_max"))
+        out = os.path.join(self.tmp, "mixed")
+        result = run_report(*self.dirs, dp, "--out", out, "--no-plots")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        with open(os.path.join(out, "summary.csv"), newline="") as f:
+            rows = list(csv.DictReader(f))
+        self.assertEqual([r["epsilon_max_mean"] for r in rows], ["", "1.0"])
+
     def test_vs_a_config_key(self):
         import numpy as np
         # lr 0.1 (3 seeds) and 0.2 (1 run), with a second setting (momentum)
@@ -578,12 +608,12 @@ class GroupTest(unittest.TestCase):
         report.assign_labels(runs)
         groups = report.group_runs(runs, ["seed"])
         report.label_groups(groups, ["seed"])
-        args = report.parse_args([*dirs, "--vs", "local.lr", "--field", "run_start.bound"])
-        report.FIELDS[:] = args.field
+        args = report.parse_args([*dirs, "--vs", "local.lr", "--ref", "run_start.bound"])
+        report.REFS[:] = args.ref
         try:
             (panel, lines), = report.vs_series(runs, groups, "test_accuracy", "local.lr", args)
         finally:
-            report.FIELDS[:] = []
+            report.REFS[:] = []
         self.assertIsNone(panel)
         self.assertEqual([(label, xs) for label, xs, *_ in lines],
                          [("momentum=0", [0.1, 0.2]), ("momentum=0.9", [0.1])])
@@ -593,10 +623,14 @@ class GroupTest(unittest.TestCase):
         self.assertAlmostEqual(stats[0].sd, finals.std(ddof=1), places=12)
         self.assertEqual(stats[1].n, 1)
         self.assertEqual(lines[0][4]["run_start.bound"], [1.0, 2.0])
+        # 64-bit integers come as strings in config.json (protobuf's JSON).
+        runs[0].config["local.max_steps"] = "1000"
+        self.assertEqual(report.numeric_setting(runs[0], "local.max_steps"), 1000.0)
+        self.assertIsNone(report.numeric_setting(runs[0], "algorithm.name"))
         # Labels are restored for the rest of the report.
         self.assertEqual(groups[0].label, "lr=0.1, momentum=0")
         out = os.path.join(tmp, "report")
-        result = run_report(*dirs, "--out", out, "--vs", "local.lr", "--field",
+        result = run_report(*dirs, "--out", out, "--vs", "local.lr", "--ref",
                             "run_start.bound", "--metrics", "test_accuracy", "--x", "none",
                             "--size", "400x300")
         self.assertEqual(result.returncode, 0, result.stderr)

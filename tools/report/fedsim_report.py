@@ -4,7 +4,7 @@
   fedsim report RUN_DIR... [--out DIR] [--metrics M,...] [--x round,wall,virtual]
                 [--logy M,...|all] [--logx] [--smooth K] [--size WxH] [--dpi N]
                 [--no-plots] [--group-by KEY,... | --no-group] [--band sd|ci|minmax|none]
-                [--at AXIS=X,...] [--tail P%|AXIS=W] [--jitter] [--field EVENT.KEY,...]
+                [--at AXIS=X,...] [--tail P%|AXIS=W] [--jitter] [--field|--ref EVENT.KEY,...]
                 [--derive NAME=EXPR ...] [--vs KEY,...] [--legend KEY,...] [--facet KEY,...]
 
 Reads each run directory (docs/run-directory.md): metrics.csv, events.jsonl
@@ -337,8 +337,10 @@ LEGEND_KEYS = []
 # --at AXIS=X,... and --jitter: extra summary columns (set in main).
 AT = {"axis": None, "points": []}
 JITTER = {"on": False}
-# --field EVENT.KEY,...: columns from a run's run_start or run_end event.
+# --field EVENT.KEY,...: columns from a run's run_start or run_end event;
+# --ref EVENT.KEY,...: such columns that --vs plots also draw.
 FIELDS = []
+REFS = []
 # --tail P% | AXIS=W: the mean of each metric over the end of the run.
 TAIL = {"fraction": None, "axis": None, "width": None}
 
@@ -432,9 +434,11 @@ def evaluate(node, row, config):
         key = dotted(node)
         if key in row:
             return row[key]
-        if config is not None and key in config and isinstance(config[key], (int, float)) \
-                and not isinstance(config[key], bool):
-            return float(config[key])
+        if config is not None and key in config and not isinstance(config[key], bool):
+            try:
+                return float(config[key])
+            except (TypeError, ValueError):
+                pass
         raise DeriveError(f"'{key}' is neither a metrics.csv column nor a numeric config key")
     if isinstance(node, ast.UnaryOp):
         v = evaluate(node.operand, row, config)
@@ -490,7 +494,15 @@ def differing_settings(runs):
     --legend, those of its keys that differ, in its order."""
     configs = [r.config for r in runs if r.config is not None]
     if LEGEND_KEYS:
-        return [k for k in LEGEND_KEYS
+        # A section's name stands for its keys (--legend algorithm).
+        present = sorted({k for c in configs for k in c})
+        keys = []
+        for key in LEGEND_KEYS:
+            for k in ([key] if key in present else
+                      [p for p in present if p.startswith(key + ".")]):
+                if k not in keys:
+                    keys.append(k)
+        return [k for k in keys
                 if len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
     if len(configs) < 2:
         return []
@@ -569,8 +581,11 @@ def group_runs(runs, by):
         if run.config is None:
             key = ("run", run.path)
         else:
+            # 'name' names a run, it does not set it; unless a sweep's grid
+            # sets it (a label for a combination of values, docs/sweeps.md).
+            named = "name" in dict(run.sweep_values or [])
             key = json.dumps({k: v for k, v in run.config.items()
-                              if k != "name" and k not in by
+                              if (k != "name" or named) and k not in by
                               and not k.startswith(NEUTRAL_PREFIXES)}, sort_keys=True)
         if key not in groups:
             groups[key] = []
@@ -646,8 +661,9 @@ def summarize_groups(groups, metrics):
     """One row per group: n, and the mean and sd over its runs of each
     summary column of the per-run table."""
     table = []
+    everyone = [r for g in groups for r in g.runs]
     for g in groups:
-        per_run = summarize(g.runs, metrics)
+        per_run = summarize(g.runs, metrics, everyone)
         finished = sum(1 for r in g.runs if r.finished)
         row = [("group", g.label), ("n", g.n),
                ("status", "finished" if finished == g.n else f"{g.n - finished} of {g.n} unfinished"),
@@ -697,12 +713,15 @@ def quality_metrics(runs, chosen):
     return [m for m in pool if m in present and m not in NO_BEST]
 
 
-def summarize(runs, metrics):
+def summarize(runs, metrics, all_runs=None):
     """Rows of the summary table: list of (column, value) pairs per run;
-    values are numbers, strings or None."""
-    has_virtual = any(r.has_metric("virtual_time_s") for r in runs)
-    has_bytes = any(r.has_metric("bytes_up") or r.has_metric("bytes_down") for r in runs)
-    has_eps = any(r.has_metric("epsilon_max") for r in runs)
+    values are numbers, strings or None. The optional columns (virtual
+    time, bytes, epsilon) are there when any of `all_runs` (default: `runs`)
+    has them, so that the rows of every group have the same columns."""
+    every = all_runs if all_runs is not None else runs
+    has_virtual = any(r.has_metric("virtual_time_s") for r in every)
+    has_bytes = any(r.has_metric("bytes_up") or r.has_metric("bytes_down") for r in every)
+    has_eps = any(r.has_metric("epsilon_max") for r in every)
     table = []
     for run in runs:
         row = [("run", run.name), ("status", run.status),
@@ -939,6 +958,40 @@ def draw(ax, runs, groups, metric, axis, args):
     return curves
 
 
+def log_x(args, axis):
+    """Whether --logx asks for a log x axis on `axis` (an x axis or a --vs key)."""
+    chosen = parse_list(args.logx)
+    return "all" in chosen or axis in chosen
+
+
+def place_legends(fig, axes, args):
+    """A legend per panel, or, when every panel of a --facet figure has the
+    same entries, one legend for the figure below the panels."""
+    entries = [ax.get_legend_handles_labels() for ax in axes]
+    labels = [tuple(l) for _, l in entries]
+    if len(axes) > 1 and labels[0] and all(l == labels[0] for l in labels):
+        handles = entries[0][0]
+        fig.legend(handles, labels[0], loc="lower center", fontsize="small",
+                   ncol=min(len(handles), 2 if max(len(l) for l in labels[0]) > 40 else 4),
+                   frameon=False)
+        fig._fedsim_legend_rows = math.ceil(len(handles) / min(
+            len(handles), 2 if max(len(l) for l in labels[0]) > 40 else 4))
+        return
+    for ax, (handles, _) in zip(axes, entries):
+        if handles:
+            ax.legend(fontsize="x-small" if args.facet else "small", loc="best")
+
+
+def finish_layout(fig, axes, args):
+    """tight_layout, leaving room at the bottom for a figure legend."""
+    rows = getattr(fig, "_fedsim_legend_rows", 0)
+    if rows:
+        height = args.size[1] / args.dpi
+        fig.tight_layout(rect=(0, min(0.6, (rows * 0.19 + 0.1) / height), 1, 1))
+    else:
+        fig.tight_layout()
+
+
 def facet_value(run, keys):
     """The panel of `run`: its values of the --facet keys."""
     names = short_names(keys)
@@ -966,6 +1019,9 @@ def plot(plt, runs, metric, axis, args, path, groups=None):
                              dpi=args.dpi, sharey=True, squeeze=False)
     curves = 0
     for ax, (value, panel_runs, panel_groups) in zip(axes[0], panels):
+        lines = len(panel_groups) if panel_groups is not None else len(panel_runs)
+        if lines > 10:  # more curves than the default cycle's 10 colours
+            ax.set_prop_cycle(color=plt.cm.tab20.colors)
         drawn = draw(ax, panel_runs, panel_groups, metric, axis, args)
         curves += drawn
         ax.set_xlabel(X_LABELS[axis])
@@ -979,18 +1035,17 @@ def plot(plt, runs, metric, axis, args, path, groups=None):
             title = value
         elif args.smooth > 1:
             title += f" (moving average of {args.smooth})"
-        ax.set_title(title)
+        ax.set_title(title, fontsize="small" if value is not None else None)
         if "all" in args.logy or metric in args.logy:
             ax.set_yscale("log")
-        if args.logx:
+        if log_x(args, axis):
             ax.set_xscale("symlog" if axis == "round" else "log")
         ax.grid(True, alpha=0.3)
-        if drawn:
-            ax.legend(fontsize="x-small" if args.facet else "small", loc="best")
     if curves:
+        place_legends(fig, axes[0], args)
         if args.facet:
             fig.suptitle(f"{metric} vs {X_LABELS[axis].split(' (')[0]}")
-        fig.tight_layout()
+        finish_layout(fig, axes[0], args)
         fig.savefig(path, dpi=args.dpi)
     plt.close(fig)
     return curves
@@ -1005,6 +1060,42 @@ def summary_value(run, metric):
     return values[-1] if values else None
 
 
+def numeric_setting(run, key):
+    """The run's config value at `key` as a float (config.json writes 64-bit
+    integers as strings, as protobuf's JSON mapping does), or None."""
+    v = run.config.get(key) if run.config else None
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return None
+    return None
+
+
+def follows(runs, key):
+    """The other config keys whose value is a function of `key`'s across
+    the runs (the keys linked to it in a sweep, as rounds to local.max_steps
+    when their product is held fixed): a --vs line runs along them."""
+    configs = [r.config for r in runs if r.config is not None]
+    if not configs:
+        return ()
+    out = []
+    for k in sorted({k for c in configs for k in c}):
+        if k in (key, "name") or k.startswith(NEUTRAL_PREFIXES):
+            continue
+        values = {}
+        for c in configs:
+            values.setdefault(json.dumps(c.get(key)), set()).add(json.dumps(c.get(k)))
+        if all(len(v) == 1 for v in values.values()) and \
+                len({next(iter(v)) for v in values.values()}) > 1:
+            out.append(k)
+    return tuple(out)
+
+
 def vs_series(runs, groups, metric, key, args):
     """What a --vs plot of `metric` against the numeric config value `key`
     draws: [(panel, [(label, xs, stats, refs)])], panel the --facet value
@@ -1015,14 +1106,14 @@ def vs_series(runs, groups, metric, key, args):
     units = groups if groups is not None else [Group([r]) for r in runs]
     for g in units:
         for r in g.runs:
-            v = r.config.get(key) if r.config else None
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
+            if numeric_setting(r, key) is None:
+                v = r.config.get(key) if r.config else None
                 raise RunError(f"--vs {key}: {r.path} has no numeric {key} "
                                f"(config.json: {v!r})")
     saved = [(g, g.label, g.name) for g in units] + [(r, r.label, r.name) for r in runs]
     try:
         by = args.group_by if groups is not None else []
-        label_groups(units, by, hide=tuple(args.facet) + (key,))
+        label_groups(units, by, hide=tuple(args.facet) + (key,) + follows(runs, key))
         panels = {}
         for g in units:
             panel = facet_value(g.runs[0], args.facet) if args.facet else None
@@ -1038,17 +1129,17 @@ def vs_series(runs, groups, metric, key, args):
                     if not ys:
                         continue
                     refs = {}
-                    for spec in FIELDS:
+                    for spec in REFS:
                         values = [v for v in (event_field(r, spec) for r in g.runs)
                                   if v is not None]
                         refs[spec] = sum(values) / len(values) if values else None
-                    points.append((float(g.runs[0].config[key]), MeanSd(ys), ys, refs))
+                    points.append((numeric_setting(g.runs[0], key), MeanSd(ys), ys, refs))
                 if not points:
                     continue
                 points.sort(key=lambda p: p[0])
                 lines.append((label, [p[0] for p in points], [p[1] for p in points],
                               [p[2] for p in points],
-                              {spec: [p[3][spec] for p in points] for spec in FIELDS}))
+                              {spec: [p[3][spec] for p in points] for spec in REFS}))
             out.append((panel, lines))
         return out
     finally:
@@ -1058,7 +1149,7 @@ def vs_series(runs, groups, metric, key, args):
 
 def plot_vs(plt, runs, groups, metric, key, args, path):
     """One PNG of vs_series: a line per setting with error bars (--band)
-    over a group's runs, one panel per --facet value, each --field a black
+    over a group's runs, one panel per --facet value, each --ref a black
     dotted reference line (drawn once where lines share it). Returns the
     number of lines drawn."""
     panels = vs_series(runs, groups, metric, key, args)
@@ -1068,8 +1159,9 @@ def plot_vs(plt, runs, groups, metric, key, args, path):
     drawn = 0
     tail = TAIL["fraction"] is not None or TAIL["axis"] is not None
     for ax, (panel, lines) in zip(axes[0], panels):
-        references, labelled = [], set()
+        references, labelled, span = [], set(), []
         for label, xs, stats, values, refs in lines:
+            span += [min(v) for v in values] + [max(v) for v in values]
             if args.band == "minmax":
                 errors = [[m.mean - min(v) for m, v in zip(stats, values)],
                           [max(v) - m.mean for m, v in zip(stats, values)]]
@@ -1094,17 +1186,21 @@ def plot_vs(plt, runs, groups, metric, key, args, path):
         if ax is axes[0][0]:
             ax.set_ylabel(f"{metric} ({'tail mean' if tail else 'final'})")
         if panel is not None:
-            ax.set_title(panel)
+            ax.set_title(panel, fontsize="small")
         if "all" in args.logy or metric in args.logy:
             ax.set_yscale("log")
-        if args.logx:
+            # The measured values set the range; a reference line far below
+            # (a bias of 1e-25) leaves the panel rather than flatten it.
+            positive = [v for v in span if v > 0]
+            if positive and references:
+                ax.set_ylim(min(positive) / 3, max(positive) * 3)
+        if log_x(args, key):
             ax.set_xscale("log")
         ax.grid(True, alpha=0.3)
-        if lines:
-            ax.legend(fontsize="x-small" if args.facet else "small", loc="best")
     if drawn:
+        place_legends(fig, axes[0], args)
         fig.suptitle(f"{metric} vs {key}")
-        fig.tight_layout()
+        finish_layout(fig, axes[0], args)
         fig.savefig(path, dpi=args.dpi)
     plt.close(fig)
     return drawn
@@ -1209,7 +1305,9 @@ def parse_args(argv):
                         "curves: only the --vs plots); default round,time")
     p.add_argument("--logy", type=parse_list, default=[],
                    help="metrics drawn on a log y axis, comma-separated, or 'all'")
-    p.add_argument("--logx", action="store_true", help="log x axis")
+    p.add_argument("--logx", nargs="?", const="all", default="", type=str,
+                   help="log x axes: all (no value), or only these comma-separated axes and "
+                        "--vs keys (e.g. --logx local.dp.clip)")
     p.add_argument("--smooth", type=positive_int, default=1,
                    help="trailing moving average over K points (default 1: none)")
     p.add_argument("--size", type=parse_size, default=(800, 500),
@@ -1227,13 +1325,16 @@ def parse_args(argv):
     p.add_argument("--field", type=parse_list, default=[],
                    help="EVENT.KEY,...: also tabulate these numbers of each run's run_start or "
                         "run_end event (e.g. run_start.dp.noise_multiplier, run_end.rounds)")
+    p.add_argument("--ref", type=parse_list, default=[],
+                   help="EVENT.KEY,...: as --field, and drawn in the --vs plots as black dotted "
+                        "reference lines (a closed-form value beside the measured one)")
     p.add_argument("--jitter", action="store_true",
                    help="also tabulate each metric's mean absolute change between consecutive "
                         "measurements in the second half of the run (on the --at axis, else "
                         "rounds)")
     p.add_argument("--legend", type=parse_list, default=[],
-                   help="config keys that make the labels (default: every key whose value "
-                        "differs between the runs)")
+                   help="config keys that make the labels, a section's name for all its keys "
+                        "(default: every key whose value differs between the runs)")
     p.add_argument("--facet", type=parse_list, default=[],
                    help="config keys: one panel per combination of their values (labels then "
                         "leave them out)")
@@ -1248,7 +1349,7 @@ def parse_args(argv):
     p.add_argument("--vs", type=parse_list, default=[],
                    help="config keys: also plot each metric's final (or --tail) value against "
                         "each key's numeric value, a line per other setting, error bars over "
-                        "a group's runs, --field values as dotted reference lines")
+                        "a group's runs, --ref values as dotted reference lines")
     p.add_argument("--band", choices=sorted(BAND_TEXT), default="sd",
                    help="a group's band: sd (default), ci (95%% Student t of the mean), "
                         "minmax, none")
@@ -1265,10 +1366,11 @@ def parse_args(argv):
             if name not in axes:
                 axes.append(name)
     args.x = axes
-    for spec in args.field:
-        if spec.partition(".")[0] not in ("run_start", "run_end") or "." not in spec:
-            p.error(f"--field = {spec!r}; must be run_start.KEY or run_end.KEY (dots for "
-                    "nested keys)")
+    for flag, specs in (("--field", args.field), ("--ref", args.ref)):
+        for spec in specs:
+            if spec.partition(".")[0] not in ("run_start", "run_end") or "." not in spec:
+                p.error(f"{flag} = {spec!r}; must be run_start.KEY or run_end.KEY (dots for "
+                        "nested keys)")
     if args.at:
         axis, _, points = args.at.partition("=")
         try:
@@ -1314,7 +1416,8 @@ def main(argv):
     LEGEND_KEYS[:] = args.legend
     AT["axis"], AT["points"] = args.at if args.at else (None, [])
     JITTER["on"] = args.jitter
-    FIELDS[:] = args.field
+    FIELDS[:] = args.field + [r for r in args.ref if r not in args.field]
+    REFS[:] = args.ref
     TAIL["fraction"], TAIL["axis"], TAIL["width"] = args.tail if args.tail else (None,) * 3
     problems = []
 
@@ -1376,6 +1479,9 @@ def main(argv):
     else:
         groups = None
         write_csv(table, os.path.join(args.out, "summary.csv"))
+        if args.facet:
+            # The plots' legends leave the panel's key out here too.
+            label_groups([Group([r]) for r in runs], [], hide=tuple(args.facet))
     with open(os.path.join(args.out, "summary.md"), "w", encoding="utf-8") as f:
         f.write(markdown_table(table))
     print(text_table(table))
