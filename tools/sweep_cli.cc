@@ -22,6 +22,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -97,7 +98,10 @@ absl::StatusOr<Axis> ParseGrid(const std::string& text) {
   }
   Axis axis;
   axis.key = text.substr(0, eq);
-  axis.keys = absl::StrSplit(axis.key, ',');
+  for (absl::string_view k : absl::StrSplit(axis.key, ',')) {
+    axis.keys.emplace_back(absl::StripAsciiWhitespace(k));  // "k1, k2" reads as "k1,k2"
+  }
+  axis.key = absl::StrJoin(axis.keys, ",");
   for (const std::string& k : axis.keys) {
     if (k.empty()) {
       return absl::InvalidArgumentError(

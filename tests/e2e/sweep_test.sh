@@ -130,7 +130,7 @@ then ok "resumed sweep: the 6 model_hash columns equal the uninterrupted sweep's
 
 # --- linked keys: values that change together ----------------------------------
 if "$bin/fedsim" sweep "$work/base.yaml" \
-    --grid 'rounds,local.lr=[[2, 0.001], [3, 0.002]]' --grid local.batch_size=10,20 \
+    --grid 'rounds, local.lr=[[2, 0.001], [3, 0.002]]' --grid local.batch_size=10,20 \
     --jobs 2 --threads 1 --out "$work/linked" > "$work/linked.out" 2> "$work/linked.err" &&
    python3 - "$work/linked" <<'EOF'
 import json, os, sys

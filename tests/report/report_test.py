@@ -565,6 +565,9 @@ class GroupTest(unittest.TestCase):
         self.assertEqual([r["x"] for r in runs[0].rows], [0.1 * r + 2.0 for r in range(5)])
         for bad_args, needle in ((["--derive", "x=__import__('os')"], "--derive"),
                                  (["--derive", "1x=round"], "NAME=EXPR"),
+                                 (["--derive", "x=sqrt(1, 2)"], "sqrt takes 1 argument, not 2"),
+                                 (["--derive", "x=1" + "0" * 400], "too large for a float"),
+                                 (["--logx", "runs/a"], "--logx = 'runs/a'"),
                                  (["--tail", "0%"], "--tail = '0%'"),
                                  (["--tail", "time=1"], "--tail = 'time=1'")):
             bad = run_report(*self.dirs, "--out", out, "--no-plots", *bad_args)
@@ -574,6 +577,30 @@ class GroupTest(unittest.TestCase):
         self.assertEqual(unknown.returncode, 1)
         self.assertIn("'nothing' is neither a metrics.csv column nor a numeric config key",
                       unknown.stderr)
+        text = run_report(*self.dirs, "--out", out, "--no-plots", "--derive", "y=model_hash*2")
+        self.assertEqual(text.returncode, 1)
+        self.assertIn("'model_hash' is a text column", text.stderr)
+        # A column other runs have is empty in a run that lacks it; a run
+        # that diverged has a NaN tail, shown as nan.
+        lacking = os.path.join(self.tmp, "lacking")
+        write_run(lacking, {"seed": 9, "local": {"lr": 0.5}},
+                  [(0, 0.0, 0.5, 1.0, "h"), (1, 1.0, float("nan"), 1.0, "h")])
+        with_eps = os.path.join(self.tmp, "with_eps")
+        write_run(with_eps, {"seed": 9, "local": {"lr": 0.7}},
+                  [(r, float(r), 0.5, 1.0, "h", 0.5 * r) for r in range(2)],
+                  columns=("round", "wall_time_s", "test_accuracy", "test_loss", "model_hash",
+                           "epsilon_max"))
+        out3 = os.path.join(self.tmp, "derive_mixed")
+        result = run_report(lacking, with_eps, "--out", out3, "--no-plots", "--derive",
+                            "e=epsilon_max*2", "--metrics", "test_accuracy,e", "--tail", "50%")
+        # Exit 1: a run that lacks a chosen metric is a problem line, as
+        # for a logged metric; it stays in the table.
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertIn("lacking: no values of metric 'e'", result.stderr)
+        rows = read_summary(out3)
+        self.assertEqual(rows["lacking"]["e_tail"], "")
+        self.assertEqual(float(rows["with_eps"]["e_tail"]), 1.0)
+        self.assertEqual(rows["lacking"]["test_accuracy_tail"], "nan")
 
     def test_groups_with_and_without_privacy_columns(self):
         # A DP run beside the non-private group: every row has the same
@@ -611,8 +638,22 @@ class GroupTest(unittest.TestCase):
         args = report.parse_args([*dirs, "--vs", "local.lr", "--ref", "run_start.bound"])
         report.REFS[:] = args.ref
         try:
-            (panel, lines), = report.vs_series(runs, groups, "test_accuracy", "local.lr", args)
+            ((panel, lines),), skipped = report.vs_series(runs, groups, "test_accuracy",
+                                                          "local.lr", args)
+            self.assertEqual(skipped, [])
+            # Only the x key differs (momentum 0): one line, not a point each.
+            zero = [g for g in groups if g.runs[0].config["local.momentum"] == 0]
+            ((_, single),), _ = report.vs_series([r for g in zero for r in g.runs], zero,
+                                                 "test_accuracy", "local.lr", args)
+            self.assertEqual([(label, xs) for label, xs, *_ in single],
+                             [("test_accuracy", [0.1, 0.2])])
+            # A --legend that leaves momentum out does not pool the two
+            # settings into one zigzag: they meet at lr 0.1, so a line each.
+            report.LEGEND_KEYS[:] = ["local.lr"]
+            ((_, pooled),), _ = report.vs_series(runs, groups, "test_accuracy", "local.lr", args)
+            self.assertEqual(sorted(xs for _, xs, *_ in pooled), [[0.1], [0.1, 0.2]])
         finally:
+            report.LEGEND_KEYS[:] = []
             report.REFS[:] = []
         self.assertIsNone(panel)
         self.assertEqual([(label, xs) for label, xs, *_ in lines],

@@ -2,7 +2,7 @@
 """fedsim report: a summary table, plots and one HTML page of fedsim runs.
 
   fedsim report RUN_DIR... [--out DIR] [--metrics M,...] [--x round,wall,virtual]
-                [--logy M,...|all] [--logx] [--smooth K] [--size WxH] [--dpi N]
+                [--logy M,...|all] [--logx [AXES]] [--smooth K] [--size WxH] [--dpi N]
                 [--no-plots] [--group-by KEY,... | --no-group] [--band sd|ci|minmax|none]
                 [--at AXIS=X,...] [--tail P%|AXIS=W] [--jitter] [--field|--ref EVENT.KEY,...]
                 [--derive NAME=EXPR ...] [--vs KEY,...] [--legend KEY,...] [--facet KEY,...]
@@ -350,13 +350,19 @@ def tail_values(run, metric):
     averages: the last P% of them (at least one), or those within W of the
     last on the AXIS."""
     if TAIL["fraction"] is not None:
-        values = [v for v in run.values(metric) if math.isfinite(v)]
+        # Every measurement, NaN and inf included: a run that diverged has
+        # a non-finite tail, not the mean of its values before it did.
+        values = run.values(metric)
         if not values:
             return []
         keep = max(1, math.ceil(len(values) * TAIL["fraction"] - 1e-9))
         return values[-keep:]
-    xs, ys = run.series(X_AXES[TAIL["axis"]], metric)
-    return [y for x, y in zip(xs, ys) if x >= xs[-1] - TAIL["width"] - 1e-12]
+    pairs = [(r.get(X_AXES[TAIL["axis"]]), r.get(metric)) for r in run.rows]
+    pairs = [(x, y) for x, y in pairs if x is not None and y is not None and math.isfinite(x)]
+    if not pairs:
+        return []
+    last = pairs[-1][0]
+    return [y for x, y in pairs if x >= last - TAIL["width"] - 1e-12]
 
 
 def tail_mean(run, metric):
@@ -372,6 +378,8 @@ def tail_column(metric):
 # run's config (e.g. sq_err=dist_to_opt**2, steps=round*local.max_steps).
 DERIVE_FUNCTIONS = {"sqrt": math.sqrt, "log": math.log, "log10": math.log10,
                     "exp": math.exp, "abs": abs, "min": min, "max": max}
+DERIVE_ARITY = {"sqrt": (1, 1), "log": (1, 2), "log10": (1, 1), "exp": (1, 1),
+                "abs": (1, 1), "min": (1, 99), "max": (1, 99)}
 
 
 class DeriveError(Exception):
@@ -400,13 +408,24 @@ def compile_derive(text):
             raise DeriveError(f"--derive = {text!r}; {type(node).__name__} is not allowed "
                               "(numbers, columns, config keys, + - * / **, "
                               + ", ".join(DERIVE_FUNCTIONS) + ")")
-        if isinstance(node, ast.Constant) and not isinstance(node.value, (int, float)):
-            raise DeriveError(f"--derive = {text!r}; {node.value!r} is not a number")
-        if isinstance(node, ast.Call) and (not isinstance(node.func, ast.Name)
-                                           or node.func.id not in DERIVE_FUNCTIONS
-                                           or node.keywords):
-            raise DeriveError(f"--derive = {text!r}; functions are "
-                              + ", ".join(DERIVE_FUNCTIONS))
+        if isinstance(node, ast.Constant):
+            if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
+                raise DeriveError(f"--derive = {text!r}; {node.value!r} is not a number")
+            try:
+                float(node.value)
+            except OverflowError:
+                raise DeriveError(f"--derive = {text!r}; {node.value} is too large for a float")
+        if isinstance(node, ast.Call):
+            if (not isinstance(node.func, ast.Name) or node.func.id not in DERIVE_FUNCTIONS
+                    or node.keywords):
+                raise DeriveError(f"--derive = {text!r}; functions are "
+                                  + ", ".join(DERIVE_FUNCTIONS))
+            low, high = DERIVE_ARITY[node.func.id]
+            if not low <= len(node.args) <= high:
+                raise DeriveError(f"--derive = {text!r}; {node.func.id} takes "
+                                  + (f"{low}" if low == high else
+                                     f"{low} to {high}" if high < 99 else f"{low} or more")
+                                  + f" argument{'s' if high > 1 else ''}, not {len(node.args)}")
     return name, tree.body
 
 
@@ -423,9 +442,10 @@ def dotted(node):
     return ".".join(reversed(parts))
 
 
-def evaluate(node, row, config):
+def evaluate(node, row, config, known=()):
     """The value of a --derive tree for one row; None when a column is
-    missing; raises DeriveError for an unknown name."""
+    missing (empty here, or a column of other runs, `known`); raises
+    DeriveError for an unknown name or a text column."""
     import ast
     import operator
     if isinstance(node, ast.Constant):
@@ -433,18 +453,24 @@ def evaluate(node, row, config):
     if isinstance(node, (ast.Name, ast.Attribute)):
         key = dotted(node)
         if key in row:
-            return row[key]
+            value = row[key]
+            if value is not None and not isinstance(value, float):
+                raise DeriveError(f"'{key}' is a text column, not a number")
+            return value
         if config is not None and key in config and not isinstance(config[key], bool):
             try:
                 return float(config[key])
             except (TypeError, ValueError):
                 pass
+        if key in known:
+            return None
         raise DeriveError(f"'{key}' is neither a metrics.csv column nor a numeric config key")
     if isinstance(node, ast.UnaryOp):
-        v = evaluate(node.operand, row, config)
+        v = evaluate(node.operand, row, config, known)
         return None if v is None else (-v if isinstance(node.op, ast.USub) else v)
     if isinstance(node, ast.BinOp):
-        a, b = evaluate(node.left, row, config), evaluate(node.right, row, config)
+        a = evaluate(node.left, row, config, known)
+        b = evaluate(node.right, row, config, known)
         if a is None or b is None:
             return None
         ops = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
@@ -455,21 +481,22 @@ def evaluate(node, row, config):
             return math.nan
         return v if isinstance(v, float) else math.nan  # complex powers
     if isinstance(node, ast.Call):
-        args = [evaluate(a, row, config) for a in node.args]
+        args = [evaluate(a, row, config, known) for a in node.args]
         if any(a is None for a in args):
             return None
         try:
             return float(DERIVE_FUNCTIONS[node.func.id](*args))
-        except (ValueError, TypeError, OverflowError):
+        except (ValueError, TypeError, OverflowError, ZeroDivisionError):
             return math.nan
     raise DeriveError(f"cannot evaluate {type(node).__name__}")
 
 
-def derive_columns(run, derived):
-    """Adds the --derive columns to the run's rows."""
+def derive_columns(run, derived, known=()):
+    """Adds the --derive columns to the run's rows; `known`: the columns of
+    all the runs (one this run lacks is empty here)."""
     for name, tree in derived:
         for row in run.rows:
-            row[name] = evaluate(tree, row, run.config)
+            row[name] = evaluate(tree, row, run.config, known)
         if name not in run.columns:
             run.columns.append(name)
 
@@ -783,6 +810,8 @@ def fmt(value, exact=False):
     if isinstance(value, float):
         if math.isinf(value):
             return "inf" if value > 0 else "-inf"
+        if math.isnan(value):
+            return "nan"
         if exact:
             return repr(value)
         if value == int(value) and abs(value) < 1e15:
@@ -1098,34 +1127,57 @@ def follows(runs, key):
 
 def vs_series(runs, groups, metric, key, args):
     """What a --vs plot of `metric` against the numeric config value `key`
-    draws: [(panel, [(label, xs, stats, refs)])], panel the --facet value
-    (None without), a line per combination of the other settings that
-    differ, `stats` a MeanSd of the final (or --tail) values of a group's
-    runs at each x, `refs` {field: [mean value at each x]} of the --field
-    numbers. Raises RunError naming a run without a numeric `key`."""
+    draws: ([(panel, [(label, xs, stats, values, refs)])], skipped), panel
+    the --facet value (None without), a line per combination of the other
+    settings that differ (keys that follow `key` left out), `stats` a MeanSd
+    of the final (or --tail) values of a group's runs at each x (NaN when a
+    run diverged), `values` those values, `refs` {spec: [mean --ref value
+    at each x]}; `skipped` the runs without a numeric `key`."""
     units = groups if groups is not None else [Group([r]) for r in runs]
-    for g in units:
-        for r in g.runs:
-            if numeric_setting(r, key) is None:
-                v = r.config.get(key) if r.config else None
-                raise RunError(f"--vs {key}: {r.path} has no numeric {key} "
-                               f"(config.json: {v!r})")
-    saved = [(g, g.label, g.name) for g in units] + [(r, r.label, r.name) for r in runs]
+    skipped = [r for g in units for r in g.runs if numeric_setting(r, key) is None]
+    units = [[r for r in g.runs if numeric_setting(r, key) is not None] for g in units]
+    units = [Group(members) for members in units if members]
+    kept = [r for g in units for r in g.runs]
+    if not units:
+        return [], skipped
+    saved = [(g, g.label, g.name) for g in units] + [(r, r.label, r.name) for r in kept]
     try:
         by = args.group_by if groups is not None else []
-        label_groups(units, by, hide=tuple(args.facet) + (key,) + follows(runs, key))
+        hidden = tuple(args.facet) + (key,) + follows(kept, key)
+        keys = label_groups(units, by, hide=hidden)
+        heads = [g.runs[0] for g in units]
+        if sweep_labels(heads, exclude=tuple(by) + hidden) is None and not keys:
+            for g in units:  # nothing else differs: one line
+                g.label = metric
         panels = {}
         for g in units:
             panel = facet_value(g.runs[0], args.facet) if args.facet else None
-            panels.setdefault(panel, {}).setdefault(g.label, []).append(g)
+            panels.setdefault(panel, {}).setdefault((g.label, ""), []).append(g)
+        for panel, series in panels.items():
+            # A label (--legend may print less than what differs) whose
+            # groups meet at one x is several settings: a line each.
+            for (label, _), members in list(series.items()):
+                xs = [numeric_setting(g.runs[0], key) for g in members]
+                if len(set(xs)) == len(xs):
+                    continue
+                del series[(label, "")]
+                for g in members:
+                    config = g.runs[0].config or {}
+                    named = "name" in dict(g.runs[0].sweep_values or [])
+                    signature = json.dumps({k: v for k, v in config.items()
+                                            if k not in hidden and k not in by
+                                            and (k != "name" or named)
+                                            and not k.startswith(NEUTRAL_PREFIXES)},
+                                           sort_keys=True)
+                    series.setdefault((label, signature), []).append(g)
         out = []
         for panel, series in panels.items():
             lines = []
-            for label, members in series.items():
+            for (label, _), members in series.items():
                 points = []
                 for g in members:
                     ys = [summary_value(r, metric) for r in g.runs]
-                    ys = [y for y in ys if y is not None and math.isfinite(y)]
+                    ys = [y for y in ys if y is not None]
                     if not ys:
                         continue
                     refs = {}
@@ -1141,7 +1193,7 @@ def vs_series(runs, groups, metric, key, args):
                               [p[2] for p in points],
                               {spec: [p[3][spec] for p in points] for spec in REFS}))
             out.append((panel, lines))
-        return out
+        return out, skipped
     finally:
         for obj, label, name in saved:
             obj.label, obj.name = label, name
@@ -1152,7 +1204,9 @@ def plot_vs(plt, runs, groups, metric, key, args, path):
     over a group's runs, one panel per --facet value, each --ref a black
     dotted reference line (drawn once where lines share it). Returns the
     number of lines drawn."""
-    panels = vs_series(runs, groups, metric, key, args)
+    panels, skipped = vs_series(runs, groups, metric, key, args)
+    if not panels:
+        return 0, skipped
     width, height = args.size
     fig, axes = plt.subplots(1, len(panels), figsize=(width / args.dpi, height / args.dpi),
                              dpi=args.dpi, sharey=True, squeeze=False)
@@ -1161,14 +1215,16 @@ def plot_vs(plt, runs, groups, metric, key, args, path):
     for ax, (panel, lines) in zip(axes[0], panels):
         references, labelled, span = [], set(), []
         for label, xs, stats, values, refs in lines:
-            span += [min(v) for v in values] + [max(v) for v in values]
+            span += [y for v in values for y in v if math.isfinite(y)]
             if args.band == "minmax":
                 errors = [[m.mean - min(v) for m, v in zip(stats, values)],
                           [max(v) - m.mean for m, v in zip(stats, values)]]
-            elif args.band == "none" or all(m.sd is None for m in stats):
+            elif args.band == "none" or all(m.sd is None or not math.isfinite(m.sd)
+                                            for m in stats):
                 errors = None
             else:
-                errors = [0.0 if m.sd is None else band_halfwidth(m.sd, m.n, args.band)
+                errors = [0.0 if m.sd is None or not math.isfinite(m.sd)
+                          else band_halfwidth(m.sd, m.n, args.band)
                           for m in stats]
             n = max(m.n for m in stats)
             text = label if n == 1 else f"{label} ({BAND_TEXT[args.band]}, n={n})"
@@ -1203,7 +1259,7 @@ def plot_vs(plt, runs, groups, metric, key, args, path):
         finish_layout(fig, axes[0], args)
         fig.savefig(path, dpi=args.dpi)
     plt.close(fig)
-    return drawn
+    return drawn, skipped
 
 
 # ---------------------------------------------------------------------------
@@ -1366,6 +1422,17 @@ def parse_args(argv):
             if name not in axes:
                 axes.append(name)
     args.x = axes
+    logx = []
+    for a in parse_list(args.logx):
+        if a == "time":
+            logx += ["wall", "virtual"]
+        elif a == "all" or a in X_AXES or a in args.vs:
+            logx.append(a)
+        else:
+            p.error(f"--logx = {a!r}; must be all (no value), round, wall, virtual, time or a "
+                    "--vs key (a run directory right after --logx is taken as its value: give "
+                    "--logx after the run directories, or --logx=AXES)")
+    args.logx = ",".join(logx)
     for flag, specs in (("--field", args.field), ("--ref", args.ref)):
         for spec in specs:
             if spec.partition(".")[0] not in ("run_start", "run_end") or "." not in spec:
@@ -1435,13 +1502,17 @@ def main(argv):
         if run.incomplete_line:
             warn(f"{path}: metrics.csv ends in an incomplete line (run still going?); "
                  f"reporting its {run.rounds_done} complete rounds")
-        if args.derive:
-            try:
-                derive_columns(run, args.derive)
-            except DeriveError as e:
-                problem(f"{path}: --derive: {e}")
-                continue
         runs.append(run)
+    if args.derive:
+        known = {c for run in runs for c in run.columns}
+        kept = []
+        for run in runs:
+            try:
+                derive_columns(run, args.derive, known)
+                kept.append(run)
+            except DeriveError as e:
+                problem(f"{run.path}: --derive: {e}")
+        runs = kept
     if not runs:
         warn("no run could be read")
         return 1
@@ -1487,6 +1558,7 @@ def main(argv):
     print(text_table(table))
 
     plots = []
+    vs_skipped = set()
     if not args.no_plots and plot_metrics:
         plt = import_pyplot()
         for metric in plot_metrics:
@@ -1499,12 +1571,14 @@ def main(argv):
                     plots.append((file_name, f"{metric} vs {X_LABELS[axis]}"))
             for key in args.vs:
                 file_name = f"{metric}_vs_{key}.png"
-                try:
-                    drawn = plot_vs(plt, runs, groups, metric, key, args,
-                                    os.path.join(args.out, file_name))
-                except RunError as e:
-                    problem(str(e))
-                    continue
+                drawn, skipped = plot_vs(plt, runs, groups, metric, key, args,
+                                         os.path.join(args.out, file_name))
+                for r in skipped:
+                    if (key, r.path) not in vs_skipped:
+                        vs_skipped.add((key, r.path))
+                        v = r.config.get(key) if r.config else None
+                        problem(f"{r.path}: --vs {key}: no numeric {key} (config.json: {v!r}); "
+                                "left out of that plot")
                 if drawn:
                     what = "tail mean" if args.tail else "final value"
                     plots.append((file_name, f"{metric} ({what}) vs {key}"))
