@@ -23,6 +23,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -89,12 +90,13 @@ std::string ValueText(const YAML::Node& v) {
 
 // "key=v1,v2", "key=[v1, [a, b]]" (a YAML list: values that hold commas), or
 // linked keys "k1,k2=[[a1, b1], [a2, b2]]" (an entry per point, a value per
-// key).
+// key). Errors C-escape what the user typed, so that they stay one line.
 absl::StatusOr<Axis> ParseGrid(const std::string& text) {
   const std::size_t eq = text.find('=');
   if (eq == std::string::npos || eq == 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--grid ", text, ": expected KEY=V1,V2,... (e.g. local.lr=0.01,0.1)"));
+        absl::StrCat("--grid ", absl::CHexEscape(text),
+                     ": expected KEY=V1,V2,... (e.g. local.lr=0.01,0.1)"));
   }
   Axis axis;
   axis.key = text.substr(0, eq);
@@ -105,7 +107,8 @@ absl::StatusOr<Axis> ParseGrid(const std::string& text) {
   for (const std::string& k : axis.keys) {
     if (k.empty()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("--grid ", text, ": an empty key in '", axis.key, "'"));
+          absl::StrCat("--grid ", absl::CHexEscape(text), ": an empty key in '",
+                       absl::CHexEscape(axis.key), "'"));
     }
   }
   const std::string rest = text.substr(eq + 1);
@@ -116,10 +119,12 @@ absl::StatusOr<Axis> ParseGrid(const std::string& text) {
       list = YAML::Load(rest);
     } catch (const YAML::Exception& e) {
       return absl::InvalidArgumentError(
-          absl::StrCat("--grid ", text, ": not a YAML list: ", e.msg));
+          absl::StrCat("--grid ", absl::CHexEscape(text),
+                       ": not a YAML list: ", absl::CHexEscape(e.msg)));
     }
     if (!list.IsSequence()) {
-      return absl::InvalidArgumentError(absl::StrCat("--grid ", text, ": not a YAML list"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--grid ", absl::CHexEscape(text), ": not a YAML list"));
     }
     for (std::size_t i = 0; i < list.size(); ++i) {
       const YAML::Node v = list[i];
@@ -129,7 +134,8 @@ absl::StatusOr<Axis> ParseGrid(const std::string& text) {
       }
       if (!v.IsSequence() || v.size() != axis.keys.size()) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "--grid ", axis.key, ": entry ", i + 1, " (", ValueText(v), ") must be a list of ",
+            "--grid ", absl::CHexEscape(axis.key), ": entry ", i + 1, " (",
+            absl::CHexEscape(ValueText(v)), ") must be a list of ",
             axis.keys.size(), " values, one per key"));
       }
       std::vector<std::string> entry;
@@ -138,7 +144,8 @@ absl::StatusOr<Axis> ParseGrid(const std::string& text) {
     }
   } else if (linked) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--grid ", text, ": linked keys take a YAML list of lists, e.g. ", axis.key,
+        "--grid ", absl::CHexEscape(text), ": linked keys take a YAML list of lists, e.g. ",
+        absl::CHexEscape(axis.key),
         "=[[a1, b1], [a2, b2]]"));
   } else {
     for (absl::string_view v : absl::StrSplit(rest, ',')) axis.values.push_back({std::string(v)});
@@ -146,12 +153,14 @@ absl::StatusOr<Axis> ParseGrid(const std::string& text) {
   for (const std::vector<std::string>& entry : axis.values) {
     for (const std::string& v : entry) {
       if (v.empty()) {
-        return absl::InvalidArgumentError(absl::StrCat("--grid ", text, ": an empty value"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("--grid ", absl::CHexEscape(text), ": an empty value"));
       }
     }
   }
   if (axis.values.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("--grid ", text, ": no values"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--grid ", absl::CHexEscape(text), ": no values"));
   }
   return axis;
 }
@@ -273,7 +282,8 @@ absl::StatusOr<Options> Parse(const std::vector<std::string>& args) {
       if (!axis.ok()) return axis.status();
       for (const std::string& k : axis->keys) {
         if (!keys.insert(k).second) {
-          return absl::InvalidArgumentError(absl::StrCat("--grid ", k, " given twice"));
+          return absl::InvalidArgumentError(
+              absl::StrCat("--grid ", absl::CHexEscape(k), " given twice"));
         }
       }
       o.axes.push_back(*std::move(axis));

@@ -154,6 +154,8 @@ expect_2 sweep_linked_short "--grid rounds,local.lr: entry 2 ([3]) must be a lis
   "$bin/fedsim" sweep "$work/base.yaml" --grid 'rounds,local.lr=[[2, 0.1], [3]]' --out "$work/bad"
 expect_2 sweep_linked_commas "linked keys take a YAML list of lists" \
   "$bin/fedsim" sweep "$work/base.yaml" --grid 'rounds,local.lr=2,3' --out "$work/bad"
+expect_2 sweep_grid_newline '--grid local.lr\n: expected KEY=V1,V2' \
+  "$bin/fedsim" sweep "$work/base.yaml" --grid $'local.lr\n' --out "$work/bad"
 expect_2 sweep_linked_twice "--grid rounds given twice" \
   "$bin/fedsim" sweep "$work/base.yaml" --grid 'rounds,local.lr=[[2, 0.1]]' --grid rounds=4 --out "$work/bad"
 
