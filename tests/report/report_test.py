@@ -355,6 +355,14 @@ def write_run(path, config, rows, columns=("round", "wall_time_s", "test_accurac
             f.write(json.dumps({"event": "run_end", "rounds": len(rows)}) + "\n")
 
 
+def write_dp_run(path, seed, lr, rounds):
+    """A run with an epsilon_max column (0.5 per round), accuracy 0.5."""
+    write_run(path, {"seed": seed, "local": {"lr": lr}},
+              [(r, float(r), 0.5, 1.0, "h", 0.5 * r) for r in range(rounds)],
+              columns=("round", "wall_time_s", "test_accuracy", "test_loss", "model_hash",
+                       "epsilon_max"))
+
+
 class GroupTest(unittest.TestCase):
     """Runs that differ only in the seed are summarised as a group: mean and
     sample sd equal numpy's, and the band of known curves is what it must
@@ -586,10 +594,7 @@ class GroupTest(unittest.TestCase):
         write_run(lacking, {"seed": 9, "local": {"lr": 0.5}},
                   [(0, 0.0, 0.5, 1.0, "h"), (1, 1.0, float("nan"), 1.0, "h")])
         with_eps = os.path.join(self.tmp, "with_eps")
-        write_run(with_eps, {"seed": 9, "local": {"lr": 0.7}},
-                  [(r, float(r), 0.5, 1.0, "h", 0.5 * r) for r in range(2)],
-                  columns=("round", "wall_time_s", "test_accuracy", "test_loss", "model_hash",
-                           "epsilon_max"))
+        write_dp_run(with_eps, seed=9, lr=0.7, rounds=2)
         out3 = os.path.join(self.tmp, "derive_mixed")
         result = run_report(lacking, with_eps, "--out", out3, "--no-plots", "--derive",
                             "e=epsilon_max*2", "--metrics", "test_accuracy,e", "--tail", "50%")
@@ -606,10 +611,7 @@ class GroupTest(unittest.TestCase):
         # A DP run beside the non-private group: every row has the same
         # columns (the non-private group's epsilon is empty).
         dp = os.path.join(self.tmp, "dp_run")
-        write_run(dp, {"seed": 1, "local": {"lr": 0.3}},
-                  [(r, float(r), 0.5, 1.0, "h", 0.5 * r) for r in range(3)],
-                  columns=("round", "wall_time_s", "test_accuracy", "test_loss", "model_hash",
-                           "epsilon_max"))
+        write_dp_run(dp, seed=1, lr=0.3, rounds=3)
         out = os.path.join(self.tmp, "mixed")
         result = run_report(*self.dirs, dp, "--out", out, "--no-plots")
         self.assertEqual(result.returncode, 0, result.stderr)
