@@ -5,9 +5,13 @@
 // on n rows (600 and 6,000; --smoke: 40) at batch B (10, 32, 128):
 //
 //   net_epoch/<preset>/rows:n/batch:B
-//   dp_epoch/fedau_cnn_mnist/rows:600/batch:32   DP-SGD (per-example
+//   dp_epoch/<preset>/rows:600/batch:32   DP-SGD (per-example
 //                  clipping, C = 1, z = 1, Poisson lots of expected size B),
-//                  against net_epoch at the same size
+//                  against net_epoch at the same size; fedau_cnn_mnist and
+//                  fedfix_lstm_shakespeare
+//   dp_ghost_epoch/<preset>/rows:600/batch:32   the same with
+//                  local.dp.ghost_clipping (norms layer by layer, then a
+//                  weighted backward pass; no per-example gradients)
 //   conv_layer/32x14x14_to_32/batch:128   two 3x3 convolutions of 32
 //                  channels alone, forward and backward, against the
 //                  machine's sgemm rate (bench/floors.py)
@@ -23,6 +27,7 @@
 #include <memory>
 #include <numeric>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bench/bench_main.h"
@@ -95,7 +100,9 @@ const Setup& GetSetup(const std::string& preset, std::int64_t rows) {
   return *s;
 }
 
-void Epoch(benchmark::State& state, const std::string& preset, bool dp) {
+enum class Kind { kPlain, kDp, kDpGhost };
+
+void Epoch(benchmark::State& state, const std::string& preset, Kind kind) {
   const std::int64_t rows = state.range(0);
   const Setup& s = GetSetup(preset, rows);
   std::vector<std::int64_t> all(static_cast<std::size_t>(rows));
@@ -108,11 +115,12 @@ void Epoch(benchmark::State& state, const std::string& preset, bool dp) {
   dp_spec.mode = DpMode::kClip;
   dp_spec.clip = 1.0;
   dp_spec.noise_multiplier = 1.0;
+  dp_spec.ghost_clipping = kind == Kind::kDpGhost;
   Round round = 0;
   for (auto _ : state) {
     RngStream rng(1, RngPurpose::kShuffle, 0, round);
     absl::StatusOr<LocalTrainingOutput> out;
-    if (dp) {
+    if (kind != Kind::kPlain) {
       RngStream sampling(1, RngPurpose::kDpSampling, 0, round);
       RngStream noise(1, RngPurpose::kDpNoise, 0, round);
       out = RunLocalDpSgd(*s.objective, s.train, all, s.start, spec, dp_spec, sampling, noise,
@@ -176,17 +184,23 @@ void RegisterBenchmarks() {
        {"fedau_cnn_mnist", "fedfix_cnn_cifar", "fedfix_lstm_shakespeare"}) {
     auto* b = benchmark::RegisterBenchmark(
         ("net_epoch/" + preset).c_str(),
-        [preset](benchmark::State& state) { Epoch(state, preset, false); });
+        [preset](benchmark::State& state) { Epoch(state, preset, Kind::kPlain); });
     b->ArgNames({"rows", "batch"})->Unit(benchmark::kMillisecond)->UseRealTime();
     for (std::int64_t n : rows) {
       for (std::int64_t batch : {10, 32, 128}) b->Args({n, batch});
     }
   }
-  auto* dp = benchmark::RegisterBenchmark(
-      "dp_epoch/fedau_cnn_mnist",
-      [](benchmark::State& state) { Epoch(state, "fedau_cnn_mnist", true); });
-  dp->ArgNames({"rows", "batch"})->Args({rows.front(), 32})->Unit(benchmark::kMillisecond)
-      ->UseRealTime();
+  for (const std::string preset : {"fedau_cnn_mnist", "fedfix_lstm_shakespeare"}) {
+    for (const auto& [name, kind] :
+         {std::pair<std::string, Kind>{"dp_epoch/", Kind::kDp},
+          {"dp_ghost_epoch/", Kind::kDpGhost}}) {
+      auto* dp = benchmark::RegisterBenchmark(
+          (name + preset).c_str(),
+          [preset, kind](benchmark::State& state) { Epoch(state, preset, kind); });
+      dp->ArgNames({"rows", "batch"})->Args({rows.front(), 32})->Unit(benchmark::kMillisecond)
+          ->UseRealTime();
+    }
+  }
   benchmark::RegisterBenchmark("conv_layer/32x14x14_to_32", ConvLayer)
       ->ArgName("batch")
       ->Arg(Smoke() ? 4 : 128)

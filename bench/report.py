@@ -284,16 +284,17 @@ def table(results):
         t.add("7 %s local epoch, %d rows, B=%d vs PyTorch" % (preset, rows, batch),
               "samples/s", fmt(ours), fmt(pt), fmt(ours / pt) + "x" if pt else "n/a",
               goal, verdict(ours / pt >= need) if pt else "", flop / 1e9 if flop else None)
-    dp = [n for n in nw if n.startswith("dp_epoch/")]
-    for name in dp:
-        base = "net_epoch/" + name[len("dp_epoch/"):]
-        ours = best(nw.get(base, []), "items_per_second")
-        priv = best(nw[name], "items_per_second")
-        if ours and priv:
-            t.add("7 DP-SGD epoch vs non-private, %s" % name[len("dp_epoch/"):].replace(
-                "/real_time", ""), "samples/s",
-                  fmt(priv), fmt(ours), fmt(ours / priv) + "x time", "<= 3x",
-                  verdict(ours / priv <= 3.0))
+    for prefix, what in (("dp_epoch/", "per-example gradients"),
+                         ("dp_ghost_epoch/", "ghost clipping")):
+        for name in sorted(n for n in nw if n.startswith(prefix)):
+            base = "net_epoch/" + name[len(prefix):]
+            ours = best(nw.get(base, []), "items_per_second")
+            priv = best(nw[name], "items_per_second")
+            if ours and priv:
+                t.add("7 DP-SGD epoch (%s) vs non-private, %s"
+                      % (what, name[len(prefix):].replace("/real_time", "")), "samples/s",
+                      fmt(priv), fmt(ours), fmt(ours / priv) + "x time", "<= 3x",
+                      verdict(ours / priv <= 3.0))
     for name in nw:
         if not name.startswith("conv_layer/"):
             continue

@@ -117,12 +117,22 @@ absl::StatusOr<LocalTrainingOutput> RunLocalDpSgdIn(
         // realised to the expected lot size (a factor of exactly 1 at q = 1).
         loss = objective.Evaluate(w, batch, &grad);
         v = grad * (static_cast<double>(b) / lot);
+      } else if (dp.ghost_clipping &&
+                 objective.GhostClippedSums(
+                     w, batch,
+                     [&](const Eigen::VectorXd& sq, Eigen::VectorXd& f) {
+                       ClipFactorsFromSquaredNorms(sq, dp.clip, f);
+                     },
+                     v, dice ? &residual : nullptr, factors, loss)) {
+        // A network: norms layer by layer without the B x d matrix, then
+        // sum_i f_i g_i (and sum_i (1 - f_i) g_i) by weighted backward passes.
+        v /= lot;
+        if (dice) residual /= lot;
       } else if (dp.ghost_clipping) {
         // The same sums from g_i = delta_i (x) [x_i; 1], never formed.
         if (!objective.OuterProductFactors(w, batch, delta, squared_norms, loss)) {
           return absl::InvalidArgumentError(
-              "DP local training: ghost_clipping needs a linear model "
-              "(least_squares, logistic, softmax)");
+              "DP local training: ghost_clipping needs a linear model or a network");
         }
         ClipFactorsFromSquaredNorms(squared_norms, dp.clip, factors);
         objective.WeightedOuterProductSum(batch, delta, factors, v);  // sum_i f_i g_i

@@ -888,15 +888,6 @@ absl::Status ValidateConfig(const v1::ExperimentConfig& c) {
                absl::StrCat("local.dp.mode = ", dp_mode,
                             " with data.source = lsa; DP-SGD needs a model "
                             "trained by local SGD"))
-      .Require(!dp.ghost_clipping() || (c.model().objective() != v1::ModelConfig::OBJECTIVE_MLP &&
-                                         c.model().objective() !=
-                                             v1::ModelConfig::OBJECTIVE_NETWORK),
-               absl::StrCat("local.dp.ghost_clipping = true with model.objective = ",
-                            absl::AsciiStrToLower(v1::ModelConfig::Objective_Name(
-                                                      c.model().objective())
-                                                      .substr(10)),
-                            "; ghost clipping needs a linear model (least_squares, "
-                            "logistic, softmax)"))
       .Require(!dp_on || c.model().l2() == 0.0,
                absl::StrCat("model.l2 = ", c.model().l2(), " with local.dp.mode = ",
                             dp_mode, "; DP local training does not support the "

@@ -178,6 +178,37 @@ void SumColumns(const T* m, std::int64_t rows, std::int64_t cols, std::int64_t s
   }
 }
 
+// sum of x[j]^2, j < n, in double, in index order.
+template <typename T>
+double SquaredSum(const T* x, std::int64_t n) {
+  double sum = 0.0;
+  for (std::int64_t j = 0; j < n; ++j) sum += static_cast<double>(x[j]) * x[j];
+  return sum;
+}
+
+// ||G^T A||_F^2 for G (t x p) and A (t x k): the squared norm of the weight
+// gradient sum_t g_t a_t^T, by Gram matrices (t^2 (p + k) multiplications)
+// or by forming it (t p k), as `method` says (NormMethod). s1, s2: scratch.
+template <typename T, typename GM, typename AM>
+double OuterSumSquaredNorm(const GM& g, const AM& a, NormMethod method, std::vector<T>& s1,
+                           std::vector<T>& s2) {
+  const Index t = g.rows(), p = g.cols(), k = a.cols();
+  const bool ghost = method == NormMethod::kGhost ||
+                     (method == NormMethod::kCheapest && t * (p + k) < p * k);
+  if (ghost) {
+    Resize(s1, t * t);
+    Resize(s2, t * t);
+    Product(Mat<T>(s1.data(), t, t), g, g.transpose());
+    Product(Mat<T>(s2.data(), t, t), a, a.transpose());
+    double sum = 0.0;
+    for (Index j = 0; j < t * t; ++j) sum += static_cast<double>(s1[j]) * s2[j];
+    return sum;
+  }
+  Resize(s1, p * k);
+  Product(Mat<T>(s1.data(), p, k), g.transpose(), a);
+  return SquaredSum(s1.data(), p * k);
+}
+
 }  // namespace
 
 std::string LayerSpec::ToString() const {
@@ -652,9 +683,28 @@ void Network::Backward(const T* params, std::type_identity_t<const T*> dlogits,
                        Workspace<T>& ws, std::type_identity_t<T*> grad,
                        std::type_identity_t<RowMat<T>>* per_example,
                        std::int64_t first_row) const {
+  FEDSIM_CHECK((grad == nullptr) != (per_example == nullptr));
+  BackwardImpl(params, dlogits, ws, grad, per_example, first_row, nullptr,
+               NormMethod::kCheapest);
+}
+
+template <typename T>
+void Network::SquaredGradientNorms(const T* params, std::type_identity_t<const T*> dlogits,
+                                   Workspace<T>& ws, double* sq_norms,
+                                   NormMethod method) const {
+  FEDSIM_CHECK(sq_norms != nullptr);
+  std::fill_n(sq_norms, ws.n_, 0.0);
+  BackwardImpl<T>(params, dlogits, ws, nullptr, nullptr, 0, sq_norms, method);
+}
+
+// Backward's three modes: the summed gradient (grad), per-example
+// gradients (per_example), or their squared norms (sq_norms, added to).
+template <typename T>
+void Network::BackwardImpl(const T* params, const T* dlogits, Workspace<T>& ws, T* grad,
+                           RowMat<T>* per_example, std::int64_t first_row, double* sq_norms,
+                           NormMethod method) const {
   const std::int64_t n = ws.n_;
   FEDSIM_CHECK(n > 0 && ws.act_.size() == spec_.layers.size() + 1) << "Backward before Forward";
-  FEDSIM_CHECK((grad == nullptr) != (per_example == nullptr));
   FEDSIM_CHECK(per_example == nullptr ||
                (first_row >= 0 && per_example->rows() >= first_row + n &&
                 per_example->cols() == num_parameters_))
@@ -697,7 +747,18 @@ void Network::Backward(const T* params, std::type_identity_t<const T*> dlogits,
         const std::int64_t kk = std::int64_t{s.c} * k * k;
         const CMat<T> col(ws.aux_[ii].data(), kk, m);
         const CMat<T> dym(dy, l.out, m);
-        if (per_example == nullptr) {
+        if (sq_norms != nullptr) {
+          // Example b's weight gradient: sum over its output pixels t of
+          // dy_t (out) times col_t (kk); its bias gradient: sum of dy_t.
+          Resize(ws.norm_c_, l.out);
+          for (std::int64_t b = 0; b < n; ++b) {
+            sq_norms[b] += OuterSumSquaredNorm<T>(
+                dym.middleCols(b * hw_out, hw_out).transpose(),
+                col.middleCols(b * hw_out, hw_out).transpose(), method, ws.norm_a_, ws.norm_b_);
+            SumRows(dy, l.out, m, b * hw_out, hw_out, ws.norm_c_.data());
+            sq_norms[b] += SquaredSum(ws.norm_c_.data(), l.out);
+          }
+        } else if (per_example == nullptr) {
           Product(Mat<T>(grad + at, l.out, kk), dym, col.transpose());
           SumRows(dy, l.out, m, 0, m, grad + at + l.out * kk);
         } else {
@@ -782,7 +843,13 @@ void Network::Backward(const T* params, std::type_identity_t<const T*> dlogits,
         const CMat<T> xm(x, n, s.c);
         const CMat<T> dym(dy, n, l.out);
         const std::int64_t wsize = std::int64_t{l.out} * s.c;
-        if (per_example == nullptr) {
+        if (sq_norms != nullptr) {
+          // g = dy (x) [x; 1]: ||g||^2 = ||dy||^2 (||x||^2 + 1).
+          for (std::int64_t b = 0; b < n; ++b) {
+            sq_norms[b] +=
+                SquaredSum(dy + b * l.out, l.out) * (SquaredSum(x + b * s.c, s.c) + 1.0);
+          }
+        } else if (per_example == nullptr) {
           Product(Mat<T>(grad + at, l.out, s.c), dym.transpose(), xm);
           SumColumns(dy, n, l.out, l.out, grad + at + wsize);
         } else {
@@ -797,6 +864,38 @@ void Network::Backward(const T* params, std::type_identity_t<const T*> dlogits,
       }
       case LayerKind::kEmbedding: {
         const int steps = o.h, dim = o.c;
+        if (sq_norms != nullptr) {
+          // Example b's gradient has a row per distinct token: add its
+          // steps' dy into those rows of a zeroed vocab x dim buffer, sum
+          // the squares of each touched row once (in order of first use),
+          // zero them again. O(steps x dim) an example.
+          std::vector<T>& touched = ws.norm_a_;
+          std::vector<T>& seen = ws.norm_b_;
+          Resize(touched, param_count_[ii]);
+          Resize(seen, l.vocab);
+          std::fill(touched.begin(), touched.end(), T(0));
+          std::fill(seen.begin(), seen.end(), T(0));
+          for (std::int64_t b = 0; b < n; ++b) {
+            for (int t = 0; t < steps; ++t) {
+              const auto id = static_cast<std::int64_t>(x[b * steps + t]);
+              T* g = touched.data() + id * dim;
+              const T* d = dy + (t * n + b) * dim;
+              for (int e = 0; e < dim; ++e) g[e] += d[e];
+            }
+            for (int t = 0; t < steps; ++t) {
+              const auto id = static_cast<std::int64_t>(x[b * steps + t]);
+              if (seen[static_cast<std::size_t>(id)] != T(0)) continue;
+              seen[static_cast<std::size_t>(id)] = T(1);
+              sq_norms[b] += SquaredSum(touched.data() + id * dim, dim);
+            }
+            for (int t = 0; t < steps; ++t) {
+              const auto id = static_cast<std::int64_t>(x[b * steps + t]);
+              seen[static_cast<std::size_t>(id)] = T(0);
+              std::fill_n(touched.data() + id * dim, dim, T(0));
+            }
+          }
+          break;
+        }
         for (std::int64_t b = 0; b < n; ++b) {
           if (per_example != nullptr || b == 0) std::fill_n(target(b, at), param_count_[ii], T(0));
         }
@@ -873,7 +972,27 @@ void Network::Backward(const T* params, std::type_identity_t<const T*> dlogits,
           const CMat<T> dg_all(dgates, tn, g4);
           const std::int64_t w_ih_size = std::int64_t{g4} * in_k;
           const std::int64_t w_hh_size = std::int64_t{g4} * hid;
-          if (per_example == nullptr) {
+          if (sq_norms != nullptr) {
+            // Example b: W_ih's gradient sums dgates_t x_t^T over its
+            // steps, W_hh's dgates_t h_{t-1}^T over steps 1.., and both
+            // biases are sum_t dgates_t.
+            Resize(ws.norm_c_, std::int64_t{g4});
+            for (std::int64_t b = 0; b < n; ++b) {
+              const CStrided<T> dgb(dgates + b * g4, steps, g4, Eigen::OuterStride<>(n * g4));
+              const CStrided<T> xb(layer_in + b * in_k, steps, in_k,
+                                   Eigen::OuterStride<>(n * in_k));
+              sq_norms[b] += OuterSumSquaredNorm<T>(dgb, xb, method, ws.norm_a_, ws.norm_b_);
+              if (steps > 1) {
+                const CStrided<T> dgb1(dgates + (n + b) * g4, steps - 1, g4,
+                                       Eigen::OuterStride<>(n * g4));
+                const CStrided<T> hb(hs + b * hid, steps - 1, hid,
+                                     Eigen::OuterStride<>(n * hid));
+                sq_norms[b] += OuterSumSquaredNorm<T>(dgb1, hb, method, ws.norm_a_, ws.norm_b_);
+              }
+              SumColumns(dgates + b * g4, steps, g4, n * g4, ws.norm_c_.data());
+              sq_norms[b] += 2.0 * SquaredSum(ws.norm_c_.data(), g4);
+            }
+          } else if (per_example == nullptr) {
             Product(Mat<T>(grad + atk, g4, in_k), dg_all.transpose(),
                     CMat<T>(layer_in, tn, in_k));
             Mat<T> g_hh(grad + atk + w_ih_size, g4, hid);
@@ -937,6 +1056,12 @@ template void Network::Backward<float>(const float*, const float*, Workspace<flo
                                        RowMat<float>*, std::int64_t) const;
 template void Network::Backward<double>(const double*, const double*, Workspace<double>&,
                                         double*, RowMat<double>*, std::int64_t) const;
+template void Network::SquaredGradientNorms<float>(const float*, const float*,
+                                                   Workspace<float>&, double*,
+                                                   NormMethod) const;
+template void Network::SquaredGradientNorms<double>(const double*, const double*,
+                                                    Workspace<double>&, double*,
+                                                    NormMethod) const;
 
 // ---------------------------------------------------------------------------
 // Presets (../shared/MODELS.md).

@@ -108,6 +108,15 @@ struct TensorInfo {
 template <typename T>
 class Workspace;
 
+// How SquaredGradientNorms gets one layer's per-example norm. A weight
+// gradient that is a sum of outer products over positions t (a
+// convolution's output pixels, an LSTM's time steps), G_i = sum_t g_t a_t^T,
+// has ||G_i||^2 = sum_{t,s} <g_t, g_s> <a_t, a_s>: two T x T Gram matrices
+// (ghost norm, Li et al. 2022), T^2 (p + k) multiplications, against T p k
+// to form G_i. kCheapest takes the smaller count layer by layer (mixed
+// ghost clipping, Bu et al. 2023); the other two force one way (tests).
+enum class NormMethod { kCheapest, kGhost, kMaterialise };
+
 class Network {
  public:
   // Checks every layer against the shape it receives; the error is one
@@ -156,8 +165,25 @@ class Network {
                                                    Eigen::RowMajor>>* per_example,
                 std::int64_t first_row = 0) const;
 
+  // Ghost clipping (docs/dp.md, "Ghost clipping"): ||g_i||^2, the squared
+  // norm of example i's gradient (the one Backward's per-example mode
+  // writes for the same dlogits) into sq_norms[i], i < batch(), summed in
+  // double, without forming the batch x NumParameters() matrix: a linear
+  // layer's ||g||^2 is (||x||^2 + 1) ||dy||^2; conv and LSTM weights by
+  // `method`; an embedding's from the rows an example's tokens touch.
+  // Memory: one example's layer gradient or two T x T Gram matrices.
+  template <typename T>
+  void SquaredGradientNorms(const T* params, std::type_identity_t<const T*> dlogits,
+                            Workspace<T>& ws, double* sq_norms,
+                            NormMethod method = NormMethod::kCheapest) const;
+
  private:
   Network() = default;
+
+  template <typename T>
+  void BackwardImpl(const T* params, const T* dlogits, Workspace<T>& ws, T* grad,
+                    Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>* per_example,
+                    std::int64_t first_row, double* sq_norms, NormMethod method) const;
 
   NetworkSpec spec_;
   std::vector<Shape> shapes_;                   // input, then after each layer
@@ -203,6 +229,9 @@ class Workspace {
   std::vector<T> grad_out_;   // gradient the current layer writes for its input
   std::vector<T> scratch_;    // col2im / LSTM step buffers
   std::vector<T> scratch2_;
+  std::vector<T> norm_a_;     // SquaredGradientNorms: a layer gradient or Gram matrices
+  std::vector<T> norm_b_;
+  std::vector<T> norm_c_;     // SquaredGradientNorms: a bias gradient
   std::vector<bool> given_mask_;  // per layer: SetDropoutMask
 };
 

@@ -37,6 +37,8 @@ struct ThreadBuffers {
   std::vector<T> grad;
   std::vector<T> chunk_grad;
   std::vector<T> dlogits;
+  std::vector<T> weighted;  // ghost clipping: dlogits scaled per example
+  std::vector<T> rest;      // ghost clipping: sum of (1 - f_i) g_i
   // A chunk's row addresses, for rows stored as float (the data set's) or
   // as double (a float64 batch).
   std::vector<const float*> float_rows;
@@ -154,6 +156,19 @@ class NetworkObjective final : public Objective {
                                     std::span<const std::int64_t> rows, FlatVector* gradient,
                                     RngStream& rng) const override {
     return OnRows(params, data, rows, gradient, net_->HasDropout() ? &rng : nullptr, nullptr);
+  }
+
+  bool GhostClippedSums(const FlatVector& params, const Batch& batch, FactorsOf factors_of,
+                        FlatVector& clipped, FlatVector* rest, Eigen::VectorXd& factors,
+                        double& loss) const override {
+    loss = Ghost(params, batch, factors_of, clipped, rest, factors);
+    return true;
+  }
+  bool GhostClippedSums(const FlatVector& params, const BatchF& batch, FactorsOf factors_of,
+                        FlatVector& clipped, FlatVector* rest, Eigen::VectorXd& factors,
+                        double& loss) const override {
+    loss = Ghost(params, batch, factors_of, clipped, rest, factors);
+    return true;
   }
 
   void PerExampleGradients(const FlatVector& params, const Batch& batch,
@@ -297,6 +312,77 @@ class NetworkObjective final : public Objective {
                    tb.dlogits.data(), nullptr);
       net_->Backward(p, tb.dlogits.data(), tb.ws, nullptr, &gradients, begin);
     }
+  }
+
+  // GhostClippedSums in the batch's precision U; returns the loss. Chunks
+  // of kChunkRows as Run (the same forward passes, so the same loss bits);
+  // a chunk's two or three backward passes reuse its forward pass.
+  template <typename U>
+  double Ghost(const FlatVector& params, const BatchT<U>& batch, FactorsOf factors_of,
+               FlatVector& clipped, FlatVector* rest, Eigen::VectorXd& factors) const {
+    CheckBatch(params, batch.x.cols(), batch.size(), batch.y.size());
+    ThreadBuffers<U>& tb = Buffers<U>();
+    const U* p = ConvertParams<U>(params, tb);
+    const std::int64_t n = batch.size();
+    const std::int64_t num_params = NumParameters();
+    const Index c = net_->NumOutputs();
+    const auto size = static_cast<std::size_t>(num_params);
+    factors.resize(n);
+    tb.grad.assign(size, U(0));
+    if (rest != nullptr) tb.rest.assign(size, U(0));
+    Eigen::VectorXd sq, f;
+    double loss = 0.0;
+    std::vector<const U*>& ptrs = tb.template rows<U>();
+    // dest += the gradient of the last forward pass for dlogits row i
+    // scaled by weight(i).
+    const auto weighted_backward = [&](std::int64_t m, const auto& weight,
+                                       std::vector<U>& dest) {
+      tb.weighted.resize(static_cast<std::size_t>(m * c));
+      for (std::int64_t i = 0; i < m; ++i) {
+        const U w = static_cast<U>(weight(i));
+        for (Index k = 0; k < c; ++k) {
+          tb.weighted[static_cast<std::size_t>(i * c + k)] =
+              tb.dlogits[static_cast<std::size_t>(i * c + k)] * w;
+        }
+      }
+      tb.chunk_grad.resize(size);
+      net_->Backward(p, tb.weighted.data(), tb.ws, tb.chunk_grad.data(), nullptr);
+      for (std::size_t k = 0; k < size; ++k) dest[k] += tb.chunk_grad[k];
+    };
+    for (std::int64_t begin = 0; begin < n; begin += kChunkRows) {
+      const std::int64_t m = std::min(kChunkRows, n - begin);
+      ptrs.resize(static_cast<std::size_t>(m));
+      for (std::int64_t i = 0; i < m; ++i) {
+        ptrs[static_cast<std::size_t>(i)] = batch.x.row(begin + i).data();
+      }
+      net_->Forward(p, ptrs.data(), m, tb.ws, nullptr);
+      tb.dlogits.resize(static_cast<std::size_t>(m * c));
+      loss += CrossEntropy(tb.ws.logits(), m, c,
+                           [&](std::int64_t i) { return batch.y[begin + i]; }, 1.0,
+                           tb.dlogits.data(), nullptr);
+      sq.resize(m);
+      net_->SquaredGradientNorms(p, tb.dlogits.data(), tb.ws, sq.data());
+      factors_of(sq, f);
+      FEDSIM_CHECK(f.size() == m) << f.size() << " factors for " << m << " examples";
+      factors.segment(begin, m) = f;
+      weighted_backward(m, [&](std::int64_t i) { return f[i]; }, tb.grad);
+      if (rest != nullptr) {
+        weighted_backward(m, [&](std::int64_t i) { return 1.0 - f[i]; }, tb.rest);
+      }
+    }
+    clipped.resize(num_params);
+    for (std::int64_t k = 0; k < num_params; ++k) {
+      clipped[k] = static_cast<double>(tb.grad[static_cast<std::size_t>(k)]);
+    }
+    if (rest != nullptr) {
+      rest->resize(num_params);
+      for (std::int64_t k = 0; k < num_params; ++k) {
+        (*rest)[k] = static_cast<double>(tb.rest[static_cast<std::size_t>(k)]);
+      }
+    }
+    loss *= 1.0 / static_cast<double>(n);
+    if (l2_ == 0.0) return loss;
+    return loss + 0.5 * l2_ * params.squaredNorm();
   }
 
   std::shared_ptr<const nn::Network> net_;

@@ -28,6 +28,7 @@
 #include <span>
 #include <string>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "common/base/types.h"
 #include "common/base/check.h"
@@ -122,6 +123,34 @@ class Objective {
     (void)data, (void)rows, (void)delta, (void)weights, (void)out;
     FEDSIM_CHECK(false) << "no in-place outer-product path";
   }
+  // Ghost clipping for networks (docs/dp.md, "Ghost clipping"), with g_i
+  // example i's gradient of its own loss (no L2 term, as
+  // PerExampleGradients): computes ||g_i||^2 without forming g_i
+  // (nn::Network::SquaredGradientNorms), lets `factors_of` turn a chunk of
+  // them into clip factors f_i (element by element), and writes
+  // clipped = sum_i f_i g_i and, if `rest` is not null, rest = sum_i (1 -
+  // f_i) g_i (DiceSGD's residual), each by one more backward pass with
+  // dlogits scaled by f_i (1 - f_i); `factors` gets every f_i and `loss`
+  // what Evaluate(params, batch, nullptr) returns, bit for bit. Returns
+  // true; models without this path (the linear ones, whose gradients are
+  // outer products: OuterProductFactors) return false and write nothing.
+  using FactorsOf =
+      absl::FunctionRef<void(const Eigen::VectorXd& squared_norms, Eigen::VectorXd& factors)>;
+  virtual bool GhostClippedSums(const FlatVector& params, const Batch& batch,
+                                FactorsOf factors_of, FlatVector& clipped, FlatVector* rest,
+                                Eigen::VectorXd& factors, double& loss) const {
+    (void)params, (void)batch, (void)factors_of, (void)clipped, (void)rest, (void)factors,
+        (void)loss;
+    return false;
+  }
+  virtual bool GhostClippedSums(const FlatVector& params, const BatchF& batch,
+                                FactorsOf factors_of, FlatVector& clipped, FlatVector* rest,
+                                Eigen::VectorXd& factors, double& loss) const {
+    (void)params, (void)batch, (void)factors_of, (void)clipped, (void)rest, (void)factors,
+        (void)loss;
+    return false;
+  }
+
   // Number of examples of `batch` whose predicted class equals the label.
   // Regression objectives return 0.
   virtual std::int64_t NumCorrect(const FlatVector& params,

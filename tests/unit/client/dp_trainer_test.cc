@@ -21,6 +21,8 @@
 #include "common/base/types.h"
 #include "common/data/dataset.h"
 #include "common/dp/mechanisms.h"
+#include "common/nn/network.h"
+#include "common/objectives/network_objective.h"
 #include "common/objectives/objective.h"
 #include "common/random/stream.h"
 #include "gmock/gmock.h"
@@ -370,27 +372,29 @@ DpSpec GhostTestDp(DpMode mode) {
 // clipping from the same start, lots and noise draws, under DP-SGD and
 // DiceSGD, and expects the updates, losses and DiceSGD error buffers to
 // agree to `tol` relative.
+// The linear tests' data and start: 60 rows of 5 features, 3 classes,
+// softmax regression from zero (18 parameters).
 void ExpectGhostMatchesMaterialised(const Objective& materialised, const Objective& ghost,
-                                    double tol) {
-  const Dataset data = Classification(60, 5, 3);
+                                    double tol, const Dataset& data = Classification(60, 5, 3),
+                                    const FlatVector& start = FlatVector::Zero(18)) {
   const LocalTrainingSpec spec = GhostTestSpec();
+  const Eigen::Index d = start.size();
   for (const DpMode mode : {DpMode::kClip, DpMode::kDiceSgd}) {
     SCOPED_TRACE(mode == DpMode::kClip ? "clip" : "dicesgd");
     DpSpec dp = GhostTestDp(mode);
     FlatVector error_a, error_b;
     const LocalTrainingOutput a =
-        Train(materialised, data, FlatVector::Zero(18), spec, dp, {4, 2, 1}, &error_a);
+        Train(materialised, data, start, spec, dp, {4, 2, 1}, &error_a);
     dp.ghost_clipping = true;
-    const LocalTrainingOutput b =
-        Train(ghost, data, FlatVector::Zero(18), spec, dp, {4, 2, 1}, &error_b);
-    ASSERT_EQ(a.update.size(), 18);
-    ASSERT_EQ(b.update.size(), 18);
+    const LocalTrainingOutput b = Train(ghost, data, start, spec, dp, {4, 2, 1}, &error_b);
+    ASSERT_EQ(a.update.size(), d);
+    ASSERT_EQ(b.update.size(), d);
     EXPECT_EQ(a.num_steps, b.num_steps);
     EXPECT_GT(a.update.norm(), 0.1);
     EXPECT_LE((a.update - b.update).cwiseAbs().maxCoeff(), tol * a.update.norm());
     EXPECT_NEAR(a.mean_loss, b.mean_loss, tol * std::abs(a.mean_loss));
     if (mode == DpMode::kDiceSgd) {
-      ASSERT_EQ(error_a.size(), 18);
+      ASSERT_EQ(error_a.size(), d);
       EXPECT_GT(error_a.norm(), 0.01);
       EXPECT_LE((error_a - error_b).cwiseAbs().maxCoeff(), tol * error_a.norm());
     }
@@ -421,28 +425,46 @@ TEST(DpTrainerTest, Float32GhostClippingOnRowsMatchesFloat64) {
   ExpectGhostMatchesMaterialised(*float64, **float32, 1e-5);
 }
 
-TEST(DpTrainerTest, GhostClippingRefusesTheMlp) {
-  ObjectiveSpec ospec;
-  ospec.kind = ObjectiveKind::kMlp;
-  ospec.num_features = 4;
-  ospec.num_classes = 3;
-  ospec.hidden_units = 5;
-  auto mlp = MakeObjective(ospec);
+// Networks (the MLP, a CNN): norms layer by layer and weighted backward
+// passes (Objective::GhostClippedSums) end where the per-example gradients
+// end, under DP-SGD and DiceSGD, in float64 to rounding and in float32 to
+// float32's resolution.
+TEST(DpTrainerTest, GhostClippingOfNetworksMatchesPerExampleGradients) {
+  ObjectiveSpec mlp_spec;
+  mlp_spec.kind = ObjectiveKind::kMlp;
+  mlp_spec.num_features = 5;
+  mlp_spec.num_classes = 3;
+  mlp_spec.hidden_units = 6;
+  auto mlp = MakeObjective(mlp_spec);
   ASSERT_TRUE(mlp.ok()) << mlp.status();
-  const Dataset data = Classification(10, 4, 3);
-  const std::vector<std::int64_t> rows = AllRows(data.size());
-  LocalTrainingSpec spec;
-  spec.batch_size = 5;
-  DpSpec dp;
-  dp.mode = DpMode::kClip;
-  dp.ghost_clipping = true;
-  Streams streams(1, 0, 0);
-  FlatVector start((*mlp)->NumParameters());
-  start.setConstant(0.01);
-  const absl::StatusOr<LocalTrainingOutput> out = RunLocalDpSgd(
-      **mlp, data, rows, start, spec, dp, streams.sampling, streams.noise, nullptr);
-  EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(out.status().message()), ::testing::HasSubstr("ghost_clipping"));
+  RngStream rng(3, RngPurpose::kTest, -1, -1);
+  FlatVector mlp_start;
+  (*mlp)->Initialize(mlp_start, rng);
+  ExpectGhostMatchesMaterialised(**mlp, **mlp, 1e-10, Classification(60, 5, 3), mlp_start);
+
+  // conv(4, 3x3, padding 1), relu, maxpool 2, flatten, linear(3) on 2x6x6
+  // images (72 features).
+  nn::NetworkSpec cnn_spec{
+      {nn::Shape::Kind::kImage, 2, 6, 6},
+      {{.kind = nn::LayerKind::kConv2d, .out = 4, .kernel = 3, .padding = 1},
+       {.kind = nn::LayerKind::kRelu},
+       {.kind = nn::LayerKind::kMaxPool2d, .kernel = 2},
+       {.kind = nn::LayerKind::kFlatten},
+       {.kind = nn::LayerKind::kLinear, .out = 3}}};
+  auto net = std::make_shared<const nn::Network>(*nn::Network::Create(cnn_spec));
+  auto cnn64 = *MakeNetworkObjective(net, 0.0, Precision::kFloat64);
+  auto cnn32 = *MakeNetworkObjective(net, 0.0, Precision::kFloat32);
+  FlatVector cnn_start;
+  cnn64->Initialize(cnn_start, rng);
+  const Dataset images = Classification(60, 72, 3);
+  {
+    SCOPED_TRACE("cnn, float64");
+    ExpectGhostMatchesMaterialised(*cnn64, *cnn64, 1e-10, images, cnn_start);
+  }
+  {
+    SCOPED_TRACE("cnn, float32");
+    ExpectGhostMatchesMaterialised(*cnn32, *cnn32, 1e-4, images, cnn_start);
+  }
 }
 
 TEST(DpTrainerTest, BadSettingsAreRejected) {

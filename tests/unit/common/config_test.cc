@@ -232,8 +232,6 @@ TEST(ConfigTest, EveryValidationRuleRejectsAndNamesItsKey) {
       {"local: {dp: {max_order: 1}}", "local.dp.max_order"},
       {"local: {dp: {max_order: 2000}}", "local.dp.max_order"},
       {"local: {dp: {mode: clip}}\nmodel: {l2: 0.01}", "model.l2"},
-      {"local: {dp: {mode: clip, ghost_clipping: true}}\nmodel: {objective: mlp}",
-       "local.dp.ghost_clipping = true with model.objective = mlp"},
       {"local: {max_steps: 2, dp: {mode: dicesgd}}\ndata: {source: lsa}\n"
        "algorithm: {name: fedlsa}",
        "local.dp.mode"},

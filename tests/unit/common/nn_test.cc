@@ -4,8 +4,10 @@
 // one-line errors of bad layer sequences.
 #include "common/nn/network.h"
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -269,6 +271,114 @@ TEST(NetworkGradientTest, ChunkedBatchesGiveTheWholeBatchGradient) {
   EXPECT_LT((per_example.row(270).transpose() - g270).cwiseAbs().maxCoeff(), 1e-12);
   std::int64_t correct = 0;
   EXPECT_DOUBLE_EQ(p.objective->EvaluateWithCorrect(p.params, p.batch, correct), loss);
+}
+
+// Networks whose layers take both ways of SquaredGradientNorms under
+// kCheapest: convolutions with many output pixels (formed) and few (ghost),
+// LSTM weights over 1 and 5 steps (both), an embedding whose examples
+// repeat tokens, and the MLP's linear layers.
+std::vector<std::pair<NetworkSpec, int>> GhostSpecs() {
+  LayerSpec embed = L(LayerKind::kEmbedding, 3);
+  embed.vocab = 4;
+  LayerSpec lstm = L(LayerKind::kLstm, 8);
+  lstm.num_layers = 2;
+  LayerSpec embed1 = L(LayerKind::kEmbedding, 2);
+  embed1.vocab = 3;
+  return {
+      {{{Shape::Kind::kImage, 2, 7, 6},
+        {L(LayerKind::kConv2d, 3, 3, 1, 1), L(LayerKind::kRelu), L(LayerKind::kMaxPool2d, 0, 2),
+         L(LayerKind::kConv2d, 4, 2, 2, 1), L(LayerKind::kRelu), L(LayerKind::kFlatten),
+         L(LayerKind::kLinear, 3)}},
+       0},
+      {{{Shape::Kind::kImage, 16, 3, 3},
+        {L(LayerKind::kConv2d, 32, 3, 1, 1), L(LayerKind::kRelu), L(LayerKind::kFlatten),
+         L(LayerKind::kLinear, 3)}},
+       0},
+      {{{Shape::Kind::kFlat, 5, 1, 1}, {embed, lstm, L(LayerKind::kLinear, 3)}}, 4},
+      {{{Shape::Kind::kFlat, 1, 1, 1}, {embed1, L(LayerKind::kLstm, 3), L(LayerKind::kLinear, 3)}},
+       3},
+      {{{Shape::Kind::kFlat, 6, 1, 1},
+        {L(LayerKind::kLinear, 5), L(LayerKind::kRelu), L(LayerKind::kLinear, 3)}},
+       0}};
+}
+
+// Ghost clipping's norms: SquaredGradientNorms gives ||g_i||^2 of the
+// per-example gradients Backward forms, by each method.
+TEST(NetworkGradientTest, SquaredGradientNormsAreThoseOfThePerExampleGradients) {
+  int spec_index = 0;
+  for (const auto& [spec, vocab] : GhostSpecs()) {
+    SCOPED_TRACE(spec_index++);
+    Problem p = MakeProblem(spec, 6, 3, 11, vocab);
+    RowMatD per_example;
+    p.objective->PerExampleGradients(p.params, p.batch, per_example);
+    // dlogits of each example's own loss: softmax - onehot.
+    const Network& net = *p.net;
+    nn::Workspace<double> ws;
+    std::vector<const double*> rows;
+    for (int i = 0; i < 6; ++i) rows.push_back(p.batch.x.row(i).data());
+    net.Forward(p.params.data(), rows.data(), 6, ws, nullptr);
+    std::vector<double> dlogits(6 * 3);
+    for (int i = 0; i < 6; ++i) {
+      const double* z = ws.logits() + 3 * i;
+      const double m = std::max({z[0], z[1], z[2]});
+      const double sum = std::exp(z[0] - m) + std::exp(z[1] - m) + std::exp(z[2] - m);
+      for (int k = 0; k < 3; ++k) {
+        dlogits[3 * i + k] = std::exp(z[k] - m) / sum - (k == p.batch.y[i] ? 1.0 : 0.0);
+      }
+    }
+    for (const nn::NormMethod method :
+         {nn::NormMethod::kCheapest, nn::NormMethod::kGhost, nn::NormMethod::kMaterialise}) {
+      std::vector<double> sq(6, -1.0);
+      net.SquaredGradientNorms(p.params.data(), dlogits.data(), ws, sq.data(), method);
+      for (int i = 0; i < 6; ++i) {
+        const double want = per_example.row(i).squaredNorm();
+        EXPECT_GT(want, 1e-6);
+        EXPECT_NEAR(sq[i], want, 1e-12 * want) << "example " << i << ", method "
+                                                 << static_cast<int>(method);
+      }
+    }
+  }
+}
+
+// GhostClippedSums: the clip factors of the norms, sum_i f_i g_i and
+// sum_i (1 - f_i) g_i as the per-example gradients give them, and
+// Evaluate's loss bit for bit; over 300 rows (three chunks) too.
+TEST(NetworkGradientTest, GhostClippedSumsAreTheWeightedPerExampleSums) {
+  int spec_index = 0;
+  for (const auto& [spec, vocab] : GhostSpecs()) {
+    for (const int n : {6, 300}) {
+      SCOPED_TRACE(testing::Message() << "spec " << spec_index << ", " << n << " rows");
+      Problem p = MakeProblem(spec, n, 3, 12, vocab);
+      RowMatD per_example;
+      p.objective->PerExampleGradients(p.params, p.batch, per_example);
+      const Eigen::VectorXd norms = per_example.rowwise().norm();
+      // Clip at the median norm: about half the examples are clipped.
+      std::vector<double> sorted(norms.data(), norms.data() + n);
+      std::nth_element(sorted.begin(), sorted.begin() + n / 2, sorted.end());
+      const double clip = sorted[static_cast<std::size_t>(n / 2)];
+      FlatVector clipped, rest;
+      Eigen::VectorXd factors;
+      double loss = 0.0;
+      ASSERT_TRUE(p.objective->GhostClippedSums(
+          p.params, p.batch,
+          [&](const Eigen::VectorXd& sq, Eigen::VectorXd& f) {
+            f = (clip / sq.array().sqrt()).min(1.0).matrix();
+          },
+          clipped, &rest, factors, loss));
+      ASSERT_EQ(factors.size(), n);
+      const Eigen::VectorXd want_f = (clip / norms.array()).min(1.0).matrix();
+      EXPECT_LT((factors - want_f).cwiseAbs().maxCoeff(), 1e-12);
+      const FlatVector want_clipped = per_example.transpose() * want_f;
+      const FlatVector want_rest =
+          per_example.transpose() * (Eigen::VectorXd::Ones(n) - want_f);
+      EXPECT_LT((clipped - want_clipped).cwiseAbs().maxCoeff(),
+                1e-12 * want_clipped.cwiseAbs().maxCoeff());
+      EXPECT_LT((rest - want_rest).cwiseAbs().maxCoeff(),
+                1e-12 * want_rest.cwiseAbs().maxCoeff());
+      EXPECT_EQ(loss, p.objective->Evaluate(p.params, p.batch, nullptr));
+    }
+    ++spec_index;
+  }
 }
 
 // float32 agrees with float64 to float32's resolution.
