@@ -16,8 +16,16 @@ callback only takes the time).
 Flower's Simulation Engine (Ray backend) with 100 SuperNodes, 2 CPUs and
 one CPU per ClientApp.
 
+--model fedau_cnn_mnist --max-steps 5 --dtype float32 runs the FedAU CNN
+experiment instead (configs/fedau_cnn_fmnist.yaml, bench/run.sh's networks
+section): FedAU's MNIST CNN (tools/nn_reference/torch_models.py) on images
+of 1 x 28 x 28, exactly 5 local steps of 32 per client (batches of a fresh
+order, reshuffled at every pass, as bench/plain_quickstart.py does),
+float32.
+
   bench/.venv/bin/python3 bench/flower_quickstart.py --partition FILE
       --rounds R --out RESULT.json [--data DIR] [--train-rows N]
+      [--model fedau_cnn_mnist --max-steps 5 --dtype float32]
 
 RESULT.json: rounds, per_round_s (time between the end of the first and of
 the last round / (R - 1), as bench/report.py does for fedsim),
@@ -64,6 +72,11 @@ def main():
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--no-train-loss", action="store_true",
                         help="evaluate on the test set only (eval.train_loss false)")
+    parser.add_argument("--model", default="linear",
+                        help="linear, or a preset of tools/nn_reference/torch_models.py")
+    parser.add_argument("--max-steps", type=int, default=0,
+                        help="local steps per client (0: one epoch)")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float64")
     parser.add_argument("--no-eval", action="store_true",
                         help="no evaluation: the server's evaluate callback only "
                              "takes the time (bench/run.sh's evaluation off)")
@@ -89,12 +102,20 @@ def main():
     partition_path = os.path.abspath(args.partition)
     timings = {"train_s": 0.0}
 
+    dt = getattr(torch, args.dtype)
+    # The model's input: flat rows, or N x 1 x 28 x 28 images for a network.
+    shape = (-1, 784) if args.model == "linear" else (-1, 1, 28, 28)
+
     def make_model():
-        model = torch.nn.Linear(784, 10).to(torch.float64)
-        with torch.no_grad():
-            model.weight.zero_()
-            model.bias.zero_()
-        return model
+        if args.model == "linear":
+            model = torch.nn.Linear(784, 10).to(dt)
+            with torch.no_grad():
+                model.weight.zero_()
+                model.bias.zero_()
+            return model
+        sys.path.insert(0, os.path.join(HERE, "..", "tools", "nn_reference"))
+        import torch_models
+        return torch_models.make(args.model).to(dt)
 
     # ClientApp: loads the training set once per process (a Ray actor). The
     # ClientApp is unpickled afresh for every message, so the cache hangs on
@@ -131,16 +152,34 @@ def main():
         model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
         opt = torch.optim.SGD(model.parameters(), lr=args.lr)
         n = x.shape[0]
-        perm = torch.randperm(n)
-        total = 0.0
-        for begin in range(0, n, args.batch):
-            idx = perm[begin:begin + args.batch]
-            xb = x[idx].to(torch.float64)
+        total, seen = 0.0, 0
+
+        def step(idx):
+            xb = x[idx].to(dt).reshape(shape)
             opt.zero_grad()
             loss = F.cross_entropy(model(xb), y[idx])
             loss.backward()
             opt.step()
-            total += float(loss.detach()) * len(idx)
+            return float(loss.detach()) * len(idx)
+
+        if args.max_steps:
+            # Exactly max_steps batches of a fresh order, reshuffled at every
+            # pass (FedAU's I local steps, as bench/plain_quickstart.py).
+            order, s = torch.randperm(n), 0
+            for _ in range(args.max_steps):
+                if s >= n:
+                    order, s = torch.randperm(n), 0
+                idx = order[s:s + args.batch]
+                s += args.batch
+                total += step(idx)
+                seen += len(idx)
+        else:
+            perm = torch.randperm(n)
+            for begin in range(0, n, args.batch):
+                idx = perm[begin:begin + args.batch]
+                total += step(idx)
+                seen += len(idx)
+        total *= n / max(1, seen)
         content = RecordDict({
             "arrays": ArrayRecord(model.state_dict()),
             "metrics": MetricRecord({"train_loss": total / n, "num-examples": n,
@@ -153,8 +192,8 @@ def main():
     x_train, y_train = load_idx(os.path.join(data_dir, "train-images-idx3-ubyte.gz"),
                                 os.path.join(data_dir, "train-labels-idx1-ubyte.gz"),
                                 args.train_rows or None)
-    x_test = torch.from_numpy(x_test).to(torch.float64)
-    x_train = torch.from_numpy(x_train).to(torch.float64)
+    x_test = torch.from_numpy(x_test).to(dt).reshape(shape)
+    x_train = torch.from_numpy(x_train).to(dt).reshape(shape)
     y_test, y_train = torch.from_numpy(y_test), torch.from_numpy(y_train)
     round_end = []
     eval_s = []
@@ -225,6 +264,8 @@ def main():
         "eval_s_per_round": sum(eval_s[1:]) / len(eval_s[1:]),
         "train_s_per_round": timings.get("train_s_mean_round", float("nan")),
         "test_accuracy": accuracy[-1] if accuracy else float("nan"),
+        "model": args.model,
+        "dtype": args.dtype,
         "flwr": flwr.__version__,
         "torch": torch.__version__,
     }

@@ -314,6 +314,12 @@ def table(results):
         t.add("7 FedAU CNN FedAvg round (10 clients x 5 steps of 32), evaluation off: "
               "fedsim vs plain PyTorch loop float32, 2 threads", "s/round", fmt(ours),
               fmt(theirs), fmt(theirs / ours) + "x faster" if theirs else "n/a", "(info)", "")
+        flower = load_json(os.path.join(results, "cnn_flower.json"))
+        if flower:
+            theirs = flower["per_round_s"]
+            t.add("7 FedAU CNN FedAvg round (10 clients x 5 steps of 32), evaluation off: "
+                  "fedsim vs Flower simulation float32, 2 CPUs", "s/round", fmt(ours),
+                  fmt(theirs), fmt(theirs / ours) + "x faster", "(info)", "")
     if nw and not tnw and os.path.exists(os.path.join(results, "torch_network.skipped")):
         t.notes.append("PyTorch networks: " +
                        open(os.path.join(results, "torch_network.skipped")).read().strip())

@@ -134,6 +134,16 @@ if want networks; then
            --model fedau_cnn_mnist --max-steps 5 --dtype float32)
     [ $smoke = 1 ] && pargs+=(--train-rows 2000)
     "$py" bench/plain_quickstart.py --backend torch "${pargs[@]}" > "$out/cnn_torch_loop.json"
+    # The same rounds as a Flower simulation (not in --smoke runs: starting
+    # Ray alone takes most of a minute).
+    if [ $smoke = 0 ] && has_py_module flwr; then
+      say "7 FedAU CNN FedAvg, $crounds rounds, evaluation off: Flower simulation"
+      if ! "$py" bench/flower_quickstart.py --partition "$out/cnn_partition.txt" \
+           --rounds $crounds --no-eval --model fedau_cnn_mnist --max-steps 5 --dtype float32 \
+           --out "$out/cnn_flower.json" > "$out/cnn_flower.log" 2>&1; then
+        say "7 Flower failed: $(tail -1 "$out/cnn_flower.log")"
+      fi
+    fi
   else
     echo "skipped: bench/.venv has no torch (run bench/setup.sh; it needs PyPI)" > "$out/torch_network.skipped"
     say "7 PyTorch baseline $(cat "$out/torch_network.skipped")"

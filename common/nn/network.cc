@@ -209,6 +209,63 @@ double OuterSumSquaredNorm(const GM& g, const AM& a, NormMethod method, std::vec
   return SquaredSum(s1.data(), p * k);
 }
 
+// The summed weight gradients of the parametrised layers, from the
+// gradient of their outputs (Backward's summed mode, and WeightedGradient
+// from output gradients scaled per example).
+// Conv2d: dy (out x m, m = batch x output pixels) by the im2col matrix col
+// (kk x m): g = [dy col^T (out x kk), bias sum of dy's rows].
+template <typename T>
+void ConvWeightGradient(const T* dy, const T* col, int out, std::int64_t kk, std::int64_t m,
+                        T* g) {
+  Product(Mat<T>(g, out, kk), CMat<T>(dy, out, m), CMat<T>(col, kk, m).transpose());
+  SumRows(dy, out, m, 0, m, g + out * kk);
+}
+
+// Linear: dy (n x out) by x (n x in): g = [dy^T x (out x in), sum of dy's rows].
+template <typename T>
+void LinearWeightGradient(const T* dy, const T* x, std::int64_t n, int in, int out, T* g) {
+  Product(Mat<T>(g, out, in), CMat<T>(dy, n, out).transpose(), CMat<T>(x, n, in));
+  SumColumns(dy, n, out, out, g + std::int64_t{out} * in);
+}
+
+// Embedding: dy (steps x n x dim, time-major) added into the rows of the
+// examples' token ids (tokens: n x steps, row-major).
+template <typename T>
+void EmbeddingWeightGradient(const T* dy, const T* tokens, std::int64_t n, int steps, int dim,
+                             std::int64_t size, T* g) {
+  std::fill_n(g, size, T(0));
+  for (int t = 0; t < steps; ++t) {
+    for (std::int64_t b = 0; b < n; ++b) {
+      T* row = g + static_cast<std::int64_t>(tokens[b * steps + t]) * dim;
+      const T* d = dy + (t * n + b) * dim;
+      for (int e = 0; e < dim; ++e) row[e] += d[e];
+    }
+  }
+}
+
+// One LSTM layer: the gates' gradient dgates (steps x n rows of 4H,
+// time-major) by the layer's inputs (steps x n rows of `in`) and by its
+// previous outputs hs (h_{t-1}: rows of steps 0 .. steps - 2): W_ih, W_hh,
+// and both biases (each the sum of dgates' rows).
+template <typename T>
+void LstmWeightGradient(const T* dgates, const T* layer_in, const T* hs, int steps,
+                        std::int64_t n, int in, int hid, T* g) {
+  const int g4 = 4 * hid;
+  const std::int64_t tn = std::int64_t{steps} * n;
+  const std::int64_t w_ih_size = std::int64_t{g4} * in;
+  const std::int64_t w_hh_size = std::int64_t{g4} * hid;
+  Product(Mat<T>(g, g4, in), CMat<T>(dgates, tn, g4).transpose(), CMat<T>(layer_in, tn, in));
+  Mat<T> g_hh(g + w_ih_size, g4, hid);
+  if (steps > 1) {
+    Product(g_hh, CMat<T>(dgates + n * g4, tn - n, g4).transpose(), CMat<T>(hs, tn - n, hid));
+  } else {
+    g_hh.setZero();
+  }
+  T* b_ih = g + w_ih_size + w_hh_size;
+  SumColumns(dgates, tn, g4, g4, b_ih);
+  std::copy_n(b_ih, g4, b_ih + g4);
+}
+
 }  // namespace
 
 std::string LayerSpec::ToString() const {
@@ -694,7 +751,81 @@ void Network::SquaredGradientNorms(const T* params, std::type_identity_t<const T
                                    NormMethod method) const {
   FEDSIM_CHECK(sq_norms != nullptr);
   std::fill_n(sq_norms, ws.n_, 0.0);
+  ws.saved_.resize(spec_.layers.size());
+  for (std::vector<T>& v : ws.saved_) v.clear();
   BackwardImpl<T>(params, dlogits, ws, nullptr, nullptr, 0, sq_norms, method);
+}
+
+template <typename T>
+void Network::WeightedGradient(Workspace<T>& ws, const double* weights,
+                               std::type_identity_t<T*> grad) const {
+  const std::int64_t n = ws.n_;
+  FEDSIM_CHECK(n > 0 && ws.saved_.size() == spec_.layers.size())
+      << "WeightedGradient before SquaredGradientNorms";
+  std::vector<T>& scaled = ws.scaled_;
+  // scaled = saved, each of `rows` rows of `cols` values times the weight
+  // of its example (row r belongs to example r % n: batch-major rows are
+  // r = b, time-major ones r = t n + b).
+  const auto scale_rows = [&](const T* saved, std::int64_t rows, std::int64_t cols) {
+    Resize(scaled, rows * cols);
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const T w = static_cast<T>(weights[r % n]);
+      for (std::int64_t j = 0; j < cols; ++j) scaled[r * cols + j] = saved[r * cols + j] * w;
+    }
+    return scaled.data();
+  };
+  for (std::size_t ii = 0; ii < spec_.layers.size(); ++ii) {
+    if (param_count_[ii] == 0) continue;
+    const LayerSpec& l = spec_.layers[ii];
+    const Shape& s = shapes_[ii];
+    const Shape& o = shapes_[ii + 1];
+    const std::vector<T>& saved = ws.saved_[ii];
+    FEDSIM_CHECK(!saved.empty()) << "no output gradient kept for layer " << ii;
+    T* g = grad + param_offset_[ii];
+    const T* x = ws.act_[ii].data();
+    switch (l.kind) {
+      case LayerKind::kConv2d: {
+        // dy: out rows of n x hw_out columns, example b's the b-th block.
+        const std::int64_t hw_out = std::int64_t{o.h} * o.w;
+        const std::int64_t m = n * hw_out;
+        Resize(scaled, l.out * m);
+        for (int c = 0; c < l.out; ++c) {
+          for (std::int64_t b = 0; b < n; ++b) {
+            const T w = static_cast<T>(weights[b]);
+            const T* src = saved.data() + c * m + b * hw_out;
+            T* dst = scaled.data() + c * m + b * hw_out;
+            for (std::int64_t j = 0; j < hw_out; ++j) dst[j] = src[j] * w;
+          }
+        }
+        ConvWeightGradient(scaled.data(), ws.aux_[ii].data(), l.out,
+                           std::int64_t{s.c} * l.kernel * l.kernel, m, g);
+        break;
+      }
+      case LayerKind::kLinear:
+        LinearWeightGradient(scale_rows(saved.data(), n, l.out), x, n, s.c, l.out, g);
+        break;
+      case LayerKind::kEmbedding:
+        EmbeddingWeightGradient(scale_rows(saved.data(), std::int64_t{o.h} * n, o.c), x, n,
+                                o.h, o.c, param_count_[ii], g);
+        break;
+      case LayerKind::kLstm: {
+        const int steps = s.h, hid = l.out, g4 = 4 * l.out;
+        const std::int64_t tn = std::int64_t{steps} * n;
+        std::int64_t off = 0;
+        for (int k = 0; k < l.num_layers; ++k) {
+          const int in_k = k == 0 ? s.c : hid;
+          const T* hs = ws.aux2_[ii].data() + k * tn * hid;
+          const T* layer_in = k == 0 ? x : ws.aux2_[ii].data() + (k - 1) * tn * hid;
+          LstmWeightGradient(scale_rows(saved.data() + k * tn * g4, tn, g4), layer_in, hs, steps,
+                             n, in_k, hid, g + off);
+          off += std::int64_t{g4} * (in_k + hid + 2);
+        }
+        break;
+      }
+      default:
+        FEDSIM_CHECK(false) << "layer " << ii << " has parameters but no weight gradient";
+    }
+  }
 }
 
 // Backward's three modes: the summed gradient (grad), per-example
@@ -758,9 +889,9 @@ void Network::BackwardImpl(const T* params, const T* dlogits, Workspace<T>& ws, 
             SumRows(dy, l.out, m, b * hw_out, hw_out, ws.norm_c_.data());
             sq_norms[b] += SquaredSum(ws.norm_c_.data(), l.out);
           }
+          ws.saved_[ii].assign(dy, dy + l.out * m);
         } else if (per_example == nullptr) {
-          Product(Mat<T>(grad + at, l.out, kk), dym, col.transpose());
-          SumRows(dy, l.out, m, 0, m, grad + at + l.out * kk);
+          ConvWeightGradient(dy, ws.aux_[ii].data(), l.out, kk, m, grad + at);
         } else {
           for (std::int64_t b = 0; b < n; ++b) {
             T* g = target(b, at);
@@ -849,9 +980,9 @@ void Network::BackwardImpl(const T* params, const T* dlogits, Workspace<T>& ws, 
             sq_norms[b] +=
                 SquaredSum(dy + b * l.out, l.out) * (SquaredSum(x + b * s.c, s.c) + 1.0);
           }
+          ws.saved_[ii].assign(dy, dy + n * l.out);
         } else if (per_example == nullptr) {
-          Product(Mat<T>(grad + at, l.out, s.c), dym.transpose(), xm);
-          SumColumns(dy, n, l.out, l.out, grad + at + wsize);
+          LinearWeightGradient(dy, x, n, s.c, l.out, grad + at);
         } else {
           for (std::int64_t b = 0; b < n; ++b) {
             T* g = target(b, at);
@@ -894,10 +1025,15 @@ void Network::BackwardImpl(const T* params, const T* dlogits, Workspace<T>& ws, 
               std::fill_n(touched.data() + id * dim, dim, T(0));
             }
           }
+          ws.saved_[ii].assign(dy, dy + std::int64_t{steps} * n * dim);
+          break;
+        }
+        if (per_example == nullptr) {
+          EmbeddingWeightGradient(dy, x, n, steps, dim, param_count_[ii], grad + at);
           break;
         }
         for (std::int64_t b = 0; b < n; ++b) {
-          if (per_example != nullptr || b == 0) std::fill_n(target(b, at), param_count_[ii], T(0));
+          std::fill_n(target(b, at), param_count_[ii], T(0));
         }
         for (int t = 0; t < steps; ++t) {
           for (std::int64_t b = 0; b < n; ++b) {
@@ -992,19 +1128,11 @@ void Network::BackwardImpl(const T* params, const T* dlogits, Workspace<T>& ws, 
               SumColumns(dgates + b * g4, steps, g4, n * g4, ws.norm_c_.data());
               sq_norms[b] += 2.0 * SquaredSum(ws.norm_c_.data(), g4);
             }
+            // Kept for WeightedGradient: layer k's gates' gradient.
+            ws.saved_[ii].resize(static_cast<std::size_t>(l.num_layers * tn * g4));
+            std::copy_n(dgates, tn * g4, ws.saved_[ii].data() + k * tn * g4);
           } else if (per_example == nullptr) {
-            Product(Mat<T>(grad + atk, g4, in_k), dg_all.transpose(),
-                    CMat<T>(layer_in, tn, in_k));
-            Mat<T> g_hh(grad + atk + w_ih_size, g4, hid);
-            if (steps > 1) {
-              Product(g_hh, CMat<T>(dgates + n * g4, tn - n, g4).transpose(),
-                      CMat<T>(hs, tn - n, hid));
-            } else {
-              g_hh.setZero();
-            }
-            T* b_ih = grad + atk + w_ih_size + w_hh_size;
-            SumColumns(dgates, tn, g4, g4, b_ih);
-            std::copy_n(b_ih, g4, b_ih + g4);
+            LstmWeightGradient(dgates, layer_in, hs, steps, n, in_k, hid, grad + atk);
           } else {
             for (std::int64_t b = 0; b < n; ++b) {
               T* g = target(b, atk);
@@ -1062,6 +1190,9 @@ template void Network::SquaredGradientNorms<float>(const float*, const float*,
 template void Network::SquaredGradientNorms<double>(const double*, const double*,
                                                     Workspace<double>&, double*,
                                                     NormMethod) const;
+template void Network::WeightedGradient<float>(Workspace<float>&, const double*, float*) const;
+template void Network::WeightedGradient<double>(Workspace<double>&, const double*,
+                                                double*) const;
 
 // ---------------------------------------------------------------------------
 // Presets (../shared/MODELS.md).

@@ -172,10 +172,22 @@ class Network {
   // layer's ||g||^2 is (||x||^2 + 1) ||dy||^2; conv and LSTM weights by
   // `method`; an embedding's from the rows an example's tokens touch.
   // Memory: one example's layer gradient or two T x T Gram matrices.
+  // It also keeps each parametrised layer's output gradient (an LSTM's
+  // gates' gradient) in `ws`, for WeightedGradient.
   template <typename T>
   void SquaredGradientNorms(const T* params, std::type_identity_t<const T*> dlogits,
                             Workspace<T>& ws, double* sq_norms,
                             NormMethod method = NormMethod::kCheapest) const;
+
+  // After SquaredGradientNorms on the same forward pass: sum_i weights[i]
+  // g_i into `grad` (NumParameters() values, overwritten), layer by layer
+  // from the output gradients it kept, each example's scaled by its weight
+  // (a layer's output gradient is linear in the example's dlogits). No
+  // second backward pass through the network: the book-keeping of Bu et
+  // al. 2023, one weight-gradient product a layer.
+  template <typename T>
+  void WeightedGradient(Workspace<T>& ws, const double* weights,
+                        std::type_identity_t<T*> grad) const;
 
  private:
   Network() = default;
@@ -232,6 +244,10 @@ class Workspace {
   std::vector<T> norm_a_;     // SquaredGradientNorms: a layer gradient or Gram matrices
   std::vector<T> norm_b_;
   std::vector<T> norm_c_;     // SquaredGradientNorms: a bias gradient
+  // SquaredGradientNorms: per layer, the output gradient (LSTM: the gates'
+  // gradient of each of its layers) that WeightedGradient scales.
+  std::vector<std::vector<T>> saved_;
+  std::vector<T> scaled_;     // WeightedGradient: a saved gradient, scaled
   std::vector<bool> given_mask_;  // per layer: SetDropoutMask
 };
 

@@ -37,7 +37,6 @@ struct ThreadBuffers {
   std::vector<T> grad;
   std::vector<T> chunk_grad;
   std::vector<T> dlogits;
-  std::vector<T> weighted;  // ghost clipping: dlogits scaled per example
   std::vector<T> rest;      // ghost clipping: sum of (1 - f_i) g_i
   // A chunk's row addresses, for rows stored as float (the data set's) or
   // as double (a float64 batch).
@@ -316,7 +315,8 @@ class NetworkObjective final : public Objective {
 
   // GhostClippedSums in the batch's precision U; returns the loss. Chunks
   // of kChunkRows as Run (the same forward passes, so the same loss bits);
-  // a chunk's two or three backward passes reuse its forward pass.
+  // per chunk: one forward pass, one backward pass for the norms, and the
+  // weighted gradients from the output gradients it kept.
   template <typename U>
   double Ghost(const FlatVector& params, const BatchT<U>& batch, FactorsOf factors_of,
                FlatVector& clipped, FlatVector* rest, Eigen::VectorXd& factors) const {
@@ -333,20 +333,11 @@ class NetworkObjective final : public Objective {
     Eigen::VectorXd sq, f;
     double loss = 0.0;
     std::vector<const U*>& ptrs = tb.template rows<U>();
-    // dest += the gradient of the last forward pass for dlogits row i
-    // scaled by weight(i).
-    const auto weighted_backward = [&](std::int64_t m, const auto& weight,
-                                       std::vector<U>& dest) {
-      tb.weighted.resize(static_cast<std::size_t>(m * c));
-      for (std::int64_t i = 0; i < m; ++i) {
-        const U w = static_cast<U>(weight(i));
-        for (Index k = 0; k < c; ++k) {
-          tb.weighted[static_cast<std::size_t>(i * c + k)] =
-              tb.dlogits[static_cast<std::size_t>(i * c + k)] * w;
-        }
-      }
+    // dest += sum_i weight_i g_i over the chunk's examples.
+    std::vector<double> weight;
+    const auto add_weighted = [&](std::vector<U>& dest) {
       tb.chunk_grad.resize(size);
-      net_->Backward(p, tb.weighted.data(), tb.ws, tb.chunk_grad.data(), nullptr);
+      net_->WeightedGradient(tb.ws, weight.data(), tb.chunk_grad.data());
       for (std::size_t k = 0; k < size; ++k) dest[k] += tb.chunk_grad[k];
     };
     for (std::int64_t begin = 0; begin < n; begin += kChunkRows) {
@@ -365,9 +356,11 @@ class NetworkObjective final : public Objective {
       factors_of(sq, f);
       FEDSIM_CHECK(f.size() == m) << f.size() << " factors for " << m << " examples";
       factors.segment(begin, m) = f;
-      weighted_backward(m, [&](std::int64_t i) { return f[i]; }, tb.grad);
+      weight.assign(f.data(), f.data() + m);
+      add_weighted(tb.grad);
       if (rest != nullptr) {
-        weighted_backward(m, [&](std::int64_t i) { return 1.0 - f[i]; }, tb.rest);
+        for (std::int64_t i = 0; i < m; ++i) weight[static_cast<std::size_t>(i)] = 1.0 - f[i];
+        add_weighted(tb.rest);
       }
     }
     clipped.resize(num_params);

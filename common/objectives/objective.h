@@ -129,8 +129,9 @@ class Objective {
   // (nn::Network::SquaredGradientNorms), lets `factors_of` turn a chunk of
   // them into clip factors f_i (element by element), and writes
   // clipped = sum_i f_i g_i and, if `rest` is not null, rest = sum_i (1 -
-  // f_i) g_i (DiceSGD's residual), each by one more backward pass with
-  // dlogits scaled by f_i (1 - f_i); `factors` gets every f_i and `loss`
+  // f_i) g_i (DiceSGD's residual), each from the layers' output gradients
+  // that pass kept, scaled per example (nn::Network::WeightedGradient; no
+  // second backward pass); `factors` gets every f_i and `loss`
   // what Evaluate(params, batch, nullptr) returns, bit for bit. Returns
   // true; models without this path (the linear ones, whose gradients are
   // outer products: OuterProductFactors) return false and write nothing.
