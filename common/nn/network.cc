@@ -209,6 +209,40 @@ double OuterSumSquaredNorm(const GM& g, const AM& a, NormMethod method, std::vec
   return SquaredSum(s1.data(), p * k);
 }
 
+// One row of max-pooling outputs: out[ow] = the maximum of the k x k
+// window at input row `row0`, column ow * stride, and at[ow] its index in
+// the plane (w_in columns). PyTorch's rule: the first maximum in row-major
+// window order wins, a NaN wins over every number (`take`: v > best, or v
+// is NaN while best is not). The window's elements are the outer loop and
+// the row's outputs the inner one, independent lanes that the compiler
+// vectorises (kStride 2, the presets' pooling: a constant stride it
+// de-interleaves) or the CPU overlaps; each output's comparisons still run
+// in window order, and a maximum is exact, so the result is the same bits
+// either way. kStride 0: the stride `st` at run time.
+template <int kStride, typename T>
+void MaxPoolRow(const T* src, int w_in, int row0, int k, int st, int n_out, T* out,
+                std::int32_t* at) {
+  const int stride = kStride > 0 ? kStride : st;
+  const std::int32_t first = row0 * w_in;
+  for (int ow = 0; ow < n_out; ++ow) {
+    out[ow] = src[first + ow * stride];
+    at[ow] = first + ow * stride;
+  }
+  for (int kh = 0; kh < k; ++kh) {
+    for (int kw = kh == 0 ? 1 : 0; kw < k; ++kw) {
+      const std::int32_t base = (row0 + kh) * w_in + kw;
+      const T* r = src + base;
+      for (int ow = 0; ow < n_out; ++ow) {
+        const T v = r[ow * stride];
+        const T b = out[ow];
+        const bool take = !(v <= b) & (b == b);
+        out[ow] = take ? v : b;
+        at[ow] = take ? base + ow * stride : at[ow];
+      }
+    }
+  }
+}
+
 // The summed weight gradients of the parametrised layers, from the
 // gradient of their outputs (Backward's summed mode, and WeightedGradient
 // from output gradients scaled per example).
@@ -592,24 +626,11 @@ void Network::Forward(const T* params, const Src* const* rows, std::int64_t n,
         for (std::int64_t plane = 0; plane < s.c * n; ++plane) {
           const T* src = x + plane * hw_in;
           for (int oh = 0; oh < o.h; ++oh) {
-            for (int ow = 0; ow < o.w; ++ow) {
-              // PyTorch's rule: the first maximum in row-major window order
-              // wins; a NaN wins over every number. Branch-free: `take`
-              // is v > best, or v is NaN while best is not.
-              std::int32_t at = (oh * st) * s.w + ow * st;
-              T best = src[at];
-              for (int kh = 0; kh < k; ++kh) {
-                const std::int32_t base = (oh * st + kh) * s.w + ow * st;
-                for (int kw = kh == 0 ? 1 : 0; kw < k; ++kw) {
-                  const T v = src[base + kw];
-                  const bool take = !(v <= best) & (best == best);
-                  best = Select(take, v, best);
-                  at = Select(take, base + kw, at);
-                }
-              }
-              const std::int64_t j = plane * hw_out + std::int64_t{oh} * o.w + ow;
-              y[j] = best;
-              arg[static_cast<std::size_t>(j)] = at;
+            const std::int64_t j0 = plane * hw_out + std::int64_t{oh} * o.w;
+            if (st == 2) {
+              MaxPoolRow<2>(src, s.w, oh * st, k, st, o.w, y + j0, arg.data() + j0);
+            } else {
+              MaxPoolRow<0>(src, s.w, oh * st, k, st, o.w, y + j0, arg.data() + j0);
             }
           }
         }

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -403,6 +404,61 @@ TEST(NetworkGradientTest, Float32AgreesWithFloat64) {
   const double l32 = f32->Evaluate(params, batch, &g32);
   EXPECT_NEAR(l32, l64, 1e-5 * l64);
   EXPECT_LT((g32 - g64).norm(), 1e-4 * g64.norm());
+}
+
+// Max-pooling follows PyTorch's rule on both of its paths (stride 2, the
+// presets', and any other stride): the first maximum in row-major window
+// order wins a tie, and a NaN wins over every number. The input is two
+// channels through a 1x1 convolution with weights (1, 1): a tie of the
+// summed values between positions whose channels differ shows which one won
+// in the convolution's weight gradient.
+template <typename T>
+void ExpectPyTorchsMaxPoolRule() {
+  const T nan = std::numeric_limits<T>::quiet_NaN();
+  for (const int stride : {2, 1}) {
+    SCOPED_TRACE(testing::Message() << "stride " << stride);
+    // 2 x 2 x 4 input; the window at columns 0-1 of rows 0-1 holds a tie
+    // of 3 between (row 0, col 1) = (1, 2) and (row 1, col 0) = (2, 1).
+    NetworkSpec spec{{Shape::Kind::kImage, 2, 2, 4},
+                     {L(LayerKind::kConv2d, 1, 1), L(LayerKind::kMaxPool2d, 0, 2, stride),
+                      L(LayerKind::kFlatten), L(LayerKind::kLinear, 2)}};
+    absl::StatusOr<Network> made = Network::Create(spec);
+    ASSERT_TRUE(made.ok()) << made.status();
+    const Network& net = *made;
+    const int outs = stride == 2 ? 2 : 3;  // pooled columns
+    // conv: w = (1, 1), b = 0; linear: logit 0 = the first pooled value,
+    // logit 1 = the last.
+    std::vector<T> params(static_cast<std::size_t>(net.NumParameters()), T(0));
+    params[0] = params[1] = T(1);
+    params[3] = T(1);
+    params[3 + 2 * outs - 1] = T(1);
+    // Channel 0, then channel 1, each 2 rows of 4.
+    // Summed: row 0 (0, 3, 0, 1), row 1 (3, 0, 0, 6).
+    std::vector<T> x = {0, 1, 0, 0,  2, 0, 0, 5,    // channel 0
+                             0, 2, 0, 1,  1, 0, 0, 1};   // channel 1
+    const T* rows[] = {x.data()};
+    nn::Workspace<T> ws;
+    net.Forward(params.data(), rows, 1, ws, nullptr);
+    EXPECT_EQ(ws.logits()[0], T(3));
+    EXPECT_EQ(ws.logits()[1], T(6));
+    // d loss / d logit 0 = 1: the gradient reaches the winner of the first
+    // window only; conv weight gradient = that position's channels.
+    const T dlogits[] = {1, 0};
+    std::vector<T> grad(params.size());
+    net.Backward(params.data(), dlogits, ws, grad.data(), nullptr);
+    EXPECT_EQ(grad[0], T(1)) << "the tie went to (row 0, col 1), first in window order";
+    EXPECT_EQ(grad[1], T(2));
+    // A NaN after a larger value in the first window wins: row 0 (5, NaN, ...).
+    x[0] = T(5);
+    x[1] = nan;
+    net.Forward(params.data(), rows, 1, ws, nullptr);
+    EXPECT_TRUE(std::isnan(ws.logits()[0])) << ws.logits()[0];
+  }
+}
+
+TEST(NetworkPoolTest, MaxPoolTakesTheFirstMaximumAndNaNs) {
+  ExpectPyTorchsMaxPoolRule<double>();
+  ExpectPyTorchsMaxPoolRule<float>();
 }
 
 TEST(NetworkInitTest, LawsOfTheDrawnWeights) {
