@@ -285,6 +285,24 @@ class NetworkObjective final : public Objective {
     }
   }
 
+  // The forward pass of rows [begin, begin + m) of `batch` (no Dropout)
+  // into tb.ws, and tb.dlogits = each row's gradient of its own
+  // cross-entropy (softmax - onehot); returns their summed loss.
+  template <typename U>
+  double ForwardChunk(const U* p, const BatchT<U>& batch, std::int64_t begin, std::int64_t m,
+                      ThreadBuffers<U>& tb) const {
+    std::vector<const U*>& ptrs = tb.template rows<U>();
+    ptrs.resize(static_cast<std::size_t>(m));
+    for (std::int64_t i = 0; i < m; ++i) {
+      ptrs[static_cast<std::size_t>(i)] = batch.x.row(begin + i).data();
+    }
+    net_->Forward(p, ptrs.data(), m, tb.ws, nullptr);
+    const Index c = net_->NumOutputs();
+    tb.dlogits.resize(static_cast<std::size_t>(m * c));
+    return CrossEntropy(tb.ws.logits(), m, c, [&](std::int64_t i) { return batch.y[begin + i]; },
+                        1.0, tb.dlogits.data(), nullptr);
+  }
+
   // Per-example gradients of the per-example loss (no L2 term), in the
   // batch's precision U; the network computes in U too.
   template <typename U>
@@ -294,21 +312,12 @@ class NetworkObjective final : public Objective {
     ThreadBuffers<U>& tb = Buffers<U>();
     const U* p = ConvertParams<U>(params, tb);
     const std::int64_t n = batch.size();
-    const Index c = net_->NumOutputs();
     gradients.resize(n, NumParameters());
-    std::vector<const U*>& ptrs = tb.template rows<U>();
     // In chunks of kChunkRows, as Run: a row's gradient is its own, so the
     // chunking changes no value, only the size of the buffers.
     for (std::int64_t begin = 0; begin < n; begin += kChunkRows) {
       const std::int64_t m = std::min(kChunkRows, n - begin);
-      ptrs.resize(static_cast<std::size_t>(m));
-      for (std::int64_t i = 0; i < m; ++i) {
-        ptrs[static_cast<std::size_t>(i)] = batch.x.row(begin + i).data();
-      }
-      net_->Forward(p, ptrs.data(), m, tb.ws, nullptr);
-      tb.dlogits.resize(static_cast<std::size_t>(m * c));
-      CrossEntropy(tb.ws.logits(), m, c, [&](std::int64_t i) { return batch.y[begin + i]; }, 1.0,
-                   tb.dlogits.data(), nullptr);
+      ForwardChunk(p, batch, begin, m, tb);
       net_->Backward(p, tb.dlogits.data(), tb.ws, nullptr, &gradients, begin);
     }
   }
@@ -325,14 +334,12 @@ class NetworkObjective final : public Objective {
     const U* p = ConvertParams<U>(params, tb);
     const std::int64_t n = batch.size();
     const std::int64_t num_params = NumParameters();
-    const Index c = net_->NumOutputs();
     const auto size = static_cast<std::size_t>(num_params);
     factors.resize(n);
     tb.grad.assign(size, U(0));
     if (rest != nullptr) tb.rest.assign(size, U(0));
     Eigen::VectorXd sq, f;
     double loss = 0.0;
-    std::vector<const U*>& ptrs = tb.template rows<U>();
     // dest += sum_i weight_i g_i over the chunk's examples.
     std::vector<double> weight;
     const auto add_weighted = [&](std::vector<U>& dest) {
@@ -342,15 +349,7 @@ class NetworkObjective final : public Objective {
     };
     for (std::int64_t begin = 0; begin < n; begin += kChunkRows) {
       const std::int64_t m = std::min(kChunkRows, n - begin);
-      ptrs.resize(static_cast<std::size_t>(m));
-      for (std::int64_t i = 0; i < m; ++i) {
-        ptrs[static_cast<std::size_t>(i)] = batch.x.row(begin + i).data();
-      }
-      net_->Forward(p, ptrs.data(), m, tb.ws, nullptr);
-      tb.dlogits.resize(static_cast<std::size_t>(m * c));
-      loss += CrossEntropy(tb.ws.logits(), m, c,
-                           [&](std::int64_t i) { return batch.y[begin + i]; }, 1.0,
-                           tb.dlogits.data(), nullptr);
+      loss += ForwardChunk(p, batch, begin, m, tb);
       sq.resize(m);
       net_->SquaredGradientNorms(p, tb.dlogits.data(), tb.ws, sq.data());
       factors_of(sq, f);
