@@ -541,6 +541,37 @@ class GroupTest(unittest.TestCase):
         report.label_groups([report.Group([r]) for r in runs], [], hide=("seed",))
         self.assertEqual([r.label for r in runs], ["lr=0.1"] * 3 + ["lr=0.2"])
 
+    def test_facet_panels_draw_a_setting_in_the_same_colour(self):
+        # Two panels (seed 1, seed 2) whose runs come in opposite orders:
+        # each draws lr=0.1 before lr=0.2, so a setting has one colour.
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        extra = os.path.join(self.tmp, "local.lr=0.2,seed=2")
+        write_run(extra, {"seed": 2, "local": {"lr": 0.2}, "runtime": {"threads": 1}},
+                  [(r, float(r), 0.1 * r, 1.0, "h") for r in range(5)])
+        dirs = [extra, self.dirs[1], self.dirs[0], self.single]
+        runs = [report.load_run(d) for d in dirs]
+        report.assign_labels(runs)
+        report.label_groups([report.Group([r]) for r in runs], [], hide=("seed",))
+        args = report.parse_args([*dirs, "--facet", "seed", "--size", "600x300"])
+        figures = []
+        close = plt.close
+        plt.close = lambda fig=None: figures.append(fig) if hasattr(fig, "axes") else close(fig)
+        try:
+            report.plot(plt, runs, "test_accuracy", "round", args,
+                        os.path.join(self.tmp, "colours.png"))
+        finally:
+            plt.close = close
+        panels = figures[0].axes
+        self.assertEqual([a.get_title() for a in panels], ["seed=2", "seed=1"])
+        for ax in panels:
+            self.assertEqual([line.get_label() for line in ax.get_lines()], ["lr=0.1", "lr=0.2"])
+        colour = [[line.get_color() for line in ax.get_lines()] for ax in panels]
+        self.assertEqual(colour[0], colour[1])
+        close(figures[0])
+        shutil.rmtree(extra)
+
     def test_tail_and_derive(self):
         import numpy as np
         out = os.path.join(self.tmp, "tail")

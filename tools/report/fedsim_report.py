@@ -1040,9 +1040,14 @@ def plot(plt, runs, metric, axis, args, path, groups=None):
         for r in runs:
             if facet_value(r, args.facet) not in values:
                 values.append(facet_value(r, args.facet))
-        panels = [(v, [r for r in runs if facet_value(r, args.facet) == v],
+        # Each panel's curves in the order of their labels: panels with the
+        # same settings draw them in the same colours, whatever order the
+        # run directories came in.
+        panels = [(v, sorted((r for r in runs if facet_value(r, args.facet) == v),
+                             key=lambda r: r.label),
                    None if groups is None else
-                   [g for g in groups if facet_value(g.runs[0], args.facet) == v])
+                   sorted((g for g in groups if facet_value(g.runs[0], args.facet) == v),
+                          key=lambda g: g.label))
                   for v in values]
     fig, axes = plt.subplots(1, len(panels), figsize=(width / args.dpi, height / args.dpi),
                              dpi=args.dpi, sharey=True, squeeze=False)
